@@ -1,0 +1,73 @@
+"""What every workflow script shares: logging to the rule's log file, progress lines, clean failure.
+
+Scripts call :func:`run` with their ``main``; a :class:`LymannetError` (bad input, bad config)
+becomes one line on stderr and in the log, and a non-zero exit, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import LymannetError
+
+log = logging.getLogger("lymannet")
+
+
+def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> None:
+    """Log to stderr and, when given, to the rule's log file (appending)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="a"))
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+
+
+def run(main: Callable[..., Any], log_path: str | Path | None = None, **kwargs: Any) -> Any:
+    """Call ``main(**kwargs)`` with logging set up; bad input exits 1 with a one-line message."""
+    setup_logging(log_path)
+    try:
+        return main(**kwargs)
+    except LymannetError as error:
+        log.error("%s", error)
+        print(f"lymannet: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+class Progress:
+    """Periodic progress lines with rate and ETA, for loops over many items.
+
+    >>> progress = Progress(total=n_spectra, what="spectra")
+    >>> progress.update(len(chunk))   # logs at most every `every_seconds`
+    >>> progress.done()
+    """
+
+    def __init__(self, total: int, what: str = "items", every_seconds: float = 10.0, logger: logging.Logger = log):
+        self.total, self.what, self.every, self.logger = total, what, every_seconds, logger
+        self.count = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self.logger.info("%s", self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.perf_counter()) - self.start, 1e-9)
+        rate = self.count / elapsed
+        remaining = (self.total - self.count) / rate if rate > 0 else float("inf")
+        return (f"{self.count}/{self.total} {self.what} ({100 * self.count / max(self.total, 1):.0f}%), "
+                f"{rate:,.0f} {self.what}/s, elapsed {elapsed:.0f}s, ETA {remaining:.0f}s")
+
+    def done(self) -> float:
+        """Log the final rate; return it (items per second)."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.logger.info("done: %d %s in %.1fs (%,.0f %s/s)".replace("%,", "%"), self.count, self.what,
+                         elapsed, self.count / elapsed, self.what)
+        return self.count / elapsed
