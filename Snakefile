@@ -1,0 +1,24 @@
+# lymannet: from DESI-format FITS spectra to purity/efficiency plots.
+#
+#   snakemake --cores 2                      # local run of config/config.yaml (the demo)
+#   snakemake --profile profiles/slurm       # on a SLURM cluster
+#   snakemake --report results/report.html   # the HTML report
+#
+# One rule file per stage; configuration reaches rules only through `params:`.
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/templates.smk"
+include: "workflow/rules/augment.smk"
+include: "workflow/rules/combine.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/score.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

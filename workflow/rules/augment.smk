@@ -1,0 +1,27 @@
+def variant_source(wildcards):
+    spec = config["variants"][VARIANT_NAMES[wildcards.variant]]
+    dataset, is_resampled = variant_source_dataset(spec["source"])
+    folder = "resampled" if is_resampled else "pool"
+    return f"results/{folder}/{dataset}.fits"
+
+
+rule augment:
+    input:
+        source=variant_source,
+    output:
+        "results/variants/{variant}.fits",
+    params:
+        spec=lambda w: config["variants"][VARIANT_NAMES[w.variant]],
+        name=lambda w: VARIANT_NAMES[w.variant],
+        seed=config["seed"],
+    log:
+        "logs/augment/{variant}.log",
+    benchmark:
+        "benchmarks/augment/{variant}.tsv"
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    conda:
+        ENV
+    script:
+        "../scripts/augment.py"

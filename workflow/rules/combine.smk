@@ -1,0 +1,53 @@
+def combo_members(wildcards):
+    members = config["combos"][wildcards.combo]["members"]
+    return {slugify(name): f"results/variants/{slugify(name)}.fits" for name in members}
+
+
+rule combine:
+    input:
+        unpack(combo_members),
+    output:
+        train="results/combos/{combo}/train.fits",
+        val="results/combos/{combo}/val.fits",
+        summary_csv=report(
+            "results/combos/{combo}/summary.csv",
+            caption="../report/combo_summary.rst",
+            category="2. Training sets",
+            subcategory="{combo}",
+        ),
+        summary_png=report(
+            "results/combos/{combo}/summary.png",
+            caption="../report/combo_summary.rst",
+            category="2. Training sets",
+            subcategory="{combo}",
+        ),
+    params:
+        spec=lambda w: config["combos"][w.combo],
+        names=lambda w: {slugify(n): n for n in config["combos"][w.combo]["members"]},
+        seed=config["seed"],
+    log:
+        "logs/combine/{combo}.log",
+    benchmark:
+        "benchmarks/combine/{combo}.tsv"
+    resources:
+        runtime=30,
+        mem_mb=8000,
+    conda:
+        ENV
+    script:
+        "../scripts/combine.py"
+
+
+rule check_leakage:
+    input:
+        train=expand("results/combos/{combo}/train.fits", combo=used_combos(config)),
+        val=expand("results/combos/{combo}/val.fits", combo=used_combos(config)),
+        testsets=expand("results/testsets/{testset}.fits", testset=TESTSETS),
+    output:
+        "results/checks/leakage.json",
+    log:
+        "logs/check_leakage.log",
+    conda:
+        ENV
+    script:
+        "../scripts/check_leakage.py"

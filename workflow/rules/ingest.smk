@@ -1,0 +1,69 @@
+def ingest_inputs(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    if "simulate" in spec:
+        folder = f"results/simulated/{wildcards.dataset}"
+        return {"coadds": [f"{folder}/coadd.fits"], "truth": f"{folder}/truth.fits"}
+    inputs = {"coadds": spec["files"]["coadds"]}
+    if "truth" in spec["files"]:
+        inputs["truth"] = spec["files"]["truth"]
+    return inputs
+
+
+rule ingest:
+    input:
+        unpack(ingest_inputs),
+    output:
+        "results/ingested/{dataset}.fits",
+    params:
+        grid=config["grid"],
+        options=config["ingest"],
+    log:
+        "logs/ingest/{dataset}.log",
+    benchmark:
+        "benchmarks/ingest/{dataset}.tsv"
+    threads: 1
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    conda:
+        ENV
+    script:
+        "../scripts/ingest.py"
+
+
+rule holdout:
+    input:
+        "results/ingested/{dataset}.fits",
+    output:
+        pool="results/pool/{dataset}.fits",
+        holdout="results/holdout/{dataset}.fits",
+    params:
+        spec=lambda w: config["holdout"].get(w.dataset, {"fraction": 0.0}),
+        seed=config["seed"],
+    log:
+        "logs/holdout/{dataset}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/holdout.py"
+
+
+def testset_holdouts(wildcards):
+    members = config["testsets"][wildcards.testset]["members"]
+    return {m["dataset"]: f"results/holdout/{m['dataset']}.fits" for m in members}
+
+
+rule testset:
+    input:
+        unpack(testset_holdouts),
+    output:
+        "results/testsets/{testset}.fits",
+    params:
+        members=lambda w: config["testsets"][w.testset]["members"],
+        seed=config["seed"],
+    log:
+        "logs/testset/{testset}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/testset.py"

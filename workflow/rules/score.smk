@@ -1,0 +1,48 @@
+rule score:
+    input:
+        prediction="results/predictions/{model}/{combo}/{testset}.fits",
+    output:
+        score_json="results/scores/{model}/{combo}/{testset}.json",
+        curve_csv="results/scores/{model}/{combo}/{testset}_curve.csv",
+        figure=report(
+            "results/scores/{model}/{combo}/{testset}.png",
+            caption="../report/score.rst",
+            category="4. Scores",
+            subcategory="{testset}",
+        ),
+    params:
+        options=config["score"],
+    log:
+        "logs/score/{model}/{combo}/{testset}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/score.py"
+
+
+rule compare:
+    input:
+        scores=[f"results/scores/{m}/{c}/{t}.json" for m, c in RUNS for t in TESTSETS],
+        curves=[f"results/scores/{m}/{c}/{t}_curve.csv" for m, c in RUNS for t in TESTSETS],
+        models=[f"results/models/{m}/{c}/model.pt" for m, c in RUNS],
+    output:
+        summary_csv="results/summary.csv",
+        summary_md=report(
+            "results/summary.md",
+            caption="../report/summary.rst",
+            category="5. Comparison",
+        ),
+        figures=report(
+            expand("results/plots/compare_{testset}.png", testset=TESTSETS),
+            caption="../report/compare.rst",
+            category="5. Comparison",
+        ),
+    params:
+        runs=RUNS,
+        testsets=TESTSETS,
+    log:
+        "logs/compare.log",
+    conda:
+        ENV
+    script:
+        "../scripts/compare.py"
