@@ -234,18 +234,24 @@ class SpectraWriter:
         self._truth_chunks.append(truth)
         self._rows_written += n_new
 
+    def _finish(self) -> None:
+        if self._rows_written != self.n_rows:
+            raise ValueError(f"{self.path}: {self._rows_written} rows written, {self.n_rows} declared")
+        truth = complete_truth(pd.concat(self._truth_chunks, ignore_index=True)
+                               if self._truth_chunks else pd.DataFrame())
+        self._fits.write(truth_to_records(truth), extname="TRUTH")
+        record = np.array([json.dumps(self.provenance, sort_keys=True, default=str)])
+        self._fits.write({"JSON": record}, extname="PROVENANCE")
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
             if exc_type is None:
-                if self._rows_written != self.n_rows:
-                    raise ValueError(f"{self.path}: {self._rows_written} rows written, {self.n_rows} declared")
-                truth = complete_truth(pd.concat(self._truth_chunks, ignore_index=True)
-                                       if self._truth_chunks else pd.DataFrame())
-                self._fits.write(truth_to_records(truth), extname="TRUTH")
-                record = np.array([json.dumps(self.provenance, sort_keys=True, default=str)])
-                self._fits.write({"JSON": record}, extname="PROVENANCE")
-        finally:
+                self._finish()
+        except BaseException as error:
             self._fits.close()
+            self._context.__exit__(type(error), error, error.__traceback__)  # removes the temp file
+            raise
+        self._fits.close()
         return bool(self._context.__exit__(exc_type, exc, tb))
 
 

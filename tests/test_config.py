@@ -1,0 +1,100 @@
+"""Configuration: schema validation with defaults, cross-reference errors, slugs, seeds."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from lymannet.config import check_config, job_seed, load_config, slugify, used_variants
+from lymannet.errors import ConfigError
+
+from conftest import REPO
+
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture()
+def raw_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_demo_config_validates_and_gets_defaults():
+    config = load_config(REPO / "config" / "config.yaml")
+    assert config["models"]["classic"]["train"]["schedule"] == "plateau"  # default from the schema
+    assert config["ingest"]["missing_truth"] == "error"
+    assert config["score"]["dz_max"] == 0.05
+    assert config["models"]["hyp_snr"]["snr_channel"] is True
+
+
+def test_thesis_subdatasets_and_combos_are_defined(raw_config):
+    for name in ["offset of 5/4", "offset of 3/4", "normal dataset with fake_noise", "tmg with fake_noise",
+                 "offset of 5/4 boosted", "offset of 4.3/4 with 0.1 noise", "120min simu", "QSO >=1.8",
+                 "ELG in [0.05,0.2]", "1/2 120min simu", "30min simu", "1/3 30min simu", "1/4 QSO >=1.8"]:
+        assert name in raw_config["variants"], name
+    for combo in ["data_to_train_1", "data_to_train_2", "data_to_train_7", "data_to_train_10", "data_to_train_13"]:
+        assert combo in raw_config["combos"]
+
+
+def test_schema_rejects_bad_values(raw_config):
+    bad = copy.deepcopy(raw_config)
+    bad["models"]["classic"]["conv"]["padding"] = "circular"
+    with pytest.raises(Exception, match="circular"):
+        validate(bad, SCHEMA)
+    bad = copy.deepcopy(raw_config)
+    bad["variants"]["offset of 5/4"]["ops"].append({"rotate": {"angle": 3}})
+    with pytest.raises(Exception):
+        validate(bad, SCHEMA)
+
+
+def test_unknown_variant_in_combo_names_combo_variant_and_valid_names(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["combos"]["data_to_train_1"]["members"].append("offset of 9/4")
+    validate(config, SCHEMA)
+    with pytest.raises(ConfigError) as error:
+        check_config(config)
+    message = str(error.value)
+    assert "data_to_train_1" in message and "offset of 9/4" in message and "offset of 5/4" in message
+
+
+def test_unknown_dataset_model_and_combo_are_reported(raw_config):
+    for mutate, expected in [
+        (lambda c: c["testsets"]["test_z3"]["members"].append({"dataset": "nowhere"}), "nowhere"),
+        (lambda c: c["runs"].append({"model": "resnet", "combo": "initial"}), "resnet"),
+        (lambda c: c["runs"].append({"model": "classic", "combo": "data_to_train_99"}), "data_to_train_99"),
+        (lambda c: c["variants"]["tmg"].update(source="resampled:survey"), "resampled dataset"),
+    ]:
+        config = copy.deepcopy(raw_config)
+        mutate(config)
+        validate(config, SCHEMA)
+        with pytest.raises(ConfigError, match=expected):
+            check_config(config)
+
+
+def test_slug_collisions_are_rejected(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["variants"]["offset of 5_4"] = config["variants"]["offset of 5/4"]
+    with pytest.raises(ConfigError, match="slug"):
+        check_config(config)
+
+
+def test_slugs_are_file_name_safe():
+    assert slugify("offset of 5/4") == "offset-of-5_4"
+    assert slugify("ELG in [0.05,0.2]") == "elg-in-0.05-0.2"
+    assert slugify("QSO >=1.8") == "qso-ge1.8"
+    assert all(c.isalnum() or c in "-_." for c in slugify("1/2 120min simu"))
+
+
+def test_job_seed_is_stable_and_distinct():
+    assert job_seed(1, "a", "b") == job_seed(1, "a", "b")
+    assert job_seed(1, "a", "b") != job_seed(2, "a", "b") != job_seed(1, "ab")
+    assert 0 <= job_seed(7, "x") < 2**63
+
+
+def test_only_variants_of_used_combos_are_built(raw_config):
+    config = load_config(REPO / "config" / "config.yaml")
+    names = used_variants(config)
+    assert "normal dataset" in names and "offset of 5/4" in names
+    assert "offset of 2/4" not in names  # defined (appendix C) but in no run's combo
