@@ -10,18 +10,18 @@ rule augment:
         source=variant_source,
     output:
         "results/variants/{variant}.fits",
-    params:
-        spec=lambda w: config["variants"][VARIANT_NAMES[w.variant]],
-        name=lambda w: VARIANT_NAMES[w.variant],
-        seed=config["seed"],
     log:
         "logs/augment/{variant}.log",
     benchmark:
         "benchmarks/augment/{variant}.tsv"
+    conda:
+        ENV_DATA
     resources:
         runtime=30,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        spec=lambda w: config["variants"][VARIANT_NAMES[w.variant]],
+        name=lambda w: VARIANT_NAMES[w.variant],
+        seed=config["seed"],
     script:
         "../scripts/augment.py"

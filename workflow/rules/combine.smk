@@ -21,19 +21,19 @@ rule combine:
             category="2. Training sets",
             subcategory="{combo}",
         ),
-    params:
-        spec=lambda w: config["combos"][w.combo],
-        names=lambda w: {slugify(n): n for n in config["combos"][w.combo]["members"]},
-        seed=config["seed"],
     log:
         "logs/combine/{combo}.log",
     benchmark:
         "benchmarks/combine/{combo}.tsv"
+    conda:
+        ENV_DATA
     resources:
         runtime=30,
         mem_mb=8000,
-    conda:
-        ENV
+    params:
+        spec=lambda w: config["combos"][w.combo],
+        names=lambda w: {slugify(n): n for n in config["combos"][w.combo]["members"]},
+        seed=config["seed"],
     script:
         "../scripts/combine.py"
 
@@ -48,6 +48,6 @@ rule check_leakage:
     log:
         "logs/check_leakage.log",
     conda:
-        ENV
+        ENV_DATA
     script:
         "../scripts/check_leakage.py"

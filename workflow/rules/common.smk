@@ -25,7 +25,9 @@ configfile: "config/config.yaml"
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
-ENV = "../../envs/lymannet.yaml"
+ENV_DATA = "../../envs/data.yaml"
+ENV_TRAIN = "../../envs/train.yaml"
+ENV_SCORE = "../../envs/score.yaml"
 NAME = r"[A-Za-z0-9_.\-]+"
 
 
@@ -53,8 +55,16 @@ def all_outputs():
         "results/checks/leakage.json",
     ]
     outputs += [f"results/plots/compare_{test}.png" for test in TESTSETS]
-    outputs += [f"results/plots/simulated_examples_{ds}.png" for ds in config["datasets"] if simulated(ds)]
-    outputs += [f"results/plots/resampled_z_{ds}.png" for ds in config["resample_templates"]]
+    outputs += [
+        f"results/plots/simulated_examples_{ds}.png"
+        for ds in config["datasets"]
+        if simulated(ds)
+    ]
+    outputs += [
+        f"results/plots/resampled_z_{ds}.png" for ds in config["resample_templates"]
+    ]
     outputs += [f"results/combos/{combo}/summary.png" for combo in used_combos(config)]
-    outputs += [f"results/models/{model}/{combo}/learning_curve.png" for model, combo in RUNS]
+    outputs += [
+        f"results/models/{model}/{combo}/learning_curve.png" for model, combo in RUNS
+    ]
     return outputs

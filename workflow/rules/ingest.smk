@@ -14,19 +14,19 @@ rule ingest:
         unpack(ingest_inputs),
     output:
         "results/ingested/{dataset}.fits",
-    params:
-        grid=config["grid"],
-        options=config["ingest"],
     log:
         "logs/ingest/{dataset}.log",
     benchmark:
         "benchmarks/ingest/{dataset}.tsv"
+    conda:
+        ENV_DATA
     threads: 1
     resources:
         runtime=30,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        grid=config["grid"],
+        options=config["ingest"],
     script:
         "../scripts/ingest.py"
 
@@ -37,13 +37,13 @@ rule holdout:
     output:
         pool="results/pool/{dataset}.fits",
         holdout="results/holdout/{dataset}.fits",
-    params:
-        spec=lambda w: config["holdout"].get(w.dataset, {"fraction": 0.0}),
-        seed=config["seed"],
     log:
         "logs/holdout/{dataset}.log",
     conda:
-        ENV
+        ENV_DATA
+    params:
+        spec=lambda w: config["holdout"].get(w.dataset, {"fraction": 0.0}),
+        seed=config["seed"],
     script:
         "../scripts/holdout.py"
 
@@ -58,12 +58,12 @@ rule testset:
         unpack(testset_holdouts),
     output:
         "results/testsets/{testset}.fits",
-    params:
-        members=lambda w: config["testsets"][w.testset]["members"],
-        seed=config["seed"],
     log:
         "logs/testset/{testset}.log",
     conda:
-        ENV
+        ENV_DATA
+    params:
+        members=lambda w: config["testsets"][w.testset]["members"],
+        seed=config["seed"],
     script:
         "../scripts/testset.py"

@@ -4,17 +4,17 @@ rule predict:
         testset="results/testsets/{testset}.fits",
     output:
         "results/predictions/{model}/{combo}/{testset}.fits",
-    params:
-        options=lambda w: {**config["predict"], **config["score"]},
     log:
         "logs/predict/{model}/{combo}/{testset}.log",
     benchmark:
         "benchmarks/predict/{model}/{combo}/{testset}.tsv"
+    conda:
+        ENV_TRAIN
     threads: 2
     resources:
         runtime=30,
         mem_mb=8000,
-    conda:
-        ENV
+    params:
+        options=lambda w: {**config["predict"], **config["score"]},
     script:
         "../scripts/predict.py"

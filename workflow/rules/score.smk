@@ -10,12 +10,12 @@ rule score:
             category="4. Scores",
             subcategory="{testset}",
         ),
-    params:
-        options=config["score"],
     log:
         "logs/score/{model}/{combo}/{testset}.log",
     conda:
-        ENV
+        ENV_SCORE
+    params:
+        options=config["score"],
     script:
         "../scripts/score.py"
 
@@ -23,7 +23,9 @@ rule score:
 rule compare:
     input:
         scores=[f"results/scores/{m}/{c}/{t}.json" for m, c in RUNS for t in TESTSETS],
-        curves=[f"results/scores/{m}/{c}/{t}_curve.csv" for m, c in RUNS for t in TESTSETS],
+        curves=[
+            f"results/scores/{m}/{c}/{t}_curve.csv" for m, c in RUNS for t in TESTSETS
+        ],
         models=[f"results/models/{m}/{c}/model.pt" for m, c in RUNS],
     output:
         summary_csv="results/summary.csv",
@@ -37,12 +39,12 @@ rule compare:
             caption="../report/compare.rst",
             category="5. Comparison",
         ),
-    params:
-        runs=RUNS,
-        testsets=TESTSETS,
     log:
         "logs/compare.log",
     conda:
-        ENV
+        ENV_SCORE
+    params:
+        runs=RUNS,
+        testsets=TESTSETS,
     script:
         "../scripts/compare.py"

@@ -2,19 +2,19 @@ rule simulate:
     output:
         coadd="results/simulated/{dataset}/coadd.fits",
         truth="results/simulated/{dataset}/truth.fits",
-    params:
-        spec=lambda w: config["datasets"][w.dataset]["simulate"],
-        seed=config["seed"],
     log:
         "logs/simulate/{dataset}.log",
     benchmark:
         "benchmarks/simulate/{dataset}.tsv"
+    conda:
+        ENV_DATA
     threads: 1
     resources:
         runtime=30,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        spec=lambda w: config["datasets"][w.dataset]["simulate"],
+        seed=config["seed"],
     script:
         "../scripts/simulate.py"
 
@@ -33,6 +33,6 @@ rule plot_simulated:
     log:
         "logs/plot_simulated/{dataset}.log",
     conda:
-        ENV
+        ENV_DATA
     script:
         "../scripts/plot_simulated.py"

@@ -9,17 +9,17 @@ rule resample_templates:
             category="1. Data",
             subcategory="{dataset}",
         ),
-    params:
-        spec=lambda w: config["resample_templates"][w.dataset],
-        seed=config["seed"],
     log:
         "logs/resample_templates/{dataset}.log",
     benchmark:
         "benchmarks/resample_templates/{dataset}.tsv"
+    conda:
+        ENV_DATA
     resources:
         runtime=30,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        spec=lambda w: config["resample_templates"][w.dataset],
+        seed=config["seed"],
     script:
         "../scripts/resample_templates.py"

@@ -11,21 +11,21 @@ rule train:
             category="3. Training",
             subcategory="{model} on {combo}",
         ),
-    params:
-        spec=lambda w: config["models"][w.model],
-        seed=config["seed"],
-        # Outside the declared outputs so that a failed or preempted job keeps it to resume from.
-        checkpoint="results/checkpoints/{model}/{combo}/checkpoint.pt",
     log:
         "logs/train/{model}/{combo}.log",
     benchmark:
         "benchmarks/train/{model}/{combo}.tsv"
+    conda:
+        ENV_TRAIN
     threads: 2
     resources:
         gpu=1,
         runtime=240,
         mem_mb=16000,
-    conda:
-        ENV
+    params:
+        spec=lambda w: config["models"][w.model],
+        seed=config["seed"],
+        # Outside the declared outputs so that a failed or preempted job keeps it to resume from.
+        checkpoint="results/checkpoints/{model}/{combo}/checkpoint.pt",
     script:
         "../scripts/train.py"

@@ -1,0 +1,124 @@
+"""The workflow as a user meets it: dry runs, lint/format, the demo's numbers, rerun semantics."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+
+SNAKEFMT = str(Path(sys.executable).with_name("snakefmt"))
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    result = snakemake(workdir, "--dry-run", "--cores", "2", *args, timeout=600)
+    jobs, rule = [], None
+    for line in result.stdout.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line.strip()):
+            rule = match.group(1)
+            jobs.append((rule, {}))
+        elif rule and (match := re.match(r"^wildcards: (.*)$", line.strip())):
+            jobs[-1] = (rule, dict(item.split("=", 1) for item in match.group(1).split(", ")))
+    return jobs
+
+
+def write_config(workdir: Path, mutate) -> str:
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    mutate(config)
+    path = workdir / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def test_dry_run_plans_every_stage(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    rules = {rule for rule, _ in planned_jobs(workdir)}
+    assert {"simulate", "ingest", "holdout", "testset", "resample_templates", "augment", "combine",
+            "train", "predict", "score", "compare", "check_leakage"} <= rules
+
+
+def test_slurm_profile_dry_run_without_cluster(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--profile", str(workdir / "profiles" / "slurm"), "--dry-run", timeout=600)
+    assert "train" in result.stdout
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--lint"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run([SNAKEFMT, "--check", "."], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_unknown_variant_fails_at_dag_build_time(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    edited = write_config(workdir, lambda c: c["combos"]["initial"]["members"].append("offset of 7/4"))
+    result = snakemake(workdir, "--dry-run", "--configfile", edited, timeout=300, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "combo 'initial'" in output and "'offset of 7/4'" in output and "offset of 5/4" in output
+
+
+@pytest.mark.slow
+def test_demo_scores_beat_chance(demo_run):
+    summary = pd.read_csv(demo_run / "results" / "summary.csv")
+    score_columns = [c for c in summary.columns if c.startswith("score_")]
+    assert score_columns, summary.columns
+    classic = summary[summary["model"] == "classic"].iloc[0]
+    for column in score_columns:
+        assert classic[column] > 0.8, (column, classic[column])
+    for path in (demo_run / "results" / "scores").glob("*/*/*.json"):
+        score = json.loads(path.read_text())
+        assert 0.0 <= score["score"] <= 1.0
+    assert (demo_run / "results" / "plots" / "compare_test_z3.png").stat().st_size > 10_000
+    leakage = json.loads((demo_run / "results" / "checks" / "leakage.json").read_text())
+    assert leakage["result"]["n_leaks"] == 0
+
+
+@pytest.mark.slow
+def test_second_run_does_nothing(demo_run):
+    assert planned_jobs(demo_run) == []
+
+
+@pytest.mark.slow
+def test_changing_one_learning_rate_reruns_only_that_models_jobs(demo_run):
+    edited = write_config(demo_run, lambda c: c["models"]["classic"]["train"].update(lr=0.002))
+    jobs = planned_jobs(demo_run, "--configfile", edited)
+    trained = {(w["model"], w["combo"]) for rule, w in jobs if rule == "train"}
+    assert trained == {("classic", "data_to_train_1")}
+    for rule, wildcards in jobs:
+        assert rule in {"train", "predict", "score", "compare"}, rule
+        if rule in {"predict", "score"}:
+            assert wildcards["model"] == "classic"
+
+
+@pytest.mark.slow
+def test_editing_one_variant_reruns_only_what_uses_it(demo_run):
+    edited = write_config(demo_run, lambda c: c["variants"]["offset of 3/4"]["ops"][1]["shift"].update(jitter=0.15))
+    jobs = planned_jobs(demo_run, "--configfile", edited)
+    augmented = {w["variant"] for rule, w in jobs if rule == "augment"}
+    assert augmented == {"offset-of-3_4"}
+    combined = {w["combo"] for rule, w in jobs if rule == "combine"}
+    assert combined == {"data_to_train_1"}  # "initial" does not use it
+    assert {(w["model"], w["combo"]) for rule, w in jobs if rule == "train"} == {("classic", "data_to_train_1")}
+
+
+@pytest.mark.slow
+def test_adding_a_combo_runs_only_the_new_combos_jobs(demo_run):
+    def add(config):
+        config["combos"]["data_to_train_10"]["members"] = ["normal dataset", "offset of 5/4"]
+        config["runs"].append({"model": "initial", "combo": "data_to_train_10"})
+
+    jobs = planned_jobs(demo_run, "--configfile", write_config(demo_run, add))
+    assert {rule for rule, _ in jobs} <= {"combine", "train", "predict", "score", "compare", "check_leakage"}
+    assert {w["combo"] for rule, w in jobs if rule in {"combine", "train", "predict", "score"}} == {"data_to_train_10"}
