@@ -41,6 +41,7 @@ def test_round_trip_keeps_arrays_truth_grid_and_provenance(tmp_path):
     with fits.open(path) as hdus:
         assert hdus["FLUX"].data.shape == (7, GRID.n_pixels)
         assert hdus["WAVELENGTH"].header["GRIDKIND"] == "linear"
+        assert hdus["FLUX"].header["BUNIT"].startswith("1e-17")
 
 
 def test_streaming_writer_in_chunks_equals_whole_write(tmp_path):

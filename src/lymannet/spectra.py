@@ -208,8 +208,8 @@ class SpectraWriter:
             wave_name, flux_name, ivar_name = _hdu_names(layer)
             self._fits.write(wavelength, extname=wave_name, header=dict(header, BUNIT="Angstrom"))
             for name, unit in ((flux_name, "1e-17 erg/(s cm2 Angstrom)"), (ivar_name, "1e+34 (s2 cm4 Angstrom2)/erg2")):
-                self._fits.create_image_hdu(dims=[max(self.n_rows, 1), len(wavelength)], dtype="f4",
-                                            extname=name, header={"BUNIT": unit})
+                self._fits.create_image_hdu(dims=[max(self.n_rows, 1), len(wavelength)], dtype="f4", extname=name)
+                self._fits[name].write_key("BUNIT", unit)  # fitsio ignores create_image_hdu's header
         return self
 
     def write(self, flux: np.ndarray, ivar: np.ndarray, truth: pd.DataFrame,

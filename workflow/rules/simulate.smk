@@ -24,7 +24,7 @@ rule plot_simulated:
         coadd="results/simulated/{dataset}/coadd.fits",
         truth="results/simulated/{dataset}/truth.fits",
     output:
-        report(
+        png=report(
             "results/plots/simulated_examples_{dataset}.png",
             caption="../report/simulated_examples.rst",
             category="1. Data",

@@ -1,0 +1,775 @@
+"""DESI-format spectrum simulator: Lyman Break Galaxies and their QSO / ELG contaminants.
+
+The pipeline's embedded default data. Writes a DESI coadd file (PRIMARY, FIBERMAP, per arm
+``<ARM>_WAVELENGTH/_FLUX/_IVAR/_MASK``; Guy et al. 2023, AJ 165, 144 for the format) and a truth
+table (extname TRUTH). Everything is vectorised over a chunk of spectra; no Python loop runs over
+pixels or objects.
+
+Populations (rest-frame models, redshifted onto the merged native grid 3600-9824 A, 0.8 A)
+-----------------------------------------------------------------------------------------
+LBG (2 <= z <= 4)
+    UV continuum f_lambda ~ lambda^beta, beta ~ N(-1.7, 0.4) (Shapley et al. 2003, ApJ 588, 65;
+    Bouwens et al. 2009, ApJ 705, 936). Intrinsic Lyman-continuum escape fraction 0-10% below
+    912 A rest (Steidel et al. 2018, ApJ 869, 123). Ly-alpha in four template classes after the
+    Lyman-alpha-EW quartiles of Shapley et al. 2003 (their Table 3: -14.9, -1.1, +11.0, +52.6 A):
+    rest EW uniform in [-15, -3] (0: absorption, no emission), [3, 10] (1: weak), [10, 30]
+    (2: moderate), [30, 80] (3: strong emitter). Emission is redshifted by ~ +400 km/s from
+    systemic and interstellar absorption blueshifted by ~ -150 km/s (Shapley et al. 2003;
+    Steidel et al. 2010, ApJ 717, 289); the IGM then eats the blue side of the line. Interstellar
+    absorption lines (SiII, OI, CII, SiIV, CIV, FeII, AlII, Ly-beta) with the composite rest EWs of
+    Shapley et al. 2003 (Table 1, blends split), scaled down for stronger Ly-alpha emitters (their
+    Fig. 8 / Table 3 trend) with 25% lognormal per-object scatter; weak NV, HeII 1640 and
+    CIII] 1909 emission.
+QSO (1.8 <= z <= 4)
+    Power law f_nu ~ nu^alpha_nu, alpha_nu ~ N(-0.5, 0.3), broad lines with the rest EWs of the
+    SDSS composite (Vanden Berk et al. 2001, AJ 122, 549: Ly-alpha+NV, SiIV+OIV], CIV, CIII],
+    MgII, H-beta, H-alpha), 30% lognormal EW scatter, FWHM ~ N(4500, 1200) km/s.
+ELG (0.05 <= z <= 0.2)
+    Blue continuum with a weak 4000 A break, [OII]3726,3729, H-beta, [OIII]4959,5007, H-alpha,
+    [NII]6548,6584, [SII]6717,6731: H-alpha EW lognormal around 50 A, Balmer decrement 2.86-4.5,
+    BPT-like ratios of star-forming galaxies (Baldwin, Phillips & Terlevich 1981, PASP 93, 5;
+    Kewley et al. 2001, ApJ 556, 121), [OIII]5007/4959 = 2.98, [NII]6584/6548 = 3.05.
+
+IGM: the Inoue et al. 2014 mean transmission with lognormal per-sightline scatter
+(:mod:`lymannet.igm`), applied to LBGs and QSOs.
+
+Photometry: each noiseless spectrum is scaled to its drawn AB r magnitude through a smooth
+top-hat approximation of the DECam r filter (5650-7100 A); FLUX_G/R/Z (nanomaggies) in the
+FIBERMAP come from the noiseless spectrum (g: 4000-5500 A, z: 8300-9824 A, truncated at the DESI
+red end).
+
+Noise ("observing" the spectrum for EXPTIME seconds): counts = f_lambda x collecting area
+(8.68 m^2, DESI Collaboration 2022, AJ 164, 207) x throughput(arm, lambda) x exptime x pixel
+width / photon energy; object counts are scaled by a fibre-aperture fraction. Variance = object
+counts + sky counts (dark Kitt Peak continuum + the night-sky lines of package data
+`sky_lines.txt`, through a 1.5" fibre) + read noise per 900 s exposure. Per-arm throughputs
+(atmosphere at airmass ~1.1 + telescope + spectrograph + CCD, approximate shapes after the DESI
+instrument papers) fall through the dichroics at 5780 and 7570 A, so the arm overlaps have larger
+noise; O2 A/B and H2O telluric bands lower them too. The noise is Gaussian with exactly the
+variance written to IVAR (so chi2 of flux - model is 1 per pixel on average). MASK is 0 (good).
+
+Modes (config ``datasets.<name>.simulate``): ``continuous`` (populations with counts and redshift
+ranges, magnitudes uniform, exposure times drawn from a list) or ``templates`` (LBGs on the
+discrete grid z x template x magnitude x exposure x copies, thesis section 3.5.1).
+
+Determinism: output bytes depend on (seed, dataset name, spec, chunk_rows). TARGETIDs start at a
+base derived from the dataset name alone, so data sets of one config never share a TARGETID.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import fitsio
+import numpy as np
+import pandas as pd
+
+from . import desi
+from .config import job_seed
+from .errors import ConfigError
+from .fileio import atomic_path
+from .igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
+from .lines import LBG_LINES, LYA, LYMAN_LIMIT
+from .runtime import Progress
+from .spectra import complete_truth, truth_to_records
+
+log = logging.getLogger("lymannet.simulate")
+
+C_KMS = 299792.458
+C_ANGSTROM_PER_S = 2.99792458e18
+PLANCK_ERG_S = 6.62607015e-27
+FLUX_UNIT = 1e-17  # erg/s/cm2/A of the FLUX arrays
+NANOMAGGY_F_NU = 10 ** (-0.4 * (22.5 + 48.6))  # erg/s/cm2/Hz
+TELESCOPE_AREA_CM2 = 8.678e4
+FIBRE_AREA_ARCSEC2 = math.pi * 0.75**2  # 1.5" diameter fibre
+EXPOSURE_SECONDS = 900.0  # a coadd of EXPTIME counts read noise once per nominal exposure
+READ_VARIANCE_PER_EXPOSURE = 60.0  # electrons^2 per 0.8 A pixel (3.3 e- rms over ~5.5 CCD pixels)
+INSTRUMENT_SIGMA_ANGSTROM = 0.75  # Gaussian LSF sigma (FWHM ~1.8 A)
+FIBRE_FRACTION = {"LBG": 0.6, "QSO": 0.75, "ELG": 0.5}  # share of the object's light in the fibre
+SPECTYPES = ("LBG", "QSO", "ELG")
+LBG_TEMPLATE_EW_RANGES = ((-15.0, -3.0), (3.0, 10.0), (10.0, 30.0), (30.0, 80.0))
+LBG_TEMPLATE_FREQUENCIES = (0.2, 0.3, 0.3, 0.2)  # thesis 1.4: ~20% of LBGs have no Ly-alpha emission
+LBG_ISM_SCALE_BY_TEMPLATE = np.array([1.3, 1.1, 0.9, 0.6])  # Shapley 2003: weaker ISM lines in emitters
+LBG_EMISSION_SCALE_BY_TEMPLATE = np.array([0.6, 0.9, 1.1, 1.6])
+# Rest EW (A, positive = absorption depth) of the interstellar lines, Shapley et al. 2003 Table 1.
+LBG_ISM_EW = {
+    "LYB": 2.5, "SIII1260": 1.63, "OI1302": 1.35, "SIII1304": 0.85, "CII1334": 1.72, "SIIV1393": 1.83,
+    "SIIV1402": 0.81, "SIII1526": 1.72, "CIV1548": 1.85, "CIV1550": 1.18, "FEII1608": 0.91, "ALII1670": 1.04,
+}
+LBG_EMISSION_EW = {"NV1240": 0.6, "HEII1640": 1.3, "CIII1908": 1.7}  # weak nebular/stellar emission
+# QSO broad lines: rest wavelength, rest EW (Vanden Berk et al. 2001 Table 2; Ly-alpha+NV split).
+QSO_BROAD_LINES = (
+    (1033.8, 9.0),  # Ly-beta + OVI
+    (1215.67, 75.0), (1240.14, 18.0), (1399.8, 8.1), (1549.06, 23.8), (1640.4, 1.0),
+    (1908.73, 21.2), (2798.75, 32.3), (4341.68, 6.0), (4862.68, 46.2), (6564.61, 194.5),
+)
+# ELG narrow lines: rest wavelength (vacuum), name of its ratio in `_elg_line_fluxes`.
+ELG_LINES = (
+    (3727.09, "OII_a"), (3729.88, "OII_b"), (4862.68, "HBETA"), (4960.30, "OIII_a"), (5008.24, "OIII_b"),
+    (6549.86, "NII_a"), (6564.61, "HALPHA"), (6585.27, "NII_b"), (6718.29, "SII_a"), (6732.67, "SII_b"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The instrument: wavelength grids, throughput, sky, filters (computed once, cached)
+# --------------------------------------------------------------------------------------------
+
+def arm_slices() -> dict[str, slice]:
+    """Each DESI arm's pixels as a slice of the merged native grid (arms share its 0.8 A lattice)."""
+    lo = desi.ARM_RANGES["B"][0]
+    slices = {}
+    for arm in desi.ARMS:
+        wave = desi.arm_wavelength(arm)
+        start = int(round((wave[0] - lo) / desi.PIXEL_STEP))
+        slices[arm] = slice(start, start + wave.size)
+    return slices
+
+
+def _logistic(wave: np.ndarray, centre: float, width: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(wave - centre) / width))
+
+
+def throughput(arm: str, wave: np.ndarray) -> np.ndarray:
+    """Approximate total throughput (atmosphere to CCD, no fibre loss) of one DESI arm."""
+    knots = {
+        "B": ([3550, 3700, 3900, 4200, 4600, 5000, 5500, 5850], [0.05, 0.12, 0.22, 0.30, 0.35, 0.36, 0.34, 0.32]),
+        "R": ([5700, 6000, 6500, 7000, 7500, 7700], [0.36, 0.40, 0.42, 0.41, 0.39, 0.38]),
+        "Z": ([7450, 7800, 8300, 8800, 9200, 9500, 9900], [0.38, 0.39, 0.37, 0.32, 0.25, 0.19, 0.10]),
+    }[arm]
+    curve = np.interp(wave, *knots)
+    # Dichroics: the bluer arm is cut before the redder one picks up, so at the overlap centres
+    # (5780, 7570 A) each arm has < 10% of its peak and the merged noise is ~2.5x higher.
+    if arm in ("B", "R"):
+        curve = curve * (1.0 - _logistic(wave, 5765.0 if arm == "B" else 7555.0, 6.0))
+    if arm in ("R", "Z"):
+        curve = curve * _logistic(wave, 5795.0 if arm == "R" else 7585.0, 6.0)
+    return curve * _telluric(wave)
+
+
+def _telluric(wave: np.ndarray) -> np.ndarray:
+    """Broad telluric absorption: O2 B (6870) and A (7605) bands, H2O around 7200 and 9300-9650 A."""
+    bands = ((6880.0, 12.0, 0.35), (7610.0, 18.0, 0.6), (7200.0, 60.0, 0.12), (9400.0, 120.0, 0.3))
+    transmission = np.ones_like(wave)
+    for centre, sigma, depth in bands:
+        transmission *= 1.0 - depth * np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
+    return transmission
+
+
+def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
+    """Air -> vacuum wavelengths (Morton 1991, ApJS 77, 119), Angstrom."""
+    sigma2 = (1e4 / np.asarray(wave_air, dtype=np.float64)) ** 2
+    return wave_air * (1.0 + 6.4328e-5 + 2.94981e-2 / (146.0 - sigma2) + 2.5540e-4 / (41.0 - sigma2))
+
+
+@lru_cache(maxsize=1)
+def sky_lines() -> tuple[np.ndarray, np.ndarray]:
+    """Night-sky lines from package data: vacuum wavelength [A], surface brightness [1e-17/arcsec2]."""
+    path = resources.files("lymannet") / "data" / "sky_lines.txt"
+    table = np.loadtxt(str(path), usecols=(0, 1))
+    return air_to_vacuum(table[:, 0]), table[:, 1]
+
+
+def sky_surface_brightness(wave: np.ndarray) -> np.ndarray:
+    """Dark-sky spectrum, 1e-17 erg/s/cm2/A/arcsec2: continuum (AB mag/arcsec2 knots) + lines."""
+    knot_wave = [3600, 4000, 4500, 5000, 5500, 6000, 6500, 7000, 8000, 9000, 9900]
+    knot_mag = [22.4, 22.6, 22.6, 22.2, 21.9, 21.6, 21.3, 21.0, 20.6, 20.3, 20.1]
+    f_nu = 10 ** (-0.4 * (np.interp(wave, knot_wave, knot_mag) + 48.6))
+    continuum = f_nu * C_ANGSTROM_PER_S / wave**2 / FLUX_UNIT
+    line_wave, line_sb = sky_lines()
+    offsets = (wave[:, None] - line_wave[None, :]) / INSTRUMENT_SIGMA_ANGSTROM
+    lines = (line_sb / (INSTRUMENT_SIGMA_ANGSTROM * math.sqrt(2 * math.pi)) * np.exp(-0.5 * offsets**2)).sum(1)
+    return continuum + lines
+
+
+def _band_curve(wave: np.ndarray, band: str) -> np.ndarray:
+    lo, hi = {"g": (4000.0, 5500.0), "r": (5650.0, 7100.0), "z": (8300.0, 10000.0)}[band]
+    return _logistic(wave, lo, 40.0) * (1.0 - _logistic(wave, hi, 40.0))
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """Everything about the spectrograph and sky that does not depend on the objects."""
+
+    wave: np.ndarray  # merged native grid
+    slices: dict[str, slice]
+    counts_per_flux: dict[str, np.ndarray]  # electrons per s per (1e-17 erg/s/cm2/A), per arm pixel
+    sky_counts_per_s: dict[str, np.ndarray]  # sky electrons per s in the fibre, per arm pixel
+    band_weights: dict[str, np.ndarray]  # band flux [nanomaggies] = FLUX @ weights (float32)
+    log_wave: np.ndarray  # float32 ln(wave)
+
+
+@lru_cache(maxsize=1)
+def instrument() -> Instrument:
+    wave = desi.native_wavelength()
+    slices = arm_slices()
+    photon_energy = PLANCK_ERG_S * C_ANGSTROM_PER_S / wave
+    per_flux = FLUX_UNIT * TELESCOPE_AREA_CM2 * desi.PIXEL_STEP / photon_energy
+    sky = sky_surface_brightness(wave) * FIBRE_AREA_ARCSEC2
+    counts, sky_counts = {}, {}
+    for arm, cut in slices.items():
+        counts[arm] = per_flux[cut] * throughput(arm, wave[cut])
+        sky_counts[arm] = sky[cut] * counts[arm]
+    weights = {}
+    for band in ("g", "r", "z"):
+        curve = _band_curve(wave, band)
+        # <f_nu> = int f_lambda lambda T dlambda / (c int T / lambda dlambda)
+        f_nu = FLUX_UNIT * wave * curve / (C_ANGSTROM_PER_S * np.sum(curve / wave))
+        weights[band] = (f_nu / NANOMAGGY_F_NU).astype(np.float32)
+    return Instrument(wave, slices, counts, sky_counts, weights, np.log(wave).astype(np.float32))
+
+
+def nanomaggies(flux: np.ndarray, band: str) -> np.ndarray:
+    """Band flux in nanomaggies (AB mag 22.5 = 1 nanomaggy), as in the DESI fibermap."""
+    return np.asarray(flux, dtype=np.float32) @ instrument().band_weights[band]
+
+
+def ab_magnitude(flux: np.ndarray, band: str) -> np.ndarray:
+    """AB magnitude of native-grid spectra (rows) through the approximate DECam band."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 22.5 - 2.5 * np.log10(nanomaggies(flux, band).astype(np.float64))
+
+
+# --------------------------------------------------------------------------------------------
+# Object parameters: the truth table (drawn up front; cheap, one row per spectrum)
+# --------------------------------------------------------------------------------------------
+
+def _params_rng(seed: int, dataset: str, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & (2**63 - 1), job_seed(seed, "simulate", dataset), stream])
+
+
+def targetid_base(dataset: str) -> int:
+    """First TARGETID of a data set: from a hash of its name, leaving 2^24 ids per data set."""
+    return (job_seed(0, "simulate-targetid", dataset) >> 24) << 24
+
+
+def _float_list(value: Any, what: str, dataset: str) -> list[float]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} must be numbers, got {value!r}") from None
+    if not out:
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} is empty")
+    return out
+
+
+def _range(value: Any, what: str, dataset: str, allowed: tuple[float, float] | None = None) -> tuple[float, float]:
+    pair = _float_list(value, what, dataset)
+    if len(pair) != 2 or pair[1] < pair[0]:
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} must be [low, high] with low <= high, got {value!r}")
+    if allowed and (pair[0] < allowed[0] - 1e-9 or pair[1] > allowed[1] + 1e-9):
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} = {value!r} is outside the simulator's "
+                          f"range {list(allowed)}")
+    return pair[0], pair[1]
+
+
+POPULATION_Z_LIMITS = {"LBG": (1.5, 4.5), "QSO": (1.0, 4.5), "ELG": (0.0, 0.5)}
+
+
+def _exptimes(spec: dict[str, Any], dataset: str) -> list[float]:
+    exptimes = _float_list(spec.get("exptime", [7200]), "exptime", dataset)
+    if min(exptimes) <= 0:
+        raise ConfigError(f"datasets.{dataset}.simulate.exptime must be positive seconds, got {exptimes}")
+    return exptimes
+
+
+def _empty_truth(n: int) -> dict[str, np.ndarray]:
+    return {
+        "Z": np.zeros(n), "SPECTYPE": np.full(n, "LBG", dtype="U3"), "TEMPLATE": np.full(n, -1, np.int16),
+        "MAG_R": np.zeros(n), "EXPTIME": np.zeros(n), "LYA_EW": np.full(n, np.nan), "Z_GRID": np.full(n, np.nan),
+    }
+
+
+def _continuous_objects(spec: dict[str, Any], rng: np.random.Generator, dataset: str) -> dict[str, np.ndarray]:
+    populations = spec.get("populations")
+    if not isinstance(populations, dict) or not populations:
+        raise ConfigError(f"datasets.{dataset}.simulate.populations must map LBG/QSO/ELG to {{n, z}}")
+    unknown = set(populations) - set(SPECTYPES)
+    if unknown:
+        raise ConfigError(f"datasets.{dataset}.simulate.populations: unknown {sorted(unknown)}; valid: {SPECTYPES}")
+    exptimes = _exptimes(spec, dataset)
+    mag_lo, mag_hi = _range(spec.get("mag_r", [22.5, 24.5]), "mag_r", dataset, (15.0, 27.0))
+    parts = []
+    for spectype in SPECTYPES:
+        if spectype not in populations:
+            continue
+        pop = populations[spectype] or {}
+        n = int(pop.get("n", 0))
+        if n < 0:
+            raise ConfigError(f"datasets.{dataset}.simulate.populations.{spectype}.n must be >= 0")
+        z_lo, z_hi = _range(pop.get("z"), f"populations.{spectype}.z", dataset, POPULATION_Z_LIMITS[spectype])
+        part = _empty_truth(n)
+        part["SPECTYPE"][:] = spectype
+        part["Z"] = _draw_redshift(rng, n, z_lo, z_hi, pop.get("z_mean"), pop.get("z_sigma"))
+        if spectype == "LBG":
+            part["TEMPLATE"] = rng.choice(4, size=n, p=LBG_TEMPLATE_FREQUENCIES).astype(np.int16)
+        part["MAG_R"] = rng.uniform(mag_lo, mag_hi, n)
+        part["EXPTIME"] = rng.choice(np.asarray(exptimes), size=n)
+        parts.append(part)
+    objects = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    order = rng.permutation(objects["Z"].size)  # populations interleaved, as on a real tile
+    return {key: value[order] for key, value in objects.items()}
+
+
+def _draw_redshift(rng: np.random.Generator, n: int, lo: float, hi: float,
+                   mean: float | None, sigma: float | None) -> np.ndarray:
+    """Uniform in [lo, hi], or a normal(mean, sigma) truncated to it (inverse-CDF draw)."""
+    if mean is None or sigma is None:
+        return rng.uniform(lo, hi, n)
+    from scipy.stats import norm
+
+    cdf_lo, cdf_hi = norm.cdf([(lo - float(mean)) / float(sigma), (hi - float(mean)) / float(sigma)])
+    return np.clip(float(mean) + float(sigma) * norm.ppf(rng.uniform(cdf_lo, cdf_hi, n)), lo, hi)
+
+
+def template_z_grid(z_grid: dict[str, Any], dataset: str = "?") -> np.ndarray:
+    """The discrete redshifts of templates mode: start, start+step, ..., stop (inclusive)."""
+    try:
+        start, stop, step = (float(z_grid[k]) for k in ("start", "stop", "step"))
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"datasets.{dataset}.simulate.z_grid must be {{start, stop, step}}, got {z_grid!r}") from None
+    if step <= 0 or stop < start:
+        raise ConfigError(f"datasets.{dataset}.simulate.z_grid needs step > 0 and stop >= start, got {z_grid!r}")
+    n = int(math.floor((stop - start) / step + 1e-6)) + 1
+    grid = np.round(start + step * np.arange(n), 10)
+    _range([grid[0], grid[-1]], "z_grid", dataset, POPULATION_Z_LIMITS["LBG"])
+    return grid
+
+
+def _template_objects(spec: dict[str, Any], rng: np.random.Generator, dataset: str) -> dict[str, np.ndarray]:
+    z_values = template_z_grid(spec.get("z_grid"), dataset)
+    templates = [int(t) for t in _float_list(spec.get("templates", [0, 1, 2, 3]), "templates", dataset)]
+    if not set(templates) <= {0, 1, 2, 3}:
+        raise ConfigError(f"datasets.{dataset}.simulate.templates must be among 0-3, got {templates}")
+    mags = _float_list(spec.get("mag_levels"), "mag_levels", dataset)
+    exptimes = _exptimes(spec, dataset)
+    copies = int(spec.get("copies", 1))
+    if copies < 1:
+        raise ConfigError(f"datasets.{dataset}.simulate.copies must be >= 1, got {copies}")
+    z, template, mag, exptime, _ = (a.ravel() for a in np.meshgrid(
+        z_values, templates, mags, exptimes, np.arange(copies), indexing="ij"))
+    objects = _empty_truth(z.size)
+    objects.update(Z=z, Z_GRID=z.copy(), TEMPLATE=template.astype(np.int16), MAG_R=mag, EXPTIME=exptime)
+    return objects
+
+
+def _physical_parameters(objects: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+    """Per-object shape parameters (slopes, line strengths, velocities), drawn for every row."""
+    n = objects["Z"].size
+    spectype, template = objects["SPECTYPE"], objects["TEMPLATE"]
+    lbg, qso, elg = spectype == "LBG", spectype == "QSO", spectype == "ELG"
+    # Draw every parameter for every row, then keep the relevant ones: one draw order for all.
+    beta_lbg, alpha_nu, beta_elg = rng.normal(-1.7, 0.4, n), rng.normal(-0.5, 0.3, n), rng.normal(-1.2, 0.4, n)
+    ew_unit = rng.uniform(size=n)
+    ew_ranges = np.asarray(LBG_TEMPLATE_EW_RANGES)[np.clip(template, 0, 3)]
+    objects["LYA_EW"] = np.where(lbg, ew_ranges[:, 0] + ew_unit * (ew_ranges[:, 1] - ew_ranges[:, 0]), np.nan)
+    objects["BETA"] = np.select([lbg, qso, elg], [beta_lbg, -2.0 - alpha_nu, beta_elg])
+    objects["ALPHA_NU"] = np.where(qso, alpha_nu, np.nan)
+    objects["LYA_VOFF_KMS"] = np.where(lbg, np.clip(rng.normal(400.0, 120.0, n), 100.0, None), np.nan)
+    objects["ISM_VOFF_KMS"] = np.where(lbg, rng.normal(-150.0, 60.0, n), np.nan)
+    objects["LINE_SIGMA_KMS"] = np.select(
+        [lbg, qso, elg],
+        [np.clip(rng.normal(250.0, 60.0, n), 100, None), np.clip(rng.normal(4500.0, 1200.0, n), 1500, 9000) / 2.3548,
+         np.full(n, 50.0)])
+    objects["ISM_EW_SCALE"] = np.where(
+        lbg, LBG_ISM_SCALE_BY_TEMPLATE[np.clip(template, 0, 3)] * rng.lognormal(0.0, 0.25, n), np.nan)
+    objects["LYC_ESCAPE"] = np.where(lbg, rng.uniform(0.0, 0.1, n), np.nan)
+    objects["D4000"] = np.where(elg, rng.uniform(1.05, 1.3, n), np.nan)
+    objects["HALPHA_EW"] = np.where(elg, rng.lognormal(np.log(50.0), 0.5, n), np.nan)
+    objects["FIBER_FRAC"] = np.select([lbg, qso, elg], [FIBRE_FRACTION[k] for k in SPECTYPES])
+    # Seeds for the per-line strength scatter drawn inside the renderers.
+    objects["LINE_SEED"] = rng.integers(0, 2**31 - 1, n)
+
+
+def draw_objects(spec: dict[str, Any], seed: int, dataset: str) -> pd.DataFrame:
+    """The truth table of a data set before rendering: one row per spectrum, in file order."""
+    spec = _simulate_block(spec, dataset)
+    rng = _params_rng(seed, dataset, 0)
+    mode = spec.get("mode")
+    if mode == "continuous":
+        objects = _continuous_objects(spec, rng, dataset)
+    elif mode == "templates":
+        objects = _template_objects(spec, rng, dataset)
+    else:
+        raise ConfigError(f"datasets.{dataset}.simulate.mode must be 'continuous' or 'templates', not {mode!r}")
+    n = objects["Z"].size
+    if n == 0:
+        raise ConfigError(f"datasets.{dataset}.simulate describes no spectra")
+    if n >= 2**24:
+        raise ConfigError(f"datasets.{dataset}.simulate: {n} spectra exceed the 2^24 TARGETIDs of a data set")
+    _physical_parameters(objects, rng)
+    truth = pd.DataFrame(objects)
+    truth.insert(0, "TARGETID", targetid_base(dataset) + np.arange(n, dtype=np.int64))
+    truth["SOURCE"] = f"simulated:{dataset}"
+    truth["TARGET_RA"] = 150.1 + rng.uniform(-0.8, 0.8, n)  # a COSMOS-like patch
+    truth["TARGET_DEC"] = 2.2 + rng.uniform(-0.8, 0.8, n)
+    return truth
+
+
+def _simulate_block(spec: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Accept either the `simulate:` block itself or the data set's block that contains it."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"datasets.{dataset}.simulate must be a mapping, got {type(spec).__name__}")
+    if "mode" not in spec and isinstance(spec.get("simulate"), dict):
+        return spec["simulate"]
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering: noiseless spectra on the native grid, vectorised over a chunk
+# --------------------------------------------------------------------------------------------
+
+class _LineCanvas:
+    """Adds Gaussian profiles (one line at a time, for many objects) to a padded (N, P) buffer."""
+
+    def __init__(self, n_rows: int, n_pixels: int, pad: int = 600):
+        self.pad, self.n_pixels = pad, n_pixels
+        self.buffer = np.zeros((n_rows, n_pixels + 2 * pad), dtype=np.float32)
+        self.wave0 = float(instrument().wave[0])
+
+    def add(self, centre: np.ndarray, sigma: np.ndarray, integral: np.ndarray) -> None:
+        """Profiles of total `integral` (flux x A, or EW-like for depths), centred at `centre` (A)."""
+        half = int(min(self.pad - 1, math.ceil(5.0 * float(sigma.max()) / desi.PIXEL_STEP)))
+        centre_pix = (centre - self.wave0) / desi.PIXEL_STEP
+        visible = (centre_pix > -half) & (centre_pix < self.n_pixels + half)
+        start = np.clip(np.round(centre_pix).astype(np.int64) - half, -self.pad, self.n_pixels + self.pad - 2 * half - 1)
+        pixels = start[:, None] + np.arange(2 * half + 1)[None, :]  # (N, W), unique per row
+        offsets = (self.wave0 + desi.PIXEL_STEP * pixels - centre[:, None]) / sigma[:, None]
+        # Sampled at pixel centres: integral x normalised Gaussian (per Angstrom).
+        amplitude = np.where(visible, integral / (sigma * math.sqrt(2 * math.pi)), 0.0)
+        values = amplitude[:, None] * np.exp(-0.5 * offsets**2)
+        rows = np.arange(centre.size)[:, None] * self.buffer.shape[1]
+        self.buffer.ravel()[(rows + pixels + self.pad).ravel()] += values.astype(np.float32).ravel()
+
+    @property
+    def profiles(self) -> np.ndarray:
+        return self.buffer[:, self.pad:self.pad + self.n_pixels]
+
+
+def _observed_sigma(rest_sigma_kms: np.ndarray, wave_obs: np.ndarray) -> np.ndarray:
+    return np.hypot(wave_obs * rest_sigma_kms / C_KMS, INSTRUMENT_SIGMA_ANGSTROM)
+
+
+def _line_scatter(objects: pd.DataFrame, n_lines: int, sigma: float) -> np.ndarray:
+    """Lognormal per-object, per-line strength factors, determined by the rows' LINE_SEEDs."""
+    seeds = objects["LINE_SEED"].to_numpy()
+    rng = np.random.default_rng(seeds.astype(np.uint64) if seeds.size else 0)
+    return rng.lognormal(0.0, sigma, (seeds.size, n_lines))
+
+
+def _log_rest(objects: pd.DataFrame) -> np.ndarray:
+    """ln(rest wavelength) per object and native pixel, float32 (N, P)."""
+    return instrument().log_wave[None, :] - np.log1p(objects["Z"].to_numpy(np.float64)).astype(np.float32)[:, None]
+
+
+def _power_law(log_rest: np.ndarray, slope: np.ndarray, pivot: float) -> np.ndarray:
+    return np.exp(slope.astype(np.float32)[:, None] * (log_rest - np.float32(math.log(pivot))))
+
+
+MAX_ISM_DEPTH = 0.6  # LBG interstellar lines are saturated but cover the source partially (Shapley 2003)
+
+
+def _trough_sigma(ew_obs: np.ndarray, sigma: np.ndarray, max_depth: float) -> np.ndarray:
+    """Widen an absorption line of equivalent width ew_obs so its central depth stays <= max_depth."""
+    return np.maximum(sigma, ew_obs / (max_depth * math.sqrt(2 * math.pi)))
+
+
+def _render_lbg(objects: pd.DataFrame) -> np.ndarray:
+    n, wave = len(objects), instrument().wave
+    z, beta, template = (objects[k].to_numpy() for k in ("Z", "BETA", "TEMPLATE"))
+    log_rest = _log_rest(objects)
+    continuum = _power_law(log_rest, beta, 1500.0)
+    lyc = log_rest < np.float32(math.log(LYMAN_LIMIT))
+    continuum = np.where(lyc, continuum * objects["LYC_ESCAPE"].to_numpy(np.float32)[:, None], continuum)
+    one_plus_z = 1.0 + z
+    line_sigma = objects["LINE_SIGMA_KMS"].to_numpy()
+    ism_v = objects["ISM_VOFF_KMS"].to_numpy()
+    lines = {line.name: line.wavelength for line in LBG_LINES}
+    scatter = _line_scatter(objects, len(LBG_ISM_EW) + len(LBG_EMISSION_EW) + 1, 0.25)
+    depth = _LineCanvas(n, wave.size)
+    for k, (name, ew) in enumerate(LBG_ISM_EW.items()):
+        centre = lines[name] * one_plus_z * (1 + ism_v / C_KMS)
+        ew_obs = ew * objects["ISM_EW_SCALE"].to_numpy() * scatter[:, k] ** 0.6 * one_plus_z  # ~15% per line
+        depth.add(centre, _trough_sigma(ew_obs, _observed_sigma(line_sigma, centre), MAX_ISM_DEPTH), ew_obs)
+    lya_ew = objects["LYA_EW"].to_numpy()
+    absorbing = lya_ew < 0
+    if absorbing.any():  # damped, broad Ly-alpha absorption trough (template 0)
+        centre = LYA * one_plus_z * (1 + ism_v / C_KMS)
+        ew_obs = np.where(absorbing, -lya_ew, 0.0) * one_plus_z
+        depth.add(centre, _trough_sigma(ew_obs, _observed_sigma(line_sigma, centre), 0.85), ew_obs)
+    transmitted = continuum * np.clip(1.0 - depth.profiles, 0.0, 1.0)
+    emission = _LineCanvas(n, wave.size)
+    beta_f = beta.astype(np.float64)
+    emission_scale = LBG_EMISSION_SCALE_BY_TEMPLATE[np.clip(template, 0, 3)]
+    for k, (name, ew) in enumerate(LBG_EMISSION_EW.items()):
+        centre = lines[name] * one_plus_z
+        cont_at_line = (lines[name] / 1500.0) ** beta_f
+        flux = ew * emission_scale * scatter[:, len(LBG_ISM_EW) + k] * one_plus_z * cont_at_line
+        emission.add(centre, _observed_sigma(line_sigma, centre), flux)
+    lya_centre = LYA * one_plus_z * (1 + objects["LYA_VOFF_KMS"].to_numpy() / C_KMS)
+    lya_flux = np.where(absorbing, 0.0, lya_ew) * one_plus_z * (LYA / 1500.0) ** beta_f
+    emission.add(lya_centre, _observed_sigma(line_sigma, lya_centre), lya_flux)
+    return transmitted + emission.profiles
+
+
+def _render_qso(objects: pd.DataFrame) -> np.ndarray:
+    n, wave = len(objects), instrument().wave
+    z, beta = objects["Z"].to_numpy(), objects["BETA"].to_numpy()
+    continuum = _power_law(_log_rest(objects), beta, 1500.0)
+    sigma_kms = objects["LINE_SIGMA_KMS"].to_numpy()
+    scatter = _line_scatter(objects, len(QSO_BROAD_LINES), 0.3)
+    emission = _LineCanvas(n, wave.size)
+    for k, (rest, ew) in enumerate(QSO_BROAD_LINES):
+        centre = rest * (1.0 + z)
+        flux = ew * scatter[:, k] * (1.0 + z) * (rest / 1500.0) ** beta
+        emission.add(centre, _observed_sigma(sigma_kms, centre), flux)
+    return continuum + emission.profiles
+
+
+def _elg_line_fluxes(objects: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Line fluxes relative to H-alpha's (EW x continuum), star-forming-galaxy ratios."""
+    n = len(objects)
+    rng = np.random.default_rng((objects["LINE_SEED"].to_numpy().astype(np.uint64) + 7) if n else 0)
+    halpha = np.ones(n)
+    hbeta = halpha / rng.uniform(2.86, 4.5, n)
+    oiii = hbeta * 10 ** rng.normal(0.2, 0.3, n)
+    nii = halpha * 10 ** rng.normal(-0.6, 0.2, n)
+    sii = halpha * 10 ** rng.normal(-0.6, 0.15, n)
+    oii = hbeta * 10 ** rng.normal(0.3, 0.2, n)
+    return {"HALPHA": halpha, "HBETA": hbeta, "OIII_b": oiii, "OIII_a": oiii / 2.98, "NII_b": nii,
+            "NII_a": nii / 3.05, "SII_a": 0.55 * sii, "SII_b": 0.45 * sii, "OII_a": oii / 2.3, "OII_b": oii * 1.3 / 2.3}
+
+
+def _render_elg(objects: pd.DataFrame) -> np.ndarray:
+    n, wave = len(objects), instrument().wave
+    z, beta, d4000 = (objects[k].to_numpy() for k in ("Z", "BETA", "D4000"))
+    log_rest = _log_rest(objects)
+    continuum = _power_law(log_rest, beta, 5500.0)
+    rest = np.exp(log_rest)
+    step = np.float32(1.0) / (1.0 + np.exp((4000.0 - rest) / np.float32(40.0)))  # 0 blue, 1 red of the break
+    continuum *= (1.0 / d4000.astype(np.float32))[:, None] + step * (1.0 - 1.0 / d4000.astype(np.float32))[:, None]
+    halpha_flux = objects["HALPHA_EW"].to_numpy() * (1.0 + z) * (6564.61 / 5500.0) ** beta
+    ratios = _elg_line_fluxes(objects)
+    emission = _LineCanvas(n, wave.size)
+    sigma_kms = objects["LINE_SIGMA_KMS"].to_numpy()
+    for rest_wave, name in ELG_LINES:
+        centre = rest_wave * (1.0 + z)
+        emission.add(centre, _observed_sigma(sigma_kms, centre), halpha_flux * ratios[name])
+    return continuum + emission.profiles
+
+
+def _apply_igm(flux: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> None:
+    """Multiply in place by one fluctuating I14 sightline per object (pixels blueward of Ly-alpha)."""
+    if z.size == 0:
+        return
+    wave = instrument().wave
+    n_forest = int(np.searchsorted(wave, LYA * (1.0 + z.max()), side="right"))
+    if n_forest == 0:
+        return
+    mean_tau = _igm_model(n_forest).tau(z)
+    field = correlated_gaussian_field(rng, mean_tau.shape, desi.PIXEL_STEP)
+    tau = fluctuate_tau(mean_tau, field)
+    flux[:, :n_forest] *= np.exp(-tau).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _igm_model(n_pixels: int) -> InoueIGM:
+    return InoueIGM(instrument().wave[:n_pixels])
+
+
+RENDERERS = {"LBG": _render_lbg, "QSO": _render_qso, "ELG": _render_elg}
+
+
+def render_model(objects: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """Noiseless spectra (N, P native) in 1e-17 erg/s/cm2/A, float32, scaled to each MAG_R."""
+    objects = objects.reset_index(drop=True)
+    model = np.zeros((len(objects), instrument().wave.size), dtype=np.float32)
+    for spectype, render in RENDERERS.items():
+        rows = np.flatnonzero(objects["SPECTYPE"].to_numpy() == spectype)
+        if rows.size == 0:
+            continue
+        part = render(objects.iloc[rows]).astype(np.float32, copy=False)
+        if spectype in ("LBG", "QSO"):
+            _apply_igm(part, objects["Z"].to_numpy()[rows], rng)
+        model[rows] = part
+    current = ab_magnitude(model, "r")
+    model *= (10 ** (-0.4 * (objects["MAG_R"].to_numpy() - current))).astype(np.float32)[:, None]
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Observing: noise per arm
+# --------------------------------------------------------------------------------------------
+
+def arm_variance(model: np.ndarray, objects: pd.DataFrame, arm: str) -> np.ndarray:
+    """Expected flux variance (1e-17 units squared) per pixel of one arm: object + sky + read noise.
+
+    With K electrons per flux unit: var = (model K + sky + read) / K^2 = model / K + (sky + read) / K^2.
+    """
+    inst = instrument()
+    exptime = objects["EXPTIME"].to_numpy(np.float64)
+    fibre = objects["FIBER_FRAC"].to_numpy(np.float64)
+    n_exposures = np.maximum(1.0, np.round(exptime / EXPOSURE_SECONDS))
+    inv_counts = (1.0 / inst.counts_per_flux[arm]).astype(np.float32)[None, :]
+    object_term = np.maximum(model[:, inst.slices[arm]], np.float32(0.0)) * inv_counts
+    object_term *= (1.0 / (exptime * fibre)).astype(np.float32)[:, None]
+    sky_term = (inst.sky_counts_per_s[arm] / inst.counts_per_flux[arm] ** 2).astype(np.float32)[None, :]
+    sky_term = sky_term * (1.0 / (exptime * fibre**2)).astype(np.float32)[:, None]
+    read_term = (READ_VARIANCE_PER_EXPOSURE / inst.counts_per_flux[arm] ** 2).astype(np.float32)[None, :]
+    read_term = read_term * (n_exposures / (exptime * fibre) ** 2).astype(np.float32)[:, None]
+    return object_term + sky_term + read_term
+
+
+def observe(model: np.ndarray, objects: pd.DataFrame, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per arm (flux, ivar), float32: model + Gaussian noise whose variance is 1/ivar exactly."""
+    out = {}
+    for arm, cut in instrument().slices.items():
+        variance = arm_variance(model, objects, arm)
+        noise = rng.standard_normal(variance.shape, dtype=np.float32)
+        noise *= np.sqrt(variance)
+        noise += model[:, cut]
+        out[arm] = (noise, np.reciprocal(variance, out=variance))
+    return out
+
+
+@dataclass
+class SimulatedChunk:
+    truth: pd.DataFrame  # rows of this chunk, with FLUX_G/R/Z and SNR columns filled
+    model: np.ndarray  # (N, P native) noiseless flux
+    arms: dict[str, tuple[np.ndarray, np.ndarray]]  # arm -> (flux, ivar)
+
+
+def simulate_chunk(objects: pd.DataFrame, rng: np.random.Generator) -> SimulatedChunk:
+    """Render and observe one chunk of objects (rows of :func:`draw_objects`)."""
+    objects = objects.reset_index(drop=True).copy()
+    model = render_model(objects, rng)
+    arms = observe(model, objects, rng)
+    for band in ("g", "r", "z"):
+        objects[f"FLUX_{band.upper()}"] = nanomaggies(model, band).astype(np.float32)
+    r_flux, r_ivar = model[:, instrument().slices["R"]], arms["R"][1]
+    objects["SNR_R"] = np.median(r_flux * np.sqrt(r_ivar), axis=1).astype(np.float32)
+    return SimulatedChunk(objects, model, arms)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing: DESI coadd + truth, chunked and atomic
+# --------------------------------------------------------------------------------------------
+
+FLUX_BUNIT = "10**-17 erg/(s cm2 Angstrom)"
+IVAR_BUNIT = "10**+34 (s2 cm4 Angstrom2) / erg2"
+TRUTH_EXTRA_COLUMNS = ("Z_GRID", "BETA", "ALPHA_NU", "LYA_VOFF_KMS", "ISM_VOFF_KMS", "LINE_SIGMA_KMS",
+                       "ISM_EW_SCALE", "LYC_ESCAPE", "D4000", "HALPHA_EW", "FIBER_FRAC", "FLUX_G", "FLUX_R",
+                       "FLUX_Z", "SNR_R", "TARGET_RA", "TARGET_DEC")
+
+
+def _fibermap(truth: pd.DataFrame) -> np.ndarray:
+    n = len(truth)
+    exptime = truth["EXPTIME"].to_numpy()
+    fields = [
+        ("TARGETID", "i8", truth["TARGETID"].to_numpy()), ("COADD_FIBERSTATUS", "i4", 0),
+        ("TARGET_RA", "f8", truth["TARGET_RA"].to_numpy()), ("TARGET_DEC", "f8", truth["TARGET_DEC"].to_numpy()),
+        ("OBJTYPE", "U3", "TGT"),
+        ("MORPHTYPE", "U4", np.where(truth["SPECTYPE"].to_numpy() == "QSO", "PSF", "REX")),
+        ("EBV", "f4", 0.02),
+        ("FLUX_G", "f4", truth.get("FLUX_G", np.nan)), ("FLUX_R", "f4", truth.get("FLUX_R", np.nan)),
+        ("FLUX_Z", "f4", truth.get("FLUX_Z", np.nan)),
+        ("PHOTSYS", "U1", "S"),
+        ("COADD_NUMEXP", "i2", np.maximum(1, np.round(exptime / EXPOSURE_SECONDS))),
+        ("COADD_EXPTIME", "f4", exptime),
+    ]
+    table = np.zeros(n, dtype=[(name, dtype) for name, dtype, _ in fields])
+    for name, _, values in fields:
+        table[name] = values
+    return table
+
+
+def _truth_records(truth: pd.DataFrame) -> np.ndarray:
+    columns = ["TARGETID", "Z", "SPECTYPE", "TEMPLATE", "MAG_R", "EXPTIME", "LYA_EW", "SOURCE", *TRUTH_EXTRA_COLUMNS]
+    table = complete_truth(truth[columns])
+    return truth_to_records(table)
+
+
+def _primary_header(dataset: str, seed: int, mode: str, n: int) -> dict[str, Any]:
+    return {"SPGRP": "simulated", "SURVEY": "sim", "PROGRAM": "dark", "LNSIM": "lymannet.simulate",
+            "DATASET": dataset[:68], "SIMSEED": int(seed), "SIMMODE": mode, "NSPEC": n}
+
+
+def _open_coadd(path: Path, truth: pd.DataFrame, header: dict[str, Any]) -> fitsio.FITS:
+    fits = fitsio.FITS(str(path), "rw", clobber=True)
+    fits.write(None, header=header)
+    fits.write(_fibermap(truth), extname="FIBERMAP")
+    n = max(len(truth), 1)
+    for arm in desi.ARMS:
+        wave = desi.arm_wavelength(arm)
+        fits.write(wave, extname=f"{arm}_WAVELENGTH", header={"BUNIT": "Angstrom"})
+        for kind, unit in (("FLUX", FLUX_BUNIT), ("IVAR", IVAR_BUNIT)):
+            fits.create_image_hdu(dims=[n, wave.size], dtype="f4", extname=f"{arm}_{kind}")
+            fits[f"{arm}_{kind}"].write_key("BUNIT", unit)
+        # cfitsio zero-fills new images and every simulated pixel is good: MASK needs no writes.
+        fits.create_image_hdu(dims=[n, wave.size], dtype="i4", extname=f"{arm}_MASK")
+    return fits
+
+
+def _write_chunk(fits: fitsio.FITS, chunk: SimulatedChunk, start: int) -> None:
+    for arm, (flux, ivar) in chunk.arms.items():
+        fits[f"{arm}_FLUX"].write(np.ascontiguousarray(flux, np.float32), start=[start, 0])
+        fits[f"{arm}_IVAR"].write(np.ascontiguousarray(ivar, np.float32), start=[start, 0])
+    for band in ("G", "R", "Z"):
+        fits["FIBERMAP"].write_column(f"FLUX_{band}", chunk.truth[f"FLUX_{band}"].to_numpy(np.float32), firstrow=start)
+
+
+def simulate_dataset(spec: dict[str, Any], seed: int, dataset: str, coadd_path: str | Path,
+                     truth_path: str | Path, chunk_rows: int = 2000) -> dict[str, Any]:
+    """Simulate one data set into a DESI coadd file and a truth table (both written atomically).
+
+    Returns counts and summary statistics (per SPECTYPE / TEMPLATE counts, median S/N, rate).
+    """
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    spec = _simulate_block(spec, dataset)
+    objects = draw_objects(spec, seed, dataset)
+    n = len(objects)
+    progress = Progress(total=n, what="spectra", logger=log)
+    chunks_truth = []
+    coadd_path, truth_path = Path(coadd_path), Path(truth_path)
+    try:
+        with atomic_path(coadd_path) as coadd_tmp, atomic_path(truth_path) as truth_tmp:
+            fits = _open_coadd(coadd_tmp, objects, _primary_header(dataset, seed, spec["mode"], n))
+            try:
+                for index, start in enumerate(range(0, n, chunk_rows)):
+                    rng = _params_rng(seed, dataset, 1 + index)
+                    chunk = simulate_chunk(objects.iloc[start:start + chunk_rows], rng)
+                    _write_chunk(fits, chunk, start)
+                    chunks_truth.append(chunk.truth)
+                    progress.update(len(chunk.truth))
+            finally:
+                fits.close()
+            truth = pd.concat(chunks_truth, ignore_index=True)
+            fitsio.write(str(truth_tmp), _truth_records(truth), extname="TRUTH", clobber=True,
+                         header=_primary_header(dataset, seed, spec["mode"], n))
+    except BaseException:
+        # atomic_path renames the truth file before the coadd: never leave one without the other.
+        if truth_path.exists() and not coadd_path.exists():
+            os.unlink(truth_path)
+        raise
+    rate = progress.done()
+    return _summary(truth, rate)
+
+
+def _summary(truth: pd.DataFrame, rate: float) -> dict[str, Any]:
+    lbg = truth[truth["SPECTYPE"] == "LBG"]
+    return {
+        "n_spectra": int(len(truth)),
+        "n_by_spectype": {k: int(v) for k, v in truth["SPECTYPE"].value_counts().sort_index().items()},
+        "n_lbg_by_template": {int(k): int(v) for k, v in lbg["TEMPLATE"].value_counts().sort_index().items()},
+        "median_snr_r": float(np.median(truth["SNR_R"])),
+        "z_range": [float(truth["Z"].min()), float(truth["Z"].max())],
+        "spectra_per_second": float(rate),
+    }

@@ -1,0 +1,253 @@
+"""lymannet.simulate: DESI coadd format, determinism, noise model, physics of the populations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import pandas as pd
+import pytest
+
+from lymannet import desi, simulate
+from lymannet.errors import ConfigError
+from lymannet.lines import LYA
+from lymannet.spectra import records_to_truth
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+SMALL = {
+    "mode": "continuous",
+    "exptime": [1800, 7200],
+    "mag_r": [22.5, 24.5],
+    "populations": {"LBG": {"n": 30, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22},
+                    "QSO": {"n": 10, "z": [1.8, 4.0]}, "ELG": {"n": 10, "z": [0.05, 0.2]}},
+}
+TEMPLATES = {"mode": "templates", "exptime": [7200, 1800], "z_grid": {"start": 2.0, "stop": 4.0, "step": 0.1},
+             "templates": [0, 1, 2, 3], "mag_levels": [22.5, 23.0, 23.5, 24.0, 24.5, 25.0], "copies": 2}
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    summary = simulate.simulate_dataset(SMALL, 7, "small", folder / "coadd.fits", folder / "truth.fits", chunk_rows=16)
+    return folder / "coadd.fits", folder / "truth.fits", summary
+
+
+def _objects(rows: list[dict]) -> pd.DataFrame:
+    """A hand-made object table: draw parameters for a templates-mode set, then override."""
+    base = simulate.draw_objects(dict(TEMPLATES, copies=1, exptime=[7200]), 1, "hand").iloc[: len(rows)].copy()
+    for index, row in enumerate(rows):
+        for key, value in row.items():
+            base.iloc[index, base.columns.get_loc(key)] = value
+    return base.reset_index(drop=True)
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with fitsio.FITS(str(path)) as fits:
+        return {f"{arm}_{kind}": fits[f"{arm}_{kind}"].read() for arm in desi.ARMS for kind in ("FLUX", "IVAR")}
+
+
+def test_coadd_has_desi_hdus_dtypes_and_shapes(small_files):
+    coadd, truth_path, summary = small_files
+    assert summary["n_spectra"] == 50 and summary["n_by_spectype"] == {"ELG": 10, "LBG": 30, "QSO": 10}
+    with fitsio.FITS(str(coadd)) as fits:
+        names = [hdu.get_extname() for hdu in fits]
+        expected = ["", "FIBERMAP"] + [f"{arm}_{k}" for arm in desi.ARMS for k in ("WAVELENGTH", "FLUX", "IVAR", "MASK")]
+        assert names == expected
+        for arm in desi.ARMS:
+            wave = fits[f"{arm}_WAVELENGTH"].read()
+            np.testing.assert_array_equal(wave, desi.arm_wavelength(arm))
+            assert wave.dtype == np.float64
+            for kind, dtype in (("FLUX", np.float32), ("IVAR", np.float32), ("MASK", np.int32)):
+                data = fits[f"{arm}_{kind}"].read()
+                assert data.dtype == dtype and data.shape == (50, wave.size)
+            assert fits[f"{arm}_FLUX"].read_header()["BUNIT"] == "10**-17 erg/(s cm2 Angstrom)"
+            assert not fits[f"{arm}_MASK"].read().any()
+            assert np.all(fits[f"{arm}_IVAR"].read() > 0)
+        fibermap = fits["FIBERMAP"].read()
+    assert fibermap["TARGETID"].dtype.kind == "i" and fibermap["TARGETID"].dtype.itemsize == 8
+    assert fibermap["COADD_FIBERSTATUS"].dtype.itemsize == 4 and not fibermap["COADD_FIBERSTATUS"].any()
+    assert set(np.char.strip(fibermap["OBJTYPE"].astype(str))) == {"TGT"}
+    for column, kind in (("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("FLUX_G", "f4"), ("FLUX_R", "f4"), ("FLUX_Z", "f4")):
+        assert fibermap[column].dtype.newbyteorder("=") == np.dtype(kind)
+    truth = records_to_truth(fitsio.read(str(truth_path), ext="TRUTH"))
+    np.testing.assert_array_equal(truth["TARGETID"], fibermap["TARGETID"])
+    assert truth["TARGETID"].is_unique and (truth["TARGETID"] > 0).all()
+    # FLUX_R in nanomaggies matches the drawn r magnitude.
+    np.testing.assert_allclose(fibermap["FLUX_R"], 10 ** (-0.4 * (truth["MAG_R"] - 22.5)), rtol=1e-4)
+    for column in ("Z", "SPECTYPE", "TEMPLATE", "MAG_R", "EXPTIME", "LYA_EW", "Z_GRID", "BETA"):
+        assert column in truth
+    lbg = truth["SPECTYPE"] == "LBG"
+    assert truth.loc[lbg, "TEMPLATE"].between(0, 3).all() and (truth.loc[~lbg, "TEMPLATE"] == -1).all()
+    assert truth["Z_GRID"].isna().all()
+
+
+def test_astropy_opens_both_files(small_files):
+    from astropy.io import fits as afits
+    from astropy.table import Table
+
+    coadd, truth_path, _ = small_files
+    with afits.open(coadd) as hdus:
+        assert hdus["B_FLUX"].data.shape == (50, 2751)
+    assert len(Table.read(truth_path, hdu="TRUTH")) == 50
+
+
+@pytest.mark.skipif(not (FIXTURES / "desi-edr").is_dir(), reason="../shared/fixtures/desi-edr not available")
+def test_hdu_layout_and_units_match_a_real_desi_coadd(small_files):
+    real_path = FIXTURES / "desi-edr" / "coadd-sv3-dark-26065.fits"
+    with fitsio.FITS(str(real_path)) as real, fitsio.FITS(str(small_files[0])) as ours:
+        for arm in desi.ARMS:
+            assert ours[f"{arm}_WAVELENGTH"].get_dims() == real[f"{arm}_WAVELENGTH"].get_dims()
+            for kind in ("FLUX", "IVAR", "WAVELENGTH"):
+                assert ours[f"{arm}_{kind}"].read_header()["BUNIT"] == real[f"{arm}_{kind}"].read_header()["BUNIT"]
+        real_columns = set(real["FIBERMAP"].get_colnames())
+        assert set(ours["FIBERMAP"].get_colnames()) <= real_columns
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [23, 24],
+            "populations": {"LBG": {"n": 8, "z": [2, 4]}, "QSO": {"n": 4, "z": [2, 3]}}}
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        simulate.simulate_dataset(spec, seed, "det", tmp_path / f"{name}.fits", tmp_path / f"{name}_t.fits", chunk_rows=5)
+        runs[name] = _arrays(tmp_path / f"{name}.fits")
+    for key in runs["a"]:
+        assert runs["a"][key].tobytes() == runs["b"][key].tobytes()
+        assert runs["a"][key].tobytes() != runs["c"][key].tobytes()
+    truth_a = fitsio.read(str(tmp_path / "a_t.fits"), ext="TRUTH")
+    truth_c = fitsio.read(str(tmp_path / "c_t.fits"), ext="TRUTH")
+    np.testing.assert_array_equal(truth_a["TARGETID"], truth_c["TARGETID"])  # ids come from the name
+
+
+def test_targetids_unique_across_datasets():
+    ids = [simulate.draw_objects(SMALL, 1, name)["TARGETID"] for name in ("survey", "templates", "small")]
+    assert len(set(np.concatenate(ids))) == sum(len(i) for i in ids)
+
+
+def test_ivar_matches_the_drawn_noise():
+    objects = simulate.draw_objects(SMALL, 11, "chi2")
+    chunk = simulate.simulate_chunk(objects, np.random.default_rng(0))
+    for arm, cut in simulate.instrument().slices.items():
+        flux, ivar = chunk.arms[arm]
+        chi2 = (flux - chunk.model[:, cut]) ** 2 * ivar
+        assert chi2.mean() == pytest.approx(1.0, abs=0.02), arm
+
+
+def test_model_is_normalised_to_mag_r():
+    objects = simulate.draw_objects(SMALL, 2, "mags")
+    model = simulate.render_model(objects, np.random.default_rng(1))
+    np.testing.assert_allclose(simulate.ab_magnitude(model, "r"), objects["MAG_R"], atol=1e-3)
+
+
+def test_emission_lines_land_at_redshifted_wavelengths():
+    rows = [{"SPECTYPE": "ELG", "Z": 0.1, "TEMPLATE": -1, "LYA_EW": np.nan, "BETA": -1.2, "D4000": 1.1,
+             "HALPHA_EW": 80.0, "LINE_SIGMA_KMS": 50.0, "FIBER_FRAC": 0.5},
+            {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 3, "LYA_EW": 60.0, "LYA_VOFF_KMS": 300.0}]
+    model = simulate.render_model(_objects(rows), np.random.default_rng(2))
+    wave = simulate.instrument().wave
+    halpha = np.abs(wave - 6564.61 * 1.1) < 10  # ([NII] 6549/6585 sit 16-20 A away at z = 0.1)
+    assert abs(wave[halpha][np.argmax(model[0][halpha])] - 6564.61 * 1.1) < 0.8
+    oiii = np.abs(wave - 5008.24 * 1.1) < 10
+    assert abs(wave[oiii][np.argmax(model[0][oiii])] - 5008.24 * 1.1) < 0.8
+    lya_peak = wave[np.argmax(model[1])]
+    assert abs(lya_peak - LYA * 4.0 * (1 + 300.0 / simulate.C_KMS)) < 2.0  # redshifted by +300 km/s
+
+
+def test_interstellar_absorption_at_blueshifted_wavelength():
+    rows = [{"SPECTYPE": "LBG", "Z": 2.5, "TEMPLATE": 1, "LYA_EW": 5.0, "ISM_VOFF_KMS": -150.0, "ISM_EW_SCALE": 1.5}]
+    model = simulate.render_model(_objects(rows), np.random.default_rng(3))[0]
+    wave = simulate.instrument().wave
+    expected = 1334.53 * 3.5 * (1 - 150.0 / simulate.C_KMS)
+    window = np.abs(wave - expected) < 15
+    assert abs(wave[window][np.argmin(model[window])] - expected) < 1.0
+    continuum = np.median(model[(wave > 1340 * 3.5) & (wave < 1380 * 3.5)])
+    assert model[window].min() < 0.8 * continuum
+
+
+def test_lyman_break():
+    rows = [{"SPECTYPE": "LBG", "Z": z, "TEMPLATE": 0, "LYA_EW": -5.0} for z in (3.5, 3.6, 3.7, 3.8)]
+    objects = _objects(rows)
+    model = simulate.render_model(objects, np.random.default_rng(4))
+    rest = simulate.instrument().wave[None, :] / (1 + objects["Z"].to_numpy()[:, None])
+    below = model[(rest > 800) & (rest < 900)].mean()
+    above = model[(rest > 1250) & (rest < 1500)].mean()
+    assert below < 0.05 * above
+
+
+def test_template_3_has_stronger_lya_than_template_0():
+    objects = simulate.draw_objects(dict(TEMPLATES, copies=1, exptime=[7200]), 5, "ew")
+    lbg = objects["SPECTYPE"] == "LBG"
+    by_template = objects[lbg].groupby("TEMPLATE")["LYA_EW"]
+    assert by_template.max()[0] < 0 < by_template.min()[1]
+    assert by_template.min()[3] >= 30 and by_template.max()[3] <= 80
+    rows = [{"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 0, "LYA_EW": -10.0},
+            {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 3, "LYA_EW": 50.0}]
+    model = simulate.render_model(_objects(rows), np.random.default_rng(6))
+    wave = simulate.instrument().wave
+    line = np.abs(wave - LYA * 4.0) < 20
+    side = (wave > 1250 * 4) & (wave < 1290 * 4)
+    ratio = model[:, line].sum(1) / np.median(model[:, side], axis=1)
+    assert ratio[1] > 3 * ratio[0]
+
+
+def test_templates_mode_counts_and_grid():
+    objects = simulate.draw_objects(TEMPLATES, 1, "templates")
+    assert len(objects) == 21 * 4 * 6 * 2 * 2
+    assert (objects["SPECTYPE"] == "LBG").all()
+    np.testing.assert_allclose(np.unique(objects["Z"]), np.round(np.arange(21) * 0.1 + 2.0, 10))
+    np.testing.assert_array_equal(objects["Z"], objects["Z_GRID"])
+    assert objects.groupby(["TEMPLATE", "MAG_R", "EXPTIME"]).size().eq(21 * 2).all()
+
+
+def test_continuous_lbg_redshifts_follow_truncated_normal():
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
+            "populations": {"LBG": {"n": 4000, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22}}}
+    objects = simulate.draw_objects(spec, 1, "normal")
+    assert objects["Z"].between(2.2, 3.8).all()
+    assert objects["Z"].mean() == pytest.approx(3.0, abs=0.02) and objects["Z"].std() == pytest.approx(0.22, abs=0.02)
+    assert (objects["TEMPLATE"] == 0).mean() == pytest.approx(0.2, abs=0.03)
+
+
+def test_overlap_regions_have_lower_ivar():
+    inst = simulate.instrument()
+    objects = _objects([{"SPECTYPE": "LBG", "Z": 2.5, "TEMPLATE": 1, "LYA_EW": 5.0, "MAG_R": 23.5}])
+    model = simulate.render_model(objects, np.random.default_rng(7))
+    ivar = {arm: simulate.observe(model, objects, np.random.default_rng(8))[arm][1][0] for arm in desi.ARMS}
+    wave = {arm: inst.wave[cut] for arm, cut in inst.slices.items()}
+    merged_overlap = sum(ivar[a][np.abs(wave[a] - 5780) < 5].mean() for a in ("B", "R"))
+    beside = ivar["B"][(wave["B"] > 5500) & (wave["B"] < 5700)].mean()
+    assert merged_overlap < 0.5 * beside
+    merged_overlap = sum(ivar[a][np.abs(wave[a] - 7570) < 5].mean() for a in ("R", "Z"))
+    assert merged_overlap < 0.5 * ivar["Z"][(wave["Z"] > 7700) & (wave["Z"] < 7900)].mean()
+
+
+def test_lbg_signal_to_noise_is_desi_like():
+    rows = [{"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 1, "LYA_EW": 5.0, "MAG_R": 24.0, "EXPTIME": t} for t in (7200, 1800)]
+    objects = _objects(rows)
+    model = simulate.render_model(objects, np.random.default_rng(9))
+    cut = simulate.instrument().slices["R"]
+    snr = np.median(model[:, cut] * np.sqrt(1 / simulate.arm_variance(model, objects, "R")), axis=1)
+    assert 0.3 < snr[0] < 3.0  # per 0.8 A pixel, r = 24, 2 h
+    assert snr[1] < 0.6 * snr[0]
+
+
+@pytest.mark.parametrize("bad", [
+    {"mode": "sideways"},
+    dict(SMALL, populations={"STAR": {"n": 3, "z": [0, 0.1]}}),
+    dict(SMALL, populations={"LBG": {"n": 3, "z": [4, 2]}}),
+    dict(SMALL, exptime=[-5]),
+    dict(TEMPLATES, templates=[5]),
+])
+def test_bad_config_raises_config_error(bad):
+    with pytest.raises(ConfigError):
+        simulate.draw_objects(bad, 1, "bad")
+
+
+def test_failure_leaves_no_files(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(simulate, "simulate_chunk", broken)
+    with pytest.raises(RuntimeError):
+        simulate.simulate_dataset(SMALL, 1, "x", tmp_path / "c.fits", tmp_path / "t.fits")
+    assert list(tmp_path.iterdir()) == []
