@@ -95,3 +95,14 @@ def test_shape_mismatch_is_refused():
     spectra = make_set(4)
     with pytest.raises(ValueError, match="expected"):
         SpectrumSet(GRID.wavelength, spectra.flux[:3], spectra.ivar, spectra.truth)
+
+
+def test_log_grid_round_trips_exactly(tmp_path):
+    from lymannet.grid import Grid as _Grid
+
+    qnet = _Grid.quasarnet()
+    spectra = make_set(2)
+    log_set = SpectrumSet(qnet.wavelength, spectra.flux[:, : qnet.n_pixels], spectra.ivar[:, : qnet.n_pixels],
+                          spectra.truth, qnet)
+    write_spectra(tmp_path / "log.fits", log_set)
+    assert read_spectra(tmp_path / "log.fits").grid == qnet

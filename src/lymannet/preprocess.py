@@ -47,8 +47,10 @@ def _rebin_shared(wavelength: np.ndarray, weighted: np.ndarray, weight: np.ndarr
     # Sorted wavelengths: each network pixel is one contiguous run of native pixels.
     starts = np.flatnonzero(np.r_[True, pixel[1:] != pixel[:-1]])
     targets = pixel[starts]
-    out_weighted[:, targets] = np.add.reduceat(weighted[:, columns], starts, axis=1)
-    out_weight[:, targets] = np.add.reduceat(weight[:, columns], starts, axis=1)
+    # Sorted wavelengths make `columns` one contiguous run: slice it instead of gathering a copy.
+    run = slice(columns[0], columns[-1] + 1)
+    out_weighted[:, targets] = np.add.reduceat(weighted[:, run], starts, axis=1)
+    out_weight[:, targets] = np.add.reduceat(weight[:, run], starts, axis=1)
     return out_weighted, out_weight
 
 
@@ -74,7 +76,8 @@ def standardise(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
     safe_weight = np.where(has_weight, total_weight, 1.0)
     mean = (flux * ivar).sum(axis=1) / safe_weight
     rms = np.sqrt((ivar * (flux - mean[:, None]) ** 2).sum(axis=1) / safe_weight)
-    ok = has_weight & (rms > 0)
+    # A constant spectrum has rms at round-off level, not exactly 0: leave it alone.
+    ok = has_weight & (rms > 1e-6 * np.maximum(np.abs(mean), 1e-30))
     out = flux.copy()
     out[ok] = (flux[ok] - mean[ok, None]) / rms[ok, None]
     return out.astype(np.float32)

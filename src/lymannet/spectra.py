@@ -160,7 +160,8 @@ class SpectrumSet:
 def _grid_header(grid: Grid | None) -> dict[str, Any]:
     if grid is None:
         return {"GRIDKIND": "native"}
-    return {"GRIDKIND": grid.kind, "GRIDSTRT": grid.start, "GRIDSTEP": grid.step, "GRIDNPIX": grid.n_pixels}
+    # Strings keep every digit, so a grid read back compares equal to the one written.
+    return {"GRIDKIND": grid.kind, "GRIDSTRT": repr(grid.start), "GRIDSTEP": repr(grid.step), "GRIDNPIX": grid.n_pixels}
 
 
 def _grid_from_header(header: Any) -> Grid | None:

@@ -4,7 +4,6 @@ Each panel shows the three DESI arms merged (inverse-variance weighted, then smo
 8-pixel = 6.4 A boxcar), the smoothed 1-sigma noise, and the rest-frame lines at (1 + z) lambda.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Snakemake script: simulate one data set (DESI coadd + truth table) from its config block."""
 
-from __future__ import annotations
 
 import logging
 

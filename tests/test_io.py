@@ -1,0 +1,530 @@
+"""lymannet.io: DESI coadd reading, arm merging, rebinning, truth join, bad input, the ingest script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import fitsio
+import numpy as np
+import pandas as pd
+import pytest
+
+from lymannet import io
+from lymannet.desi import ARMS, arm_wavelength, native_wavelength
+from lymannet.errors import ConfigError, InputFileError
+from lymannet.grid import Grid
+from lymannet.preprocess import network_input, rebin
+from lymannet.spectra import SpectraFile, read_spectra
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+QUASARNP = FIXTURES / "quasarnp"
+EDR = FIXTURES / "desi-edr"
+EDR_TILE = EDR / "coadd-5-169-thru20210419.fits"
+EDR_HEALPIX = EDR / "coadd-sv3-dark-26065.fits"
+SCRIPT = REPO / "workflow" / "scripts" / "ingest.py"
+
+LINEAR_GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
+OPTIONS = {"fiberstatus": "zero_only", "missing_truth": "error", "chunk_rows": 4096}
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real-data fixture {path} not found (a plain clone has no ../shared/fixtures)")
+    return path
+
+
+# --------------------------------------------------------------------------- synthetic coadds
+
+
+def coadd_hdus(n: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    """HDUs of a small, plausible DESI coadd: TARGETIDs 1001.., all real targets, unmasked."""
+    rng = np.random.default_rng(seed)
+    fibermap = np.zeros(n, dtype=[("TARGETID", "i8"), ("OBJTYPE", "S3"), ("COADD_FIBERSTATUS", "i4"),
+                                  ("COADD_EXPTIME", "f4"), ("FLUX_R", "f4")])
+    fibermap["TARGETID"] = 1001 + np.arange(n)
+    fibermap["OBJTYPE"] = b"TGT"
+    fibermap["COADD_EXPTIME"] = 7200.0
+    fibermap["FLUX_R"] = 1.0  # nanomaggies: r = 22.5
+    hdus: dict[str, np.ndarray] = {"FIBERMAP": fibermap}
+    for arm in ARMS:
+        wavelength = arm_wavelength(arm)
+        hdus[f"{arm}_WAVELENGTH"] = wavelength
+        hdus[f"{arm}_FLUX"] = (2.0 + rng.normal(0, 1, (n, len(wavelength)))).astype("f4")
+        hdus[f"{arm}_IVAR"] = rng.uniform(0.5, 2.0, (n, len(wavelength))).astype("f4")
+        hdus[f"{arm}_MASK"] = np.zeros((n, len(wavelength)), "u4")
+    return hdus
+
+
+def write_coadd(path: Path, hdus: dict[str, np.ndarray]) -> Path:
+    with fitsio.FITS(str(path), "rw", clobber=True) as fits:
+        fits.write(None)
+        for name, data in hdus.items():
+            fits.write(data, extname=name)
+    return path
+
+
+def make_coadd(tmp_path: Path, name: str = "coadd.fits", n: int = 6,
+               edit: Callable[[dict], None] | None = None, seed: int = 0) -> Path:
+    hdus = coadd_hdus(n, seed)
+    if edit:
+        edit(hdus)
+    return write_coadd(tmp_path / name, hdus)
+
+
+def write_truth_csv(path: Path, targetids, z=None, **extra) -> Path:
+    table = pd.DataFrame({"TARGETID": [str(t) for t in targetids],
+                          "Z": np.linspace(2.0, 3.0, len(targetids)) if z is None else z,
+                          "SPECTYPE": "LBG", **extra})
+    table.to_csv(path, index=False)
+    return path
+
+
+def assert_nothing_written(folder: Path, output: Path) -> None:
+    assert not output.exists()
+    leftovers = [p.name for p in folder.rglob("*.part")]
+    assert not leftovers, leftovers
+
+
+def bad_input(tmp_path: Path, match: str, coadds: list[Path], truth: Path | None = None,
+              grid: Grid = LINEAR_GRID, **options) -> InputFileError:
+    """Ingest must fail with InputFileError matching `match`, naming a file, writing nothing."""
+    output = tmp_path / "out" / "ingested.fits"
+    with pytest.raises(InputFileError, match=match) as caught:
+        io.ingest([str(p) for p in coadds], None if truth is None else str(truth), grid, str(output),
+                  "demo", {**OPTIONS, **options})
+    assert caught.value.path, "the error must name the file"
+    assert "\n" not in str(caught.value)
+    assert_nothing_written(tmp_path, output)
+    return caught.value
+
+
+# --------------------------------------------------------------------------- QuasarNP parity
+
+
+def test_quasarnp_parity_through_reader_and_network_input():
+    expected = np.load(need(QUASARNP / "coadd_x.npy"))
+    coadd = io.read_coadd(QUASARNP / "test_coadd.fits")
+    assert len(coadd) == 25 and coadd.is_target.all()
+    assert coadd.targetid.tolist() == list(range(25))  # no FIBERMAP: TARGETID = row index
+    flux, ivar = io.merge_arms(coadd)
+    assert flux.shape == (25, len(native_wavelength()))
+    net_flux, net_ivar = rebin(native_wavelength(), flux, ivar, Grid.quasarnet())
+    kept = net_ivar.sum(axis=1) > 0
+    assert np.flatnonzero(~kept).tolist() == [11]
+    x = network_input(net_flux[kept], net_ivar[kept])
+    assert x.shape == (24, 1, 443)
+    assert np.abs(x[:, 0] - expected).max() < 1e-4
+
+
+def test_fast_rebinning_matches_preprocess_on_quasarnp_file():
+    coadd = io.read_coadd(need(QUASARNP / "test_coadd.fits"))
+    weighted, weight = io.merge_arm_sums(coadd)
+    fast_flux, fast_ivar = io.NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
+    native_flux = io.sums_to_flux(weighted, weight)
+    ref_flux, ref_ivar = rebin(native_wavelength(), native_flux, weight, Grid.quasarnet())
+    np.testing.assert_allclose(fast_ivar, ref_ivar, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(fast_flux, ref_flux, rtol=1e-4, atol=1e-6 * np.abs(ref_flux).max())
+    x = network_input(fast_flux[fast_ivar.sum(1) > 0], fast_ivar[fast_ivar.sum(1) > 0])
+    assert np.abs(x[:, 0] - np.load(QUASARNP / "coadd_x.npy")).max() < 1e-4
+
+
+def test_per_camera_sums_match_coadd_rebinned():
+    expected = fitsio.FITS(str(need(QUASARNP / "coadd_rebinned.fits")))
+    coadd = io.read_coadd(QUASARNP / "test_coadd.fits")
+    total_weighted = total_weight = 0.0
+    for arm in ARMS:
+        flux, ivar = rebin(coadd.wavelength[arm], coadd.flux[arm], coadd.ivar[arm], Grid.quasarnet())
+        weighted, weight = expected[f"{arm}_FLUX"].read(), expected[f"{arm}_IVAR"].read()
+        np.testing.assert_allclose(ivar, weight, rtol=1e-5, atol=1e-6 * weight.max())
+        np.testing.assert_allclose(flux * ivar, weighted, rtol=1e-4, atol=1e-5 * np.abs(weighted).max())
+        total_weighted, total_weight = total_weighted + weighted, total_weight + weight
+    # Merging on the native grid first gives the same sums as rebinning each camera and adding.
+    weighted, weight = io.merge_arm_sums(io.read_coadd(QUASARNP / "test_coadd.fits"))
+    flux, ivar = io.NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
+    np.testing.assert_allclose(ivar, total_weight, rtol=1e-5, atol=1e-6 * total_weight.max())
+    np.testing.assert_allclose(flux * ivar, total_weighted, rtol=1e-4,
+                               atol=1e-5 * np.abs(total_weighted).max())
+
+
+def test_ingest_quasarnp_file_writes_both_layers(tmp_path):
+    expected = np.load(need(QUASARNP / "coadd_x.npy"))
+    output = tmp_path / "ingested.fits"
+    counts = io.ingest([str(QUASARNP / "test_coadd.fits")], None, Grid.quasarnet(), str(output), "qnp",
+                       OPTIONS)
+    assert counts["read"] == 25 and counts["kept"] == 24
+    assert counts["dropped_no_valid_pixel"] == 1 and counts["dropped_not_target"] == 0
+    with SpectraFile(output) as spectra:
+        network, native = spectra.read("network"), spectra.read("native")
+        record = spectra.provenance
+    assert network.truth["TARGETID"].tolist() == [i for i in range(25) if i != 11]
+    assert (network.truth["PARENT_TARGETID"] == network.truth["TARGETID"]).all()
+    assert (network.truth["SOURCE"] == "qnp").all() and network.truth["Z"].isna().all()
+    # (the FITS header keeps GRIDSTRT to ~15 digits, so compare the grid approximately)
+    assert np.allclose(network.grid.wavelength, Grid.quasarnet().wavelength, rtol=1e-12)
+    assert native.flux.shape == (24, 7781)
+    assert np.abs(network_input(network.flux, network.ivar)[:, 0] - expected).max() < 1e-4
+    assert set(record["inputs"]) == {"coadd0"} and record["config"]["dataset"] == "qnp"
+    assert_nothing_written(tmp_path, tmp_path / "nothing")
+
+
+# --------------------------------------------------------------------------- DESI EDR files
+
+
+EDR_TRUTH_IDS = [39633297352951412, 39633300968442591, 39627866878511337, 39627866878514741]
+
+
+def test_edr_files_ingest_with_csv_truth(tmp_path):
+    need(EDR_TILE), need(EDR_HEALPIX)
+    truth = write_truth_csv(tmp_path / "vi.csv", EDR_TRUTH_IDS, VI_QUALITY=[4, 3, 2, 1])
+    output = tmp_path / "edr.fits"
+    counts = io.ingest([str(EDR_TILE), str(EDR_HEALPIX)], str(truth), LINEAR_GRID, str(output), "edr",
+                       OPTIONS)
+    # Tile file: 3 empty/negative-TARGETID fibres, 1 target with COADD_FIBERSTATUS 512, 1 good target.
+    # Healpix file: 2 negative TARGETIDs, 1 sky fibre, 2 good targets.
+    assert counts["read"] == 10 and counts["dropped_not_target"] == 7
+    assert counts["kept"] == 3 and counts["dropped_no_valid_pixel"] == 0
+    spectra = read_spectra(output)
+    assert spectra.truth["TARGETID"].tolist() == [39633300968442591, 39627866878511337, 39627866878514741]
+    assert spectra.truth["VI_QUALITY"].tolist() == [3, 2, 1]
+    assert np.allclose(spectra.truth["Z"], [2 + 1 / 3, 2 + 2 / 3, 3.0])
+    assert (spectra.truth["EXPTIME"] > 0).all()  # from FIBERMAP COADD_EXPTIME: the CSV has none
+    assert (spectra.ivar.sum(axis=1) > 0).all() and spectra.flux.shape == (3, LINEAR_GRID.n_pixels)
+    native = read_spectra(output, "native")
+    # The network layer is the QuasarNET rebinning of the native layer.
+    flux, ivar = rebin(native.wavelength, native.flux, native.ivar, LINEAR_GRID)
+    np.testing.assert_allclose(spectra.ivar, ivar, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(spectra.flux, flux, rtol=1e-4, atol=1e-6 * np.abs(flux).max())
+
+
+def test_edr_masked_pixels_have_zero_ivar():
+    coadd = io.read_coadd(need(EDR_HEALPIX))
+    mask = fitsio.read(str(EDR_HEALPIX), ext="Z_MASK")
+    assert (mask != 0).any()
+    assert (coadd.ivar["Z"][mask != 0] == 0).all() and (coadd.flux["Z"][mask != 0] == 0).all()
+
+
+def test_edr_fiberstatus_any_keeps_flagged_target_then_drops_it_empty(tmp_path):
+    truth = write_truth_csv(tmp_path / "vi.csv", EDR_TRUTH_IDS)
+    output = tmp_path / "edr.fits"
+    counts = io.ingest([str(need(EDR_TILE))], str(truth), LINEAR_GRID, str(output), "edr",
+                       {**OPTIONS, "fiberstatus": "any"})
+    # The COADD_FIBERSTATUS=512 target is now selected, but has no valid pixel.
+    assert counts["dropped_not_target"] == 3 and counts["dropped_no_valid_pixel"] == 1 and counts["kept"] == 1
+    assert read_spectra(output).truth["TARGETID"].tolist() == [39633300968442591]
+    assert_nothing_written(tmp_path, tmp_path / "nothing")
+
+
+# --------------------------------------------------------------------------- pixel cleaning, chunks
+
+
+def spoil_pixels(hdus: dict) -> None:
+    hdus["B_MASK"][0, 100:110] = 4
+    hdus["B_FLUX"][1, 200] = np.nan
+    hdus["R_FLUX"][1, 50] = np.inf
+    hdus["Z_IVAR"][2, 300:305] = -1.0
+    hdus["Z_IVAR"][2, 305] = np.nan
+    for arm in ARMS:  # row 3: nothing valid at all (masked, or zero ivar)
+        hdus[f"{arm}_MASK"][3, :] = 1
+    hdus["FIBERMAP"]["OBJTYPE"][4] = b"SKY"
+    hdus["FIBERMAP"]["TARGETID"][5] = -5
+
+
+def test_bad_pixels_get_zero_ivar_and_empty_spectra_are_dropped(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=8, edit=spoil_pixels)
+    coadd = io.read_coadd(coadd_path)
+    assert coadd.is_target.tolist() == [True] * 4 + [False, False, True, True]
+    assert (coadd.ivar["B"][0, 100:110] == 0).all() and coadd.ivar["B"][1, 200] == 0
+    assert coadd.ivar["R"][1, 50] == 0 and (coadd.ivar["Z"][2, 300:306] == 0).all()
+    assert np.isfinite(coadd.flux["B"]).all() and np.isfinite(coadd.flux["R"]).all()
+    output = tmp_path / "out.fits"
+    counts = io.ingest([str(coadd_path)], None, LINEAR_GRID, str(output), "demo", OPTIONS)
+    assert counts["dropped_not_target"] == 2 and counts["dropped_no_valid_pixel"] == 1 and counts["kept"] == 5
+    native = read_spectra(output, "native")
+    assert native.truth["TARGETID"].tolist() == [1001, 1002, 1003, 1007, 1008]
+    b_start = 0  # B starts the native grid
+    assert (native.ivar[0, b_start + 100:b_start + 110] == 0).all()
+    assert np.isfinite(native.flux).all() and (native.flux[native.ivar == 0] == 0).all()
+    assert_nothing_written(tmp_path, tmp_path / "nothing")
+
+
+def float64_spectra(hdus: dict) -> None:
+    spoil_pixels(hdus)
+    for arm in ARMS:
+        hdus[f"{arm}_FLUX"] = hdus[f"{arm}_FLUX"].astype("f8")
+        hdus[f"{arm}_MASK"] = hdus[f"{arm}_MASK"].astype("i2")
+
+
+@pytest.mark.parametrize("source", ["edr-tile", "edr-healpix", "quasarnp", "synthetic", "synthetic-f8-i2"])
+def test_fast_read_matches_fitsio(tmp_path, source):
+    real = {"edr-tile": EDR_TILE, "edr-healpix": EDR_HEALPIX, "quasarnp": QUASARNP / "test_coadd.fits"}
+    path = real.get(source)
+    if path is None:
+        path = make_coadd(tmp_path, n=8, edit=float64_spectra if source.endswith("i2") else spoil_pixels)
+    fast_file, slow_file = io.CoaddFile(str(need(path))), io.CoaddFile(str(path), fast_read=False)
+    assert all(raw is not None for layout in fast_file.arms.values() for raw in layout.raw.values())
+    rows = np.array([0, 2, 3]) if fast_file.n_rows > 3 else None
+    fast, slow = fast_file.read(rows), slow_file.read(rows)
+    assert fast.n_masked == slow.n_masked
+    for arm in ARMS:
+        assert fast.flux[arm].dtype == np.float32 and fast.flux[arm].dtype.isnative
+        np.testing.assert_array_equal(fast.flux[arm], slow.flux[arm])
+        np.testing.assert_array_equal(fast.ivar[arm], slow.ivar[arm])
+
+
+def test_arm_overlaps_are_inverse_variance_merged(tmp_path):
+    coadd = io.read_coadd(make_coadd(tmp_path, n=2))
+    b_flux, b_ivar = coadd.flux["B"].copy(), coadd.ivar["B"].copy()
+    r_flux, r_ivar = coadd.flux["R"].copy(), coadd.ivar["R"].copy()
+    flux, ivar = io.merge_arms(coadd)
+    native = native_wavelength()
+    at = int(np.argmin(np.abs(native - 5780.0)))  # B/R overlap: 5760-5800 A
+    b_at = int(np.argmin(np.abs(arm_wavelength("B") - 5780.0)))
+    r_at = int(np.argmin(np.abs(arm_wavelength("R") - 5780.0)))
+    np.testing.assert_allclose(ivar[:, at], b_ivar[:, b_at] + r_ivar[:, r_at], rtol=1e-6)
+    expected = (b_flux[:, b_at] * b_ivar[:, b_at] + r_flux[:, r_at] * r_ivar[:, r_at]) / ivar[:, at]
+    np.testing.assert_allclose(flux[:, at], expected, rtol=1e-5)
+    only_b = int(np.argmin(np.abs(native - 4000.0)))
+    np.testing.assert_allclose(flux[:, only_b], b_flux[:, only_b], rtol=1e-6)
+
+
+def test_chunking_does_not_change_the_output(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=9, edit=spoil_pixels)
+    outputs = []
+    for chunk_rows in (2, 4096):
+        output = tmp_path / f"out{chunk_rows}.fits"
+        io.ingest([str(coadd_path)], None, Grid.quasarnet(), str(output), "demo",
+                  {**OPTIONS, "chunk_rows": chunk_rows})
+        outputs.append((read_spectra(output), read_spectra(output, "native")))
+    for small, large in zip(*outputs):
+        np.testing.assert_array_equal(small.flux, large.flux)
+        np.testing.assert_array_equal(small.ivar, large.ivar)
+        assert small.truth["TARGETID"].tolist() == large.truth["TARGETID"].tolist()
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
+    {"kind": "log", "wave_min": 3600.0, "wave_max": 10000.0, "step": 0.001},
+    {"kind": "linear", "wave_min": 3000.0, "wave_max": 7000.0, "step": 0.5},  # finer than 0.8 A
+    {"kind": "log", "wave_min": 5000.0, "wave_max": 9000.0, "step": 0.0003},
+])
+def test_native_rebinner_matches_preprocess_rebin(spec):
+    grid = Grid.from_config(spec)
+    rng = np.random.default_rng(1)
+    flux = rng.normal(1, 1, (5, 7781)).astype("f4")
+    ivar = rng.uniform(0, 2, (5, 7781)).astype("f4")
+    ivar[0] = 0
+    fast_flux, fast_ivar = io.NativeRebinner(grid).rebin(flux, ivar)
+    ref_flux, ref_ivar = rebin(native_wavelength(), flux, ivar, grid)
+    np.testing.assert_allclose(fast_ivar, ref_ivar, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast_flux, ref_flux, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- truth catalogues
+
+
+def test_fits_truth_with_truth_extension_and_missing_truth_drop(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=5)
+    other = np.zeros(2, dtype=[("A", "i4")])
+    truth = np.zeros(4, dtype=[("TARGETID", ">i8"), ("Z", ">f8"), ("SPECTYPE", "S6"), ("TEMPLATE", "i2"),
+                               ("COEFF", "f4", (3,)), ("RANK", "i4")])
+    truth["TARGETID"] = [1001, 1002, 1003, 1005]
+    truth["Z"] = [2.1, 2.2, 2.3, 2.5]
+    truth["SPECTYPE"] = [b"LBG", b"QSO", b"ELG", b"LBG"]
+    truth["RANK"] = [1, 2, 3, 4]
+    truth_path = tmp_path / "truth.fits"
+    with fitsio.FITS(str(truth_path), "rw", clobber=True) as fits:
+        fits.write(other, extname="OTHER")  # the TRUTH extension wins over the first table
+        fits.write(truth, extname="TRUTH")
+    output = tmp_path / "out.fits"
+    counts = io.ingest([str(coadd_path)], str(truth_path), LINEAR_GRID, str(output), "demo",
+                       {**OPTIONS, "missing_truth": "drop"})
+    assert counts["dropped_missing_truth"] == 1 and counts["kept"] == 4
+    result = read_spectra(output).truth
+    assert result["TARGETID"].tolist() == [1001, 1002, 1003, 1005]
+    assert result["SPECTYPE"].tolist() == ["LBG", "QSO", "ELG", "LBG"]
+    assert result["RANK"].tolist() == [1, 2, 3, 4] and "COEFF" not in result
+    assert np.allclose(result["MAG_R"], 22.5) and np.allclose(result["EXPTIME"], 7200)
+
+
+def test_missing_truth_error(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=3)
+    truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1003])
+    error = bad_input(tmp_path, r"1 of 3 targets have no row in the truth catalogue .*TARGETID 1002",
+                      [coadd_path], truth)
+    assert error.path == str(coadd_path)
+
+
+def test_non_numeric_redshift(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=2)
+    truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1002], z=["2.5", "high"])
+    error = bad_input(tmp_path, r"column Z has non-numeric value 'high' \(TARGETID 1002\)",
+                      [coadd_path], truth)
+    assert error.path == str(truth)
+
+
+def test_nan_redshift(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=2)
+    truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1002], z=[2.5, np.nan])
+    bad_input(tmp_path, r"Z is NaN for 1 targets \(first TARGETID 1002\)", [coadd_path], truth)
+
+
+def test_duplicate_targetid_in_truth(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=2)
+    truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1002, 1002])
+    bad_input(tmp_path, "duplicate TARGETID 1002 in the truth catalogue", [coadd_path], truth)
+
+
+# --------------------------------------------------------------------------- bad coadd files
+
+
+def test_missing_file(tmp_path):
+    bad_input(tmp_path, "file does not exist", [tmp_path / "nope.fits"])
+
+
+def test_missing_hdu(tmp_path):
+    coadd_path = make_coadd(tmp_path, edit=lambda h: h.pop("R_IVAR"))
+    error = bad_input(tmp_path, "missing HDU R_IVAR", [coadd_path])
+    assert error.path == str(coadd_path)
+
+
+def test_wavelength_and_flux_columns_disagree(tmp_path):
+    def shorten(hdus):
+        hdus["Z_FLUX"] = hdus["Z_FLUX"][:, :-10].copy()
+    bad_input(tmp_path, r"Z_FLUX has shape \(6, 2871\), but Z_WAVELENGTH has 2881 pixels",
+              [make_coadd(tmp_path, edit=shorten)])
+
+
+def test_flux_and_ivar_rows_disagree(tmp_path):
+    def drop_row(hdus):
+        hdus["B_IVAR"] = hdus["B_IVAR"][:-1].copy()
+    bad_input(tmp_path, r"arms have different numbers of spectra \(.*B_IVAR 5",
+              [make_coadd(tmp_path, edit=drop_row)])
+
+
+def test_fibermap_rows_disagree(tmp_path):
+    def drop_row(hdus):
+        hdus["FIBERMAP"] = hdus["FIBERMAP"][:-1].copy()
+    bad_input(tmp_path, "FIBERMAP has 5 rows but the spectra HDUs have 6",
+              [make_coadd(tmp_path, edit=drop_row)])
+
+
+def test_wavelength_off_the_native_grid(tmp_path):
+    def shift(hdus):
+        hdus["R_WAVELENGTH"] = hdus["R_WAVELENGTH"] + 0.3
+    bad_input(tmp_path, "R_WAVELENGTH .* is not on the DESI native grid", [make_coadd(tmp_path, edit=shift)])
+
+
+def test_truncated_file(tmp_path):
+    data = need(EDR_HEALPIX).read_bytes()
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(data[: len(data) // 2])
+    error = bad_input(tmp_path, "truncated file", [cut])
+    assert error.path == str(cut)
+    odd = tmp_path / "odd.fits"
+    odd.write_bytes(data[: len(data) - 1000])
+    bad_input(tmp_path, "truncated file", [odd])
+
+
+def test_not_a_fits_file(tmp_path):
+    junk = tmp_path / "junk.fits"
+    junk.write_text("this is not FITS\n")
+    bad_input(tmp_path, "not a readable FITS file", [junk])
+
+
+def test_duplicate_targetid_within_a_file(tmp_path):
+    def duplicate(hdus):
+        hdus["FIBERMAP"]["TARGETID"][3] = 1001
+    bad_input(tmp_path, r"duplicate TARGETID 1001 \(1 duplicated targets\)",
+              [make_coadd(tmp_path, edit=duplicate)])
+
+
+def test_duplicate_targetid_across_files(tmp_path):
+    first = make_coadd(tmp_path, "a.fits", n=3)
+    second = make_coadd(tmp_path, "b.fits", n=3, seed=1)
+    error = bad_input(tmp_path, f"TARGETID 1001 also appears in {first}", [first, second])
+    assert error.path == str(second)
+
+
+def test_grid_outside_the_data(tmp_path):
+    grid = Grid.from_config({"kind": "linear", "wave_min": 10000.0, "wave_max": 12000.0, "step": 8.0})
+    bad_input(tmp_path, r"network grid \(linear, 10000.0-12000.0 A\) does not cover the data "
+              r"\(3600.0-9824.0 A\)", [make_coadd(tmp_path)], grid=grid)
+    mostly_outside = Grid.from_config({"kind": "log", "wave_min": 8000.0, "wave_max": 20000.0, "step": 0.001})
+    bad_input(tmp_path, "only 22% of the grid overlaps", [make_coadd(tmp_path)], grid=mostly_outside)
+
+
+# --------------------------------------------------------------------------- the script
+
+
+def run_script(tmp_path: Path, coadds: list[Path], truth: Path | None,
+               output: Path) -> subprocess.CompletedProcess:
+    """Run workflow/scripts/ingest.py as Snakemake would: a `snakemake` object in its globals."""
+    spec = {"coadds": [str(p) for p in coadds], "truth": None if truth is None else str(truth),
+            "output": str(output), "log": str(tmp_path / "ingest.log"), "script": str(SCRIPT),
+            "grid": {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
+            "options": OPTIONS}
+    driver = textwrap.dedent("""
+        import json, runpy, sys
+        from types import SimpleNamespace
+        spec = json.loads(sys.argv[1])
+        inputs = {"coadds": spec["coadds"]}
+        if spec["truth"]:
+            inputs["truth"] = spec["truth"]
+        class Input(SimpleNamespace):
+            def get(self, key, default=None):
+                return getattr(self, key, default)
+        snakemake = SimpleNamespace(input=Input(**inputs), output=[spec["output"]], log=[spec["log"]],
+                                    params=SimpleNamespace(grid=spec["grid"], options=spec["options"]),
+                                    wildcards=SimpleNamespace(dataset="demo"))
+        runpy.run_path(spec["script"], init_globals={"snakemake": snakemake}, run_name="__snakemake__")
+    """)
+    return subprocess.run([sys.executable, "-c", driver, json.dumps(spec)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_script_end_to_end(tmp_path):
+    coadd_path = make_coadd(tmp_path, n=4)
+    truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1002, 1003, 1004])
+    output = tmp_path / "results" / "ingested" / "demo.fits"
+    result = run_script(tmp_path, [coadd_path], truth, output)
+    assert result.returncode == 0, result.stderr
+    spectra = read_spectra(output)
+    assert len(spectra) == 4 and (spectra.truth["SOURCE"] == "demo").all()
+    assert "kept 4 of 4 spectra read" in (tmp_path / "ingest.log").read_text()
+
+
+def test_script_bad_input_exits_1_with_one_line(tmp_path):
+    coadd_path = make_coadd(tmp_path, edit=lambda h: h.pop("B_FLUX"))
+    output = tmp_path / "results" / "ingested" / "demo.fits"
+    result = run_script(tmp_path, [coadd_path], None, output)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"lymannet: error: {coadd_path}: missing HDU B_FLUX; is this a DESI coadd file?"
+    assert_nothing_written(tmp_path, output)
+
+
+def test_no_spectrum_with_data_fails_after_writing_and_cleans_up(tmp_path):
+    def no_data(hdus):
+        for arm in ARMS:
+            hdus[f"{arm}_IVAR"][:] = 0
+    bad_input(tmp_path, "none of the 3 target spectra has a valid pixel",
+              [make_coadd(tmp_path, n=3, edit=no_data)])
+
+
+def test_no_target_at_all(tmp_path):
+    def all_sky(hdus):
+        hdus["FIBERMAP"]["OBJTYPE"] = b"SKY"
+    bad_input(tmp_path, "no target spectra left to ingest", [make_coadd(tmp_path, n=3, edit=all_sky)])
+
+
+def test_bad_options_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="fiberstatus"):
+        io.ingest([str(make_coadd(tmp_path))], None, LINEAR_GRID, str(tmp_path / "o.fits"), "demo",
+                  {"fiberstatus": "some"})
