@@ -1,0 +1,307 @@
+"""Figures of the score and compare stages, in the style of the LBG thesis (Taran 2023).
+
+Each ``*_axes`` function draws on a given matplotlib Axes, so panels compose; the ``plot_*`` /
+``*_figure`` functions build a whole figure and write it atomically (Agg backend, PNG).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: cluster nodes have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .fileio import atomic_path  # noqa: E402
+from .metrics import Crossing, binned_efficiency  # noqa: E402
+
+PURITY_STYLE = {"linestyle": "-"}
+EFFICIENCY_STYLE = {"linestyle": "--"}
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> None:
+    """Write a PNG atomically and free the figure."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _empty(ax: plt.Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def pe_curve_axes(ax: plt.Axes, curve: pd.DataFrame, crossing: Crossing, label: str | None = None,
+                  color: str | None = None, annotate: bool = True) -> None:
+    """Purity (solid) and efficiency (dashed) vs c_th, the P = E point marked (thesis fig 3.2, 5.1)."""
+    color = color or COLORS[0]
+    prefix = f"{label}: " if label else ""
+    ax.plot(curve["THRESHOLD"], curve["PURITY"], color=color, label=f"{prefix}purity", **PURITY_STYLE)
+    ax.plot(curve["THRESHOLD"], curve["EFFICIENCY"], color=color, label=f"{prefix}efficiency", **EFFICIENCY_STYLE)
+    if np.isfinite(crossing.score):
+        ax.plot([crossing.threshold], [crossing.score], "o", color=color, markersize=7,
+                markeredgecolor="black", zorder=5)
+        if annotate:
+            # in the empty lower middle of the axes (the curves run along the top), boxed
+            ax.annotate(f"score: P = E = {crossing.score:.3f}\nat $c_{{th}}$ = {crossing.threshold:.3f}",
+                        (crossing.threshold, crossing.score), textcoords="axes fraction", xytext=(0.42, 0.12),
+                        fontsize=9, bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"},
+                        arrowprops={"arrowstyle": "-", "color": "0.5"})
+    ax.set_xlabel("confidence threshold $c_{th}$")
+    ax.set_ylabel("purity / efficiency")
+    ax.set_xlim(float(curve["THRESHOLD"].min()), float(curve["THRESHOLD"].max()))
+    ax.set_ylim(0, 1.03)
+    ax.grid(alpha=0.3)
+
+
+def plot_pe_curve(path: str | Path, curve: pd.DataFrame, crossing: Crossing, title: str) -> None:
+    """The purity/efficiency curve of one model on one test set, on its own."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    pe_curve_axes(ax, curve, crossing)
+    ax.legend(loc="lower left")
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def efficiency_vs_redshift_axes(ax: plt.Axes, z_true: np.ndarray, is_good: np.ndarray,
+                                edges: np.ndarray, label: str = "model", color: str | None = None) -> None:
+    """Efficiency in bins of true redshift, mean efficiency in the legend (thesis fig 4.2, left)."""
+    if not len(z_true):
+        _empty(ax, "no true target in this test set")
+        return
+    table = binned_efficiency(z_true, is_good, edges)
+    shown = table["N"] > 0
+    mean = float(np.mean(is_good))
+    ax.errorbar(table["CENTER"][shown], table["EFFICIENCY"][shown], yerr=table["ERROR"][shown],
+                fmt="o-", color=color or COLORS[0], markersize=4, capsize=2, label=f"{label} (mean eff. {mean:.3f})")
+    ax.set_xlabel("true redshift $z$")
+    ax.set_ylabel("efficiency")
+    ax.set_ylim(0, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=9)
+
+
+def redshift_edges(z_true: np.ndarray, width: float = 0.1) -> np.ndarray:
+    """Bins of ``width`` covering the true redshifts (rounded outwards)."""
+    if not len(z_true):
+        return np.array([0.0, width])
+    low = np.floor(np.nanmin(z_true) / width) * width
+    high = np.ceil(np.nanmax(z_true) / width + 1e-9) * width
+    return np.arange(low, high + width / 2, width) if high > low else np.array([low, low + width])
+
+
+def redshift_scatter_axes(ax: plt.Axes, z_true: np.ndarray, z_pred: np.ndarray, confidence: np.ndarray,
+                          is_target: np.ndarray, dz_max: float, target_class: str) -> None:
+    """Predicted vs true redshift, true targets coloured by confidence (thesis figs 3.5, 3.8)."""
+    others = ~is_target
+    if others.any():
+        ax.scatter(z_true[others], z_pred[others], s=6, marker="x", color="0.65", linewidths=0.6,
+                   label=f"contaminants ({int(others.sum())})")
+    order = np.argsort(confidence[is_target])  # confident points drawn last, on top
+    points = ax.scatter(z_true[is_target][order], z_pred[is_target][order], c=confidence[is_target][order],
+                        s=7, cmap="viridis", vmin=0, vmax=1, label=f"{target_class} ({int(is_target.sum())})")
+    lo = float(np.nanmin(np.concatenate([z_true, z_pred]))) if len(z_true) else 0.0
+    hi = float(np.nanmax(np.concatenate([z_true, z_pred]))) if len(z_true) else 1.0
+    line = np.array([lo, hi])
+    ax.plot(line, line, color="crimson", linewidth=1, label="$z_{pred} = z_{true}$")
+    ax.fill_between(line, line - dz_max, line + dz_max, color="crimson", alpha=0.15, linewidth=0,
+                    label=f"$|\\Delta z| < {dz_max:g}$")
+    ax.set_xlabel("true redshift $z_{true}$")
+    ax.set_ylabel("predicted redshift $z_{pred}$")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, markerscale=2)
+    plt.colorbar(points, ax=ax, label="confidence of the best line", pad=0.01)
+
+
+def dz_histogram_axes(ax: plt.Axes, dz: np.ndarray, dz_max: float, target_class: str) -> None:
+    """|z_pred - z_true| of true targets on log-log axes: the core and the catastrophic tail both show."""
+    dz = np.abs(np.asarray(dz, float))
+    if not len(dz):
+        _empty(ax, "no true target in this test set")
+        return
+    floor = 1e-4  # |dz| below this (incl. exact 0) goes in the first bin
+    top = max(float(dz.max()), 10 * dz_max)
+    edges = np.logspace(np.log10(floor), np.log10(top * 1.01), 50)
+    ax.hist(np.clip(dz, floor, None), bins=edges, color=COLORS[0], alpha=0.85)
+    ax.axvline(dz_max, color="crimson", linestyle="--", linewidth=1, label=f"$|\\Delta z|$ = {dz_max:g}")
+    share = float(np.mean(dz > dz_max))
+    ax.text(0.97, 0.95, f"$|\\Delta z| > {dz_max:g}$: {share:.1%}\nof {len(dz)} {target_class}",
+            ha="right", va="top", transform=ax.transAxes, fontsize=9)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"$|z_{{pred}} - z_{{true}}|$ (true targets; < {floor:g} in the first bin)")
+    ax.set_ylabel("number of spectra")
+    ax.legend(loc="upper left", fontsize=9)
+    ax.grid(alpha=0.3, which="major")
+
+
+def best_line_axes(ax: plt.Axes, counts: pd.DataFrame) -> None:
+    """For each line, how often it was the most / second most confident one (thesis fig 6.1)."""
+    x = np.arange(len(counts))
+    ax.bar(x - 0.2, counts["N_FIRST"], width=0.4, color=COLORS[0], label="highest confidence")
+    ax.bar(x + 0.2, counts["N_SECOND"], width=0.4, color=COLORS[1], label="second highest")
+    ax.set_xticks(x)
+    ax.set_xticklabels(counts["LINE"], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("number of true targets")
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def magnitude_edges(mag: np.ndarray, max_levels: int = 12) -> np.ndarray:
+    """Bins centred on the discrete magnitude levels of synthetic sets, else 0.25-mag bins."""
+    levels = np.unique(mag[np.isfinite(mag)])
+    if 1 < len(levels) <= max_levels:
+        mids = 0.5 * (levels[:-1] + levels[1:])
+        return np.concatenate([[levels[0] - (mids[0] - levels[0])], mids, [levels[-1] + (levels[-1] - mids[-1])]])
+    if len(levels) == 1:
+        return np.array([levels[0] - 0.125, levels[0] + 0.125])
+    return np.arange(np.floor(levels.min() * 4) / 4, np.ceil(levels.max() * 4) / 4 + 0.25, 0.25)
+
+
+def efficiency_vs_magnitude_axes(ax: plt.Axes, truth: pd.DataFrame, is_good: np.ndarray,
+                                 z_split: float = 3.0) -> None:
+    """Efficiency vs r magnitude per template, below/above z_split (thesis fig 6.3).
+
+    ``truth`` holds the true targets only (TEMPLATE, MAG_R, Z); templates < 0 are unknown.
+    """
+    known = truth["TEMPLATE"].to_numpy() >= 0 if "TEMPLATE" in truth else np.zeros(len(truth), bool)
+    known &= np.isfinite(truth["MAG_R"].to_numpy(float)) if "MAG_R" in truth else False
+    if not known.any():
+        _empty(ax, "no TEMPLATE / MAG_R for the targets\nof this test set")
+        return
+    mag, template = truth["MAG_R"].to_numpy(float), truth["TEMPLATE"].to_numpy()
+    z = truth["Z"].to_numpy(float)
+    edges = magnitude_edges(mag[known])
+    for k, value in enumerate(sorted(np.unique(template[known]))):
+        for below, style in ((True, "-"), (False, ":")):
+            rows = known & (template == value) & ((z < z_split) if below else (z >= z_split))
+            if not rows.any():
+                continue
+            table = binned_efficiency(mag[rows], is_good[rows], edges)
+            shown = table["N"] > 0
+            zlabel = f"z < {z_split:g}" if below else f"z ≥ {z_split:g}"
+            ax.plot(table["CENTER"][shown], table["EFFICIENCY"][shown], style, marker="o", markersize=3,
+                    color=COLORS[k % len(COLORS)], label=f"template {value}, {zlabel}")
+    ax.set_xlabel("r magnitude (fainter →)")
+    ax.set_ylabel("efficiency")
+    ax.set_ylim(0, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+
+
+def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, table: pd.DataFrame,
+                 is_target: np.ndarray, is_good_default: np.ndarray, line_counts: pd.DataFrame,
+                 dz_max: float, target_class: str, default_threshold: float, title: str) -> None:
+    """The six-panel summary of one (model, combo, test set)."""
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10.5))
+    z_true = table["Z"].to_numpy(float)
+    z_pred = table["Z_PRED"].to_numpy(float)
+    targets = table[is_target]
+
+    pe_curve_axes(axes[0, 0], curve, crossing)
+    axes[0, 0].legend(loc="lower left", fontsize=9)
+    axes[0, 0].set_title("purity and efficiency vs confidence threshold")
+
+    efficiency_vs_redshift_axes(axes[0, 1], z_true[is_target], is_good_default[is_target],
+                                redshift_edges(z_true[is_target]), label=f"$c_{{th}}$ = {default_threshold:g}")
+    axes[0, 1].set_title(f"efficiency vs true redshift ($c_{{th}}$ = {default_threshold:g})")
+
+    redshift_scatter_axes(axes[0, 2], z_true, z_pred, table["C_BEST"].to_numpy(float), is_target, dz_max,
+                          target_class)
+    axes[0, 2].set_title("predicted vs true redshift")
+
+    dz_histogram_axes(axes[1, 0], z_pred[is_target] - z_true[is_target], dz_max, target_class)
+    axes[1, 0].set_title("redshift errors of true targets")
+
+    best_line_axes(axes[1, 1], line_counts)
+    axes[1, 1].set_title(f"most confident lines ({len(targets)} true targets)")
+
+    efficiency_vs_magnitude_axes(axes[1, 2], targets, is_good_default[is_target])
+    axes[1, 2].set_title(f"efficiency vs magnitude per template ($c_{{th}}$ = {default_threshold:g})")
+
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, Crossing]], title: str,
+                      zoom: bool = True) -> None:
+    """Several models' P/E curves on one test set (thesis figs 5.1-5.3), with a zoom on the crossings."""
+    ncols = 2 if zoom else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.6 * ncols, 5.2), squeeze=False)
+    for ax in axes[0]:
+        for k, (label, curve, crossing) in enumerate(entries):
+            score = f"{crossing.score:.3f}" if np.isfinite(crossing.score) else "n/a"
+            pe_curve_axes(ax, curve, crossing, label=f"{label} [score {score}]", color=COLORS[k % len(COLORS)],
+                          annotate=False)
+    axes[0, 0].set_title(title, fontsize=11)
+    _compact_legend(axes[0, 0], entries)
+    if zoom:
+        scores = [c.score for _, _, c in entries if np.isfinite(c.score)]
+        thresholds = [c.threshold for _, _, c in entries if np.isfinite(c.threshold)]
+        if scores:
+            ax = axes[0, 1]
+            ax.set_ylim(max(0.0, min(scores) - 0.1), min(1.02, max(scores) + 0.06))
+            ax.set_xlim(max(0.0, min(thresholds) - 0.2), min(1.0, max(thresholds) + 0.2))
+            ax.set_title("zoom on the P = E points", fontsize=11)
+        else:
+            _empty(axes[0, 1], "no model has a defined P = E score")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _compact_legend(ax: plt.Axes, entries: list[tuple[str, pd.DataFrame, Crossing]]) -> None:
+    """One legend entry per model (colour) plus the two line styles, instead of 2 per model."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=COLORS[k % len(COLORS)], marker="o", markeredgecolor="black",
+                      label=f"{label}: score {c.score:.3f}" if np.isfinite(c.score) else f"{label}: score n/a")
+               for k, (label, _, c) in enumerate(entries)]
+    handles += [Line2D([], [], color="black", label="purity", **PURITY_STYLE),
+                Line2D([], [], color="black", label="efficiency", **EFFICIENCY_STYLE)]
+    ax.legend(handles=handles, loc="lower left", fontsize=8)
+
+
+def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], title: str) -> None:
+    """Grouped bars: one group per (model, combo), one bar per test set (thesis appendix C)."""
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(table) * max(1, len(testsets)) / 2 + 2), 4.8))
+    if table.empty:
+        _empty(ax, "no scores")
+        save_figure(fig, path)
+        return
+    labels = [f"{m}\n{c}" for m, c in zip(table["model"], table["combo"])]
+    x = np.arange(len(table))
+    width = 0.8 / max(1, len(testsets))
+    for k, testset in enumerate(testsets):
+        values = pd.to_numeric(table.get(f"score_{testset}"), errors="coerce").to_numpy(float)
+        bars = ax.bar(x - 0.4 + width * (k + 0.5), np.nan_to_num(values), width, label=testset,
+                      color=COLORS[k % len(COLORS)])
+        for bar, value in zip(bars, values):
+            text = f"{value:.2f}" if np.isfinite(value) else "n/a"
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, text, ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=9)
+    ax.set_ylabel("score (purity = efficiency)")
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title, fontsize=11)
+    ax.legend(title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def crossing_from(summary: dict[str, Any]) -> Crossing:
+    """A Crossing back from a score JSON (None -> NaN)."""
+    score = summary.get("score")
+    threshold = summary.get("threshold_at_crossing")
+    return Crossing(np.nan if score is None else float(score), np.nan if threshold is None else float(threshold),
+                    bool(summary.get("crossing_on_grid_point", False)), "")

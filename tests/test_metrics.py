@@ -1,0 +1,268 @@
+"""Purity / efficiency / P=E score against small cases computed by hand (never against the code)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lymannet.errors import ConfigError, LymannetError
+from lymannet.lines import LBG_LINES
+from lymannet.metrics import (
+    ScoreOptions,
+    best_line_counts,
+    binned_efficiency,
+    correct_redshift,
+    evaluate,
+    is_detected,
+    pe_crossing,
+    purity_efficiency_curve,
+    redshift_summary,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "workflow" / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Six spectra, one line each. Targets A, B, C, D; contaminants E, F. C has a wrong redshift.
+#            A    B    C    D    E    F
+C_ONE = np.array([[0.9], [0.7], [0.4], [0.2], [0.8], [0.3]])
+IS_TARGET = np.array([True, True, True, True, False, False])
+IS_CORRECT = np.array([True, True, False, True, True, True])
+GRID = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_curve_by_hand():
+    curve = purity_efficiency_curve(C_ONE, IS_TARGET, IS_CORRECT, GRID)
+    # c_th = 0:    all 6 detected, good = A, B, D             -> P = 3/6, E = 3/4
+    # c_th = 0.25: A B C E F detected (0.2 is not), good A, B -> P = 2/5, E = 2/4
+    # c_th = 0.5:  A B E detected, good A, B                 -> P = 2/3, E = 2/4
+    # c_th = 0.75: A E detected, good A                      -> P = 1/2, E = 1/4
+    # c_th = 1:    nothing detected                          -> P undefined, E = 0
+    assert curve["N_DETECTED"].tolist() == [6, 5, 3, 2, 0]
+    assert curve["N_GOOD"].tolist() == [3, 2, 2, 1, 0]
+    np.testing.assert_allclose(curve["PURITY"][:4], [0.5, 0.4, 2 / 3, 0.5])
+    assert np.isnan(curve["PURITY"].iloc[4])
+    np.testing.assert_allclose(curve["EFFICIENCY"], [0.75, 0.5, 0.5, 0.25, 0.0])
+
+
+def test_crossing_interpolated_by_hand():
+    curve = purity_efficiency_curve(C_ONE, IS_TARGET, IS_CORRECT, GRID)
+    crossing = pe_crossing(curve)
+    # P - E = -0.25, -0.1, +1/6, ... : the sign changes between 0.25 and 0.5.
+    # t = 0.1 / (0.1 + 1/6) = 0.375 -> c_th = 0.25 + 0.375 * 0.25 = 0.34375
+    # P = 0.4 + 0.375 * (2/3 - 0.4) = 0.5 ; E = 0.5 + 0.375 * 0 = 0.5
+    assert crossing.threshold == pytest.approx(0.34375)
+    assert crossing.score == pytest.approx(0.5)
+    assert not crossing.exact and crossing.note == ""
+
+
+def test_crossing_exactly_on_a_grid_point():
+    # At c_th = 0.35: A B C E detected = 4 = n_targets, good A B -> P = E = 2/4.
+    curve = purity_efficiency_curve(C_ONE, IS_TARGET, IS_CORRECT, np.array([0.0, 0.35, 0.5]))
+    crossing = pe_crossing(curve)
+    assert crossing.exact
+    assert crossing.threshold == pytest.approx(0.35)
+    assert crossing.score == pytest.approx(0.5)
+
+
+def test_confidence_equal_to_threshold_is_not_detected():
+    # Three correct targets tied at 0.5: detected at c_th = 0.4 (P = E = 1), not at 0.5 (strict >).
+    c_line = np.full((3, 1), 0.5)
+    curve = purity_efficiency_curve(c_line, np.ones(3, bool), np.ones(3, bool), np.array([0.4, 0.5]))
+    assert curve["N_DETECTED"].tolist() == [3, 0]
+    crossing = pe_crossing(curve)
+    assert (crossing.score, crossing.threshold, crossing.exact) == (1.0, 0.4, True)
+
+
+def test_ties_across_classes_and_undefined_purity_give_nan_with_a_reason():
+    # A target (correct z) and a contaminant tied at 0.6. c_th = 0: P = 1/2, E = 1;
+    # c_th >= 0.6: nothing detected, P undefined. The only defined point has P < E: no crossing.
+    c_line = np.array([[0.6], [0.6]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 RuntimeWarning
+        curve = purity_efficiency_curve(c_line, np.array([True, False]), np.array([True, True]),
+                                        np.array([0.0, 0.6, 1.0]))
+    np.testing.assert_allclose(curve["PURITY"], [0.5, np.nan, np.nan])
+    np.testing.assert_allclose(curve["EFFICIENCY"], [1.0, 0.0, 0.0])
+    crossing = pe_crossing(curve)
+    assert np.isnan(crossing.score) and "no crossing" in crossing.note
+
+
+def test_crossing_ignores_undefined_points_between_defined_ones():
+    curve = pd.DataFrame({"THRESHOLD": [0.0, 0.5, 1.0], "PURITY": [0.2, np.nan, 0.8],
+                          "EFFICIENCY": [0.8, 0.6, 0.2]})
+    # Between 0 and 1: P - E goes -0.6 -> +0.6, t = 0.5 -> c_th = 0.5, P = 0.5.
+    crossing = pe_crossing(curve)
+    assert crossing.threshold == pytest.approx(0.5)
+    assert crossing.score == pytest.approx(0.5)
+
+
+def test_no_target_gives_nan_efficiency_and_a_warning():
+    c_line = np.array([[0.9], [0.1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curve = purity_efficiency_curve(c_line, np.zeros(2, bool), np.ones(2, bool), GRID)
+    assert curve["EFFICIENCY"].isna().all()
+    np.testing.assert_allclose(curve["PURITY"][:2], [0.0, 0.0])  # 2 and 1 detected, none good
+    crossing = pe_crossing(curve)
+    assert np.isnan(crossing.score) and "no true target" in crossing.note
+
+    table = pd.DataFrame({"Z": [0.1, 0.15], "SPECTYPE": ["ELG", "ELG"], "Z_PRED": [0.1, 3.0]})
+    summary = evaluate(table, c_line, ScoreOptions(thresholds=tuple(GRID))).summary
+    assert summary["score"] is None and summary["efficiency_at_default"] is None
+    assert any("no LBG" in w for w in summary["warnings"])
+    json.dumps(summary, allow_nan=False)  # standard JSON: NaN became null
+
+
+def test_min_lines_counts_lines_above_threshold():
+    c_line = np.array([[0.9, 0.6], [0.9, 0.1], [0.7, 0.7], [0.5, 0.55]])
+    # c_th = 0.5: lines above per row = 2, 1, 2, 1 (0.5 is not above 0.5)
+    np.testing.assert_array_equal(is_detected(c_line, 0.5, 1), [True, True, True, True])
+    np.testing.assert_array_equal(is_detected(c_line, 0.5, 2), [True, False, True, False])
+    with pytest.raises(ConfigError):
+        is_detected(c_line, 0.5, 3)
+
+
+def test_correct_redshift_dz_and_velocity():
+    # z = 3, z_pred = 3.004: dz = 0.004, dv = 0.004 / 4 * c = 299.79 km/s
+    z_true, z_pred = np.array([3.0, 3.0, 3.0]), np.array([3.004, 3.06, np.nan])
+    np.testing.assert_array_equal(correct_redshift(z_pred, z_true, dz_max=0.05), [True, False, False])
+    np.testing.assert_array_equal(correct_redshift(z_pred, z_true, dv_max_kms=300.0), [True, False, False])
+    np.testing.assert_array_equal(correct_redshift(z_pred, z_true, dv_max_kms=299.0), [False, False, False])
+
+
+def test_binned_efficiency_by_hand():
+    table = binned_efficiency(np.array([2.05, 2.15, 2.15, 2.25]), np.array([True, False, True, True]),
+                              np.array([2.0, 2.1, 2.2, 2.3, 2.4]))
+    assert table["N"].tolist() == [1, 2, 1, 0]
+    np.testing.assert_allclose(table["EFFICIENCY"], [1.0, 0.5, 1.0, np.nan])
+    np.testing.assert_allclose(table["ERROR"], [0.0, np.sqrt(0.25 / 2), 0.0, np.nan])
+
+
+def test_best_line_counts_by_hand():
+    c_line = np.array([[0.9, 0.5, 0.1], [0.2, 0.8, 0.1], [0.3, 0.3, 0.9]])
+    counts = best_line_counts(c_line, ["LYA", "LYB", "CIV"])
+    # firsts: LYA, LYB, CIV; seconds: LYB, LYA, LYA (tie 0.3/0.3 -> the line listed first)
+    assert counts["N_FIRST"].tolist() == [1, 1, 1]
+    assert counts["N_SECOND"].tolist() == [2, 1, 0]
+
+
+def test_redshift_summary_by_hand():
+    summary = redshift_summary(np.array([2.01, 3.2]), np.array([2.0, 3.0]))
+    assert summary["frac_catastrophic"] == pytest.approx(0.5)
+    assert summary["median_abs_dz"] == pytest.approx(0.105)
+    # dz/(1+z) = 0.01/3, 0.2/4; median 0.0266667; |deviations| 0.0233333 -> 1.4826 * 0.0233333
+    assert summary["sigma_nmad"] == pytest.approx(1.4826 * (0.05 - 0.01 / 3) / 2)
+
+
+def test_options_from_config():
+    options = ScoreOptions.from_config({"dz_max": 0.05, "dv_max_kms": None, "target_class": "LBG",
+                                        "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 201}, "min_lines": 1})
+    assert len(options.thresholds) == 201 and options.thresholds[1] == pytest.approx(0.005)
+    assert options.default_threshold == 0.5
+    with pytest.raises(ConfigError):
+        ScoreOptions.from_config({"min_lines": 0})
+
+
+# --- the score and compare scripts on a hand-made catalogue ---------------------------------------
+
+def write_hand_catalogue(path: Path, confidences: np.ndarray = C_ONE, model: str = "m.pt") -> None:
+    from lymannet.predict import write_catalogue
+
+    n = len(confidences)
+    z_true = np.array([3.0, 2.5, 3.0, 3.5, 0.1, 2.2])[:n]
+    z_pred = z_true.copy()
+    z_pred[2] = 3.5  # C: |dz| = 0.5, catastrophic
+    lines = LBG_LINES[:1]
+    table = pd.DataFrame({
+        "TARGETID": np.arange(n), "Z": z_true, "SPECTYPE": ["LBG"] * 4 + ["ELG", "QSO"],
+        "TEMPLATE": np.array([0, 1, 0, 1, -1, -1], np.int16), "MAG_R": np.array([23, 24, 23, 24, np.nan, np.nan]),
+        "Z_PRED": z_pred, "BEST_LINE": ["LYA"] * n, "C_BEST": confidences[:, 0], "IS_LBG": confidences[:, 0] > 0.5,
+        "C_LYA": confidences[:, 0], "Z_LYA": z_pred,
+    })
+    header = [{"name": "MODEL", "value": model}, {"name": "MODELSHA", "value": "abc"}]
+    write_catalogue(path, table, lines, header, {"note": "hand-made"})
+
+
+def test_score_script_writes_json_curve_and_figures(tmp_path):
+    score = load_script("score")
+    write_hand_catalogue(tmp_path / "pred.fits")
+    options = {"dz_max": 0.05, "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 5}, "min_lines": 1,
+               "target_class": "LBG"}
+    out = {k: tmp_path / f"out.{k}" for k in ("json", "csv", "png", "pe.png")}
+    score.main(str(tmp_path / "pred.fits"), options, "initial", "initial", "test_z3", str(out["json"]),
+               str(out["csv"]), str(out["png"]), str(out["pe.png"]))
+    summary = json.loads(out["json"].read_text())
+    # the hand case above: P = E = 0.5 at c_th = 0.34375; at c_th = 0.5, P = 2/3 and E = 1/2
+    assert summary["score"] == pytest.approx(0.5)
+    assert summary["threshold_at_crossing"] == pytest.approx(0.34375)
+    assert summary["purity_at_default"] == pytest.approx(2 / 3)
+    assert summary["efficiency_at_default"] == pytest.approx(0.5)
+    assert (summary["n_targets"], summary["n_contaminants"]) == (4, 2)
+    assert summary["frac_catastrophic"] == pytest.approx(0.25)  # C of A B C D
+    assert summary["model"] == "initial" and summary["model_file"] == "m.pt"
+    curve = pd.read_csv(out["csv"])
+    assert curve["N_DETECTED"].tolist() == [6, 5, 3, 2, 0]
+    for key in ("png", "pe.png"):
+        assert out[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_score_script_rejects_nan_naming_the_model(tmp_path):
+    score = load_script("score")
+    confidences = C_ONE.copy()
+    confidences[[1, 3]] = np.nan
+    write_hand_catalogue(tmp_path / "pred.fits", confidences, model="results/models/x/y/model.pt")
+    with pytest.raises(LymannetError, match=r"2 rows with NaN.*results/models/x/y/model.pt"):
+        score.main(str(tmp_path / "pred.fits"), {}, "x", "y", "t", str(tmp_path / "s.json"),
+                   str(tmp_path / "c.csv"), str(tmp_path / "f.png"))
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_compare_script_tables_and_figures(tmp_path):
+    score, compare = load_script("score"), load_script("compare")
+    write_hand_catalogue(tmp_path / "pred.fits")
+    scores, curves = [], []
+    for model, testset in (("initial", "test_z3"), ("initial", "test_lowz"), ("classic", "test_z3")):
+        paths = [tmp_path / f"{model}_{testset}.{ext}" for ext in ("json", "csv", "png")]
+        score.main(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, model,
+                   "combo_a", testset, *map(str, paths))
+        scores.append(str(paths[0]))
+        curves.append(str(paths[1]))
+    figures = [str(tmp_path / "cmp_test_z3.png"), str(tmp_path / "cmp_test_lowz.png")]
+    table = compare.main(scores, curves, [], ["test_z3", "test_lowz"], str(tmp_path / "summary.csv"),
+                         str(tmp_path / "summary.md"), figures, str(tmp_path / "combos.png"))
+    assert table[["model", "combo"]].values.tolist() == [["initial", "combo_a"], ["classic", "combo_a"]]
+    assert table["score_test_z3"].tolist() == pytest.approx([0.5, 0.5])
+    assert table["score_test_lowz"].iloc[0] == pytest.approx(0.5) and np.isnan(table["score_test_lowz"].iloc[1])
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| classic | combo_a | n/a | n/a | n/a | n/a | 0.500 | n/a |" in markdown
+    for figure in figures + [str(tmp_path / "combos.png")]:
+        assert Path(figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_score_script_on_a_test_set_without_targets(tmp_path):
+    from lymannet.predict import read_catalogue, write_catalogue
+
+    write_hand_catalogue(tmp_path / "pred.fits")
+    table = read_catalogue(tmp_path / "pred.fits").table
+    table["SPECTYPE"] = "QSO"
+    write_catalogue(tmp_path / "qso.fits", table, LBG_LINES[:1], [{"name": "MODEL", "value": "m.pt"}], {})
+    score = load_script("score")
+    summary = score.main(str(tmp_path / "qso.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, "m", "c",
+                         "t", str(tmp_path / "s.json"), str(tmp_path / "c.csv"), str(tmp_path / "f.png"))
+    on_disk = json.loads((tmp_path / "s.json").read_text())
+    assert on_disk["score"] is None and on_disk["n_targets"] == 0
+    assert any("no true target" in w for w in on_disk["warnings"]) and summary["warnings"] == on_disk["warnings"]
+    assert (tmp_path / "f.png").stat().st_size > 0
