@@ -7,6 +7,9 @@
 # One rule file per stage; configuration reaches rules only through `params:`.
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"

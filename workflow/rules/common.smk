@@ -53,6 +53,7 @@ def all_outputs():
         "results/summary.csv",
         "results/summary.md",
         "results/checks/leakage.json",
+        "results/plots/compare_combos.png",
     ]
     outputs += [f"results/plots/compare_{test}.png" for test in TESTSETS]
     outputs += [

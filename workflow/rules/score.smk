@@ -10,6 +10,12 @@ rule score:
             category="4. Scores",
             subcategory="{testset}",
         ),
+        pe_figure=report(
+            "results/scores/{model}/{combo}/{testset}_pe.png",
+            caption="../report/pe_curve.rst",
+            category="4. Scores",
+            subcategory="{testset}",
+        ),
     log:
         "logs/score/{model}/{combo}/{testset}.log",
     conda:
@@ -39,12 +45,16 @@ rule compare:
             caption="../report/compare.rst",
             category="5. Comparison",
         ),
+        combos_png=report(
+            "results/plots/compare_combos.png",
+            caption="../report/combos.rst",
+            category="5. Comparison",
+        ),
     log:
         "logs/compare.log",
     conda:
         ENV_SCORE
     params:
-        runs=RUNS,
         testsets=TESTSETS,
     script:
         "../scripts/compare.py"
