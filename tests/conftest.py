@@ -28,7 +28,7 @@ def copy_workflow(destination: Path) -> Path:
     """A private copy of the workflow (Snakefile, rules, scripts, schema, config) to run in."""
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", destination / "Snakefile")
-    for folder in ("workflow", "config", "profiles", "src"):
+    for folder in ("workflow", "config", "profiles", "envs", "src"):
         shutil.copytree(REPO / folder, destination / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return destination
