@@ -1,0 +1,159 @@
+"""Throughput of the networks: training and inference spectra/s, parameter counts (thesis table 5.1).
+
+    .venv/bin/python benchmarks/bench_models.py [--config config/config.yaml] [--threads 2] [--seconds 2]
+
+Uses CUDA when available (training under bf16 autocast, as lymannet.train does), the CPU otherwise.
+Inputs are random, shaped like real network inputs. Also times the imported 6-layer QuasarNET
+(Keras weights, 443 pixels) at batch 512 in fp32 and bf16, next to QuasarNP's numpy speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from lymannet.grid import Grid
+from lymannet.models import build_model, count_parameters, encode_targets, quasarnet_loss
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "quasarnp"
+THESIS_PARAMS = {"initial": 788e3, "classic": 788e3, "hyp_classic": 16.6e6, "hyp_snr": 2.45e6}  # table 5.1
+QUASARNP_NUMPY = 315.0  # spectra/s, QuasarNP (numpy) on the 6-layer model, measured on 2 cores
+
+
+def rate(
+    step: Callable[[], None], n_per_step: int, seconds: float, device: torch.device, windows: int = 3
+) -> float:
+    """Spectra per second of `step` after one warm-up call: the best of `windows` timing windows
+    (each >= seconds/windows and >= 1 step), since shared machines make single timings noisy."""
+    step()
+    best = 0.0
+    for _ in range(windows):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        n_steps, start = 0, time.perf_counter()
+        while n_steps < 1 or time.perf_counter() - start < seconds / windows:
+            step()
+            n_steps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, n_steps * n_per_step / (time.perf_counter() - start))
+    return best
+
+
+def keras_style_count(model: torch.nn.Module) -> int:
+    """Parameters as Keras counts them: BatchNorm moving mean/variance included."""
+    buffers = sum(
+        b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var"))
+    )
+    return count_parameters(model) + buffers
+
+
+def train_rate(model: torch.nn.Module, grid: Grid, batch: int, seconds: float, device: torch.device) -> float:
+    channels = 2 if model.spec["snr_channel"] else 1
+    x = torch.randn(batch, channels, grid.n_pixels, device=device)
+    z = torch.rand(batch, device=device, dtype=torch.float64) * 2 + 2
+    targets = encode_targets(z, torch.rand(batch, device=device) < 0.5, model.lines, grid, model.n_boxes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            outputs = model(x)
+        loss, _ = quasarnet_loss(outputs, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return rate(step, batch, seconds, device)
+
+
+def infer_rate(
+    model: torch.nn.Module,
+    n_pixels: int,
+    channels: int,
+    batch: int,
+    bf16: bool,
+    seconds: float,
+    device: torch.device,
+) -> float:
+    x = torch.randn(batch, channels, n_pixels, device=device)
+    model.eval()
+
+    def step() -> None:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+
+    return rate(step, batch, seconds, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    config = yaml.safe_load(Path(args.config).read_text())
+    grid = Grid.from_config(config["grid"])
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"device: {where}; grid: {grid.kind} {grid.n_pixels} pixels; torch {torch.__version__}")
+    # On CPU the large models would need minutes per batch of 256: time smaller batches there.
+    train_batch = 256 if device.type == "cuda" else 32
+
+    print(
+        f"\n{'model':<12} {'params':>11} {'keras-style':>12} {'thesis 5.1':>11} {'ratio':>6} "
+        f"{'train/s':>9} {'infer fp32/s':>13} {'infer bf16/s':>13}"
+    )
+    for name, spec in config["models"].items():
+        torch.manual_seed(0)
+        model = build_model(spec, grid.n_pixels).to(device)
+        n_params, n_keras = count_parameters(model), keras_style_count(model)
+        thesis = THESIS_PARAMS.get(name)
+        channels = 2 if model.spec["snr_channel"] else 1
+        training = train_rate(model, grid, train_batch, args.seconds, device)
+        fp32 = infer_rate(model, grid.n_pixels, channels, 512, False, args.seconds, device)
+        bf16 = infer_rate(model, grid.n_pixels, channels, 512, True, args.seconds, device)
+        ratio = f"{n_params / thesis:6.2f}" if thesis else "     -"
+        thesis_text = f"{thesis:11,.0f}" if thesis else f"{'-':>11}"
+        print(
+            f"{name:<12} {n_params:>11,} {n_keras:>12,} {thesis_text} {ratio} {training:>9,.0f} "
+            f"{fp32:>13,.0f} {bf16:>13,.0f}"
+        )
+    print(
+        f"(training at batch {train_batch}{', bf16 autocast' if device.type == 'cuda' else ', fp32'}; "
+        "inference at batch 512)"
+    )
+
+    h5 = FIXTURES / "test_weights_6_layer.h5"
+    if not h5.exists():
+        print(f"\nskipping the Keras 6-layer model: {h5} not found")
+        return
+    from lymannet.keras_import import load_keras_quasarnet
+
+    keras_model, spec = load_keras_quasarnet(h5)
+    keras_model.to(device)
+    fp32 = infer_rate(keras_model, spec["n_pixels"], 1, 512, False, args.seconds, device)
+    bf16 = infer_rate(keras_model, spec["n_pixels"], 1, 512, True, args.seconds, device)
+    print(
+        f"\nimported QuasarNET 6-layer ({count_parameters(keras_model):,} params, {spec['n_pixels']} pixels), batch 512:"
+    )
+    print(
+        f"  fp32 {fp32:>10,.0f} spectra/s  ({fp32 / QUASARNP_NUMPY:5.1f} x QuasarNP numpy ~{QUASARNP_NUMPY:.0f}/s)"
+    )
+    print(
+        f"  bf16 {bf16:>10,.0f} spectra/s  ({bf16 / QUASARNP_NUMPY:5.1f} x QuasarNP numpy; {bf16 / fp32:.2f} x fp32)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,852 @@
+"""Training: one plain loop, resumable checkpoints, and the self-describing model file.
+
+The whole training set sits on the device as tensors; batches are index slices of a permutation
+drawn from a seeded torch.Generator, so there is no per-sample Python data loading. On CUDA the
+forward pass runs under bf16 autocast; on CPU everything is fp32 and deterministic: the same config
+gives the same weights bit for bit, also across an interruption (SIGTERM/SIGUSR1 -> checkpoint
+-> non-zero exit -> the rerun resumes from the checkpoint, mid-epoch if need be).
+
+Model file (`model.pt`, a torch.save'd dict) holds everything `predict` needs: state_dict, model
+spec, grid, lines, n_boxes, snr_channel, target class, the config slice and provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .config import job_seed
+from .errors import ConfigError, InputFileError
+from .fileio import atomic_path, config_hash, file_sha256, provenance
+from .grid import Grid
+from .lines import Line
+from .models import (
+    build_model,
+    combine_terms,
+    complete_spec,
+    decode,
+    encode_targets,
+    has_line_finder,
+    loss_terms,
+)
+from .preprocess import network_input
+from .runtime import Progress
+from .spectra import read_spectra
+
+log = logging.getLogger("lymannet")
+
+MODEL_FORMAT = "lymannet-model-1"
+CHECKPOINT_FORMAT = "lymannet-checkpoint-1"
+
+# `models.<name>.train` defaults (the config schema fills the same ones).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "amsgrad": False,
+    "weight_decay": 0.0,
+    "schedule": "plateau",
+    "early_stopping": 5,
+    "gamma": 1.0,
+    "target_class": "LBG",
+    "online_augmentation": None,
+    "transfer": None,
+    "compile": False,
+    "threads": 2,
+}
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 2  # ReduceLROnPlateau: halve the lr after 2 flat epochs
+EVAL_BATCH = 1024
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised after the checkpoint is saved on SIGTERM/SIGUSR1; exits non-zero (128 + signal)."""
+
+
+def train_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    settings = {**TRAIN_DEFAULTS, **(spec.get("train") or {})}
+    if settings["schedule"] not in ("none", "plateau", "cosine"):
+        raise ConfigError(f"train.schedule must be none, plateau or cosine, not {settings['schedule']!r}")
+    transfer = settings["transfer"]
+    if transfer is not None:
+        if not transfer.get("from"):
+            raise ConfigError("train.transfer needs 'from' (a Keras .h5 or a lymannet model.pt)")
+        settings["transfer"] = {"freeze_layers": 0, "unfreeze_epochs": 0, **transfer}
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------
+# Data resident on the device
+
+
+def network_input_torch(flux: torch.Tensor, ivar: torch.Tensor, snr_channel: bool) -> torch.Tensor:
+    """Torch twin of lymannet.preprocess.network_input (for batches augmented on the device)."""
+    flux64, ivar64 = flux.double(), ivar.double()
+    total_weight = ivar64.sum(dim=1, keepdim=True)
+    safe_weight = torch.where(total_weight > 0, total_weight, torch.ones_like(total_weight))
+    mean = (flux64 * ivar64).sum(dim=1, keepdim=True) / safe_weight
+    rms = torch.sqrt((ivar64 * (flux64 - mean) ** 2).sum(dim=1, keepdim=True) / safe_weight)
+    ok = (total_weight > 0) & (rms > 0)
+    channels = [torch.where(ok, (flux64 - mean) / torch.where(ok, rms, torch.ones_like(rms)), flux64)]
+    if snr_channel:
+        channels.append(flux64 * torch.sqrt(ivar64.clamp_min(0)))
+    return torch.stack(channels, dim=1).float()
+
+
+@dataclass
+class DeviceData:
+    """Spectra and truth of one file on the training device."""
+
+    flux: torch.Tensor  # (N, P) float32
+    ivar: torch.Tensor
+    z: torch.Tensor  # (N,) float64
+    is_target: torch.Tensor  # (N,) bool
+    inputs: torch.Tensor | None = None  # precomputed network input when nothing changes the spectra
+    targets: dict[str, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+
+def load_device_data(path: str | Path, target_class: str, device: torch.device) -> tuple[DeviceData, Grid]:
+    spectra = read_spectra(path)
+    if spectra.grid is None:
+        raise InputFileError("network layer has no constant-step grid (GRIDKIND native)", path)
+    if len(spectra) < 2:
+        raise InputFileError(f"{len(spectra)} spectra: too few to train or validate on", path)
+    is_target = (spectra.truth["SPECTYPE"].str.strip() == target_class).to_numpy(dtype=bool, copy=True)
+    z = spectra.truth["Z"].to_numpy(np.float64)
+    if np.any(is_target & ~np.isfinite(z)):
+        raise InputFileError(f"{target_class} spectra without a finite Z in the truth table", path)
+    data = DeviceData(
+        flux=torch.from_numpy(np.ascontiguousarray(spectra.flux, np.float32)).to(device),
+        ivar=torch.from_numpy(np.ascontiguousarray(spectra.ivar, np.float32)).to(device),
+        z=torch.from_numpy(np.nan_to_num(z)).to(device),
+        is_target=torch.from_numpy(is_target).to(device),
+    )
+    return data, spectra.grid
+
+
+def precompute(data: DeviceData, model: nn.Module, grid: Grid, snr_channel: bool) -> None:
+    """Network input (exactly predict's numpy standardisation) and targets, once for all epochs."""
+    flux, ivar = data.flux.cpu().numpy(), data.ivar.cpu().numpy()
+    data.inputs = torch.from_numpy(network_input(flux, ivar, snr_channel)).to(data.flux.device)
+    data.targets = encode_targets(data.z, data.is_target, model.lines, grid, model.n_boxes)
+
+
+class Batches:
+    """Turns row indices into (network input, targets), augmenting on the device if configured."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        grid: Grid,
+        snr_channel: bool,
+        augment: Callable | None,
+        generator: torch.Generator | None,
+    ):
+        self.lines, self.n_boxes, self.grid = model.lines, model.n_boxes, grid
+        self.snr_channel, self.augment, self.generator = snr_channel, augment, generator
+
+    def __call__(self, data: DeviceData, index: torch.Tensor, train: bool) -> tuple[torch.Tensor, dict]:
+        if data.inputs is not None and not (train and self.augment):
+            return data.inputs[index], {key: value[index] for key, value in data.targets.items()}
+        flux, ivar, z = data.flux[index], data.ivar[index], data.z[index]
+        if train and self.augment is not None:
+            # Augment BEFORE target encoding (z may change) and standardisation (flux does).
+            # Only targets move in redshift: a shifted QSO/ELG would be a contaminant at a z it never has.
+            flux, ivar, z = self.augment(flux, ivar, z, self.generator, shiftable=data.is_target[index])
+        inputs = network_input_torch(flux, ivar, self.snr_channel)
+        return inputs, encode_targets(z, data.is_target[index], self.lines, self.grid, self.n_boxes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model set-up: transfer learning and freezing (thesis 4.1)
+
+
+def _source_state(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], int]:
+    """(state_dict, line names, n_boxes) of a Keras .h5 or a lymannet model.pt."""
+    path = Path(path)
+    if path.suffix in (".h5", ".hdf5", ".keras"):
+        from .keras_import import load_keras_quasarnet
+
+        model, _ = load_keras_quasarnet(path)
+        return model.state_dict(), tuple(line.name for line in model.lines), model.n_boxes
+    loaded = load_model_file(path)
+    return loaded.model.state_dict(), tuple(line.name for line in loaded.lines), loaded.n_boxes
+
+
+def transfer_weights(model: nn.Module, source_path: str | Path) -> dict[str, list[str]]:
+    """Copy the trunk (and the heads when line sets and boxes agree) from a trained model;
+    parameters whose shape differs (e.g. the dense layer on another grid) keep their init."""
+    state, source_lines, source_boxes = _source_state(source_path)
+    same_heads = source_lines == tuple(line.name for line in model.lines) and source_boxes == model.n_boxes
+    own = model.state_dict()
+    copied, skipped = [], []
+    for key, value in own.items():
+        take = key in state and state[key].shape == value.shape
+        take = take and (key.startswith("trunk.") or (key.startswith("line_finder.") and same_heads))
+        (copied if take else skipped).append(key)
+        if take:
+            own[key] = state[key].clone()
+    model.load_state_dict(own)
+    log.info(
+        "transfer from %s: %d tensors copied, %d re-initialised (%s)",
+        source_path,
+        len(copied),
+        len(skipped),
+        ", ".join(sorted({k.rsplit(".", 1)[0] for k in skipped})) or "none",
+    )
+    return {"copied": copied, "initialised": skipped}
+
+
+def frozen_modules(model: nn.Module, freeze_layers: int) -> list[nn.Module]:
+    """The first `freeze_layers` conv blocks; one more than there are blocks also freezes the
+    common dense layer."""
+    blocks = list(model.trunk.blocks)
+    modules: list[nn.Module] = blocks[:freeze_layers]
+    if freeze_layers > len(blocks):
+        modules += [model.trunk.dense, model.trunk.dense_bn]
+    return modules
+
+
+def set_frozen(model: nn.Module, modules: list[nn.Module], frozen: bool) -> None:
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            parameter.requires_grad_(True)
+    if frozen:
+        for module in modules:
+            module.requires_grad_(False)
+
+
+def freeze_batchnorm_statistics(modules: list[nn.Module]) -> None:
+    """Frozen layers keep their BatchNorm running statistics too (Keras trainable=False)."""
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, nn.BatchNorm1d):
+                sub.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints and signals
+
+
+class StopSignal:
+    """Sets a flag on SIGTERM/SIGUSR1 (SLURM time limit or preemption) instead of dying mid-write."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        log.warning("received signal %d: saving a checkpoint after this batch, then exiting", signum)
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _cpu(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().clone()
+    if isinstance(tree, dict):
+        return {key: _cpu(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_cpu(value) for value in tree]
+    return tree
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class LoopState:
+    """Everything besides model/optimizer/scheduler/RNG that a resumed run needs."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches of the current epoch finished
+    permutation: torch.Tensor | None = None
+    sums: dict[str, Any] | None = None  # running train-loss sums of the current epoch
+    epoch_seconds: float = 0.0
+    history: list[dict[str, Any]] | None = None
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+    stopped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return _cpu(dict(self.__dict__))
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _configure_torch(device: torch.device, threads: int) -> None:
+    torch.set_num_threads(max(1, int(threads)))
+    if device.type != "cpu":
+        torch.backends.cudnn.benchmark = True  # GPU runs favour speed over bitwise reproducibility
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_epochs: int):
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
+        )
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_epochs, 1))
+    return None
+
+
+def _add_sums(
+    sums: dict[str, Any] | None, loss: torch.Tensor, parts: dict[str, torch.Tensor], n: int
+) -> dict:
+    """Spectrum-weighted running sums of the batch losses (kept on the device: no sync per batch)."""
+    new = {"loss": loss.detach() * n, **{key: value.detach() * n for key, value in parts.items()}, "n": n}
+    if sums is None:
+        return new
+    return {key: (sums[key] + new[key]) for key in new}
+
+
+def _loss_columns(
+    prefix: str, total: float, parts: dict[str, Any], lines: tuple[Line, ...]
+) -> dict[str, float]:
+    row = {f"{prefix}_loss": total}
+    if "lines" in parts:
+        values = np.asarray(parts["lines"], dtype=np.float64)
+        row.update({f"{prefix}_loss_{line.name}": float(v) for line, v in zip(lines, values)})
+    for key in ("z", "class"):
+        if key in parts:
+            row[f"{prefix}_{key}_loss"] = float(parts[key])
+    return row
+
+
+def evaluate(
+    model: nn.Module, data: DeviceData, batches: Batches, gamma: float, bf16: bool
+) -> tuple[float, dict]:
+    """Validation loss normalised once over the whole set (independent of the batch size)."""
+    model.eval()
+    totals: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for start in range(0, len(data), EVAL_BATCH):
+            index = torch.arange(start, min(start + EVAL_BATCH, len(data)), device=data.z.device)
+            inputs, targets = batches(data, index, train=False)
+            with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs = model(inputs)
+            for key, value in loss_terms(outputs, targets).items():
+                totals[key] = totals[key] + value if key in totals else value
+    total, parts = combine_terms(totals, gamma)
+    return float(total), {key: value.cpu().numpy() for key, value in parts.items()}
+
+
+def train_model(
+    model_name: str,
+    spec: dict[str, Any],
+    train_path: str | Path,
+    val_path: str | Path,
+    out_model: str | Path,
+    out_history: str | Path,
+    out_curve: str | Path,
+    checkpoint_path: str | Path,
+    seed: int,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train `spec` on the combo's train/val spectra files; write model.pt, history.csv and the
+    learning curve atomically; return a summary. Resumes from `checkpoint_path` if it holds a
+    checkpoint of this very job. The RNG seed is job_seed(seed, model_name, combo), the combo being
+    the train file's folder name (results/combos/<combo>/train.fits)."""
+    spec = complete_spec(spec)
+    settings = train_settings(spec)
+    torch_device = _pick_device(device)
+    _configure_torch(torch_device, threads or settings["threads"])
+    combo = Path(train_path).parent.name
+    rng_seed = job_seed(seed, model_name, combo)
+    checkpoint_path = Path(checkpoint_path)
+    bf16 = torch_device.type == "cuda"
+
+    inputs = {"train": train_path, "val": val_path}
+    transfer = settings["transfer"]
+    if transfer:
+        inputs["transfer_from"] = transfer["from"]
+    config_slice = {"model": model_name, "combo": combo, "seed": seed, "spec": spec}
+    record = provenance(config_slice, inputs=inputs)
+    fingerprint = config_hash(
+        {
+            "config": config_slice,
+            "device": torch_device.type,
+            "inputs": {k: v["sha256"] for k, v in record["inputs"].items()},
+        }
+    )
+
+    train_data, grid = load_device_data(train_path, settings["target_class"], torch_device)
+    val_data, val_grid = load_device_data(val_path, settings["target_class"], torch_device)
+    if val_grid != grid:
+        raise InputFileError(f"validation grid {val_grid} differs from the training grid {grid}", val_path)
+
+    torch.manual_seed(rng_seed)
+    model = build_model(spec, grid.n_pixels).to(torch_device)
+    if transfer:
+        transfer_weights(model, transfer["from"])
+    frozen = frozen_modules(model, transfer["freeze_layers"]) if transfer else []
+    unfreeze_epochs = transfer["unfreeze_epochs"] if transfer else 0
+    total_epochs = settings["epochs"] + unfreeze_epochs
+
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=settings["lr"],
+        amsgrad=settings["amsgrad"],
+        weight_decay=settings["weight_decay"],
+    )
+    scheduler = _make_scheduler(optimizer, settings["schedule"], total_epochs)
+    generator = torch.Generator().manual_seed(rng_seed)  # batch order
+    augment, augment_generator = None, None
+    if settings["online_augmentation"]:
+        from .augment import OnlineAugmentation  # lazily: only runs that augment need it
+
+        augment = OnlineAugmentation(settings["online_augmentation"], grid)
+        augment_generator = torch.Generator(device=torch_device).manual_seed(rng_seed ^ 0x5EED)
+    batches = Batches(model, grid, spec["snr_channel"], augment, augment_generator)
+    if augment is None:
+        precompute(train_data, model, grid, spec["snr_channel"])
+    precompute(val_data, model, grid, spec["snr_channel"])
+    forward = torch.compile(model) if settings["compile"] else model
+
+    state = LoopState(history=[])
+    if checkpoint_path.exists():
+        state = _resume(
+            checkpoint_path, fingerprint, model, optimizer, scheduler, generator, augment_generator
+        )
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(torch_device.type == "cpu")  # bit-identical weights on CPU
+    try:
+        with StopSignal() as stop:
+            _loop(
+                model,
+                forward,
+                optimizer,
+                scheduler,
+                generator,
+                augment_generator,
+                batches,
+                train_data,
+                val_data,
+                settings,
+                state,
+                frozen,
+                total_epochs,
+                bf16,
+                stop,
+                checkpoint_path,
+                fingerprint,
+            )
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+    if state.best_state is not None and settings["early_stopping"]:
+        model.load_state_dict(state.best_state)  # restore the best weights
+    summary = {
+        "model": model_name,
+        "combo": combo,
+        "epochs_run": len(state.history),
+        "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val,
+        "n_train": len(train_data),
+        "n_val": len(val_data),
+        "device": torch_device.type,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_val_loss": state.history[-1]["val_loss"] if state.history else math.nan,
+    }
+    lines = model.lines
+    write_model_file(out_model, model, spec, grid, settings["target_class"], config_slice, record, summary)
+    history = pd.DataFrame(state.history)
+    with atomic_path(out_history) as tmp:
+        history.to_csv(tmp, index=False)
+    plot_learning_curve(history, lines, out_curve)
+    checkpoint_path.unlink(missing_ok=True)  # a finished job needs no resume point
+    log.info(
+        "trained %s on %s: best val loss %.4f at epoch %d of %d",
+        model_name,
+        combo,
+        state.best_val,
+        state.best_epoch,
+        len(state.history),
+    )
+    return summary
+
+
+def _resume(
+    path: Path,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    generator: torch.Generator,
+    augment_generator: torch.Generator | None,
+) -> LoopState:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint.get("fingerprint") != fingerprint:
+        log.warning("ignoring checkpoint %s: it belongs to another config or other inputs", path)
+        return LoopState(history=[])
+    device = next(model.parameters()).device
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+    generator.set_state(checkpoint["generator"])
+    if augment_generator is not None and checkpoint.get("augment_generator") is not None:
+        augment_generator.set_state(checkpoint["augment_generator"])
+    state = LoopState(**checkpoint["state"])
+    if state.sums is not None:
+        state.sums = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state.sums.items()}
+    log.info("resuming from %s at epoch %d, batch %d", path, state.epoch + 1, state.batch)
+    return state
+
+
+def _checkpoint(
+    path: Path,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    generator: torch.Generator,
+    augment_generator: torch.Generator | None,
+    state: LoopState,
+) -> None:
+    device = next(model.parameters()).device
+    save_checkpoint(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": fingerprint,
+            "model": _cpu(model.state_dict()),
+            "optimizer": _cpu(optimizer.state_dict()),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "generator": generator.get_state(),
+            "augment_generator": augment_generator.get_state() if augment_generator is not None else None,
+            "state": state.to_dict(),
+        },
+    )
+
+
+def _loop(
+    model,
+    forward,
+    optimizer,
+    scheduler,
+    generator,
+    augment_generator,
+    batches: Batches,
+    train_data: DeviceData,
+    val_data: DeviceData,
+    settings: dict[str, Any],
+    state: LoopState,
+    frozen: list[nn.Module],
+    total_epochs: int,
+    bf16: bool,
+    stop: StopSignal,
+    checkpoint_path: Path,
+    fingerprint: str,
+) -> None:
+    n_train, batch_size = len(train_data), int(settings["batch_size"])
+    n_batches = math.ceil(n_train / batch_size)
+    device = train_data.z.device
+    save = lambda: _checkpoint(
+        checkpoint_path,
+        fingerprint,
+        model,
+        optimizer,
+        scheduler,
+        generator,  # noqa: E731
+        augment_generator,
+        state,
+    )
+    while state.epoch < total_epochs and not state.stopped:
+        # Transfer learning: layers frozen for the first `epochs`, all trainable afterwards.
+        frozen_now = bool(frozen) and state.epoch < settings["epochs"]
+        set_frozen(model, frozen, frozen_now)
+        if state.permutation is None:
+            state.permutation = torch.randperm(n_train, generator=generator)
+        start_time = time.perf_counter() - state.epoch_seconds
+        progress = Progress(total=n_train, what="spectra", every_seconds=60.0)
+        model.train()
+        if frozen_now:
+            freeze_batchnorm_statistics(frozen)
+        for batch in range(state.batch, n_batches):
+            index = state.permutation[batch * batch_size : (batch + 1) * batch_size].to(device)
+            if len(index) < 2:  # BatchNorm cannot train on a single spectrum
+                continue
+            inputs, targets = batches(train_data, index, train=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs = forward(inputs)
+            loss, parts = combine_terms(loss_terms(outputs, targets), settings["gamma"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state.sums = _add_sums(state.sums, loss, parts, len(index))
+            state.batch = batch + 1
+            progress.update(len(index))
+            if stop.signum is not None and state.batch < n_batches:
+                state.epoch_seconds = time.perf_counter() - start_time
+                save()
+                raise TrainingInterrupted(128 + stop.signum)
+        _finish_epoch(
+            model, batches, val_data, settings, state, scheduler, optimizer, start_time, n_train, total_epochs
+        )
+        save()
+        if stop.signum is not None:
+            raise TrainingInterrupted(128 + stop.signum)
+
+
+def _finish_epoch(
+    model,
+    batches: Batches,
+    val_data: DeviceData,
+    settings: dict[str, Any],
+    state: LoopState,
+    scheduler,
+    optimizer,
+    start_time: float,
+    n_train: int,
+    total_epochs: int,
+) -> None:
+    sums = state.sums or {"loss": torch.tensor(math.nan), "n": 1}
+    n = sums["n"]
+    train_loss = float(sums["loss"]) / n
+    train_parts = {key: (value / n).cpu().numpy() for key, value in sums.items() if key not in ("loss", "n")}
+    bf16 = next(model.parameters()).device.type == "cuda"
+    val_loss, val_parts = evaluate(model, val_data, batches, settings["gamma"], bf16)
+    seconds = time.perf_counter() - start_time
+    lr = optimizer.param_groups[0]["lr"]
+    row = {
+        "epoch": state.epoch + 1,
+        **_loss_columns("train", train_loss, train_parts, model.lines),
+        **_loss_columns("val", val_loss, val_parts, model.lines),
+        "lr": lr,
+        "seconds": seconds,
+        "spectra_per_s": n_train / max(seconds, 1e-9),
+    }
+    state.history.append(row)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss)
+    elif scheduler is not None:
+        scheduler.step()
+    state.epoch += 1
+    state.batch, state.permutation, state.sums, state.epoch_seconds = 0, None, None, 0.0
+    _early_stopping(model, settings, state, val_loss)
+    remaining = total_epochs - state.epoch
+    mean_seconds = float(np.mean([entry["seconds"] for entry in state.history]))
+    log.info(
+        "epoch %d/%d: train loss %.4f, val loss %.4f, lr %.2e, %.1fs, %.0f spectra/s, ETA %.0fs",
+        state.epoch,
+        total_epochs,
+        train_loss,
+        val_loss,
+        lr,
+        seconds,
+        row["spectra_per_s"],
+        0 if state.stopped else remaining * mean_seconds,
+    )
+
+
+def _early_stopping(model: nn.Module, settings: dict[str, Any], state: LoopState, val_loss: float) -> None:
+    if val_loss < state.best_val:
+        state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+        state.best_state = _cpu(model.state_dict())
+        return
+    state.bad_epochs += 1
+    patience = settings["early_stopping"]
+    if not patience or state.bad_epochs < patience:
+        return
+    transfer = settings["transfer"] or {}
+    if transfer.get("unfreeze_epochs") and state.epoch < settings["epochs"]:
+        # Frozen phase stalled: go on from its best weights with everything trainable.
+        log.info("early stopping of the frozen phase at epoch %d; unfreezing", state.epoch)
+        model.load_state_dict(state.best_state)
+        state.epoch, state.bad_epochs = settings["epochs"], 0
+    else:
+        log.info("early stopping at epoch %d (best %d)", state.epoch, state.best_epoch)
+        state.stopped = True
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+
+
+def write_model_file(
+    path: str | Path,
+    model: nn.Module,
+    spec: dict[str, Any],
+    grid: Grid,
+    target_class: str,
+    config_slice: dict[str, Any],
+    record: dict[str, Any],
+    summary: dict[str, Any],
+) -> None:
+    payload = {
+        "format": MODEL_FORMAT,
+        "state_dict": _cpu(model.state_dict()),
+        "spec": spec,
+        "grid": grid.to_dict(),
+        "lines": [
+            {"name": line.name, "wavelength": line.wavelength, "kind": line.kind} for line in model.lines
+        ],
+        "n_boxes": model.n_boxes,
+        "snr_channel": bool(spec["snr_channel"]),
+        "target_class": target_class,
+        "config": config_slice,
+        "provenance": record,
+        "training": summary,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: str | Path) -> None:
+    """Total train/val loss, and the validation loss of every line (thesis fig. 6.2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_total, ax_lines) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if len(history):
+        ax_total.plot(history["epoch"], history["train_loss"], "o-", label="train")
+        ax_total.plot(history["epoch"], history["val_loss"], "s-", label="validation")
+        colours = plt.get_cmap("tab20")
+        for i, line in enumerate(lines):
+            for prefix, style in (("val", "-"), ("train", ":")):
+                column = f"{prefix}_loss_{line.name}"
+                if column in history:
+                    label = line.name if prefix == "val" else None
+                    ax_lines.plot(
+                        history["epoch"], history[column], style, color=colours(i % 20), label=label
+                    )
+    ax_total.set(xlabel="epoch", ylabel="loss", title="total loss")
+    ax_total.legend()
+    ax_lines.set(xlabel="epoch", ylabel="loss", title="per-line loss (val solid, train dotted)")
+    if ax_lines.lines:
+        ax_lines.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class LoadedModel:
+    """A trained model and everything needed to run it on spectra of its grid."""
+
+    model: nn.Module
+    spec: dict[str, Any]
+    grid: Grid
+    lines: tuple[Line, ...]
+    n_boxes: int
+    snr_channel: bool
+    target_class: str
+    provenance: dict[str, Any]
+    sha256: str
+    config: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def predict(
+        self, flux: np.ndarray, ivar: np.ndarray, batch_size: int = 512, bf16: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Decoded predictions (see lymannet.models.decode) for (N, P) rebinned flux/ivar."""
+        flux, ivar = np.asarray(flux), np.asarray(ivar)
+        if flux.ndim != 2 or flux.shape != ivar.shape or flux.shape[1] != self.grid.n_pixels:
+            raise ValueError(
+                f"flux {flux.shape} / ivar {ivar.shape}: expected (N, {self.grid.n_pixels}) on the model's grid"
+            )
+        self.model.eval()
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(flux), batch_size):
+                x = network_input(
+                    flux[start : start + batch_size], ivar[start : start + batch_size], self.snr_channel
+                )
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    outputs = self.model(torch.from_numpy(x).to(self.device))
+                chunks.append(decode({k: v.float() for k, v in outputs.items()}, self.lines, self.grid))
+        if not chunks:
+            chunks.append(decode(_empty_outputs(self), self.lines, self.grid))
+        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+
+
+def _empty_outputs(loaded: LoadedModel) -> dict[str, torch.Tensor]:
+    if has_line_finder(loaded.spec):
+        shape = (0, len(loaded.lines), loaded.n_boxes)
+        return {"box": torch.zeros(shape), "offset": torch.zeros(shape)}
+    return {"z": torch.zeros(0), "class_prob": torch.zeros(0)}
+
+
+def load_model_file(path: str | Path, device: str = "cpu") -> LoadedModel:
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError("model file does not exist", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise InputFileError(f"not a readable torch model file ({error})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise InputFileError(f"not a lymannet model file (format {MODEL_FORMAT} expected)", path)
+    grid = Grid(**payload["grid"])
+    model = build_model(payload["spec"], grid.n_pixels)
+    model.load_state_dict(payload["state_dict"])
+    model.to(torch.device(device)).eval()
+    lines = tuple(Line(**line) for line in payload["lines"])
+    if tuple(line.name for line in lines) != tuple(line.name for line in model.lines):
+        raise InputFileError("stored line names do not match the model's line set", path)
+    return LoadedModel(
+        model=model,
+        spec=payload["spec"],
+        grid=grid,
+        lines=lines,
+        n_boxes=int(payload["n_boxes"]),
+        snr_channel=bool(payload["snr_channel"]),
+        target_class=payload["target_class"],
+        provenance=payload.get("provenance", {}),
+        sha256=file_sha256(path),
+        config=payload.get("config"),
+        training=payload.get("training"),
+    )

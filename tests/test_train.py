@@ -1,0 +1,371 @@
+"""Training loop: learning, determinism, kill-and-resume, model files, bf16, transfer learning."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lymannet.grid import Grid
+from lymannet.lines import LBG_LINES, LYA
+from lymannet.models import is_target
+from lymannet.spectra import SpectrumSet, write_spectra
+from lymannet.train import TrainingInterrupted, load_model_file, train_model
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "quasarnp"
+GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 32.0})  # 200 px
+
+TINY = {
+    "family": "quasarnet",
+    "lines": "lbg",
+    "n_boxes": 10,
+    "conv": {"layers": 2, "filters": 8, "kernel": 5, "stride": 2, "padding": "same", "dropout": 0.1},
+    "dense_units": 16,
+    "offset_activation": "rescaled_sigmoid",
+    "snr_channel": False,
+    "train": {
+        "epochs": 4,
+        "batch_size": 32,
+        "lr": 1e-2,
+        "schedule": "none",
+        "early_stopping": None,
+        "threads": 1,
+    },
+}
+
+
+def make_spectra(path: Path, n: int, seed: int) -> SpectrumSet:
+    """Easy synthetic spectra: LBGs have a strong Ly-alpha emission line and a flux break blueward
+    of it; contaminants (QSO/ELG labels) are featureless sloped continua."""
+    rng = np.random.default_rng(seed)
+    wavelength = GRID.centres
+    is_lbg = rng.random(n) < 0.5
+    z = np.where(is_lbg, rng.uniform(2.2, 3.8, n), rng.uniform(0.05, 3.0, n))
+    slope = rng.uniform(-0.3, 0.3, n)[:, None]
+    flux = 1.0 + slope * (wavelength[None, :] - 6800) / 3200
+    lya = (1 + z[:, None]) * LYA
+    line = 4.0 * np.exp(-0.5 * ((wavelength[None, :] - lya) / 25.0) ** 2)
+    flux = np.where(is_lbg[:, None], np.where(wavelength[None, :] < lya, 0.4 * flux, flux) + line, flux)
+    sigma = 0.3
+    flux = flux + rng.normal(0, sigma, flux.shape)
+    ivar = np.full_like(flux, 1 / sigma**2)
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(n) + 1000 * seed,
+            "Z": z,
+            "SPECTYPE": np.where(is_lbg, "LBG", np.where(rng.random(n) < 0.5, "QSO", "ELG")),
+        }
+    )
+    spectra = SpectrumSet(GRID.wavelength, flux.astype(np.float32), ivar.astype(np.float32), truth, GRID)
+    write_spectra(path, spectra)
+    return spectra
+
+
+@pytest.fixture(scope="module")
+def combo(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("combos") / "easy"
+    folder.mkdir()
+    make_spectra(folder / "train.fits", 384, seed=1)
+    make_spectra(folder / "val.fits", 192, seed=2)
+    return folder
+
+
+def _train(combo: Path, out: Path, spec: dict = TINY, name: str = "tiny") -> dict:
+    return train_model(
+        name,
+        spec,
+        combo / "train.fits",
+        combo / "val.fits",
+        out / "model.pt",
+        out / "history.csv",
+        out / "learning_curve.png",
+        out / "ckpt" / "train.ckpt",
+        seed=7,
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(combo, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("trained")
+    _train(combo, out, dict(TINY, train=dict(TINY["train"], epochs=6)))
+    return out
+
+
+def test_training_learns_the_easy_task(trained, combo):
+    history = pd.read_csv(trained / "history.csv")
+    assert len(history) == 6
+    assert history["val_loss"].iloc[-1] < 0.7 * history["val_loss"].iloc[0]
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    loaded = load_model_file(trained / "model.pt")
+    from lymannet.spectra import read_spectra
+
+    val = read_spectra(combo / "val.fits")
+    predicted = loaded.predict(val.flux, val.ivar)
+    truth_lbg = (val.truth["SPECTYPE"] == "LBG").to_numpy()
+    accuracy = np.mean(is_target(predicted["c_line"], 0.5) == truth_lbg)
+    assert accuracy > 0.8  # chance is ~0.5
+    good_z = np.abs(predicted["z_pred"] - val.truth["Z"].to_numpy())[truth_lbg] < 0.05
+    assert good_z.mean() > 0.5
+
+
+def test_outputs_are_self_describing(trained):
+    history = pd.read_csv(trained / "history.csv")
+    for column in (
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "lr",
+        "seconds",
+        "spectra_per_s",
+        "train_loss_LYA",
+        "val_loss_LYA",
+        "val_loss_NV1240",
+    ):
+        assert column in history
+    per_line = history[[f"val_loss_{line.name}" for line in LBG_LINES]].sum(axis=1)
+    np.testing.assert_allclose(per_line, history["val_loss"], rtol=1e-5)
+    assert (trained / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (trained / "ckpt" / "train.ckpt").exists()  # a finished job leaves no checkpoint
+    loaded = load_model_file(trained / "model.pt")
+    assert not loaded.model.training
+    assert loaded.grid == GRID and loaded.lines == LBG_LINES and loaded.n_boxes == 10
+    assert loaded.snr_channel is False and loaded.target_class == "LBG"
+    assert loaded.spec["conv"]["filters"] == 8
+    assert set(loaded.provenance["inputs"]) == {"train", "val"}
+    assert len(loaded.provenance["inputs"]["train"]["sha256"]) == 64
+    assert len(loaded.sha256) == 64
+    keys = set(loaded.predict(np.ones((3, GRID.n_pixels)), np.ones((3, GRID.n_pixels))))
+    assert keys == {"c_line", "z_line", "z_pred", "best_line", "confidence"}
+
+
+def test_bf16_prediction_close_to_fp32(trained, combo):
+    from lymannet.spectra import read_spectra
+
+    val = read_spectra(combo / "val.fits")
+    loaded = load_model_file(trained / "model.pt")
+    fp32 = loaded.predict(val.flux, val.ivar, batch_size=64)
+    bf16 = loaded.predict(val.flux, val.ivar, batch_size=64, bf16=True)
+    assert np.abs(fp32["c_line"] - bf16["c_line"]).max() < 0.02
+    assert np.abs(fp32["confidence"] - bf16["confidence"]).max() < 0.02
+
+
+def test_same_config_gives_bit_identical_weights(combo, tmp_path):
+    spec = dict(TINY, train=dict(TINY["train"], epochs=2, schedule="plateau", early_stopping=1))
+    _train(combo, tmp_path / "a", spec)
+    _train(combo, tmp_path / "b", spec)
+    a = load_model_file(tmp_path / "a" / "model.pt").model.state_dict()
+    b = load_model_file(tmp_path / "b" / "model.pt").model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+RUNNER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from lymannet.runtime import setup_logging
+    from lymannet.train import train_model
+    sys.path.insert(0, {tests!r})
+    from test_train import TINY
+    setup_logging()
+    spec = dict(TINY, train=dict(TINY["train"], epochs={epochs}, schedule="cosine"))
+    out, combo = {out!r}, {combo!r}
+    train_model("tiny", spec, combo + "/train.fits", combo + "/val.fits", out + "/model.pt", out + "/history.csv",
+                out + "/curve.png", out + "/train.ckpt", seed=7, device="cpu")
+""")
+
+
+def test_kill_and_resume_gives_the_uninterrupted_weights(combo, tmp_path):
+    epochs = 8
+    script = tmp_path / "runner.py"
+    script.write_text(
+        RUNNER.format(tests=str(REPO / "tests"), epochs=epochs, out=str(tmp_path / "run"), combo=str(combo))
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "run" / "train.ckpt"
+    deadline = time.time() + 60
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "training ended before its first checkpoint appeared"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "received signal" in stderr and checkpoint.exists()
+    assert not (tmp_path / "run" / "model.pt").exists()
+    assert torch.load(checkpoint, weights_only=True)["state"]["epoch"] < epochs  # stopped mid-run
+
+    resumed = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+
+    spec = dict(TINY, train=dict(TINY["train"], epochs=epochs, schedule="cosine"))
+    train_model(
+        "tiny",
+        spec,
+        combo / "train.fits",
+        combo / "val.fits",
+        tmp_path / "ref" / "model.pt",
+        tmp_path / "ref" / "history.csv",
+        tmp_path / "ref" / "curve.png",
+        tmp_path / "ref" / "train.ckpt",
+        seed=7,
+        device="cpu",
+    )
+    ours = load_model_file(tmp_path / "run" / "model.pt").model.state_dict()
+    reference = load_model_file(tmp_path / "ref" / "model.pt").model.state_dict()
+    for key in reference:
+        assert torch.equal(ours[key], reference[key]), key
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, epochs + 1))
+    np.testing.assert_array_equal(
+        history["val_loss"], pd.read_csv(tmp_path / "ref" / "history.csv")["val_loss"]
+    )
+
+
+def test_in_process_signal_mid_epoch_saves_and_exits_nonzero(combo, tmp_path, monkeypatch):
+    import lymannet.train as train_module
+
+    calls = {"n": 0}
+    original = train_module._add_sums
+
+    def add_sums_then_signal(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-epoch 1 (12 batches per epoch)
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_add_sums", add_sums_then_signal)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        _train(combo, tmp_path)
+    assert stopped.value.code == 128 + signal.SIGUSR1
+    checkpoint = torch.load(tmp_path / "ckpt" / "train.ckpt", weights_only=True)
+    assert checkpoint["state"]["epoch"] == 0 and checkpoint["state"]["batch"] == 3
+
+
+def test_transfer_learning_freezes_the_first_blocks(trained, combo, tmp_path):
+    source = load_model_file(trained / "model.pt").model.state_dict()
+    spec = dict(
+        TINY,
+        train=dict(TINY["train"], epochs=2, transfer={"from": str(trained / "model.pt"), "freeze_layers": 1}),
+    )
+    _train(combo, tmp_path, spec)
+    tuned = load_model_file(tmp_path / "model.pt").model.state_dict()
+    for key in source:
+        if key.startswith("trunk.blocks.0."):  # frozen: weights and BatchNorm statistics unchanged
+            assert torch.equal(tuned[key], source[key]), key
+    assert not torch.equal(tuned["trunk.blocks.1.conv.weight"], source["trunk.blocks.1.conv.weight"])
+    assert not torch.equal(tuned["line_finder.box.weight"], source["line_finder.box.weight"])
+
+
+def test_transfer_then_unfreeze_trains_everything(trained, combo, tmp_path):
+    source = load_model_file(trained / "model.pt").model.state_dict()
+    spec = dict(
+        TINY,
+        train=dict(
+            TINY["train"],
+            epochs=1,
+            transfer={"from": str(trained / "model.pt"), "freeze_layers": 1, "unfreeze_epochs": 1},
+        ),
+    )
+    summary = _train(combo, tmp_path, spec)
+    assert summary["epochs_run"] == 2
+    tuned = load_model_file(tmp_path / "model.pt").model.state_dict()
+    assert not torch.equal(tuned["trunk.blocks.0.conv.weight"], source["trunk.blocks.0.conv.weight"])
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"QuasarNP fixtures not found at {FIXTURES}")
+def test_transfer_from_keras_quasarnet(combo, tmp_path):
+    # QSO-trained QuasarNET (25 filters, kernel 10, valid): conv trunk transfers to our 200-pixel
+    # grid; the dense layer (other flatten size) and the heads (other lines) are re-initialised.
+    from lymannet.keras_import import load_keras_quasarnet
+
+    keras, _ = load_keras_quasarnet(FIXTURES / "test_weights.h5")
+    spec = dict(
+        TINY,
+        conv={"layers": 3, "filters": 25, "kernel": 10, "stride": 2, "padding": "valid", "dropout": 0.0},
+        train=dict(
+            TINY["train"], epochs=1, transfer={"from": str(FIXTURES / "test_weights.h5"), "freeze_layers": 2}
+        ),
+    )
+    _train(combo, tmp_path, spec)
+    tuned = load_model_file(tmp_path / "model.pt").model.state_dict()
+    for key, value in keras.state_dict().items():
+        if key.startswith(("trunk.blocks.0.", "trunk.blocks.1.")):
+            assert torch.equal(tuned[key], value), key
+    assert not torch.equal(
+        tuned["trunk.blocks.2.conv.weight"], keras.state_dict()["trunk.blocks.2.conv.weight"]
+    )
+
+
+@pytest.mark.parametrize("family", ["quasarnet_mlp_z", "end_to_end"])
+def test_end_to_end_variants_train(family, combo, tmp_path):
+    spec = dict(TINY, family=family, mlp_units=[16], train=dict(TINY["train"], epochs=1))
+    _train(combo, tmp_path, spec, name=family)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert "val_z_loss" in history and np.isfinite(history["val_loss"]).all()
+    loaded = load_model_file(tmp_path / "model.pt")
+    predicted = loaded.predict(np.ones((2, GRID.n_pixels)), np.ones((2, GRID.n_pixels)))
+    assert predicted["z_pred"].shape == (2,) and np.isfinite(predicted["z_pred"]).all()
+    if family == "end_to_end":
+        assert "val_class_loss" in history and "val_loss_LYA" not in history
+
+
+def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
+    calls = []
+
+    class FakeOnlineAugmentation:  # stands in for lymannet.augment's (another engineer's) class
+        def __init__(self, spec, grid):
+            assert spec == {"noise": 0.1} and grid == GRID
+
+        def __call__(self, flux, ivar, z, generator, shiftable=None):
+            assert shiftable is not None and shiftable.dtype == torch.bool and len(shiftable) == len(z)
+            calls.append(len(z))
+            noise = torch.randn(flux.shape, generator=generator, device=flux.device)
+            return flux + 0.1 * noise, ivar, z
+
+    monkeypatch.setitem(
+        sys.modules, "lymannet.augment", types.SimpleNamespace(OnlineAugmentation=FakeOnlineAugmentation)
+    )
+    spec = dict(TINY, train=dict(TINY["train"], epochs=1, online_augmentation={"noise": 0.1}))
+    _train(combo, tmp_path, spec)
+    assert sum(calls) == 384 and len(calls) == 12
+
+
+def test_workflow_script_main(combo, tmp_path):
+    path = REPO / "workflow" / "scripts" / "train.py"
+    module_spec = importlib.util.spec_from_file_location("train_script", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    spec = dict(TINY, train=dict(TINY["train"], epochs=1))
+    script.main(
+        model_name="tiny",
+        spec=spec,
+        seed=7,
+        train=str(combo / "train.fits"),
+        val=str(combo / "val.fits"),
+        model=str(tmp_path / "m" / "model.pt"),
+        history=str(tmp_path / "m" / "history.csv"),
+        curve=str(tmp_path / "m" / "curve.png"),
+        checkpoint=str(tmp_path / "c" / "ckpt"),
+        threads=1,
+    )
+    assert (tmp_path / "m" / "model.pt").exists() and (tmp_path / "m" / "curve.png").exists()
+    assert torch.get_num_threads() == 1
