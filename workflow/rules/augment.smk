@@ -1,10 +1,3 @@
-def variant_source(wildcards):
-    spec = config["variants"][VARIANT_NAMES[wildcards.variant]]
-    dataset, is_resampled = variant_source_dataset(spec["source"])
-    folder = "resampled" if is_resampled else "pool"
-    return f"results/{folder}/{dataset}.fits"
-
-
 rule augment:
     input:
         source=variant_source,

@@ -1,8 +1,3 @@
-def combo_members(wildcards):
-    members = config["combos"][wildcards.combo]["members"]
-    return {slugify(name): f"results/variants/{slugify(name)}.fits" for name in members}
-
-
 rule combine:
     input:
         unpack(combo_members),

@@ -69,3 +69,34 @@ def all_outputs():
         f"results/models/{model}/{combo}/learning_curve.png" for model, combo in RUNS
     ]
     return outputs
+
+
+# Input functions of the rules, by stage.
+
+
+def ingest_inputs(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    if "simulate" in spec:
+        folder = f"results/simulated/{wildcards.dataset}"
+        return {"coadds": [f"{folder}/coadd.fits"], "truth": f"{folder}/truth.fits"}
+    inputs = {"coadds": spec["files"]["coadds"]}
+    if "truth" in spec["files"]:
+        inputs["truth"] = spec["files"]["truth"]
+    return inputs
+
+
+def testset_holdouts(wildcards):
+    members = config["testsets"][wildcards.testset]["members"]
+    return {m["dataset"]: f"results/holdout/{m['dataset']}.fits" for m in members}
+
+
+def variant_source(wildcards):
+    spec = config["variants"][VARIANT_NAMES[wildcards.variant]]
+    dataset, is_resampled = variant_source_dataset(spec["source"])
+    folder = "resampled" if is_resampled else "pool"
+    return f"results/{folder}/{dataset}.fits"
+
+
+def combo_members(wildcards):
+    members = config["combos"][wildcards.combo]["members"]
+    return {slugify(name): f"results/variants/{slugify(name)}.fits" for name in members}

@@ -1,14 +1,3 @@
-def ingest_inputs(wildcards):
-    spec = config["datasets"][wildcards.dataset]
-    if "simulate" in spec:
-        folder = f"results/simulated/{wildcards.dataset}"
-        return {"coadds": [f"{folder}/coadd.fits"], "truth": f"{folder}/truth.fits"}
-    inputs = {"coadds": spec["files"]["coadds"]}
-    if "truth" in spec["files"]:
-        inputs["truth"] = spec["files"]["truth"]
-    return inputs
-
-
 rule ingest:
     input:
         unpack(ingest_inputs),
@@ -46,11 +35,6 @@ rule holdout:
         seed=config["seed"],
     script:
         "../scripts/holdout.py"
-
-
-def testset_holdouts(wildcards):
-    members = config["testsets"][wildcards.testset]["members"]
-    return {m["dataset"]: f"results/holdout/{m['dataset']}.fits" for m in members}
 
 
 rule testset:
