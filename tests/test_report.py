@@ -138,23 +138,14 @@ def check_report(workdir: str | Path, expected: list[str] | None = None, build: 
 
 # --- tests -----------------------------------------------------------------------------------------
 
-def demo_dir() -> Path | None:
-    """Where the demo ran: $LYMANNET_DEMO_DIR, else the checkout itself."""
-    candidate = Path(os.environ.get("LYMANNET_DEMO_DIR", REPO))
-    if (candidate / "results").is_dir() and (candidate / ".snakemake").is_dir():
-        return candidate
-    return None
-
-
 @pytest.mark.slow
-def test_report_of_the_demo():
-    workdir = demo_dir()
-    if workdir is None:
-        pytest.skip("no demo results (run the workflow, or set LYMANNET_DEMO_DIR to where it ran)")
+def test_report_of_the_demo(demo_run):
+    """The demo's report holds every figure the demo made, each decoded by the browser."""
     if chromium_executable() is None:
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    widths = check_report(workdir)
-    assert any("/scores/" in name for name in widths) and any("compare_" in name for name in widths)
+    widths = check_report(demo_run)
+    for kind in ("/scores/", "compare_", "simulated_examples", "resampled_z", "learning_curve", "/combos/"):
+        assert any(kind in name for name in widths), kind
 
 
 MINI_SNAKEFILE = """
