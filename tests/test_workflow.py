@@ -122,3 +122,11 @@ def test_adding_a_combo_runs_only_the_new_combos_jobs(demo_run):
     jobs = planned_jobs(demo_run, "--configfile", write_config(demo_run, add))
     assert {rule for rule, _ in jobs} <= {"combine", "train", "predict", "score", "compare", "check_leakage"}
     assert {w["combo"] for rule, w in jobs if rule in {"combine", "train", "predict", "score"}} == {"data_to_train_10"}
+
+
+def test_thesis_scale_overlay_plans_all_four_models(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml", "config/thesis.yaml")
+    trained = {w["model"] for rule, w in jobs if rule == "train"}
+    assert {"initial", "classic", "hyp_classic", "hyp_snr"} <= trained
+    assert {w["combo"] for rule, w in jobs if rule == "combine"} >= {"data_to_train_1", "data_to_train_13"}
