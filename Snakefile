@@ -17,6 +17,7 @@ include: "workflow/rules/templates.smk"
 include: "workflow/rules/augment.smk"
 include: "workflow/rules/combine.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 

@@ -381,11 +381,16 @@ def train_model(
     seed: int,
     device: str = "auto",
     threads: int | None = None,
+    epoch_callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `spec` on the combo's train/val spectra files; write model.pt, history.csv and the
     learning curve atomically; return a summary. Resumes from `checkpoint_path` if it holds a
     checkpoint of this very job. The RNG seed is job_seed(seed, model_name, combo), the combo being
-    the train file's folder name (results/combos/<combo>/train.fits)."""
+    the train file's folder name (results/combos/<combo>/train.fits).
+
+    `epoch_callback(epoch, history_row)`, if given, is called after every finished epoch (once its
+    checkpoint is saved); an exception it raises (e.g. optuna.TrialPruned) stops the training and
+    propagates. The hyper-parameter search uses it to report validation losses for pruning."""
     spec = complete_spec(spec)
     settings = train_settings(spec)
     torch_device = _pick_device(device)
@@ -470,6 +475,7 @@ def train_model(
                 stop,
                 checkpoint_path,
                 fingerprint,
+                epoch_callback,
             )
     finally:
         torch.use_deterministic_algorithms(deterministic)
@@ -583,6 +589,7 @@ def _loop(
     stop: StopSignal,
     checkpoint_path: Path,
     fingerprint: str,
+    epoch_callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> None:
     n_train, batch_size = len(train_data), int(settings["batch_size"])
     n_batches = math.ceil(n_train / batch_size)
@@ -632,6 +639,8 @@ def _loop(
         save()
         if stop.signum is not None:
             raise TrainingInterrupted(128 + stop.signum)
+        if epoch_callback is not None:
+            epoch_callback(state.epoch, dict(state.history[-1]))
 
 
 def _finish_epoch(

@@ -17,6 +17,12 @@ from lymannet.config import (  # noqa: E402
     variant_source_dataset,
     variants_by_slug,
 )
+from lymannet.search import (  # noqa: E402
+    best_spec_path,
+    check_tune_config,
+    searched_models,
+    searches,
+)
 
 
 configfile: "config/config.yaml"
@@ -24,6 +30,7 @@ configfile: "config/config.yaml"
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
+check_tune_config(config)
 
 ENV_DATA = "../../envs/data.yaml"
 ENV_TRAIN = "../../envs/train.yaml"
@@ -37,11 +44,14 @@ wildcard_constraints:
     variant=NAME,
     combo=NAME,
     model=NAME,
+    search=NAME,
+    worker=r"\d+",
 
 
 VARIANT_NAMES = variants_by_slug(config)
 RUNS = run_pairs(config)
 TESTSETS = list(config["testsets"])
+SEARCHES = searches(config)
 
 
 def simulated(dataset):
@@ -68,6 +78,8 @@ def all_outputs():
     outputs += [
         f"results/models/{model}/{combo}/learning_curve.png" for model, combo in RUNS
     ]
+    tune_files = ("best_model.yaml", "best_params.md", "history.png", "importance.png")
+    outputs += [f"results/tune/{s}/{name}" for s in SEARCHES for name in tune_files]
     return outputs
 
 
@@ -100,3 +112,23 @@ def variant_source(wildcards):
 def combo_members(wildcards):
     members = config["combos"][wildcards.combo]["members"]
     return {slugify(name): f"results/variants/{slugify(name)}.fits" for name in members}
+
+
+def searched_model_spec(wildcards):
+    """The best spec of the search a `{from_search: ...}` model comes from (nothing otherwise):
+    train reruns when the search's result changes."""
+    search = searched_models(config).get(wildcards.model)
+    return {"best_spec": best_spec_path(search)} if search else {}
+
+
+def tune_combo(wildcards):
+    combo = SEARCHES[wildcards.search]["combo"]
+    return {
+        "train": f"results/combos/{combo}/train.fits",
+        "val": f"results/combos/{combo}/val.fits",
+    }
+
+
+def tune_worker_markers(wildcards):
+    workers = SEARCHES[wildcards.search]["workers"]
+    return [f"results/tune/{wildcards.search}/worker_{i}.done" for i in range(workers)]

@@ -1,5 +1,6 @@
 rule train:
     input:
+        unpack(searched_model_spec),
         train="results/combos/{combo}/train.fits",
         val="results/combos/{combo}/val.fits",
     output:

@@ -1,10 +1,25 @@
-"""Snakemake `train` rule: train one model on one combo (lymannet.train.train_model)."""
+"""Snakemake `train` rule: train one model on one combo (lymannet.train.train_model).
+
+A model defined as `{from_search: <search>}` trains from the search's best spec (an input of the
+rule); other keys next to `from_search` override that spec.
+"""
 
 
 from typing import Any
 
+import yaml
+
 from lymannet.runtime import run
+from lymannet.search import merge_spec
 from lymannet.train import train_model
+
+
+def resolve_spec(spec: dict[str, Any], best_spec: str | None) -> dict[str, Any]:
+    if best_spec is None:
+        return spec
+    with open(best_spec) as handle:
+        best = yaml.safe_load(handle)
+    return merge_spec(best, {key: value for key, value in spec.items() if key != "from_search"})
 
 
 def main(
@@ -18,10 +33,11 @@ def main(
     curve: str,
     checkpoint: str,
     threads: int,
+    best_spec: str | None = None,
 ) -> None:
     train_model(
         model_name,
-        spec,
+        resolve_spec(spec, best_spec),
         train_path=train,
         val_path=val,
         out_model=model,
@@ -48,4 +64,5 @@ if "snakemake" in globals():
         curve=snakemake.output.curve,  # noqa: F821
         checkpoint=snakemake.params.checkpoint,
         threads=snakemake.threads,
+        best_spec=snakemake.input.get("best_spec"),  # noqa: F821
     )  # noqa: F821
