@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -306,7 +307,10 @@ class LoopState:
 
 def _pick_device(device: str) -> torch.device:
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # Say what the scheduler gave us and what we use: a GPU allocation without a usable CUDA
+    # device (a misconfigured node, a test cluster's fake GRES) falls back to the CPU.
+    log.info("CUDA_VISIBLE_DEVICES=%s; training on device %s", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), device)
     return torch.device(device)
 
 
