@@ -20,9 +20,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/quasar4most.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        all_outputs() + fourmost_outputs(),

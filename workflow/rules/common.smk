@@ -132,3 +132,62 @@ def tune_combo(wildcards):
 def tune_worker_markers(wildcards):
     workers = SEARCHES[wildcards.search]["workers"]
     return [f"results/tune/{wildcards.search}/worker_{i}.done" for i in range(workers)]
+
+
+# 4MOST quasar pipelines (workflow/rules/quasar4most.smk).
+
+config.setdefault("fourmost", {})
+validate(config["fourmost"], "../schemas/fourmost.schema.yaml")
+QSO4M = config["fourmost"]
+QSO4M_REDSHIFT_MODELS = [
+    m for m in ("dense", "gru", "quasarnet") if QSO4M["pipelines"][m]
+]
+
+
+def qso4m_size_spec(size):
+    if size not in QSO4M["sizes"]:
+        raise ValueError(
+            f"fourmost: unknown size {size!r}; valid: {sorted(QSO4M['sizes'])}"
+        )
+    return QSO4M["sizes"][size]
+
+
+def qso4m_model_config(model):
+    # nested defaults behind $ref are not filled by the validator: lymannet.fourmost fills them
+    return QSO4M["models"].get(model, {})
+
+
+def qso4m_train_settings(wildcards):
+    settings = dict(qso4m_model_config(wildcards.qso4m_model).get("train", {}))
+    epochs = qso4m_size_spec(wildcards.qso4m_size).get("epochs")
+    if epochs:
+        settings["epochs"] = epochs
+    return settings
+
+
+def qso4m_summary_inputs(wildcards):
+    root = f"results/4most/{wildcards.qso4m_size}"
+    inputs = {
+        "redshift": [
+            f"{root}/redshift/{m}/metrics.json" for m in QSO4M_REDSHIFT_MODELS
+        ],
+        "models": [f"{root}/models/{m}.pt" for m in QSO4M_REDSHIFT_MODELS],
+    }
+    if QSO4M["pipelines"]["dla_presence"]:
+        inputs["presence"] = f"{root}/dla_presence/metrics.json"
+        inputs["models"].append(f"{root}/models/presence.pt")
+    if QSO4M["pipelines"]["dla_location"]:
+        inputs["location"] = f"{root}/dla_location/metrics.json"
+        inputs["models"].append(f"{root}/models/location.pt")
+    return inputs
+
+
+def fourmost_outputs():
+    """Targets for `rule all` (empty when fourmost.enabled is false)."""
+    if not QSO4M["enabled"]:
+        return []
+    root = f"results/4most/{QSO4M['size']}"
+    outputs = [f"{root}/summary.md", f"{root}/summary.csv"]
+    if QSO4M_REDSHIFT_MODELS:
+        outputs.append(f"{root}/redshift/comparison.png")
+    return outputs

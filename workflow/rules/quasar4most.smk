@@ -1,74 +1,15 @@
 # 4MOST quasar pipelines (docs/4most.md): simulate -> ingest -> train -> score -> summary, under
-# results/4most/<size>/. Config: the `fourmost:` section (config/4most.yaml), validated here
-# against ../schemas/fourmost.schema.yaml with defaults. Needs ENV from common.smk.
+# results/4most/<size>/. Config: the `fourmost:` section of config/config.yaml, validated (with
+# defaults) against ../schemas/fourmost.schema.yaml in common.smk.
 #
 #   snakemake --cores 2 results/4most/demo/summary.md     # the CI demo (< 3 min on 2 cores)
 #   snakemake --cores 2 results/4most/full/summary.md     # the 10,000-spectrum run
-from snakemake.utils import validate as _qso4m_validate
-
-config.setdefault("fourmost", {})
-_qso4m_validate(config["fourmost"], "../schemas/fourmost.schema.yaml")
-QSO4M = config["fourmost"]
-# Conda environments of common.smk (data / train / score); a single ENV where that is what exists.
-QSO4M_ENV = {
-    kind: globals().get(
-        f"ENV_{kind.upper()}", globals().get("ENV", f"../../envs/{kind}.yaml")
-    )
-    for kind in ("data", "train", "score")
-}
-QSO4M_REDSHIFT_MODELS = [
-    m for m in ("dense", "gru", "quasarnet") if QSO4M["pipelines"][m]
-]
 
 
 wildcard_constraints:
     qso4m_size=r"[A-Za-z0-9_\-]+",
     qso4m_zmodel=r"dense|gru|quasarnet",
     qso4m_model=r"dense|gru|quasarnet|presence|location",
-
-
-def qso4m_size_spec(size):
-    if size not in QSO4M["sizes"]:
-        raise ValueError(
-            f"fourmost: unknown size {size!r}; valid: {sorted(QSO4M['sizes'])}"
-        )
-    return QSO4M["sizes"][size]
-
-
-def qso4m_train_settings(wildcards):
-    settings = dict(QSO4M["models"][wildcards.qso4m_model]["train"])
-    epochs = qso4m_size_spec(wildcards.qso4m_size).get("epochs")
-    if epochs:
-        settings["epochs"] = epochs
-    return settings
-
-
-def qso4m_summary_inputs(wildcards):
-    root = f"results/4most/{wildcards.qso4m_size}"
-    inputs = {
-        "redshift": [
-            f"{root}/redshift/{m}/metrics.json" for m in QSO4M_REDSHIFT_MODELS
-        ],
-        "models": [f"{root}/models/{m}.pt" for m in QSO4M_REDSHIFT_MODELS],
-    }
-    if QSO4M["pipelines"]["dla_presence"]:
-        inputs["presence"] = f"{root}/dla_presence/metrics.json"
-        inputs["models"].append(f"{root}/models/presence.pt")
-    if QSO4M["pipelines"]["dla_location"]:
-        inputs["location"] = f"{root}/dla_location/metrics.json"
-        inputs["models"].append(f"{root}/models/location.pt")
-    return inputs
-
-
-def fourmost_outputs():
-    """Targets for `rule all` (empty when fourmost.enabled is false)."""
-    if not QSO4M["enabled"]:
-        return []
-    root = f"results/4most/{QSO4M['size']}"
-    outputs = [f"{root}/summary.md", f"{root}/summary.csv"]
-    if QSO4M_REDSHIFT_MODELS:
-        outputs.append(f"{root}/redshift/comparison.png")
-    return outputs
 
 
 rule qso4m_simulate:
@@ -87,7 +28,7 @@ rule qso4m_simulate:
     benchmark:
         "benchmarks/4most/{qso4m_size}/simulate.tsv"
     conda:
-        QSO4M_ENV["data"]
+        ENV_DATA
     params:
         spec=lambda w: {
             **QSO4M["simulate"],
@@ -110,7 +51,7 @@ rule qso4m_ingest:
     benchmark:
         "benchmarks/4most/{qso4m_size}/ingest.tsv"
     conda:
-        QSO4M_ENV["data"]
+        ENV_DATA
     params:
         options=QSO4M["ingest"],
         seed=QSO4M["seed"],
@@ -129,13 +70,13 @@ rule qso4m_train:
     benchmark:
         "benchmarks/4most/{qso4m_size}/train_{qso4m_model}.tsv"
     conda:
-        QSO4M_ENV["train"]
+        ENV_TRAIN
     threads: QSO4M["threads"]
     resources:
         runtime=30,
         mem_mb=16000,
     params:
-        spec=lambda w: QSO4M["models"][w.qso4m_model]["spec"],
+        spec=lambda w: qso4m_model_config(w.qso4m_model).get("spec", {}),
         settings=qso4m_train_settings,
         options=lambda w: {
             **QSO4M["dla"],
@@ -164,7 +105,7 @@ rule qso4m_score_redshift:
     log:
         "logs/4most/{qso4m_size}/score_redshift_{qso4m_zmodel}.log",
     conda:
-        QSO4M_ENV["score"]
+        ENV_SCORE
     params:
         catastrophic_dz=QSO4M["redshift"]["catastrophic_dz"],
     script:
@@ -187,7 +128,7 @@ rule qso4m_score_dla_presence:
     log:
         "logs/4most/{qso4m_size}/score_dla_presence.log",
     conda:
-        QSO4M_ENV["score"]
+        ENV_SCORE
     params:
         options=QSO4M["dla"],
     script:
@@ -213,7 +154,7 @@ rule qso4m_score_dla_location:
     benchmark:
         "benchmarks/4most/{qso4m_size}/score_dla_location.tsv"
     conda:
-        QSO4M_ENV["score"]
+        ENV_SCORE
     params:
         options=QSO4M["dla"],
     script:
@@ -240,7 +181,7 @@ rule qso4m_summary:
     log:
         "logs/4most/{qso4m_size}/summary.log",
     conda:
-        QSO4M_ENV["score"]
+        ENV_SCORE
     params:
         size=lambda w: w.qso4m_size,
     script:

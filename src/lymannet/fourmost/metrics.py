@@ -1,0 +1,125 @@
+"""Figures of merit (no sklearn): MAPE, ROC/AUC, window merging into a DLA catalogue, matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+
+def mape(z_pred: np.ndarray, z_true: np.ndarray) -> float:
+    """Mean absolute percentage error, percent."""
+    z_pred, z_true = np.asarray(z_pred, float), np.asarray(z_true, float)
+    return float(100.0 * np.mean(np.abs(z_pred - z_true) / np.abs(z_true))) if z_true.size else float("nan")
+
+
+def redshift_metrics(z_pred: np.ndarray, z_true: np.ndarray, catastrophic_dz: float = 0.1) -> dict[str, float]:
+    dz = np.asarray(z_pred, float) - np.asarray(z_true, float)
+    good = np.abs(dz) <= catastrophic_dz
+    return {
+        "n": int(dz.size),
+        "mape_percent": mape(z_pred, z_true),
+        "mape_percent_without_catastrophic": mape(np.asarray(z_pred)[good], np.asarray(z_true)[good]),
+        "median_abs_dz": float(np.median(np.abs(dz))) if dz.size else float("nan"),
+        "sigma_dz_1pz_nmad": float(1.4826 * np.median(np.abs(dz / (1 + np.asarray(z_true)) - np.median(dz / (1 + np.asarray(z_true)))))) if dz.size else float("nan"),
+        "n_catastrophic": int((~good).sum()),
+        "catastrophic_fraction": float((~good).mean()) if dz.size else float("nan"),
+    }
+
+
+def roc_curve(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate, thresholds), thresholds descending; ties handled
+    by grouping equal scores into one step. Starts at (0, 0), ends at (1, 1)."""
+    score, label = np.asarray(score, float), np.asarray(label).astype(bool)
+    order = np.argsort(-score, kind="mergesort")
+    score, label = score[order], label[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(score) != 0), score.size - 1] if score.size else np.zeros(0, int)
+    tp = np.cumsum(label)[last_of_group]
+    fp = np.cumsum(~label)[last_of_group]
+    n_pos, n_neg = max(label.sum(), 1), max((~label).sum(), 1)
+    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos], np.r_[np.inf, score[last_of_group]]
+
+
+def auc(score: np.ndarray, label: np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a positive > score of a negative), ties count 1/2
+    (Mann-Whitney U from mid-ranks)."""
+    score, label = np.asarray(score, float), np.asarray(label).astype(bool)
+    n_pos, n_neg = int(label.sum()), int((~label).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[label].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binned_rate(values: np.ndarray, good: np.ndarray, edges: np.ndarray) -> pd.DataFrame:
+    """Fraction of `good` per bin of `values` with a binomial (Wilson-free, sqrt(p(1-p)/n)) error."""
+    values, good = np.asarray(values, float), np.asarray(good, bool)
+    which = np.digitize(values, edges) - 1
+    rows = []
+    for k in range(len(edges) - 1):
+        members = which == k
+        n = int(members.sum())
+        p = float(good[members].mean()) if n else float("nan")
+        rows.append({"lo": edges[k], "hi": edges[k + 1], "n": n, "rate": p,
+                     "error": float(np.sqrt(p * (1 - p) / n)) if n else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def merge_windows(rows: np.ndarray, position: np.ndarray, log_n: np.ndarray, probability: np.ndarray,
+                  threshold: float, radius: float) -> pd.DataFrame:
+    """Per-sightline DLA catalogue from sliding-window predictions by non-maximum suppression.
+
+    Every window with probability >= threshold votes for an absolute position. Per sightline,
+    the most confident remaining vote seeds a DLA; all votes within `radius` of it join it and are
+    removed; repeat. A DLA's position and log N_HI are the probability-weighted means of its votes,
+    its confidence the seed's probability; n_windows counts the votes.
+    """
+    rows, position = np.asarray(rows), np.asarray(position, float)
+    log_n, probability = np.asarray(log_n, float), np.asarray(probability, float)
+    out = []
+    keep = probability >= threshold
+    for row in np.unique(rows[keep]):
+        idx = np.flatnonzero(keep & (rows == row))
+        idx = idx[np.argsort(-probability[idx], kind="mergesort")]
+        while idx.size:
+            seed = idx[0]
+            group = idx[np.abs(position[idx] - position[seed]) <= radius]
+            weight = probability[group]
+            out.append({"ROW": int(row), "POSITION": float(np.average(position[group], weights=weight)),
+                        "LOG_NHI": float(np.average(log_n[group], weights=weight)),
+                        "CONFIDENCE": float(probability[seed]), "N_WINDOWS": int(group.size)})
+            idx = idx[np.abs(position[idx] - position[seed]) > radius]
+    return pd.DataFrame(out, columns=["ROW", "POSITION", "LOG_NHI", "CONFIDENCE", "N_WINDOWS"])
+
+
+def match_catalogue(truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Greedy one-to-one matching per sightline (closest pairs first) within `tolerance` (same unit
+    as POSITION). Returns truth with MATCH (catalogue index or -1), DELTA, PRED_LOG_NHI, and the
+    catalogue with TRUE_MATCH (truth index or -1)."""
+    truth = truth.copy()
+    catalogue = catalogue.copy()
+    truth["MATCH"], truth["DELTA"], truth["PRED_LOG_NHI"] = -1, np.nan, np.nan
+    catalogue["TRUE_MATCH"] = -1
+    for row in np.unique(truth["ROW"]):
+        t_idx = np.flatnonzero(truth["ROW"].to_numpy() == row)
+        c_idx = np.flatnonzero(catalogue["ROW"].to_numpy() == row) if len(catalogue) else np.zeros(0, int)
+        if not c_idx.size:
+            continue
+        distance = np.abs(truth["POSITION"].to_numpy()[t_idx, None] - catalogue["POSITION"].to_numpy()[None, c_idx])
+        for flat in np.argsort(distance, axis=None, kind="mergesort"):
+            i, j = np.unravel_index(flat, distance.shape)
+            if distance[i, j] > tolerance:
+                break
+            ti, cj = t_idx[i], c_idx[j]
+            if truth.iat[ti, truth.columns.get_loc("MATCH")] >= 0 or catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] >= 0:
+                continue
+            truth.iat[ti, truth.columns.get_loc("MATCH")] = cj
+            truth.iat[ti, truth.columns.get_loc("DELTA")] = catalogue["POSITION"].iat[cj] - truth["POSITION"].iat[ti]
+            truth.iat[ti, truth.columns.get_loc("PRED_LOG_NHI")] = catalogue["LOG_NHI"].iat[cj]
+            catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] = ti
+    return truth, catalogue
+
+
+def nmad(x: np.ndarray) -> float:
+    x = np.asarray(x, float)
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
