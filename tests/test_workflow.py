@@ -75,8 +75,15 @@ def test_demo_scores_beat_chance(demo_run):
     score_columns = [c for c in summary.columns if c.startswith("score_")]
     assert score_columns, summary.columns
     classic = summary[summary["model"] == "classic"].iloc[0]
-    for column in score_columns:
-        assert classic[column] > 0.8, (column, classic[column])
+    initial = summary[summary["model"] == "initial"].iloc[0]
+    # P=E score on the demo's own test split (like the thesis's real test set around z=3) ...
+    assert classic["score_test_z3"] > 0.9 and initial["score_test_z3"] > 0.9
+    # ... and at the redshift extremes, where the augmented training set must beat the plain one
+    # (thesis section 5.1: the gain is largest at low and high z).
+    assert classic["score_test_highz"] > 0.85
+    assert classic["score_test_lowz"] > 0.65
+    for extreme in ("score_test_lowz", "score_test_highz"):
+        assert classic[extreme] > initial[extreme] + 0.2, (extreme, classic[extreme], initial[extreme])
     for path in (demo_run / "results" / "scores").glob("*/*/*.json"):
         score = json.loads(path.read_text())
         assert 0.0 <= score["score"] <= 1.0
