@@ -115,6 +115,8 @@ def main() -> None:
         f"{'train/s':>9} {'infer fp32/s':>13} {'infer bf16/s':>13}"
     )
     for name, spec in config["models"].items():
+        if "from_search" in spec:  # defined by a search's results, not by the config alone
+            continue
         torch.manual_seed(0)
         model = build_model(spec, grid.n_pixels).to(device)
         n_params, n_keras = count_parameters(model), keras_style_count(model)
