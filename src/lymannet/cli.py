@@ -18,7 +18,11 @@ def where(results: Path) -> int:
         print(f"  purity/efficiency comparison: {figure}")
     for figure in sorted((results / "scores").glob("*/*/*.png")):
         print(f"  purity/efficiency and redshift figures: {figure}")
-    print(f"  HTML report: snakemake --report {results / 'report.html'}\n")
+    report = results / "report.html"
+    if report.exists():
+        print(f"  HTML report (every figure, with captions): {report}\n")
+    else:
+        print(f"  HTML report: snakemake --report {report}\n")
     print(summary_md.read_text())
     return 0
 
