@@ -19,7 +19,7 @@ SNAKEFMT = str(Path(sys.executable).with_name("snakefmt"))
 
 
 def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job a dry run would execute."""
+    """(rule, wildcards) of every job a dry run would execute (the target rule `all` left out)."""
     result = snakemake(workdir, "--dry-run", "--cores", "2", *args, timeout=600)
     jobs, rule = [], None
     for line in result.stdout.splitlines():
@@ -28,7 +28,7 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
             jobs.append((rule, {}))
         elif rule and (match := re.match(r"^wildcards: (.*)$", line.strip())):
             jobs[-1] = (rule, dict(item.split("=", 1) for item in match.group(1).split(", ")))
-    return jobs
+    return [(rule, wildcards) for rule, wildcards in jobs if rule != "all"]
 
 
 def write_config(workdir: Path, mutate) -> str:
