@@ -180,7 +180,9 @@ def mlp(in_features: int, units: Sequence[int], out_features: int) -> nn.Sequent
 # Networks
 
 
-class QuasarNet(nn.Module):
+class SpectrumNet(nn.Module):
+    """What every family shares: its spec, line set, box count and the convolutional trunk."""
+
     def __init__(self, spec: dict[str, Any], n_pixels: int):
         super().__init__()
         self.spec = complete_spec(spec)
@@ -188,6 +190,11 @@ class QuasarNet(nn.Module):
         self.lines = line_set(self.spec["lines"])
         self.n_boxes = int(self.spec["n_boxes"])
         self.trunk = Trunk(self.spec, n_pixels)
+
+
+class QuasarNet(SpectrumNet):
+    def __init__(self, spec: dict[str, Any], n_pixels: int):
+        super().__init__(spec, n_pixels)
         self.line_finder = LineFinder(
             self.spec["dense_units"], len(self.lines), self.n_boxes, self.spec["offset_activation"]
         )
@@ -212,16 +219,11 @@ class QuasarNetMlpZ(QuasarNet):
         return out
 
 
-class EndToEnd(nn.Module):
+class EndToEnd(SpectrumNet):
     """Thesis 4.2 (fig. 4.4): the line finder replaced by dense layers giving z and P(target)."""
 
     def __init__(self, spec: dict[str, Any], n_pixels: int):
-        super().__init__()
-        self.spec = complete_spec(spec)
-        self.n_pixels = n_pixels
-        self.lines = line_set(self.spec["lines"])
-        self.n_boxes = int(self.spec["n_boxes"])
-        self.trunk = Trunk(self.spec, n_pixels)
+        super().__init__(spec, n_pixels)
         self.head = mlp(self.spec["dense_units"], self.spec["mlp_units"], 2)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
