@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lymannet.errors import ConfigError
 from lymannet.grid import Grid
 from lymannet.lines import LBG_LINES, LYA
 from lymannet.models import is_target
@@ -173,6 +174,31 @@ def test_same_config_gives_bit_identical_weights(combo, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_bf16_training_on_cpu_learns_and_is_deterministic(combo, tmp_path):
+    """precision: bf16 runs the forward pass under CPU autocast: it learns as fp32 does, repeats
+    bit for bit, and really is another arithmetic (its weights differ from the fp32 run's)."""
+    spec = dict(TINY, train=dict(TINY["train"], epochs=6))
+    bf16_spec = dict(TINY, train=dict(TINY["train"], epochs=6, precision="bf16"))
+    _train(combo, tmp_path / "fp32", spec)
+    _train(combo, tmp_path / "a", bf16_spec)
+    _train(combo, tmp_path / "b", bf16_spec)
+    fp32_history = pd.read_csv(tmp_path / "fp32" / "history.csv")
+    history = pd.read_csv(tmp_path / "a" / "history.csv")
+    assert history["val_loss"].iloc[-1] < 0.7 * history["val_loss"].iloc[0]
+    assert history["val_loss"].iloc[-1] < 1.2 * fp32_history["val_loss"].iloc[-1]
+    fp32, a, b = (load_model_file(tmp_path / run / "model.pt") for run in ("fp32", "a", "b"))
+    assert a.spec["train"]["precision"] == "bf16"
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    differs = [not torch.equal(v, fp32.model.state_dict()[k]) for k, v in a.model.state_dict().items()]
+    assert any(differs)
+
+
+def test_unknown_precision_is_a_config_error(combo, tmp_path):
+    with pytest.raises(ConfigError, match="precision"):
+        _train(combo, tmp_path, dict(TINY, train=dict(TINY["train"], precision="fp16")))
 
 
 RUNNER = textwrap.dedent("""

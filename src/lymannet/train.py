@@ -2,8 +2,9 @@
 
 The whole training set sits on the device as tensors; batches are index slices of a permutation
 drawn from a seeded torch.Generator, so there is no per-sample Python data loading. On CUDA the
-forward pass runs under bf16 autocast; on CPU everything is fp32 and deterministic: the same config
-gives the same weights bit for bit, also across an interruption (SIGTERM/SIGUSR1 -> checkpoint
+forward pass runs under bf16 autocast (train.precision: auto); on CPU it is fp32 unless the config
+asks for bf16 (precision: bf16, about 1.4-1.8x faster on CPUs with AVX-512 BF16 or AMX), and either
+way deterministic: the same config gives the same weights bit for bit, also across an interruption (SIGTERM/SIGUSR1 -> checkpoint
 -> non-zero exit -> the rerun resumes from the checkpoint, mid-epoch if need be).
 
 Model file (`model.pt`, a torch.save'd dict) holds everything `predict` needs: state_dict, model
@@ -65,6 +66,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "transfer": None,
     "compile": False,
     "threads": 2,
+    "precision": "auto",
 }
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 2  # ReduceLROnPlateau: halve the lr after 2 flat epochs
 EVAL_BATCH = 1024
@@ -78,6 +80,8 @@ def train_settings(spec: dict[str, Any]) -> dict[str, Any]:
     settings = {**TRAIN_DEFAULTS, **(spec.get("train") or {})}
     if settings["schedule"] not in ("none", "plateau", "cosine"):
         raise ConfigError(f"train.schedule must be none, plateau or cosine, not {settings['schedule']!r}")
+    if settings["precision"] not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"train.precision must be auto, fp32 or bf16, not {settings['precision']!r}")
     transfer = settings["transfer"]
     if transfer is not None:
         if not transfer.get("from"):
@@ -314,6 +318,12 @@ def _pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast for the forward pass: on CUDA by default, on the CPU only when asked for
+    (fp32 stays the CPU default, the reference the tests pin)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def _configure_torch(device: torch.device, threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
     if device.type != "cpu":
@@ -402,7 +412,8 @@ def train_model(
     combo = Path(train_path).parent.name
     rng_seed = job_seed(seed, model_name, combo)
     checkpoint_path = Path(checkpoint_path)
-    bf16 = torch_device.type == "cuda"
+    bf16 = uses_bf16(settings["precision"], torch_device)
+    log.info("precision: %s", "bf16 autocast" if bf16 else "fp32")
 
     inputs = {"train": train_path, "val": val_path}
     transfer = settings["transfer"]
@@ -638,7 +649,7 @@ def _loop(
                 save()
                 raise TrainingInterrupted(128 + stop.signum)
         _finish_epoch(
-            model, batches, val_data, settings, state, scheduler, optimizer, start_time, n_train, total_epochs
+            model, batches, val_data, settings, state, scheduler, optimizer, start_time, n_train, total_epochs, bf16
         )
         save()
         if stop.signum is not None:
@@ -658,12 +669,12 @@ def _finish_epoch(
     start_time: float,
     n_train: int,
     total_epochs: int,
+    bf16: bool,
 ) -> None:
     sums = state.sums or {"loss": torch.tensor(math.nan), "n": 1}
     n = sums["n"]
     train_loss = float(sums["loss"]) / n
     train_parts = {key: (value / n).cpu().numpy() for key, value in sums.items() if key not in ("loss", "n")}
-    bf16 = next(model.parameters()).device.type == "cuda"
     val_loss, val_parts = evaluate(model, val_data, batches, settings["gamma"], bf16)
     seconds = time.perf_counter() - start_time
     lr = optimizer.param_groups[0]["lr"]
