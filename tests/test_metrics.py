@@ -77,6 +77,27 @@ def test_crossing_exactly_on_a_grid_point():
     assert crossing.score == pytest.approx(0.5)
 
 
+def test_crossing_between_two_grid_points_is_found_on_the_exact_curve():
+    # A well-separated model: every confidence above the last grid point below 1 (0.995).
+    #            targets: 3 good + 1 bad redshift            contaminants
+    c_line = np.array([[0.9999], [0.9998], [0.9990], [0.9997], [0.9996], [0.9960]])
+    is_target = np.array([True, True, True, True, False, False])
+    is_correct = np.array([True, True, True, False, True, True])
+    catalogue = pd.DataFrame({"Z": np.where(is_correct, 3.0, 2.0), "SPECTYPE": np.where(is_target, "LBG", "QSO"),
+                              "Z_PRED": np.full(6, 3.0)})
+    options = ScoreOptions(thresholds=tuple(np.linspace(0, 1, 201)))
+    # On the grid alone, P < E at 0.995 (all 6 detected: P = 3/6, E = 3/4) and nothing is detected
+    # at 1: no crossing there.
+    assert np.isnan(pe_crossing(purity_efficiency_curve(c_line, is_target, is_correct, options.thresholds)).score)
+    # By hand, on the exact curve: at c_th = 0.9990 four are detected (A, B, D, E), as many as
+    # there are targets: good = A, B -> P = E = 2/4.
+    result = evaluate(catalogue, c_line, options)
+    assert result.crossing.score == pytest.approx(0.5)
+    assert result.crossing.threshold == pytest.approx(0.9990)
+    assert result.summary["score"] == pytest.approx(0.5)
+    assert len(result.curve) == 201  # the saved curve stays on the configured grid
+
+
 def test_confidence_equal_to_threshold_is_not_detected():
     # Three correct targets tied at 0.5: detected at c_th = 0.4 (P = E = 1), not at 0.5 (strict >).
     c_line = np.full((3, 1), 0.5)
@@ -205,9 +226,11 @@ def test_score_script_writes_json_curve_and_figures(tmp_path):
     score.main(str(tmp_path / "pred.fits"), options, "initial", "initial", "test_z3", str(out["json"]),
                str(out["csv"]), str(out["png"]), str(out["pe.png"]))
     summary = json.loads(out["json"].read_text())
-    # the hand case above: P = E = 0.5 at c_th = 0.34375; at c_th = 0.5, P = 2/3 and E = 1/2
+    # the hand case above: P = E = 0.5 on [0.3, 0.4) (A B C E detected: as many as the targets;
+    # F's 0.3 is where that plateau starts on the exact curve); at c_th = 0.5, P = 2/3 and E = 1/2
     assert summary["score"] == pytest.approx(0.5)
-    assert summary["threshold_at_crossing"] == pytest.approx(0.34375)
+    assert summary["threshold_at_crossing"] == pytest.approx(0.3)
+    assert summary["crossing_on_grid_point"] is True
     assert summary["purity_at_default"] == pytest.approx(2 / 3)
     assert summary["efficiency_at_default"] == pytest.approx(0.5)
     assert (summary["n_targets"], summary["n_contaminants"]) == (4, 2)

@@ -14,8 +14,11 @@ thesis (section 2.3) swaps the two names; its figures and scores follow the defi
 The *score* of a model on a test set is the value where the purity and efficiency curves cross
 (thesis section 5.1, table 5.1). Since both share the numerator, P - E has the sign of
 (n_targets - n_detected): the crossing is where as many spectra are detected as there are true
-targets, so it is unique. It is found by linear interpolation between the two grid points that
-bracket the sign change, or exactly at a grid point where P == E.
+targets, so it is unique. It is searched on the exact curve: the configured threshold grid plus
+every distinct confidence inside it (where the curve steps), so a well-separated model whose
+crossing lies between two grid points (say in (0.995, 1]) still gets its score. It is found by
+linear interpolation between the two points that bracket the sign change, or exactly at a point
+where P == E.
 """
 
 from __future__ import annotations
@@ -138,6 +141,15 @@ def purity_efficiency_curve(c_line: np.ndarray, is_target: np.ndarray, is_correc
     })
 
 
+def exact_thresholds(c_line: np.ndarray, thresholds: np.ndarray, min_lines: int = 1) -> np.ndarray:
+    """The threshold grid plus every distinct ``min_lines``-th confidence inside its range: the
+    points where the purity/efficiency curve steps, so that no crossing falls between grid points."""
+    thresholds = np.asarray(thresholds, float)
+    kth = kth_confidence(c_line, min_lines)
+    inside = kth[(kth >= thresholds.min()) & (kth <= thresholds.max())]
+    return np.union1d(thresholds, inside)
+
+
 def _count_above(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """How many values are strictly greater than each threshold."""
     ordered = np.sort(values)
@@ -175,7 +187,7 @@ def pe_crossing(curve: pd.DataFrame) -> Crossing:
     if not change.size:
         side = "above" if diff[0] > 0 else "below"
         return Crossing(np.nan, np.nan, False,
-                        f"no crossing on the threshold grid: purity stays {side} efficiency")
+                        f"no crossing over the threshold range: purity stays {side} efficiency")
     i = change[0]
     t = diff[i] / (diff[i] - diff[i + 1])
     score = purity[i] + t * (purity[i + 1] - purity[i])
@@ -254,7 +266,10 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions)
     is_target = catalogue["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
     is_correct = correct_redshift(z_pred, z_true, options.dz_max, options.dv_max_kms)
     curve = purity_efficiency_curve(c_line, is_target, is_correct, np.asarray(options.thresholds), options.min_lines)
-    crossing = pe_crossing(curve)
+    exact_curve = purity_efficiency_curve(c_line, is_target, is_correct,
+                                          exact_thresholds(c_line, options.thresholds, options.min_lines),
+                                          options.min_lines)
+    crossing = pe_crossing(exact_curve)
     purity, efficiency = purity_efficiency_at(c_line, is_target, is_correct, options.default_threshold,
                                               options.min_lines)
     detected = is_detected(c_line, options.default_threshold, options.min_lines)

@@ -17,8 +17,7 @@ import pandas as pd
 
 from lymannet.errors import InputFileError
 from lymannet.fileio import file_sha256, write_text_atomic
-from lymannet.metrics import pe_crossing
-from lymannet.plots import combos_figure, compare_pe_figure
+from lymannet.plots import combos_figure, compare_pe_figure, crossing_from
 from lymannet.runtime import run
 
 log = logging.getLogger("lymannet.compare")
@@ -121,7 +120,7 @@ def main(scores: list[str], curves: list[str], model_files: list[str], testsets:
         for record, curve_path in zip(records, curves):
             if record["testset"] == testset:
                 curve = pd.read_csv(curve_path)
-                entries.append((f"{record['model']} / {record['combo']}", curve, pe_crossing(curve)))
+                entries.append((f"{record['model']} / {record['combo']}", curve, crossing_from(record)))
                 sizes.add((record["n_targets"], record["n_contaminants"]))
         detail = ""
         if len(sizes) == 1:
