@@ -95,7 +95,10 @@ def test_crossing_between_two_grid_points_is_found_on_the_exact_curve():
     assert result.crossing.score == pytest.approx(0.5)
     assert result.crossing.threshold == pytest.approx(0.9990)
     assert result.summary["score"] == pytest.approx(0.5)
-    assert len(result.curve) == 201  # the saved curve stays on the configured grid
+    # The saved curve: the grid plus quantiles of the confidences, so the crossing shows on it too.
+    saved = result.curve["THRESHOLD"].to_numpy()
+    assert set(options.thresholds) <= set(saved) and len(saved) <= 201 + 200
+    assert np.count_nonzero(saved > 0.995) >= 4
 
 
 def test_confidence_equal_to_threshold_is_not_detected():
@@ -236,8 +239,10 @@ def test_score_script_writes_json_curve_and_figures(tmp_path):
     assert (summary["n_targets"], summary["n_contaminants"]) == (4, 2)
     assert summary["frac_catastrophic"] == pytest.approx(0.25)  # C of A B C D
     assert summary["model"] == "initial" and summary["model_file"] == "m.pt"
-    curve = pd.read_csv(out["csv"])
-    assert curve["N_DETECTED"].tolist() == [6, 5, 3, 2, 0]
+    curve = pd.read_csv(out["csv"]).set_index("THRESHOLD")
+    assert curve.loc[[0.0, 0.25, 0.5, 0.75, 1.0], "N_DETECTED"].tolist() == [6, 5, 3, 2, 0]  # the grid, by hand
+    # ... plus the six confidences (fewer than the saved quantiles, so all of them; none on the grid)
+    assert len(curve) == 5 + 6 and curve.loc[0.3, "N_DETECTED"] == 4 and curve.loc[0.9, "N_DETECTED"] == 0
     for key in ("png", "pe.png"):
         assert out[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

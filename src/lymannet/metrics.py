@@ -32,6 +32,7 @@ import pandas as pd
 from .errors import ConfigError
 
 C_LIGHT_KMS = 299_792.458
+CURVE_QUANTILES = 200  # saved curves add this many quantiles of the confidences to the grid
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,18 @@ def exact_thresholds(c_line: np.ndarray, thresholds: np.ndarray, min_lines: int 
     return np.union1d(thresholds, inside)
 
 
+def curve_thresholds(c_line: np.ndarray, thresholds: np.ndarray, min_lines: int = 1) -> np.ndarray:
+    """The grid plus CURVE_QUANTILES quantiles of the confidences inside its range: a saved curve
+    of bounded size that still resolves where the confidences pile up (often just below 1)."""
+    thresholds = np.asarray(thresholds, float)
+    kth = kth_confidence(c_line, min_lines)
+    inside = kth[(kth >= thresholds.min()) & (kth <= thresholds.max())]
+    if not inside.size:
+        return thresholds
+    # method="lower": quantiles that are confidences themselves, i.e. points where the curve steps
+    return np.union1d(thresholds, np.quantile(inside, np.linspace(0, 1, CURVE_QUANTILES), method="lower"))
+
+
 def _count_above(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """How many values are strictly greater than each threshold."""
     ordered = np.sort(values)
@@ -265,7 +278,8 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions)
     z_pred = catalogue["Z_PRED"].to_numpy(float)
     is_target = catalogue["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
     is_correct = correct_redshift(z_pred, z_true, options.dz_max, options.dv_max_kms)
-    curve = purity_efficiency_curve(c_line, is_target, is_correct, np.asarray(options.thresholds), options.min_lines)
+    curve = purity_efficiency_curve(c_line, is_target, is_correct,
+                                    curve_thresholds(c_line, options.thresholds, options.min_lines), options.min_lines)
     exact_curve = purity_efficiency_curve(c_line, is_target, is_correct,
                                           exact_thresholds(c_line, options.thresholds, options.min_lines),
                                           options.min_lines)

@@ -250,8 +250,10 @@ def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, C
         if scores:
             ax = axes[0, 1]
             ax.set_ylim(max(0.0, min(scores) - 0.1), min(1.02, max(scores) + 0.06))
-            ax.set_xlim(max(0.0, min(thresholds) - 0.2), min(1.0, max(thresholds) + 0.2))
-            ax.set_title("zoom on the P = E points", fontsize=11)
+            # A logit axis: crossings at 0.8 and at 0.999 are both readable.
+            ax.set_xscale("logit")
+            ax.set_xlim(*_logit_limits(min(thresholds), max(thresholds)))
+            ax.set_title("zoom on the P = E points (logit axis)", fontsize=11)
         else:
             _empty(axes[0, 1], "no model has a defined P = E score")
     fig.tight_layout()
@@ -297,6 +299,14 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _logit_limits(low: float, high: float, pad: float = 1.5) -> tuple[float, float]:
+    """Axis limits around [low, high] padded by `pad` in logit units, inside (1e-6, 1 - 1e-6)."""
+    low, high = np.clip([low, high], 1e-6, 1 - 1e-6)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    expit = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    return float(expit(logit(low) - pad)), float(expit(logit(high) + pad))
 
 
 def crossing_from(summary: dict[str, Any]) -> Crossing:
