@@ -768,6 +768,7 @@ def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax_total, ax_lines) = plt.subplots(1, 2, figsize=(12, 4.5))
     if len(history):
@@ -785,6 +786,8 @@ def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: st
     ax_total.set(xlabel="epoch", ylabel="loss", title="total loss")
     ax_total.legend()
     ax_lines.set(xlabel="epoch", ylabel="loss", title="per-line loss (val solid, train dotted)")
+    for ax in (ax_total, ax_lines):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole
     if ax_lines.lines:
         ax_lines.legend(fontsize=7, ncol=2)
     fig.tight_layout()
