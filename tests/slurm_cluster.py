@@ -105,7 +105,7 @@ def write_local_profile(dest: Path, *, mem_cap_mb: int = LOCAL_MEM_CAP_MB,
     local = {
         "jobs": 4,
         "latency-wait": 5,
-        "slurm-init-seconds-before-status-checks": 8,
+        "slurm-init-seconds-before-status-checks": 3,  # jobs here are seconds long
         "default-resources": default,
         "set-resources": set_resources,
     }
