@@ -4,7 +4,7 @@
 
 Writes a DESI-format coadd of --n spectra with fitsio in a temporary folder (FIBERMAP with a few
 sky fibres, B/R/Z WAVELENGTH/FLUX/IVAR/MASK with some masked pixels), then times, over the file in
-the blocks `lymannet.io.ingest` uses: read, pixel cleaning, arm merging, rebinning onto the
+the blocks `lymannet.ingest.ingest` uses: read, pixel cleaning, arm merging, rebinning onto the
 network grid, the native-layer flux division, QuasarNET standardisation; then `ingest()` end to end
 (which adds writing the spectra file and hashing the inputs for provenance). Each stage is the best
 of --repeats passes (the machine is shared), summed block by block. The coadd was just written, so
@@ -21,10 +21,12 @@ from pathlib import Path
 import fitsio
 import numpy as np
 
-from lymannet import io
+from lymannet.coadd import (BLOCK_ROWS, DEFAULT_OPTIONS, CoaddFile, CoaddSpectra, NativeRebinner, clean_pixels,
+                            merge_arm_sums, merge_arms, sums_to_flux)
 from lymannet.desi import ARMS, arm_wavelength, native_wavelength
 from lymannet.grid import Grid
-from lymannet.preprocess import rebin
+from lymannet.ingest import ingest
+from lymannet.preprocess import network_input, rebin
 
 FLOOR = 8000.0  # spectra/s, read -> normalised network input
 GRIDS = {"linear": {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
@@ -56,7 +58,7 @@ def write_benchmark_coadd(path: Path, n: int, seed: int = 0) -> None:
             fits.write(mask, extname=f"{arm}_MASK")
 
 
-def one_pass(coadd: io.CoaddFile, rows: np.ndarray, rebinner: io.NativeRebinner,
+def one_pass(coadd: CoaddFile, rows: np.ndarray, rebinner: NativeRebinner,
              block_rows: int) -> dict[str, float]:
     """Seconds per stage for one pass over `rows`, block by block as ingest() does."""
     seconds = dict.fromkeys(STAGES, 0.0)
@@ -67,19 +69,19 @@ def one_pass(coadd: io.CoaddFile, rows: np.ndarray, rebinner: io.NativeRebinner,
             arms = {arm: coadd._read_arm(handles, arm, layout, chunk) for arm, layout in coadd.arms.items()}
             clock = lap(seconds, "read (pread + byteswap)", clock)
             for arm_flux, arm_ivar, arm_mask in arms.values():
-                io.clean_pixels(arm_flux, arm_ivar, arm_mask)
+                clean_pixels(arm_flux, arm_ivar, arm_mask)
             clock = lap(seconds, "clean (mask, NaN, ivar<=0)", clock)
-            block = io.CoaddSpectra(coadd.path, chunk, coadd.fibermap,
-                                    {a: layout.wavelength for a, layout in coadd.arms.items()},
-                                    {a: v[0] for a, v in arms.items()}, {a: v[1] for a, v in arms.items()},
-                                    coadd.is_target[chunk])
-            weighted, weight = io.merge_arm_sums(block)
+            block = CoaddSpectra(coadd.path, chunk, coadd.fibermap,
+                                 {a: layout.wavelength for a, layout in coadd.arms.items()},
+                                 {a: v[0] for a, v in arms.items()}, {a: v[1] for a, v in arms.items()},
+                                 coadd.is_target[chunk])
+            weighted, weight = merge_arm_sums(block)
             clock = lap(seconds, "merge arms (native sums)", clock)
             flux, ivar = rebinner.rebin_sums(weighted, weight)
             clock = lap(seconds, "rebin to network grid", clock)
-            io.sums_to_flux(weighted, weight)
+            sums_to_flux(weighted, weight)
             clock = lap(seconds, "native flux = sums ratio", clock)
-            io.network_input(flux, ivar)
+            network_input(flux, ivar)
             lap(seconds, "standardise (network_input)", clock)
     return seconds
 
@@ -94,17 +96,17 @@ def lap(seconds: dict[str, float], stage: str, since: float) -> float:
     return now
 
 
-def time_stages(coadd: io.CoaddFile, grid: Grid, repeats: int) -> tuple[dict[str, float], int]:
+def time_stages(coadd: CoaddFile, grid: Grid, repeats: int) -> tuple[dict[str, float], int]:
     """Best (over `repeats` passes) seconds per stage, plus reference timings of the slow paths."""
     rows = np.flatnonzero(coadd.is_target)  # as ingest(): sky fibres skipped
-    block_rows = min(io.DEFAULT_OPTIONS["chunk_rows"], io.BLOCK_ROWS)
-    rebinner = io.NativeRebinner(grid)
+    block_rows = min(DEFAULT_OPTIONS["chunk_rows"], BLOCK_ROWS)
+    rebinner = NativeRebinner(grid)
     passes = [one_pass(coadd, rows, rebinner, block_rows) for _ in range(repeats)]
     seconds = {stage: min(p[stage] for p in passes) for stage in STAGES}
     # References on one block of 512 spectra, scaled: fitsio reads, preprocess.rebin (float64 with a
     # fancy-indexed copy of the native columns).
     sample = rows[:block_rows]
-    slow = io.CoaddFile(coadd.path, {}, fast_read=False)
+    slow = CoaddFile(coadd.path, {}, fast_read=False)
     scale = len(rows) / len(sample)
     with slow.opened() as handles:
         clock = time.perf_counter()
@@ -112,7 +114,7 @@ def time_stages(coadd: io.CoaddFile, grid: Grid, repeats: int) -> tuple[dict[str
             slow._read_arm(handles, arm, layout, sample)
         seconds["[ref] read through fitsio"] = (time.perf_counter() - clock) * scale
         block = slow.read(sample, handles)
-    flux, ivar = io.merge_arms(block)
+    flux, ivar = merge_arms(block)
     clock = time.perf_counter()
     rebin(native_wavelength(), flux, ivar, grid)
     seconds["[ref] preprocess.rebin"] = (time.perf_counter() - clock) * scale
@@ -133,13 +135,13 @@ def main() -> None:
         print(f"generated {args.n} spectra ({path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - start:.1f}s; grid {args.grid} ({grid.n_pixels} pixels)")
         start = time.perf_counter()
-        coadd = io.CoaddFile(str(path), {})
+        coadd = CoaddFile(str(path), {})
         validate = time.perf_counter() - start
         seconds, n = time_stages(coadd, grid, args.repeats)
         pipeline = validate + sum(t for name, t in seconds.items() if not name.startswith("["))
         output = Path(folder) / "ingested.fits"
         start = time.perf_counter()
-        counts = io.ingest([str(path)], None, grid, str(output), "bench", {})
+        counts = ingest([str(path)], None, grid, str(output), "bench", {})
         end_to_end = time.perf_counter() - start
 
     print(f"\n{'stage':34s} {'seconds':>8s} {'spectra/s':>11s}")

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 PROVENANCE_PACKAGES = ("lymannet", "numpy", "torch", "astropy", "fitsio", "pandas", "snakemake")
 
 
@@ -103,3 +105,18 @@ def provenance(config_slice: Any = None, inputs: dict[str, str | Path] | None = 
     if inputs:
         record["inputs"] = {key: {"path": str(p), "sha256": file_sha256(p)} for key, p in inputs.items()}
     return record
+
+
+def native_column(values: np.ndarray) -> np.ndarray:
+    """FITS columns come big-endian or as bytes: native numbers and str for pandas."""
+    if values.dtype.kind == "S":
+        return np.char.decode(values, "ascii")
+    if values.dtype.byteorder not in ("=", "|"):
+        return values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (cfitsio's run to many), for a one-line InputFileError."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from lymannet.grid import Grid
-from lymannet.io import ingest
+from lymannet.ingest import ingest
 from lymannet.runtime import run
 
 log = logging.getLogger("lymannet.ingest")

@@ -1,4 +1,4 @@
-"""lymannet.io: DESI coadd reading, arm merging, rebinning, truth join, bad input, the ingest script."""
+"""lymannet.coadd and lymannet.ingest: DESI coadd reading, arm merging, rebinning, truth join, bad input, the ingest script."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lymannet import io
+from lymannet.coadd import CoaddFile, NativeRebinner, merge_arm_sums, merge_arms, read_coadd, sums_to_flux
 from lymannet.desi import ARMS, arm_wavelength, native_wavelength
 from lymannet.errors import ConfigError, InputFileError
 from lymannet.grid import Grid
+from lymannet.ingest import ingest
 from lymannet.preprocess import network_input, rebin
 from lymannet.spectra import SpectraFile, read_spectra
 
@@ -96,7 +97,7 @@ def bad_input(tmp_path: Path, match: str, coadds: list[Path], truth: Path | None
     """Ingest must fail with InputFileError matching `match`, naming a file, writing nothing."""
     output = tmp_path / "out" / "ingested.fits"
     with pytest.raises(InputFileError, match=match) as caught:
-        io.ingest([str(p) for p in coadds], None if truth is None else str(truth), grid, str(output),
+        ingest([str(p) for p in coadds], None if truth is None else str(truth), grid, str(output),
                   "demo", {**OPTIONS, **options})
     assert caught.value.path, "the error must name the file"
     assert "\n" not in str(caught.value)
@@ -109,10 +110,10 @@ def bad_input(tmp_path: Path, match: str, coadds: list[Path], truth: Path | None
 
 def test_quasarnp_parity_through_reader_and_network_input():
     expected = np.load(need(QUASARNP / "coadd_x.npy"))
-    coadd = io.read_coadd(QUASARNP / "test_coadd.fits")
+    coadd = read_coadd(QUASARNP / "test_coadd.fits")
     assert len(coadd) == 25 and coadd.is_target.all()
     assert coadd.targetid.tolist() == list(range(25))  # no FIBERMAP: TARGETID = row index
-    flux, ivar = io.merge_arms(coadd)
+    flux, ivar = merge_arms(coadd)
     assert flux.shape == (25, len(native_wavelength()))
     net_flux, net_ivar = rebin(native_wavelength(), flux, ivar, Grid.quasarnet())
     kept = net_ivar.sum(axis=1) > 0
@@ -123,10 +124,10 @@ def test_quasarnp_parity_through_reader_and_network_input():
 
 
 def test_fast_rebinning_matches_preprocess_on_quasarnp_file():
-    coadd = io.read_coadd(need(QUASARNP / "test_coadd.fits"))
-    weighted, weight = io.merge_arm_sums(coadd)
-    fast_flux, fast_ivar = io.NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
-    native_flux = io.sums_to_flux(weighted, weight)
+    coadd = read_coadd(need(QUASARNP / "test_coadd.fits"))
+    weighted, weight = merge_arm_sums(coadd)
+    fast_flux, fast_ivar = NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
+    native_flux = sums_to_flux(weighted, weight)
     ref_flux, ref_ivar = rebin(native_wavelength(), native_flux, weight, Grid.quasarnet())
     np.testing.assert_allclose(fast_ivar, ref_ivar, rtol=1e-5, atol=0)
     np.testing.assert_allclose(fast_flux, ref_flux, rtol=1e-4, atol=1e-6 * np.abs(ref_flux).max())
@@ -136,7 +137,7 @@ def test_fast_rebinning_matches_preprocess_on_quasarnp_file():
 
 def test_per_camera_sums_match_coadd_rebinned():
     expected = fitsio.FITS(str(need(QUASARNP / "coadd_rebinned.fits")))
-    coadd = io.read_coadd(QUASARNP / "test_coadd.fits")
+    coadd = read_coadd(QUASARNP / "test_coadd.fits")
     total_weighted = total_weight = 0.0
     for arm in ARMS:
         flux, ivar = rebin(coadd.wavelength[arm], coadd.flux[arm], coadd.ivar[arm], Grid.quasarnet())
@@ -145,8 +146,8 @@ def test_per_camera_sums_match_coadd_rebinned():
         np.testing.assert_allclose(flux * ivar, weighted, rtol=1e-4, atol=1e-5 * np.abs(weighted).max())
         total_weighted, total_weight = total_weighted + weighted, total_weight + weight
     # Merging on the native grid first gives the same sums as rebinning each camera and adding.
-    weighted, weight = io.merge_arm_sums(io.read_coadd(QUASARNP / "test_coadd.fits"))
-    flux, ivar = io.NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
+    weighted, weight = merge_arm_sums(read_coadd(QUASARNP / "test_coadd.fits"))
+    flux, ivar = NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
     np.testing.assert_allclose(ivar, total_weight, rtol=1e-5, atol=1e-6 * total_weight.max())
     np.testing.assert_allclose(flux * ivar, total_weighted, rtol=1e-4,
                                atol=1e-5 * np.abs(total_weighted).max())
@@ -155,7 +156,7 @@ def test_per_camera_sums_match_coadd_rebinned():
 def test_ingest_quasarnp_file_writes_both_layers(tmp_path):
     expected = np.load(need(QUASARNP / "coadd_x.npy"))
     output = tmp_path / "ingested.fits"
-    counts = io.ingest([str(QUASARNP / "test_coadd.fits")], None, Grid.quasarnet(), str(output), "qnp",
+    counts = ingest([str(QUASARNP / "test_coadd.fits")], None, Grid.quasarnet(), str(output), "qnp",
                        OPTIONS)
     assert counts["read"] == 25 and counts["kept"] == 24
     assert counts["dropped_no_valid_pixel"] == 1 and counts["dropped_not_target"] == 0
@@ -183,7 +184,7 @@ def test_edr_files_ingest_with_csv_truth(tmp_path):
     need(EDR_TILE), need(EDR_HEALPIX)
     truth = write_truth_csv(tmp_path / "vi.csv", EDR_TRUTH_IDS, VI_QUALITY=[4, 3, 2, 1])
     output = tmp_path / "edr.fits"
-    counts = io.ingest([str(EDR_TILE), str(EDR_HEALPIX)], str(truth), LINEAR_GRID, str(output), "edr",
+    counts = ingest([str(EDR_TILE), str(EDR_HEALPIX)], str(truth), LINEAR_GRID, str(output), "edr",
                        OPTIONS)
     # Tile file: 3 empty/negative-TARGETID fibres, 1 target with COADD_FIBERSTATUS 512, 1 good target.
     # Healpix file: 2 negative TARGETIDs, 1 sky fibre, 2 good targets.
@@ -203,7 +204,7 @@ def test_edr_files_ingest_with_csv_truth(tmp_path):
 
 
 def test_edr_masked_pixels_have_zero_ivar():
-    coadd = io.read_coadd(need(EDR_HEALPIX))
+    coadd = read_coadd(need(EDR_HEALPIX))
     mask = fitsio.read(str(EDR_HEALPIX), ext="Z_MASK")
     assert (mask != 0).any()
     assert (coadd.ivar["Z"][mask != 0] == 0).all() and (coadd.flux["Z"][mask != 0] == 0).all()
@@ -212,7 +213,7 @@ def test_edr_masked_pixels_have_zero_ivar():
 def test_edr_fiberstatus_any_keeps_flagged_target_then_drops_it_empty(tmp_path):
     truth = write_truth_csv(tmp_path / "vi.csv", EDR_TRUTH_IDS)
     output = tmp_path / "edr.fits"
-    counts = io.ingest([str(need(EDR_TILE))], str(truth), LINEAR_GRID, str(output), "edr",
+    counts = ingest([str(need(EDR_TILE))], str(truth), LINEAR_GRID, str(output), "edr",
                        {**OPTIONS, "fiberstatus": "any"})
     # The COADD_FIBERSTATUS=512 target is now selected, but has no valid pixel.
     assert counts["dropped_not_target"] == 3 and counts["dropped_no_valid_pixel"] == 1 and counts["kept"] == 1
@@ -237,13 +238,13 @@ def spoil_pixels(hdus: dict) -> None:
 
 def test_bad_pixels_get_zero_ivar_and_empty_spectra_are_dropped(tmp_path):
     coadd_path = make_coadd(tmp_path, n=8, edit=spoil_pixels)
-    coadd = io.read_coadd(coadd_path)
+    coadd = read_coadd(coadd_path)
     assert coadd.is_target.tolist() == [True] * 4 + [False, False, True, True]
     assert (coadd.ivar["B"][0, 100:110] == 0).all() and coadd.ivar["B"][1, 200] == 0
     assert coadd.ivar["R"][1, 50] == 0 and (coadd.ivar["Z"][2, 300:306] == 0).all()
     assert np.isfinite(coadd.flux["B"]).all() and np.isfinite(coadd.flux["R"]).all()
     output = tmp_path / "out.fits"
-    counts = io.ingest([str(coadd_path)], None, LINEAR_GRID, str(output), "demo", OPTIONS)
+    counts = ingest([str(coadd_path)], None, LINEAR_GRID, str(output), "demo", OPTIONS)
     assert counts["dropped_not_target"] == 2 and counts["dropped_no_valid_pixel"] == 1 and counts["kept"] == 5
     native = read_spectra(output, "native")
     assert native.truth["TARGETID"].tolist() == [1001, 1002, 1003, 1007, 1008]
@@ -266,7 +267,7 @@ def test_fast_read_matches_fitsio(tmp_path, source):
     path = real.get(source)
     if path is None:
         path = make_coadd(tmp_path, n=8, edit=float64_spectra if source.endswith("i2") else spoil_pixels)
-    fast_file, slow_file = io.CoaddFile(str(need(path))), io.CoaddFile(str(path), fast_read=False)
+    fast_file, slow_file = CoaddFile(str(need(path))), CoaddFile(str(path), fast_read=False)
     assert all(raw is not None for layout in fast_file.arms.values() for raw in layout.raw.values())
     rows = np.array([0, 2, 3]) if fast_file.n_rows > 3 else None
     fast, slow = fast_file.read(rows), slow_file.read(rows)
@@ -278,10 +279,10 @@ def test_fast_read_matches_fitsio(tmp_path, source):
 
 
 def test_arm_overlaps_are_inverse_variance_merged(tmp_path):
-    coadd = io.read_coadd(make_coadd(tmp_path, n=2))
+    coadd = read_coadd(make_coadd(tmp_path, n=2))
     b_flux, b_ivar = coadd.flux["B"].copy(), coadd.ivar["B"].copy()
     r_flux, r_ivar = coadd.flux["R"].copy(), coadd.ivar["R"].copy()
-    flux, ivar = io.merge_arms(coadd)
+    flux, ivar = merge_arms(coadd)
     native = native_wavelength()
     at = int(np.argmin(np.abs(native - 5780.0)))  # B/R overlap: 5760-5800 A
     b_at = int(np.argmin(np.abs(arm_wavelength("B") - 5780.0)))
@@ -298,7 +299,7 @@ def test_chunking_does_not_change_the_output(tmp_path):
     outputs = []
     for chunk_rows in (2, 4096):
         output = tmp_path / f"out{chunk_rows}.fits"
-        io.ingest([str(coadd_path)], None, Grid.quasarnet(), str(output), "demo",
+        ingest([str(coadd_path)], None, Grid.quasarnet(), str(output), "demo",
                   {**OPTIONS, "chunk_rows": chunk_rows})
         outputs.append((read_spectra(output), read_spectra(output, "native")))
     for small, large in zip(*outputs):
@@ -319,7 +320,7 @@ def test_native_rebinner_matches_preprocess_rebin(spec):
     flux = rng.normal(1, 1, (5, 7781)).astype("f4")
     ivar = rng.uniform(0, 2, (5, 7781)).astype("f4")
     ivar[0] = 0
-    fast_flux, fast_ivar = io.NativeRebinner(grid).rebin(flux, ivar)
+    fast_flux, fast_ivar = NativeRebinner(grid).rebin(flux, ivar)
     ref_flux, ref_ivar = rebin(native_wavelength(), flux, ivar, grid)
     np.testing.assert_allclose(fast_ivar, ref_ivar, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fast_flux, ref_flux, rtol=1e-4, atol=1e-5)
@@ -342,7 +343,7 @@ def test_fits_truth_with_truth_extension_and_missing_truth_drop(tmp_path):
         fits.write(other, extname="OTHER")  # the TRUTH extension wins over the first table
         fits.write(truth, extname="TRUTH")
     output = tmp_path / "out.fits"
-    counts = io.ingest([str(coadd_path)], str(truth_path), LINEAR_GRID, str(output), "demo",
+    counts = ingest([str(coadd_path)], str(truth_path), LINEAR_GRID, str(output), "demo",
                        {**OPTIONS, "missing_truth": "drop"})
     assert counts["dropped_missing_truth"] == 1 and counts["kept"] == 4
     result = read_spectra(output).truth
@@ -526,5 +527,5 @@ def test_no_target_at_all(tmp_path):
 
 def test_bad_options_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="fiberstatus"):
-        io.ingest([str(make_coadd(tmp_path))], None, LINEAR_GRID, str(tmp_path / "o.fits"), "demo",
+        ingest([str(make_coadd(tmp_path))], None, LINEAR_GRID, str(tmp_path / "o.fits"), "demo",
                   {"fiberstatus": "some"})
