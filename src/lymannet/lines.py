@@ -30,8 +30,11 @@ QSO_LINES: tuple[Line, ...] = (
     Line("HBETA", 4862.68, "emission"),
     Line("HALPHA", 6562.8, "emission"),
 )
-# QuasarNET's extra head: broad absorption (BAL) troughs measured on CIV.
+# QuasarNET's extra head: broad absorption (BAL) troughs measured on CIV. A BAL head flags a
+# trough, not the quasar's redshift: it never chooses Z nor counts towards the class decision
+# (QuasarNP's process_preds, DESI's QN afterburner). Such heads are named <LINE>_BAL.
 QSO_BAL_LINE = Line("CIV_BAL", 1548.2049, "absorption")
+BAL_SUFFIX = "_BAL"
 
 LBG_LINES: tuple[Line, ...] = (
     Line("LYA", 1215.67, "emission"),
@@ -57,6 +60,11 @@ LINE_SETS: dict[str, tuple[Line, ...]] = {
     "qso": QSO_LINES,
     "qso_bal": QSO_LINES + (QSO_BAL_LINE,),
 }
+
+
+def is_bal(line: Line) -> bool:
+    """A BAL head (see QSO_BAL_LINE); by name, so that lines read back from model files qualify."""
+    return line.name.endswith(BAL_SUFFIX)
 
 
 def line_set(name: str) -> tuple[Line, ...]:

@@ -29,7 +29,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .grid import Grid
-from .lines import Line, line_set
+from .lines import Line, is_bal, line_set
 
 FAMILIES = ("quasarnet", "quasarnet_mlp_z", "end_to_end")
 OFFSET_ACTIVATIONS = ("sigmoid", "rescaled_sigmoid", "linear")
@@ -373,9 +373,11 @@ def decode(
     """Per-line confidences and redshifts, the best line and the spectrum's redshift.
 
     c_line (N, L) = max over boxes; z_line from the line's position (j* + offset[j*]) * P / B on
-    the grid; z_pred and confidence from the most confident line. End-to-end models give z_pred
-    from their z head; without a line finder, c_line/z_line are NaN, best_line -1 and confidence
-    is class_prob."""
+    the grid; z_pred and confidence from the most confident line. BAL heads (`lines.is_bal`) get
+    their c_line/z_line columns but never choose the line, as in QuasarNP's process_preds, where
+    zbest comes from the non-BAL lines only: a BAL trough is not the quasar's redshift.
+    End-to-end models give z_pred from their z head; without a line finder, c_line/z_line are
+    NaN, best_line -1 and confidence is class_prob."""
     rest = np.array([line.wavelength for line in lines], dtype=np.float64)
     if "box" in outputs:
         box = _numpy(outputs["box"]).astype(np.float64)
@@ -386,7 +388,9 @@ def decode(
         best_offset = np.take_along_axis(offset, best_box[..., None], axis=-1)[..., 0]
         observed = grid.wavelength_at((best_box + best_offset) * grid.n_pixels / n_boxes)
         z_line = observed / rest[None, :] - 1.0
-        best_line = c_line.argmax(axis=1) if n_spectra else np.zeros(0, np.int64)
+        # A BAL head may be the most confident; it must not win: -inf keeps it out of the argmax.
+        votes = np.where(line_votes(lines)[None, :], c_line, -np.inf)
+        best_line = votes.argmax(axis=1) if n_spectra else np.zeros(0, np.int64)
         rows = np.arange(n_spectra)
         z_pred = z_line[rows, best_line]
         confidence = c_line[rows, best_line]
@@ -410,6 +414,18 @@ def decode(
     }
 
 
-def is_target(c_line: np.ndarray, c_th: float, min_lines: int = 1) -> np.ndarray:
-    """QuasarNET's class decision: at least `min_lines` lines with confidence above c_th."""
-    return (np.asarray(c_line) > c_th).sum(axis=1) >= min_lines
+def line_votes(lines: Sequence[Line]) -> np.ndarray:
+    """(L,) bool: the lines that may choose Z and count towards the class decision (not BAL)."""
+    return np.array([not is_bal(line) for line in lines], dtype=bool)
+
+
+def is_target(
+    c_line: np.ndarray, c_th: float, min_lines: int = 1, lines: Sequence[Line] | None = None
+) -> np.ndarray:
+    """QuasarNET's class decision: at least `min_lines` lines with confidence above c_th. Given
+    the lines of the columns, BAL heads do not count (DESI's afterburner counts the lines of
+    process_preds' c_line, which holds no BAL head)."""
+    above = np.asarray(c_line) > c_th
+    if lines is not None:
+        above = above[:, line_votes(lines)]
+    return above.sum(axis=1) >= min_lines

@@ -1,0 +1,90 @@
+"""Survey classification (lymannet.classify, `lymannet classify`): BAL semantics against QuasarNP's
+process_preds, the real DESI fixture quasars, bad files, incremental reruns and the workflow rule."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lymannet.grid import Grid
+from lymannet.lines import QSO_BAL_LINE, QSO_LINES
+from lymannet.models import decode, is_target
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+QNP_FIXTURES = SHARED / "fixtures" / "quasarnp"
+QUASARNP = SHARED / "peers" / "quasarnp"
+needs_quasarnp = pytest.mark.skipif(
+    not (QNP_FIXTURES.is_dir() and QUASARNP.is_dir()),
+    reason=f"QuasarNP fixtures or code not found under {SHARED} (no ../shared beside this checkout)",
+)
+QNP_LINES = ["LYA", "CIV(1548)", "CIII(1909)", "MgII(2796)", "Hbeta", "Halpha"]
+QNP_BAL = ["CIV(1548)"]
+
+
+def process_preds(outputs: np.ndarray):
+    """QuasarNP's own decoding of (heads, N, 2 * boxes) network outputs."""
+    if str(QUASARNP) not in sys.path:
+        sys.path.insert(0, str(QUASARNP))
+    from quasarnp.utils import process_preds as reference
+
+    return reference(list(outputs), QNP_LINES, QNP_BAL, verbose=False)
+
+
+def as_outputs(heads: np.ndarray) -> dict[str, torch.Tensor]:
+    """QuasarNP's (heads, N, 13 boxes + 13 offsets) layout -> our decode's {'box', 'offset'}."""
+    return {
+        "box": torch.tensor(heads[..., :13].transpose(1, 0, 2)),
+        "offset": torch.tensor(heads[..., 13:].transpose(1, 0, 2)),
+    }
+
+
+def inside_grid(heads: np.ndarray, grid: Grid) -> np.ndarray:
+    """(N, heads) True where the decoded position lies within QuasarNP's interpolation range:
+    beyond the last pixel QuasarNP clamps to its wavelength, we extrapolate along the grid."""
+    box = heads[..., :13].argmax(-1)
+    offset = np.take_along_axis(heads[..., 13:], box[..., None], -1)[..., 0]
+    position = (box + offset) * grid.n_pixels / 13
+    return ((position >= 0) & (position <= grid.n_pixels - 1)).T
+
+
+@needs_quasarnp
+def test_decode_matches_process_preds_and_bal_never_chooses_z():
+    heads = np.load(QNP_FIXTURES / "qnet_output_6_layer.npy").astype(np.float64)  # TF outputs
+    lines = QSO_LINES + (QSO_BAL_LINE,)
+    grid = Grid.quasarnet()
+    c_line, z_line, zbest, c_bal, z_bal = process_preds(heads)
+    ours = decode(as_outputs(heads), lines, grid)
+    inside = inside_grid(heads, grid)
+    np.testing.assert_allclose(ours["c_line"][:, :6], c_line.T, atol=1e-7)
+    np.testing.assert_allclose(ours["c_line"][:, 6], c_bal[0], atol=1e-7)
+    np.testing.assert_allclose(ours["z_line"][:, :6][inside[:, :6]], z_line.T[inside[:, :6]], atol=2e-5)
+    np.testing.assert_allclose(ours["z_line"][:, 6][inside[:, 6]], z_bal[0][inside[:, 6]], atol=2e-5)
+    # In one real spectrum the BAL head is more confident than every line: Z must still come
+    # from a line (before the fix, decode took it from the BAL head).
+    bal_wins = ours["c_line"][:, 6] > ours["c_line"][:, :6].max(axis=1)
+    assert bal_wins.sum() == 1
+    best_inside = inside[np.arange(len(zbest)), ours["best_line"]]
+    np.testing.assert_allclose(ours["z_pred"][best_inside], zbest[best_inside], atol=2e-5)
+    assert np.all(ours["best_line"] < 6)
+
+    # Make the BAL head the most confident everywhere: Z and the class decision must not move.
+    boosted = heads.copy()
+    boosted[6, :, :13] = np.where(boosted[6, :, :13] == boosted[6, :, :13].max(-1, keepdims=True), 0.9999,
+                                  boosted[6, :, :13])
+    _, _, zbest_boosted, c_bal_boosted, _ = process_preds(boosted)
+    again = decode(as_outputs(boosted), lines, grid)
+    assert np.all(c_bal_boosted[0] > 0.999)
+    np.testing.assert_array_equal(again["best_line"], ours["best_line"])
+    np.testing.assert_allclose(again["z_pred"], ours["z_pred"])
+    np.testing.assert_allclose(zbest_boosted, zbest)
+    # DESI's afterburner: IS_QSO_QN counts process_preds' c_line (no BAL head) above c_th.
+    expected = (c_line > 0.5).sum(axis=0) >= 1
+    np.testing.assert_array_equal(is_target(again["c_line"], 0.5, 1, lines), expected)
+    assert not np.array_equal(is_target(again["c_line"], 0.5, 1), expected)  # BAL counted: wrong
