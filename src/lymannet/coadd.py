@@ -60,8 +60,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {"fiberstatus": "zero_only", "missing_truth": 
 MIN_GRID_COVERAGE = 0.5
 NATIVE_START = float(native_wavelength()[0])
 N_NATIVE = len(native_wavelength())
-# Columns of FIBERMAP that the reader keeps: selection, plus fallbacks for truth columns.
-FIBERMAP_COLUMNS = ("TARGETID", "OBJTYPE", "COADD_FIBERSTATUS", "FIBERSTATUS", "COADD_EXPTIME", "FLUX_R")
+# Columns of FIBERMAP that the reader keeps: selection, fallbacks for truth columns, and the
+# target coordinates survey catalogues carry (lymannet.classify).
+FIBERMAP_COLUMNS = ("TARGETID", "OBJTYPE", "COADD_FIBERSTATUS", "FIBERSTATUS", "COADD_EXPTIME", "FLUX_R",
+                    "TARGET_RA", "TARGET_DEC")
 
 
 # --------------------------------------------------------------------------- options
