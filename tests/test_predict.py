@@ -1,4 +1,4 @@
-"""Prediction catalogues: a stand-in model with known outputs, then the real lymannet.train model file."""
+"""Prediction catalogues: a stand-in model with known outputs, then the real lymannet.modelfile model file."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def write_testset(path: Path, n: int = 5) -> pd.DataFrame:
     return truth
 
 
-# The stand-in mimics lymannet.train.LoadedModel: c_line / z_line chosen per row (from flux[:, 0]).
+# The stand-in mimics lymannet.modelfile.LoadedModel: c_line / z_line chosen per row (from flux[:, 0]).
 # Rows (3 lines LYA, LYB, SIII1260):   confidences          -> best line, lines > 0.5
 C_TABLE = np.array([[0.9, 0.2, 0.6],   # row 0: LYA, 2 lines
                     [0.1, 0.3, 0.2],   # row 1: LYB, 0 lines
@@ -84,12 +84,12 @@ class StandIn:
 
 @pytest.fixture
 def stand_in(monkeypatch, tmp_path):
-    """Install the stand-in as lymannet.train.load_model_file (whether or not the real one exists)."""
+    """Install the stand-in as lymannet.modelfile.load_model_file."""
     model = StandIn()
     (tmp_path / "m.pt").write_bytes(b"weights")  # provenance hashes the model file
-    module = types.ModuleType("lymannet.train")
+    module = types.ModuleType("lymannet.modelfile")
     module.load_model_file = lambda path: model
-    monkeypatch.setitem(sys.modules, "lymannet.train", module)
+    monkeypatch.setitem(sys.modules, "lymannet.modelfile", module)
     return model
 
 
@@ -166,20 +166,18 @@ def test_read_catalogue_rejects_other_files(tmp_path):
         read_catalogue(tmp_path / "spectra.fits")
 
 
-# --- the real model file of lymannet.train --------------------------------------------------------
+# --- the real model file of lymannet.modelfile --------------------------------------------------------
 
 def real_model_file(tmp_path: Path, family: str = "quasarnet") -> Path:
-    train = pytest.importorskip("lymannet.train")
+    modelfile = pytest.importorskip("lymannet.modelfile")
     models = pytest.importorskip("lymannet.models")
-    if not hasattr(train, "write_model_file"):
-        pytest.skip("lymannet.train has no write_model_file yet")
     spec = {"family": family, "lines": "lbg", "n_boxes": 8, "dense_units": 8, "snr_channel": False,
             "conv": {"layers": 2, "filters": 4, "kernel": 5, "stride": 2, "padding": "same", "dropout": 0.0},
             "train": {"lr": 1e-3, "epochs": 1, "batch_size": 4}}
     torch.manual_seed(0)
     model = models.build_model(spec, GRID.n_pixels)
     path = tmp_path / "model.pt"
-    train.write_model_file(path, model, spec, GRID, "LBG", {}, {"note": "test"}, {})
+    modelfile.write_model_file(path, model, spec, GRID, "LBG", {}, {"note": "test"}, {})
     return path
 
 

@@ -230,7 +230,7 @@ def read_catalogue(path: str | Path) -> Catalogue:
 def predict_file(model: str | Path, testset: str | Path, output: str | Path,
                  options: dict[str, Any] | None = None) -> pd.DataFrame:
     """Load a model file, predict a test set, write the catalogue; return the table."""
-    from .train import load_model_file  # imported here: torch is heavy and only needed here
+    from .modelfile import load_model_file  # imported here: torch is heavy and only needed here
 
     opts = PredictOptions.from_dict(options)
     loaded = load_model_file(model)

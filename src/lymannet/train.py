@@ -1,4 +1,4 @@
-"""Training: one plain loop, resumable checkpoints, and the self-describing model file.
+"""Training (rule `train`): one plain loop and resumable checkpoints.
 
 The whole training set sits on the device as tensors; batches are index slices of a permutation
 drawn from a seeded torch.Generator, so there is no per-sample Python data loading. On CUDA the
@@ -7,8 +7,7 @@ asks for bf16 (precision: bf16, about 1.4-1.8x faster on CPUs with AVX-512 BF16 
 way deterministic: the same config gives the same weights bit for bit, also across an interruption (SIGTERM/SIGUSR1 -> checkpoint
 -> non-zero exit -> the rerun resumes from the checkpoint, mid-epoch if need be).
 
-Model file (`model.pt`, a torch.save'd dict) holds everything `predict` needs: state_dict, model
-spec, grid, lines, n_boxes, snr_channel, target class, the config slice and provenance.
+The trained model goes to a model file (`lymannet.modelfile`), which `predict` loads without the trainer.
 """
 
 from __future__ import annotations
@@ -30,25 +29,23 @@ from torch import nn
 
 from .config import job_seed
 from .errors import ConfigError, InputFileError
-from .fileio import atomic_path, config_hash, file_sha256, provenance
+from .fileio import atomic_path, config_hash, provenance
 from .grid import Grid
 from .lines import Line
 from .models import (
     build_model,
     combine_terms,
     complete_spec,
-    decode,
     encode_targets,
-    has_line_finder,
     loss_terms,
 )
+from .modelfile import cpu_copy, load_model_file, write_model_file
 from .preprocess import network_input
 from .runtime import Progress
 from .spectra import read_spectra
 
 log = logging.getLogger("lymannet")
 
-MODEL_FORMAT = "lymannet-model-1"
 CHECKPOINT_FORMAT = "lymannet-checkpoint-1"
 
 # `models.<name>.train` defaults (the config schema fills the same ones).
@@ -275,16 +272,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def _cpu(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu().clone()
-    if isinstance(tree, dict):
-        return {key: _cpu(value) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return [_cpu(value) for value in tree]
-    return tree
-
-
 # ----------------------------------------------------------------------------------------------
 # The loop
 
@@ -306,7 +293,7 @@ class LoopState:
     stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return _cpu(dict(self.__dict__))
+        return cpu_copy(dict(self.__dict__))
 
 
 def _pick_device(device: str) -> torch.device:
@@ -574,8 +561,8 @@ def _checkpoint(
         {
             "format": CHECKPOINT_FORMAT,
             "fingerprint": fingerprint,
-            "model": _cpu(model.state_dict()),
-            "optimizer": _cpu(optimizer.state_dict()),
+            "model": cpu_copy(model.state_dict()),
+            "optimizer": cpu_copy(optimizer.state_dict()),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -712,7 +699,7 @@ def _finish_epoch(
 def _early_stopping(model: nn.Module, settings: dict[str, Any], state: LoopState, val_loss: float) -> None:
     if val_loss < state.best_val:
         state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
-        state.best_state = _cpu(model.state_dict())
+        state.best_state = cpu_copy(model.state_dict())
         return
     state.bad_epochs += 1
     patience = settings["early_stopping"]
@@ -731,35 +718,6 @@ def _early_stopping(model: nn.Module, settings: dict[str, Any], state: LoopState
 
 # ----------------------------------------------------------------------------------------------
 # Outputs
-
-
-def write_model_file(
-    path: str | Path,
-    model: nn.Module,
-    spec: dict[str, Any],
-    grid: Grid,
-    target_class: str,
-    config_slice: dict[str, Any],
-    record: dict[str, Any],
-    summary: dict[str, Any],
-) -> None:
-    payload = {
-        "format": MODEL_FORMAT,
-        "state_dict": _cpu(model.state_dict()),
-        "spec": spec,
-        "grid": grid.to_dict(),
-        "lines": [
-            {"name": line.name, "wavelength": line.wavelength, "kind": line.kind} for line in model.lines
-        ],
-        "n_boxes": model.n_boxes,
-        "snr_channel": bool(spec["snr_channel"]),
-        "target_class": target_class,
-        "config": config_slice,
-        "provenance": record,
-        "training": summary,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: str | Path) -> None:
@@ -794,86 +752,3 @@ def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: st
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-
-
-@dataclass
-class LoadedModel:
-    """A trained model and everything needed to run it on spectra of its grid."""
-
-    model: nn.Module
-    spec: dict[str, Any]
-    grid: Grid
-    lines: tuple[Line, ...]
-    n_boxes: int
-    snr_channel: bool
-    target_class: str
-    provenance: dict[str, Any]
-    sha256: str
-    config: dict[str, Any] | None = None
-    training: dict[str, Any] | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def predict(
-        self, flux: np.ndarray, ivar: np.ndarray, batch_size: int = 512, bf16: bool = False
-    ) -> dict[str, np.ndarray]:
-        """Decoded predictions (see lymannet.models.decode) for (N, P) rebinned flux/ivar."""
-        flux, ivar = np.asarray(flux), np.asarray(ivar)
-        if flux.ndim != 2 or flux.shape != ivar.shape or flux.shape[1] != self.grid.n_pixels:
-            raise ValueError(
-                f"flux {flux.shape} / ivar {ivar.shape}: expected (N, {self.grid.n_pixels}) on the model's grid"
-            )
-        self.model.eval()
-        chunks = []
-        with torch.no_grad():
-            for start in range(0, len(flux), batch_size):
-                x = network_input(
-                    flux[start : start + batch_size], ivar[start : start + batch_size], self.snr_channel
-                )
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    outputs = self.model(torch.from_numpy(x).to(self.device))
-                chunks.append(decode({k: v.float() for k, v in outputs.items()}, self.lines, self.grid))
-        if not chunks:
-            chunks.append(decode(_empty_outputs(self), self.lines, self.grid))
-        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
-
-
-def _empty_outputs(loaded: LoadedModel) -> dict[str, torch.Tensor]:
-    if has_line_finder(loaded.spec):
-        shape = (0, len(loaded.lines), loaded.n_boxes)
-        return {"box": torch.zeros(shape), "offset": torch.zeros(shape)}
-    return {"z": torch.zeros(0), "class_prob": torch.zeros(0)}
-
-
-def load_model_file(path: str | Path, device: str = "cpu") -> LoadedModel:
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError("model file does not exist", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise InputFileError(f"not a readable torch model file ({error})", path) from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise InputFileError(f"not a lymannet model file (format {MODEL_FORMAT} expected)", path)
-    grid = Grid(**payload["grid"])
-    model = build_model(payload["spec"], grid.n_pixels)
-    model.load_state_dict(payload["state_dict"])
-    model.to(torch.device(device)).eval()
-    lines = tuple(Line(**line) for line in payload["lines"])
-    if tuple(line.name for line in lines) != tuple(line.name for line in model.lines):
-        raise InputFileError("stored line names do not match the model's line set", path)
-    return LoadedModel(
-        model=model,
-        spec=payload["spec"],
-        grid=grid,
-        lines=lines,
-        n_boxes=int(payload["n_boxes"]),
-        snr_channel=bool(payload["snr_channel"]),
-        target_class=payload["target_class"],
-        provenance=payload.get("provenance", {}),
-        sha256=file_sha256(path),
-        config=payload.get("config"),
-        training=payload.get("training"),
-    )

@@ -42,10 +42,11 @@ from .config import job_seed
 from .errors import ConfigError
 from .fileio import atomic_path, write_json_atomic, write_text_atomic
 from .metrics import ScoreOptions, evaluate
+from .modelfile import load_model_file
 from .models import build_model, complete_spec
 from .search import DIRECTIONS, Param, apply_params, get_path, parse_space, search_settings, study_name
 from .spectra import SpectraFile, read_spectra
-from .train import TrainingInterrupted, load_model_file, train_settings, train_model
+from .train import TrainingInterrupted, train_settings, train_model
 
 log = logging.getLogger("lymannet")
 

@@ -36,14 +36,14 @@ def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
     for path in model_files:
         info: dict[str, Any] = {"layers": None, "filters": None, "lr": None, "parameters": None}
         try:
-            from lymannet.train import load_model_file
+            from lymannet.modelfile import load_model_file
 
             loaded = load_model_file(path)
             spec = loaded.spec or {}
             info.update(layers=spec.get("conv", {}).get("layers"), filters=spec.get("conv", {}).get("filters"),
                         lr=spec.get("train", {}).get("lr"),
                         parameters=int(sum(p.numel() for p in loaded.model.parameters())))
-        except ImportError as error:  # no torch / no train module: the table keeps empty cells
+        except ImportError as error:  # no torch: the table keeps empty cells
             log.warning("cannot load %s (%s): architecture columns left empty", path, error)
         facts[file_sha256(path)] = info
         facts[str(Path(path))] = info
