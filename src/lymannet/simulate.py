@@ -23,7 +23,8 @@ LBG (2 <= z <= 4)
 QSO (1.8 <= z <= 4)
     Power law f_nu ~ nu^alpha_nu, alpha_nu ~ N(-0.5, 0.3), broad lines with the rest EWs of the
     SDSS composite (Vanden Berk et al. 2001, AJ 122, 549: Ly-alpha+NV, SiIV+OIV], CIV, CIII],
-    MgII, H-beta, H-alpha), 30% lognormal EW scatter, FWHM ~ N(4500, 1200) km/s.
+    MgII, H-beta, H-alpha; :data:`lymannet.physics.QSO_BROAD_LINES`), 30% lognormal EW scatter,
+    FWHM ~ N(4500, 1200) km/s.
 ELG (0.05 <= z <= 0.2)
     Blue continuum with a weak 4000 A break, [OII]3726,3729, H-beta, [OIII]4959,5007, H-alpha,
     [NII]6548,6584, [SII]6717,6731: H-alpha EW lognormal around 50 A, Balmer decrement 2.86-4.5,
@@ -42,7 +43,7 @@ Noise ("observing" the spectrum for EXPTIME seconds): counts = f_lambda x collec
 (8.68 m^2, DESI Collaboration 2022, AJ 164, 207) x throughput(arm, lambda) x exptime x pixel
 width / photon energy; object counts are scaled by a fibre-aperture fraction. Variance = object
 counts + sky counts (dark Kitt Peak continuum + the night-sky lines of package data
-`sky_lines.txt`, through a 1.5" fibre) + read noise per 900 s exposure. Per-arm throughputs
+`sky_lines.txt`, through a 1.5" fibre; :mod:`lymannet.physics`) + read noise per 900 s exposure. Per-arm throughputs
 (atmosphere at airmass ~1.1 + telescope + spectrograph + CCD, approximate shapes after the DESI
 instrument papers) fall through the dichroics at 5780 and 7570 A, so the arm overlaps have larger
 noise; O2 A/B and H2O telluric bands lower them too. The noise is Gaussian with exactly the
@@ -63,7 +64,6 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +77,14 @@ from .errors import ConfigError
 from .fileio import atomic_path
 from .igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
 from .lines import LBG_LINES, LYA, LYMAN_LIMIT
+from .physics import (C_KMS, QSO_BROAD_LINES, ab_to_f_nu, band_f_nu_weights, counts_per_flux,
+                      sky_surface_brightness)
 from .runtime import Progress
 from .spectra import complete_truth, truth_to_records
 
 log = logging.getLogger("lymannet.simulate")
 
-C_KMS = 299792.458
-C_ANGSTROM_PER_S = 2.99792458e18
-PLANCK_ERG_S = 6.62607015e-27
-FLUX_UNIT = 1e-17  # erg/s/cm2/A of the FLUX arrays
-NANOMAGGY_F_NU = 10 ** (-0.4 * (22.5 + 48.6))  # erg/s/cm2/Hz
+NANOMAGGY_F_NU = ab_to_f_nu(22.5)  # erg/s/cm2/Hz
 TELESCOPE_AREA_CM2 = 8.678e4
 FIBRE_AREA_ARCSEC2 = math.pi * 0.75**2  # 1.5" diameter fibre
 EXPOSURE_SECONDS = 900.0  # a coadd of EXPTIME counts read noise once per nominal exposure
@@ -104,12 +102,6 @@ LBG_ISM_EW = {
     "SIIV1402": 0.81, "SIII1526": 1.72, "CIV1548": 1.85, "CIV1550": 1.18, "FEII1608": 0.91, "ALII1670": 1.04,
 }
 LBG_EMISSION_EW = {"NV1240": 0.6, "HEII1640": 1.3, "CIII1908": 1.7}  # weak nebular/stellar emission
-# QSO broad lines: rest wavelength, rest EW (Vanden Berk et al. 2001 Table 2; Ly-alpha+NV split).
-QSO_BROAD_LINES = (
-    (1033.8, 9.0),  # Ly-beta + OVI
-    (1215.67, 75.0), (1240.14, 18.0), (1399.8, 8.1), (1549.06, 23.8), (1640.4, 1.0),
-    (1908.73, 21.2), (2798.75, 32.3), (4341.68, 6.0), (4862.68, 46.2), (6564.61, 194.5),
-)
 # ELG narrow lines: rest wavelength (vacuum), name of its ratio in `_elg_line_fluxes`.
 ELG_LINES = (
     (3727.09, "OII_a"), (3729.88, "OII_b"), (4862.68, "HBETA"), (4960.30, "OIII_a"), (5008.24, "OIII_b"),
@@ -162,30 +154,11 @@ def _telluric(wave: np.ndarray) -> np.ndarray:
     return transmission
 
 
-def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
-    """Air -> vacuum wavelengths (Morton 1991, ApJS 77, 119), Angstrom."""
-    sigma2 = (1e4 / np.asarray(wave_air, dtype=np.float64)) ** 2
-    return wave_air * (1.0 + 6.4328e-5 + 2.94981e-2 / (146.0 - sigma2) + 2.5540e-4 / (41.0 - sigma2))
-
-
-@lru_cache(maxsize=1)
-def sky_lines() -> tuple[np.ndarray, np.ndarray]:
-    """Night-sky lines from package data: vacuum wavelength [A], surface brightness [1e-17/arcsec2]."""
-    path = resources.files("lymannet") / "data" / "sky_lines.txt"
-    table = np.loadtxt(str(path), usecols=(0, 1))
-    return air_to_vacuum(table[:, 0]), table[:, 1]
-
-
-def sky_surface_brightness(wave: np.ndarray) -> np.ndarray:
-    """Dark-sky spectrum, 1e-17 erg/s/cm2/A/arcsec2: continuum (AB mag/arcsec2 knots) + lines."""
+def dark_sky(wave: np.ndarray) -> np.ndarray:
+    """Kitt Peak dark sky, 1e-17 erg/s/cm2/A/arcsec2: continuum (AB mag/arcsec2 knots) + lines."""
     knot_wave = [3600, 4000, 4500, 5000, 5500, 6000, 6500, 7000, 8000, 9000, 9900]
     knot_mag = [22.4, 22.6, 22.6, 22.2, 21.9, 21.6, 21.3, 21.0, 20.6, 20.3, 20.1]
-    f_nu = 10 ** (-0.4 * (np.interp(wave, knot_wave, knot_mag) + 48.6))
-    continuum = f_nu * C_ANGSTROM_PER_S / wave**2 / FLUX_UNIT
-    line_wave, line_sb = sky_lines()
-    offsets = (wave[:, None] - line_wave[None, :]) / INSTRUMENT_SIGMA_ANGSTROM
-    lines = (line_sb / (INSTRUMENT_SIGMA_ANGSTROM * math.sqrt(2 * math.pi)) * np.exp(-0.5 * offsets**2)).sum(1)
-    return continuum + lines
+    return sky_surface_brightness(wave, np.interp(wave, knot_wave, knot_mag), sigma_angstrom=INSTRUMENT_SIGMA_ANGSTROM)
 
 
 def _band_curve(wave: np.ndarray, band: str) -> np.ndarray:
@@ -209,18 +182,15 @@ class Instrument:
 def instrument() -> Instrument:
     wave = desi.native_wavelength()
     slices = arm_slices()
-    photon_energy = PLANCK_ERG_S * C_ANGSTROM_PER_S / wave
-    per_flux = FLUX_UNIT * TELESCOPE_AREA_CM2 * desi.PIXEL_STEP / photon_energy
-    sky = sky_surface_brightness(wave) * FIBRE_AREA_ARCSEC2
+    per_flux = counts_per_flux(wave, TELESCOPE_AREA_CM2, desi.PIXEL_STEP)
+    sky = dark_sky(wave) * FIBRE_AREA_ARCSEC2
     counts, sky_counts = {}, {}
     for arm, cut in slices.items():
         counts[arm] = per_flux[cut] * throughput(arm, wave[cut])
         sky_counts[arm] = sky[cut] * counts[arm]
     weights = {}
     for band in ("g", "r", "z"):
-        curve = _band_curve(wave, band)
-        # <f_nu> = int f_lambda lambda T dlambda / (c int T / lambda dlambda)
-        f_nu = FLUX_UNIT * wave * curve / (C_ANGSTROM_PER_S * np.sum(curve / wave))
+        f_nu = band_f_nu_weights(wave, _band_curve(wave, band))
         weights[band] = (f_nu / NANOMAGGY_F_NU).astype(np.float32)
     return Instrument(wave, slices, counts, sky_counts, weights, np.log(wave).astype(np.float32))
 
@@ -526,9 +496,9 @@ def _render_qso(objects: pd.DataFrame) -> np.ndarray:
     sigma_kms = objects["LINE_SIGMA_KMS"].to_numpy()
     scatter = _line_scatter(objects, len(QSO_BROAD_LINES), 0.3)
     emission = _LineCanvas(n, wave.size)
-    for k, (rest, ew) in enumerate(QSO_BROAD_LINES):
-        centre = rest * (1.0 + z)
-        flux = ew * scatter[:, k] * (1.0 + z) * (rest / 1500.0) ** beta
+    for k, line in enumerate(QSO_BROAD_LINES):
+        centre = line.wavelength * (1.0 + z)
+        flux = line.ew * scatter[:, k] * (1.0 + z) * (line.wavelength / 1500.0) ** beta
         emission.add(centre, _observed_sigma(sigma_kms, centre), flux)
     return continuum + emission.profiles
 

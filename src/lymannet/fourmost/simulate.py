@@ -9,7 +9,8 @@ throughput for `exptime` seconds with photon noise of object + sky (continuum + 
 and read noise. Ingredients:
 
 - continuum f_nu ~ nu^alpha_nu, alpha_nu ~ N(-0.5, 0.3) (Vanden Berk et al. 2001, AJ 122, 549);
-  broad lines with that composite's rest equivalent widths, 30% lognormal scatter;
+  broad lines with that composite's rest equivalent widths (:data:`lymannet.physics.QSO_BROAD_LINES`,
+  shared with the DESI simulator), 30% lognormal scatter;
 - Ly-alpha forest: the Inoue et al. 2014 mean optical depth with lognormal per-sightline scatter
   (:mod:`lymannet.igm`); its smooth "DLA" term is the statistical mean, the explicit DLAs below add
   the discrete ones the networks must find;
@@ -30,7 +31,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,13 @@ from ..config import job_seed
 from ..errors import ConfigError
 from ..igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
 from ..lines import LYA, LYB
+from ..physics import (C_CMS, C_KMS, FWHM_PER_SIGMA, QSO_BROAD_LINES, ab_to_f_nu, band_f_nu_weights, counts_per_flux,
+                       sky_surface_brightness)
 from ..runtime import Progress
 
 log = logging.getLogger("lymannet.fourmost")
 
 WAVE_MIN, WAVE_STEP, N_PIXELS = 3671.5, 0.25, 23411  # the slides' grid: 3671.5 ... 9524.0 A
-C_KMS = 299792.458
-C_CMS = 2.99792458e10
-C_ANGSTROM_S = 2.99792458e18
-HC_ERG_ANGSTROM = 1.98644586e-8  # h c in erg * Angstrom: photon energy = HC / lambda[A]
 SIGMA0 = 0.0265400  # pi e^2 / (m_e c) in cm^2 Hz
 
 
@@ -64,18 +62,6 @@ class Transition:
 LYA_TRANSITION = Transition(LYA, 0.4164, 6.265e8)
 LYB_TRANSITION = Transition(LYB, 0.07912, 1.897e8)
 
-# Broad emission lines: rest wavelength [A], rest EW [A], FWHM [km/s] (Vanden Berk et al. 2001, table 2).
-EMISSION_LINES = np.array([
-    (1033.82, 9.1, 5000.0),   # Ly-beta/OVI
-    (1215.67, 70.0, 4500.0),  # Ly-alpha broad
-    (1216.0, 20.0, 1500.0),   # Ly-alpha narrow core
-    (1240.14, 15.0, 3500.0),  # NV
-    (1399.8, 8.1, 5000.0),    # SiIV+OIV]
-    (1549.06, 24.0, 4500.0),  # CIV
-    (1640.42, 2.0, 4000.0),   # HeII
-    (1908.73, 21.2, 5000.0),  # CIII]
-    (2798.75, 32.3, 4500.0),  # MgII
-])
 # Metal lines of an absorption system: rest wavelength [A], strength relative to the system's EW scale.
 METAL_LINES = np.array([
     (2796.35, 1.0), (2803.53, 0.8), (2600.17, 0.6), (2382.77, 0.5), (1548.20, 0.9), (1550.78, 0.6),
@@ -176,6 +162,7 @@ COLLECTING_AREA_CM2 = 1.0e5  # VISTA 4.1 m minus obstruction, ~10 m^2
 FIBRE_AREA_ARCSEC2 = np.pi * (1.45 / 2) ** 2
 READ_NOISE_E = 5.0  # per 0.25 A pixel, summed over the spatial profile
 SKY_CONTINUUM_AB = 21.3  # dark sky, AB mag / arcsec^2
+SKY_LINE_RESOLUTION = 5000.0  # the LRS resolving power the sky lines are seen at
 
 
 def throughput(wave: np.ndarray) -> np.ndarray:
@@ -185,20 +172,14 @@ def throughput(wave: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def sky_flux() -> np.ndarray:
-    """Sky in the fibre, 1e-17 erg/s/cm2/A: AB continuum + night-sky lines (package data) at R."""
+    """Sky in the fibre, 1e-17 erg/s/cm2/A: flat AB continuum + night-sky lines at R = 5000."""
     wave = wavelength_grid()
-    f_nu = 10 ** (-0.4 * (SKY_CONTINUUM_AB + 48.6))
-    sky = f_nu * C_ANGSTROM_S / wave**2 / 1e-17 * np.ones_like(wave)
-    table = np.loadtxt(str(resources.files("lymannet") / "data" / "sky_lines.txt"), usecols=(0, 1))
-    sigma = table[:, 0] / 5000.0 / 2.3548
-    profile = np.exp(-0.5 * ((wave[None, :] - table[:, 0, None]) / sigma[:, None]) ** 2)
-    sky = sky + (table[:, 1, None] / (np.sqrt(2 * np.pi) * sigma[:, None]) * profile).sum(axis=0)
-    return sky * FIBRE_AREA_ARCSEC2
+    return sky_surface_brightness(wave, SKY_CONTINUUM_AB, resolution=SKY_LINE_RESOLUTION) * FIBRE_AREA_ARCSEC2
 
 
-def counts_per_flux(wave: np.ndarray, exptime: float) -> np.ndarray:
-    """Electrons per pixel per unit flux (1e-17 erg/s/cm2/A)."""
-    return 1e-17 * COLLECTING_AREA_CM2 * exptime * throughput(wave) * WAVE_STEP * wave / HC_ERG_ANGSTROM
+def electrons_per_flux(wave: np.ndarray, exptime: float) -> np.ndarray:
+    """Electrons per pixel per unit flux (1e-17 erg/s/cm2/A) in `exptime` seconds."""
+    return counts_per_flux(wave, COLLECTING_AREA_CM2, WAVE_STEP) * exptime * throughput(wave)
 
 
 def smooth_to_resolution(flux: np.ndarray, resolution: float) -> np.ndarray:
@@ -208,7 +189,7 @@ def smooth_to_resolution(flux: np.ndarray, resolution: float) -> np.ndarray:
     out = np.empty_like(flux)
     edges = np.linspace(0, N_PIXELS, 4).astype(int)
     for lo, hi in zip(edges[:-1], edges[1:]):
-        sigma_pix = wave[(lo + hi) // 2] / resolution / 2.3548 / WAVE_STEP
+        sigma_pix = wave[(lo + hi) // 2] / resolution / FWHM_PER_SIGMA / WAVE_STEP
         pad = int(5 * sigma_pix) + 1
         a, b = max(lo - pad, 0), min(hi + pad, N_PIXELS)
         out[:, lo:hi] = gaussian_filter1d(flux[:, a:b], sigma_pix, axis=1, mode="nearest")[:, lo - a:hi - a]
@@ -226,7 +207,7 @@ def draw_sightlines(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     z_qso = rng.uniform(*spec["z"], size=n)
     mag = rng.uniform(*spec["mag"], size=n)
     alpha_nu = rng.normal(-0.5, 0.3, size=n)
-    ew_scatter = np.exp(rng.normal(0.0, 0.3, size=(n, len(EMISSION_LINES))))
+    ew_scatter = np.exp(rng.normal(0.0, 0.3, size=(n, len(QSO_BROAD_LINES))))
     n_dla_wanted = rng.choice(len(spec["n_dla_probabilities"]), size=n, p=spec["n_dla_probabilities"])
     z_lo, z_hi = dla_redshift_window(z_qso, spec["proximity_kms"])
     dla_rows: list[tuple[int, float]] = []
@@ -256,23 +237,23 @@ def quasar_continuum(wave: np.ndarray, z: np.ndarray, alpha_nu: np.ndarray, ew_s
     rest = wave[None, :] / (1 + z[:, None])
     continuum = (rest / 1450.0) ** (-(2.0 + alpha_nu[:, None]))
     lines = np.zeros_like(rest)
-    for k, (line_wave, ew, fwhm) in enumerate(EMISSION_LINES):
-        sigma = line_wave * fwhm / C_KMS / 2.3548
-        near = np.abs(rest - line_wave) < 6 * sigma
+    for k, line in enumerate(QSO_BROAD_LINES):
+        sigma = line.wavelength * line.fwhm_kms / C_KMS / FWHM_PER_SIGMA
+        near = np.abs(rest - line.wavelength) < 6 * sigma
         if not near.any():
             continue
-        amplitude = (ew * ew_scatter[:, k] / (np.sqrt(2 * np.pi) * sigma))[:, None]
-        cont_at_line = ((line_wave / 1450.0) ** (-(2.0 + alpha_nu)))[:, None]
-        lines += np.where(near, amplitude * cont_at_line * np.exp(-0.5 * ((rest - line_wave) / sigma) ** 2), 0.0)
+        amplitude = (line.ew * ew_scatter[:, k] / (np.sqrt(2 * np.pi) * sigma))[:, None]
+        cont_at_line = ((line.wavelength / 1450.0) ** (-(2.0 + alpha_nu)))[:, None]
+        profile = np.exp(-0.5 * ((rest - line.wavelength) / sigma) ** 2)
+        lines += np.where(near, amplitude * cont_at_line * profile, 0.0)
     return continuum + lines
 
 
 def scale_to_magnitude(flux: np.ndarray, wave: np.ndarray, mag: np.ndarray) -> np.ndarray:
     """Scale rows to AB magnitude `mag` in an r-like top hat (5650-7100 A), photon-weighted."""
-    band = (wave >= 5650) & (wave <= 7100)
-    f_nu = (flux[:, band] * wave[band]).sum(axis=1) / (C_ANGSTROM_S / wave[band]).sum()
-    target = 10 ** (-0.4 * (mag + 48.6)) / 1e-17  # f_nu in units matching flux * 1e-17
-    return flux * (target / f_nu)[:, None]
+    top_hat = ((wave >= 5650) & (wave <= 7100)).astype(float)
+    f_nu = flux @ band_f_nu_weights(wave, top_hat)
+    return flux * (ab_to_f_nu(mag) / f_nu)[:, None]
 
 
 def _add_metal_lines(tau: np.ndarray, rows: np.ndarray, z_abs: np.ndarray, ew: np.ndarray, wave: np.ndarray,
@@ -324,7 +305,7 @@ def simulate_chunk(params: dict[str, Any], rows: np.ndarray, spec: dict[str, Any
         # DLAs are metal-rich: low-ionisation lines at the DLA redshift, EW ~ 2x a typical system
         _add_metal_lines(tau, dla_rows, dla["z_abs"][pick], np.full(pick.size, 2 * spec["metal_ew_median"]), wave)
     model = smooth_to_resolution(flux * np.exp(-tau), spec["resolution"])
-    per_flux = counts_per_flux(wave, spec["exptime"])
+    per_flux = electrons_per_flux(wave, spec["exptime"])
     variance_counts = np.clip(model, 0, None) * per_flux + sky_flux() * per_flux + READ_NOISE_E**2
     sigma = np.sqrt(variance_counts) / per_flux
     observed = model + sigma * rng.standard_normal(model.shape)
