@@ -1,0 +1,597 @@
+"""Survey classification: a trained network run over DESI coadd files, one catalogue per coadd.
+
+Rules `classify` / `classify_merge` (config `classify:`) and the command `lymannet classify` share
+this module. The model is a lymannet `model.pt` or QuasarNET's Keras weights (`.h5`, log grid
+from the file's `model_grid` or QuasarNET's default). Each coadd is read, merged and rebinned in
+blocks by `lymannet.coadd` (the code ingestion uses), standardised, run through the network and
+decoded (`lymannet.models.decode`); memory stays bounded by a block, whatever the file's size.
+
+Catalogue columns follow DESI's QuasarNET afterburner (extension ``QN_RR``): TARGETID, TARGET_RA,
+TARGET_DEC, COADD (the coadd's path below the mirror root) and ROW (its row in that file), Z (the
+redshift of the most confident non-BAL line), CONFIDENCE (that line's confidence), BEST_LINE,
+C_<LINE> and Z_<LINE> per line (C_CIV_BAL / Z_CIV_BAL for QuasarNET's BAL head, which never
+chooses Z), IS_<CLASS>_QN (1 when at least min_lines non-BAL lines have C > c_th). The header holds
+c_th, min_lines, the model's sha256 and origin, lymannet's version and git revision. Fibres that
+are not science targets (`lymannet.coadd.select_targets`: sky, bad COADD_FIBERSTATUS, negative
+TARGETID) and spectra without a valid pixel on the model's grid are left out and counted.
+
+Files that cannot be read are listed with a one-line reason (failures.tsv) and the others are
+classified; with `strict` the first bad file stops the job, naming it. A per-file catalogue whose
+header matches the model, options and the coadd's size and mtime is up to date and is not redone,
+so rerunning a batch after adding files classifies only the new ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import fitsio
+import numpy as np
+
+from . import __version__
+from .coadd import BLOCK_ROWS, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums
+from .errors import ConfigError, InputFileError, LymannetError
+from .fileio import atomic_path, file_sha256, first_line, git_revision, write_text_atomic
+from .grid import Grid
+from .lines import Line
+from .runtime import Progress
+
+log = logging.getLogger("lymannet.classify")
+
+EXTNAME = "QN_RR"  # DESI's afterburner extension
+CATALOGUE_FORMAT = "lymannet-classify-1"
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+MERGED_NAME = "catalogue.fits"
+FAILURES_NAME = "failures.tsv"
+MANIFEST_FIELDS = ("file", "catalogue", "status", "n_rows", "n_non_science", "n_no_data", "n_classified",
+                   "n_selected", "reason")
+# Header keys that must match for an existing per-file catalogue to count as up to date.
+UP_TO_DATE_KEYS = ("LNFORMAT", "LNVER", "MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "SRCSIZE", "SRCMTIME")
+SAME_RULE_KEYS = ("MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT")  # a merged catalogue has one of each
+CONFIDENCE_BINS = np.linspace(0.0, 1.0, 51)
+Z_BIN = 0.05
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """The detection rule and how to run: `classify.<name>` of the config, or the CLI's flags."""
+
+    c_th: float = 0.5
+    min_lines: int = 1
+    batch_size: int = 512
+    bf16: bool = False
+    device: str = "auto"
+    strict: bool = False
+    fiberstatus: str = "zero_only"  # as ingest: "any" keeps fibres with COADD_FIBERSTATUS != 0
+    block_rows: int = BLOCK_ROWS  # coadd rows read, merged and rebinned at a time
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> "ClassifyOptions":
+        names = {field.name for field in fields(cls)}
+        known = {k: v for k, v in (options or {}).items() if k in names and v is not None}
+        opts = cls(**known)
+        if not 0.0 <= opts.c_th <= 1.0 or opts.min_lines < 1 or opts.batch_size < 1 or opts.block_rows < 1:
+            raise ConfigError(f"classify options out of range: c_th {opts.c_th} (0-1), min_lines "
+                              f"{opts.min_lines}, batch_size {opts.batch_size}, block_rows {opts.block_rows} (>= 1)")
+        return opts
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Classifier:
+    """A loaded model (`lymannet.modelfile.LoadedModel`) and where its weights come from."""
+
+    loaded: Any  # LoadedModel: predict(), grid, lines, target_class, sha256
+    path: Path
+    origin: str
+
+    @property
+    def line_names(self) -> list[str]:
+        return [line.name for line in self.loaded.lines]
+
+    @property
+    def target_class(self) -> str:
+        return str(self.loaded.target_class).upper()
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
+    """A lymannet model.pt or a QuasarNET Keras .h5, ready to classify on `device`."""
+    path = Path(path)
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        loaded = _load_keras(path, pick_device(device))
+        return Classifier(loaded, path, f"QuasarNET Keras weights {path.name}")
+    from .modelfile import load_model_file
+
+    loaded = load_model_file(path, device=pick_device(device))
+    from .models import has_line_finder
+
+    if not has_line_finder(loaded.spec):
+        raise InputFileError(f"model family {loaded.spec['family']!r} has no line finder: survey catalogues need "
+                             "per-line confidences (use a quasarnet or quasarnet_mlp_z model)", path)
+    trained = loaded.config or {}
+    origin = f"lymannet model {trained.get('model', '?')} trained on {trained.get('combo', '?')}"
+    return Classifier(loaded, path, origin)
+
+
+def _load_keras(path: Path, device: str) -> Any:
+    import torch
+
+    from .keras_import import load_keras_quasarnet
+    from .lines import line_set
+    from .modelfile import LoadedModel
+
+    model, spec = load_keras_quasarnet(path)
+    n_pixels = spec.pop("n_pixels")
+    grid = keras_grid(path, n_pixels)
+    return LoadedModel(model=model.to(torch.device(device)), spec=spec, grid=grid, lines=line_set(spec["lines"]),
+                       n_boxes=spec["n_boxes"], snr_channel=spec["snr_channel"], target_class="QSO",
+                       provenance={"origin": str(path)}, sha256=file_sha256(path))
+
+
+def keras_grid(path: Path, n_pixels: int) -> Grid:
+    """The input grid of QuasarNET weights: the file's `model_grid` (as QuasarNP reads it) when it
+    has one, else QuasarNET's log grid, which such files were trained on."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        wave = np.asarray(h5["model_grid"][:], np.float64) if "model_grid" in h5 else None
+    if wave is None:
+        grid = Grid.quasarnet()
+    elif np.allclose(np.diff(wave), wave[1] - wave[0]):
+        grid = Grid(kind="linear", start=float(wave[0]), step=float(wave[1] - wave[0]), n_pixels=len(wave))
+    else:
+        log_wave = np.log10(wave)
+        grid = Grid(kind="log", start=float(log_wave[0]), step=float(log_wave[1] - log_wave[0]),
+                    n_pixels=len(wave))
+    if grid.n_pixels != n_pixels:
+        raise InputFileError(f"the network takes {n_pixels} pixels but its grid has {grid.n_pixels}; "
+                             "add the training grid as a 'model_grid' dataset", path)
+    return grid
+
+
+# --------------------------------------------------------------------------- which files
+
+
+def has_wildcard(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
+
+
+def expand_files(patterns: Iterable[str]) -> list[str]:
+    """Sorted, unique coadd paths. A pattern without wildcard is kept as it is, even if the file
+    does not exist yet (another rule may make it); `**` matches folders recursively."""
+    files: set[str] = set()
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        if has_wildcard(pattern):
+            files.update(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
+        else:
+            files.add(pattern)
+    return sorted(os.path.normpath(path) for path in files)
+
+
+def mirror_root(patterns: Iterable[str]) -> str:
+    """The folder that catalogues mirror: the common folder of the patterns' fixed parts (what comes
+    before the first wildcard), so it does not move when files are added."""
+    fixed = []
+    for pattern in patterns:
+        parts = Path(os.path.expanduser(str(pattern))).parts
+        cut = next((i for i, part in enumerate(parts) if has_wildcard(part)), len(parts) - 1)
+        fixed.append(os.path.abspath(os.path.join(*parts[:cut])) if cut else os.path.abspath("."))
+    if not fixed:
+        raise ConfigError("no coadd files or patterns given")
+    return os.path.commonpath(fixed)
+
+
+def mirrored_name(path: str, root: str) -> str:
+    """The coadd's path below `root` (a catalogue is never gzipped: .fits.gz -> .fits)."""
+    relative = os.path.relpath(os.path.abspath(path), root)
+    if relative.startswith(".."):
+        raise ConfigError(f"{path} is not below the mirror root {root}")
+    return relative[:-3] if relative.endswith(".fits.gz") else relative
+
+
+def plan_batches(files: Sequence[str], files_per_job: int) -> dict[str, list[str]]:
+    """Sorted files cut into jobs of about `files_per_job`, at content-defined boundaries: a file
+    ends its batch when a hash of its path says so (1 in files_per_job) or the batch reaches twice
+    that size. Adding a file changes only the batch it falls in, not every batch after it as a cut
+    by position would; batches are named after their last file."""
+    batches: dict[str, list[str]] = {}
+    current: list[str] = []
+    for path in sorted(files):
+        current.append(path)
+        digest = hashlib.sha1(path.encode()).hexdigest()
+        if int(digest[:8], 16) % files_per_job == 0 or len(current) >= 2 * files_per_job:
+            batches[f"b{digest[:10]}"] = current
+            current = []
+    if current:
+        batches[f"b{hashlib.sha1(current[-1].encode()).hexdigest()[:10]}"] = current
+    return batches
+
+
+# --------------------------------------------------------------------------- one coadd file
+
+
+@dataclass
+class FileOutcome:
+    """What became of one coadd: its catalogue and counts, or why it failed."""
+
+    file: str
+    catalogue: str
+    status: str  # "classified", "up to date" or "failed"
+    n_rows: int = 0
+    n_non_science: int = 0
+    n_no_data: int = 0
+    n_classified: int = 0
+    n_selected: int = 0
+    reason: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in MANIFEST_FIELDS}
+
+
+def catalogue_dtype(line_names: Sequence[str], target_class: str, coadd_width: int) -> np.dtype:
+    columns = [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("COADD", f"U{max(coadd_width, 1)}"),
+               ("ROW", "i4"), ("Z", "f8"), ("CONFIDENCE", "f4"), ("BEST_LINE", f"U{max(map(len, line_names))}")]
+    columns += [(f"C_{name}", "f4") for name in line_names]
+    columns += [(f"Z_{name}", "f8") for name in line_names]
+    columns.append((f"IS_{target_class}_QN", "i2"))
+    return np.dtype(columns)
+
+
+def classify_coadd(classifier: Classifier, path: str, coadd_name: str,
+                   options: ClassifyOptions, progress: Progress | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """(catalogue records, counts) of one coadd file; InputFileError if it cannot be used."""
+    from .models import is_target
+
+    coadd = CoaddFile(path, {"fiberstatus": options.fiberstatus})
+    check_grid_coverage(classifier.loaded.grid, coadd.wavelength_range, path)
+    rebinner = NativeRebinner(classifier.loaded.grid)
+    names, lines = classifier.line_names, classifier.loaded.lines
+    dtype = catalogue_dtype(names, classifier.target_class, len(coadd_name))
+    science_rows = np.flatnonzero(coadd.is_target)
+    counts = {"n_rows": coadd.n_rows, "n_non_science": coadd.n_rows - len(science_rows), "n_no_data": 0}
+    blocks = []
+    for block in coadd.iter_blocks(science_rows, options.block_rows):
+        flux, ivar = rebinner.rebin_sums(*merge_arm_sums(block))
+        has_data = ivar.sum(axis=1) > 0  # QuasarNET drops spectra with no weight on its grid
+        counts["n_no_data"] += int((~has_data).sum())
+        outputs = classifier.loaded.predict(flux[has_data], ivar[has_data], batch_size=options.batch_size,
+                                            bf16=options.bf16)
+        _check_finite(outputs, path)
+        records = np.zeros(int(has_data.sum()), dtype)
+        fibermap = block.fibermap[has_data]
+        records["TARGETID"] = fibermap["TARGETID"].to_numpy()
+        for column in ("TARGET_RA", "TARGET_DEC"):
+            records[column] = fibermap[column].to_numpy() if column in fibermap else np.nan
+        records["COADD"] = coadd_name
+        records["ROW"] = block.rows[has_data]
+        records["Z"] = outputs["z_pred"]
+        records["CONFIDENCE"] = outputs["confidence"]
+        records["BEST_LINE"] = np.asarray(names)[outputs["best_line"]]
+        for j, name in enumerate(names):
+            records[f"C_{name}"] = outputs["c_line"][:, j]
+            records[f"Z_{name}"] = outputs["z_line"][:, j]
+        records[f"IS_{classifier.target_class}_QN"] = is_target(outputs["c_line"], options.c_th, options.min_lines,
+                                                                lines)
+        blocks.append(records)
+        if progress is not None:
+            progress.update(len(block))
+    catalogue = np.concatenate(blocks) if blocks else np.zeros(0, dtype)
+    counts["n_classified"] = len(catalogue)
+    counts["n_selected"] = int(catalogue[f"IS_{classifier.target_class}_QN"].sum())
+    return catalogue, counts
+
+
+def _check_finite(outputs: dict[str, np.ndarray], path: str) -> None:
+    bad = ~np.isfinite(outputs["c_line"]).all(axis=1) | ~np.isfinite(outputs["z_pred"])
+    if bad.any():
+        raise InputFileError(f"the network gives NaN/inf for {int(bad.sum())} spectra (corrupt flux values?)", path)
+
+
+# --------------------------------------------------------------------------- catalogue files
+
+
+def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "LNFORMAT", "value": CATALOGUE_FORMAT, "comment": "lymannet survey catalogue"},
+        {"name": "TARGCLS", "value": classifier.target_class, "comment": "class of IS_<CLASS>_QN"},
+        {"name": "CTHRESH", "value": float(options.c_th), "comment": "c_th: line confidence threshold"},
+        {"name": "MINLINES", "value": int(options.min_lines), "comment": "non-BAL lines above c_th for IS_*_QN"},
+        {"name": "FIBSTAT", "value": options.fiberstatus, "comment": "COADD_FIBERSTATUS rule (zero_only/any)"},
+        {"name": "MODEL", "value": classifier.path.name, "comment": "model file"},
+        {"name": "MODELSHA", "value": classifier.loaded.sha256, "comment": "sha256 of the model file"},
+        {"name": "WORIGIN", "value": classifier.origin[:68], "comment": "where the weights come from"},
+        {"name": "LNVER", "value": __version__, "comment": "lymannet version"},
+        {"name": "GITREV", "value": revision, "comment": "git describe of lymannet"},
+    ]
+
+
+def _source_header(path: str, counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    stat = os.stat(path)
+    return [
+        {"name": "SRCSIZE", "value": int(stat.st_size), "comment": "coadd size (bytes) when classified"},
+        {"name": "SRCMTIME", "value": str(stat.st_mtime_ns), "comment": "coadd mtime (ns) when classified"},
+        {"name": "NROWS", "value": counts["n_rows"], "comment": "rows of the coadd"},
+        {"name": "NNONSCI", "value": counts["n_non_science"], "comment": "non-science fibres left out"},
+        {"name": "NNODATA", "value": counts["n_no_data"], "comment": "spectra without valid pixels, left out"},
+        {"name": "NSELECT", "value": counts["n_selected"], "comment": "spectra with IS_<CLASS>_QN = 1"},
+    ]
+
+
+def write_catalogue(path: str | Path, catalogue: np.ndarray, header: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
+            fits.write(catalogue, extname=EXTNAME, header=header)
+
+
+def _up_to_date(catalogue: Path, source: str, expected: Mapping[str, Any]) -> dict[str, int] | None:
+    """Counts of an existing catalogue made from this very coadd with this model and rule, or None."""
+    if not catalogue.is_file() or not os.path.isfile(source):
+        return None
+    try:
+        header = fitsio.read_header(str(catalogue), ext=EXTNAME)
+    except (OSError, ValueError):
+        return None
+    stat = os.stat(source)
+    wanted = {**expected, "SRCSIZE": int(stat.st_size), "SRCMTIME": str(stat.st_mtime_ns)}
+    if any(key not in header or header[key] != wanted[key] for key in UP_TO_DATE_KEYS):
+        return None
+    return {"n_rows": int(header["NROWS"]), "n_non_science": int(header["NNONSCI"]),
+            "n_no_data": int(header["NNODATA"]), "n_classified": int(header["NAXIS2"]),
+            "n_selected": int(header["NSELECT"])}
+
+
+# --------------------------------------------------------------------------- a batch of files
+
+
+def classify_files(classifier: Classifier, files: Sequence[str], root: str, out_dir: str | Path,
+                   options: ClassifyOptions) -> list[FileOutcome]:
+    """Classify every coadd of `files` into `out_dir`/<path below root>; return what became of each.
+
+    A file that cannot be used is a failed outcome (with `strict`: an InputFileError naming it)."""
+    out_dir = Path(out_dir)
+    header = catalogue_header(classifier, options, git_revision())
+    expected = {card["name"]: card["value"] for card in header}
+    progress = Progress(sum(_row_count(path) for path in files), what="spectra")
+    outcomes = []
+    for path in files:
+        name = mirrored_name(path, root)
+        outcome = FileOutcome(path, str(out_dir / name), "classified")
+        counts = _up_to_date(out_dir / name, path, expected)
+        if counts is not None:
+            outcome.status = "up to date"
+            progress.total -= counts["n_rows"]
+        else:
+            try:
+                catalogue, counts = classify_coadd(classifier, path, name, options, progress)
+                write_catalogue(out_dir / name, catalogue, header + _source_header(path, counts))
+            except (LymannetError, OSError, ValueError) as error:
+                reason = error.problem if isinstance(error, LymannetError) else first_line(error)
+                if options.strict:
+                    raise InputFileError(reason + " (classify.strict: a bad file stops the job)", path) from None
+                log.warning("%s: %s (skipped)", path, reason)
+                outcome.status, outcome.reason, counts = "failed", reason, {}
+        for key, value in counts.items():
+            setattr(outcome, key, value)
+        outcomes.append(outcome)
+    progress.done()
+    _log_outcomes(outcomes)
+    return outcomes
+
+
+def classify_batch(model: str | Path, files: Sequence[str], root: str, out_dir: str | Path,
+                   manifest: str | Path, options: Mapping[str, Any] | ClassifyOptions) -> list[FileOutcome]:
+    """One `classify` job: load the model once, classify its files, write the batch manifest."""
+    opts = options if isinstance(options, ClassifyOptions) else ClassifyOptions.from_dict(options)
+    classifier = load_classifier(model, opts.device)
+    log.info("model %s (%s), %d lines, target %s, on %s; %d files", model, classifier.origin,
+             len(classifier.line_names), classifier.target_class, classifier.loaded.device, len(files))
+    outcomes = classify_files(classifier, files, root, out_dir, opts)
+    write_manifest(manifest, outcomes)
+    return outcomes
+
+
+def merge_batches(manifests: Sequence[str | Path], out_dir: str | Path, title: str = "") -> Summary:
+    """The `classify_merge` job: every batch's outcomes -> catalogue.fits, failures.tsv, summary."""
+    outcomes = [outcome for manifest in manifests for outcome in read_manifest(manifest)]
+    return merge_catalogues(outcomes, out_dir, title)
+
+
+def classify_survey(model: str | Path, files: Sequence[str], out_dir: str | Path,
+                    options: Mapping[str, Any] | ClassifyOptions, root: str | None = None) -> Summary:
+    """The command `lymannet classify`: per-file catalogues mirrored below `out_dir`, then merged."""
+    files = expand_files(files)
+    if not files:
+        raise ConfigError("no coadd files match the given paths")
+    root = root or mirror_root(files)
+    reserved = {MERGED_NAME, FAILURES_NAME, "summary.csv", "summary.md", "summary.png"}
+    clash = [path for path in files if mirrored_name(path, root) in reserved]
+    if clash:
+        raise ConfigError(f"{clash[0]} would be written over the merged output of the same name; "
+                          "put the coadds in a folder")
+    opts = options if isinstance(options, ClassifyOptions) else ClassifyOptions.from_dict(options)
+    classifier = load_classifier(model, opts.device)
+    outcomes = classify_files(classifier, files, root, out_dir, opts)
+    return merge_catalogues(outcomes, out_dir)
+
+
+def _row_count(path: str) -> int:
+    """Rows of a coadd from its header (0 if unreadable): the progress line's total."""
+    try:
+        with fitsio.FITS(path) as fits:
+            return int(fits["B_FLUX"].get_dims()[0])
+    except Exception:  # noqa: BLE001 - a bad file is reported when it is classified
+        return 0
+
+
+def _log_outcomes(outcomes: Sequence[FileOutcome]) -> None:
+    by_status = {status: sum(o.status == status for o in outcomes) for status in ("classified", "up to date", "failed")}
+    log.info("%d files: %d classified, %d up to date, %d failed", len(outcomes), *by_status.values())
+    if by_status["failed"]:
+        print(f"lymannet classify: {by_status['failed']} of {len(outcomes)} files failed (see failures.tsv)")
+
+
+def write_manifest(path: str | Path, outcomes: Sequence[FileOutcome]) -> None:
+    """One TSV row per file (MANIFEST_FIELDS): what `merge_catalogues` reads."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, MANIFEST_FIELDS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(outcome.row() for outcome in outcomes)
+
+
+def read_manifest(path: str | Path) -> list[FileOutcome]:
+    if not os.path.isfile(path):
+        raise InputFileError("batch manifest does not exist", path)
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if rows and set(rows[0]) != set(MANIFEST_FIELDS):
+        raise InputFileError(f"not a classify manifest (columns {sorted(rows[0])})", path)
+    integers = {name for name in MANIFEST_FIELDS if name.startswith("n_")}
+    return [FileOutcome(**{k: int(v) if k in integers else v for k, v in row.items()}) for row in rows]
+
+
+# --------------------------------------------------------------------------- merging and summary
+
+
+@dataclass
+class Summary:
+    """What the merged catalogue holds, accumulated file by file (bounded memory)."""
+
+    target_class: str
+    counts: dict[str, int]
+    confidence_histogram: np.ndarray
+    z_selected: list[np.ndarray]
+    header: dict[str, Any]
+
+    def table(self) -> list[tuple[str, int]]:
+        c, cls = self.counts, self.target_class
+        return [("coadd files", c["files"]), ("files that failed (failures.tsv)", c["failed"]),
+                ("fibres read", c["n_rows"]), ("non-science fibres left out", c["n_non_science"]),
+                ("spectra without valid pixels, left out", c["n_no_data"]),
+                ("spectra classified", c["n_classified"]), (f"{cls} (IS_{cls}_QN = 1)", c["n_selected"]),
+                (f"not {cls}", c["n_classified"] - c["n_selected"])]
+
+
+def merge_catalogues(outcomes: Sequence[FileOutcome], out_dir: str | Path, title: str = "") -> Summary:
+    """catalogue.fits (every per-file catalogue, in file order), failures.tsv and the summary
+    (summary.csv, summary.md, summary.png) in `out_dir`, each written atomically."""
+    out_dir = Path(out_dir)
+    good = [o for o in outcomes if o.status != "failed"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    _write_failures(out_dir / FAILURES_NAME, failed)
+    if not good:
+        first = failed[0] if failed else None
+        raise InputFileError(f"none of the {len(outcomes)} coadd files could be classified"
+                             + (f" (first: {first.file}: {first.reason})" if first else ""), out_dir)
+    # COADD holds each catalogue's path below out_dir: the widest sets the merged column's width.
+    width = max(len(os.path.relpath(o.catalogue, out_dir)) for o in good)
+    summary = _merge(good, out_dir / MERGED_NAME, width, len(outcomes), len(failed))
+    _write_summary(summary, out_dir, title)
+    return summary
+
+
+def _write_failures(path: Path, failed: Sequence[FileOutcome]) -> None:
+    lines = ["file\treason"] + [f"{o.file}\t{' '.join(o.reason.split())}" for o in failed]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _read_catalogue(path: str) -> tuple[np.ndarray, Any]:
+    try:
+        with fitsio.FITS(path) as fits:
+            return fits[EXTNAME].read(), fits[EXTNAME].read_header()
+    except (OSError, ValueError) as error:
+        raise InputFileError(f"per-file catalogue unreadable ({first_line(error)}); delete the batch manifests "
+                             "under batches/ to classify again", path) from None
+
+
+def _merge(good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_failed: int) -> Summary:
+    first, header = _read_catalogue(good[0].catalogue)
+    names = [n[2:] for n in first.dtype.names if n.startswith("C_")]
+    target_class = str(header["TARGCLS"]).strip()
+    dtype = catalogue_dtype(names, target_class, width)
+    keep = ("LNFORMAT", "TARGCLS", "CTHRESH", "MINLINES", "FIBSTAT", "MODEL", "MODELSHA", "WORIGIN", "LNVER", "GITREV")
+    cards = [{"name": key, "value": header[key], "comment": header.get_comment(key)} for key in keep if key in header]
+    cards += [{"name": "NFILES", "value": n_files, "comment": "coadd files asked for"},
+              {"name": "NFAILED", "value": n_failed, "comment": "files that could not be read (failures.tsv)"}]
+    counts = dict.fromkeys(("n_rows", "n_non_science", "n_no_data", "n_classified", "n_selected"), 0)
+    counts.update(files=n_files, failed=n_failed)
+    histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
+    z_selected: list[np.ndarray] = []
+    with atomic_path(path) as tmp, fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
+        fits.write(np.zeros(0, dtype), extname=EXTNAME, header=cards)
+        for outcome in good:
+            records, file_header = _read_catalogue(outcome.catalogue)
+            _check_same_rule(file_header, header, outcome.catalogue)
+            records = records.astype(dtype)
+            fits[EXTNAME].append(records)
+            selected = records[f"IS_{target_class}_QN"] == 1
+            histogram += np.histogram(records["CONFIDENCE"], CONFIDENCE_BINS)[0]
+            z_selected.append(records["Z"][selected].astype(np.float32))
+            for key in counts.keys() & set(MANIFEST_FIELDS):
+                counts[key] += getattr(outcome, key)
+    return Summary(target_class, counts, histogram, z_selected, {c["name"]: c["value"] for c in cards})
+
+
+
+def _check_same_rule(header: Any, reference: Any, path: str) -> None:
+    for key in SAME_RULE_KEYS:
+        if header.get(key) != reference.get(key):
+            raise InputFileError(f"{key} = {header.get(key)!r} but the first catalogue has {reference.get(key)!r}: "
+                                 "catalogues of different models or detection rules cannot be merged", path)
+
+
+def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
+    """summary.csv (quantity, count), summary.md (the same, with the rule) and summary.png."""
+    rows = summary.table()
+    write_text_atomic(out_dir / "summary.csv", "quantity,count\n" + "".join(f"{q},{n}\n" for q, n in rows))
+    h = summary.header
+    z = np.concatenate(summary.z_selected) if summary.z_selected else np.zeros(0)
+    lines = [f"# Survey catalogue {title}".rstrip(), "",
+             f"Model `{h.get('MODEL')}` ({h.get('WORIGIN')}, sha256 {str(h.get('MODELSHA'))[:12]}...), "
+             f"c_th = {h.get('CTHRESH')}, min_lines = {h.get('MINLINES')}.", "",
+             "| | count |", "|---|---:|"] + [f"| {q} | {n:,} |" for q, n in rows]
+    if len(z):
+        lines += ["", f"Redshift of the {summary.target_class} selected: median {np.median(z):.3f}, "
+                      f"5-95% {np.percentile(z, 5):.3f}-{np.percentile(z, 95):.3f}."]
+    write_text_atomic(out_dir / "summary.md", "\n".join(lines) + "\n")
+    _summary_figure(summary, z, out_dir / "summary.png", title)
+
+
+def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> None:
+    from .plots import plt, save_figure
+
+    fig, (ax_z, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
+    cls, h = summary.target_class, summary.header
+    if len(z):
+        edges = np.arange(np.floor(z.min() / Z_BIN) * Z_BIN, z.max() + 2 * Z_BIN, Z_BIN)
+        ax_z.hist(z, edges, histtype="stepfilled", alpha=0.7)
+    else:
+        ax_z.text(0.5, 0.5, f"no {cls} selected", ha="center", va="center", transform=ax_z.transAxes)
+    ax_z.set(xlabel="Z (most confident line)", ylabel=f"{cls} per {Z_BIN} in z",
+             title=f"N(z) of the {summary.counts['n_selected']:,} {cls} selected")
+    ax_c.stairs(summary.confidence_histogram, CONFIDENCE_BINS, fill=True, alpha=0.7)
+    ax_c.axvline(float(h.get("CTHRESH", 0.5)), color="k", linestyle="--", label=f"c_th = {h.get('CTHRESH')}")
+    ax_c.set_yscale("log")
+    ax_c.set(xlabel="CONFIDENCE (best line)", ylabel="spectra",
+             title=f"{summary.counts['n_classified']:,} spectra classified")
+    ax_c.legend()
+    fig.suptitle(f"{title} - {h.get('MODEL')}, min_lines = {h.get('MINLINES')}".lstrip(" -"))
+    save_figure(fig, path)
