@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lymannet import augment
+from lymannet.augment import augment_variant
+from lymannet.combine import combine
+from lymannet.config import slugify
 from lymannet.desi import native_wavelength
 from lymannet.grid import Grid
+from lymannet.holdout import split_holdout
 from lymannet.preprocess import rebin
 from lymannet.spectra import SpectraWriter
 
@@ -83,16 +86,16 @@ def main() -> None:
         timings = {}
         start = time.perf_counter()
         t0 = start
-        augment.split_holdout(ingested, workdir / "pool.fits", workdir / "holdout.fits", 0.0, SEED, "bench")
+        split_holdout(ingested, workdir / "pool.fits", workdir / "holdout.fits", 0.0, SEED, "bench")
         timings["holdout"] = time.perf_counter() - t0
         members = {}
         for name, ops in VARIANTS.items():
             t0 = time.perf_counter()
-            members[name] = str(workdir / f"{augment.slugify(name)}.fits")
-            augment.augment_variant(workdir / "pool.fits", members[name], {"source": "bench", "ops": ops}, SEED, name)
+            members[name] = str(workdir / f"{slugify(name)}.fits")
+            augment_variant(workdir / "pool.fits", members[name], {"source": "bench", "ops": ops}, SEED, name)
             timings[f"variant {name!r}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        summary = augment.combine(members, {"contaminant_fraction": None, "validation_fraction": 0.1}, SEED, "bench",
+        summary = combine(members, {"contaminant_fraction": None, "validation_fraction": 0.1}, SEED, "bench",
                                   workdir / "train.fits", workdir / "val.fits", workdir / "summary.csv",
                                   workdir / "summary.png")
         timings["combine"] = time.perf_counter() - t0

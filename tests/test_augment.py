@@ -1,4 +1,5 @@
-"""lymannet.augment: holdout, test sets, template resampling, variant recipes, online augmentation.
+"""lymannet.holdout, .templates, .augment, .online: holdout, test sets, template resampling, variant
+recipes, online augmentation.
 
 Spectra are synthetic: a flat continuum plus one Gaussian emission line at (1+z) x LINE, with
 constant ivar, on the DESI native grid and rebinned onto the network grid as ingestion does.
@@ -14,12 +15,15 @@ import pytest
 import torch
 
 from lymannet import augment
-from lymannet.augment import ConfigError, select_rows, validate_select
 from lymannet.desi import native_wavelength
+from lymannet.errors import ConfigError, InputFileError
 from lymannet.grid import Grid
+from lymannet.holdout import build_testset, split_holdout
 from lymannet.online import OnlineAugmentation
 from lymannet.preprocess import rebin
+from lymannet.selection import select_rows, validate_select
 from lymannet.spectra import SpectraFile, SpectrumSet, read_spectra, write_spectra
+from lymannet.templates import resample_templates
 
 GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
 LOG_GRID = Grid.quasarnet()
@@ -287,7 +291,7 @@ def test_bad_op_parameters_raise_config_error(op):
 
 def test_shift_without_native_layer_is_a_clear_error(tmp_path):
     source = write_file(tmp_path / "pool.fits", make_truth(2), native=False)
-    with pytest.raises(augment.InputFileError, match="native"):
+    with pytest.raises(InputFileError, match="native"):
         run_variant(tmp_path, source, [{"shift": {"ratio": "5/4"}}])
 
 
@@ -325,7 +329,7 @@ def test_chunking_streams_rows_in_order(tmp_path):
 def test_holdout_stratified_by_spectype(tmp_path):
     truth = make_truth(200, z=3.0, spectype=["LBG"] * 120 + ["QSO"] * 40 + ["ELG"] * 40)
     source = write_file(tmp_path / "ingested.fits", truth)
-    counts = augment.split_holdout(source, tmp_path / "pool.fits", tmp_path / "hold.fits", 0.25, 1, "survey")
+    counts = split_holdout(source, tmp_path / "pool.fits", tmp_path / "hold.fits", 0.25, 1, "survey")
     assert counts == {"pool": 150, "holdout": 50}
     pool, pool_native = read_both(tmp_path / "pool.fits")
     held, held_native = read_both(tmp_path / "hold.fits")
@@ -336,7 +340,7 @@ def test_holdout_stratified_by_spectype(tmp_path):
     before = read_spectra(source)
     row = int(np.flatnonzero(before.truth["TARGETID"] == held.truth["TARGETID"][0])[0])
     np.testing.assert_array_equal(held.flux[0], before.flux[row])
-    augment.split_holdout(source, tmp_path / "pool0.fits", tmp_path / "hold0.fits", 0.0, 1, "survey")
+    split_holdout(source, tmp_path / "pool0.fits", tmp_path / "hold0.fits", 0.0, 1, "survey")
     assert len(read_spectra(tmp_path / "hold0.fits")) == 0 and len(read_spectra(tmp_path / "pool0.fits")) == 200
 
 
@@ -344,7 +348,7 @@ def test_holdout_keeps_copies_of_one_object_together(tmp_path):
     truth = make_truth(60, z=3.0)
     truth["PARENT_TARGETID"] = np.repeat(np.arange(20), 3)  # three spectra per object
     source = write_file(tmp_path / "ingested.fits", truth, native=False)
-    augment.split_holdout(source, tmp_path / "pool.fits", tmp_path / "hold.fits", 0.3, 2, "survey")
+    split_holdout(source, tmp_path / "pool.fits", tmp_path / "hold.fits", 0.3, 2, "survey")
     held = read_spectra(tmp_path / "hold.fits").truth
     assert len(held) == 18 and held["PARENT_TARGETID"].value_counts().eq(3).all()
 
@@ -357,13 +361,13 @@ def test_testset_from_members(tmp_path):
     members = [{"dataset": "templates", "select": {"spectype": ["LBG"], "z": [None, 2.6], "exptime": [7200]}},
                {"dataset": "survey", "select": {"spectype": ["QSO", "ELG"]}}]
     output = tmp_path / "test_lowz.fits"
-    assert augment.build_testset(members, holdouts, 1, "test_lowz", output) == 7 + 20
+    assert build_testset(members, holdouts, 1, "test_lowz", output) == 7 + 20
     test = read_spectra(output)
     assert test.truth["TARGETID"].tolist()[:7] == list(range(1, 8))  # TARGETIDs kept
     with SpectraFile(output) as spectra_file:
         assert not spectra_file.has_native
     with pytest.raises(ConfigError, match="templatez"):
-        augment.build_testset([{"dataset": "templatez"}], holdouts, 1, "t", tmp_path / "x.fits")
+        build_testset([{"dataset": "templatez"}], holdouts, 1, "t", tmp_path / "x.fits")
 
 
 def test_resample_templates_makes_redshifts_continuous(tmp_path):
@@ -371,7 +375,7 @@ def test_resample_templates_makes_redshifts_continuous(tmp_path):
     truth = make_truth(len(z_grid) * 4, z=np.repeat(z_grid, 4), TEMPLATE=0)
     pool = write_file(tmp_path / "pool.fits", truth)
     out, plot = tmp_path / "resampled.fits", tmp_path / "z.png"
-    augment.resample_templates(pool, out, plot, 0.1, 3, "templates")
+    resample_templates(pool, out, plot, 0.1, 3, "templates")
     network, native = read_both(out)
     z = network.truth["Z"].to_numpy()
     assert len(np.unique(z)) == len(z)  # continuous: no two equal
@@ -483,4 +487,3 @@ def test_online_spec_errors():
         OnlineAugmentation({"shift": {"p": 0.5}}, GRID)
     with pytest.raises(ConfigError):
         OnlineAugmentation({"add_noise": {"p": 2}}, GRID)
-    assert augment.OnlineAugmentation is OnlineAugmentation

@@ -1,4 +1,4 @@
-"""lymannet.augment.combine: balancing, train/val split by parent, shuffling, summary; leakage."""
+"""lymannet.combine: balancing, train/val split by parent, shuffling, summary; leakage."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from lymannet import augment
-from lymannet.augment import LeakageError, balance_contaminants, check_no_leakage, split_by_parent
+from lymannet.combine import balance_contaminants, combine, split_by_parent
+from lymannet.config import slugify
 from lymannet.errors import ConfigError
+from lymannet.holdout import LeakageError, build_testset, check_no_leakage, split_holdout
 from lymannet.spectra import SpectraFile, read_spectra
 from test_augment import make_truth, write_file
 
@@ -53,7 +55,7 @@ def _variants(tmp_path):
                "QSO and ELG": [{"select": {"spectype": ["QSO", "ELG"]}}]}
     members = {}
     for name, ops in recipes.items():
-        members[name] = str(tmp_path / f"{augment.slugify(name)}.fits")
+        members[name] = str(tmp_path / f"{slugify(name)}.fits")
         augment.augment_variant(pool, members[name], {"source": "survey", "ops": ops}, 1, name)
     return pool, members
 
@@ -62,7 +64,7 @@ def _combine(tmp_path, members, spec, seed=1, folder="combo"):
     out = tmp_path / folder
     paths = {k: out / f"{k}.{ext}" for k, ext in (("train", "fits"), ("val", "fits"),
                                                    ("summary", "csv"), ("plot", "png"))}
-    summary = augment.combine(members, spec, seed, "data_to_train_1", paths["train"], paths["val"], paths["summary"],
+    summary = combine(members, spec, seed, "data_to_train_1", paths["train"], paths["val"], paths["summary"],
                               paths["plot"])
     return summary, read_spectra(paths["train"]), read_spectra(paths["val"]), paths
 
@@ -112,9 +114,9 @@ def test_leakage_check_catches_a_planted_leak(tmp_path):
     truth = make_truth(80, z=np.linspace(2.5, 3.5, 80), spectype=["LBG", "QSO"] * 40)
     ingested = write_file(tmp_path / "ingested.fits", truth)
     pool, held = tmp_path / "pool.fits", tmp_path / "holdout.fits"
-    augment.split_holdout(ingested, pool, held, 0.25, 1, "survey")
+    split_holdout(ingested, pool, held, 0.25, 1, "survey")
     test = tmp_path / "test.fits"
-    augment.build_testset([{"dataset": "survey"}], {"survey": str(held)}, 1, "test", test)
+    build_testset([{"dataset": "survey"}], {"survey": str(held)}, 1, "test", test)
     clean = tmp_path / "clean.fits"
     augment.augment_variant(pool, clean, {"ops": [{"shift": {"ratio": "5/4"}}]}, 1, "offset")
     report = check_no_leakage([clean], [test])
@@ -163,7 +165,7 @@ def test_workflow_scripts_chain(tmp_path):
                 "QSO >=1.8": ("pool_survey", [{"select": {"spectype": ["QSO"], "z": [1.8, None]}}])}
     members = {}
     for name, (source, ops) in variants.items():
-        members[name] = str(tmp_path / f"{augment.slugify(name)}.fits")
+        members[name] = str(tmp_path / f"{slugify(name)}.fits")
         _script("augment").main(str(tmp_path / f"{source}.fits"), {"source": "x", "ops": ops}, 1, name, members[name])
     out = {k: str(tmp_path / f"{k}.{e}") for k, e in (("train", "fits"), ("val", "fits"), ("csv", "csv"), ("png", "png"))}
     n = _script("combine").main(members, {"members": list(members), "contaminant_fraction": 0.48}, 1, "c",

@@ -426,7 +426,7 @@ def test_end_to_end_variants_train(family, combo, tmp_path):
 def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
     calls = []
 
-    class FakeOnlineAugmentation:  # stands in for lymannet.augment's (another engineer's) class
+    class FakeOnlineAugmentation:  # stands in for lymannet.online's class
         def __init__(self, spec, grid):
             assert spec == {"noise": 0.1} and grid == GRID
 
@@ -437,7 +437,7 @@ def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
             return flux + 0.1 * noise, ivar, z
 
     monkeypatch.setitem(
-        sys.modules, "lymannet.augment", types.SimpleNamespace(OnlineAugmentation=FakeOnlineAugmentation)
+        sys.modules, "lymannet.online", types.SimpleNamespace(OnlineAugmentation=FakeOnlineAugmentation)
     )
     spec = dict(TINY, train=dict(TINY["train"], epochs=1, online_augmentation={"noise": 0.1}))
     _train(combo, tmp_path, spec)

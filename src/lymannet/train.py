@@ -439,7 +439,7 @@ def train_model(
     generator = torch.Generator().manual_seed(rng_seed)  # batch order
     augment, augment_generator = None, None
     if settings["online_augmentation"]:
-        from .augment import OnlineAugmentation  # lazily: only runs that augment need it
+        from .online import OnlineAugmentation  # lazily: only runs that augment need it
 
         augment = OnlineAugmentation(settings["online_augmentation"], grid)
         augment_generator = torch.Generator(device=torch_device).manual_seed(rng_seed ^ 0x5EED)

@@ -1,6 +1,6 @@
 """Fail the workflow if any copy of a test object reached a training or validation set."""
 
-from lymannet.augment import check_no_leakage
+from lymannet.holdout import check_no_leakage
 from lymannet.fileio import write_json_atomic
 from lymannet.runtime import run
 

@@ -7,7 +7,7 @@ validation_fraction}); params.seed; wildcards.combo.
 """
 
 
-from lymannet.augment import combine
+from lymannet.combine import combine
 from lymannet.runtime import run
 
 

@@ -6,7 +6,7 @@ params.seed = config seed; wildcards.dataset.
 """
 
 
-from lymannet.augment import split_holdout
+from lymannet.holdout import split_holdout
 from lymannet.runtime import run
 
 

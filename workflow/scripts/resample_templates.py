@@ -6,7 +6,7 @@ wildcards.dataset.
 """
 
 
-from lymannet.augment import resample_templates
+from lymannet.templates import resample_templates
 from lymannet.runtime import run
 
 

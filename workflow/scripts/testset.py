@@ -6,7 +6,7 @@ output[0] = test set file; params.members = config `testsets.<name>.members`
 """
 
 
-from lymannet.augment import build_testset
+from lymannet.holdout import build_testset
 from lymannet.runtime import run
 
 
