@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from lymannet.fourmost import simulate as sim
-from lymannet.fourmost.models import build, count_parameters
+from lymannet.fourmost.models import build
+from lymannet.models import count_parameters
 
 INPUTS = {"dense": (1, 1533), "gru": (1, 1533), "quasarnet": (1, 1533), "presence": (2, 400), "location": (2, 800)}
 

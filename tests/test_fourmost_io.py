@@ -85,3 +85,12 @@ def test_splits_are_stable_per_object():
     split = io.assign_splits(files, 1, {"train": 0.8, "val": 0.1, "test": 0.1})
     assert 0.75 < np.mean(split == "train") < 0.85
     assert np.array_equal(io.assign_splits(files[:100], 1, {"train": 0.8, "val": 0.1, "test": 0.1}), split[:100])
+
+
+def test_write_simulation_files_and_examples(tmp_path):
+    spec = {"n_spectra": 6, "chunk": 4, "n_dla_probabilities": [0.0, 1.0], "z": [3.0, 3.5]}
+    examples = io.write_simulation(spec, 3, tmp_path / "spectra", tmp_path / "list.txt", tmp_path / "dlas.fits")
+    truth = io.read_truth_list(tmp_path / "list.txt")
+    assert truth["FILE"].tolist()[0] == "spectra/PAQS_absorber_000001.fits" and truth["N_DLA"].tolist() == [1] * 6
+    assert len(io.read_dla_table(tmp_path / "dlas.fits")) == 6 and len(list((tmp_path / "spectra").iterdir())) == 6
+    assert len(examples) == 4 and all(len(dlas) == 1 for _, _, dlas in examples)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lymannet.fourmost import features as ft
-from lymannet.fourmost.models import build, count_parameters, location_loss, mape_loss
+from lymannet.fourmost.models import build, location_loss, mape_loss
+from lymannet.models import count_parameters
 from lymannet.fourmost.train import fit
 
 

@@ -253,14 +253,18 @@ def redshift_summary(z_pred: np.ndarray, z_true: np.ndarray, dz_max: float = 0.0
     if not len(z_true):
         return {"n": 0, "frac_catastrophic": np.nan, "median_abs_dz": np.nan, "sigma_nmad": np.nan}
     dz = z_pred - z_true
-    scaled = dz / (1 + z_true)
     return {
         "n": int(len(z_true)),
         "frac_catastrophic": float(np.mean(np.abs(dz) > dz_max)),
         "median_abs_dz": float(np.median(np.abs(dz))),
-        # normalised median absolute deviation: a robust sigma of dz/(1+z)
-        "sigma_nmad": float(1.4826 * np.median(np.abs(scaled - np.median(scaled)))),
+        "sigma_nmad": nmad(dz / (1 + z_true)),
     }
+
+
+def nmad(x: np.ndarray) -> float:
+    """Normalised median absolute deviation, a robust sigma: 1.4826 median(|x - median(x)|)."""
+    x = np.asarray(x, float)
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
 
 
 @dataclass

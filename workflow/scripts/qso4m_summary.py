@@ -9,50 +9,23 @@ import pandas as pd
 
 from lymannet.fileio import atomic_path, write_text_atomic
 from lymannet.fourmost import plots
+from lymannet.fourmost.score import summary_markdown, summary_table
 from lymannet.runtime import run
 
-SLIDES = {"dense": "test loss 0.0441, 548M parameters, 6,776 s", "gru": "MAPE 1.14%, 7,548 s",
-          "quasarnet": "(not in the slides)", "presence": "AUC 0.9154, 84,865 parameters",
-          "location": "accuracy ~90%"}
 
-
-def _load(path: str) -> dict:
-    return json.loads(Path(path).read_text())
+def _load(path: str | None) -> dict | None:
+    return json.loads(Path(path).read_text()) if path else None
 
 
 def main(redshift: list[str], presence: str | None, location: str | None, size: str, csv: str, md: str,
          comparison: str) -> None:
-    rows, entries = [], []
-    for path in redshift:
-        m = _load(path)
-        rows.append({"pipeline": "redshift", "model": m["model"], "figure": "MAPE [%]", "value": m["mape_percent"],
-                     "catastrophic (|dz|>0.1)": f"{m['n_catastrophic']}/{m['n']}", "parameters": m["parameters"],
-                     "train_seconds": m["train_seconds"], "epochs": m["epochs"], "slides": SLIDES[m["model"]]})
-        predictions = pd.read_csv(Path(path).with_name("predictions.csv"))
-        entries.append((m["model"], predictions["Z_TRUE"].to_numpy(), predictions["Z_PRED"].to_numpy()))
-    if presence:
-        m = _load(presence)
-        rows.append({"pipeline": "dla_presence", "model": "presence", "figure": "AUC", "value": m["auc"],
-                     "catastrophic (|dz|>0.1)": "", "parameters": m["parameters"], "train_seconds": m["train_seconds"],
-                     "epochs": m["epochs"], "slides": SLIDES["presence"]})
-    if location:
-        m = _load(location)
-        for figure, key in ((f"found within {m['tolerance_angstrom']:g} A, S/N>{m['snr_min']:g}",
-                             "fraction_found_within_tolerance_snr_gt_min"),
-                            ("log N_HI rms [dex]", "log_nhi_rms_dex"), ("catalogue purity", "purity")):
-            rows.append({"pipeline": "dla_location", "model": "location", "figure": figure, "value": m[key],
-                         "catastrophic (|dz|>0.1)": "", "parameters": m["parameters"],
-                         "train_seconds": m["train_seconds"], "epochs": m["epochs"], "slides": SLIDES["location"]})
-    table = pd.DataFrame(rows)
+    table = summary_table([_load(path) for path in redshift], _load(presence), _load(location))
     with atomic_path(csv) as tmp:
         table.to_csv(tmp, index=False)
-    lines = [f"# 4MOST quasar pipelines: {size} set (test split)", "",
-             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    for _, r in table.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in r]
-        lines.append("| " + " | ".join(cells) + " |")
-    write_text_atomic(md, "\n".join(lines) + "\n")
-    plots.comparison_figure(comparison, entries)
+    write_text_atomic(md, summary_markdown(table, size))
+    predictions = [pd.read_csv(Path(path).with_name("predictions.csv")) for path in redshift]
+    plots.comparison_figure(comparison, [(_load(path)["model"], p["Z_TRUE"].to_numpy(), p["Z_PRED"].to_numpy())
+                                         for path, p in zip(redshift, predictions)])
 
 
 if "snakemake" in globals():

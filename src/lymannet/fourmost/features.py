@@ -20,6 +20,14 @@ from ..preprocess import standardise
 from .io import SNR_WINDOW, Ingested
 
 PAD_FLUX, PAD_SIGMA, MAX_SIGMA = 0.0, 4.0, 4.0
+# The location network's targets are O(1): centre offset in quarter windows, log N_HI about 20.8
+# (the middle of the DLA range 20.3-22.5, weighted to the steep CDDF's weak end).
+LOG_NHI_CENTRE = 20.8
+
+
+def quarter_window(length: int) -> float:
+    """The location network's unit of centre offset, and the reach of a window's central half."""
+    return length / 4.0
 
 
 def redshift_input(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
@@ -136,13 +144,14 @@ class Windows:
     rows: np.ndarray
     centres: np.ndarray  # window centre pixel (float)
     present: np.ndarray  # 1 if a DLA centre lies within a quarter window of the centre
-    offset: np.ndarray  # (DLA centre - window centre) / (length / 4), 0 if none
+    offset: np.ndarray  # (DLA centre - window centre) / quarter_window(length), 0 if none
     log_n: np.ndarray  # log N_HI of that DLA, 0 if none
 
 
 def label_windows(rows: np.ndarray, centres: np.ndarray, length: int,
                   by_row: dict[int, tuple[np.ndarray, np.ndarray]]) -> Windows:
-    quarter = length / 4.0
+    """Encode the truth per window: the nearest DLA centre within a quarter window of the centre."""
+    quarter = quarter_window(length)
     present = np.zeros(len(rows), np.float32)
     offset = np.zeros(len(rows), np.float32)
     log_n = np.zeros(len(rows), np.float32)
@@ -162,7 +171,7 @@ def training_windows(data: Ingested, rows: np.ndarray, length: int, per_dla: int
     by_row = dla_pixels_by_row(data)
     lo, hi = forest_pixels(data.dla_wave, data.sightlines["Z_QSO"].to_numpy())
     win_rows, win_centres = [], []
-    quarter = length / 4.0
+    quarter = quarter_window(length)
     for row in rows:
         pix, _ = by_row.get(int(row), (np.zeros(0), np.zeros(0)))
         for centre in pix:
@@ -190,3 +199,19 @@ def sliding_windows(data: Ingested, rows: np.ndarray, length: int, stride: int) 
 
 def window_starts(centres: np.ndarray, length: int) -> np.ndarray:
     return np.asarray(centres, np.int64) - length // 2
+
+
+@dataclass
+class WindowVotes:
+    """What each window says (the location network's output decoded): a DLA centre on the DLA grid."""
+
+    probability: np.ndarray  # that a DLA centre lies in the window's central half
+    position: np.ndarray  # absolute centre pixel
+    log_n: np.ndarray  # log N_HI
+
+
+def decode_windows(windows: Windows, output: np.ndarray, length: int) -> WindowVotes:
+    """Invert :func:`label_windows`' encoding: (logit, offset, log N_HI - LOG_NHI_CENTRE) per window."""
+    probability = 1.0 / (1.0 + np.exp(-output[:, 0]))
+    position = windows.centres + output[:, 1] * quarter_window(length)
+    return WindowVotes(probability, position, output[:, 2] + LOG_NHI_CENTRE)

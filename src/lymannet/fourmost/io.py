@@ -36,6 +36,7 @@ from ..grid import Grid
 from ..lines import LYA
 from ..preprocess import rebin
 from ..runtime import Progress
+from . import simulate as sim
 
 log = logging.getLogger("lymannet.fourmost")
 
@@ -75,6 +76,38 @@ def write_dla_table(path: str | Path, files: list[str], z_abs: np.ndarray, log_n
 
 
 # --- reading -------------------------------------------------------------------------------------
+
+
+Example = tuple[np.ndarray, float, list[tuple[float, float]]]  # (flux, z_qso, [(z_abs, log N_HI)])
+
+
+def write_simulation(spec: dict[str, Any], seed: int, spectra_dir: str | Path, truth_path: str | Path,
+                     dla_path: str | Path, n_examples: int = 4) -> list[Example]:
+    """Simulate (:func:`.simulate.simulate`) into one file per spectrum, the truth list and the DLA
+    table; returns a few spectra for the examples figure (sightlines with DLAs first)."""
+    out_dir = Path(spectra_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wave, full = sim.wavelength_grid(), sim.complete_spec(spec)
+    # the sightline draws come first and do not depend on the pixels: known before any chunk
+    params = sim.draw_sightlines(full, seed)
+    dla = params["dla"]
+    examples: list[Example] = []
+
+    def write_chunk(rows: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> None:
+        for k, row in enumerate(rows):
+            header = {"Z_QSO": float(params["z_qso"][row]), "MAG_R": float(params["mag"][row]),
+                      "EXPTIME": float(full["exptime"]), "N_DLA": int(params["n_dla"][row])}
+            write_spectrum(out_dir / sim.spectrum_name(int(row)), wave, flux[k], ivar[k], header)
+            if len(examples) < n_examples and (params["n_dla"][row] > 0 or len(examples) == n_examples - 1):
+                pick = dla["sightline"] == row
+                examples.append((flux[k].copy(), float(params["z_qso"][row]),
+                                 list(zip(dla["z_abs"][pick], dla["log_n"][pick]))))
+
+    sim.simulate(full, seed, write_chunk)
+    files = [f"{out_dir.name}/{sim.spectrum_name(i)}" for i in range(len(params["z_qso"]))]
+    write_truth_list(truth_path, files, params["z_qso"], params["n_abs"], params["n_dla"])
+    write_dla_table(dla_path, [files[i] for i in dla["sightline"]], dla["z_abs"], dla["log_n"], dla["b_kms"])
+    return examples
 
 
 def read_truth_list(path: str | Path) -> pd.DataFrame:

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from ..metrics import nmad, redshift_summary
+
 
 def mape(z_pred: np.ndarray, z_true: np.ndarray) -> float:
     """Mean absolute percentage error, percent."""
@@ -14,16 +16,18 @@ def mape(z_pred: np.ndarray, z_true: np.ndarray) -> float:
 
 
 def redshift_metrics(z_pred: np.ndarray, z_true: np.ndarray, catastrophic_dz: float = 0.1) -> dict[str, float]:
-    dz = np.asarray(z_pred, float) - np.asarray(z_true, float)
-    good = np.abs(dz) <= catastrophic_dz
+    """The slides' MAPE beside :func:`lymannet.metrics.redshift_summary` (catastrophic: |dz| > catastrophic_dz)."""
+    z_pred, z_true = np.asarray(z_pred, float), np.asarray(z_true, float)
+    summary = redshift_summary(z_pred, z_true, catastrophic_dz)
+    good = np.abs(z_pred - z_true) <= catastrophic_dz
     return {
-        "n": int(dz.size),
+        "n": summary["n"],
         "mape_percent": mape(z_pred, z_true),
-        "mape_percent_without_catastrophic": mape(np.asarray(z_pred)[good], np.asarray(z_true)[good]),
-        "median_abs_dz": float(np.median(np.abs(dz))) if dz.size else float("nan"),
-        "sigma_dz_1pz_nmad": float(1.4826 * np.median(np.abs(dz / (1 + np.asarray(z_true)) - np.median(dz / (1 + np.asarray(z_true)))))) if dz.size else float("nan"),
+        "mape_percent_without_catastrophic": mape(z_pred[good], z_true[good]),
+        "median_abs_dz": summary["median_abs_dz"],
+        "sigma_dz_1pz_nmad": summary["sigma_nmad"],
         "n_catastrophic": int((~good).sum()),
-        "catastrophic_fraction": float((~good).mean()) if dz.size else float("nan"),
+        "catastrophic_fraction": summary["frac_catastrophic"],
     }
 
 
@@ -118,8 +122,3 @@ def match_catalogue(truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: flo
             truth.iat[ti, truth.columns.get_loc("PRED_LOG_NHI")] = catalogue["LOG_NHI"].iat[cj]
             catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] = ti
     return truth, catalogue
-
-
-def nmad(x: np.ndarray) -> float:
-    x = np.asarray(x, float)
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")

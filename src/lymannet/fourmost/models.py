@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .features import LOG_NHI_CENTRE
 
 REDSHIFT_KINDS = ("dense", "gru", "quasarnet")
 DLA_KINDS = ("presence", "location")
@@ -137,17 +138,13 @@ def build(kind: str, spec: dict[str, Any] | None, n_pixels: int) -> nn.Module:
     return DlaCnn(n_pixels, n_outputs, spec["channels"], spec["kernel"], spec["dense"], spec["dropout"])
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def mape_loss(z_pred: torch.Tensor, z_true: torch.Tensor) -> torch.Tensor:
     """Mean absolute percentage error, in percent (the slides' loss)."""
     return 100.0 * ((z_pred - z_true).abs() / z_true.abs().clamp_min(1e-6)).mean()
 
 
 def location_loss(output: torch.Tensor, present: torch.Tensor, offset: torch.Tensor, log_n: torch.Tensor,
-                  log_n_centre: float = 20.8) -> torch.Tensor:
+                  log_n_centre: float = LOG_NHI_CENTRE) -> torch.Tensor:
     """BCE on presence + (only where a DLA is present) smooth-L1 on offset and on log N_HI."""
     bce = F.binary_cross_entropy_with_logits(output[:, 0], present)
     weight = present.sum().clamp_min(1.0)

@@ -26,7 +26,8 @@ from ..grid import Grid
 from ..lines import line_set
 from . import features as ft
 from .io import Ingested
-from .models import build, complete_spec, count_parameters, location_loss, mape_loss
+from ..models import count_parameters
+from .models import REDSHIFT_KINDS, build, complete_spec, location_loss, mape_loss
 
 log = logging.getLogger("lymannet.fourmost")
 
@@ -36,8 +37,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "w
 Tensors = dict[str, torch.Tensor]
 
 
-def configure_torch(seed: int, threads: int) -> None:
-    torch.manual_seed(seed)
+def configure_torch(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -198,6 +198,32 @@ def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
     def loss_fn(m, b):
         return location_loss(m(b["x"]), b["present"], b["offset"], b["log_n"])
     return model, parts["train"], parts["val"], loss_fn, {"task": "location", "n_pixels": length}
+
+
+def make_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
+    """(model, train tensors, val tensors, loss_fn, input description) of the network `kind`."""
+    if kind in REDSHIFT_KINDS:
+        return redshift_task(kind, spec, data, options)
+    if kind == "presence":
+        return presence_task(spec, data, options, seed)
+    return location_task(spec, data, options, seed)
+
+
+def train_network(kind: str, spec: dict[str, Any], settings: dict[str, Any], options: dict[str, Any], seed: int,
+                  data: Ingested) -> tuple[nn.Module, dict[str, Any], pd.DataFrame, float]:
+    """Build and fit one network; returns (network, input description with n_train, history, seconds)."""
+    model_seed = job_seed(seed, "fourmost", "train", kind)
+    torch.manual_seed(model_seed)  # the weights' initialisation
+    network, train, val, loss_fn, info = make_task(kind, spec, data, options, seed)
+    n_train = len(next(iter(train.values())))
+    log.info("%s: %d trainable parameters, %d training / %d validation examples", kind, count_parameters(network),
+             n_train, len(next(iter(val.values()))))
+    start = time.perf_counter()
+    history = fit(network, train, val, loss_fn, settings, model_seed,
+                  what="spectra" if info["task"] == "redshift" else "windows")
+    seconds = time.perf_counter() - start
+    log.info("%s trained in %.1f s", kind, seconds)
+    return network, {**info, "n_train": n_train}, history, seconds
 
 
 def predict_batches(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
