@@ -21,9 +21,10 @@ include: "workflow/rules/tune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/quasar4most.smk"
+include: "workflow/rules/classify.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_outputs() + fourmost_outputs(),
+        all_outputs() + fourmost_outputs() + classify_outputs(),

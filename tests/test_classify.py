@@ -3,14 +3,18 @@ process_preds, the real DESI fixture quasars, bad files, incremental reruns and 
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 import sys
 from pathlib import Path
 
+import fitsio
 import numpy as np
 import pytest
 import torch
 
 from lymannet.grid import Grid
+from lymannet.keras_import import load_keras_quasarnet
 from lymannet.lines import QSO_BAL_LINE, QSO_LINES
 from lymannet.models import decode, is_target
 
@@ -88,3 +92,68 @@ def test_decode_matches_process_preds_and_bal_never_chooses_z():
     expected = (c_line > 0.5).sum(axis=0) >= 1
     np.testing.assert_array_equal(is_target(again["c_line"], 0.5, 1, lines), expected)
     assert not np.array_equal(is_target(again["c_line"], 0.5, 1), expected)  # BAL counted: wrong
+
+
+# --- the command on real DESI spectra ---------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`lymannet ...` as a user runs it: the console script installed with the package."""
+    script = Path(sys.executable).with_name("lymannet")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def read_catalogue(path: Path) -> tuple[np.ndarray, dict]:
+    with fitsio.FITS(str(path)) as fits:
+        header = fits["QN_RR"].read_header()
+        return fits["QN_RR"].read(), {key: header[key] for key in header.keys()}
+
+
+@needs_quasarnp
+def test_cli_finds_the_fixture_quasars_and_agrees_with_process_preds(tmp_path):
+    coadd, weights = QNP_FIXTURES / "test_coadd.fits", QNP_FIXTURES / "test_weights_6_layer.h5"
+    result = run_cli("classify", "--model", str(weights), str(coadd), "--output", str(tmp_path / "out"),
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "spectra classified: 24" in result.stdout
+    catalogue, header = read_catalogue(tmp_path / "out" / "catalogue.fits")
+    per_file, _ = read_catalogue(tmp_path / "out" / "test_coadd.fits")
+    for column in catalogue.dtype.names:  # column by column: NaN RA/DEC (no FIBERMAP) compare equal
+        np.testing.assert_array_equal(per_file[column], catalogue[column])
+    assert np.isnan(catalogue["TARGET_RA"]).all()
+    # Row 11 has no valid pixel: left out, as QuasarNET's preprocessing drops it.
+    assert len(catalogue) == 24 and 11 not in catalogue["ROW"]
+    assert header["CTHRESH"] == 0.5 and header["MINLINES"] == 1 and header["TARGCLS"] == "QSO"
+    assert header["MODELSHA"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert "QuasarNET Keras weights" in header["WORIGIN"] and header["LNVER"] and header["GITREV"]
+    by_row = {int(r["ROW"]): r for r in catalogue}
+    for row, z in ((4, 3.92), (23, 2.88)):  # the two obvious quasars
+        assert abs(by_row[row]["Z"] - z) < 0.01 and by_row[row]["CONFIDENCE"] > 0.95
+        assert by_row[row]["BEST_LINE"].strip() == "LYA" and by_row[row]["IS_QSO_QN"] == 1
+    assert set(np.char.strip(catalogue["COADD"].astype(str))) == {"test_coadd.fits"}
+
+    # QuasarNP's decoding of the same network's outputs on QuasarNP's input for these spectra.
+    model, _ = load_keras_quasarnet(weights)
+    with torch.no_grad():
+        out = model(torch.tensor(np.load(QNP_FIXTURES / "coadd_x.npy"), dtype=torch.float32)[:, None, :])
+    heads = np.concatenate([out["box"].numpy(), out["offset"].numpy()], axis=-1).transpose(1, 0, 2)
+    c_line, z_line, zbest, c_bal, z_bal = process_preds(heads.astype(np.float64))
+    ours_c = np.stack([catalogue[f"C_{n}"] for n in ("LYA", "CIV", "CIII", "MGII", "HBETA", "HALPHA")])
+    ours_z = np.stack([catalogue[f"Z_{n}"] for n in ("LYA", "CIV", "CIII", "MGII", "HBETA", "HALPHA")])
+    np.testing.assert_allclose(ours_c, c_line, atol=2e-3)  # our rebinning vs QuasarNP's input: float32
+    np.testing.assert_allclose(catalogue["C_CIV_BAL"], c_bal[0], atol=2e-3)
+    clear = (np.sort(heads[..., :13], -1)[..., -1] - np.sort(heads[..., :13], -1)[..., -2]) > 0.05
+    inside = inside_grid(heads, Grid.quasarnet()).T
+    ok = clear[:6] & inside[:6]
+    np.testing.assert_allclose(ours_z[ok], z_line[ok], atol=1e-3)
+    confident = catalogue["CONFIDENCE"] > 0.9
+    np.testing.assert_allclose(catalogue["Z"][confident], zbest[confident], atol=1e-3)
+    np.testing.assert_array_equal(catalogue["IS_QSO_QN"] == 1, (c_line > 0.5).sum(axis=0) >= 1)
+
+
+def test_help_lists_both_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "where" in result.stdout and "classify" in result.stdout
+    result = run_cli("classify", "--help")
+    for flag in ("--model", "--output", "--c-th", "--min-lines", "--batch-size", "--device", "--bf16"):
+        assert flag in result.stdout

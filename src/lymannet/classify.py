@@ -226,6 +226,59 @@ def plan_batches(files: Sequence[str], files_per_job: int) -> dict[str, list[str
     return batches
 
 
+@dataclass(frozen=True)
+class CatalogueJobs:
+    """A `classify.<name>` entry resolved for the workflow: model file, mirror root, batches."""
+
+    name: str
+    model: str
+    root: str
+    batches: dict[str, list[str]]
+    options: dict[str, Any]
+
+    @property
+    def folder(self) -> str:
+        return f"results/classify/{self.name}"
+
+
+RESERVED_NAMES = (MERGED_NAME, FAILURES_NAME, "summary.csv", "summary.md", "summary.png", "batches")
+
+
+def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
+    """Every `classify:` entry of a validated config, resolved; ConfigError naming the entry if its
+    model run is unknown, no file matches, or a coadd would land on a merged output's name."""
+    runs = {(run["model"], run["combo"]) for run in config.get("runs", [])}
+    plans = {}
+    for name, spec in (config.get("classify") or {}).items():
+        model = spec["model"]
+        if isinstance(model, Mapping):
+            if (model["model"], model["combo"]) not in runs:
+                raise ConfigError(f"classify.{name}: model {{model: {model['model']}, combo: {model['combo']}}} is "
+                                  f"not a run of this config; runs: {sorted(runs)}")
+            model = f"results/models/{model['model']}/{model['combo']}/model.pt"
+        patterns = [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+        files = expand_files(patterns)
+        if not files:
+            raise ConfigError(f"classify.{name}: no file matches {patterns}")
+        root = mirror_root(patterns)
+        for path in files:
+            if mirrored_name(path, root).split(os.sep)[0] in RESERVED_NAMES:
+                raise ConfigError(f"classify.{name}: {path} would be written over the merged output "
+                                  f"{mirrored_name(path, root)}; use a pattern one folder higher")
+        options = {"c_th": spec.get("c_th"), "min_lines": spec.get("min_lines"), "strict": spec.get("strict", False),
+                   "batch_size": spec.get("batch_size", 512), "bf16": spec.get("bf16", False),
+                   "device": spec.get("device", "auto"),
+                   "fiberstatus": (config.get("ingest") or {}).get("fiberstatus", "zero_only")}
+        score = config.get("score") or {}
+        if options["c_th"] is None:
+            options["c_th"] = score.get("default_threshold", 0.5)
+        if options["min_lines"] is None:
+            options["min_lines"] = score.get("min_lines", 1)
+        plans[name] = CatalogueJobs(name, str(model), root, plan_batches(files, spec.get("files_per_job", 20)),
+                                    options)
+    return plans
+
+
 # --------------------------------------------------------------------------- one coadd file
 
 
@@ -576,6 +629,8 @@ def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
 
 
 def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib.ticker
+
     from .plots import plt, save_figure
 
     fig, (ax_z, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
@@ -589,7 +644,9 @@ def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> 
              title=f"N(z) of the {summary.counts['n_selected']:,} {cls} selected")
     ax_c.stairs(summary.confidence_histogram, CONFIDENCE_BINS, fill=True, alpha=0.7)
     ax_c.axvline(float(h.get("CTHRESH", 0.5)), color="k", linestyle="--", label=f"c_th = {h.get('CTHRESH')}")
-    ax_c.set_yscale("log")
+    ax_c.set_yscale("log")  # the few confident spectra would vanish beside the many others
+    ax_c.set_ylim(bottom=0.7)
+    ax_c.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax_c.set(xlabel="CONFIDENCE (best line)", ylabel="spectra",
              title=f"{summary.counts['n_classified']:,} spectra classified")
     ax_c.legend()

@@ -17,6 +17,7 @@ from lymannet.config import (  # noqa: E402
     variant_source_dataset,
     variants_by_slug,
 )
+from lymannet.classify import classify_plan  # noqa: E402
 from lymannet.search import (  # noqa: E402
     best_spec_path,
     check_tune_config,
@@ -46,12 +47,16 @@ wildcard_constraints:
     model=NAME,
     search=NAME,
     worker=r"\d+",
+    catalogue=NAME,
+    batch=r"b[0-9a-f]{10}",
 
 
 VARIANT_NAMES = variants_by_slug(config)
 RUNS = run_pairs(config)
 TESTSETS = list(config["testsets"])
 SEARCHES = searches(config)
+# Survey catalogues: coadd globs are expanded once, here; files grouped into batch jobs.
+CLASSIFY = classify_plan(config)
 
 
 def simulated(dataset):
@@ -132,6 +137,22 @@ def tune_combo(wildcards):
 def tune_worker_markers(wildcards):
     workers = SEARCHES[wildcards.search]["workers"]
     return [f"results/tune/{wildcards.search}/worker_{i}.done" for i in range(workers)]
+
+
+def classify_outputs():
+    """Targets for `rule all`: every survey catalogue's merged file and summary."""
+    names = ("catalogue.fits", "failures.tsv", "summary.md", "summary.png")
+    return [f"{jobs.folder}/{name}" for jobs in CLASSIFY.values() for name in names]
+
+
+def classify_batch_inputs(wildcards):
+    jobs = CLASSIFY[wildcards.catalogue]
+    return {"model": jobs.model, "coadds": jobs.batches[wildcards.batch]}
+
+
+def classify_manifests(wildcards):
+    jobs = CLASSIFY[wildcards.catalogue]
+    return [f"{jobs.folder}/batches/{batch}.tsv" for batch in jobs.batches]
 
 
 # 4MOST quasar pipelines (workflow/rules/quasar4most.smk).
