@@ -20,7 +20,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
-include: "workflow/rules/quasar4most.smk"
+include: "workflow/rules/fourmost.smk"
 include: "workflow/rules/classify.smk"
 
 

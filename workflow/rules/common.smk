@@ -155,49 +155,49 @@ def classify_manifests(wildcards):
     return [f"{jobs.folder}/batches/{batch}.tsv" for batch in jobs.batches]
 
 
-# 4MOST quasar pipelines (workflow/rules/quasar4most.smk).
+# 4MOST quasar pipelines (workflow/rules/fourmost.smk).
 
 config.setdefault("fourmost", {})
 validate(config["fourmost"], "../schemas/fourmost.schema.yaml")
-QSO4M = config["fourmost"]
-QSO4M_REDSHIFT_MODELS = [
-    m for m in ("dense", "gru", "quasarnet") if QSO4M["pipelines"][m]
+FOURMOST = config["fourmost"]
+FOURMOST_REDSHIFT_MODELS = [
+    m for m in ("dense", "gru", "quasarnet") if FOURMOST["pipelines"][m]
 ]
 
 
-def qso4m_size_spec(size):
-    if size not in QSO4M["sizes"]:
+def fourmost_size_spec(size):
+    if size not in FOURMOST["sizes"]:
         raise ValueError(
-            f"fourmost: unknown size {size!r}; valid: {sorted(QSO4M['sizes'])}"
+            f"fourmost: unknown size {size!r}; valid: {sorted(FOURMOST['sizes'])}"
         )
-    return QSO4M["sizes"][size]
+    return FOURMOST["sizes"][size]
 
 
-def qso4m_model_config(model):
+def fourmost_model_config(model):
     # nested defaults behind $ref are not filled by the validator: lymannet.fourmost fills them
-    return QSO4M["models"].get(model, {})
+    return FOURMOST["models"].get(model, {})
 
 
-def qso4m_train_settings(wildcards):
-    settings = dict(qso4m_model_config(wildcards.qso4m_model).get("train", {}))
-    epochs = qso4m_size_spec(wildcards.qso4m_size).get("epochs")
+def fourmost_train_settings(wildcards):
+    settings = dict(fourmost_model_config(wildcards.fourmost_model).get("train", {}))
+    epochs = fourmost_size_spec(wildcards.fourmost_size).get("epochs")
     if epochs:
         settings["epochs"] = epochs
     return settings
 
 
-def qso4m_summary_inputs(wildcards):
-    root = f"results/4most/{wildcards.qso4m_size}"
+def fourmost_summary_inputs(wildcards):
+    root = f"results/fourmost/{wildcards.fourmost_size}"
     inputs = {
         "redshift": [
-            f"{root}/redshift/{m}/metrics.json" for m in QSO4M_REDSHIFT_MODELS
+            f"{root}/redshift/{m}/metrics.json" for m in FOURMOST_REDSHIFT_MODELS
         ],
-        "models": [f"{root}/models/{m}.pt" for m in QSO4M_REDSHIFT_MODELS],
+        "models": [f"{root}/models/{m}.pt" for m in FOURMOST_REDSHIFT_MODELS],
     }
-    if QSO4M["pipelines"]["dla_presence"]:
+    if FOURMOST["pipelines"]["dla_presence"]:
         inputs["presence"] = f"{root}/dla_presence/metrics.json"
         inputs["models"].append(f"{root}/models/presence.pt")
-    if QSO4M["pipelines"]["dla_location"]:
+    if FOURMOST["pipelines"]["dla_location"]:
         inputs["location"] = f"{root}/dla_location/metrics.json"
         inputs["models"].append(f"{root}/models/location.pt")
     return inputs
@@ -205,10 +205,10 @@ def qso4m_summary_inputs(wildcards):
 
 def fourmost_outputs():
     """Targets for `rule all` (empty when fourmost.enabled is false)."""
-    if not QSO4M["enabled"]:
+    if not FOURMOST["enabled"]:
         return []
-    root = f"results/4most/{QSO4M['size']}"
+    root = f"results/fourmost/{FOURMOST['size']}"
     outputs = [f"{root}/summary.md", f"{root}/summary.csv"]
-    if QSO4M_REDSHIFT_MODELS:
+    if FOURMOST_REDSHIFT_MODELS:
         outputs.append(f"{root}/redshift/comparison.png")
     return outputs

@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_score_redshift`: a redshift regressor on the test split -> predictions, metrics, plot."""
+"""Snakemake `fourmost_score_redshift`: a redshift regressor on the test split -> predictions, metrics, plot."""
 
 
 from lymannet.fileio import atomic_path, write_json_atomic

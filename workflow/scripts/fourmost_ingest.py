@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_ingest`: truth list + per-file spectra -> one ingested FITS on the analysis grids."""
+"""Snakemake `fourmost_ingest`: truth list + per-file spectra -> one ingested FITS on the analysis grids."""
 
 
 import logging

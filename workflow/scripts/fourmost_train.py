@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_train`: train one 4MOST network (dense, gru, quasarnet, presence, location)."""
+"""Snakemake `fourmost_train`: train one 4MOST network (dense, gru, quasarnet, presence, location)."""
 
 
 from typing import Any
@@ -22,7 +22,7 @@ def main(kind: str, spec: dict[str, Any], settings: dict[str, Any], options: dic
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], kind=snakemake.wildcards.qso4m_model, spec=snakemake.params.spec,  # noqa: F821
+    run(main, snakemake.log[0], kind=snakemake.wildcards.fourmost_model, spec=snakemake.params.spec,  # noqa: F821
         settings=snakemake.params.settings, options=snakemake.params.options, seed=snakemake.params.seed,  # noqa: F821
         ingested=snakemake.input.ingested, model=snakemake.output.model, history=snakemake.output.history,  # noqa: F821
         threads=snakemake.threads)  # noqa: F821

@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_simulate`: 4MOST-like quasar spectra, one FITS file each, + truth list + DLA table."""
+"""Snakemake `fourmost_simulate`: 4MOST-like quasar spectra, one FITS file each, + truth list + DLA table."""
 
 
 from typing import Any

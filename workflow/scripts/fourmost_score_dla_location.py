@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_score_dla_location`: sliding windows over test sightlines -> merged DLA
+"""Snakemake `fourmost_score_dla_location`: sliding windows over test sightlines -> merged DLA
 catalogue (z_abs, N_HI, confidence) -> matched to the truth within the tolerance."""
 
 

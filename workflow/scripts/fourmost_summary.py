@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_summary`: every 4MOST figure of merit in one CSV + Markdown table, and the
+"""Snakemake `fourmost_summary`: every 4MOST figure of merit in one CSV + Markdown table, and the
 MAPE-vs-z comparison of the redshift regressors."""
 
 

@@ -1,4 +1,4 @@
-"""Snakemake `qso4m_score_dla_presence`: the presence CNN on all test segments -> ROC, AUC, rates."""
+"""Snakemake `fourmost_score_dla_presence`: the presence CNN on all test segments -> ROC, AUC, rates."""
 
 
 from typing import Any

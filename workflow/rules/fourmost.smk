@@ -1,0 +1,188 @@
+# 4MOST quasar pipelines (docs/fourmost.md): simulate -> ingest -> train -> score -> summary, under
+# results/fourmost/<size>/. Config: the `fourmost:` section of config/config.yaml, validated (with
+# defaults) against ../schemas/fourmost.schema.yaml in common.smk.
+#
+#   snakemake --cores 2 results/fourmost/demo/summary.md     # the CI demo (< 3 min on 2 cores)
+#   snakemake --cores 2 results/fourmost/full/summary.md     # the 10,000-spectrum run
+
+
+wildcard_constraints:
+    fourmost_size=r"[A-Za-z0-9_\-]+",
+    fourmost_zmodel=r"dense|gru|quasarnet",
+    fourmost_model=r"dense|gru|quasarnet|presence|location",
+
+
+rule fourmost_simulate:
+    output:
+        spectra=directory("results/fourmost/{fourmost_size}/spectra"),
+        truth="results/fourmost/{fourmost_size}/list_templates.txt",
+        dlas="results/fourmost/{fourmost_size}/dlas.fits",
+        examples=report(
+            "results/fourmost/{fourmost_size}/examples.png",
+            caption="../report/fourmost_examples.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: data",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/simulate.log",
+    benchmark:
+        "benchmarks/fourmost/{fourmost_size}/simulate.tsv"
+    conda:
+        ENV_DATA
+    params:
+        spec=lambda w: {
+            **FOURMOST["simulate"],
+            "n_spectra": fourmost_size_spec(w.fourmost_size)["n_spectra"],
+        },
+        seed=FOURMOST["seed"],
+    script:
+        "../scripts/fourmost_simulate.py"
+
+
+rule fourmost_ingest:
+    input:
+        spectra="results/fourmost/{fourmost_size}/spectra",
+        truth="results/fourmost/{fourmost_size}/list_templates.txt",
+        dlas="results/fourmost/{fourmost_size}/dlas.fits",
+    output:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+    log:
+        "logs/fourmost/{fourmost_size}/ingest.log",
+    benchmark:
+        "benchmarks/fourmost/{fourmost_size}/ingest.tsv"
+    conda:
+        ENV_DATA
+    params:
+        options=FOURMOST["ingest"],
+        seed=FOURMOST["seed"],
+    script:
+        "../scripts/fourmost_ingest.py"
+
+
+rule fourmost_train:
+    input:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+    output:
+        model="results/fourmost/{fourmost_size}/models/{fourmost_model}.pt",
+        history="results/fourmost/{fourmost_size}/models/{fourmost_model}_history.csv",
+    log:
+        "logs/fourmost/{fourmost_size}/train_{fourmost_model}.log",
+    benchmark:
+        "benchmarks/fourmost/{fourmost_size}/train_{fourmost_model}.tsv"
+    conda:
+        ENV_TRAIN
+    threads: FOURMOST["threads"]
+    resources:
+        runtime=30,
+        mem_mb=16000,
+    params:
+        spec=lambda w: fourmost_model_config(w.fourmost_model).get("spec", {}),
+        settings=fourmost_train_settings,
+        options=lambda w: {
+            **FOURMOST["dla"],
+            **FOURMOST["redshift"],
+            "z": FOURMOST["simulate"]["z"],
+            "z_grid": FOURMOST["ingest"]["z_grid"],
+        },
+        seed=FOURMOST["seed"],
+    script:
+        "../scripts/fourmost_train.py"
+
+
+rule fourmost_score_redshift:
+    input:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+        model="results/fourmost/{fourmost_size}/models/{fourmost_zmodel}.pt",
+    output:
+        predictions="results/fourmost/{fourmost_size}/redshift/{fourmost_zmodel}/predictions.csv",
+        metrics="results/fourmost/{fourmost_size}/redshift/{fourmost_zmodel}/metrics.json",
+        figure=report(
+            "results/fourmost/{fourmost_size}/redshift/{fourmost_zmodel}/redshift.png",
+            caption="../report/fourmost_redshift.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: redshift",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/score_redshift_{fourmost_zmodel}.log",
+    conda:
+        ENV_SCORE
+    params:
+        catastrophic_dz=FOURMOST["redshift"]["catastrophic_dz"],
+    script:
+        "../scripts/fourmost_score_redshift.py"
+
+
+rule fourmost_score_dla_presence:
+    input:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+        model="results/fourmost/{fourmost_size}/models/presence.pt",
+    output:
+        segments="results/fourmost/{fourmost_size}/dla_presence/segments.csv",
+        metrics="results/fourmost/{fourmost_size}/dla_presence/metrics.json",
+        roc=report(
+            "results/fourmost/{fourmost_size}/dla_presence/roc.png",
+            caption="../report/fourmost_dla_presence.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: DLA presence",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/score_dla_presence.log",
+    conda:
+        ENV_SCORE
+    params:
+        options=FOURMOST["dla"],
+    script:
+        "../scripts/fourmost_score_dla_presence.py"
+
+
+rule fourmost_score_dla_location:
+    input:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+        model="results/fourmost/{fourmost_size}/models/location.pt",
+    output:
+        catalogue="results/fourmost/{fourmost_size}/dla_location/catalogue.csv",
+        matched="results/fourmost/{fourmost_size}/dla_location/truth_matched.csv",
+        metrics="results/fourmost/{fourmost_size}/dla_location/metrics.json",
+        figure=report(
+            "results/fourmost/{fourmost_size}/dla_location/residuals.png",
+            caption="../report/fourmost_dla_location.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: DLA localisation",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/score_dla_location.log",
+    benchmark:
+        "benchmarks/fourmost/{fourmost_size}/score_dla_location.tsv"
+    conda:
+        ENV_SCORE
+    params:
+        options=FOURMOST["dla"],
+    script:
+        "../scripts/fourmost_score_dla_location.py"
+
+
+rule fourmost_summary:
+    input:
+        unpack(fourmost_summary_inputs),
+    output:
+        csv="results/fourmost/{fourmost_size}/summary.csv",
+        md=report(
+            "results/fourmost/{fourmost_size}/summary.md",
+            caption="../report/fourmost_summary.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: summary",
+        ),
+        comparison=report(
+            "results/fourmost/{fourmost_size}/redshift/comparison.png",
+            caption="../report/fourmost_redshift_comparison.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: redshift",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/summary.log",
+    conda:
+        ENV_SCORE
+    params:
+        size=lambda w: w.fourmost_size,
+    script:
+        "../scripts/fourmost_summary.py"
