@@ -11,14 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..fileio import atomic_path  # noqa: E402
+from ..figures import save_figure  # noqa: E402
 from .metrics import binned_rate  # noqa: E402
-
-
-def save(fig: plt.Figure, path: str | Path, dpi: int = 110) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def examples_figure(path: str | Path, wave: np.ndarray, spectra: list[tuple[np.ndarray, float, list[tuple[float, float]]]]) -> None:
@@ -36,7 +30,7 @@ def examples_figure(path: str | Path, wave: np.ndarray, spectra: list[tuple[np.n
         ax.set_ylim(min(-0.1 * top, np.percentile(flux, 0.5)), 1.15 * top)
         ax.text(0.99, 0.85, f"z_QSO = {z_qso:.3f} (dotted: Ly-alpha emission)", ha="right", transform=ax.transAxes, fontsize=8)
     axes[-1, 0].set_xlabel("observed wavelength [A]")
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def redshift_figure(path: str | Path, name: str, z_true: np.ndarray, z_pred: np.ndarray, dz_cat: float) -> None:
@@ -65,7 +59,7 @@ def redshift_figure(path: str | Path, name: str, z_true: np.ndarray, z_pred: np.
     ax.axvline(-dz_cat, color="tab:red", ls="--", lw=0.8)
     ax.axvline(dz_cat, color="tab:red", ls="--", lw=0.8)
     ax.set(xlabel="z_pred - z_true (clipped to +-0.2)", ylabel="spectra", title="residuals", yscale="log")
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def comparison_figure(path: str | Path, entries: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
@@ -81,7 +75,7 @@ def comparison_figure(path: str | Path, entries: list[tuple[str, np.ndarray, np.
     ax.axhline(1.0, color="tab:red", ls="--", lw=0.8, label="target: 1%")
     ax.set(xlabel="true z", ylabel="MAPE [%]", yscale="log", title="redshift regressors on the test split")
     ax.legend(fontsize=8)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def presence_figure(path: str | Path, fpr: np.ndarray, tpr: np.ndarray, auc_value: float, segments: pd.DataFrame,
@@ -111,7 +105,7 @@ def presence_figure(path: str | Path, fpr: np.ndarray, tpr: np.ndarray, auc_valu
     ax.errorbar(centres, pur["rate"], yerr=pur["error"], fmt="s--", label="purity")
     ax.set(xlabel="continuum S/N per 0.5 A pixel", ylabel="fraction", ylim=(0, 1.05), title="vs S/N (sextiles)")
     ax.legend(fontsize=8)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def location_figure(path: str | Path, matched: pd.DataFrame, tolerance: float, snr_min: float) -> None:
@@ -152,4 +146,4 @@ def location_figure(path: str | Path, matched: pd.DataFrame, tolerance: float, s
     ax.set(xlabel="continuum S/N per 0.5 A pixel", ylabel=f"fraction found within {tolerance:g} A", ylim=(0, 1.05))
     ax.legend(loc="lower left", fontsize=8)
     ax2.legend(loc="lower right", fontsize=8)
-    save(fig, path)
+    save_figure(fig, path)
