@@ -4,6 +4,8 @@ process_preds, the real DESI fixture quasars, bad files, incremental reruns and 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from lymannet.classify import (
+    ClassifyOptions,
+    classify_files,
+    classify_survey,
+    expand_files,
+    load_classifier,
+    plan_batches,
+)
 from lymannet.grid import Grid
 from lymannet.keras_import import load_keras_quasarnet
 from lymannet.lines import QSO_BAL_LINE, QSO_LINES
@@ -157,3 +167,110 @@ def test_help_lists_both_commands():
     result = run_cli("classify", "--help")
     for flag in ("--model", "--output", "--c-th", "--min-lines", "--batch-size", "--device", "--bf16"):
         assert flag in result.stdout
+
+
+# --- bad files, reruns ------------------------------------------------------------------------
+
+
+def without_hdu(source: Path, destination: Path, dropped: str) -> None:
+    """A copy of a coadd file without one of its HDUs."""
+    with fitsio.FITS(str(source)) as fits, fitsio.FITS(str(destination), "rw", clobber=True) as out:
+        for hdu in fits[1:]:
+            if hdu.get_extname() != dropped:
+                out.write(hdu.read(), extname=hdu.get_extname(), header=hdu.read_header())
+
+
+@pytest.fixture
+def survey_folder(tmp_path, fixtures_dir) -> Path:
+    """A healpix-like tree: three good coadds, a truncated one, an empty one, one without R_IVAR."""
+    root = tmp_path / "healpix"
+    good = {"sv3/dark/260/26065/coadd-sv3-dark-26065.fits": fixtures_dir / "desi-edr" / "coadd-sv3-dark-26065.fits",
+            "sv1/dark/51/5169/coadd-sv1-dark-5169.fits": fixtures_dir / "desi-edr" / "coadd-5-169-thru20210419.fits",
+            "main/dark/100/10016/coadd-main-dark-10016.fits": fixtures_dir / "quasarnp" / "test_coadd.fits"}
+    for name, source in good.items():
+        (root / name).parent.mkdir(parents=True)
+        shutil.copy(source, root / name)
+    data = (fixtures_dir / "quasarnp" / "test_coadd.fits").read_bytes()
+    bad = root / "main" / "dark" / "100"
+    for pixel in ("10017", "10018", "10019"):
+        (bad / pixel).mkdir()
+    (bad / "10017" / "coadd-main-dark-10017.fits").write_bytes(data[: len(data) // 2])
+    (bad / "10018" / "coadd-main-dark-10018.fits").write_bytes(b"")
+    without_hdu(fixtures_dir / "quasarnp" / "test_coadd.fits", bad / "10019" / "coadd-main-dark-10019.fits", "R_IVAR")
+    return root
+
+
+WEIGHTS = QNP_FIXTURES / "test_weights_6_layer.h5"
+
+
+@needs_quasarnp
+def test_bad_files_are_listed_and_the_others_classified(survey_folder, tmp_path):
+    out = tmp_path / "out"
+    summary = classify_survey(WEIGHTS, [str(survey_folder / "*/*/*/*/coadd-*.fits")], out, {"device": "cpu"})
+    failures = (out / "failures.tsv").read_text().splitlines()
+    assert failures[0] == "file\treason" and len(failures) == 4
+    reasons = dict(line.split("\t") for line in failures[1:])
+    assert "truncated" in reasons[str(survey_folder / "main/dark/100/10017/coadd-main-dark-10017.fits")]
+    assert "not a readable FITS file" in reasons[str(survey_folder / "main/dark/100/10018/coadd-main-dark-10018.fits")]
+    assert "missing HDU R_IVAR" in reasons[str(survey_folder / "main/dark/100/10019/coadd-main-dark-10019.fits")]
+    catalogue, header = read_catalogue(out / "catalogue.fits")
+    assert header["NFILES"] == 6 and header["NFAILED"] == 3
+    # Each good coadd mirrored below the output, and counted: 25 + 5 + 5 fibres read, the EDR
+    # files' sky fibres and negative TARGETIDs left out (as ingestion does), row 11 without data.
+    for name in ("sv3/dark/260/26065/coadd-sv3-dark-26065.fits", "main/dark/100/10016/coadd-main-dark-10016.fits"):
+        assert (out / name).is_file()
+    counts = dict(summary.table())
+    assert counts["coadd files"] == 6 and counts["files that failed (failures.tsv)"] == 3
+    assert counts["fibres read"] == 35 and counts["spectra classified"] == len(catalogue)
+    assert counts["non-science fibres left out"] + counts["spectra without valid pixels, left out"] + len(
+        catalogue) == 35
+    from_edr = np.char.startswith(np.char.strip(catalogue["COADD"].astype(str)), "sv")
+    assert from_edr.sum() == 35 - 25 - counts["non-science fibres left out"]  # test_coadd: 24 + 1 empty
+    assert (catalogue["TARGETID"][from_edr] > 0).all() and np.isfinite(catalogue["TARGET_RA"][from_edr]).all()
+    assert (out / "summary.png").stat().st_size > 10_000 and "QSO (IS_QSO_QN = 1)" in (out / "summary.md").read_text()
+    # No temporary file is left behind anywhere.
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+
+
+@needs_quasarnp
+def test_strict_makes_a_bad_file_fail_naming_it(survey_folder, tmp_path):
+    result = run_cli("classify", "--model", str(WEIGHTS), str(survey_folder / "**" / "*.fits"), "--output",
+                     str(tmp_path / "out"), "--strict", "--device", "cpu")
+    assert result.returncode == 1
+    assert "coadd-main-dark-10017.fits: truncated file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "catalogue.fits").exists()
+
+
+@needs_quasarnp
+def test_rerun_classifies_only_new_files(survey_folder, tmp_path):
+    classifier = load_classifier(WEIGHTS, "cpu")
+    options = ClassifyOptions(device="cpu")
+    root = str(survey_folder)
+    first = expand_files([str(survey_folder / "s*/**/*.fits")])
+    assert len(first) == 2
+    outcomes = classify_files(classifier, first, root, tmp_path, options)
+    assert [o.status for o in outcomes] == ["classified", "classified"]
+    everything = expand_files([str(survey_folder / "**/coadd-main-dark-10016.fits"), *first])
+    again = classify_files(classifier, everything, root, tmp_path, options)
+    assert {Path(o.file).name: o.status for o in again} == {
+        "coadd-main-dark-10016.fits": "classified", "coadd-sv1-dark-5169.fits": "up to date",
+        "coadd-sv3-dark-26065.fits": "up to date"}
+    assert [o.n_classified for o in again] == [o.n_classified for o in classify_files(
+        classifier, everything, root, tmp_path / "fresh", options)]
+    # Another detection rule, or a changed coadd, is not up to date.
+    stricter = classify_files(classifier, first, root, tmp_path, ClassifyOptions(device="cpu", c_th=0.9))
+    assert {o.status for o in stricter} == {"classified"}
+    os.utime(first[0], ns=(1, 1))
+    touched = classify_files(classifier, first, root, tmp_path, ClassifyOptions(device="cpu", c_th=0.9))
+    assert [o.status for o in touched] == ["classified", "up to date"]
+
+
+def test_batches_are_stable_when_files_are_added():
+    files = [f"/data/healpix/main/dark/{g}/{g * 100 + p}/coadd.fits" for g in range(10) for p in range(30)]
+    before = plan_batches(files, 20)
+    assert sorted(f for batch in before.values() for f in batch) == sorted(files)
+    assert 5 <= len(before) <= 60 and max(map(len, before.values())) <= 40
+    new = "/data/healpix/main/dark/4/455/coadd.fits"
+    after = plan_batches(files + [new], 20)
+    changed = {name for name, batch in after.items() if before.get(name) != batch}
+    assert len(changed) <= 2 and any(new in after[name] for name in changed)
