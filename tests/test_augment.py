@@ -342,6 +342,10 @@ def test_holdout_stratified_by_spectype(tmp_path):
     np.testing.assert_array_equal(held.flux[0], before.flux[row])
     split_holdout(source, tmp_path / "pool0.fits", tmp_path / "hold0.fits", 0.0, 1, "survey")
     assert len(read_spectra(tmp_path / "hold0.fits")) == 0 and len(read_spectra(tmp_path / "pool0.fits")) == 200
+    # A test-only data set: every object held out, an empty (valid) training pool.
+    assert split_holdout(source, tmp_path / "pool1.fits", tmp_path / "hold1.fits", 1.0, 1, "survey") == {
+        "pool": 0, "holdout": 200}
+    assert len(read_spectra(tmp_path / "pool1.fits")) == 0 and len(read_spectra(tmp_path / "hold1.fits")) == 200
 
 
 def test_holdout_keeps_copies_of_one_object_together(tmp_path):

@@ -98,3 +98,20 @@ def test_only_variants_of_used_combos_are_built(raw_config):
     names = used_variants(config)
     assert "normal dataset" in names and "offset of 5/4" in names
     assert "offset of 2/4" not in names  # defined (appendix C) but in no run's combo
+
+
+def test_a_test_only_data_set_cannot_feed_a_variant(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["holdout"]["survey"]["fraction"] = 1.0  # the whole sample kept for testing
+    validate(config, SCHEMA)
+    with pytest.raises(ConfigError, match=r"variants\.'normal dataset' source: data set 'survey' is test-only"):
+        check_config(config)
+    for variant in config["variants"].values():  # the same data set only in test sets: valid
+        variant["source"] = variant["source"].replace("survey", "templates")
+    check_config(config)
+    config["holdout"]["templates"]["fraction"] = 1.0
+    with pytest.raises(ConfigError, match="resample_templates.templates: data set 'templates' is test-only"):
+        check_config(config)
+    config["holdout"]["templates"]["fraction"] = 1.5
+    with pytest.raises(Exception, match="1.5"):
+        validate(config, SCHEMA)

@@ -54,6 +54,16 @@ def variant_source_dataset(source: str) -> tuple[str, bool]:
     return source, False
 
 
+def whole_holdout_datasets(config: dict[str, Any]) -> list[str]:
+    """Data sets held out whole (`holdout.<dataset>.fraction: 1`): their training pool is empty."""
+    return [name for name, spec in (config.get("holdout") or {}).items() if spec.get("fraction", 0) >= 1]
+
+
+def _test_only(dataset: str, where: str) -> ConfigError:
+    return ConfigError(f"{where}: data set {dataset!r} is test-only (holdout.{dataset}.fraction: 1), so it has "
+                       "no training pool; use it in testsets only")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Cross-reference checks JSON Schema cannot express; raises ConfigError naming the culprit."""
     datasets = list(config["datasets"])
@@ -68,12 +78,18 @@ def check_config(config: dict[str, Any]) -> None:
             if member["dataset"] not in datasets:
                 raise _unknown("dataset", f"testsets.{test}", member["dataset"], datasets)
     resampled = list(config.get("resample_templates", {}))
+    test_only = whole_holdout_datasets(config)
+    for name in resampled:
+        if name in test_only:
+            raise _test_only(name, f"resample_templates.{name}")
     for variant, spec in config["variants"].items():
         dataset, is_resampled = variant_source_dataset(spec["source"])
         if is_resampled and dataset not in resampled:
             raise _unknown("resampled dataset", f"variants.{variant!r} source", dataset, resampled)
         if not is_resampled and dataset not in datasets:
             raise _unknown("dataset", f"variants.{variant!r} source", dataset, datasets)
+        if dataset in test_only:
+            raise _test_only(dataset, f"variants.{variant!r} source")
     variants = list(config["variants"])
     for combo, spec in config["combos"].items():
         for member in spec["members"]:

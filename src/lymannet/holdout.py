@@ -32,9 +32,11 @@ class LeakageError(LymannetError):
 
 def choose_holdout(truth: pd.DataFrame, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask of held-out rows: round(fraction x n) objects of each SPECTYPE, an object
-    being a PARENT_TARGETID (so repeated observations of one target stay together)."""
-    if not 0 <= fraction < 1:
-        raise ConfigError(f"holdout fraction must be in [0, 1), not {fraction!r}")
+    being a PARENT_TARGETID (so repeated observations of one target stay together). Fraction 1
+    makes a test-only data set (e.g. a visually inspected sample kept whole for testing): every
+    object is held out and the training pool is empty."""
+    if not 0 <= fraction <= 1:
+        raise ConfigError(f"holdout fraction must be in [0, 1] (1: a test-only data set), not {fraction!r}")
     parent = truth["PARENT_TARGETID"].to_numpy(np.int64)
     parent = np.where(parent >= 0, parent, truth["TARGETID"].to_numpy(np.int64))
     objects = pd.DataFrame({"parent": parent, "spectype": truth["SPECTYPE"].astype(str)})
