@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -24,16 +23,7 @@ from lymannet.metrics import (
     purity_efficiency_curve,
     redshift_summary,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "workflow" / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from lymannet.score import compare_scores, score_catalogue
 
 # Six spectra, one line each. Targets A, B, C, D; contaminants E, F. C has a wrong redshift.
 #            A    B    C    D    E    F
@@ -221,12 +211,11 @@ def write_hand_catalogue(path: Path, confidences: np.ndarray = C_ONE, model: str
 
 
 def test_score_script_writes_json_curve_and_figures(tmp_path):
-    score = load_script("score")
     write_hand_catalogue(tmp_path / "pred.fits")
     options = {"dz_max": 0.05, "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 5}, "min_lines": 1,
                "target_class": "LBG"}
     out = {k: tmp_path / f"out.{k}" for k in ("json", "csv", "png", "pe.png")}
-    score.main(str(tmp_path / "pred.fits"), options, "initial", "initial", "test_z3", str(out["json"]),
+    score_catalogue(str(tmp_path / "pred.fits"), options, "initial", "initial", "test_z3", str(out["json"]),
                str(out["csv"]), str(out["png"]), str(out["pe.png"]))
     summary = json.loads(out["json"].read_text())
     # the hand case above: P = E = 0.5 on [0.3, 0.4) (A B C E detected: as many as the targets;
@@ -248,28 +237,26 @@ def test_score_script_writes_json_curve_and_figures(tmp_path):
 
 
 def test_score_script_rejects_nan_naming_the_model(tmp_path):
-    score = load_script("score")
     confidences = C_ONE.copy()
     confidences[[1, 3]] = np.nan
     write_hand_catalogue(tmp_path / "pred.fits", confidences, model="results/models/x/y/model.pt")
     with pytest.raises(LymannetError, match=r"2 rows with NaN.*results/models/x/y/model.pt"):
-        score.main(str(tmp_path / "pred.fits"), {}, "x", "y", "t", str(tmp_path / "s.json"),
+        score_catalogue(str(tmp_path / "pred.fits"), {}, "x", "y", "t", str(tmp_path / "s.json"),
                    str(tmp_path / "c.csv"), str(tmp_path / "f.png"))
     assert not (tmp_path / "s.json").exists()
 
 
 def test_compare_script_tables_and_figures(tmp_path):
-    score, compare = load_script("score"), load_script("compare")
     write_hand_catalogue(tmp_path / "pred.fits")
     scores, curves = [], []
     for model, testset in (("initial", "test_z3"), ("initial", "test_lowz"), ("classic", "test_z3")):
         paths = [tmp_path / f"{model}_{testset}.{ext}" for ext in ("json", "csv", "png")]
-        score.main(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, model,
+        score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, model,
                    "combo_a", testset, *map(str, paths))
         scores.append(str(paths[0]))
         curves.append(str(paths[1]))
     figures = [str(tmp_path / "cmp_test_z3.png"), str(tmp_path / "cmp_test_lowz.png")]
-    table = compare.main(scores, curves, [], ["test_z3", "test_lowz"], str(tmp_path / "summary.csv"),
+    table = compare_scores(scores, curves, [], ["test_z3", "test_lowz"], str(tmp_path / "summary.csv"),
                          str(tmp_path / "summary.md"), figures, str(tmp_path / "combos.png"))
     assert table[["model", "combo"]].values.tolist() == [["initial", "combo_a"], ["classic", "combo_a"]]
     assert table["score_test_z3"].tolist() == pytest.approx([0.5, 0.5])
@@ -287,8 +274,7 @@ def test_score_script_on_a_test_set_without_targets(tmp_path):
     table = read_catalogue(tmp_path / "pred.fits").table
     table["SPECTYPE"] = "QSO"
     write_catalogue(tmp_path / "qso.fits", table, LBG_LINES[:1], [{"name": "MODEL", "value": "m.pt"}], {})
-    score = load_script("score")
-    summary = score.main(str(tmp_path / "qso.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, "m", "c",
+    summary = score_catalogue(str(tmp_path / "qso.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, "m", "c",
                          "t", str(tmp_path / "s.json"), str(tmp_path / "c.csv"), str(tmp_path / "f.png"))
     on_disk = json.loads((tmp_path / "s.json").read_text())
     assert on_disk["score"] is None and on_disk["n_targets"] == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from dataclasses import dataclass, field
@@ -18,18 +17,11 @@ import torch
 from lymannet.errors import LymannetError
 from lymannet.grid import Grid
 from lymannet.lines import LBG_LINES, Line
-from lymannet.predict import read_catalogue
+from lymannet.predict import predict_file, read_catalogue
+from lymannet.score import score_catalogue
 from lymannet.spectra import SpectrumSet, write_spectra
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = Grid(kind="linear", start=3600.0, step=80.0, n_pixels=80)
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "workflow" / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_testset(path: Path, n: int = 5) -> pd.DataFrame:
@@ -97,8 +89,7 @@ def test_catalogue_columns_and_values(tmp_path, stand_in):
     truth = write_testset(tmp_path / "test.fits")
     model_path = tmp_path / "model.pt"
     model_path.write_bytes(b"weights")
-    predict = load_script("predict")
-    predict.main(str(model_path), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
+    predict_file(str(model_path), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
                  {"default_threshold": 0.5, "min_lines": 1, "batch_size": 7, "bf16": True, "dz_max": 0.05})
     assert stand_in.calls == [(5, 7, True)]
     cat = read_catalogue(tmp_path / "pred.fits")
@@ -131,7 +122,7 @@ def test_catalogue_columns_and_values(tmp_path, stand_in):
 
 def test_min_lines_two(tmp_path, stand_in):
     write_testset(tmp_path / "test.fits")
-    load_script("predict").main(str(tmp_path / "m.pt"), str(tmp_path / "test.fits"), str(tmp_path / "p.fits"),
+    predict_file(str(tmp_path / "m.pt"), str(tmp_path / "test.fits"), str(tmp_path / "p.fits"),
                                 {"default_threshold": 0.5, "min_lines": 2})
     # lines > 0.5 per row: 2, 0, 1, 0, 3
     assert read_catalogue(tmp_path / "p.fits").table["IS_LBG"].tolist() == [True, False, False, False, True]
@@ -141,7 +132,7 @@ def test_nan_outputs_name_the_model_and_count_rows(tmp_path, stand_in):
     write_testset(tmp_path / "test.fits")
     stand_in.nan_rows = (1, 3)
     with pytest.raises(LymannetError, match=r"m\.pt.*2 of 5 spectra"):
-        load_script("predict").main(str(tmp_path / "m.pt"), str(tmp_path / "test.fits"),
+        predict_file(str(tmp_path / "m.pt"), str(tmp_path / "test.fits"),
                                     str(tmp_path / "p.fits"), {})
     assert not (tmp_path / "p.fits").exists()
     assert not list(tmp_path.glob(".p.fits*"))  # no temp file left behind
@@ -185,7 +176,7 @@ def real_model_file(tmp_path: Path, family: str = "quasarnet") -> Path:
 def test_real_model_file_end_to_end(tmp_path, family):
     path = real_model_file(tmp_path, family)
     write_testset(tmp_path / "test.fits", n=6)
-    load_script("predict").main(str(path), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
+    predict_file(str(path), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
                                 {"default_threshold": 0.5, "min_lines": 1, "batch_size": 4})
     cat = read_catalogue(tmp_path / "pred.fits")
     expected = [line.name for line in LBG_LINES] if family == "quasarnet" else ["CLASS"]
@@ -198,8 +189,7 @@ def test_real_model_file_end_to_end(tmp_path, family):
         np.testing.assert_allclose(cat.table["Z_PRED"], cat.z_line[np.arange(6), best], rtol=1e-6)
 
     # and the score script runs on it
-    score = load_script("score")
-    summary = score.main(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 11}},
+    summary = score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 11}},
                          "tiny", "combo", "test", str(tmp_path / "s.json"), str(tmp_path / "c.csv"),
                          str(tmp_path / "f.png"))
     assert summary["n_targets"] == 4 and summary["n_contaminants"] == 2  # LBG QSO LBG ELG LBG LBG

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import signal
 import subprocess
@@ -100,6 +99,7 @@ def _train(combo: Path, out: Path, spec: dict = TINY, name: str = "tiny") -> dic
         out / "ckpt" / "train.ckpt",
         seed=7,
         device="cpu",
+        combo=combo.name,
     )
 
 
@@ -272,6 +272,7 @@ def test_compiled_training_runs_learns_and_saves_the_plain_module(combo, tmp_pat
 
 RUNNER = textwrap.dedent("""
     import sys, torch
+    from pathlib import Path
     torch.set_num_threads(1)
     from lymannet.runtime import setup_logging
     from lymannet.train import train_model
@@ -281,7 +282,7 @@ RUNNER = textwrap.dedent("""
     spec = dict(TINY, train=dict(TINY["train"], epochs={epochs}, schedule="cosine"))
     out, combo = {out!r}, {combo!r}
     train_model("tiny", spec, combo + "/train.fits", combo + "/val.fits", out + "/model.pt", out + "/history.csv",
-                out + "/curve.png", out + "/train.ckpt", seed=7, device="cpu")
+                out + "/curve.png", out + "/train.ckpt", seed=7, device="cpu", combo=Path(combo).name)
 """)
 
 
@@ -323,6 +324,7 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(combo, tmp_path):
         tmp_path / "ref" / "train.ckpt",
         seed=7,
         device="cpu",
+        combo=combo.name,
     )
     ours = load_model_file(tmp_path / "run" / "model.pt").model.state_dict()
     reference = load_model_file(tmp_path / "ref" / "model.pt").model.state_dict()
@@ -444,23 +446,12 @@ def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
     assert sum(calls) == 384 and len(calls) == 12
 
 
-def test_workflow_script_main(combo, tmp_path):
-    path = REPO / "workflow" / "scripts" / "train.py"
-    module_spec = importlib.util.spec_from_file_location("train_script", path)
-    script = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(script)
+def test_auto_device_and_thread_count(combo, tmp_path):
+    """What the train rule asks for: device auto (the CPU here) and the rule's thread count."""
     spec = dict(TINY, train=dict(TINY["train"], epochs=1))
-    script.main(
-        model_name="tiny",
-        spec=spec,
-        seed=7,
-        train=str(combo / "train.fits"),
-        val=str(combo / "val.fits"),
-        model=str(tmp_path / "m" / "model.pt"),
-        history=str(tmp_path / "m" / "history.csv"),
-        curve=str(tmp_path / "m" / "curve.png"),
-        checkpoint=str(tmp_path / "c" / "ckpt"),
-        threads=1,
-    )
+    train_model("tiny", spec, train_path=combo / "train.fits", val_path=combo / "val.fits",
+                out_model=tmp_path / "m" / "model.pt", out_history=tmp_path / "m" / "history.csv",
+                out_curve=tmp_path / "m" / "curve.png", checkpoint_path=tmp_path / "c" / "ckpt", seed=7,
+                device="auto", threads=1, combo=combo.name)
     assert (tmp_path / "m" / "model.pt").exists() and (tmp_path / "m" / "curve.png").exists()
     assert torch.get_num_threads() == 1

@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from .errors import ConfigError
 
 SPACE_TYPES = ("int", "float", "categorical")
@@ -197,6 +199,16 @@ def searched_models(config: dict[str, Any]) -> dict[str, str]:
 
 def best_spec_path(search: str) -> str:
     return f"results/tune/{search}/best_model.yaml"
+
+
+def resolve_spec(spec: dict[str, Any], best_spec: str | None) -> dict[str, Any]:
+    """The spec a model trains from: `spec` itself, or for `{from_search: <search>}` the search's
+    best spec (`best_spec`, its best_model.yaml) with the other keys of `spec` overriding it."""
+    if best_spec is None:
+        return spec
+    with open(best_spec) as handle:
+        best = yaml.safe_load(handle)
+    return merge_spec(best, {key: value for key, value in spec.items() if key != "from_search"})
 
 
 def study_name(search: str, settings: dict[str, Any], base_spec: dict[str, Any]) -> str:

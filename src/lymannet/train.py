@@ -36,6 +36,7 @@ from .models import (
     build_model,
     combine_terms,
     complete_spec,
+    count_parameters,
     encode_targets,
     loss_terms,
 )
@@ -383,11 +384,13 @@ def train_model(
     device: str = "auto",
     threads: int | None = None,
     epoch_callback: Callable[[int, dict[str, Any]], None] | None = None,
+    *,
+    combo: str,
 ) -> dict[str, Any]:
     """Train `spec` on the combo's train/val spectra files; write model.pt, history.csv and the
     learning curve atomically; return a summary. Resumes from `checkpoint_path` if it holds a
-    checkpoint of this very job. The RNG seed is job_seed(seed, model_name, combo), the combo being
-    the train file's folder name (results/combos/<combo>/train.fits).
+    checkpoint of this very job. The RNG seed is job_seed(seed, model_name, combo): the rule's
+    `{combo}` wildcard, the folder of results/combos/<combo>/train.fits.
 
     `epoch_callback(epoch, history_row)`, if given, is called after every finished epoch (once its
     checkpoint is saved); an exception it raises (e.g. optuna.TrialPruned) stops the training and
@@ -396,7 +399,6 @@ def train_model(
     settings = train_settings(spec)
     torch_device = _pick_device(device)
     _configure_torch(torch_device, threads or settings["threads"])
-    combo = Path(train_path).parent.name
     rng_seed = job_seed(seed, model_name, combo)
     checkpoint_path = Path(checkpoint_path)
     bf16 = uses_bf16(settings["precision"], torch_device)
@@ -493,7 +495,7 @@ def train_model(
         "n_train": len(train_data),
         "n_val": len(val_data),
         "device": torch_device.type,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": count_parameters(model, trainable_only=False),
         "final_val_loss": state.history[-1]["val_loss"] if state.history else math.nan,
     }
     lines = model.lines

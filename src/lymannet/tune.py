@@ -308,6 +308,7 @@ class Objective:
                 device=self.device,
                 threads=self.threads,
                 epoch_callback=self._report(trial),
+                combo=self.settings["combo"],
             )
         except TrainingInterrupted as stop:
             raise WorkerInterrupted(int(stop.code)) from None

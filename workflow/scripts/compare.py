@@ -6,138 +6,14 @@ params.testsets (test set names, in the order of output.figures); output.summary
 output.summary_md, output.figures (one compare PNG per test set), optional output.combos_png; log[0].
 """
 
-
-import json
-import logging
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
-
-from lymannet.errors import InputFileError
-from lymannet.fileio import file_sha256, write_text_atomic
-from lymannet.plots import combos_figure, compare_pe_figure, crossing_from
 from lymannet.runtime import run
-
-log = logging.getLogger("lymannet.compare")
-
-
-def read_score(path: str) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise InputFileError(f"unreadable score JSON ({error})", path) from None
-
-
-def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
-    """Architecture facts of each model file, keyed by both its sha256 and its path."""
-    facts: dict[str, dict[str, Any]] = {}
-    for path in model_files:
-        info: dict[str, Any] = {"layers": None, "filters": None, "lr": None, "parameters": None}
-        try:
-            from lymannet.modelfile import load_model_file
-
-            loaded = load_model_file(path)
-            spec = loaded.spec or {}
-            info.update(layers=spec.get("conv", {}).get("layers"), filters=spec.get("conv", {}).get("filters"),
-                        lr=spec.get("train", {}).get("lr"),
-                        parameters=int(sum(p.numel() for p in loaded.model.parameters())))
-        except ImportError as error:  # no torch: the table keeps empty cells
-            log.warning("cannot load %s (%s): architecture columns left empty", path, error)
-        facts[file_sha256(path)] = info
-        facts[str(Path(path))] = info
-    return facts
-
-
-def summary_table(scores: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
-                  testsets: list[str]) -> pd.DataFrame:
-    """One row per (model, combo), like thesis table 5.1, with one score column per test set."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for score in scores:
-        key = (score["model"], score["combo"])
-        info = facts.get(score.get("model_sha256", ""), facts.get(str(Path(score.get("model_file", ""))), {}))
-        row = rows.setdefault(key, {"model": key[0], "combo": key[1], **{k: info.get(k) for k in
-                                                                          ("layers", "filters", "lr", "parameters")}})
-        row[f"score_{score['testset']}"] = score.get("score")
-        row[f"threshold_{score['testset']}"] = score.get("threshold_at_crossing")
-    table = pd.DataFrame(list(rows.values()))
-    for testset in testsets:
-        for prefix in ("score_", "threshold_"):
-            if f"{prefix}{testset}" not in table:
-                table[f"{prefix}{testset}"] = np.nan
-    return table
-
-
-def _cell(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.0e}"
-    return str(value)
-
-
-def _parameters(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    value = float(value)
-    return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.0f} k"
-
-
-def markdown(table: pd.DataFrame, testsets: list[str]) -> str:
-    """Table 5.1 (architecture + scores) and the per-combo scores, as Markdown."""
-    head = ["model", "combo", "layers", "filters", "lr", "parameters"] + [f"score {t}" for t in testsets]
-    lines = ["# Model comparison", "",
-             "Score = the value where purity equals efficiency (purity: detected spectra that are true "
-             "targets with a correct redshift; efficiency: true targets detected with a correct redshift).",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, row in table.iterrows():
-        cells = [row["model"], row["combo"], _cell(row["layers"]), _cell(row["filters"]),
-                 _cell(row["lr"], 4) if row["lr"] is not None else "n/a", _parameters(row["parameters"])]
-        cells += [_cell(row[f"score_{t}"]) for t in testsets]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines += ["", "## Scores per training combination (appendix C)", ""]
-    for model, group in table.groupby("model", sort=False):
-        lines += [f"### {model}", "", "| combo | " + " | ".join(testsets) + " |", "|---|" + "---|" * len(testsets)]
-        for _, row in group.iterrows():
-            lines.append(f"| {row['combo']} | " + " | ".join(_cell(row[f"score_{t}"]) for t in testsets) + " |")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def main(scores: list[str], curves: list[str], model_files: list[str], testsets: list[str], summary_csv: str,
-         summary_md: str, figures: list[str], combos_png: str | None = None) -> pd.DataFrame:
-    if len(scores) != len(curves):
-        raise InputFileError(f"{len(scores)} score files but {len(curves)} curve files", scores[0] if scores else None)
-    if len(figures) != len(testsets):
-        raise InputFileError(f"{len(figures)} figures for {len(testsets)} test sets", figures[0] if figures else None)
-    records = [read_score(path) for path in scores]
-    table = summary_table(records, model_facts(list(model_files)), list(testsets))
-    write_text_atomic(summary_csv, table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(summary_md, markdown(table, list(testsets)))
-    for testset, figure in zip(testsets, figures):
-        entries, sizes = [], set()
-        for record, curve_path in zip(records, curves):
-            if record["testset"] == testset:
-                curve = pd.read_csv(curve_path)
-                entries.append((f"{record['model']} / {record['combo']}", curve, crossing_from(record)))
-                sizes.add((record["n_targets"], record["n_contaminants"]))
-        detail = ""
-        if len(sizes) == 1:
-            n_targets, n_contaminants = sizes.pop()
-            detail = f" ({n_targets} targets, {n_contaminants} contaminants)"
-        title = f"test set {testset}" + (detail if entries else " (no scores)")
-        compare_pe_figure(figure, entries, title)
-    if combos_png:
-        combos_figure(combos_png, table, list(testsets), "score (P = E) per model and training combination")
-    log.info("compared %d scores of %d runs on %d test sets", len(records), len(table), len(testsets))
-    return table
-
+from lymannet.score import compare_scores
 
 if "snakemake" in globals():
     # The model files may come as input.model_files or input.models; combos_png is optional.
     model_files = getattr(snakemake.input, "model_files", None) or getattr(snakemake.input, "models", [])
-    run(main, snakemake.log[0], scores=list(snakemake.input.scores), curves=list(snakemake.input.curves),
-        model_files=list(model_files), testsets=list(snakemake.params.testsets),
-        summary_csv=snakemake.output.summary_csv, summary_md=snakemake.output.summary_md,
-        figures=list(snakemake.output.figures), combos_png=getattr(snakemake.output, "combos_png", None))
+    run(compare_scores, snakemake.log[0], scores=list(snakemake.input.scores),
+        curves=list(snakemake.input.curves), model_files=list(model_files),
+        testsets=list(snakemake.params.testsets), summary_csv=snakemake.output.summary_csv,
+        summary_md=snakemake.output.summary_md, figures=list(snakemake.output.figures),
+        combos_png=getattr(snakemake.output, "combos_png", None))

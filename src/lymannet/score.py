@@ -1,0 +1,176 @@
+"""The score stage (rules `score`, `compare`): what is written from prediction catalogues.
+
+- :func:`score_catalogue`: one catalogue -> P = E score and summary (JSON), purity/efficiency curve
+  (CSV), the six-panel figure (thesis figs 5.1-5.4).
+- :func:`compare_scores`: every score -> the table 5.1 summary (CSV, Markdown) with architecture
+  facts read from the model files, P/E curves overlaid per test set, scores per combo.
+
+The arithmetic (curves, crossing, detection) is `lymannet.metrics`'s, the figures `lymannet.plots`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputFileError, LymannetError
+from .fileio import file_sha256, write_json_atomic, write_text_atomic
+from .metrics import ScoreOptions, best_line_counts, correct_redshift, evaluate, is_detected
+from .plots import combos_figure, compare_pe_figure, crossing_from, plot_pe_curve, score_figure
+from .predict import read_catalogue
+
+log = logging.getLogger("lymannet.score")
+
+
+def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo: str, testset: str,
+         score_json: str, curve_csv: str, figure: str, pe_figure: str | None = None) -> dict[str, Any]:
+    """Score one prediction catalogue: the P = E score and summary (JSON), the purity/efficiency
+    curve (CSV), the six-panel figure and, if asked for, the P/E curve alone."""
+    opts = ScoreOptions.from_config(options)
+    catalogue = read_catalogue(prediction)
+    table, c_line = catalogue.table, catalogue.c_line
+    bad = ~np.isfinite(c_line).all(axis=1) | ~np.isfinite(table["Z_PRED"].to_numpy(float))
+    if bad.any():
+        raise LymannetError(f"{int(bad.sum())} rows with NaN predictions from model {catalogue.model}", prediction)
+
+    evaluation = evaluate(table, c_line, opts)
+    summary = dict(evaluation.summary, model=model, combo=combo, testset=testset, prediction=str(prediction),
+                   model_file=catalogue.model, model_sha256=str(catalogue.header.get("MODELSHA", "")),
+                   lines=catalogue.line_names)
+    for warning in summary["warnings"]:
+        log.warning("%s/%s on %s: %s", model, combo, testset, warning)
+    write_json_atomic(score_json, summary)
+    write_text_atomic(curve_csv, evaluation.curve.to_csv(index=False, float_format="%.6g"))
+
+    is_target = table["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == opts.target_class.upper()
+    is_good = (is_target & is_detected(c_line, opts.default_threshold, opts.min_lines)
+               & correct_redshift(table["Z_PRED"], table["Z"], opts.dz_max, opts.dv_max_kms))
+    title = f"model {model}, trained on {combo}, tested on {testset}"
+    score_figure(figure, curve=evaluation.curve, crossing=evaluation.crossing, table=table, is_target=is_target,
+                 is_good_default=is_good, line_counts=best_line_counts(c_line[is_target], catalogue.line_names),
+                 dz_max=opts.dz_max, target_class=opts.target_class, default_threshold=opts.default_threshold,
+                 title=title)
+    if pe_figure:
+        plot_pe_curve(pe_figure, evaluation.curve, evaluation.crossing, title)
+    log.info("%s: score %s at c_th %s (%d targets, %d contaminants)", title, summary["score"],
+             summary["threshold_at_crossing"], summary["n_targets"], summary["n_contaminants"])
+    return summary
+
+
+def read_score(path: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InputFileError(f"unreadable score JSON ({error})", path) from None
+
+
+def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
+    """Architecture facts of each model file, keyed by both its sha256 and its path."""
+    facts: dict[str, dict[str, Any]] = {}
+    for path in model_files:
+        info: dict[str, Any] = {"layers": None, "filters": None, "lr": None, "parameters": None}
+        try:
+            from .modelfile import load_model_file  # torch: only where model files are read
+            from .models import count_parameters
+
+            loaded = load_model_file(path)
+            spec = loaded.spec or {}
+            info.update(layers=spec.get("conv", {}).get("layers"), filters=spec.get("conv", {}).get("filters"),
+                        lr=spec.get("train", {}).get("lr"),
+                        parameters=count_parameters(loaded.model, trainable_only=False))
+        except ImportError as error:  # no torch: the table keeps empty cells
+            log.warning("cannot load %s (%s): architecture columns left empty", path, error)
+        facts[file_sha256(path)] = info
+        facts[str(Path(path))] = info
+    return facts
+
+
+def summary_table(scores: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
+                  testsets: list[str]) -> pd.DataFrame:
+    """One row per (model, combo), like thesis table 5.1, with one score column per test set."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for score in scores:
+        key = (score["model"], score["combo"])
+        info = facts.get(score.get("model_sha256", ""), facts.get(str(Path(score.get("model_file", ""))), {}))
+        row = rows.setdefault(key, {"model": key[0], "combo": key[1], **{k: info.get(k) for k in
+                                                                          ("layers", "filters", "lr", "parameters")}})
+        row[f"score_{score['testset']}"] = score.get("score")
+        row[f"threshold_{score['testset']}"] = score.get("threshold_at_crossing")
+    table = pd.DataFrame(list(rows.values()))
+    for testset in testsets:
+        for prefix in ("score_", "threshold_"):
+            if f"{prefix}{testset}" not in table:
+                table[f"{prefix}{testset}"] = np.nan
+    return table
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.0e}"
+    return str(value)
+
+
+def _parameters(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    value = float(value)
+    return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.0f} k"
+
+
+def markdown(table: pd.DataFrame, testsets: list[str]) -> str:
+    """Table 5.1 (architecture + scores) and the per-combo scores, as Markdown."""
+    head = ["model", "combo", "layers", "filters", "lr", "parameters"] + [f"score {t}" for t in testsets]
+    lines = ["# Model comparison", "",
+             "Score = the value where purity equals efficiency (purity: detected spectra that are true "
+             "targets with a correct redshift; efficiency: true targets detected with a correct redshift).",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in table.iterrows():
+        cells = [row["model"], row["combo"], _cell(row["layers"]), _cell(row["filters"]),
+                 _cell(row["lr"], 4) if row["lr"] is not None else "n/a", _parameters(row["parameters"])]
+        cells += [_cell(row[f"score_{t}"]) for t in testsets]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    lines += ["", "## Scores per training combination (appendix C)", ""]
+    for model, group in table.groupby("model", sort=False):
+        lines += [f"### {model}", "", "| combo | " + " | ".join(testsets) + " |", "|---|" + "---|" * len(testsets)]
+        for _, row in group.iterrows():
+            lines.append(f"| {row['combo']} | " + " | ".join(_cell(row[f"score_{t}"]) for t in testsets) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def compare_scores(scores: list[str], curves: list[str], model_files: list[str], testsets: list[str], summary_csv: str,
+         summary_md: str, figures: list[str], combos_png: str | None = None) -> pd.DataFrame:
+    """Compare runs: the table 5.1 summary (CSV, Markdown), the P/E curves of every run overlaid
+    per test set, and, if asked for, the scores per model and training combination."""
+    if len(scores) != len(curves):
+        raise InputFileError(f"{len(scores)} score files but {len(curves)} curve files", scores[0] if scores else None)
+    if len(figures) != len(testsets):
+        raise InputFileError(f"{len(figures)} figures for {len(testsets)} test sets", figures[0] if figures else None)
+    records = [read_score(path) for path in scores]
+    table = summary_table(records, model_facts(list(model_files)), list(testsets))
+    write_text_atomic(summary_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(summary_md, markdown(table, list(testsets)))
+    for testset, figure in zip(testsets, figures):
+        entries, sizes = [], set()
+        for record, curve_path in zip(records, curves):
+            if record["testset"] == testset:
+                curve = pd.read_csv(curve_path)
+                entries.append((f"{record['model']} / {record['combo']}", curve, crossing_from(record)))
+                sizes.add((record["n_targets"], record["n_contaminants"]))
+        detail = ""
+        if len(sizes) == 1:
+            n_targets, n_contaminants = sizes.pop()
+            detail = f" ({n_targets} targets, {n_contaminants} contaminants)"
+        title = f"test set {testset}" + (detail if entries else " (no scores)")
+        compare_pe_figure(figure, entries, title)
+    if combos_png:
+        combos_figure(combos_png, table, list(testsets), "score (P = E) per model and training combination")
+    log.info("compared %d scores of %d runs on %d test sets", len(records), len(table), len(testsets))
+    return table
