@@ -6,7 +6,7 @@ rule augment:
     log:
         "logs/augment/{variant}.log",
     benchmark:
-        "benchmarks/augment/{variant}.tsv"
+        "logs/benchmarks/augment/{variant}.tsv"
     conda:
         ENV_DATA
     resources:

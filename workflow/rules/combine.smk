@@ -19,7 +19,7 @@ rule combine:
     log:
         "logs/combine/{combo}.log",
     benchmark:
-        "benchmarks/combine/{combo}.tsv"
+        "logs/benchmarks/combine/{combo}.tsv"
     conda:
         ENV_DATA
     resources:

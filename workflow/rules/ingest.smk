@@ -6,7 +6,7 @@ rule ingest:
     log:
         "logs/ingest/{dataset}.log",
     benchmark:
-        "benchmarks/ingest/{dataset}.tsv"
+        "logs/benchmarks/ingest/{dataset}.tsv"
     conda:
         ENV_DATA
     threads: 1

@@ -7,7 +7,7 @@ rule predict:
     log:
         "logs/predict/{model}/{combo}/{testset}.log",
     benchmark:
-        "benchmarks/predict/{model}/{combo}/{testset}.tsv"
+        "logs/benchmarks/predict/{model}/{combo}/{testset}.tsv"
     conda:
         ENV_TRAIN
     threads: 2

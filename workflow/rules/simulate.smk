@@ -5,7 +5,7 @@ rule simulate:
     log:
         "logs/simulate/{dataset}.log",
     benchmark:
-        "benchmarks/simulate/{dataset}.tsv"
+        "logs/benchmarks/simulate/{dataset}.tsv"
     conda:
         ENV_DATA
     threads: 1

@@ -12,7 +12,7 @@ rule resample_templates:
     log:
         "logs/resample_templates/{dataset}.log",
     benchmark:
-        "benchmarks/resample_templates/{dataset}.tsv"
+        "logs/benchmarks/resample_templates/{dataset}.tsv"
     conda:
         ENV_DATA
     resources:

@@ -15,7 +15,7 @@ rule train:
     log:
         "logs/train/{model}/{combo}.log",
     benchmark:
-        "benchmarks/train/{model}/{combo}.tsv"
+        "logs/benchmarks/train/{model}/{combo}.tsv"
     conda:
         ENV_TRAIN
     threads: 2

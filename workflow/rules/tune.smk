@@ -12,7 +12,7 @@ rule tune_worker:
     log:
         "logs/tune/{search}/worker_{worker}.log",
     benchmark:
-        "benchmarks/tune/{search}/worker_{worker}.tsv"
+        "logs/benchmarks/tune/{search}/worker_{worker}.tsv"
     conda:
         ENV_TRAIN
     # One core each: on a laptop the workers then run side by side; on Slurm the GPU does the
