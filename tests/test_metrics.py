@@ -262,9 +262,23 @@ def test_compare_script_tables_and_figures(tmp_path):
     assert table["score_test_z3"].tolist() == pytest.approx([0.5, 0.5])
     assert table["score_test_lowz"].iloc[0] == pytest.approx(0.5) and np.isnan(table["score_test_lowz"].iloc[1])
     markdown = (tmp_path / "summary.md").read_text()
-    assert "| classic | combo_a | n/a | n/a | n/a | n/a | 0.500 | n/a |" in markdown
+    assert "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 | n/a |" in markdown
     for figure in figures + [str(tmp_path / "combos.png")]:
         assert Path(figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_facts_say_why_training_ended():
+    from lymannet.score import training_facts
+
+    early = {"epochs_run": 14, "stopped_by": "early stopping", "best_epoch": 9, "val_loss_spread_last3": 0.004}
+    assert training_facts(early) == {"epochs": 14, "stopped": "early stopping (best epoch 9)"}
+    flat = {"epochs_run": 12, "stopped_by": "epoch limit", "val_loss_spread_last3": 0.012}
+    assert training_facts(flat)["stopped"] == "epoch limit, flat (1.2% over 3 epochs)"
+    falling = {"epochs_run": 2, "stopped_by": "epoch limit", "val_loss_spread_last3": float("nan")}
+    assert training_facts(falling)["stopped"] == "epoch limit, under 3 epochs"
+    still = {"epochs_run": 4, "stopped_by": "epoch limit", "val_loss_spread_last3": 0.083}
+    assert training_facts(still)["stopped"] == "epoch limit, NOT flat (8.3% over 3 epochs)"
+    assert training_facts({}) == {"epochs": None, "stopped": None}  # model files of older versions
 
 
 def test_score_script_on_a_test_set_without_targets(tmp_path):

@@ -139,8 +139,11 @@ def test_outputs_are_self_describing(trained):
         "train_loss_LYA",
         "val_loss_LYA",
         "val_loss_NV1240",
+        "peak_rss_mb",
+        "peak_gpu_mb",
     ):
         assert column in history
+    assert (history["peak_rss_mb"] > 50).all() and history["peak_gpu_mb"].isna().all()  # CPU run
     per_line = history[[f"val_loss_{line.name}" for line in LBG_LINES]].sum(axis=1)
     np.testing.assert_allclose(per_line, history["val_loss"], rtol=1e-5)
     assert (trained / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -153,6 +156,13 @@ def test_outputs_are_self_describing(trained):
     assert set(loaded.provenance["inputs"]) == {"train", "val"}
     assert len(loaded.provenance["inputs"]["train"]["sha256"]) == 64
     assert len(loaded.sha256) == 64
+    # Why training ended and what it cost, for the summary table and for sizing cluster jobs.
+    last3 = history["val_loss"].iloc[-3:]
+    assert loaded.training["stopped_by"] == "epoch limit" and loaded.training["epochs_run"] == 6
+    assert loaded.training["val_loss_spread_last3"] == pytest.approx((last3.max() - last3.min()) / last3.min())
+    assert loaded.training["train_seconds"] == pytest.approx(history["seconds"].sum())
+    assert loaded.training["peak_rss_mb"] >= history["peak_rss_mb"].iloc[-1]
+    assert loaded.training["cpu_arithmetic"]["capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX")
     keys = set(loaded.predict(np.ones((3, GRID.n_pixels)), np.ones((3, GRID.n_pixels))))
     assert keys == {"c_line", "z_line", "z_pred", "best_line", "confidence"}
 

@@ -7,14 +7,53 @@ becomes one line on stderr and in the log, and a non-zero exit, instead of a tra
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import LymannetError
+from .errors import ConfigError, LymannetError
 
 log = logging.getLogger("lymannet")
+
+
+# Environment variables that pin the CPU kernels torch uses: ATen's vectorised kernels, oneDNN's
+# convolutions and MKL's BLAS (MKL_CBWR: Intel's "conditional numerical reproducibility"). Each
+# library otherwise picks kernels by the CPU's instruction set (AVX2, AVX-512, AMX), and kernels
+# of other vector widths sum in another order: the same run then gives other weights on another
+# x86 machine. AVX2 is what every x86-64 server of the last decade has.
+CPU_ISA_PINS = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
+    "native": {},
+}
+
+
+def pin_cpu_isa(isa: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Pin torch's CPU kernels to one instruction set (config `cpu_isa`), so that a run repeats
+    bit for bit on any x86 machine that has it, given the same thread count. `native` leaves the
+    choice to the libraries (fastest on AVX-512/AMX machines, repeatable on that CPU only).
+
+    Sets the variables in `environ` (default: this process's, which jobs started from it
+    inherit); they take effect where torch has not yet run a kernel. Returns what it set."""
+    if isa not in CPU_ISA_PINS:
+        raise ConfigError(f"cpu_isa must be one of {sorted(CPU_ISA_PINS)}, not {isa!r}")
+    environ = os.environ if environ is None else environ
+    for name in {key for pins in CPU_ISA_PINS.values() for key in pins}:
+        environ.pop(name, None)
+    environ.update(CPU_ISA_PINS[isa])
+    return dict(CPU_ISA_PINS[isa])
+
+
+def cpu_arithmetic() -> dict[str, Any]:
+    """What decided this process's CPU arithmetic, for provenance beside models and scores."""
+    import torch
+
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        **{name: os.environ.get(name, "") for name in CPU_ISA_PINS["avx2"]},
+    }
 
 
 def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> None:

@@ -25,6 +25,7 @@ from .plots import combos_figure, compare_pe_figure, crossing_from, plot_pe_curv
 from .predict import read_catalogue
 
 log = logging.getLogger("lymannet.score")
+PLATEAU_SPREAD = 0.02  # a validation-loss curve within 2% over its last three epochs is flat
 
 
 def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo: str, testset: str,
@@ -69,11 +70,29 @@ def read_score(path: str) -> dict[str, Any]:
         raise InputFileError(f"unreadable score JSON ({error})", path) from None
 
 
+MODEL_FACTS = ("layers", "filters", "lr", "parameters", "epochs", "stopped")
+
+
+def training_facts(training: dict[str, Any]) -> dict[str, Any]:
+    """Epochs trained and why training ended, as the summary shows them: a network that stopped on
+    its epoch limit while its validation loss still moved by more than 2% over its last three
+    epochs has not reached its plateau, and its scores are not the network's."""
+    epochs = training.get("epochs_run")
+    spread = training.get("val_loss_spread_last3")
+    if training.get("stopped_by") == "early stopping":
+        stopped = f"early stopping (best epoch {training.get('best_epoch')})"
+    elif spread is None or not np.isfinite(spread):
+        stopped = "epoch limit, under 3 epochs" if epochs else None
+    else:
+        stopped = f"epoch limit, {'flat' if spread <= PLATEAU_SPREAD else 'NOT flat'} ({100 * spread:.1f}% over 3 epochs)"
+    return {"epochs": epochs, "stopped": stopped}
+
+
 def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
     """Architecture facts of each model file, keyed by both its sha256 and its path."""
     facts: dict[str, dict[str, Any]] = {}
     for path in model_files:
-        info: dict[str, Any] = {"layers": None, "filters": None, "lr": None, "parameters": None}
+        info: dict[str, Any] = dict.fromkeys(MODEL_FACTS)
         try:
             from .modelfile import load_model_file  # torch: only where model files are read
             from .models import count_parameters
@@ -82,7 +101,8 @@ def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
             spec = loaded.spec or {}
             info.update(layers=spec.get("conv", {}).get("layers"), filters=spec.get("conv", {}).get("filters"),
                         lr=spec.get("train", {}).get("lr"),
-                        parameters=count_parameters(loaded.model, trainable_only=False))
+                        parameters=count_parameters(loaded.model, trainable_only=False),
+                        **training_facts(loaded.training or {}))
         except ImportError as error:  # no torch: the table keeps empty cells
             log.warning("cannot load %s (%s): architecture columns left empty", path, error)
         facts[file_sha256(path)] = info
@@ -97,8 +117,7 @@ def summary_table(scores: list[dict[str, Any]], facts: dict[str, dict[str, Any]]
     for score in scores:
         key = (score["model"], score["combo"])
         info = facts.get(score.get("model_sha256", ""), facts.get(str(Path(score.get("model_file", ""))), {}))
-        row = rows.setdefault(key, {"model": key[0], "combo": key[1], **{k: info.get(k) for k in
-                                                                          ("layers", "filters", "lr", "parameters")}})
+        row = rows.setdefault(key, {"model": key[0], "combo": key[1], **{k: info.get(k) for k in MODEL_FACTS}})
         row[f"score_{score['testset']}"] = score.get("score")
         row[f"threshold_{score['testset']}"] = score.get("threshold_at_crossing")
     table = pd.DataFrame(list(rows.values()))
@@ -126,14 +145,16 @@ def _parameters(value: Any) -> str:
 
 def markdown(table: pd.DataFrame, testsets: list[str]) -> str:
     """Table 5.1 (architecture + scores) and the per-combo scores, as Markdown."""
-    head = ["model", "combo", "layers", "filters", "lr", "parameters"] + [f"score {t}" for t in testsets]
+    head = ["model", "combo", "layers", "filters", "lr", "parameters", "epochs", "stopped by"]
+    head += [f"score {t}" for t in testsets]
     lines = ["# Model comparison", "",
              "Score = the value where purity equals efficiency (purity: detected spectra that are true "
              "targets with a correct redshift; efficiency: true targets detected with a correct redshift).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [row["model"], row["combo"], _cell(row["layers"]), _cell(row["filters"]),
-                 _cell(row["lr"], 4) if row["lr"] is not None else "n/a", _parameters(row["parameters"])]
+                 _cell(row["lr"], 4) if row["lr"] is not None else "n/a", _parameters(row["parameters"]),
+                 _cell(row["epochs"]), _cell(row["stopped"])]
         cells += [_cell(row[f"score_{t}"]) for t in testsets]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", "## Scores per training combination (appendix C)", ""]

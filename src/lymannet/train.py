@@ -3,8 +3,10 @@
 The whole training set sits on the device as tensors; batches are index slices of a permutation
 drawn from a seeded torch.Generator, so there is no per-sample Python data loading. On CUDA the
 forward pass runs under bf16 autocast (train.precision: auto); on CPU it is fp32 unless the config
-asks for bf16 (precision: bf16, about 1.4-1.8x faster on CPUs with AVX-512 BF16 or AMX), and either
-way deterministic: the same config gives the same weights bit for bit, also across an interruption (SIGTERM/SIGUSR1 -> checkpoint
+asks for bf16 (precision: bf16: 1.4-1.8x faster on CPUs with AVX-512 BF16 or AMX, but about 30x
+slower on AVX2-only CPUs, which emulate it). Either way deterministic: the same config on the same
+CPU kernels and thread count gives the same weights bit for bit (lymannet.runtime.pin_cpu_isa makes
+the kernels the same on any x86 machine), also across an interruption (SIGTERM/SIGUSR1 -> checkpoint
 -> non-zero exit -> the rerun resumes from the checkpoint, mid-epoch if need be).
 
 The trained model goes to a model file (`lymannet.modelfile`), which `predict` loads without the trainer.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import signal
 import threading
 import time
@@ -42,7 +45,7 @@ from .models import (
 )
 from .modelfile import cpu_copy, load_model_file, write_model_file
 from .preprocess import network_input
-from .runtime import Progress
+from .runtime import Progress, cpu_arithmetic
 from .spectra import read_spectra
 
 log = logging.getLogger("lymannet")
@@ -497,6 +500,11 @@ def train_model(
         "device": torch_device.type,
         "parameters": count_parameters(model, trainable_only=False),
         "final_val_loss": state.history[-1]["val_loss"] if state.history else math.nan,
+        "stopped_by": "early stopping" if state.stopped else "epoch limit",
+        "val_loss_spread_last3": plateau_spread([row["val_loss"] for row in state.history]),
+        "train_seconds": float(sum(row["seconds"] for row in state.history)),
+        **peak_memory_mb(torch_device),
+        "cpu_arithmetic": cpu_arithmetic(),
     }
     lines = model.lines
     write_model_file(out_model, model, spec, grid, settings["target_class"], config_slice, record, summary)
@@ -674,6 +682,7 @@ def _finish_epoch(
         "lr": lr,
         "seconds": seconds,
         "spectra_per_s": n_train / max(seconds, 1e-9),
+        **peak_memory_mb(val_data.z.device),
     }
     state.history.append(row)
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -696,6 +705,23 @@ def _finish_epoch(
         row["spectra_per_s"],
         0 if state.stopped else remaining * mean_seconds,
     )
+
+
+def plateau_spread(val_losses: list[float], last: int = 3) -> float:
+    """(max - min) / min of the last `last` validation losses: a curve within 2% has plateaued.
+    NaN with fewer epochs."""
+    if len(val_losses) < last:
+        return math.nan
+    tail = np.asarray(val_losses[-last:], dtype=np.float64)
+    return float((tail.max() - tail.min()) / tail.min())
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak memory so far, to size a cluster job's `mem`/GPU request from a first run: the
+    process's resident set, and on CUDA the largest allocation torch has held."""
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}  # KiB on Linux
+    peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
+    return peak
 
 
 def _early_stopping(model: nn.Module, settings: dict[str, Any], state: LoopState, val_loss: float) -> None:

@@ -18,6 +18,7 @@ from lymannet.config import (  # noqa: E402
     variants_by_slug,
 )
 from lymannet.classify import classify_plan  # noqa: E402
+from lymannet.runtime import pin_cpu_isa  # noqa: E402
 from lymannet.search import (  # noqa: E402
     best_spec_path,
     check_tune_config,
@@ -32,6 +33,8 @@ configfile: "config/config.yaml"
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 check_tune_config(config)
+# Jobs inherit this process's environment (local jobs and sbatch's --export=ALL alike).
+pin_cpu_isa(config["cpu_isa"])
 
 ENV_DATA = "../../envs/data.yaml"
 ENV_TRAIN = "../../envs/train.yaml"
