@@ -16,21 +16,13 @@ matplotlib.use("Agg")  # headless: cluster nodes have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from .fileio import atomic_path  # noqa: E402
+from .figures import save_figure  # noqa: E402
 from .metrics import Crossing, binned_efficiency  # noqa: E402
 
 PURITY_STYLE = {"linestyle": "-"}
 EFFICIENCY_STYLE = {"linestyle": "--"}
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> None:
-    """Write a PNG atomically and free the figure."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _empty(ax: plt.Axes, message: str) -> None:

@@ -32,6 +32,7 @@ from torch import nn
 
 from .config import job_seed
 from .errors import ConfigError, InputFileError
+from .figures import save_figure
 from .fileio import atomic_path, config_hash, provenance
 from .grid import Grid
 from .lines import Line
@@ -777,6 +778,4 @@ def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: st
     if ax_lines.lines:
         ax_lines.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, tight=False)

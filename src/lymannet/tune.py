@@ -40,6 +40,7 @@ from optuna.trial import TrialState
 
 from .config import job_seed
 from .errors import ConfigError
+from .figures import save_figure
 from .fileio import atomic_path, write_json_atomic, write_text_atomic
 from .metrics import ScoreOptions, evaluate
 from .modelfile import load_model_file
@@ -459,12 +460,8 @@ def study_caption(study: optuna.Study, search: str) -> str:
 
 
 def _save(fig: Any, path: str | Path) -> None:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, tight=False)
 
 
 def plot_history(study: optuna.Study, objective: str, path: str | Path) -> None:
