@@ -26,7 +26,8 @@ from lymannet.classify import (
 from lymannet.grid import Grid
 from lymannet.keras_import import load_keras_quasarnet
 from lymannet.lines import QSO_BAL_LINE, QSO_LINES
-from lymannet.models import decode, is_target
+from lymannet.metrics import is_detected
+from lymannet.models import decode
 
 torch.set_num_threads(1)
 
@@ -100,8 +101,8 @@ def test_decode_matches_process_preds_and_bal_never_chooses_z():
     np.testing.assert_allclose(zbest_boosted, zbest)
     # DESI's afterburner: IS_QSO_QN counts process_preds' c_line (no BAL head) above c_th.
     expected = (c_line > 0.5).sum(axis=0) >= 1
-    np.testing.assert_array_equal(is_target(again["c_line"], 0.5, 1, lines), expected)
-    assert not np.array_equal(is_target(again["c_line"], 0.5, 1), expected)  # BAL counted: wrong
+    np.testing.assert_array_equal(is_detected(again["c_line"], 0.5, 1, lines), expected)
+    assert not np.array_equal(is_detected(again["c_line"], 0.5, 1), expected)  # BAL counted: wrong
 
 
 # --- the command on real DESI spectra ---------------------------------------------------------

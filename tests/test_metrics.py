@@ -149,6 +149,16 @@ def test_min_lines_counts_lines_above_threshold():
         is_detected(c_line, 0.5, 3)
 
 
+def test_bal_heads_do_not_count_towards_detection():
+    from lymannet.lines import QSO_BAL_LINE, QSO_LINES
+
+    lines = QSO_LINES[:2] + (QSO_BAL_LINE,)
+    c_line = np.array([[0.1, 0.2, 0.9], [0.6, 0.2, 0.9], [0.6, 0.7, 0.1]])
+    np.testing.assert_array_equal(is_detected(c_line, 0.5, 1, lines), [False, True, True])
+    np.testing.assert_array_equal(is_detected(c_line, 0.5, 2, lines), [False, False, True])
+    np.testing.assert_array_equal(is_detected(c_line, 0.5, 1), [True, True, True])  # columns only: BAL counts
+
+
 def test_correct_redshift_dz_and_velocity():
     # z = 3, z_pred = 3.004: dz = 0.004, dv = 0.004 / 4 * c = 299.79 km/s
     z_true, z_pred = np.array([3.0, 3.0, 3.0]), np.array([3.004, 3.06, np.nan])

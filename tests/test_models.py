@@ -16,7 +16,6 @@ from lymannet.models import (
     count_parameters,
     decode,
     encode_targets,
-    is_target,
     keras_same_padding,
     loss_terms,
     quasarnet_loss,
@@ -185,7 +184,3 @@ def test_end_to_end_loss_terms():
     assert total.item() == pytest.approx(huber + math.log(2), rel=1e-5)
 
 
-def test_class_decision_counts_lines_above_threshold():
-    c_line = np.array([[0.9, 0.2, 0.1], [0.6, 0.7, 0.1], [0.1, 0.2, 0.3]])
-    assert is_target(c_line, 0.5).tolist() == [True, True, False]
-    assert is_target(c_line, 0.5, min_lines=2).tolist() == [False, True, False]

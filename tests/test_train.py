@@ -21,7 +21,8 @@ from lymannet.errors import ConfigError
 from lymannet.grid import Grid
 from lymannet.lines import LBG_LINES, LYA
 from lymannet.modelfile import load_model_file
-from lymannet.models import build_model, combine_terms, encode_targets, is_target, loss_terms
+from lymannet.metrics import is_detected
+from lymannet.models import build_model, combine_terms, encode_targets, loss_terms
 from lymannet.preprocess import network_input
 from lymannet.spectra import SpectrumSet, read_spectra, write_spectra
 from lymannet.train import TrainingInterrupted, train_model
@@ -121,7 +122,7 @@ def test_training_learns_the_easy_task(trained, combo):
     val = read_spectra(combo / "val.fits")
     predicted = loaded.predict(val.flux, val.ivar)
     truth_lbg = (val.truth["SPECTYPE"] == "LBG").to_numpy()
-    accuracy = np.mean(is_target(predicted["c_line"], 0.5) == truth_lbg)
+    accuracy = np.mean(is_detected(predicted["c_line"], 0.5) == truth_lbg)
     assert accuracy > 0.8  # chance is ~0.5
     good_z = np.abs(predicted["z_pred"] - val.truth["Z"].to_numpy())[truth_lbg] < 0.05
     assert good_z.mean() > 0.5

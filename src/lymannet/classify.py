@@ -312,7 +312,7 @@ def catalogue_dtype(line_names: Sequence[str], target_class: str, coadd_width: i
 def classify_coadd(classifier: Classifier, path: str, coadd_name: str,
                    options: ClassifyOptions, progress: Progress | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """(catalogue records, counts) of one coadd file; InputFileError if it cannot be used."""
-    from .models import is_target
+    from .metrics import is_detected
 
     coadd = CoaddFile(path, {"fiberstatus": options.fiberstatus})
     check_grid_coverage(classifier.loaded.grid, coadd.wavelength_range, path)
@@ -342,8 +342,8 @@ def classify_coadd(classifier: Classifier, path: str, coadd_name: str,
         for j, name in enumerate(names):
             records[f"C_{name}"] = outputs["c_line"][:, j]
             records[f"Z_{name}"] = outputs["z_line"][:, j]
-        records[f"IS_{classifier.target_class}_QN"] = is_target(outputs["c_line"], options.c_th, options.min_lines,
-                                                                lines)
+        records[f"IS_{classifier.target_class}_QN"] = is_detected(outputs["c_line"], options.c_th,
+                                                                  options.min_lines, lines)
         blocks.append(records)
         if progress is not None:
             progress.update(len(block))

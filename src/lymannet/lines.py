@@ -9,6 +9,9 @@ Shapley et al. 2003 (ApJ 588, 65), HeII and CIII].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ LINE_SETS: dict[str, tuple[Line, ...]] = {
 def is_bal(line: Line) -> bool:
     """A BAL head (see QSO_BAL_LINE); by name, so that lines read back from model files qualify."""
     return line.name.endswith(BAL_SUFFIX)
+
+
+def line_votes(lines: Sequence[Line]) -> np.ndarray:
+    """(L,) bool: the lines that may choose Z and count towards the class decision (not BAL)."""
+    return np.array([not is_bal(line) for line in lines], dtype=bool)
 
 
 def line_set(name: str) -> tuple[Line, ...]:

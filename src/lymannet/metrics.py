@@ -24,12 +24,13 @@ where P == E.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+from .lines import Line, line_votes
 
 C_LIGHT_KMS = 299_792.458
 CURVE_QUANTILES = 200  # saved curves add this many quantiles of the confidences to the grid
@@ -105,8 +106,14 @@ def kth_confidence(c_line: np.ndarray, min_lines: int = 1) -> np.ndarray:
     return np.sort(c_line, axis=1)[:, -min_lines]
 
 
-def is_detected(c_line: np.ndarray, threshold: float, min_lines: int = 1) -> np.ndarray:
-    """At least ``min_lines`` line confidences strictly above ``threshold``."""
+def is_detected(c_line: np.ndarray, threshold: float, min_lines: int = 1,
+                lines: Sequence[Line] | None = None) -> np.ndarray:
+    """The class decision (QuasarNET's): at least ``min_lines`` line confidences strictly above
+    ``threshold``. Given the lines of the columns, BAL heads do not count (DESI's afterburner counts
+    the lines of QuasarNP's process_preds c_line, which holds no BAL head)."""
+    c_line = np.asarray(c_line, float)
+    if lines is not None:
+        c_line = c_line[:, line_votes(lines)]
     return kth_confidence(c_line, min_lines) > threshold
 
 

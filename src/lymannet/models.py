@@ -29,7 +29,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .grid import Grid
-from .lines import Line, is_bal, line_set
+from .lines import Line, line_set, line_votes
 
 FAMILIES = ("quasarnet", "quasarnet_mlp_z", "end_to_end")
 OFFSET_ACTIVATIONS = ("sigmoid", "rescaled_sigmoid", "linear")
@@ -412,20 +412,3 @@ def decode(
         "best_line": best_line.astype(np.int64),
         "confidence": confidence,
     }
-
-
-def line_votes(lines: Sequence[Line]) -> np.ndarray:
-    """(L,) bool: the lines that may choose Z and count towards the class decision (not BAL)."""
-    return np.array([not is_bal(line) for line in lines], dtype=bool)
-
-
-def is_target(
-    c_line: np.ndarray, c_th: float, min_lines: int = 1, lines: Sequence[Line] | None = None
-) -> np.ndarray:
-    """QuasarNET's class decision: at least `min_lines` lines with confidence above c_th. Given
-    the lines of the columns, BAL heads do not count (DESI's afterburner counts the lines of
-    process_preds' c_line, which holds no BAL head)."""
-    above = np.asarray(c_line) > c_th
-    if lines is not None:
-        above = above[:, line_votes(lines)]
-    return above.sum(axis=1) >= min_lines

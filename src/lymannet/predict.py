@@ -31,6 +31,7 @@ from . import __version__
 from .errors import InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, provenance
 from .lines import Line
+from .metrics import is_detected
 from .runtime import Progress
 from .spectra import SpectraFile, records_to_truth, truth_to_records
 
@@ -106,9 +107,7 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
     z_line = np.asarray(outputs["z_line"], np.float32)
     best = np.asarray(outputs["best_line"], np.int64)
     rows = np.arange(len(best))
-    # A target needs at least min_lines lines above threshold (QuasarNET's n_detect).
-    n_above = (c_line > options.default_threshold).sum(axis=1)
-    is_target = n_above >= options.min_lines
+    is_target = is_detected(c_line, options.default_threshold, options.min_lines)
     cls = target_class.upper()
     table = {name: truth[name].to_numpy() for name in TRUTH_KEEP if name in truth}
     table.update({
