@@ -14,15 +14,18 @@ import fitsio
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from lymannet.classify import (
     ClassifyOptions,
     classify_files,
+    classify_plan,
     classify_survey,
     expand_files,
     load_classifier,
     plan_batches,
 )
+from lymannet.errors import ConfigError
 from lymannet.grid import Grid
 from lymannet.keras_import import load_keras_quasarnet
 from lymannet.lines import QSO_BAL_LINE, QSO_LINES
@@ -275,3 +278,47 @@ def test_batches_are_stable_when_files_are_added():
     after = plan_batches(files + [new], 20)
     changed = {name for name, batch in after.items() if before.get(name) != batch}
     assert len(changed) <= 2 and any(new in after[name] for name in changed)
+
+
+# --- the workflow stage -----------------------------------------------------------------------
+
+
+def test_plan_names_the_entry_for_bad_models_and_empty_globs(tmp_path):
+    base = {"runs": [{"model": "initial", "combo": "initial"}], "score": {"default_threshold": 0.7, "min_lines": 2}}
+    config = dict(base, classify={"sky": {"model": {"model": "initial", "combo": "initial"},
+                                          "files": [str(tmp_path / "coadd.fits")]}})
+    plan = classify_plan(config)["sky"]
+    assert plan.model == "results/models/initial/initial/model.pt"
+    assert plan.options["c_th"] == 0.7 and plan.options["min_lines"] == 2  # defaults from score:
+    assert [f for batch in plan.batches.values() for f in batch] == [str(tmp_path / "coadd.fits")]
+    with pytest.raises(ConfigError, match=r"classify.sky: model \{model: classic"):
+        classify_plan(dict(base, classify={"sky": {"model": {"model": "classic", "combo": "initial"},
+                                                   "files": "x.fits"}}))
+    with pytest.raises(ConfigError, match="classify.sky: no file matches"):
+        classify_plan(dict(base, classify={"sky": {"model": "m.pt", "files": [str(tmp_path / "*.fits")]}}))
+
+
+@needs_quasarnp
+def test_workflow_stage_classifies_a_healpix_glob_and_then_only_new_files(survey_folder, tmp_path):
+    from conftest import copy_workflow, snakemake
+    from test_workflow import planned_jobs
+
+    workdir = copy_workflow(tmp_path / "workflow")
+    new_pixel = survey_folder / "main" / "dark" / "100" / "10016" / "coadd-main-dark-10016.fits"
+    for bad in ("10017", "10018", "10019"):  # the bad files have their own test
+        shutil.rmtree(survey_folder / "main" / "dark" / "100" / bad)
+    shutil.move(new_pixel, tmp_path / "later.fits")
+    extra = {"classify": {"qn": {"model": str(WEIGHTS), "files": str(survey_folder / "*/*/*/*/coadd-*.fits"),
+                                 "files_per_job": 1, "device": "cpu"}}}
+    (workdir / "extra.yaml").write_text(yaml.safe_dump(extra))
+    target = ("--configfile", "config/config.yaml", "extra.yaml", "--cores", "2", "results/classify/qn/catalogue.fits")
+    snakemake(workdir, *target, timeout=600)
+    out = workdir / "results" / "classify" / "qn"
+    assert (out / "sv3/dark/260/26065/coadd-sv3-dark-26065.fits").is_file()
+    assert read_catalogue(out / "catalogue.fits")[1]["NFILES"] == 2
+    shutil.move(tmp_path / "later.fits", new_pixel)  # a new healpix pixel appears
+    jobs = planned_jobs(workdir, *target)
+    assert [rule for rule, _ in jobs].count("classify") == 1 and {rule for rule, _ in jobs} == {"classify",
+                                                                                                "classify_merge"}
+    new_batch = next(w["batch"] for rule, w in jobs if rule == "classify")
+    assert not (out / "batches" / f"{new_batch}.tsv").exists()  # a new job for the new file alone

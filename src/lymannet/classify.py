@@ -105,10 +105,13 @@ class Classifier:
 
 
 def pick_device(device: str) -> str:
-    import torch
+    """'auto': CUDA when this job has a GPU, else the CPU."""
+    import torch  # here, not at the top: the Snakefile imports this module to plan jobs
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device here (use auto or cpu)")
     return device
 
 
@@ -119,10 +122,9 @@ def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
         loaded = _load_keras(path, pick_device(device))
         return Classifier(loaded, path, f"QuasarNET Keras weights {path.name}")
     from .modelfile import load_model_file
-
-    loaded = load_model_file(path, device=pick_device(device))
     from .models import has_line_finder
 
+    loaded = load_model_file(path, device=pick_device(device))
     if not has_line_finder(loaded.spec):
         raise InputFileError(f"model family {loaded.spec['family']!r} has no line finder: survey catalogues need "
                              "per-line confidences (use a quasarnet or quasarnet_mlp_z model)", path)
@@ -629,9 +631,13 @@ def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
 
 
 def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: cluster nodes have no display
+    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from .plots import plt, save_figure
+    from .figures import save_figure
 
     fig, (ax_z, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
     cls, h = summary.target_class, summary.header
