@@ -36,7 +36,8 @@ OFFSET_ACTIVATIONS = ("sigmoid", "rescaled_sigmoid", "linear")
 KERAS_BN_EPSILON = 1e-3
 KERAS_BN_MOMENTUM = 0.01  # torch convention: 1 - Keras' 0.99
 
-# Model-spec defaults; the config schema (workflow/schemas/config.schema.yaml) fills the same ones.
+# Model-spec defaults; the config schema (workflow/schemas/config.schema.yaml) fills the same ones
+# (tests/test_defaults.py checks that they agree).
 MODEL_DEFAULTS: dict[str, Any] = {
     "lines": "lbg",
     "n_boxes": 40,

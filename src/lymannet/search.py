@@ -31,7 +31,7 @@ DIRECTIONS = {"val_loss": "minimize", "pe_score": "maximize"}
 SAMPLERS = ("tpe", "gp", "random")
 PRUNERS = ("median", "hyperband", "none")
 
-# `tune.searches.<name>` defaults (the config schema fills the same ones).
+# `tune.searches.<name>` defaults (the config schema fills the same ones; tests/test_defaults.py).
 SEARCH_DEFAULTS: dict[str, Any] = {
     "objective": "val_loss",
     "n_trials": 20,

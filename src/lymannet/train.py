@@ -53,7 +53,7 @@ log = logging.getLogger("lymannet")
 
 CHECKPOINT_FORMAT = "lymannet-checkpoint-1"
 
-# `models.<name>.train` defaults (the config schema fills the same ones).
+# `models.<name>.train` defaults (the config schema fills the same ones; tests/test_defaults.py).
 TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "batch_size": 256,
