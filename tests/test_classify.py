@@ -322,3 +322,19 @@ def test_workflow_stage_classifies_a_healpix_glob_and_then_only_new_files(survey
                                                                                                 "classify_merge"}
     new_batch = next(w["batch"] for rule, w in jobs if rule == "classify")
     assert not (out / "batches" / f"{new_batch}.tsv").exists()  # a new job for the new file alone
+
+
+def test_test_set_catalogues_do_not_count_a_bal_head_either():
+    import pandas as pd
+
+    from lymannet.predict import PredictOptions, catalogue_rows
+
+    names = [line.name for line in QSO_LINES + (QSO_BAL_LINE,)]
+    c_line = np.full((2, 7), 0.1)
+    c_line[0, 6] = 0.99  # only the BAL head is confident
+    c_line[1, 2] = 0.99  # CIII is
+    outputs = {"c_line": c_line, "z_line": np.full((2, 7), 2.0), "z_pred": np.full(2, 2.0),
+               "best_line": np.array([0, 2]), "confidence": np.array([0.1, 0.99])}
+    table = catalogue_rows(pd.DataFrame({"TARGETID": [1, 2]}), outputs, names, "QSO", PredictOptions())
+    assert table["IS_QSO"].tolist() == [False, True]
+    np.testing.assert_allclose(table["C_CIV_BAL"], [0.99, 0.1], rtol=1e-6)  # the column is kept (float32)
