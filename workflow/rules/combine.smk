@@ -31,18 +31,3 @@ rule combine:
         seed=config["seed"],
     script:
         "../scripts/combine.py"
-
-
-rule check_leakage:
-    input:
-        train=expand("results/combos/{combo}/train.fits", combo=used_combos(config)),
-        val=expand("results/combos/{combo}/val.fits", combo=used_combos(config)),
-        testsets=expand("results/testsets/{testset}.fits", testset=TESTSETS),
-    output:
-        "results/checks/leakage.json",
-    log:
-        "logs/check_leakage.log",
-    conda:
-        ENV_DATA
-    script:
-        "../scripts/check_leakage.py"
