@@ -26,7 +26,7 @@ rule fourmost_simulate:
     log:
         "logs/fourmost/{fourmost_size}/simulate.log",
     benchmark:
-        "benchmarks/fourmost/{fourmost_size}/simulate.tsv"
+        "logs/benchmarks/fourmost/{fourmost_size}/simulate.tsv"
     conda:
         ENV_DATA
     params:
@@ -49,7 +49,7 @@ rule fourmost_ingest:
     log:
         "logs/fourmost/{fourmost_size}/ingest.log",
     benchmark:
-        "benchmarks/fourmost/{fourmost_size}/ingest.tsv"
+        "logs/benchmarks/fourmost/{fourmost_size}/ingest.tsv"
     conda:
         ENV_DATA
     params:
@@ -68,7 +68,7 @@ rule fourmost_train:
     log:
         "logs/fourmost/{fourmost_size}/train_{fourmost_model}.log",
     benchmark:
-        "benchmarks/fourmost/{fourmost_size}/train_{fourmost_model}.tsv"
+        "logs/benchmarks/fourmost/{fourmost_size}/train_{fourmost_model}.tsv"
     conda:
         ENV_TRAIN
     threads: FOURMOST["threads"]
@@ -152,7 +152,7 @@ rule fourmost_score_dla_location:
     log:
         "logs/fourmost/{fourmost_size}/score_dla_location.log",
     benchmark:
-        "benchmarks/fourmost/{fourmost_size}/score_dla_location.tsv"
+        "logs/benchmarks/fourmost/{fourmost_size}/score_dla_location.tsv"
     conda:
         ENV_SCORE
     params:
