@@ -143,7 +143,7 @@ def tune_worker_markers(wildcards):
 
 
 def classify_outputs():
-    """Targets for `rule all`: every survey catalogue's merged file and summary."""
+    """Targets of the `all` rule: every survey catalogue's merged file and summary."""
     names = ("catalogue.fits", "failures.tsv", "summary.md", "summary.png")
     return [f"{jobs.folder}/{name}" for jobs in CLASSIFY.values() for name in names]
 
@@ -207,7 +207,7 @@ def fourmost_summary_inputs(wildcards):
 
 
 def fourmost_outputs():
-    """Targets for `rule all` (empty when fourmost.enabled is false)."""
+    """Targets of the `all` rule (empty when fourmost.enabled is false)."""
     if not FOURMOST["enabled"]:
         return []
     root = f"results/fourmost/{FOURMOST['size']}"

@@ -1,4 +1,4 @@
-"""Snakemake `tune_worker` rule: one worker of a hyper-parameter search (lymannet.tune.run_worker).
+"""Snakemake `tune_worker` rule: one worker of a hyper-parameter search (lymannet.tune.worker_main).
 
 All workers of a search share its Optuna study; each runs trials until the study has n_trials
 finished ones, then writes its marker file.
@@ -10,48 +10,17 @@ from lymannet.runtime import run
 from lymannet.tune import worker_main
 
 
-def main(
-    search: str,
-    search_config: dict[str, Any],
-    base_spec: dict[str, Any],
-    seed: int,
-    score: dict[str, Any],
-    train: str,
-    val: str,
-    folder: str,
-    worker: int,
-    marker: str,
-    threads: int,
-) -> None:
-    worker_main(
-        marker,
-        search=search,
-        search_config=search_config,
-        base_spec=base_spec,
-        train_path=train,
-        val_path=val,
-        folder=folder,
-        seed=seed,
-        worker=worker,
-        score=score,
-        device="auto",
-        threads=threads,
-    )
+def main(marker: str, train: str, val: str, search: str, search_config: dict[str, Any],
+         base_spec: dict[str, Any], folder: str, seed: int, worker: int, score: dict[str, Any],
+         threads: int) -> None:
+    worker_main(marker, search=search, search_config=search_config, base_spec=base_spec, train_path=train,
+                val_path=val, folder=folder, seed=seed, worker=worker, score=score, device="auto",
+                threads=threads)
 
 
 if "snakemake" in globals():
-    run(
-        main,
-        snakemake.log[0],  # noqa: F821
-        search=snakemake.wildcards.search,  # noqa: F821
-        search_config=snakemake.params.search,  # noqa: F821
-        base_spec=snakemake.params.base_spec,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        score=snakemake.params.score,  # noqa: F821
-        train=snakemake.input.train,  # noqa: F821
-        val=snakemake.input.val,  # noqa: F821
-        folder=snakemake.params.folder,  # noqa: F821
-        worker=int(snakemake.wildcards.worker),  # noqa: F821
-        marker=snakemake.output.marker,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
-    )
+    sm = snakemake  # noqa: F821
+    run(main, sm.log[0], marker=sm.output.marker, train=sm.input.train, val=sm.input.val,
+        search=sm.wildcards.search, search_config=sm.params.search, base_spec=sm.params.base_spec,
+        folder=sm.params.folder, seed=sm.params.seed, worker=int(sm.wildcards.worker),
+        score=sm.params.score, threads=sm.threads)
