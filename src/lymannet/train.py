@@ -319,7 +319,9 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 def _configure_torch(device: torch.device, threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
     if device.type != "cpu":
-        torch.backends.cudnn.benchmark = True  # GPU runs favour speed over bitwise reproducibility
+        # GPU runs favour speed over bitwise reproducibility, unless the caller turned on
+        # torch.use_deterministic_algorithms (then cuDNN must not pick kernels by timing).
+        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
@@ -462,7 +464,12 @@ def train_model(
         )
 
     deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(torch_device.type == "cpu")  # bit-identical weights on CPU
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # Bit-identical weights on the CPU, always; on CUDA only if the caller asked for them with
+    # torch.use_deterministic_algorithms(True) and CUBLAS_WORKSPACE_CONFIG=:4096:8 (tests/test_gpu.py).
+    torch.use_deterministic_algorithms(
+        torch_device.type == "cpu" or deterministic, warn_only=deterministic and warn_only
+    )
     try:
         with StopSignal() as stop:
             _loop(
@@ -486,7 +493,7 @@ def train_model(
                 epoch_callback,
             )
     finally:
-        torch.use_deterministic_algorithms(deterministic)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
     if state.best_state is not None and settings["early_stopping"]:
         model.load_state_dict(state.best_state)  # restore the best weights
