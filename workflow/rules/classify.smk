@@ -15,7 +15,7 @@ rule classify:
     log:
         "logs/classify/{catalogue}/{batch}.log",
     benchmark:
-        "benchmarks/classify/{catalogue}/{batch}.tsv"
+        "logs/benchmarks/classify/{catalogue}/{batch}.tsv"
     conda:
         ENV_TRAIN
     threads: 2
