@@ -291,6 +291,29 @@ def test_training_facts_say_why_training_ended():
     assert training_facts({}) == {"epochs": None, "stopped": None}  # model files of older versions
 
 
+def test_score_ignores_a_bal_head_like_predict_and_classify(tmp_path):
+    """A QSO model with QuasarNET's BAL head: a confident CIV_BAL trough on a contaminant does not
+    make it a detection (BAL heads do not vote), so the score is that of the line heads alone."""
+    from lymannet.lines import QSO_BAL_LINE, QSO_LINES
+    from lymannet.predict import write_catalogue
+
+    lines = (QSO_LINES[0], QSO_BAL_LINE)
+    targets = np.array([True, True, True, False, False, False])
+    table = pd.DataFrame({
+        "TARGETID": np.arange(6), "Z": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
+        "SPECTYPE": np.where(targets, "QSO", "GALAXY"), "Z_PRED": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
+        "BEST_LINE": lines[0].name, "C_BEST": np.where(targets, 0.9, 0.1), "IS_QSO": targets,
+        f"C_{lines[0].name}": np.where(targets, 0.9, 0.1), f"Z_{lines[0].name}": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
+        f"C_{QSO_BAL_LINE.name}": np.where(targets, 0.2, 0.99), f"Z_{QSO_BAL_LINE.name}": [2.0] * 6,
+    })
+    write_catalogue(tmp_path / "pred.fits", table, lines, [{"name": "MODEL", "value": "m.pt"}], {})
+    options = {"target_class": "QSO", "threshold_grid": {"start": 0, "stop": 1, "n": 11}}
+    summary = score_catalogue(str(tmp_path / "pred.fits"), options, "m", "c", "t", *(str(tmp_path / f"o.{e}") for e in
+                                                                                       ("json", "csv", "png")))
+    assert summary["score"] == pytest.approx(1.0)
+    assert summary["purity_at_default"] == pytest.approx(1.0)  # BAL at 0.99 on contaminants: not detected
+
+
 def test_score_script_on_a_test_set_without_targets(tmp_path):
     from lymannet.predict import read_catalogue, write_catalogue
 

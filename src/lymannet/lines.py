@@ -72,7 +72,12 @@ def is_bal(line: Line) -> bool:
 
 def line_votes(lines: Sequence[Line]) -> np.ndarray:
     """(L,) bool: the lines that may choose Z and count towards the class decision (not BAL)."""
-    return np.array([not is_bal(line) for line in lines], dtype=bool)
+    return votes_by_name([line.name for line in lines])
+
+
+def votes_by_name(line_names: Sequence[str]) -> np.ndarray:
+    """line_votes for the line names of a catalogue's C_<LINE> columns."""
+    return np.array([not name.endswith(BAL_SUFFIX) for name in line_names], dtype=bool)
 
 
 def line_set(name: str) -> tuple[Line, ...]:

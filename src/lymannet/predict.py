@@ -30,7 +30,7 @@ import pandas as pd
 from . import __version__
 from .errors import InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, provenance
-from .lines import BAL_SUFFIX, Line
+from .lines import Line, votes_by_name
 from .metrics import is_detected
 from .runtime import Progress
 from .spectra import SpectraFile, records_to_truth, truth_to_records
@@ -108,7 +108,7 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
     best = np.asarray(outputs["best_line"], np.int64)
     rows = np.arange(len(best))
     # A BAL head (QuasarNET's CIV_BAL) flags a trough, not the class: it does not vote (as in decode).
-    votes = np.array([not name.endswith(BAL_SUFFIX) for name in line_names])
+    votes = votes_by_name(line_names)
     is_target = is_detected(c_line[:, votes], options.default_threshold, options.min_lines)
     cls = target_class.upper()
     table = {name: truth[name].to_numpy() for name in TRUTH_KEEP if name in truth}

@@ -22,6 +22,7 @@ from .errors import InputFileError, LymannetError
 from .fileio import file_sha256, write_json_atomic, write_text_atomic
 from .metrics import ScoreOptions, best_line_counts, correct_redshift, evaluate, is_detected
 from .plots import combos_figure, compare_pe_figure, crossing_from, plot_pe_curve, score_figure
+from .lines import votes_by_name
 from .predict import read_catalogue
 
 log = logging.getLogger("lymannet.score")
@@ -34,7 +35,9 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
     curve (CSV), the six-panel figure and, if asked for, the P/E curve alone."""
     opts = ScoreOptions.from_config(options)
     catalogue = read_catalogue(prediction)
-    table, c_line = catalogue.table, catalogue.c_line
+    # Only the lines that vote (not a BAL head) decide the class, as in predict and classify.
+    votes = votes_by_name(catalogue.line_names)
+    table, c_line, line_names = catalogue.table, catalogue.c_line[:, votes], list(np.asarray(catalogue.line_names)[votes])
     bad = ~np.isfinite(c_line).all(axis=1) | ~np.isfinite(table["Z_PRED"].to_numpy(float))
     if bad.any():
         raise LymannetError(f"{int(bad.sum())} rows with NaN predictions from model {catalogue.model}", prediction)
@@ -53,7 +56,7 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
                & correct_redshift(table["Z_PRED"], table["Z"], opts.dz_max, opts.dv_max_kms))
     title = f"model {model}, trained on {combo}, tested on {testset}"
     score_figure(figure, curve=evaluation.curve, crossing=evaluation.crossing, table=table, is_target=is_target,
-                 is_good_default=is_good, line_counts=best_line_counts(c_line[is_target], catalogue.line_names),
+                 is_good_default=is_good, line_counts=best_line_counts(c_line[is_target], line_names),
                  dz_max=opts.dz_max, target_class=opts.target_class, default_threshold=opts.default_threshold,
                  title=title)
     if pe_figure:
