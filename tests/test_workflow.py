@@ -74,14 +74,11 @@ def test_demo_scores_beat_chance(demo_run):
     summary = pd.read_csv(demo_run / "results" / "summary.csv")
     score_columns = [c for c in summary.columns if c.startswith("score_")]
     assert score_columns, summary.columns
-    # The four predefined networks of thesis table 5.1, each trained on a demo combo.
-    assert {"initial", "classic", "hyp_classic", "hyp_snr"} <= set(summary["model"])
-    classic = summary[summary["model"] == "classic"].iloc[0]
-    initial = summary[summary["model"] == "initial"].iloc[0]
-    # The searched-size networks only train for a few epochs in the demo, yet beat chance clearly
-    # around z=3 (LBGs are ~30% of test_z3: a random ranking scores ~0.3 at P=E).
-    for model in ("hyp_classic", "hyp_snr"):
-        assert summary[summary["model"] == model].iloc[0]["score_test_z3"] > 0.7, model
+    # Every network in the demo's summary trained to its plateau (early stopping, or a flat
+    # validation loss over its last three epochs), so that no score stands for a half-trained one.
+    assert set(summary["model"]) == {"initial", "classic", "hyp_demo"}
+    for _, row in summary.iterrows():
+        assert row["stopped"].startswith("early stopping") or ", flat" in row["stopped"], (row["model"], row["stopped"])
     # P=E score on the demo's own test split (like the thesis's real test set around z=3) ...
     assert classic["score_test_z3"] > 0.9 and initial["score_test_z3"] > 0.9
     # ... and at the redshift extremes, where the augmented training set must beat the plain one
