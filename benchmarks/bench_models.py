@@ -12,6 +12,7 @@ Inputs are random, shaped like real network inputs. Also times the imported 6-la
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,7 @@ import yaml
 
 from lymannet.grid import Grid
 from lymannet.models import build_model, count_parameters, encode_targets, quasarnet_loss
+from lymannet.runtime import CPU_ISA_PINS, cpu_arithmetic, cpu_has_native_bf16, pin_cpu_isa
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "quasarnp"
@@ -101,16 +103,25 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement")
+    parser.add_argument("--cpu-isa", default="avx2", choices=sorted(CPU_ISA_PINS),
+                        help="CPU kernels, as the pipeline's config cpu_isa (default: the pipeline's default)")
+    parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                        help="time bf16 autocast; auto: on a GPU or a CPU with native bf16 only (elsewhere "
+                             "it is emulated and ~30x slower)")
     args = parser.parse_args()
+    pin_cpu_isa(args.cpu_isa)  # before the first kernel runs
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    time_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and (device.type == "cuda" or cpu_has_native_bf16()))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     config = yaml.safe_load(Path(args.config).read_text())
     grid = Grid.from_config(config["grid"])
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"device: {where}; grid: {grid.kind} {grid.n_pixels} pixels; torch {torch.__version__}")
+    print(f"device: {where}; grid: {grid.kind} {grid.n_pixels} pixels; torch {torch.__version__}; "
+          f"CPU kernels {cpu_arithmetic()['capability']} (cpu_isa {args.cpu_isa})"
+          + ("" if time_bf16 else "; bf16 not timed (no native bf16 on this CPU; --bf16 on forces it)"))
     # On CPU the large models would need minutes per batch of 256: time the demo's batch there.
     train_batch = 256 if device.type == "cuda" else 64
 
@@ -127,9 +138,9 @@ def main() -> None:
         thesis = THESIS_PARAMS.get(name)
         channels = 2 if model.spec["snr_channel"] else 1
         train_fp32 = train_rate(model, grid, train_batch, False, args.seconds, device)
-        train_bf16 = train_rate(model, grid, train_batch, True, args.seconds, device)
+        train_bf16 = train_rate(model, grid, train_batch, True, args.seconds, device) if time_bf16 else math.nan
         fp32 = infer_rate(model, grid.n_pixels, channels, 512, False, args.seconds, device)
-        bf16 = infer_rate(model, grid.n_pixels, channels, 512, True, args.seconds, device)
+        bf16 = infer_rate(model, grid.n_pixels, channels, 512, True, args.seconds, device) if time_bf16 else math.nan
         ratio = f"{n_params / thesis:6.2f}" if thesis else "     -"
         thesis_text = f"{thesis:11,.0f}" if thesis else f"{'-':>11}"
         print(
@@ -147,7 +158,7 @@ def main() -> None:
     keras_model, spec = load_keras_quasarnet(h5)
     keras_model.to(device)
     fp32 = infer_rate(keras_model, spec["n_pixels"], 1, 512, False, args.seconds, device)
-    bf16 = infer_rate(keras_model, spec["n_pixels"], 1, 512, True, args.seconds, device)
+    bf16 = infer_rate(keras_model, spec["n_pixels"], 1, 512, True, args.seconds, device) if time_bf16 else math.nan
     print(
         f"\nimported QuasarNET 6-layer ({count_parameters(keras_model):,} params, {spec['n_pixels']} pixels), batch 512:"
     )

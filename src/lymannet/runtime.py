@@ -45,6 +45,16 @@ def pin_cpu_isa(isa: str, environ: dict[str, str] | None = None) -> dict[str, st
     return dict(CPU_ISA_PINS[isa])
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX); elsewhere torch emulates
+    it and bf16 autocast trains about 30x slower than fp32 (measured on an AVX2 AMD EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def cpu_arithmetic() -> dict[str, Any]:
     """What decided this process's CPU arithmetic, for provenance beside models and scores."""
     import torch
