@@ -16,6 +16,7 @@ from lymannet.models import (
     count_parameters,
     decode,
     encode_targets,
+    fold_batchnorm,
     keras_same_padding,
     loss_terms,
     quasarnet_loss,
@@ -47,6 +48,39 @@ def test_keras_same_padding_puts_the_extra_pixel_right():
     assert keras_same_padding(443, 10, 2) == (4, 5)  # TensorFlow: total 9, left 4, right 5
     assert keras_same_padding(222, 10, 2) == (4, 4)
     assert keras_same_padding(5, 1, 1) == (0, 0)
+
+
+@pytest.mark.parametrize("length", [443, 444])  # odd: TensorFlow pads 4 left, 5 right; even: 4 and 4
+def test_same_padding_block_equals_explicitly_padded_convolution(length):
+    from lymannet.models import ConvBlock
+
+    torch.manual_seed(0)
+    block = ConvBlock(3, 5, kernel=10, stride=2, padding="same", dropout=0.0).eval()
+    x = torch.randn(4, 3, length)
+    expected = torch.relu(block.bn(block.conv(torch.nn.functional.pad(x, keras_same_padding(length, 10, 2)))))
+    got = block(x)
+    assert got.shape == (4, 5, math.ceil(length / 2))
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_folded_batchnorm_is_the_same_function_and_leaves_the_model_alone():
+    torch.manual_seed(1)
+    model = build_model(dict(TINY, snr_channel=True), LINEAR_800.n_pixels)
+    for module in model.modules():  # running statistics far from the initial 0 / 1
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-2, 2)
+            module.running_var.uniform_(0.2, 5)
+    model.eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    x = torch.randn(16, 2, LINEAR_800.n_pixels)
+    with torch.no_grad():
+        expected, got = model(x), folded(x)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_initial_model_parameter_count_matches_thesis_quasarnet():

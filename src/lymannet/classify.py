@@ -42,6 +42,7 @@ from .errors import ConfigError, InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, first_line, git_revision, write_text_atomic
 from .grid import Grid
 from .lines import Line
+from .preprocess import INFERENCE_BATCH
 from .runtime import Progress
 
 log = logging.getLogger("lymannet.classify")
@@ -66,7 +67,7 @@ class ClassifyOptions:
 
     c_th: float = 0.5
     min_lines: int = 1
-    batch_size: int = 512
+    batch_size: int = INFERENCE_BATCH
     bf16: bool = False
     device: str = "auto"
     strict: bool = False
@@ -268,7 +269,7 @@ def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
                 raise ConfigError(f"classify.{name}: {path} would be written over the merged output "
                                   f"{mirrored_name(path, root)}; use a pattern one folder higher")
         options = {"c_th": spec.get("c_th"), "min_lines": spec.get("min_lines"), "strict": spec.get("strict", False),
-                   "batch_size": spec.get("batch_size", 512), "bf16": spec.get("bf16", False),
+                   "batch_size": spec.get("batch_size", INFERENCE_BATCH), "bf16": spec.get("bf16", False),
                    "device": spec.get("device", "auto"),
                    "fiberstatus": (config.get("ingest") or {}).get("fiberstatus", "zero_only")}
         score = config.get("score") or {}

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .preprocess import INFERENCE_BATCH
+
 
 def where(results: Path) -> int:
     summary_md = results / "summary.md"
@@ -67,7 +69,7 @@ def _classify_parser(commands: Any) -> None:
     parser.add_argument("--output", required=True, type=Path, metavar="DIR")
     parser.add_argument("--c-th", type=float, default=0.5, help="line confidence threshold (default 0.5)")
     parser.add_argument("--min-lines", type=int, default=1, help="lines above c_th for IS_<CLASS>_QN (default 1)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the network (fp32 by default)")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable file")

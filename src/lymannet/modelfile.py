@@ -7,7 +7,7 @@ it rebuilds the network from its spec (`lymannet.models`), so prediction does no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from .errors import InputFileError
 from .fileio import atomic_path, file_sha256
 from .grid import Grid
 from .lines import Line
-from .models import build_model, decode, has_line_finder
-from .preprocess import network_input
+from .models import build_model, decode, fold_batchnorm, has_line_finder
+from .preprocess import INFERENCE_BATCH, network_input
 
 __all__ = ["MODEL_FORMAT", "LoadedModel", "cpu_copy", "load_model_file", "write_model_file"]
 
@@ -69,7 +69,8 @@ def write_model_file(
 
 @dataclass
 class LoadedModel:
-    """A trained model and everything needed to run it on spectra of its grid."""
+    """A trained model and everything needed to run it on spectra of its grid. `predict` runs a
+    BatchNorm-folded copy made on its first call: change `model` afterwards, and make a new one."""
 
     model: nn.Module
     spec: dict[str, Any]
@@ -82,13 +83,14 @@ class LoadedModel:
     sha256: str
     config: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
+    _inference: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def predict(
-        self, flux: np.ndarray, ivar: np.ndarray, batch_size: int = 512, bf16: bool = False
+        self, flux: np.ndarray, ivar: np.ndarray, batch_size: int = INFERENCE_BATCH, bf16: bool = False
     ) -> dict[str, np.ndarray]:
         """Decoded predictions (see lymannet.models.decode) for (N, P) rebinned flux/ivar."""
         flux, ivar = np.asarray(flux), np.asarray(ivar)
@@ -96,15 +98,16 @@ class LoadedModel:
             raise ValueError(
                 f"flux {flux.shape} / ivar {ivar.shape}: expected (N, {self.grid.n_pixels}) on the model's grid"
             )
-        self.model.eval()
+        if self._inference is None or next(self._inference.parameters()).device != self.device:
+            self._inference = fold_batchnorm(self.model)
         chunks = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(flux), batch_size):
                 x = network_input(
                     flux[start : start + batch_size], ivar[start : start + batch_size], self.snr_channel
                 )
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    outputs = self.model(torch.from_numpy(x).to(self.device))
+                    outputs = self._inference(torch.from_numpy(x).to(self.device))
                 chunks.append(decode({k: v.float() for k, v in outputs.items()}, self.lines, self.grid))
         if not chunks:
             chunks.append(decode(_empty_outputs(self), self.lines, self.grid))

@@ -32,6 +32,7 @@ from .errors import InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, provenance
 from .lines import Line, votes_by_name
 from .metrics import is_detected
+from .preprocess import INFERENCE_BATCH
 from .runtime import Progress
 from .spectra import SpectraFile, records_to_truth, truth_to_records
 
@@ -71,7 +72,7 @@ def as_line_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class PredictOptions:
     default_threshold: float = 0.5
     min_lines: int = 1
-    batch_size: int = 512
+    batch_size: int = INFERENCE_BATCH
     bf16: bool = False
     chunk_rows: int = 8192  # spectra read from the test set at a time (bounded memory)
 
