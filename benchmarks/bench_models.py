@@ -6,7 +6,7 @@ Uses CUDA when available, the CPU otherwise; training is timed in fp32 and under
 (lymannet.train's `precision: auto` picks bf16 on CUDA, fp32 on CPU; `precision: bf16` asks for it
 on CPU).
 Inputs are random, shaped like real network inputs. Also times the imported 6-layer QuasarNET
-(Keras weights, 443 pixels) at batch 512 in fp32 and bf16, next to QuasarNP's numpy speed.
+(Keras weights, 443 pixels) at the inference batch in fp32 and bf16, next to QuasarNP's numpy speed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import torch
 import yaml
 
 from lymannet.grid import Grid
-from lymannet.models import build_model, count_parameters, encode_targets, quasarnet_loss
+from lymannet.models import build_model, count_parameters, encode_targets, fold_batchnorm, quasarnet_loss
+from lymannet.preprocess import INFERENCE_BATCH
 from lymannet.runtime import CPU_ISA_PINS, cpu_arithmetic, cpu_has_native_bf16, pin_cpu_isa
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,15 +140,17 @@ def main() -> None:
         channels = 2 if model.spec["snr_channel"] else 1
         train_fp32 = train_rate(model, grid, train_batch, False, args.seconds, device)
         train_bf16 = train_rate(model, grid, train_batch, True, args.seconds, device) if time_bf16 else math.nan
-        fp32 = infer_rate(model, grid.n_pixels, channels, 512, False, args.seconds, device)
-        bf16 = infer_rate(model, grid.n_pixels, channels, 512, True, args.seconds, device) if time_bf16 else math.nan
+        inference = fold_batchnorm(model)  # as LoadedModel.predict runs it
+        fp32 = infer_rate(inference, grid.n_pixels, channels, INFERENCE_BATCH, False, args.seconds, device)
+        bf16 = (infer_rate(inference, grid.n_pixels, channels, INFERENCE_BATCH, True, args.seconds, device)
+                if time_bf16 else math.nan)
         ratio = f"{n_params / thesis:6.2f}" if thesis else "     -"
         thesis_text = f"{thesis:11,.0f}" if thesis else f"{'-':>11}"
         print(
             f"{name:<12} {n_params:>11,} {n_keras:>12,} {thesis_text} {ratio} {train_fp32:>13,.0f} "
             f"{train_bf16:>13,.0f} {fp32:>13,.0f} {bf16:>13,.0f}"
         )
-    print(f"(training at batch {train_batch}, inference at batch 512)")
+    print(f"(training at batch {train_batch}, inference at batch {INFERENCE_BATCH} with BatchNorm folded, as predict)")
 
     h5 = FIXTURES / "test_weights_6_layer.h5"
     if not h5.exists():
@@ -156,11 +159,12 @@ def main() -> None:
     from lymannet.keras_import import load_keras_quasarnet
 
     keras_model, spec = load_keras_quasarnet(h5)
-    keras_model.to(device)
-    fp32 = infer_rate(keras_model, spec["n_pixels"], 1, 512, False, args.seconds, device)
-    bf16 = infer_rate(keras_model, spec["n_pixels"], 1, 512, True, args.seconds, device) if time_bf16 else math.nan
+    n_keras_params = count_parameters(keras_model)
+    keras_model = fold_batchnorm(keras_model.to(device))
+    fp32 = infer_rate(keras_model, spec["n_pixels"], 1, INFERENCE_BATCH, False, args.seconds, device)
+    bf16 = infer_rate(keras_model, spec["n_pixels"], 1, INFERENCE_BATCH, True, args.seconds, device) if time_bf16 else math.nan
     print(
-        f"\nimported QuasarNET 6-layer ({count_parameters(keras_model):,} params, {spec['n_pixels']} pixels), batch 512:"
+        f"\nimported QuasarNET 6-layer ({n_keras_params:,} params, {spec['n_pixels']} pixels), batch {INFERENCE_BATCH}:"
     )
     print(
         f"  fp32 {fp32:>10,.0f} spectra/s  ({fp32 / QUASARNP_NUMPY:5.1f} x QuasarNP numpy ~{QUASARNP_NUMPY:.0f}/s)"
