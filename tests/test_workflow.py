@@ -77,6 +77,8 @@ def test_demo_scores_beat_chance(demo_run):
     # Every network in the demo's summary trained to its plateau (early stopping, or a flat
     # validation loss over its last three epochs), so that no score stands for a half-trained one.
     assert set(summary["model"]) == {"initial", "classic", "hyp_demo"}
+    classic = summary[summary["model"] == "classic"].iloc[0]
+    initial = summary[summary["model"] == "initial"].iloc[0]
     for _, row in summary.iterrows():
         assert row["stopped"].startswith("early stopping") or ", flat" in row["stopped"], (row["model"], row["stopped"])
     # P=E score on the demo's own test split (like the thesis's real test set around z=3) ...
