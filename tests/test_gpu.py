@@ -16,11 +16,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ from lymannet.modelfile import load_model_file
 from lymannet.models import build_model
 from lymannet.train import load_device_data, train_model, uses_bf16
 
-from test_train import TINY, make_spectra  # noqa: E402 - tests/ is on sys.path under pytest
+from test_train import TINY, interrupt_after_first_checkpoint, make_spectra  # noqa: E402 - tests/ is on sys.path under pytest
 
 # cuBLAS reads its workspace configuration when CUDA starts: set it before any test touches CUDA.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -149,15 +147,8 @@ def test_gpu_kill_and_resume_gives_the_uninterrupted_weights(combo, tmp_path):
         PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     )
     script = _runner(tmp_path, "run", combo, epochs)
-    process = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "run" / "train.ckpt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    assert process.poll() is None, "training ended before its first checkpoint appeared"
-    process.send_signal(signal.SIGTERM)
-    _, killed_stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, killed_stderr
+    killed_stderr = interrupt_after_first_checkpoint(script, env, checkpoint, timeout=120)
     assert not (tmp_path / "run" / "model.pt").exists()
     assert torch.load(checkpoint, weights_only=True)["state"]["epoch"] < epochs
 

@@ -297,6 +297,19 @@ RUNNER = textwrap.dedent("""
 """)
 
 
+def interrupt_after_first_checkpoint(script: Path, env: dict, checkpoint: Path, timeout: float) -> str:
+    """Run a training script, SIGTERM it once its first checkpoint exists; its stderr."""
+    process = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    assert process.poll() is None, "training ended before its first checkpoint appeared"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    return stderr
+
+
 def test_kill_and_resume_gives_the_uninterrupted_weights(combo, tmp_path):
     epochs = 8
     script = tmp_path / "runner.py"
@@ -304,15 +317,8 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(combo, tmp_path):
         RUNNER.format(tests=str(REPO / "tests"), epochs=epochs, out=str(tmp_path / "run"), combo=str(combo))
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "run" / "train.ckpt"
-    deadline = time.time() + 60
-    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, "training ended before its first checkpoint appeared"
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
+    stderr = interrupt_after_first_checkpoint(script, env, checkpoint, timeout=60)
     assert "received signal" in stderr and checkpoint.exists()
     assert not (tmp_path / "run" / "model.pt").exists()
     assert torch.load(checkpoint, weights_only=True)["state"]["epoch"] < epochs  # stopped mid-run
