@@ -53,7 +53,10 @@ wait_for() { # timeout_s description command...   ($WATCH: daemon name that must
     local deadline=$((SECONDS + t))
     until "$@" >/dev/null 2>&1; do
         [ $SECONDS -lt $deadline ] || { log "timed out after ${t}s waiting for $what"; return 1; }
-        if [ -n "${WATCH:-}" ] && ! pid_of "$WATCH" >/dev/null; then
+        # kill -0 only, not pid_of: until the launcher (setsid, setpriv, env) has exec'd
+        # the daemon, its comm is still the launcher's name, and on a busy machine that
+        # race read as "exited" (CI, 2026-12-03)
+        if [ -n "${WATCH:-}" ] && ! kill -0 "$(cat "$PID_DIR/$WATCH.pid" 2>/dev/null)" 2>/dev/null; then
             log "$WATCH exited while waiting for $what; see $LOG_DIR/$WATCH.out and $LOG_DIR/"; return 1
         fi
         sleep 0.2
