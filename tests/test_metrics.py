@@ -272,7 +272,11 @@ def test_compare_script_tables_and_figures(tmp_path):
     assert table["score_test_z3"].tolist() == pytest.approx([0.5, 0.5])
     assert table["score_test_lowz"].iloc[0] == pytest.approx(0.5) and np.isnan(table["score_test_lowz"].iloc[1])
     markdown = (tmp_path / "summary.md").read_text()
-    assert "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 | n/a |" in markdown
+    # 4 targets of 6: chance 0.667, so a score of 0.5 is worse than a random guess (skill -0.5)
+    assert "| test_z3 (chance 0.667) | test_lowz (chance 0.667) |" in markdown
+    assert "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 (-0.50) | n/a (n/a) |" in markdown
+    assert table["chance_test_z3"].tolist() == pytest.approx([4 / 6, 4 / 6])
+    assert table["skill_test_z3"].tolist() == pytest.approx([-0.5, -0.5])
     for figure in figures + [str(tmp_path / "combos.png")]:
         assert Path(figure).read_bytes()[:4] == b"\x89PNG"
 
@@ -327,3 +331,32 @@ def test_score_script_on_a_test_set_without_targets(tmp_path):
     assert on_disk["score"] is None and on_disk["n_targets"] == 0
     assert any("no true target" in w for w in on_disk["warnings"]) and summary["warnings"] == on_disk["warnings"]
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("target_fraction", [0.3, 0.55])
+def test_a_random_guess_scores_the_target_fraction_and_no_skill(target_fraction):
+    """The chance level is what a classifier without information scores: confidences drawn at
+    random whatever the class (redshifts even all correct) cross P = E at the target fraction."""
+    from lymannet.metrics import ScoreOptions, evaluate
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    is_target = rng.random(n) < target_fraction
+    z = rng.uniform(2.5, 3.5, n)
+    catalogue = pd.DataFrame({"Z": z, "Z_PRED": z, "SPECTYPE": np.where(is_target, "LBG", "QSO")})
+    options = ScoreOptions.from_config({"threshold_grid": {"start": 0, "stop": 1, "n": 101}})
+    random_guess = evaluate(catalogue, rng.random((n, 1)), options).summary
+    assert random_guess["chance"] == pytest.approx(is_target.mean())
+    assert random_guess["score"] == pytest.approx(random_guess["chance"], abs=0.01)
+    assert abs(random_guess["skill"]) < 0.03
+    perfect = evaluate(catalogue, is_target[:, None].astype(float), options).summary
+    assert perfect["score"] == pytest.approx(1.0) and perfect["skill"] == pytest.approx(1.0)
+
+
+def test_skill_is_undefined_without_contaminants_or_score():
+    from lymannet.metrics import chance_score, skill_score
+
+    assert chance_score(30, 70) == pytest.approx(0.3)
+    assert skill_score(0.65, 0.3) == pytest.approx(0.5)
+    assert np.isnan(skill_score(0.9, chance_score(10, 0)))
+    assert np.isnan(skill_score(None, 0.3)) and np.isnan(chance_score(0, 0))

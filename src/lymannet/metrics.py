@@ -19,6 +19,12 @@ every distinct confidence inside it (where the curve steps), so a well-separated
 crossing lies between two grid points (say in (0.995, 1]) still gets its score. It is found by
 linear interpolation between the two points that bracket the sign change, or exactly at a point
 where P == E.
+
+*Chance level*: a classifier that detects spectra at random, with probability q whatever their
+class, has purity = the target fraction f of the test set (even crediting it with the correct
+redshift for every target it detects) and efficiency = q, so its P = E score is f. A score means
+something only against that: the *skill* (score - f) / (1 - f) is 0 for a random guess and 1 for
+a perfect classifier, comparable across test sets whose target fractions differ.
 """
 
 from __future__ import annotations
@@ -326,7 +332,24 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions)
         "warnings": warnings,
     }
     summary["frac_catastrophic"] = summary["targets_redshift"]["frac_catastrophic"]
+    chance = chance_score(summary["n_targets"], summary["n_contaminants"])
+    summary["chance"] = _json_float(chance)
+    summary["skill"] = _json_float(skill_score(crossing.score, chance))
     return Evaluation(curve, crossing, summary)
+
+
+def chance_score(n_targets: int, n_contaminants: int) -> float:
+    """P = E score of a random guess: the test set's target fraction (module docstring)."""
+    n_spectra = n_targets + n_contaminants
+    return n_targets / n_spectra if n_spectra else float("nan")
+
+
+def skill_score(score: float | None, chance: float | None) -> float:
+    """(score - chance) / (1 - chance): 0 for a random guess, 1 for a perfect classifier; NaN where
+    either is undefined or the test set holds only targets (every guess is then right)."""
+    if score is None or chance is None or not np.isfinite(score) or not np.isfinite(chance) or chance >= 1:
+        return float("nan")
+    return (score - chance) / (1.0 - chance)
 
 
 def _json_float(value: Any) -> Any:

@@ -31,6 +31,15 @@ def _empty(ax: plt.Axes, message: str) -> None:
     ax.set_yticks([])
 
 
+CHANCE_STYLE = {"color": "0.35", "linestyle": ":", "linewidth": 1.2}
+
+
+def chance_line(ax: plt.Axes, chance: float | None) -> None:
+    """The score of a random guess (the test set's target fraction), a dotted line."""
+    if chance is not None and np.isfinite(chance):
+        ax.axhline(chance, label=f"chance level (target fraction {chance:.3f})", **CHANCE_STYLE)
+
+
 def pe_curve_axes(ax: plt.Axes, curve: pd.DataFrame, crossing: Crossing, label: str | None = None,
                   color: str | None = None, annotate: bool = True) -> None:
     """Purity (solid) and efficiency (dashed) vs c_th, the P = E point marked (thesis fig 3.2, 5.1)."""
@@ -54,10 +63,12 @@ def pe_curve_axes(ax: plt.Axes, curve: pd.DataFrame, crossing: Crossing, label: 
     ax.grid(alpha=0.3)
 
 
-def plot_pe_curve(path: str | Path, curve: pd.DataFrame, crossing: Crossing, title: str) -> None:
+def plot_pe_curve(path: str | Path, curve: pd.DataFrame, crossing: Crossing, title: str,
+                  chance: float | None = None) -> None:
     """The purity/efficiency curve of one model on one test set, on its own."""
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     pe_curve_axes(ax, curve, crossing)
+    chance_line(ax, chance)
     ax.legend(loc="lower left")
     ax.set_title(title, fontsize=10)
     save_figure(fig, path)
@@ -191,7 +202,8 @@ def efficiency_vs_magnitude_axes(ax: plt.Axes, truth: pd.DataFrame, is_good: np.
 
 def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, table: pd.DataFrame,
                  is_target: np.ndarray, is_good_default: np.ndarray, line_counts: pd.DataFrame,
-                 dz_max: float, target_class: str, default_threshold: float, title: str) -> None:
+                 dz_max: float, target_class: str, default_threshold: float, title: str,
+                 chance: float | None = None) -> None:
     """The six-panel summary of one (model, combo, test set)."""
     fig, axes = plt.subplots(2, 3, figsize=(18, 10.5))
     z_true = table["Z"].to_numpy(float)
@@ -199,6 +211,7 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
     targets = table[is_target]
 
     pe_curve_axes(axes[0, 0], curve, crossing)
+    chance_line(axes[0, 0], chance)
     axes[0, 0].legend(loc="lower left", fontsize=9)
     axes[0, 0].set_title("purity and efficiency vs confidence threshold")
 
@@ -225,17 +238,19 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
 
 
 def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, Crossing]], title: str,
-                      zoom: bool = True) -> None:
-    """Several models' P/E curves on one test set (thesis figs 5.1-5.3), with a zoom on the crossings."""
+                      zoom: bool = True, chance: float | None = None) -> None:
+    """Several models' P/E curves on one test set (thesis figs 5.1-5.3), with a zoom on the crossings
+    and the chance level (a random guess's score) as a dotted line."""
     ncols = 2 if zoom else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.6 * ncols, 5.2), squeeze=False)
     for ax in axes[0]:
+        chance_line(ax, chance)
         for k, (label, curve, crossing) in enumerate(entries):
             score = f"{crossing.score:.3f}" if np.isfinite(crossing.score) else "n/a"
             pe_curve_axes(ax, curve, crossing, label=f"{label} [score {score}]", color=COLORS[k % len(COLORS)],
                           annotate=False)
     axes[0, 0].set_title(title, fontsize=11)
-    _compact_legend(axes[0, 0], entries)
+    _compact_legend(axes[0, 0], entries, chance)
     if zoom:
         scores = [c.score for _, _, c in entries if np.isfinite(c.score)]
         thresholds = [c.threshold for _, _, c in entries if np.isfinite(c.threshold)]
@@ -252,7 +267,8 @@ def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, C
     save_figure(fig, path)
 
 
-def _compact_legend(ax: plt.Axes, entries: list[tuple[str, pd.DataFrame, Crossing]]) -> None:
+def _compact_legend(ax: plt.Axes, entries: list[tuple[str, pd.DataFrame, Crossing]],
+                    chance: float | None = None) -> None:
     """One legend entry per model (colour) plus the two line styles, instead of 2 per model."""
     from matplotlib.lines import Line2D
 
@@ -261,11 +277,15 @@ def _compact_legend(ax: plt.Axes, entries: list[tuple[str, pd.DataFrame, Crossin
                for k, (label, _, c) in enumerate(entries)]
     handles += [Line2D([], [], color="black", label="purity", **PURITY_STYLE),
                 Line2D([], [], color="black", label="efficiency", **EFFICIENCY_STYLE)]
+    if chance is not None and np.isfinite(chance):
+        handles.append(Line2D([], [], label=f"chance level {chance:.3f}", **CHANCE_STYLE))
     ax.legend(handles=handles, loc="lower left", fontsize=8)
 
 
-def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], title: str) -> None:
-    """Grouped bars: one group per (model, combo), one bar per test set (thesis appendix C)."""
+def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], title: str,
+                  chances: dict[str, float] | None = None) -> None:
+    """Grouped bars: one group per (model, combo), one bar per test set (thesis appendix C), each
+    bar with its test set's chance level drawn across it."""
     fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(table) * max(1, len(testsets)) / 2 + 2), 4.8))
     if table.empty:
         _empty(ax, "no scores")
@@ -278,7 +298,10 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
         values = pd.to_numeric(table.get(f"score_{testset}"), errors="coerce").to_numpy(float)
         bars = ax.bar(x - 0.4 + width * (k + 0.5), np.nan_to_num(values), width, label=testset,
                       color=COLORS[k % len(COLORS)])
+        chance = (chances or {}).get(testset)
         for bar, value in zip(bars, values):
+            if chance is not None and np.isfinite(chance):
+                ax.hlines(chance, bar.get_x(), bar.get_x() + bar.get_width(), label="_chance", **CHANCE_STYLE)
             text = f"{value:.2f}" if np.isfinite(value) else "n/a"
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, text, ha="center",
                     va="bottom", fontsize=8)
@@ -287,7 +310,12 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
     ax.set_ylabel("score (purity = efficiency)")
     ax.set_ylim(0, 1.1)
     ax.set_title(title, fontsize=11)
-    ax.legend(title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    handles, names = ax.get_legend_handles_labels()
+    if chances and any(np.isfinite(v) for v in chances.values()):
+        from matplotlib.lines import Line2D
+
+        handles, names = handles + [Line2D([], [], **CHANCE_STYLE)], names + ["chance level (dotted)"]
+    ax.legend(handles, names, title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     save_figure(fig, path)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import InputFileError, LymannetError
 from .fileio import file_sha256, write_json_atomic, write_text_atomic
-from .metrics import ScoreOptions, best_line_counts, correct_redshift, evaluate, is_detected
+from .metrics import ScoreOptions, best_line_counts, chance_score, correct_redshift, evaluate, is_detected, skill_score
 from .plots import combos_figure, compare_pe_figure, crossing_from, plot_pe_curve, score_figure
 from .lines import votes_by_name
 from .predict import read_catalogue
@@ -58,11 +58,12 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
     score_figure(figure, curve=evaluation.curve, crossing=evaluation.crossing, table=table, is_target=is_target,
                  is_good_default=is_good, line_counts=best_line_counts(c_line[is_target], line_names),
                  dz_max=opts.dz_max, target_class=opts.target_class, default_threshold=opts.default_threshold,
-                 title=title)
+                 title=title, chance=summary["chance"])
     if pe_figure:
-        plot_pe_curve(pe_figure, evaluation.curve, evaluation.crossing, title)
-    log.info("%s: score %s at c_th %s (%d targets, %d contaminants)", title, summary["score"],
-             summary["threshold_at_crossing"], summary["n_targets"], summary["n_contaminants"])
+        plot_pe_curve(pe_figure, evaluation.curve, evaluation.crossing, title, chance=summary["chance"])
+    log.info("%s: score %s at c_th %s, chance %s, skill %s (%d targets, %d contaminants)", title, summary["score"],
+             summary["threshold_at_crossing"], summary["chance"], summary["skill"], summary["n_targets"],
+             summary["n_contaminants"])
     return summary
 
 
@@ -113,6 +114,9 @@ def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
     return facts
 
 
+SCORE_COLUMNS = ("score_", "chance_", "skill_", "threshold_")  # one of each per test set
+
+
 def summary_table(scores: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
                   testsets: list[str]) -> pd.DataFrame:
     """One row per (model, combo), like thesis table 5.1, with one score column per test set."""
@@ -121,11 +125,16 @@ def summary_table(scores: list[dict[str, Any]], facts: dict[str, dict[str, Any]]
         key = (score["model"], score["combo"])
         info = facts.get(score.get("model_sha256", ""), facts.get(str(Path(score.get("model_file", ""))), {}))
         row = rows.setdefault(key, {"model": key[0], "combo": key[1], **{k: info.get(k) for k in MODEL_FACTS}})
-        row[f"score_{score['testset']}"] = score.get("score")
-        row[f"threshold_{score['testset']}"] = score.get("threshold_at_crossing")
+        testset = score["testset"]
+        # from the counts, not a stored "chance": score files written before it existed still work
+        chance = chance_score(score.get("n_targets", 0), score.get("n_contaminants", 0))
+        row[f"score_{testset}"] = score.get("score")
+        row[f"chance_{testset}"] = chance
+        row[f"skill_{testset}"] = skill_score(score.get("score"), chance)
+        row[f"threshold_{testset}"] = score.get("threshold_at_crossing")
     table = pd.DataFrame(list(rows.values()))
     for testset in testsets:
-        for prefix in ("score_", "threshold_"):
+        for prefix in SCORE_COLUMNS:
             if f"{prefix}{testset}" not in table:
                 table[f"{prefix}{testset}"] = np.nan
     return table
@@ -146,25 +155,45 @@ def _parameters(value: Any) -> str:
     return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.0f} k"
 
 
+def chance_levels(table: pd.DataFrame, testsets: list[str]) -> dict[str, str]:
+    """Each test set's chance level as text: one value, or the range where rows differ (a model
+    whose catalogue lost rows)."""
+    levels = {}
+    for testset in testsets:
+        values = pd.to_numeric(table.get(f"chance_{testset}"), errors="coerce").dropna().round(3).unique()
+        levels[testset] = (_cell(float(values[0])) if len(values) == 1 else
+                           f"{_cell(float(values.min()))}-{_cell(float(values.max()))}" if len(values) else "n/a")
+    return levels
+
+
+def _score_with_skill(row: pd.Series, testset: str) -> str:
+    return f"{_cell(row[f'score_{testset}'])} ({_cell(row[f'skill_{testset}'], 2)})"
+
+
 def markdown(table: pd.DataFrame, testsets: list[str]) -> str:
-    """Table 5.1 (architecture + scores) and the per-combo scores, as Markdown."""
+    """Table 5.1 (architecture + scores with their chance level and skill) and the per-combo scores."""
+    chance = chance_levels(table, testsets)
     head = ["model", "combo", "layers", "filters", "lr", "parameters", "epochs", "stopped by"]
-    head += [f"score {t}" for t in testsets]
+    head += [f"{t} (chance {chance[t]})" for t in testsets]
     lines = ["# Model comparison", "",
              "Score = the value where purity equals efficiency (purity: detected spectra that are true "
-             "targets with a correct redshift; efficiency: true targets detected with a correct redshift).",
+             "targets with a correct redshift; efficiency: true targets detected with a correct redshift). "
+             "Each cell is the score and, in brackets, the skill (score - chance) / (1 - chance); the "
+             "chance level is the test set's target fraction, the score of a random guess: a score at "
+             "the chance level is no skill at all.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [row["model"], row["combo"], _cell(row["layers"]), _cell(row["filters"]),
                  _cell(row["lr"], 4) if row["lr"] is not None else "n/a", _parameters(row["parameters"]),
                  _cell(row["epochs"]), _cell(row["stopped"])]
-        cells += [_cell(row[f"score_{t}"]) for t in testsets]
+        cells += [_score_with_skill(row, t) for t in testsets]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines += ["", "## Scores per training combination (appendix C)", ""]
+    lines += ["", "## Scores (skill) per training combination (appendix C)", ""]
     for model, group in table.groupby("model", sort=False):
-        lines += [f"### {model}", "", "| combo | " + " | ".join(testsets) + " |", "|---|" + "---|" * len(testsets)]
+        lines += [f"### {model}", "", "| combo | " + " | ".join(f"{t} (chance {chance[t]})" for t in testsets) + " |",
+                  "|---|" + "---|" * len(testsets)]
         for _, row in group.iterrows():
-            lines.append(f"| {row['combo']} | " + " | ".join(_cell(row[f"score_{t}"]) for t in testsets) + " |")
+            lines.append(f"| {row['combo']} | " + " | ".join(_score_with_skill(row, t) for t in testsets) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -188,13 +217,16 @@ def compare_scores(scores: list[str], curves: list[str], model_files: list[str],
                 curve = pd.read_csv(curve_path)
                 entries.append((f"{record['model']} / {record['combo']}", curve, crossing_from(record)))
                 sizes.add((record["n_targets"], record["n_contaminants"]))
-        detail = ""
+        detail, chance = "", None
         if len(sizes) == 1:
             n_targets, n_contaminants = sizes.pop()
-            detail = f" ({n_targets} targets, {n_contaminants} contaminants)"
+            chance = chance_score(n_targets, n_contaminants)
+            detail = f" ({n_targets} targets, {n_contaminants} contaminants; chance {chance:.3f})"
         title = f"test set {testset}" + (detail if entries else " (no scores)")
-        compare_pe_figure(figure, entries, title)
+        compare_pe_figure(figure, entries, title, chance=chance)
     if combos_png:
-        combos_figure(combos_png, table, list(testsets), "score (P = E) per model and training combination")
+        chances = {t: pd.to_numeric(table[f"chance_{t}"], errors="coerce").median() for t in testsets}
+        combos_figure(combos_png, table, list(testsets), "score (P = E) per model and training combination",
+                      chances=chances)
     log.info("compared %d scores of %d runs on %d test sets", len(records), len(table), len(testsets))
     return table
