@@ -277,6 +277,8 @@ def test_compare_script_tables_and_figures(tmp_path):
     assert "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 (-0.50) | n/a (n/a) |" in markdown
     assert table["chance_test_z3"].tolist() == pytest.approx([4 / 6, 4 / 6])
     assert table["skill_test_z3"].tolist() == pytest.approx([-0.5, -0.5])
+    # E (an ELG at 0.4) is detected at the crossing threshold 0.3, F (a QSO at exactly 0.3) is not
+    assert "| initial | combo_a | 1 / 1 (100%) | 0 / 1 (0%) |" in markdown
     for figure in figures + [str(tmp_path / "combos.png")]:
         assert Path(figure).read_bytes()[:4] == b"\x89PNG"
 
@@ -360,3 +362,31 @@ def test_skill_is_undefined_without_contaminants_or_score():
     assert skill_score(0.65, 0.3) == pytest.approx(0.5)
     assert np.isnan(skill_score(0.9, chance_score(10, 0)))
     assert np.isnan(skill_score(None, 0.3)) and np.isnan(chance_score(0, 0))
+
+
+def test_false_positives_are_counted_by_population_and_drawn(tmp_path):
+    """The score names where its false positives come from (at the P = E threshold) and draws the
+    most confident of them from the test set's own spectra; a test set of another length is refused."""
+    from lymannet.grid import Grid
+    from lymannet.spectra import SpectrumSet, write_spectra
+
+    write_hand_catalogue(tmp_path / "pred.fits")
+    grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 9800.0, "step": 8.0})
+    rng = np.random.default_rng(1)
+    truth = pd.DataFrame({"TARGETID": np.arange(6), "Z": [3.0, 2.5, 3.0, 3.5, 0.1, 2.2],
+                          "SPECTYPE": ["LBG"] * 4 + ["ELG", "QSO"]})
+    flux = rng.normal(1.0, 0.1, (6, grid.n_pixels)).astype(np.float32)
+    write_spectra(tmp_path / "test.fits", SpectrumSet(grid.wavelength, flux, np.full_like(flux, 100.0), truth, grid))
+    outputs = [str(tmp_path / f"o.{ext}") for ext in ("json", "csv", "png")]
+    summary = score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
+                              "m", "c", "t", *outputs, testset_file=str(tmp_path / "test.fits"),
+                              fp_figure=str(tmp_path / "fp.png"))
+    assert summary["false_positives_at_crossing"] == {"ELG": {"n": 1, "detected": 1, "rate": 1.0},
+                                                      "QSO": {"n": 1, "detected": 0, "rate": 0.0}}
+    assert (tmp_path / "fp.png").read_bytes()[:4] == b"\x89PNG"
+
+    write_spectra(tmp_path / "short.fits", SpectrumSet(grid.wavelength, flux[:5], flux[:5], truth[:5], grid))
+    with pytest.raises(LymannetError, match="5 spectra but the catalogue has 6 rows") as error:
+        score_catalogue(str(tmp_path / "pred.fits"), {}, "m", "c", "t", *outputs,
+                        testset_file=str(tmp_path / "short.fits"), fp_figure=str(tmp_path / "fp2.png"))
+    assert "short.fits" in str(error.value) and not (tmp_path / "fp2.png").exists()

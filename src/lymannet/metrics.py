@@ -332,10 +332,38 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions)
         "warnings": warnings,
     }
     summary["frac_catastrophic"] = summary["targets_redshift"]["frac_catastrophic"]
+    # where the false positives come from, at the threshold the score is quoted at
+    at_crossing = is_detected(c_line, crossing.threshold if np.isfinite(crossing.threshold)
+                              else options.default_threshold, options.min_lines)
+    summary["false_positives_at_crossing"] = false_positives_by_population(catalogue, at_crossing, is_target)
     chance = chance_score(summary["n_targets"], summary["n_contaminants"])
     summary["chance"] = _json_float(chance)
     summary["skill"] = _json_float(skill_score(crossing.score, chance))
     return Evaluation(curve, crossing, summary)
+
+
+def populations(catalogue: pd.DataFrame) -> np.ndarray:
+    """Each row's population: SPECTYPE, or SPECTYPE/SUBTYPE where the truth gives a subtype
+    (a star's spectral type, a BAL quasar), so false positives can be traced to their source."""
+    spectype = catalogue["SPECTYPE"].astype(str).str.strip().str.upper()
+    if "SUBTYPE" not in catalogue:
+        return spectype.to_numpy()
+    subtype = catalogue["SUBTYPE"].astype(str).str.strip()
+    return np.where(subtype.isin(["", "nan", "None"]), spectype, spectype + "/" + subtype)
+
+
+def false_positives_by_population(catalogue: pd.DataFrame, detected: np.ndarray,
+                                  is_target: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Contaminants detected as targets, per population, most detected first:
+    {population: {"n": contaminants, "detected": detected, "rate": detected / n}}."""
+    population = populations(catalogue)[~is_target]
+    detected = np.asarray(detected, bool)[~is_target]
+    counts = {}
+    for name in np.unique(population):
+        members = population == name
+        n, n_detected = int(members.sum()), int(detected[members].sum())
+        counts[str(name)] = {"n": n, "detected": n_detected, "rate": n_detected / n}
+    return dict(sorted(counts.items(), key=lambda item: (-item[1]["detected"], item[0])))
 
 
 def chance_score(n_targets: int, n_contaminants: int) -> float:

@@ -335,3 +335,30 @@ def crossing_from(summary: dict[str, Any]) -> Crossing:
     threshold = summary.get("threshold_at_crossing")
     return Crossing(np.nan if score is None else float(score), np.nan if threshold is None else float(threshold),
                     bool(summary.get("crossing_on_grid_point", False)), "")
+
+
+def false_positive_figure(path: str | Path, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
+                          rows: pd.DataFrame, title: str) -> None:
+    """The most confident false positives of a model, one panel each: the spectrum as the network
+    sees it (8-pixel inverse-variance bins), its true population and redshift, and where the
+    model put Ly-alpha (``Z_PRED``), so a person can see what fooled it."""
+    from .lines import LYA
+    from .simulated_figure import smooth
+
+    fig, axes = plt.subplots(max(1, len(rows)), 1, figsize=(11, 2.2 * max(1, len(rows))), squeeze=False)
+    if rows.empty:
+        _empty(axes[0, 0], "no false positive at the P = E threshold")
+    for ax, (k, row) in zip(axes[:, 0], enumerate(rows.itertuples(index=False))):
+        wave, binned, sigma = smooth(wavelength, flux[k], ivar[k])
+        ax.plot(wave, binned, color="k", lw=0.7)
+        ax.plot(wave, sigma, color="tab:red", lw=0.6, alpha=0.8)
+        lya = LYA * (1 + row.Z_PRED)
+        if wave[0] < lya < wave[-1]:
+            ax.axvline(lya, color="tab:blue", ls="--", lw=0.8)
+        ax.set_title(f"{row.POPULATION} at z = {row.Z:.3f} (r = {row.MAG_R:.2f}): detected with c = {row.C_DETECT:.3f},"
+                     f" Ly-alpha put at z = {row.Z_PRED:.3f} (dashed)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("observed wavelength [A]; black: flux, red: 1-sigma noise")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

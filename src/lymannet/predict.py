@@ -39,7 +39,7 @@ from .spectra import SpectraFile, records_to_truth, truth_to_records
 log = logging.getLogger("lymannet.predict")
 
 EXTNAME = "QN_RR"
-TRUTH_KEEP = ("TARGETID", "Z", "SPECTYPE", "TEMPLATE", "MAG_R", "EXPTIME")
+TRUTH_KEEP = ("TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME")
 MODEL_OUTPUTS = ("c_line", "z_line", "z_pred", "best_line", "confidence")
 # End-to-end models (thesis 4.2) have no line finder: their class probability becomes one
 # pseudo-line, so the catalogue and the scores treat every model family alike.

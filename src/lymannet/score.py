@@ -20,8 +20,11 @@ import pandas as pd
 
 from .errors import InputFileError, LymannetError
 from .fileio import file_sha256, write_json_atomic, write_text_atomic
-from .metrics import ScoreOptions, best_line_counts, chance_score, correct_redshift, evaluate, is_detected, skill_score
-from .plots import combos_figure, compare_pe_figure, crossing_from, plot_pe_curve, score_figure
+from .metrics import (ScoreOptions, best_line_counts, chance_score, correct_redshift, evaluate, is_detected,
+                      kth_confidence, populations, skill_score)
+from .plots import (combos_figure, compare_pe_figure, crossing_from, false_positive_figure, plot_pe_curve,
+                    score_figure)
+from .spectra import SpectraFile
 from .lines import votes_by_name
 from .predict import read_catalogue
 
@@ -30,9 +33,11 @@ PLATEAU_SPREAD = 0.02  # a validation-loss curve within 2% over its last three e
 
 
 def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo: str, testset: str,
-         score_json: str, curve_csv: str, figure: str, pe_figure: str | None = None) -> dict[str, Any]:
+         score_json: str, curve_csv: str, figure: str, pe_figure: str | None = None,
+         testset_file: str | None = None, fp_figure: str | None = None) -> dict[str, Any]:
     """Score one prediction catalogue: the P = E score and summary (JSON), the purity/efficiency
-    curve (CSV), the six-panel figure and, if asked for, the P/E curve alone."""
+    curve (CSV), the six-panel figure and, if asked for, the P/E curve alone and (given the test
+    set's spectra) the most confident false positives."""
     opts = ScoreOptions.from_config(options)
     catalogue = read_catalogue(prediction)
     # Only the lines that vote (not a BAL head) decide the class, as in predict and classify.
@@ -61,10 +66,43 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
                  title=title, chance=summary["chance"])
     if pe_figure:
         plot_pe_curve(pe_figure, evaluation.curve, evaluation.crossing, title, chance=summary["chance"])
+    if fp_figure:
+        if not testset_file:
+            raise LymannetError("a false-positive figure needs the test set's spectra (testset_file)", prediction)
+        _false_positive_figure(fp_figure, testset_file, table, c_line, is_target, evaluation, opts, title)
     log.info("%s: score %s at c_th %s, chance %s, skill %s (%d targets, %d contaminants)", title, summary["score"],
              summary["threshold_at_crossing"], summary["chance"], summary["skill"], summary["n_targets"],
              summary["n_contaminants"])
     return summary
+
+
+N_FALSE_POSITIVES_SHOWN = 6
+
+
+def _false_positive_figure(path: str, testset_file: str, table: pd.DataFrame, c_line: np.ndarray,
+                           is_target: np.ndarray, evaluation: Any, opts: ScoreOptions, title: str) -> None:
+    """The most confident contaminants detected at the P = E threshold, from the test set's spectra."""
+    threshold = (evaluation.crossing.threshold if np.isfinite(evaluation.crossing.threshold)
+                 else opts.default_threshold)
+    confidence = kth_confidence(c_line, opts.min_lines)
+    false_positive = np.flatnonzero(~is_target & (confidence > threshold))
+    shown = false_positive[np.argsort(-confidence[false_positive], kind="stable")][:N_FALSE_POSITIVES_SHOWN]
+    rows = pd.DataFrame({"POPULATION": populations(table)[shown], "Z": table["Z"].to_numpy(float)[shown],
+                         "Z_PRED": table["Z_PRED"].to_numpy(float)[shown], "C_DETECT": confidence[shown],
+                         "MAG_R": (table["MAG_R"].to_numpy(float)[shown] if "MAG_R" in table
+                                   else np.full(len(shown), np.nan))})
+    with SpectraFile(testset_file) as spectra_file:
+        if len(spectra_file) != len(table):
+            raise InputFileError(f"{len(spectra_file)} spectra but the catalogue has {len(table)} rows", testset_file)
+        layer = "native" if spectra_file.has_native else "network"
+        picked = [spectra_file.read(layer, int(row), int(row) + 1) for row in shown]
+        wavelength = spectra_file.wavelength_of(layer)
+    n_pixels = len(wavelength)
+    flux = np.concatenate([p.flux for p in picked]) if picked else np.zeros((0, n_pixels), np.float32)
+    ivar = np.concatenate([p.ivar for p in picked]) if picked else np.zeros((0, n_pixels), np.float32)
+    false_positive_figure(path, wavelength, flux, ivar, rows,
+                          f"{title}: the {len(shown)} most confident of {len(false_positive)} false positives "
+                          f"at c_th = {threshold:.3f}")
 
 
 def read_score(path: str) -> dict[str, Any]:
@@ -170,7 +208,37 @@ def _score_with_skill(row: pd.Series, testset: str) -> str:
     return f"{_cell(row[f'score_{testset}'])} ({_cell(row[f'skill_{testset}'], 2)})"
 
 
-def markdown(table: pd.DataFrame, testsets: list[str]) -> str:
+def false_positive_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, combo, test set, contaminant population): how many of that population
+    the test set holds and how many the model detects at its P = E threshold."""
+    rows = [{"model": r["model"], "combo": r["combo"], "testset": r["testset"], "population": population, **counts}
+            for r in records for population, counts in (r.get("false_positives_at_crossing") or {}).items()]
+    return pd.DataFrame(rows, columns=["model", "combo", "testset", "population", "n", "detected", "rate"])
+
+
+def false_positive_markdown(false_positives: pd.DataFrame, testsets: list[str]) -> list[str]:
+    """Per test set: contaminants detected at each run's P = E threshold, by population."""
+    if false_positives.empty:
+        return []
+    lines = ["## Where the false positives come from", "",
+             "Contaminants detected as targets at each run's P = E threshold, by population: detected / "
+             "in the test set (rate).", ""]
+    for testset in testsets:
+        subset = false_positives[false_positives["testset"] == testset]
+        if subset.empty:
+            continue
+        names = list(subset.groupby("population")["detected"].sum().sort_values(ascending=False, kind="stable").index)
+        lines += [f"### {testset}", "", "| model | combo | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for (model, combo), group in subset.groupby(["model", "combo"], sort=False):
+            counts = group.set_index("population")
+            cells = [f"{int(counts.at[n, 'detected'])} / {int(counts.at[n, 'n'])} ({100 * counts.at[n, 'rate']:.0f}%)"
+                     if n in counts.index else "n/a" for n in names]
+            lines.append(f"| {model} | {combo} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataFrame | None = None) -> str:
     """Table 5.1 (architecture + scores with their chance level and skill) and the per-combo scores."""
     chance = chance_levels(table, testsets)
     head = ["model", "combo", "layers", "filters", "lr", "parameters", "epochs", "stopped by"]
@@ -195,6 +263,8 @@ def markdown(table: pd.DataFrame, testsets: list[str]) -> str:
         for _, row in group.iterrows():
             lines.append(f"| {row['combo']} | " + " | ".join(_score_with_skill(row, t) for t in testsets) + " |")
         lines.append("")
+    if false_positives is not None:
+        lines += false_positive_markdown(false_positives, testsets)
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +279,7 @@ def compare_scores(scores: list[str], curves: list[str], model_files: list[str],
     records = [read_score(path) for path in scores]
     table = summary_table(records, model_facts(list(model_files)), list(testsets))
     write_text_atomic(summary_csv, table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(summary_md, markdown(table, list(testsets)))
+    write_text_atomic(summary_md, markdown(table, list(testsets), false_positive_table(records)))
     for testset, figure in zip(testsets, figures):
         entries, sizes = [], set()
         for record, curve_path in zip(records, curves):

@@ -1,6 +1,7 @@
 rule score:
     input:
         prediction="results/predictions/{model}/{combo}/{testset}.fits",
+        testset="results/testsets/{testset}.fits",
     output:
         score_json="results/scores/{model}/{combo}/{testset}.json",
         curve_csv="results/scores/{model}/{combo}/{testset}_curve.csv",
@@ -13,6 +14,12 @@ rule score:
         pe_figure=report(
             "results/scores/{model}/{combo}/{testset}_pe.png",
             caption="../report/pe_curve.rst",
+            category="4. Scores",
+            subcategory="{testset}",
+        ),
+        false_positives=report(
+            "results/scores/{model}/{combo}/{testset}_false_positives.png",
+            caption="../report/false_positives.rst",
             category="4. Scores",
             subcategory="{testset}",
         ),

@@ -1,7 +1,8 @@
 """Score one prediction catalogue: purity/efficiency curve, P = E score, JSON summary and figures.
 
 snakemake: input.prediction (catalogue .fits); output.score_json, output.curve_csv,
-output.figure (six-panel PNG), optional output.pe_figure (P/E curve alone); params.options (config
+output.figure (six-panel PNG), optional output.pe_figure (P/E curve alone), optional
+output.false_positives (the most confident false positives, from input.testset); params.options (config
 `score` slice); model/combo/testset from params of those names or else the wildcards; log[0].
 """
 
@@ -15,4 +16,6 @@ if "snakemake" in globals():
     run(score_catalogue, snakemake.log[0], prediction=snakemake.input.prediction,
         options=snakemake.params.options, score_json=snakemake.output.score_json,
         curve_csv=snakemake.output.curve_csv, figure=snakemake.output.figure,
-        pe_figure=getattr(snakemake.output, "pe_figure", None), **names)
+        pe_figure=getattr(snakemake.output, "pe_figure", None),
+        testset_file=getattr(snakemake.input, "testset", None),
+        fp_figure=getattr(snakemake.output, "false_positives", None), **names)
