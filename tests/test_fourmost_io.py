@@ -88,9 +88,17 @@ def test_splits_are_stable_per_object():
 
 
 def test_write_simulation_files_and_examples(tmp_path):
-    spec = {"n_spectra": 6, "chunk": 4, "n_dla_probabilities": [0.0, 1.0], "z": [3.0, 3.5]}
+    boost = {"train": 40.0, "val": 40.0, "test": 40.0}
+    spec = {"n_spectra": 6, "chunk": 4, "absorbers": {"dla_boost": boost}, "z": [3.0, 3.5], "bal": {"fraction": 0.5}}
     examples = io.write_simulation(spec, 3, tmp_path / "spectra", tmp_path / "list.txt", tmp_path / "dlas.fits")
     truth = io.read_truth_list(tmp_path / "list.txt")
-    assert truth["FILE"].tolist()[0] == "spectra/PAQS_absorber_000001.fits" and truth["N_DLA"].tolist() == [1] * 6
-    assert len(io.read_dla_table(tmp_path / "dlas.fits")) == 6 and len(list((tmp_path / "spectra").iterdir())) == 6
-    assert len(examples) == 4 and all(len(dlas) == 1 for _, _, dlas in examples)
+    assert truth["FILE"].tolist()[0] == "spectra/PAQS_absorber_000001.fits" and (truth["N_DLA"] >= 1).all()
+    assert list(truth.columns) == ["FILE", "Z_QSO", "N_ABS", "N_DLA", "BAL", "SPLIT"]
+    assert len(io.read_dla_table(tmp_path / "dlas.fits")) == truth["N_DLA"].sum()
+    assert len(list((tmp_path / "spectra").iterdir())) == 6
+    absorbers, bals = io.read_confusers(tmp_path / "dlas.fits")
+    assert len(absorbers) >= truth["N_DLA"].sum() and (absorbers["LOG_NHI"] >= 17).all()
+    assert len(bals) == truth["BAL"].sum() and (bals["V_MAX"] > bals["V_MIN"]).all()
+    assert len(examples) == 4 and all(len(dlas) >= 1 for _, _, dlas in examples)
+    # the simulator's split is the ingestion's
+    assert truth["SPLIT"].tolist() == io.assign_splits(truth["FILE"].tolist(), 3, {"train": 0.8, "val": 0.1, "test": 0.1}).tolist()

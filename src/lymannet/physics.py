@@ -124,3 +124,110 @@ QSO_BROAD_LINES: tuple[BroadLine, ...] = (
     BroadLine("HBETA", 4862.68, 46.2, 4500.0),
     BroadLine("HALPHA", 6564.61, 194.5, 4500.0),
 )
+
+
+# --- HI absorbers: column-density distribution, absorption path, Lyman limit -----------------------
+
+# Prochaska et al. 2014 (MNRAS 438, 476) f(N_HI, X) at their pivot z = 2.4: a monotonic Hermite
+# spline through these (log N_HI, log f) knots (their Table 3 best fit, as pyigm's default fN
+# model), f in (cm^-2)^-1 per unit absorption distance X. Beyond the last knot the last segment's
+# slope continues (a power law).
+PW14_LOG_N_KNOTS = (12.0, 15.0, 17.0, 18.0, 20.0, 21.0, 21.5, 22.0)
+PW14_LOG_F_KNOTS = (-9.72, -14.41, -17.94, -19.39, -21.28, -22.82, -23.95, -25.50)
+PW14_Z_PIVOT, PW14_GAMMA = 2.4, 1.5  # l(X) ~ (1+z)^gamma around the pivot
+SIGMA_LYMAN_LIMIT = 6.304e-18  # cm^2, HI photo-ionisation cross-section at 912 A
+LYMAN_LIMIT = 911.753  # A
+
+
+def log_fn_pw14(log_n: np.ndarray, z: np.ndarray | float = PW14_Z_PIVOT) -> np.ndarray:
+    """log10 f(N_HI, X) [(cm^-2)^-1 per dX] of Prochaska et al. 2014, scaled by
+    ((1+z)/(1+z_pivot))^gamma for the redshift evolution of the incidence."""
+    from scipy.interpolate import PchipInterpolator
+
+    knots_n, knots_f = np.asarray(PW14_LOG_N_KNOTS), np.asarray(PW14_LOG_F_KNOTS)
+    log_n = np.asarray(log_n, float)
+    inside = PchipInterpolator(knots_n, knots_f)(np.clip(log_n, knots_n[0], knots_n[-1]))
+    slope = (knots_f[-1] - knots_f[-2]) / (knots_n[-1] - knots_n[-2])
+    out = np.where(log_n > knots_n[-1], knots_f[-1] + slope * (log_n - knots_n[-1]), inside)
+    return out + PW14_GAMMA * np.log10((1 + np.asarray(z, float)) / (1 + PW14_Z_PIVOT))
+
+
+def incidence_per_dx(log_n_min: float, log_n_max: float, z: float = PW14_Z_PIVOT) -> float:
+    """l(X) = integral of f(N, X) dN over [log_n_min, log_n_max]: absorbers per unit X."""
+    grid = np.linspace(log_n_min, log_n_max, 2001)
+    integrand = 10.0 ** log_fn_pw14(grid, z) * 10.0**grid * np.log(10.0)  # f(N) dN/dlogN
+    return float(np.trapezoid(integrand, grid))
+
+
+def draw_log_nhi(rng: np.random.Generator, n: int, log_n_min: float, log_n_max: float) -> np.ndarray:
+    """n column densities log N_HI drawn from the Prochaska et al. 2014 f(N) (inverse transform on a
+    fine grid of p(log N) ~ f(N) N)."""
+    grid = np.linspace(log_n_min, log_n_max, 4001)
+    pdf = 10.0 ** (log_fn_pw14(grid) + grid)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(grid))])
+    return np.interp(rng.uniform(size=n), cdf / cdf[-1], grid)
+
+
+def dx_dz(z: np.ndarray | float, omega_m: float = 0.3) -> np.ndarray:
+    """Absorption distance per unit redshift, dX/dz = (1+z)^2 / E(z), flat LCDM (Omega_m = 0.3)."""
+    z = np.asarray(z, float)
+    return (1 + z) ** 2 / np.sqrt(omega_m * (1 + z) ** 3 + 1 - omega_m)
+
+
+def absorption_distance(z_lo: np.ndarray | float, z_hi: np.ndarray | float, omega_m: float = 0.3,
+                        steps: int = 64) -> np.ndarray:
+    """X(z_hi) - X(z_lo) (0 where z_hi <= z_lo), by the trapezoidal rule in z."""
+    z_lo, z_hi = np.broadcast_arrays(np.asarray(z_lo, float), np.asarray(z_hi, float))
+    t = np.linspace(0.0, 1.0, steps)
+    z = z_lo[..., None] + np.clip(z_hi - z_lo, 0, None)[..., None] * t
+    return np.trapezoid(dx_dz(z, omega_m), z, axis=-1)
+
+
+def draw_redshifts_dx(rng: np.random.Generator, z_lo: np.ndarray, z_hi: np.ndarray, gamma: float = 0.0,
+                      omega_m: float = 0.3, steps: int = 256) -> np.ndarray:
+    """One redshift per (z_lo, z_hi) pair with density dN/dz ~ dX/dz (1+z)^gamma: absorbers
+    uniform in absorption distance (gamma = 0) or with an evolving incidence."""
+    z_lo, z_hi = np.asarray(z_lo, float), np.asarray(z_hi, float)
+    t = np.linspace(0.0, 1.0, steps)
+    z = z_lo[:, None] + (z_hi - z_lo)[:, None] * t
+    pdf = dx_dz(z, omega_m) * (1 + z) ** gamma
+    cdf = np.concatenate([np.zeros((len(z), 1)), np.cumsum(0.5 * (pdf[:, 1:] + pdf[:, :-1]) * np.diff(z, axis=1), axis=1)], axis=1)
+    u = rng.uniform(size=len(z_lo)) * cdf[:, -1]
+    return np.array([np.interp(u[k], cdf[k], z[k]) for k in range(len(z_lo))])
+
+
+def lyman_limit_tau(wave_obs: np.ndarray, z_abs: float, log_n: float) -> np.ndarray:
+    """Lyman-continuum optical depth of one absorber: N sigma_LL (lambda/lambda_LL)^3 blueward of
+    its Lyman limit (hydrogenic cross-section ~ nu^-3), 0 redward."""
+    rest = np.asarray(wave_obs, float) / (1 + z_abs)
+    return np.where(rest <= LYMAN_LIMIT, 10.0**log_n * SIGMA_LYMAN_LIMIT * (rest / LYMAN_LIMIT) ** 3, 0.0)
+
+
+# --- broad absorption-line (BAL) troughs -----------------------------------------------------------
+
+# Rest wavelengths [A] and relative optical depths of the BAL troughs: CIV and NV strongest, then
+# Ly-alpha and SiIV (high-ionisation BALs; e.g. Hall et al. 2002, ApJS 141, 267; Gibson et al.
+# 2009, ApJ 692, 758 for CIV/SiIV trough depths). Doublets are treated as one line at their mean.
+BAL_LINES: tuple[tuple[str, float, float], ...] = (
+    ("CIV", 1549.06, 1.0),
+    ("SIIV", 1396.76, 0.6),
+    ("NV", 1240.14, 0.8),
+    ("LYA", 1215.67, 0.7),
+)
+
+
+def bal_trough_tau(wave_rest: np.ndarray, v_min: float, v_max: float, tau_max: float,
+                   lines: tuple[tuple[str, float, float], ...] = BAL_LINES, edge_kms: float = 1000.0) -> np.ndarray:
+    """Optical depth of broad absorption troughs in the quasar's rest frame: for every line,
+    outflow velocities v_min..v_max [km/s, positive = blueshifted] absorb with depth
+    tau_max x its relative strength, a flat-bottomed profile with smooth (Gaussian, `edge_kms`) edges.
+    BAL quasars are ~15% of optically selected quasars at z > 1.6 (Trump et al. 2006; Gibson et al.
+    2009); the troughs need v_max - v_min >= 2000 km/s for a non-zero balnicity index."""
+    wave_rest = np.asarray(wave_rest, float)
+    tau = np.zeros_like(wave_rest)
+    for _, wavelength, strength in lines:
+        velocity = (wavelength - wave_rest) / wavelength * C_KMS  # blueshift of the absorbing gas
+        shape = np.where(velocity < v_min, np.exp(-0.5 * ((velocity - v_min) / edge_kms) ** 2),
+                         np.where(velocity > v_max, np.exp(-0.5 * ((velocity - v_max) / edge_kms) ** 2), 1.0))
+        tau += tau_max * strength * shape
+    return tau

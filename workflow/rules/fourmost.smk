@@ -33,6 +33,8 @@ rule fourmost_simulate:
         spec=lambda w: {
             **FOURMOST["simulate"],
             "n_spectra": fourmost_size_spec(w.fourmost_size)["n_spectra"],
+            # the DLA incidence is set per split (absorbers.dla_boost): the ingestion's split
+            "split": FOURMOST["ingest"]["split"],
         },
         seed=FOURMOST["seed"],
     script:

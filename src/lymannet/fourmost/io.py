@@ -41,6 +41,7 @@ from . import simulate as sim
 log = logging.getLogger("lymannet.fourmost")
 
 TRUTH_COLUMNS = ("FILE", "Z_QSO", "N_ABS", "N_DLA")
+OPTIONAL_TRUTH_COLUMNS = ("BAL", "SPLIT")  # written by the simulator; real data may lack them
 SPLITS = ("train", "val", "test")
 SNR_WINDOW = (1270.0, 1350.0)  # rest frame, A: continuum between Ly-alpha/NV and SiIV
 
@@ -59,20 +60,40 @@ def write_spectrum(path: str | Path, wavelength: np.ndarray, flux: np.ndarray, i
 
 
 def write_truth_list(path: str | Path, files: list[str], z_qso: np.ndarray, n_abs: np.ndarray,
-                     n_dla: np.ndarray) -> None:
-    lines = ["\t".join(TRUTH_COLUMNS)]
-    lines += [f"{f}\t{z:.16f}\t{int(a)}\t{int(d)}" for f, z, a, d in zip(files, z_qso, n_abs, n_dla)]
+                     n_dla: np.ndarray, extra: dict[str, Any] | None = None) -> None:
+    """The slides' four columns, then optional ones (`extra`: name -> values, e.g. BAL, SPLIT)."""
+    extra = extra or {}
+    lines = ["\t".join(TRUTH_COLUMNS + tuple(extra))]
+    for k, (f, z, a, d) in enumerate(zip(files, z_qso, n_abs, n_dla)):
+        lines.append("\t".join([f, f"{z:.16f}", str(int(a)), str(int(d))] + [str(v[k]) for v in extra.values()]))
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def write_dla_table(path: str | Path, files: list[str], z_abs: np.ndarray, log_n: np.ndarray,
-                    b_kms: np.ndarray) -> None:
+def _absorber_records(files: list[str], z_abs: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray) -> np.ndarray:
     width = max([len(f) for f in files] + [1])
     table = np.zeros(len(files), dtype=[("FILE", f"S{width}"), ("Z_ABS", "f8"), ("LOG_NHI", "f4"), ("B_KMS", "f4")])
     table["FILE"], table["Z_ABS"], table["LOG_NHI"], table["B_KMS"] = files, z_abs, log_n, b_kms
+    return table
+
+
+def write_dla_table(path: str | Path, files: list[str], z_abs: np.ndarray, log_n: np.ndarray,
+                    b_kms: np.ndarray, absorbers: dict[str, Any] | None = None, bals: dict[str, Any] | None = None) -> None:
+    """DLAS (the truth the DLA networks are scored on); optionally ABSORBERS (every HI absorber,
+    LLS and sub-DLAs included: FILE, Z_ABS, LOG_NHI, B_KMS) and BALS (FILE, V_MIN, V_MAX, TAU_MAX)."""
     with atomic_path(path) as tmp:
-        fitsio.write(str(tmp), table, extname="DLAS", clobber=True)
+        with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
+            fits.write(_absorber_records(files, z_abs, log_n, b_kms), extname="DLAS")
+            if absorbers is not None:
+                fits.write(_absorber_records(absorbers["FILE"], absorbers["Z_ABS"], absorbers["LOG_NHI"],
+                                             absorbers["B_KMS"]), extname="ABSORBERS")
+            if bals is not None:
+                width = max([len(f) for f in bals["FILE"]] + [1])
+                table = np.zeros(len(bals["FILE"]), dtype=[("FILE", f"S{width}"), ("V_MIN", "f4"), ("V_MAX", "f4"),
+                                                            ("TAU_MAX", "f4")])
+                for name in ("FILE", "V_MIN", "V_MAX", "TAU_MAX"):
+                    table[name] = bals[name]
+                fits.write(table, extname="BALS")
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -96,7 +117,8 @@ def write_simulation(spec: dict[str, Any], seed: int, spectra_dir: str | Path, t
     def write_chunk(rows: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> None:
         for k, row in enumerate(rows):
             header = {"Z_QSO": float(params["z_qso"][row]), "MAG_R": float(params["mag"][row]),
-                      "EXPTIME": float(full["exptime"]), "N_DLA": int(params["n_dla"][row])}
+                      "EXPTIME": float(params["exptime"][row]), "N_DLA": int(params["n_dla"][row]),
+                      "BAL": int(params["bal"]["flag"][row])}
             write_spectrum(out_dir / sim.spectrum_name(int(row)), wave, flux[k], ivar[k], header)
             if len(examples) < n_examples and (params["n_dla"][row] > 0 or len(examples) == n_examples - 1):
                 pick = dla["sightline"] == row
@@ -105,8 +127,15 @@ def write_simulation(spec: dict[str, Any], seed: int, spectra_dir: str | Path, t
 
     sim.simulate(full, seed, write_chunk)
     files = [f"{out_dir.name}/{sim.spectrum_name(i)}" for i in range(len(params["z_qso"]))]
-    write_truth_list(truth_path, files, params["z_qso"], params["n_abs"], params["n_dla"])
-    write_dla_table(dla_path, [files[i] for i in dla["sightline"]], dla["z_abs"], dla["log_n"], dla["b_kms"])
+    write_truth_list(truth_path, files, params["z_qso"], params["n_abs"], params["n_dla"],
+                     {"BAL": params["bal"]["flag"].astype(int), "SPLIT": params["split"]})
+    hi, bal = params["absorbers"], params["bal"]
+    bal_rows = np.flatnonzero(bal["flag"])
+    write_dla_table(dla_path, [files[i] for i in dla["sightline"]], dla["z_abs"], dla["log_n"], dla["b_kms"],
+                    absorbers={"FILE": [files[i] for i in hi["sightline"]], "Z_ABS": hi["z_abs"], "LOG_NHI": hi["log_n"],
+                               "B_KMS": hi["b_kms"]},
+                    bals={"FILE": [files[i] for i in bal_rows], "V_MIN": bal["v_min"][bal_rows],
+                          "V_MAX": bal["v_max"][bal_rows], "TAU_MAX": bal["tau"][bal_rows]})
     return examples
 
 
@@ -134,7 +163,14 @@ def read_truth_list(path: str | Path) -> pd.DataFrame:
         raise InputFileError("N_DLA must be between 0 and N_ABS on every row", path)
     if table["FILE"].duplicated().any():
         raise InputFileError(f"duplicate FILE {table['FILE'][table['FILE'].duplicated()].iloc[0]!r}", path)
-    return table[list(TRUTH_COLUMNS)].reset_index(drop=True)
+    if "BAL" in table.columns:
+        bal = pd.to_numeric(table["BAL"], errors="coerce")
+        if bal.isna().any() or not bal.isin([0, 1]).all():
+            raise InputFileError("BAL column must hold 0 or 1 on every row", path)
+        table["BAL"] = bal.astype(int)
+    if "SPLIT" in table.columns and not table["SPLIT"].isin(SPLITS).all():
+        raise InputFileError(f"SPLIT column must hold one of {list(SPLITS)} on every row", path)
+    return table[list(TRUTH_COLUMNS) + [c for c in OPTIONAL_TRUTH_COLUMNS if c in table.columns]].reset_index(drop=True)
 
 
 def resolve(truth_path: str | Path, name: str) -> Path:
@@ -157,7 +193,8 @@ def read_spectrum(path: str | Path, expected_pixels: int | None = None) -> tuple
                 if name not in fits:
                     raise InputFileError(f"missing HDU {name}", path)
             wave, flux, ivar = (fits[name].read() for name in ("WAVELENGTH", "FLUX", "IVAR"))
-            header = {k: fits["FLUX"].read_header()[k] for k in ("Z_QSO", "MAG_R") if k in fits["FLUX"].read_header()}
+            flux_header = fits["FLUX"].read_header()
+            header = {k: flux_header[k] for k in ("Z_QSO", "MAG_R", "EXPTIME") if k in flux_header}
     except OSError as error:
         raise InputFileError(f"unreadable FITS ({error})", path) from None
     if not (wave.ndim == flux.ndim == ivar.ndim == 1 and wave.shape == flux.shape == ivar.shape):
@@ -185,6 +222,23 @@ def read_dla_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
+def read_confusers(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ABSORBERS, BALS) of a DLA table file, empty tables where the file has no such HDU."""
+    absorbers = pd.DataFrame({"FILE": pd.Series(dtype=str), "Z_ABS": pd.Series(dtype=float), "LOG_NHI": pd.Series(dtype=float)})
+    bals = pd.DataFrame({"FILE": pd.Series(dtype=str), "V_MIN": pd.Series(dtype=float), "V_MAX": pd.Series(dtype=float),
+                         "TAU_MAX": pd.Series(dtype=float)})
+    with fitsio.FITS(str(path)) as fits:
+        if "ABSORBERS" in fits and fits["ABSORBERS"].get_nrows():
+            data = fits["ABSORBERS"].read()
+            absorbers = pd.DataFrame({"FILE": np.char.strip(data["FILE"].astype(str)), "Z_ABS": data["Z_ABS"].astype(float),
+                                      "LOG_NHI": data["LOG_NHI"].astype(float)})
+        if "BALS" in fits and fits["BALS"].get_nrows():
+            data = fits["BALS"].read()
+            bals = pd.DataFrame({"FILE": np.char.strip(data["FILE"].astype(str)),
+                                 **{k: data[k].astype(float) for k in ("V_MIN", "V_MAX", "TAU_MAX")}})
+    return absorbers, bals
+
+
 def iter_spectra(truth_path: str | Path, truth: pd.DataFrame, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]]:
     """(rows, wavelength, flux, ivar, headers) per chunk of the truth list; all files share one grid."""
     reference: np.ndarray | None = None
@@ -208,11 +262,9 @@ def iter_spectra(truth_path: str | Path, truth: pd.DataFrame, chunk: int) -> Ite
 
 
 def assign_splits(files: list[str], seed: int, fractions: dict[str, float]) -> np.ndarray:
-    """train/val/test per FILE from a stable hash: an object keeps its split whatever the set size."""
-    u = np.array([job_seed(seed, "fourmost-split", Path(f).name) / 2.0**63 for f in files])
-    val_edge = fractions["train"]
-    test_edge = fractions["train"] + fractions["val"]
-    return np.where(u < val_edge, "train", np.where(u < test_edge, "val", "test"))
+    """train/val/test per FILE from a stable hash (:func:`.simulate.split_of`, which the simulator
+    uses too): an object keeps its split whatever the set size."""
+    return sim.split_of(files, seed, fractions)
 
 
 def rebin_by(flux: np.ndarray, ivar: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,6 +314,7 @@ def ingest(truth_path: str | Path, dla_path: str | Path, out_path: str | Path, o
     z_ivar = np.zeros_like(z_flux)
     dla_flux = dla_ivar = dla_wave = None
     mag = np.full(n, np.nan, np.float32)
+    exptime = np.full(n, np.nan, np.float32)
     snr = np.zeros(n, np.float32)
     progress = Progress(n, "spectra", logger=log)
     for rows, wave, flux, ivar, headers in iter_spectra(truth_path, truth, options.chunk):
@@ -274,11 +327,20 @@ def ingest(truth_path: str | Path, dla_path: str | Path, out_path: str | Path, o
         dla_flux[rows], dla_ivar[rows] = f, w
         snr[rows] = continuum_snr(dla_wave, f, w, truth["Z_QSO"].to_numpy()[rows])
         mag[rows] = [h.get("MAG_R", np.nan) for h in headers]
+        exptime[rows] = [h.get("EXPTIME", np.nan) for h in headers]
         progress.update(rows.size)
     progress.done()
     split = assign_splits(list(truth["FILE"]), options.seed, options.split)
-    sightlines = truth.assign(MAG_R=mag, SNR=snr, SPLIT=split)
-    write_ingested(out_path, z_grid.wavelength, z_flux, z_ivar, dla_wave, dla_flux, dla_ivar, sightlines, dlas, provenance)
+    if "SPLIT" in truth.columns and not np.array_equal(truth["SPLIT"].to_numpy().astype(str), split):
+        bad = int(np.flatnonzero(truth["SPLIT"].to_numpy().astype(str) != split)[0])
+        raise InputFileError(f"SPLIT of {truth['FILE'][bad]} is {truth['SPLIT'][bad]!r} in the truth list but {split[bad]!r} "
+                             "from fourmost.seed and fourmost.ingest.split: simulate and ingest with the same ones", truth_path)
+    sightlines = truth.drop(columns=[c for c in ("SPLIT",) if c in truth.columns]).assign(
+        BAL=truth["BAL"].to_numpy() if "BAL" in truth.columns else np.zeros(n, int), MAG_R=mag, EXPTIME=exptime,
+        SNR=snr, SPLIT=split)
+    absorbers, bals = read_confusers(dla_path)
+    write_ingested(out_path, z_grid.wavelength, z_flux, z_ivar, dla_wave, dla_flux, dla_ivar, sightlines, dlas, provenance,
+                   absorbers, bals)
     return {split_name: int((split == split_name).sum()) for split_name in SPLITS}
 
 
@@ -297,7 +359,8 @@ def _records(table: pd.DataFrame) -> np.ndarray:
 
 
 def write_ingested(path: str | Path, z_wave, z_flux, z_ivar, dla_wave, dla_flux, dla_ivar,
-                   sightlines: pd.DataFrame, dlas: pd.DataFrame, provenance: dict[str, Any]) -> None:
+                   sightlines: pd.DataFrame, dlas: pd.DataFrame, provenance: dict[str, Any],
+                   absorbers: pd.DataFrame | None = None, bals: pd.DataFrame | None = None) -> None:
     with atomic_path(path) as tmp:
         with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
             for name, array in (("Z_WAVELENGTH", z_wave), ("Z_FLUX", z_flux), ("Z_IVAR", z_ivar),
@@ -306,6 +369,9 @@ def write_ingested(path: str | Path, z_wave, z_flux, z_ivar, dla_wave, dla_flux,
             fits.write(_records(sightlines), extname="SIGHTLINES")
             fits.write(_records(dlas if len(dlas) else pd.DataFrame({"FILE": ["none"], "Z_ABS": [np.nan], "LOG_NHI": [np.nan]})[:0]),
                        extname="DLAS")
+            for name, table in (("ABSORBERS", absorbers), ("BALS", bals)):
+                if table is not None and len(table):
+                    fits.write(_records(table), extname=name)
             text = json.dumps(provenance, default=str)
             fits.write(np.array([(text,)], dtype=[("JSON", f"S{len(text.encode())}")]), extname="PROVENANCE")
 
@@ -320,6 +386,9 @@ class Ingested:
     dla_ivar: np.ndarray
     sightlines: pd.DataFrame
     dlas: pd.DataFrame  # with ROW: the sightline's row
+    # confusers (simulated sets): every HI absorber (LLS, sub-DLA, DLA) and BAL troughs, with ROW
+    absorbers: pd.DataFrame | None = None
+    bals: pd.DataFrame | None = None
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.sightlines["SPLIT"].to_numpy() == split)
@@ -338,6 +407,11 @@ def read_ingested(path: str | Path, parts: tuple[str, ...] = ("Z", "DLA")) -> In
         sightlines = pd.DataFrame({name: np.asarray(value) for name, value in
                                    zip(fits["SIGHTLINES"].get_colnames(), _columns(fits["SIGHTLINES"].read()))})
         raw = fits["DLAS"].read() if fits["DLAS"].get_nrows() else None
+        extra = {}
+        for name in ("ABSORBERS", "BALS"):
+            if name in fits:
+                records = fits[name].read()
+                extra[name] = pd.DataFrame({c: np.asarray(v) for c, v in zip(records.dtype.names, _columns(records))})
     dlas = pd.DataFrame({"FILE": [] if raw is None else raw["FILE"].astype(str),
                          "Z_ABS": [] if raw is None else raw["Z_ABS"].astype(float),
                          "LOG_NHI": [] if raw is None else raw["LOG_NHI"].astype(float)})
@@ -346,8 +420,13 @@ def read_ingested(path: str | Path, parts: tuple[str, ...] = ("Z", "DLA")) -> In
     dlas["FILE"] = dlas["FILE"].astype(str).str.strip()
     row_of = {f: i for i, f in enumerate(sightlines["FILE"])}
     dlas["ROW"] = dlas["FILE"].map(row_of).astype(np.int64)
+    for table in extra.values():
+        table["FILE"] = table["FILE"].astype(str).str.strip()
+        table["ROW"] = table["FILE"].map(row_of).astype(np.int64)
+    if "BAL" not in sightlines.columns:
+        sightlines["BAL"] = 0
     return Ingested(arrays["Z_WAVELENGTH"], arrays["Z_FLUX"], arrays["Z_IVAR"], arrays["DLA_WAVELENGTH"],
-                    arrays["DLA_FLUX"], arrays["DLA_IVAR"], sightlines, dlas)
+                    arrays["DLA_FLUX"], arrays["DLA_IVAR"], sightlines, dlas, extra.get("ABSORBERS"), extra.get("BALS"))
 
 
 def _columns(records: np.ndarray) -> list[np.ndarray]:
