@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import fitsio
@@ -252,3 +253,144 @@ def test_failure_leaves_no_files(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         simulate.simulate_dataset(SMALL, 1, "x", tmp_path / "c.fits", tmp_path / "t.fits")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- contaminants a real LBG target selection lets in (issue 17, part 2) ----------------------
+
+CONTAMINANTS = {
+    "mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5], "mag_slope": 0.35,
+    "populations": {"LBG": {"n": 20, "z": [2.5, 3.5]}, "QSO": {"n": 20, "z": [1.8, 4.0]},
+                    "GALAXY": {"n": 12, "z": [0.3, 1.6]}, "STAR": {"n": 16, "mag_slope": 0.12}},
+}
+
+
+def _band_index(wave, flux, lo_band, hi_band):
+    """Mean flux in hi_band over mean flux in lo_band (wavelength windows)."""
+    mean = lambda band: flux[:, (wave >= band[0]) & (wave <= band[1])].mean(axis=1)  # noqa: E731
+    return mean(hi_band) / mean(lo_band)
+
+
+def test_bal_fraction_among_z_above_1p6_qsos():
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
+            "populations": {"QSO": {"n": 6000, "z": [1.0, 4.0], "bal_fraction": 0.15}}}
+    objects = simulate.draw_objects(spec, 3, "bal")
+    high = objects["Z"] > 1.6
+    bal = objects["SUBTYPE"] == "BAL"
+    assert bal[high].mean() == pytest.approx(0.15, abs=0.015)
+    assert not bal[~high].any()  # CIV leaves the DESI range below z ~ 1.6
+    assert objects.loc[bal, "BAL_DEPTH"].between(0.3, 0.95).all() and objects.loc[~bal, "BAL_DEPTH"].isna().all()
+    assert ((objects.loc[bal, "BAL_VMAX_KMS"] - objects.loc[bal, "BAL_VMIN_KMS"]) >= 2500).all()
+
+
+def test_bal_trough_depth_and_position():
+    base = {"SPECTYPE": "QSO", "Z": 2.5, "TEMPLATE": -1, "LYA_EW": np.nan, "BETA": -1.5, "LINE_SIGMA_KMS": 1900.0}
+    rows = [dict(base, SUBTYPE="BAL"), dict(base, SUBTYPE="")]
+    objects = _objects(rows)
+    objects["BAL_VMIN_KMS"], objects["BAL_VMAX_KMS"] = [3000.0, np.nan], [10000.0, np.nan]
+    objects["BAL_DEPTH"] = [0.8, np.nan]
+    model = simulate.render_model(objects, np.random.default_rng(0))
+    wave = simulate.instrument().wave
+    ratio = model[0] / model[1] * (model[1].sum() / model[0].sum())  # undo the r normalisation...
+    ratio /= np.median(ratio[(wave > 1700 * 3.5) & (wave < 1850 * 3.5)])  # ...exactly, redward of CIV
+    civ_mid = 1549.06 * 3.5 * (1 - 6500.0 / C_KMS)
+    assert ratio[np.abs(wave - civ_mid) < 5].mean() == pytest.approx(0.2, abs=0.02)
+    assert ratio[(wave > 1560 * 3.5) & (wave < 1700 * 3.5)].min() > 0.99  # nothing redward of CIV
+
+
+def _stars(teffs):
+    rows = [{"SPECTYPE": "STAR", "Z": 0.0, "TEMPLATE": -1, "LYA_EW": np.nan, "LINE_SIGMA_KMS": 40.0} for _ in teffs]
+    objects = _objects(rows)
+    objects["SUBTYPE"] = ["M", "K", "G", "F"][: len(teffs)]
+    objects["TEFF"] = teffs
+    return objects, simulate.render_model(objects, np.random.default_rng(0))
+
+
+def test_star_colours_and_molecular_bands():
+    objects, model = _stars([3000.0, 4500.0, 5700.0, 6600.0])  # ~M4, K4, G2, F5
+    g_r = simulate.ab_magnitude(model, "g") - simulate.ab_magnitude(model, "r")
+    # Dwarf colours (Covey et al. 2007, AJ 134, 2398): g-r ~0.35 (F5), ~0.5 (G2), ~1.0 (K4), ~1.5 (M4).
+    assert np.all(np.diff(g_r) < 0)  # redder towards M
+    assert g_r[0] > 1.3 and 0.8 < g_r[1] < 1.2 and g_r[3] < 0.5
+    wave = simulate.instrument().wave
+    # TiO5 index (Reid, Hawley & Gizis 1995): flux 7126-7135 A over 7042-7046 A; ~0.3-0.5 at M4-M5.
+    tio5 = _band_index(wave, model, (7042.0, 7046.0), (7126.0, 7135.0))
+    assert tio5[0] < 0.5 and tio5[2] > 0.95 and tio5[3] > 0.95
+    # Ca II K: deep in G/K dwarfs; H-beta: strongest in the F star.
+    ca_k = _band_index(wave, model, (3905.0, 3915.0), (3932.0, 3937.0))
+    assert ca_k[1] < 0.6 and ca_k[2] < 0.6
+    h_beta = _band_index(wave, model, (4840.0, 4850.0), (4860.0, 4865.0))
+    assert h_beta[3] < h_beta[2] < h_beta[1] and h_beta[3] < 0.75
+
+
+def test_passive_galaxy_4000_break_and_weak_oii():
+    rows = [{"SPECTYPE": "GALAXY", "Z": 0.6, "TEMPLATE": -1, "LYA_EW": np.nan, "LINE_SIGMA_KMS": 200.0}] * 2
+    objects = _objects(rows)
+    objects["SUBTYPE"], objects["D4000"], objects["BETA"], objects["OII_EW"] = (
+        ["PASSIVE", "WEAKLINE"], [1.9, 1.3], [-0.6, -1.1], [1.0, 10.0])
+    model = simulate.render_model(objects, np.random.default_rng(0))
+    wave = simulate.instrument().wave / 1.6
+    f_nu = model * wave[None, :] ** 2
+    # Dn4000 (Balogh et al. 1999): <f_nu> 4000-4100 A over 3850-3950 A, rest frame.
+    dn4000 = _band_index(wave, f_nu, (3850.0, 3950.0), (4000.0, 4100.0))
+    assert dn4000[0] > 1.7 and 1.2 < dn4000[1] < 1.5
+    oii = _band_index(wave, model, (3700.0, 3715.0), (3724.0, 3733.0))
+    assert oii[1] > 1.15 > oii[0]  # a weak but visible [OII] only in the weak-line galaxy
+    assert _band_index(wave, model, (3905.0, 3915.0), (3932.0, 3937.0))[0] < 0.85  # Ca II K
+
+
+def test_number_counts_slope_of_drawn_magnitudes():
+    rng = np.random.default_rng(0)
+    for slope in (0.35, 0.12, 0.0):
+        mags = simulate.draw_magnitudes(rng, 40000, 22.5, 24.5, slope)
+        assert mags.min() >= 22.5 and mags.max() <= 24.5
+        counts, edges = np.histogram(mags, bins=10, range=(22.5, 24.5))
+        fitted = np.polyfit(0.5 * (edges[1:] + edges[:-1]), np.log10(counts), 1)[0]
+        assert fitted == pytest.approx(slope, abs=0.03)
+    objects = simulate.draw_objects(dict(CONTAMINANTS, populations={
+        "LBG": {"n": 4000, "z": [2.5, 3.5]}, "STAR": {"n": 4000, "mag_slope": 0.0}}), 1, "counts")
+    lbg = objects["SPECTYPE"] == "LBG"
+    assert (objects.loc[lbg, "MAG_R"] > 23.5).mean() == pytest.approx(0.69, abs=0.03)  # 10^0.35 / (1 + 10^0.35)
+    assert (objects.loc[~lbg, "MAG_R"] > 23.5).mean() == pytest.approx(0.5, abs=0.03)
+
+
+def test_contaminant_dataset_truth_subtypes_and_select(tmp_path):
+    from lymannet.selection import select_rows, validate_select
+
+    summary = simulate.simulate_dataset(CONTAMINANTS, 5, "contam", tmp_path / "c.fits", tmp_path / "t.fits")
+    assert summary["n_by_spectype"] == {"GALAXY": 12, "LBG": 20, "QSO": 20, "STAR": 16}
+    truth = records_to_truth(fitsio.read(str(tmp_path / "t.fits"), ext="TRUTH"))
+    assert set(truth.loc[truth["SPECTYPE"] == "STAR", "SUBTYPE"]) <= {"M", "K", "G", "F"}
+    assert set(truth.loc[truth["SPECTYPE"] == "GALAXY", "SUBTYPE"]) == {"PASSIVE", "WEAKLINE"}
+    assert set(truth.loc[truth["SPECTYPE"] == "QSO", "SUBTYPE"]) <= {"", "BAL"}
+    assert (truth.loc[truth["SPECTYPE"] == "LBG", "SUBTYPE"] == "").all()
+    assert truth.loc[truth["SPECTYPE"] == "STAR", "Z"].abs().max() < 0.002
+    assert np.isfinite(truth.loc[truth["SPECTYPE"] == "STAR", "TEFF"]).all()
+    with fitsio.FITS(str(tmp_path / "c.fits")) as fits:
+        morph = np.char.strip(fits["FIBERMAP"].read()["MORPHTYPE"].astype(str))
+    assert set(morph[(truth["SPECTYPE"] == "STAR").to_numpy()]) == {"PSF"}
+    rng = np.random.default_rng(0)
+    stars_gk = select_rows(truth, validate_select({"spectype": ["STAR"], "subtype": ["G", "K"]}, "t"), rng)
+    assert stars_gk.sum() == truth["SUBTYPE"].isin(["G", "K"]).sum() > 0
+    no_subtype = select_rows(truth, validate_select({"subtype": [""]}, "t"), rng)
+    assert no_subtype.sum() == (truth["SUBTYPE"] == "").sum()
+    assert select_rows(truth.drop(columns="SUBTYPE"), {"subtype": [""]}, rng).all()  # e.g. a real VI table
+
+
+@pytest.mark.parametrize("population, message", [
+    ({"LBG": {"n": 5, "z": [2, 3], "bal_fraction": 0.1}}, "populations.LBG: unknown key(s) ['bal_fraction']"),
+    ({"QSO": {"n": 5, "z": [2, 3], "bal_fraction": 1.5}}, "populations.QSO.bal_fraction must be a number in [0, 1]"),
+    ({"STAR": {"n": 5, "subtypes": {"O": 1.0}}}, "populations.STAR.subtypes must map some of"),
+    ({"GALAXY": {"n": 5, "z": [0.3, 2.5]}}, "outside the simulator's range"),
+    ({"LBG": {"n": 5, "z": [2, 3], "mag_slope": 3}}, "populations.LBG.mag_slope = 3.0 is outside [-1, 1]"),
+])
+def test_contaminant_config_errors_name_the_key(population, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        simulate.draw_objects({"mode": "continuous", "populations": population}, 1, "bad")
+
+
+def test_renderers_cover_every_spectype():
+    assert set(simulate.RENDERERS) == set(simulate.SPECTYPES) == set(simulate.FIBRE_FRACTION)
+    objects = simulate.draw_objects(CONTAMINANTS, 2, "all")
+    model = simulate.render_model(objects, np.random.default_rng(1))
+    assert np.isfinite(model).all()
+    np.testing.assert_allclose(simulate.ab_magnitude(model, "r"), objects["MAG_R"], atol=1e-3)

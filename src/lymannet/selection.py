@@ -1,5 +1,5 @@
-"""Selecting spectra by their truth (spectype, z, template, r magnitude, exposure time, a random
-fraction): the `select:` blocks of test sets and of augmentation recipes."""
+"""Selecting spectra by their truth (spectype, subtype, z, template, r magnitude, exposure time, a
+random fraction): the `select:` blocks of test sets and of augmentation recipes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 
 from .errors import ConfigError
 
-SELECT_KEYS = ("spectype", "z", "template", "mag_r", "exptime", "fraction")
+SELECT_KEYS = ("spectype", "subtype", "z", "template", "mag_r", "exptime", "fraction")
 Z_TOLERANCE = 1e-6  # template redshifts are 2.0 + 0.1 k in float: 2.6 may be 2.6000000000000005
 
 
@@ -43,8 +43,8 @@ def validate_select(params: dict | None, where: str, keys: Iterable[str] = SELEC
     for key, value in params.items():
         if key in ("z", "mag_r"):
             criteria[key] = _range(value, where, key)
-        elif key == "spectype":
-            criteria[key] = [str(v) for v in _list(value, where, key)]
+        elif key in ("spectype", "subtype"):
+            criteria[key] = [("" if v is None else str(v)).strip() for v in _list(value, where, key)]
         elif key in ("template", "exptime"):
             try:
                 criteria[key] = [float(v) for v in _list(value, where, key)]
@@ -58,12 +58,17 @@ def validate_select(params: dict | None, where: str, keys: Iterable[str] = SELEC
 
 
 def select_rows(truth: pd.DataFrame, criteria: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of the rows meeting every criterion: spectype in list, z and mag_r in
+    """Boolean mask of the rows meeting every criterion: spectype and subtype in list (a truth
+    without SUBTYPE has subtype ""; "" selects objects without one), z and mag_r in
     [min, max] (inclusive, null = open), template and exptime in list; then `fraction`: a random
     subset of exactly round(fraction x n) of the rows that passed (drawn with `rng`)."""
     keep = np.ones(len(truth), bool)
     if "spectype" in criteria:
         keep &= truth["SPECTYPE"].astype(str).str.strip().isin(criteria["spectype"]).to_numpy()
+    if "subtype" in criteria:
+        subtype = truth["SUBTYPE"].fillna("").astype(str).str.strip() if "SUBTYPE" in truth else \
+            pd.Series("", index=truth.index)
+        keep &= subtype.isin(criteria["subtype"]).to_numpy()
     for key, column in (("z", "Z"), ("mag_r", "MAG_R")):
         if key in criteria:
             low, high = criteria[key]

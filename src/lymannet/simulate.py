@@ -1,4 +1,5 @@
-"""DESI-format spectrum simulator: Lyman Break Galaxies and their QSO / ELG contaminants.
+"""DESI-format spectrum simulator: Lyman Break Galaxies and the contaminants a colour-selected LBG
+sample lets in (QSOs with and without BAL troughs, ELGs, passive and weak-line galaxies, stars).
 
 The pipeline's embedded default data. Writes a DESI coadd file (PRIMARY, FIBERMAP, per arm
 ``<ARM>_WAVELENGTH/_FLUX/_IVAR/_MASK``; Guy et al. 2023, AJ 165, 144 for the format) and a truth
@@ -31,6 +32,35 @@ ELG (0.05 <= z <= 0.2)
     BPT-like ratios of star-forming galaxies (Baldwin, Phillips & Terlevich 1981, PASP 93, 5;
     Kewley et al. 2001, ApJ 556, 121), [OIII]5007/4959 = 2.98, [NII]6584/6548 = 3.05.
 
+QSO, SUBTYPE BAL (a share ``bal_fraction``, default 15%, of the QSOs at z > 1.6)
+    Broad absorption troughs with one outflow velocity profile (start 1,000-15,000 km/s, width
+    2,500-17,500 km/s, depth 0.3-0.95, logistic edges) in CIV, SiIV, NV and Ly-alpha (relative
+    depths 1, 0.7, 0.9, 0.8), absorbing continuum and emission alike (Weymann et al. 1991, ApJ 373,
+    23; Hall et al. 2002, ApJS 141, 267; Trump et al. 2006, ApJS 165, 1; Gibson et al. 2009, ApJ 692,
+    758: 13% of SDSS QSOs at 1.7 < z < 4.9 have BI > 0, ~15-20% after selection effects).
+GALAXY (0.3 <= z <= 1.6), SUBTYPE PASSIVE or WEAKLINE (``passive_fraction``, default 0.5)
+    Evolved stellar populations: f_lambda ~ lambda^beta (beta ~ N(-0.6, 0.2) passive, N(-1.1, 0.25)
+    weak-line), a 4000 A break of amplitude 1.6-2.1 (passive) or 1.25-1.6 (weak-line) across the
+    Dn4000 bimodality (Balogh et al. 1999, ApJ 527, 54; Kauffmann et al. 2003, MNRAS 341, 33), a steep
+    near-UV decline below 3500 A, absorption lines with early-type Lick-index strengths (Ca II H&K,
+    H-delta, G band, H-beta, Mg b, Fe 5270, Na D: Trager et al. 1998, ApJS 116, 1; Worthey &
+    Ottaviani 1997, ApJS 111, 377; MgII 2800 and FeII 2600/2383 at z > 0.9: Weiner et al. 2009, ApJ
+    692, 187), velocity dispersion 150-250 km/s, and weak [OII] 3727 (rest EW 0-3 A passive, 3-12 A
+    weak-line, against > 20 A for ELGs) with LINER-like H-beta, [OIII], H-alpha, [NII] (Yan et al.
+    2006, ApJ 648, 281).
+STAR (Z = radial velocity / c, sigma 100 km/s), SUBTYPE M, K, G or F
+    Analytic dwarf templates (no spectral library ships on PyPI in a usable form, and runs never
+    download data): a Planck continuum at Teff (Pecaut & Mamajek 2013, ApJS 208, 9: F 6000-7200 K,
+    G 5340-5930 K, K 3970-5270 K, M 2650-3850 K) with blue line blanketing (10-65% below ~4300 A,
+    more in cooler stars), Ca II H&K, Balmer, G band, Mg b, Fe 5270, Na D, K I 7700, Na I 8190 and
+    Ca II triplet absorption with rest EWs interpolated in Teff (Jacoby, Hunter & Christian 1984,
+    ApJS 56, 257; Pickles 1998, PASP 110, 863; Worthey et al. 1994, ApJS 94, 687; Cenarro et al.
+    2001, MNRAS 326, 959), and TiO/CaH bands below ~4100 K (Kirkpatrick et al. 1991, ApJS 77, 417),
+    calibrated so that the TiO5 index of Reid, Hawley & Gizis 1995 (AJ 110, 1838) is ~0.85 at M0 and
+    ~0.45 at M4. Colours: g-r ~0.4 (F5), 0.6 (G2), 1.0 (K4), 1.55 (M3) against 0.35, 0.45, 1.0,
+    1.45 for SDSS dwarfs (Covey et al. 2007, AJ 134, 2398). The type mix (default M 15%, K 35%, G 35%,
+    F 15%) follows the LBG colour box crossing the stellar locus at G-K colours.
+
 IGM: the Inoue et al. 2014 mean transmission with lognormal per-sightline scatter
 (:mod:`lymannet.igm`), applied to LBGs and QSOs.
 
@@ -49,8 +79,13 @@ instrument papers) fall through the dichroics at 5780 and 7570 A, so the arm ove
 noise; O2 A/B and H2O telluric bands lower them too. The noise is Gaussian with exactly the
 variance written to IVAR (so chi2 of flux - model is 1 per pixel on average). MASK is 0 (good).
 
+Low-S/N spectra with no usable feature are the faint end of these populations: magnitudes are
+drawn from number counts dN/dm ~ 10^(mag_slope m) within mag_r (``mag_slope``, per data set or per
+population; 0 = uniform; faint galaxy counts in r have ~0.35: Metcalfe et al. 2001, MNRAS 323, 795),
+so a survey-like data set is dominated by its faintest magnitude bin.
+
 Modes (config ``datasets.<name>.simulate``): ``continuous`` (populations with counts and redshift
-ranges, magnitudes uniform, exposure times drawn from a list) or ``templates`` (LBGs on the
+ranges, magnitudes from number counts, exposure times drawn from a list) or ``templates`` (LBGs on the
 discrete grid z x template x magnitude x exposure x copies, thesis section 3.5.1).
 
 Determinism: output bytes depend on (seed, dataset name, spec, chunk_rows). TARGETIDs start at a
@@ -70,6 +105,7 @@ from typing import Any
 import fitsio
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from . import desi
 from .config import job_seed
@@ -90,8 +126,12 @@ FIBRE_AREA_ARCSEC2 = math.pi * 0.75**2  # 1.5" diameter fibre
 EXPOSURE_SECONDS = 900.0  # a coadd of EXPTIME counts read noise once per nominal exposure
 READ_VARIANCE_PER_EXPOSURE = 60.0  # electrons^2 per 0.8 A pixel (3.3 e- rms over ~5.5 CCD pixels)
 INSTRUMENT_SIGMA_ANGSTROM = 0.75  # Gaussian LSF sigma (FWHM ~1.8 A)
-FIBRE_FRACTION = {"LBG": 0.6, "QSO": 0.75, "ELG": 0.5}  # share of the object's light in the fibre
-SPECTYPES = ("LBG", "QSO", "ELG")
+# Share of the object's light in the 1.5" fibre: point sources (stars, QSOs) ~0.75-0.8 in ~1.1"
+# seeing, compact LBGs 0.6, extended low-z galaxies 0.5.
+FIBRE_FRACTION = {"LBG": 0.6, "QSO": 0.75, "ELG": 0.5, "STAR": 0.78, "GALAXY": 0.5}
+# LBG and ELG are this project's classes; STAR, GALAXY and QSO are DESI's SPECTYPEs, with SUBTYPE
+# M/K/G/F for stars, PASSIVE/WEAKLINE for galaxies and BAL for broad-absorption-line quasars.
+SPECTYPES = ("LBG", "QSO", "ELG", "STAR", "GALAXY")
 LBG_TEMPLATE_EW_RANGES = ((-15.0, -3.0), (3.0, 10.0), (10.0, 30.0), (30.0, 80.0))
 LBG_TEMPLATE_FREQUENCIES = (0.2, 0.3, 0.3, 0.2)  # thesis 1.4: ~20% of LBGs have no Ly-alpha emission
 LBG_ISM_SCALE_BY_TEMPLATE = np.array([1.3, 1.1, 0.9, 0.6])  # Shapley 2003: weaker ISM lines in emitters
@@ -240,7 +280,8 @@ def _range(value: Any, what: str, dataset: str, allowed: tuple[float, float] | N
     return pair[0], pair[1]
 
 
-POPULATION_Z_LIMITS = {"LBG": (1.5, 4.5), "QSO": (1.0, 4.5), "ELG": (0.0, 0.5)}
+POPULATION_Z_LIMITS = {"LBG": (1.5, 4.5), "QSO": (1.0, 4.5), "ELG": (0.0, 0.5), "STAR": (-0.002, 0.002),
+                       "GALAXY": (0.0, 2.0)}
 
 
 def _exptimes(spec: dict[str, Any], dataset: str) -> list[float]:
@@ -252,8 +293,9 @@ def _exptimes(spec: dict[str, Any], dataset: str) -> list[float]:
 
 def _empty_truth(n: int) -> dict[str, np.ndarray]:
     return {
-        "Z": np.zeros(n), "SPECTYPE": np.full(n, "LBG", dtype="U3"), "TEMPLATE": np.full(n, -1, np.int16),
+        "Z": np.zeros(n), "SPECTYPE": np.full(n, "LBG", dtype="U8"), "TEMPLATE": np.full(n, -1, np.int16),
         "MAG_R": np.zeros(n), "EXPTIME": np.zeros(n), "LYA_EW": np.full(n, np.nan), "Z_GRID": np.full(n, np.nan),
+        "SUBTYPE": np.full(n, "", dtype="U8"),
     }
 
 
@@ -265,27 +307,119 @@ def _continuous_objects(spec: dict[str, Any], rng: np.random.Generator, dataset:
     if unknown:
         raise ConfigError(f"datasets.{dataset}.simulate.populations: unknown {sorted(unknown)}; valid: {SPECTYPES}")
     exptimes = _exptimes(spec, dataset)
-    mag_lo, mag_hi = _range(spec.get("mag_r", [22.5, 24.5]), "mag_r", dataset, (15.0, 27.0))
+    mag_range = _range(spec.get("mag_r", [22.5, 24.5]), "mag_r", dataset, MAG_LIMITS)
+    mag_slope = _mag_slope(spec.get("mag_slope", 0.0), "mag_slope", dataset)
     parts = []
     for spectype in SPECTYPES:
         if spectype not in populations:
             continue
         pop = populations[spectype] or {}
+        if not isinstance(pop, dict):
+            raise ConfigError(f"datasets.{dataset}.simulate.populations.{spectype} must be a mapping {{n, z}}")
+        _check_population_keys(pop, spectype, dataset)
         n = int(pop.get("n", 0))
         if n < 0:
             raise ConfigError(f"datasets.{dataset}.simulate.populations.{spectype}.n must be >= 0")
+        z_mean, z_sigma = pop.get("z_mean"), pop.get("z_sigma")
+        if spectype == "STAR":  # Z = radial velocity / c unless the population says otherwise
+            pop = {"z": list(POPULATION_Z_LIMITS["STAR"]), **pop}
+            z_mean, z_sigma = (0.0, STAR_RV_SIGMA_KMS / C_KMS) if z_mean is None or z_sigma is None else (z_mean, z_sigma)
         z_lo, z_hi = _range(pop.get("z"), f"populations.{spectype}.z", dataset, POPULATION_Z_LIMITS[spectype])
         part = _empty_truth(n)
         part["SPECTYPE"][:] = spectype
-        part["Z"] = _draw_redshift(rng, n, z_lo, z_hi, pop.get("z_mean"), pop.get("z_sigma"))
+        part["Z"] = _draw_redshift(rng, n, z_lo, z_hi, z_mean, z_sigma)
         if spectype == "LBG":
             part["TEMPLATE"] = rng.choice(4, size=n, p=LBG_TEMPLATE_FREQUENCIES).astype(np.int16)
-        part["MAG_R"] = rng.uniform(mag_lo, mag_hi, n)
+        lo, hi = (_range(pop["mag_r"], f"populations.{spectype}.mag_r", dataset, MAG_LIMITS)
+                  if "mag_r" in pop else mag_range)
+        slope = (_mag_slope(pop["mag_slope"], f"populations.{spectype}.mag_slope", dataset)
+                 if "mag_slope" in pop else mag_slope)
+        part["MAG_R"] = draw_magnitudes(rng, n, lo, hi, slope)
         part["EXPTIME"] = rng.choice(np.asarray(exptimes), size=n)
+        part["SUBTYPE"] = _draw_subtypes(rng, spectype, pop, part["Z"], dataset)
         parts.append(part)
     objects = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     order = rng.permutation(objects["Z"].size)  # populations interleaved, as on a real tile
     return {key: value[order] for key, value in objects.items()}
+
+
+MAG_LIMITS = (15.0, 27.0)
+POPULATION_KEYS = {"n", "z", "z_mean", "z_sigma", "mag_r", "mag_slope"}
+POPULATION_EXTRA_KEYS = {"QSO": {"bal_fraction"}, "GALAXY": {"passive_fraction"}, "STAR": {"subtypes"}}
+# BAL quasars: ~15% of optically selected QSOs at z > 1.6 show CIV/SiIV troughs (BI > 0: Gibson
+# et al. 2009, ApJ 692, 758, 13.3% of SDSS DR5 QSOs at 1.68 < z < 4.93, ~20% after correcting for
+# selection; Allen et al. 2011, MNRAS 410, 860). Below z ~ 1.6 CIV leaves the DESI range.
+BAL_FRACTION = 0.15
+BAL_MIN_Z = 1.6
+PASSIVE_FRACTION = 0.5
+# Stars inside an LBG colour box: the u-g / g-r box of z ~ 3 dropouts crosses the stellar locus at
+# G-K colours (Steidel et al. 2003, ApJ 592, 728, Fig. 1; Sawicki et al. 2019, MNRAS 489, 5202),
+# so G and K dwarfs of the halo dominate, with a tail of F turn-off stars and M dwarfs.
+STAR_SUBTYPES = ("M", "K", "G", "F")
+STAR_SUBTYPE_FRACTIONS = {"M": 0.15, "K": 0.35, "G": 0.35, "F": 0.15}
+GALAXY_SUBTYPES = ("PASSIVE", "WEAKLINE")
+
+
+def _check_population_keys(pop: dict[str, Any], spectype: str, dataset: str) -> None:
+    valid = POPULATION_KEYS | POPULATION_EXTRA_KEYS.get(spectype, set())
+    unknown = sorted(set(pop) - valid)
+    if unknown:
+        raise ConfigError(f"datasets.{dataset}.simulate.populations.{spectype}: unknown key(s) {unknown}; "
+                          f"valid: {sorted(valid)}")
+
+
+def _mag_slope(value: Any, what: str, dataset: str) -> float:
+    try:
+        slope = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} must be a number (dlog10 N / dm), got {value!r}") from None
+    if not -1.0 <= slope <= 1.0:
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} = {slope} is outside [-1, 1] (dlog10 N / dm; "
+                          "galaxy counts at r ~ 23-25 have ~0.3-0.4)")
+    return slope
+
+
+def draw_magnitudes(rng: np.random.Generator, n: int, lo: float, hi: float, slope: float) -> np.ndarray:
+    """Magnitudes in [lo, hi] with number counts dN/dm ~ 10^(slope m) (slope 0: uniform).
+
+    Inverse CDF of the truncated exponential: m = lo + log10(1 + u (10^(slope (hi - lo)) - 1)) / slope.
+    Faint galaxy counts in r have dlog10 N/dm ~ 0.31-0.36 at r ~ 22-25 (Metcalfe et al. 2001,
+    MNRAS 323, 795; Yasuda et al. 2001, AJ 122, 1104 for the bright end), so a magnitude-limited
+    survey is dominated by its faint end."""
+    u = rng.uniform(size=n)
+    if abs(slope) < 1e-9 or hi <= lo:
+        return lo + u * (hi - lo)
+    return lo + np.log10(1.0 + u * (10.0 ** (slope * (hi - lo)) - 1.0)) / slope
+
+
+def _fraction(value: Any, what: str, dataset: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"datasets.{dataset}.simulate.{what} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _draw_subtypes(rng: np.random.Generator, spectype: str, pop: dict[str, Any], z: np.ndarray,
+                   dataset: str) -> np.ndarray:
+    """SUBTYPE per object: BAL for a share of z > 1.6 QSOs, M/K/G/F stars, PASSIVE/WEAKLINE galaxies."""
+    n = z.size
+    where = f"populations.{spectype}"
+    if spectype == "QSO":
+        share = _fraction(pop.get("bal_fraction", BAL_FRACTION), f"{where}.bal_fraction", dataset)
+        return np.where((rng.uniform(size=n) < share) & (z > BAL_MIN_Z), "BAL", "").astype("U8")
+    if spectype == "GALAXY":
+        share = _fraction(pop.get("passive_fraction", PASSIVE_FRACTION), f"{where}.passive_fraction", dataset)
+        return np.where(rng.uniform(size=n) < share, "PASSIVE", "WEAKLINE").astype("U8")
+    if spectype == "STAR":
+        weights = pop.get("subtypes", STAR_SUBTYPE_FRACTIONS)
+        if not isinstance(weights, dict) or not weights or not set(weights) <= set(STAR_SUBTYPES):
+            raise ConfigError(f"datasets.{dataset}.simulate.{where}.subtypes must map some of "
+                              f"{list(STAR_SUBTYPES)} to weights, got {weights!r}")
+        names = sorted(weights, key=STAR_SUBTYPES.index)
+        p = np.array([_fraction(weights[k], f"{where}.subtypes.{k}", dataset) for k in names])
+        if p.sum() <= 0:
+            raise ConfigError(f"datasets.{dataset}.simulate.{where}.subtypes: the weights sum to 0")
+        return np.asarray(names, dtype="U8")[rng.choice(len(names), size=n, p=p / p.sum())]
+    return np.full(n, "", dtype="U8")
 
 
 def _draw_redshift(rng: np.random.Generator, n: int, lo: float, hi: float,
@@ -353,9 +487,49 @@ def _physical_parameters(objects: dict[str, np.ndarray], rng: np.random.Generato
     objects["LYC_ESCAPE"] = np.where(lbg, rng.uniform(0.0, 0.1, n), np.nan)
     objects["D4000"] = np.where(elg, rng.uniform(1.05, 1.3, n), np.nan)
     objects["HALPHA_EW"] = np.where(elg, rng.lognormal(np.log(50.0), 0.5, n), np.nan)
-    objects["FIBER_FRAC"] = np.select([lbg, qso, elg], [FIBRE_FRACTION[k] for k in SPECTYPES])
+    objects["FIBER_FRAC"] = np.select([spectype == k for k in FIBRE_FRACTION], list(FIBRE_FRACTION.values()))
     # Seeds for the per-line strength scatter drawn inside the renderers.
     objects["LINE_SEED"] = rng.integers(0, 2**31 - 1, n)
+    _contaminant_parameters(objects, rng)
+
+
+# Effective temperatures of dwarfs by type (Pecaut & Mamajek 2013, ApJS 208, 9, Table 5):
+# F0-F9 7220-6000 K, G0-G9 5930-5340 K, K0-K7 5270-3970 K, M0-M7 3850-2650 K.
+STAR_TEFF_RANGES = {"F": (6000.0, 7200.0), "G": (5340.0, 5930.0), "K": (3970.0, 5270.0), "M": (2650.0, 3850.0)}
+STAR_RV_SIGMA_KMS = 100.0  # halo dwarfs: heliocentric radial velocities of ~100 km/s rms
+
+
+def _contaminant_parameters(objects: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+    """Parameters of stars, passive/weak-line galaxies and BAL troughs (drawn after the others,
+    for every row, so that adding these classes leaves the older parameters' draws unchanged)."""
+    n = objects["Z"].size
+    spectype, subtype = objects["SPECTYPE"], objects["SUBTYPE"]
+    star, galaxy, bal = spectype == "STAR", spectype == "GALAXY", (spectype == "QSO") & (subtype == "BAL")
+    passive = galaxy & (subtype == "PASSIVE")
+    unit = rng.uniform(size=(6, n))
+    lo = np.array([STAR_TEFF_RANGES.get(t, (np.nan, np.nan))[0] for t in subtype]) if n else np.zeros(0)
+    hi = np.array([STAR_TEFF_RANGES.get(t, (np.nan, np.nan))[1] for t in subtype]) if n else np.zeros(0)
+    objects["TEFF"] = np.where(star, lo + unit[0] * (hi - lo), np.nan)
+    # Passive galaxies: Dn4000 1.6-2.1, weak-line (post-starburst, green-valley) 1.25-1.6: the two
+    # sides of the Dn4000 bimodality (Kauffmann et al. 2003, MNRAS 341, 33; Balogh et al. 1999,
+    # ApJ 527, 54). [OII] 3727 rest EW 0-3 A (passive) and 3-12 A (weak-line; star-forming ELGs
+    # have > 20 A: Mostek et al. 2012, ApJ 746, 124; Lemaux et al. 2010, ApJ 716, 970 for weak [OII]).
+    objects["D4000"] = np.where(galaxy, np.where(passive, 1.6 + 0.5 * unit[1], 1.25 + 0.35 * unit[1]),
+                                objects["D4000"])
+    objects["OII_EW"] = np.where(galaxy, np.where(passive, 3.0 * unit[2], 3.0 + 9.0 * unit[2]), np.nan)
+    # Red optical continua: f_lambda ~ lambda^beta redward of 4000 A, beta ~ -0.6 (old) to -1.1 (younger).
+    beta = np.where(passive, rng.normal(-0.6, 0.2, n), rng.normal(-1.1, 0.25, n))
+    objects["BETA"] = np.where(galaxy, beta, objects["BETA"])
+    objects["LINE_SIGMA_KMS"] = np.where(galaxy, 150.0 + 100.0 * unit[3], objects["LINE_SIGMA_KMS"])
+    objects["LINE_SIGMA_KMS"] = np.where(star, 40.0, objects["LINE_SIGMA_KMS"])
+    objects["BETA"] = np.where(star, np.nan, objects["BETA"])
+    # BAL troughs (Weymann et al. 1991, ApJ 373, 23: BI counts absorption >= 10% deep over > 2000 km/s
+    # between 3000 and 25000 km/s; observed troughs start at 0-15000 km/s and span 2000-20000 km/s,
+    # Gibson et al. 2009 Fig. 5; Trump et al. 2006, ApJS 165, 1).
+    vmin = 1000.0 + 14000.0 * unit[4]
+    objects["BAL_VMIN_KMS"] = np.where(bal, vmin, np.nan)
+    objects["BAL_VMAX_KMS"] = np.where(bal, np.minimum(vmin + 2500.0 + 15000.0 * unit[5], 29000.0), np.nan)
+    objects["BAL_DEPTH"] = np.where(bal, rng.uniform(0.3, 0.95, n), np.nan)
 
 
 def draw_objects(spec: dict[str, Any], seed: int, dataset: str) -> pd.DataFrame:
@@ -500,7 +674,7 @@ def _render_qso(objects: pd.DataFrame) -> np.ndarray:
         centre = line.wavelength * (1.0 + z)
         flux = line.ew * scatter[:, k] * (1.0 + z) * (line.wavelength / 1500.0) ** beta
         emission.add(centre, _observed_sigma(sigma_kms, centre), flux)
-    return continuum + emission.profiles
+    return (continuum + emission.profiles) * _bal_transmission(objects)
 
 
 def _elg_line_fluxes(objects: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -535,6 +709,158 @@ def _render_elg(objects: pd.DataFrame) -> np.ndarray:
     return continuum + emission.profiles
 
 
+# --- contaminants a real LBG target selection lets in: BAL troughs, stars, passive galaxies ------
+
+# BAL troughs: the same outflow velocity profile in each high-ionisation line (rest vacuum A,
+# depth relative to CIV): CIV, SiIV (doublet centre), NV and Ly-alpha (Hall et al. 2002, ApJS 141,
+# 267; Gibson et al. 2009). The troughs absorb continuum and emission alike.
+BAL_LINES = ((1549.06, 1.0), (1396.76, 0.7), (1240.14, 0.9), (1215.67, 0.8))
+BAL_EDGE_KMS = 400.0  # logistic softening of the trough edges
+
+
+def _bal_transmission(objects: pd.DataFrame) -> np.ndarray | float:
+    """Multiplicative BAL trough transmission (N, P) for QSOs with SUBTYPE BAL; 1.0 without any."""
+    if "BAL_DEPTH" not in objects:
+        return 1.0
+    depth = objects["BAL_DEPTH"].to_numpy(np.float64)
+    bal = np.isfinite(depth) & (depth > 0)
+    if not bal.any():
+        return 1.0
+    rows = np.flatnonzero(bal)
+    wave = instrument().wave[None, :]
+    one_plus_z = 1.0 + objects["Z"].to_numpy()[rows, None]
+    vmin = objects["BAL_VMIN_KMS"].to_numpy()[rows, None]
+    vmax = objects["BAL_VMAX_KMS"].to_numpy()[rows, None]
+    transmission = np.ones((len(objects), wave.size), dtype=np.float32)
+    part = np.ones((rows.size, wave.size))
+    for rest, relative in BAL_LINES:
+        centre = rest * one_plus_z
+        velocity = C_KMS * (centre - wave) / centre  # outflow (blueshift) velocity, km/s
+        profile = expit((velocity - vmin) / BAL_EDGE_KMS) * expit((vmax - velocity) / BAL_EDGE_KMS)
+        part *= 1.0 - relative * depth[rows, None] * profile
+    transmission[rows] = part
+    return transmission
+
+
+# Stellar absorption lines (rest vacuum A) and rest EWs (A) of dwarfs at Teff 3000, 4500, 5700,
+# 6600 K (~M4, K4, G2, F5), interpolated in Teff: Balmer lines peak in A/F stars, Ca II H&K, the
+# G band, Mg b, Na D and the Ca II triplet grow towards K, Na D and the Na I 8190 / K I 7700 gravity
+# doublets are strongest in M dwarfs. Values read off the spectral atlases of Jacoby, Hunter &
+# Christian 1984 (ApJS 56, 257) and Pickles 1998 (PASP 110, 863), the Lick indices of Worthey et al.
+# 1994 (ApJS 94, 687), the Ca triplet of Cenarro et al. 2001 (MNRAS 326, 959) and the M dwarf
+# indices of Reid, Hawley & Gizis 1995 (AJ 110, 1838); approximate, not fits.
+STAR_TEFF_KNOTS = (3000.0, 4500.0, 5700.0, 6600.0)
+STAR_LINES = (
+    ("CAII_K", 3934.78, (10.0, 20.0, 18.0, 9.0)), ("CAII_H", 3969.59, (8.0, 15.0, 14.0, 9.0)),
+    ("HDELTA", 4102.89, (0.5, 1.0, 2.5, 6.0)), ("GBAND", 4305.0, (2.0, 6.0, 6.0, 3.0)),
+    ("HGAMMA", 4341.68, (0.5, 1.0, 3.0, 7.0)), ("HBETA", 4862.68, (0.5, 1.2, 3.5, 7.0)),
+    ("MGB", 5176.7, (6.0, 8.0, 4.0, 2.0)), ("FE5270", 5271.4, (2.0, 3.0, 2.2, 1.2)),
+    ("NAD", 5895.6, (8.0, 5.0, 2.5, 1.5)), ("HALPHA", 6564.61, (0.5, 1.2, 3.0, 6.0)),
+    ("KI_a", 7667.0, (2.0, 0.8, 0.4, 0.1)), ("KI_b", 7701.1, (1.5, 0.6, 0.3, 0.1)),
+    ("NAI_a", 8185.5, (3.0, 1.0, 0.5, 0.2)), ("NAI_b", 8197.1, (3.0, 1.0, 0.5, 0.2)),
+    ("CAT_a", 8500.4, (1.0, 1.6, 1.3, 1.0)), ("CAT_b", 8544.4, (2.0, 3.5, 3.2, 2.6)),
+    ("CAT_c", 8664.5, (1.8, 3.0, 2.7, 2.2)),
+)
+# Molecular bands of M dwarfs (and late K): band head (rest A, degraded to the red), depth at full
+# strength, e-folding length (A). TiO: 4955, 5167, 5448, 5847, 6159, 6651, 7055, 7589, 8432;
+# CaH: 6385, 6830 (Kirkpatrick, Henry & McCarthy 1991, ApJS 77, 417; Reid et al. 1995: the TiO5
+# index, flux 7126-7135 over 7042-7046 A, falls from ~0.8 at M0 to ~0.3 at M5).
+STAR_BANDS = ((4955.0, 0.30, 120.0), (5167.0, 0.35, 120.0), (5448.0, 0.35, 150.0), (5847.0, 0.40, 150.0),
+              (6159.0, 0.55, 180.0), (6385.0, 0.30, 60.0), (6651.0, 0.45, 120.0), (6830.0, 0.35, 100.0),
+              (7055.0, 0.85, 200.0), (7589.0, 0.55, 120.0), (8432.0, 0.40, 150.0))
+HC_OVER_K = 1.438777e8  # h c / k_B in A K
+
+
+def _molecular_strength(teff: np.ndarray) -> np.ndarray:
+    """0 at Teff >= 4100 K (no TiO), 1 at <= 3000 K (~M5): TiO appears at K7/M0 and deepens."""
+    return np.clip((4100.0 - teff) / 1100.0, 0.0, 1.0)
+
+
+def _render_star(objects: pd.DataFrame) -> np.ndarray:
+    """Dwarf stars: a Planck continuum at Teff with blue line blanketing, atomic lines, TiO/CaH bands."""
+    n, wave = len(objects), instrument().wave
+    teff = objects["TEFF"].to_numpy(np.float64)
+    rest = np.exp(_log_rest(objects))
+    x = (HC_OVER_K / teff.astype(np.float32)[:, None]) / rest
+    continuum = (rest / np.float32(5500.0)) ** -5 / np.expm1(np.minimum(x, 80.0))
+    continuum /= continuum.max(axis=1, keepdims=True)
+    # Line blanketing by metal lines and the Balmer/Ca II break suppresses the flux blueward of
+    # ~4300 A more in cooler stars (by ~10% at F5 to ~60% in M dwarfs).
+    blanket = np.clip((7000.0 - teff) / 5500.0, 0.05, 0.65).astype(np.float32)[:, None]
+    continuum *= 1.0 - blanket / (1.0 + np.exp((rest - np.float32(4300.0)) / np.float32(150.0)))
+    strength = _molecular_strength(teff).astype(np.float32)[:, None]
+    if strength.any():
+        bands = np.ones_like(continuum)
+        for head, depth, length in STAR_BANDS:
+            beyond = rest - np.float32(head)
+            shape = np.exp(-np.maximum(beyond, 0.0) / np.float32(length)) * expit(beyond / np.float32(3.0))
+            bands *= 1.0 - strength * np.float32(depth) * shape
+        continuum *= bands
+    one_plus_z = 1.0 + objects["Z"].to_numpy()
+    sigma_kms = objects["LINE_SIGMA_KMS"].to_numpy()
+    scatter = _line_scatter(objects, len(STAR_LINES), 0.15)
+    depth = _LineCanvas(n, wave.size)
+    for k, (_, rest_wave, ews) in enumerate(STAR_LINES):
+        centre = rest_wave * one_plus_z
+        ew_obs = np.interp(teff, STAR_TEFF_KNOTS, ews) * scatter[:, k] * one_plus_z
+        depth.add(centre, _trough_sigma(ew_obs, _observed_sigma(sigma_kms, centre), 0.7), ew_obs)
+    return continuum * np.clip(1.0 - depth.profiles, 0.0, 1.0)
+
+
+# Passive and weak-line galaxies at 0.3 < z < 1.6: absorption lines (rest vacuum A) with rest EWs
+# (A) of passive / weak-line spectra: Ca II H&K, H-delta, G band, H-beta, Mg b, Fe 5270, Na D (the
+# Lick indices of early-type galaxies, Trager et al. 1998, ApJS 116, 1; Worthey & Ottaviani 1997,
+# ApJS 111, 377 for H-delta), and the near-UV MgII 2800, FeII 2600/2383 seen at z > 0.9 (composite
+# of passive galaxies at z ~ 1: the DEEP2/VVDS red-sequence composites, e.g. Weiner et al. 2009,
+# ApJ 692, 187).
+GALAXY_ABSORPTION = (
+    ("FEII2383", 2382.8, (2.0, 1.5)), ("FEII2600", 2600.2, (3.0, 2.0)), ("MGII2800", 2798.75, (5.0, 3.0)),
+    ("CAII_K", 3934.78, (9.0, 5.0)), ("CAII_H", 3969.59, (8.0, 5.0)), ("HDELTA", 4102.89, (1.5, 3.5)),
+    ("GBAND", 4305.0, (5.0, 3.0)), ("HBETA", 4862.68, (2.0, 3.0)), ("MGB", 5176.7, (4.5, 2.5)),
+    ("FE5270", 5271.4, (2.5, 1.5)), ("NAD", 5895.6, (3.5, 2.0)),
+)
+# Weak emission relative to [OII] 3727 (EW ratios): LINER-like ratios of passive galaxies
+# (Yan et al. 2006, ApJ 648, 281: [OII]/H-alpha ~ 1-3, [NII]/H-alpha > 0.6).
+GALAXY_EMISSION = ((3727.09, 1.0 / 2.3), (3729.88, 1.3 / 2.3), (4862.68, 0.2), (4960.30, 0.4 / 2.98),
+                   (5008.24, 0.4), (6564.61, 0.5), (6585.27, 0.4))
+
+
+def _galaxy_continuum(rest: np.ndarray, beta: np.ndarray, d4000: np.ndarray, uv_slope: np.ndarray) -> np.ndarray:
+    """f_lambda of an evolved population: lambda^beta, a 4000 A break of amplitude d4000, and a
+    steep near-UV decline below 3500 A (f_lambda ~ lambda^uv_slope; old stars emit little UV)."""
+    f = np.exp(beta[:, None] * (np.log(rest) - np.float32(math.log(5500.0))))
+    step = np.float32(1.0) / (1.0 + np.exp((np.float32(4000.0) - rest) / np.float32(30.0)))
+    f *= (1.0 / d4000)[:, None] + step * (1.0 - 1.0 / d4000)[:, None]
+    f *= np.exp(uv_slope[:, None] * np.minimum(np.log(rest) - np.float32(math.log(3500.0)), 0.0))
+    return f
+
+
+def _render_galaxy(objects: pd.DataFrame) -> np.ndarray:
+    n, wave = len(objects), instrument().wave
+    z = objects["Z"].to_numpy()
+    passive = objects["SUBTYPE"].to_numpy() == "PASSIVE"
+    beta, d4000 = (objects[k].to_numpy(np.float32) for k in ("BETA", "D4000"))
+    uv_slope = np.where(passive, 2.5, 1.0).astype(np.float32)
+    rest = np.exp(_log_rest(objects))
+    continuum = _galaxy_continuum(rest, beta, d4000, uv_slope)
+    one_plus_z = 1.0 + z
+    sigma_kms = objects["LINE_SIGMA_KMS"].to_numpy()
+    scatter = _line_scatter(objects, len(GALAXY_ABSORPTION) + 1, 0.2)
+    depth = _LineCanvas(n, wave.size)
+    for k, (_, rest_wave, (ew_passive, ew_weak)) in enumerate(GALAXY_ABSORPTION):
+        centre = rest_wave * one_plus_z
+        ew_obs = np.where(passive, ew_passive, ew_weak) * scatter[:, k] * one_plus_z
+        depth.add(centre, _trough_sigma(ew_obs, _observed_sigma(sigma_kms, centre), 0.6), ew_obs)
+    emission = _LineCanvas(n, wave.size)
+    oii_ew = objects["OII_EW"].to_numpy() * scatter[:, -1]
+    for rest_wave, ratio in GALAXY_EMISSION:
+        at_line = np.full((1, 1), rest_wave, np.float32)
+        cont = _galaxy_continuum(np.broadcast_to(at_line, (n, 1)), beta, d4000, uv_slope)[:, 0]
+        centre = rest_wave * one_plus_z
+        emission.add(centre, _observed_sigma(sigma_kms, centre), oii_ew * ratio * one_plus_z * cont)
+    return continuum * np.clip(1.0 - depth.profiles, 0.0, 1.0) + emission.profiles
+
+
 def _apply_igm(flux: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> None:
     """Multiply in place by one fluctuating I14 sightline per object (pixels blueward of Ly-alpha)."""
     if z.size == 0:
@@ -554,7 +880,8 @@ def _igm_model(n_pixels: int) -> InoueIGM:
     return InoueIGM(instrument().wave[:n_pixels])
 
 
-RENDERERS = {"LBG": _render_lbg, "QSO": _render_qso, "ELG": _render_elg}
+RENDERERS = {"LBG": _render_lbg, "QSO": _render_qso, "ELG": _render_elg, "STAR": _render_star,
+             "GALAXY": _render_galaxy}
 
 
 def render_model(objects: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
@@ -636,7 +963,8 @@ FLUX_BUNIT = "10**-17 erg/(s cm2 Angstrom)"
 IVAR_BUNIT = "10**+34 (s2 cm4 Angstrom2) / erg2"
 TRUTH_EXTRA_COLUMNS = ("Z_GRID", "BETA", "ALPHA_NU", "LYA_VOFF_KMS", "ISM_VOFF_KMS", "LINE_SIGMA_KMS",
                        "ISM_EW_SCALE", "LYC_ESCAPE", "D4000", "HALPHA_EW", "FIBER_FRAC", "FLUX_G", "FLUX_R",
-                       "FLUX_Z", "SNR_R", "TARGET_RA", "TARGET_DEC")
+                       "FLUX_Z", "SNR_R", "TARGET_RA", "TARGET_DEC", "TEFF", "OII_EW", "BAL_VMIN_KMS",
+                       "BAL_VMAX_KMS", "BAL_DEPTH")
 
 
 def _fibermap(truth: pd.DataFrame) -> np.ndarray:
@@ -646,7 +974,7 @@ def _fibermap(truth: pd.DataFrame) -> np.ndarray:
         ("TARGETID", "i8", truth["TARGETID"].to_numpy()), ("COADD_FIBERSTATUS", "i4", 0),
         ("TARGET_RA", "f8", truth["TARGET_RA"].to_numpy()), ("TARGET_DEC", "f8", truth["TARGET_DEC"].to_numpy()),
         ("OBJTYPE", "U3", "TGT"),
-        ("MORPHTYPE", "U4", np.where(truth["SPECTYPE"].to_numpy() == "QSO", "PSF", "REX")),
+        ("MORPHTYPE", "U4", np.where(np.isin(truth["SPECTYPE"].to_numpy(), ("QSO", "STAR")), "PSF", "REX")),
         ("EBV", "f4", 0.02),
         ("FLUX_G", "f4", truth.get("FLUX_G", np.nan)), ("FLUX_R", "f4", truth.get("FLUX_R", np.nan)),
         ("FLUX_Z", "f4", truth.get("FLUX_Z", np.nan)),
@@ -661,7 +989,8 @@ def _fibermap(truth: pd.DataFrame) -> np.ndarray:
 
 
 def _truth_records(truth: pd.DataFrame) -> np.ndarray:
-    columns = ["TARGETID", "Z", "SPECTYPE", "TEMPLATE", "MAG_R", "EXPTIME", "LYA_EW", "SOURCE", *TRUTH_EXTRA_COLUMNS]
+    columns = ["TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME", "LYA_EW", "SOURCE",
+               *TRUTH_EXTRA_COLUMNS]
     table = complete_truth(truth[columns])
     return truth_to_records(table)
 
@@ -738,6 +1067,8 @@ def _summary(truth: pd.DataFrame, rate: float) -> dict[str, Any]:
     return {
         "n_spectra": int(len(truth)),
         "n_by_spectype": {k: int(v) for k, v in truth["SPECTYPE"].value_counts().sort_index().items()},
+        "n_by_subtype": {f"{a}:{b}": int(v) for (a, b), v in
+                         truth[truth["SUBTYPE"] != ""].groupby(["SPECTYPE", "SUBTYPE"]).size().items()},
         "n_lbg_by_template": {int(k): int(v) for k, v in lbg["TEMPLATE"].value_counts().sort_index().items()},
         "median_snr_r": float(np.median(truth["SNR_R"])),
         "z_range": [float(truth["Z"].min()), float(truth["Z"].max())],

@@ -1,4 +1,5 @@
-"""Figure of simulated spectra (rule `plot_simulated`): one panel per population and per LBG template.
+"""Figure of simulated spectra (rule `plot_simulated`): one panel per LBG template and per
+contaminant class (QSO, BAL QSO, ELG, passive and weak-line galaxy, M/K/G/F star).
 
 Each panel shows the three DESI arms merged (inverse-variance weighted, `lymannet.coadd`), then
 smoothed with an 8-pixel = 6.4 A boxcar, the smoothed 1-sigma noise, and the rest-frame lines at
@@ -28,6 +29,14 @@ ELG_MARKS = ((3728.5, "[OII]"), (4862.68, "Hb"), (5008.24, "[OIII]"), (6564.61, 
              (6725.0, "[SII]"))
 QSO_MARKS = tuple((line.wavelength, line.name) for line in QSO_LINES) + ((1399.8, "SIIV"),)
 LBG_MARKS = tuple((line.wavelength, line.name) for line in LBG_LINES) + ((LYMAN_LIMIT, "LL"),)
+STAR_MARKS = ((3934.78, "CaK"), (3969.59, "CaH"), (4305.0, "G"), (4862.68, "Hb"), (5176.7, "Mgb"),
+              (5895.6, "NaD"), (6564.61, "Ha"), (7055.0, "TiO"), (8544.4, "CaT"))
+GALAXY_MARKS = ((2798.75, "MgII"), (3728.5, "[OII]"), (3934.78, "CaK"), (3969.59, "CaH"), (4000.0, "D4000"),
+                (4305.0, "G"), (5176.7, "Mgb"), (5895.6, "NaD"))
+MARKS = {"QSO": QSO_MARKS, "ELG": ELG_MARKS, "STAR": STAR_MARKS, "GALAXY": GALAXY_MARKS}
+# Contaminant panels: (SPECTYPE, SUBTYPE) in this order, the brightest of each.
+CONTAMINANT_PANELS = (("QSO", ""), ("QSO", "BAL"), ("ELG", ""), ("GALAXY", "PASSIVE"), ("GALAXY", "WEAKLINE"),
+                      ("STAR", "M"), ("STAR", "K"), ("STAR", "G"), ("STAR", "F"))
 
 
 def smooth(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,7 +50,8 @@ def smooth(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.nda
 
 
 def pick_rows(truth) -> list[tuple[int, str]]:
-    """One bright example per population and LBG template (LBGs near z = 3 for comparable panels)."""
+    """One bright example per LBG template (near z = 3 for comparable panels) and per contaminant
+    class and subtype present (a truth without SUBTYPE counts as subtype "")."""
     picks = []
     bright = truth["MAG_R"] <= truth["MAG_R"].quantile(0.35)
     for template in range(4):
@@ -51,10 +61,11 @@ def pick_rows(truth) -> list[tuple[int, str]]:
         score = (pool["Z"] - 3.0).abs() + 0.5 * (~bright[pool.index]) + (pool["EXPTIME"] < pool["EXPTIME"].max())
         row = int(score.idxmin())
         picks.append((row, f"LBG template {template}"))
-    for spectype in ("QSO", "ELG"):
-        pool = truth[(truth["SPECTYPE"] == spectype)]
+    subtype = truth["SUBTYPE"].astype(str) if "SUBTYPE" in truth else ""
+    for spectype, sub in CONTAMINANT_PANELS:
+        pool = truth[(truth["SPECTYPE"] == spectype) & (subtype == sub)]
         if not pool.empty:
-            picks.append((int(pool["MAG_R"].idxmin()), spectype))
+            picks.append((int(pool["MAG_R"].idxmin()), f"{spectype} {sub}".strip()))
     return picks
 
 
@@ -67,7 +78,7 @@ def plot_panel(ax, wave, flux, sigma, entry, label: str) -> None:
     if near_lya.any():  # keep a strong Ly-alpha line on the panel
         top = max(top, 1.1 * float(np.nanmax(flux[near_lya])))
     ax.set_ylim(min(-0.1 * top, np.nanpercentile(flux, 0.5)), top)
-    marks = {"QSO": QSO_MARKS, "ELG": ELG_MARKS}.get(str(entry["SPECTYPE"]), LBG_MARKS)
+    marks = MARKS.get(str(entry["SPECTYPE"]), LBG_MARKS)
     for rest, name in marks:
         observed = rest * (1 + z)
         if wave[0] < observed < wave[-1]:
@@ -77,6 +88,8 @@ def plot_panel(ax, wave, flux, sigma, entry, label: str) -> None:
         ax.axvspan(lo, hi, color="0.85", zorder=0)
     ew = entry["LYA_EW"]
     ew_text = f", Lya EW {ew:+.0f} A" if np.isfinite(ew) else ""
+    teff = float(entry.get("TEFF", np.nan))
+    ew_text += f", Teff {teff:.0f} K" if np.isfinite(teff) else ""
     ax.set_title(f"{label}: z = {z:.3f}, r = {entry['MAG_R']:.2f}, {entry['EXPTIME']:.0f} s{ew_text}", fontsize=8)
     ax.tick_params(labelsize=7)
 

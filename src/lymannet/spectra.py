@@ -39,6 +39,7 @@ TRUTH_COLUMNS: dict[str, tuple[str, Any]] = {
     "TARGETID": ("i8", -1),
     "Z": ("f8", np.nan),
     "SPECTYPE": ("U8", ""),
+    "SUBTYPE": ("U8", ""),  # DESI's: M/K/G/F stars, PASSIVE/WEAKLINE galaxies, BAL quasars
     "TEMPLATE": ("i2", -1),
     "MAG_R": ("f4", np.nan),
     "EXPTIME": ("f4", np.nan),
