@@ -34,15 +34,71 @@ def test_location_metrics_hand_case():
 def test_summary_table_rows_and_markdown():
     cost = {"parameters": 10, "train_seconds": 1.5, "epochs": 2}
     table = score.summary_table(
-        [{"model": "dense", "mape_percent": 0.28, "n_catastrophic": 0, "n": 100, **cost}],
-        {"auc": 0.99, **cost},
+        [{"model": "dense", "mape_percent": 0.28, "n_catastrophic": 0, "n": 100, **cost,
+          "by_bal": {"BAL": {"n": 15, "mape_percent": 0.5, "catastrophic_fraction": 0.1}}}],
+        {"auc": 0.95, "auc_unambiguous": 0.99, "completeness": 0.8, "purity": 0.6, "threshold": 0.5, **cost,
+         "false_positive_causes": {"sub-DLA (19-20.3)": 3, "BAL trough": 1}, "main_false_positive_cause": "sub-DLA (19-20.3)"},
         {"tolerance_angstrom": 10.0, "snr_min": 5.0, "fraction_found_within_tolerance_snr_gt_min": 0.9,
-         "log_nhi_rms_dex": 0.08, "purity": 0.8, **cost})
-    assert table["figure"].tolist() == ["MAPE [%]", "AUC", "found within 10 A, S/N>5", "log N_HI rms [dex]",
-                                        "catalogue purity"]
-    assert table["catastrophic (|dz|>0.1)"].iloc[0] == "0/100" and table["slides"].iloc[1] == score.SLIDES["presence"]
+         "fraction_found_within_tolerance": 0.85, "position_rms_angstrom": 2.0, "sightline_completeness": 0.9,
+         "sightline_purity": 0.7, "log_nhi_rms_dex": 0.08, "purity": 0.8, **cost})
+    assert table["figure"].tolist() == [
+        "MAPE [%]", "MAPE [%], BAL (n=15)", "AUC, all segments", "AUC, unambiguous segments only",
+        "completeness at p>=0.5", "purity", "false positives: most on sub-DLA (19-20.3)",
+        "catalogue completeness (per DLA, 10 A)", "catalogue purity (per DLA)", "sightline completeness",
+        "sightline purity", "found within 10 A, S/N>5", "position rms [A]", "log N_HI rms [dex]"]
+    assert table["detail"].iloc[0] == "0/100" and table["slides"].iloc[2] == score.SLIDES["presence"]
+    assert table["slides"].iloc[3] == ""  # the slides' figure once per model
+    assert table["value"].iloc[6] == pytest.approx(0.75)
     text = score.summary_markdown(table, "demo")
     assert text.startswith("# 4MOST quasar pipelines: demo set") and "| redshift | dense | MAPE [%] | 0.28 |" in text
+
+
+def test_purity_completeness_by_bin_hand_case():
+    from lymannet.fourmost import metrics
+
+    out = metrics.purity_completeness_by_bin(
+        np.array([20.4, 20.45, 20.8, 21.5]), np.array([True, False, True, True]),
+        np.array([20.35, 20.9, 20.9, 21.2]), np.array([True, False, True, False]), metrics.NHI_EDGES)
+    assert list(out) == ["20.3-20.5", "20.5-21", ">21"]
+    assert out["20.3-20.5"]["completeness"] == 0.5 and out["20.3-20.5"]["purity"] == 1.0
+    assert out["20.5-21"]["completeness"] == 1.0 and out["20.5-21"]["purity"] == 0.5 and out["20.5-21"]["n_detected"] == 2
+    assert out[">21"]["purity"] == 0.0
+
+
+def test_confuser_priority():
+    from lymannet.fourmost.metrics import confuser_of
+
+    assert confuser_of(19.5, True, True) == "DLA next to it"
+    assert confuser_of(19.5, False, True) == "sub-DLA (19-20.3)"
+    assert confuser_of(17.5, False, True) == "BAL trough"
+    assert confuser_of(17.5, False, False) == "Lyman-limit system (17-19)"
+    assert confuser_of(np.nan, False, False) == "none of these"
+
+
+def test_sightline_rates_hand_case():
+    truth = pd.DataFrame({"ROW": [0, 0, 1, 2], "FOUND": [True, False, False, True]})
+    cat = pd.DataFrame({"ROW": [0, 2, 3, 3], "TRUE_MATCH": [0, 3, -1, -1]})
+    rates = score.sightline_rates(truth, cat, np.arange(10))
+    assert rates["sightline_completeness"] == pytest.approx(2 / 3)  # rows 0 and 2 of 0, 1, 2
+    assert rates["sightline_purity"] == pytest.approx(2 / 3)  # rows 0 and 2 of 0, 2, 3
+
+
+def test_segment_labels_count_edge_dlas_in_label_any():
+    from types import SimpleNamespace
+
+    wave = 3600.0 + 0.5 * np.arange(4000)
+    z_qso = 3.0
+    # DLA centres 5 px and 150 px after the first segment's start (forest starts at Ly-beta)
+    lo = ft.pixel_of(wave, 1025.72 * (1 + z_qso))
+    first = int(lo) - 100
+    centres = np.array([first + 5.0, first + 150.0])
+    z_abs = ft.wavelength_of(wave, centres) / 1215.67 - 1
+    data = SimpleNamespace(dla_wave=wave, sightlines=pd.DataFrame({"Z_QSO": [z_qso]}),
+                           dlas=pd.DataFrame({"ROW": [0, 0], "Z_ABS": z_abs, "LOG_NHI": [20.5, 21.0]}))
+    seg = ft.presence_segments(data, np.array([0]), 400, 200, 20)
+    assert seg.starts[0] == first
+    assert seg.label[0] == 1 and seg.label_any[0] == 1 and seg.ambiguous[0]
+    assert seg.log_n[0] == pytest.approx(21.0)
 
 
 def test_training_record():

@@ -17,8 +17,8 @@ def main(ingested: str, model: str, options: dict[str, Any], segments: str, metr
     with atomic_path(segments) as tmp:
         table.to_csv(tmp, index=False)
     write_json_atomic(metrics, result)
-    fpr, tpr = presence_roc(table)
-    plots.presence_figure(roc, fpr, tpr, result["auc"], table[~table["AMBIGUOUS"]], PRESENCE_THRESHOLD)
+    plots.presence_figure(roc, presence_roc(table), result["auc"], presence_roc(table, unambiguous=True),
+                          result["auc_unambiguous"], table, PRESENCE_THRESHOLD)
 
 
 if "snakemake" in globals():

@@ -102,13 +102,14 @@ class Segments:
     label: np.ndarray  # 1: a DLA centre inside (away from the edges), 0: none
     ambiguous: np.ndarray  # a DLA centre within `edge` pixels of a segment boundary
     log_n: np.ndarray  # largest log N_HI of a DLA centred inside (NaN if none)
+    label_any: np.ndarray | None = None  # 1: a DLA centre anywhere inside [start, start + length)
 
 
 def presence_segments(data: Ingested, rows: np.ndarray, length: int, stride: int, edge: int) -> Segments:
     """Segments tiling each sightline's Ly-beta..Ly-alpha region."""
     lo, hi = forest_pixels(data.dla_wave, data.sightlines["Z_QSO"].to_numpy())
     by_row = dla_pixels_by_row(data)
-    out: dict[str, list] = {k: [] for k in ("rows", "starts", "label", "ambiguous", "log_n")}
+    out: dict[str, list] = {k: [] for k in ("rows", "starts", "label", "ambiguous", "log_n", "label_any")}
     for row in rows:
         first, last = int(lo[row]), int(hi[row]) - length // 2
         starts = np.arange(first - length // 4, max(last, first - length // 4) + 1, stride)
@@ -120,11 +121,13 @@ def presence_segments(data: Ingested, rows: np.ndarray, length: int, stride: int
         out["starts"].append(starts)
         out["label"].append(inside.any(axis=1).astype(np.float32))
         out["ambiguous"].append(near_edge.any(axis=1))
-        out["log_n"].append(np.where(inside, log_n[None, :], -np.inf).max(axis=1, initial=-np.inf))
+        anywhere = (rel >= 0) & (rel < length)
+        out["label_any"].append(anywhere.any(axis=1).astype(np.float32))
+        out["log_n"].append(np.where(anywhere, log_n[None, :], -np.inf).max(axis=1, initial=-np.inf))
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
     cat["log_n"] = np.where(np.isfinite(cat["log_n"]), cat["log_n"], np.nan)
     return Segments(cat["rows"].astype(np.int64), cat["starts"].astype(np.int64), cat["label"].astype(np.float32),
-                    cat["ambiguous"].astype(bool), cat["log_n"])
+                    cat["ambiguous"].astype(bool), cat["log_n"], cat["label_any"].astype(np.float32))
 
 
 def balance(segments: Segments, rng: np.random.Generator) -> np.ndarray:

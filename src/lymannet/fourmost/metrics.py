@@ -122,3 +122,62 @@ def match_catalogue(truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: flo
             truth.iat[ti, truth.columns.get_loc("PRED_LOG_NHI")] = catalogue["LOG_NHI"].iat[cj]
             catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] = ti
     return truth, catalogue
+
+
+# --- breakdowns ----------------------------------------------------------------------------------
+
+SNR_EDGES = (0.0, 2.0, 4.0, 8.0, float("inf"))  # continuum S/N per 0.5 A pixel
+NHI_EDGES = (20.3, 20.5, 21.0, float("inf"))  # Wang et al. 2022's DLA bins: 20.3-20.5, 20.5-21, > 21
+
+
+def bin_label(lo: float, hi: float) -> str:
+    return f">{lo:g}" if not np.isfinite(hi) else f"{lo:g}-{hi:g}"
+
+
+def purity_completeness_by_bin(truth_value: np.ndarray, truth_found: np.ndarray, pred_value: np.ndarray,
+                               pred_correct: np.ndarray, edges: tuple[float, ...]) -> dict[str, dict[str, float]]:
+    """Per bin: completeness (found / true objects whose `truth_value` lies in the bin) and purity
+    (correct / detections whose `pred_value` lies in it), with the counts behind them."""
+    out = {}
+    truth_value, truth_found = np.asarray(truth_value, float), np.asarray(truth_found, bool)
+    pred_value, pred_correct = np.asarray(pred_value, float), np.asarray(pred_correct, bool)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        t = (truth_value >= lo) & (truth_value < hi)
+        d = (pred_value >= lo) & (pred_value < hi)
+        out[bin_label(lo, hi)] = {
+            "completeness": float(truth_found[t].mean()) if t.any() else float("nan"), "n_true": int(t.sum()),
+            "purity": float(pred_correct[d].mean()) if d.any() else float("nan"), "n_detected": int(d.sum())}
+    return out
+
+
+def redshift_by_bin(z_pred: np.ndarray, z_true: np.ndarray, groups: dict[str, np.ndarray],
+                    catastrophic_dz: float) -> dict[str, dict[str, float]]:
+    """MAPE and catastrophic fraction per named group (boolean masks)."""
+    out = {}
+    for name, mask in groups.items():
+        m = redshift_metrics(z_pred[mask], z_true[mask], catastrophic_dz) if np.any(mask) else None
+        out[name] = {"n": int(np.sum(mask)), "mape_percent": m["mape_percent"] if m else float("nan"),
+                     "catastrophic_fraction": m["catastrophic_fraction"] if m else float("nan")}
+    return out
+
+
+def snr_groups(snr: np.ndarray, edges: tuple[float, ...] = SNR_EDGES) -> dict[str, np.ndarray]:
+    return {f"S/N {bin_label(lo, hi)}": (snr >= lo) & (snr < hi) for lo, hi in zip(edges[:-1], edges[1:])}
+
+
+CONFUSER_ORDER = ("DLA next to it", "sub-DLA (19-20.3)", "BAL trough", "Lyman-limit system (17-19)", "none of these")
+
+
+def confuser_of(max_log_n: float, dla_near: bool, bal_trough: bool) -> str:
+    """What a false DLA detection sits on, first cause in CONFUSER_ORDER that applies: a true DLA
+    just outside (its wings, or a mislocated detection), the strongest non-DLA HI absorber inside,
+    a BAL trough, else nothing simulated (forest, noise, metals)."""
+    if dla_near:
+        return CONFUSER_ORDER[0]
+    if np.isfinite(max_log_n) and max_log_n >= 19.0:
+        return CONFUSER_ORDER[1]
+    if bal_trough:
+        return CONFUSER_ORDER[2]
+    if np.isfinite(max_log_n) and max_log_n >= 17.0:
+        return CONFUSER_ORDER[3]
+    return CONFUSER_ORDER[4]

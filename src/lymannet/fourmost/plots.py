@@ -78,32 +78,36 @@ def comparison_figure(path: str | Path, entries: list[tuple[str, np.ndarray, np.
     save_figure(fig, path)
 
 
-def presence_figure(path: str | Path, fpr: np.ndarray, tpr: np.ndarray, auc_value: float, segments: pd.DataFrame,
+def presence_figure(path: str | Path, roc_all: tuple[np.ndarray, np.ndarray], auc_all: float,
+                    roc_clean: tuple[np.ndarray, np.ndarray], auc_clean: float, segments: pd.DataFrame,
                     threshold: float) -> None:
+    """ROC (all segments and unambiguous only), completeness vs log N_HI, purity/completeness vs S/N."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     ax = axes[0]
-    ax.plot(fpr, tpr, label=f"AUC = {auc_value:.4f}")
+    ax.plot(*roc_all, label=f"all segments: AUC = {auc_all:.4f}")
+    ax.plot(*roc_clean, ls="--", label=f"unambiguous only: AUC = {auc_clean:.4f}")
     ax.plot([0, 1], [0, 1], color="k", lw=0.5, ls=":")
     ax.axhline(np.nan, label="slides: AUC 0.9154", color="tab:gray")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="DLA presence: ROC (test segments)")
     ax.legend(loc="lower right", fontsize=8)
     selected = segments["SCORE"].to_numpy() >= threshold
-    positive = segments["LABEL"].to_numpy() == 1
+    positive = segments["LABEL_ANY"].to_numpy() == 1
     ax = axes[1]
-    edges = np.array([20.3, 20.5, 20.7, 20.9, 21.2, 21.6, 22.5])
+    edges = np.array([20.3, 20.5, 21.0, 21.5, 22.5])
     table = binned_rate(segments["LOG_NHI"].to_numpy()[positive], selected[positive], edges)
     centres = 0.5 * (table["lo"] + table["hi"])
     ax.errorbar(centres, table["rate"], yerr=table["error"], xerr=0.5 * (table["hi"] - table["lo"]), fmt="o")
     ax.set(xlabel="log N_HI", ylabel="completeness", ylim=(0, 1.05), title=f"completeness vs N_HI (p >= {threshold})")
     ax = axes[2]
     snr = segments["SNR"].to_numpy()
-    edges = np.unique(np.percentile(snr, np.linspace(0, 100, 7)))
+    edges = np.array([0.0, 2.0, 4.0, 8.0, max(16.0, snr.max() + 1e-6)])
     comp = binned_rate(snr[positive], selected[positive], edges)
     pur = binned_rate(snr[selected], positive[selected], edges)
     centres = 0.5 * (comp["lo"] + comp["hi"])
     ax.errorbar(centres, comp["rate"], yerr=comp["error"], fmt="o-", label="completeness")
     ax.errorbar(centres, pur["rate"], yerr=pur["error"], fmt="s--", label="purity")
-    ax.set(xlabel="continuum S/N per 0.5 A pixel", ylabel="fraction", ylim=(0, 1.05), title="vs S/N (sextiles)")
+    ax.set(xlabel="continuum S/N per 0.5 A pixel", ylabel="fraction", ylim=(0, 1.05), xscale="symlog",
+           title="vs S/N (bins 0-2-4-8-)")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
@@ -127,8 +131,15 @@ def location_figure(path: str | Path, matched: pd.DataFrame, tolerance: float, s
     ax.set(xlabel="true log N_HI", ylabel="predicted log N_HI",
            title=f"N_HI: rms {np.sqrt(np.mean(err**2)):.3f} dex, bias {np.mean(err):+.3f}")
     ax = axes[2]
-    ax.hist(np.clip(err, -1, 1), bins=50, color="tab:gray")
-    ax.set(xlabel="log N_HI residual [dex]", ylabel="DLAs", title="N_HI residuals (found DLAs)")
+    true_n = matched["LOG_NHI"][m].to_numpy()
+    ax.scatter(true_n, np.clip(err, -1, 1), s=5, alpha=0.5, color="tab:gray")
+    edges_r = np.array([20.3, 20.5, 21.0, 21.5, 22.5])
+    which = np.digitize(true_n, edges_r) - 1
+    means = [np.mean(err.to_numpy()[which == k]) if np.any(which == k) else np.nan for k in range(len(edges_r) - 1)]
+    ax.step(edges_r, np.r_[means, means[-1]], where="post", color="tab:red", label="mean per bin")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="true log N_HI", ylabel="predicted - true log N_HI [dex]", title="N_HI residuals vs N_HI (found DLAs)")
+    ax.legend(fontsize=8)
     ax = axes[3]
     snr = matched["SNR"].to_numpy()
     edges = np.unique(np.r_[0, np.percentile(snr, [20, 40, 60, 80]), snr.max() + 1e-6])

@@ -18,14 +18,17 @@ from torch import nn
 from ..lines import LYA
 from . import features as ft
 from .io import Ingested
-from .metrics import auc, match_catalogue, merge_windows, nmad, redshift_metrics, roc_curve
+from ..physics import BAL_LINES, C_KMS
+from .metrics import (CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, auc, bin_label, confuser_of, match_catalogue, merge_windows,
+                      nmad, purity_completeness_by_bin, redshift_by_bin, redshift_metrics, roc_curve, snr_groups)
 from .train import dla_inputs, predict_batches, predict_redshift
 
 log = logging.getLogger("lymannet.fourmost")
 
 NATIVE_PIXEL_ANGSTROM = 0.25  # the simulator's (and the slides') grid step
 PRESENCE_THRESHOLD = 0.5
-CATALOGUE_COLUMNS = ["FILE", "ROW", "Z_ABS", "LOG_NHI", "CONFIDENCE", "N_WINDOWS", "TRUE_MATCH"]
+CATALOGUE_COLUMNS = ["FILE", "ROW", "Z_ABS", "LOG_NHI", "CONFIDENCE", "N_WINDOWS", "TRUE_MATCH", "SNR",
+                     "FALSE_POSITIVE_CAUSE"]
 # What the slides report for each model, quoted beside ours in the summary.
 SLIDES = {"dense": "test loss 0.0441, 548M parameters, 6,776 s", "gru": "MAPE 1.14%, 7,548 s",
           "quasarnet": "(not in the slides)", "presence": "AUC 0.9154, 84,865 parameters",
@@ -55,9 +58,13 @@ def score_redshift(data: Ingested, network: nn.Module, payload: dict[str, Any],
     rows = data.rows("test")
     z_true = data.sightlines["Z_QSO"].to_numpy()[rows]
     z_pred = predict_redshift(network, payload["info"], data, rows, payload["kind"], payload["spec"])
+    snr = data.sightlines["SNR"].to_numpy()[rows]
+    bal = data.sightlines["BAL"].to_numpy()[rows].astype(bool)
     table = pd.DataFrame({"FILE": data.sightlines["FILE"].to_numpy()[rows], "Z_TRUE": z_true, "Z_PRED": z_pred,
-                          "SNR": data.sightlines["SNR"].to_numpy()[rows]})
+                          "SNR": snr, "BAL": bal.astype(int)})
     result = redshift_metrics(z_pred, z_true, catastrophic_dz)
+    result["by_snr"] = redshift_by_bin(z_pred, z_true, snr_groups(snr), catastrophic_dz)
+    result["by_bal"] = redshift_by_bin(z_pred, z_true, {"BAL": bal, "non-BAL": ~bal}, catastrophic_dz)
     result.update({"model": payload["kind"], **training_record(payload)})
     return table, result
 
@@ -65,41 +72,115 @@ def score_redshift(data: Ingested, network: nn.Module, payload: dict[str, Any],
 # --- DLA presence --------------------------------------------------------------------------------
 
 
+def hi_absorbers_by_row(data: Ingested, below: float = 20.3) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """row -> (Ly-alpha centre pixels on the DLA grid, log N_HI) of the HI absorbers below `below`
+    (the non-DLA confusers: Lyman-limit systems and sub-DLAs); empty without an ABSORBERS table."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if data.absorbers is None or not len(data.absorbers):
+        return out
+    table = data.absorbers[data.absorbers["LOG_NHI"] < below]
+    centres = ft.pixel_of(data.dla_wave, LYA * (1 + table["Z_ABS"].to_numpy()))
+    for row, centre, log_n in zip(table["ROW"].to_numpy(), centres, table["LOG_NHI"].to_numpy()):
+        pix, nhi = out.get(int(row), (np.zeros(0), np.zeros(0)))
+        out[int(row)] = (np.append(pix, centre), np.append(nhi, log_n))
+    return out
+
+
+def bal_pixel_ranges(data: Ingested) -> dict[int, list[tuple[float, float]]]:
+    """row -> [(first, last pixel)] of each BAL trough (CIV, SiIV, NV, Ly-alpha) on the DLA grid."""
+    out: dict[int, list[tuple[float, float]]] = {}
+    if data.bals is None or not len(data.bals):
+        return out
+    z_qso = data.sightlines["Z_QSO"].to_numpy()
+    for row, v_min, v_max in zip(data.bals["ROW"].to_numpy(), data.bals["V_MIN"].to_numpy(), data.bals["V_MAX"].to_numpy()):
+        ranges = []
+        for _, wavelength, _ in BAL_LINES:
+            lo = ft.pixel_of(data.dla_wave, wavelength * (1 - v_max / C_KMS) * (1 + z_qso[row]))
+            hi = ft.pixel_of(data.dla_wave, wavelength * (1 - v_min / C_KMS) * (1 + z_qso[row]))
+            ranges.append((float(lo), float(hi)))
+        out[int(row)] = ranges
+    return out
+
+
+def _segment_context(data: Ingested, seg: ft.Segments, length: int, near: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment: strongest non-DLA HI absorber centred inside (NaN if none), a DLA centred
+    within `near` pixels outside it, a BAL trough overlapping it."""
+    confusers, dlas, bals = hi_absorbers_by_row(data), ft.dla_pixels_by_row(data), bal_pixel_ranges(data)
+    max_log_n = np.full(len(seg.rows), np.nan)
+    dla_near = np.zeros(len(seg.rows), bool)
+    bal = np.zeros(len(seg.rows), bool)
+    for k, (row, start) in enumerate(zip(seg.rows, seg.starts)):
+        pix, nhi = confusers.get(int(row), (np.zeros(0), np.zeros(0)))
+        inside = (pix >= start) & (pix < start + length)
+        if inside.any():
+            max_log_n[k] = nhi[inside].max()
+        dpix, _ = dlas.get(int(row), (np.zeros(0), np.zeros(0)))
+        dla_near[k] = bool(np.any(((dpix >= start - near) & (dpix < start)) | ((dpix >= start + length) & (dpix < start + length + near))))
+        bal[k] = any(lo < start + length and hi >= start for lo, hi in bals.get(int(row), []))
+    return max_log_n, dla_near, bal
+
+
+def false_positive_causes(causes: list[str]) -> dict[str, int]:
+    return {name: int(sum(c == name for c in causes)) for name in CONFUSER_ORDER}
+
+
 def score_presence(data: Ingested, network: nn.Module, payload: dict[str, Any],
                    options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(every test segment with its score, metrics) of the presence CNN. The headline AUC leaves
-    out the edge-ambiguous segments, as training does; the AUC with them is reported too."""
+    """(every test segment with its score, metrics) of the presence CNN. The headline AUC counts
+    every segment (label: a DLA centre anywhere inside), edge ones included; the AUC over the
+    unambiguous segments only (training's labels) is reported beside it. At the working threshold:
+    completeness per log N_HI bin, purity and completeness per S/N bin (as Wang et al. 2022 for
+    desi-dlas), and what each false positive sits on (sub-DLA, LLS, BAL trough, a DLA next to it)."""
     length = payload["info"]["n_pixels"]
     seg = ft.presence_segments(data, data.rows("test"), length, int(options["segment_stride"]),
                                int(options["edge_pixels"]))
     logits = predict_batches(network, ft.cut_windows(dla_inputs(data, options), seg.rows, seg.starts, length))
     score = 1.0 / (1.0 + np.exp(-logits))
+    snr = data.sightlines["SNR"].to_numpy()[seg.rows]
+    max_log_n, dla_near, bal = _segment_context(data, seg, length, near=2.0 * int(options["edge_pixels"]))
+    predicted = score >= PRESENCE_THRESHOLD
+    positive = seg.label_any == 1
+    causes = [confuser_of(m, d, b) if (p and not t) else "" for m, d, b, p, t in zip(max_log_n, dla_near, bal, predicted, positive)]
     table = pd.DataFrame({"ROW": seg.rows, "START": seg.starts, "LABEL": seg.label.astype(int),
-                          "AMBIGUOUS": seg.ambiguous, "LOG_NHI": seg.log_n,
-                          "SNR": data.sightlines["SNR"].to_numpy()[seg.rows], "SCORE": score})
+                          "LABEL_ANY": seg.label_any.astype(int), "AMBIGUOUS": seg.ambiguous, "LOG_NHI": seg.log_n,
+                          "SNR": snr, "BAL": data.sightlines["BAL"].to_numpy()[seg.rows].astype(int),
+                          "MAX_LOG_NHI_NON_DLA": max_log_n, "DLA_NEAR": dla_near, "BAL_TROUGH": bal,
+                          "SCORE": score, "FALSE_POSITIVE_CAUSE": causes})
     clean = ~seg.ambiguous
     # Balanced like the slides' test set: every clean positive and as many clean negatives.
     balanced = ft.balance(seg, np.random.default_rng(0))
-    predicted = score >= PRESENCE_THRESHOLD
-    positive = seg.label == 1
+    fp_causes = false_positive_causes([c for c in causes if c])
+    by_nhi = purity_completeness_by_bin(seg.log_n[positive], predicted[positive], np.full(0, np.nan), np.zeros(0, bool),
+                                        NHI_EDGES)
+    by_snr = purity_completeness_by_bin(snr[positive], predicted[positive], snr[predicted], positive[predicted], SNR_EDGES)
     result = {
-        "auc": auc(score[clean], seg.label[clean]),
-        "auc_all_segments_ambiguous_included": auc(score, seg.label),
+        "auc": auc(score, seg.label_any),
+        "auc_unambiguous": auc(score[clean], seg.label[clean]),
         "auc_balanced": auc(score[balanced], seg.label[balanced]),
         "n_segments": int(len(seg.rows)), "n_ambiguous": int(seg.ambiguous.sum()),
-        "n_positive": int((positive & clean).sum()),
-        "completeness_at_0.5": _fraction(predicted[clean & positive]),
-        "purity_at_0.5": _fraction(positive[clean & predicted]),
-        "accuracy_balanced_at_0.5": float((predicted[balanced] == positive[balanced]).mean()),
+        "n_positive": int(positive.sum()), "n_positive_unambiguous": int((seg.label[clean] == 1).sum()),
+        "threshold": PRESENCE_THRESHOLD,
+        "completeness": _fraction(predicted[positive]), "purity": _fraction(positive[predicted]),
+        "completeness_unambiguous": _fraction(predicted[clean & (seg.label == 1)]),
+        "purity_unambiguous": _fraction((seg.label == 1)[clean & predicted]),
+        "accuracy_balanced": float((predicted[balanced] == (seg.label[balanced] == 1)).mean()) if balanced.size else float("nan"),
+        "completeness_by_log_nhi": {k: {"completeness": v["completeness"], "n_true": v["n_true"]} for k, v in by_nhi.items()},
+        "by_snr": by_snr,
+        "false_positive_causes": fp_causes,
+        "main_false_positive_cause": max(fp_causes, key=fp_causes.get) if sum(fp_causes.values()) else "",
         **training_record(payload),
     }
     return table, result
 
 
-def presence_roc(segments: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(false-positive rate, true-positive rate) over the unambiguous segments."""
-    clean = segments[~segments["AMBIGUOUS"]]
-    fpr, tpr, _ = roc_curve(clean["SCORE"].to_numpy(), clean["LABEL"].to_numpy())
+def presence_roc(segments: pd.DataFrame, unambiguous: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) over all segments (LABEL_ANY), or over the
+    unambiguous ones (LABEL)."""
+    if unambiguous:
+        clean = segments[~segments["AMBIGUOUS"]]
+        fpr, tpr, _ = roc_curve(clean["SCORE"].to_numpy(), clean["LABEL"].to_numpy())
+    else:
+        fpr, tpr, _ = roc_curve(segments["SCORE"].to_numpy(), segments["LABEL_ANY"].to_numpy())
     return fpr, tpr
 
 
@@ -173,12 +254,69 @@ def location_metrics(truth: pd.DataFrame, cat: pd.DataFrame, options: dict[str, 
     }
 
 
+def sightline_rates(truth: pd.DataFrame, cat: pd.DataFrame, test_rows: np.ndarray) -> dict[str, float]:
+    """Per sightline at the match tolerance: completeness = share of the sightlines with a true DLA
+    on which one is found; purity = share of the sightlines with a catalogue DLA on which one
+    matches a true DLA."""
+    with_dla = set(truth["ROW"].tolist())
+    found = set(truth.loc[truth["FOUND"], "ROW"].tolist())
+    flagged = set(cat["ROW"].tolist()) if len(cat) else set()
+    correct = set(cat.loc[cat["TRUE_MATCH"] >= 0, "ROW"].tolist()) if len(cat) else set()
+    return {"sightline_completeness": len(found) / len(with_dla) if with_dla else float("nan"),
+            "sightline_purity": len(correct) / len(flagged) if flagged else float("nan"),
+            "n_sightlines": int(len(test_rows)), "n_sightlines_with_dla": len(with_dla),
+            "n_sightlines_flagged": len(flagged)}
+
+
+def catalogue_false_positive_causes(data: Ingested, truth: pd.DataFrame, cat: pd.DataFrame,
+                                    tolerance: float) -> list[str]:
+    """What each unmatched catalogue DLA sits on (pixels; see :func:`.metrics.confuser_of`):
+    a true DLA within 3x the tolerance, a non-DLA HI absorber within 2x, a BAL trough."""
+    confusers, bals = hi_absorbers_by_row(data), bal_pixel_ranges(data)
+    causes = []
+    for row, pos, match in zip(cat["ROW"], cat["POSITION"], cat["TRUE_MATCH"]):
+        if match >= 0:
+            causes.append("")
+            continue
+        true_pos = truth["POSITION"].to_numpy()[truth["ROW"].to_numpy() == row]
+        pix, nhi = confusers.get(int(row), (np.zeros(0), np.zeros(0)))
+        close = np.abs(pix - pos) <= 2 * tolerance
+        max_log_n = float(nhi[close].max()) if close.any() else float("nan")
+        bal = any(lo <= pos <= hi for lo, hi in bals.get(int(row), []))
+        causes.append(confuser_of(max_log_n, bool(np.any(np.abs(true_pos - pos) <= 3 * tolerance)), bal))
+    return causes
+
+
 def score_location(data: Ingested, network: nn.Module, payload: dict[str, Any],
                    options: dict[str, Any]) -> Localisation:
-    """The location CNN's DLA catalogue over the test split, matched to the truth, and its metrics."""
+    """The location CNN's DLA catalogue over the test split, matched to the truth, and its metrics:
+    per-DLA and per-sightline purity/completeness, both per log N_HI bin (true N_HI for
+    completeness, the catalogue's for purity) and per S/N bin, N_HI residuals per true N_HI bin,
+    and what the false positives sit on."""
     cat = dla_catalogue(data, network, payload["info"]["n_pixels"], options)
     truth, cat = match_truth(data, cat, float(options["match_tolerance_angstrom"]))
-    metrics = {**location_metrics(truth, cat, options), **training_record(payload)}
+    step = float(data.dla_wave[1] - data.dla_wave[0])
+    cat["SNR"] = data.sightlines["SNR"].to_numpy()[cat["ROW"].to_numpy()] if len(cat) else []
+    cat["FALSE_POSITIVE_CAUSE"] = catalogue_false_positive_causes(
+        data, truth, cat, float(options["match_tolerance_angstrom"]) / step) if len(cat) else []
+    correct = (cat["TRUE_MATCH"] >= 0).to_numpy() if len(cat) else np.zeros(0, bool)
+    found = truth["FOUND"].to_numpy()
+    residual = (truth["PRED_LOG_NHI"] - truth["LOG_NHI"]).to_numpy()
+    residual_by_nhi = {}
+    for lo, hi in zip(NHI_EDGES[:-1], NHI_EDGES[1:]):
+        pick = found & (truth["LOG_NHI"].to_numpy() >= lo) & (truth["LOG_NHI"].to_numpy() < hi)
+        residual_by_nhi[bin_label(lo, hi)] = {"n": int(pick.sum()),
+                                              "bias_dex": float(residual[pick].mean()) if pick.any() else float("nan"),
+                                              "rms_dex": _rms(residual[pick])}
+    fp = false_positive_causes([c for c in cat["FALSE_POSITIVE_CAUSE"] if c]) if len(cat) else {}
+    metrics = {**location_metrics(truth, cat, options), **sightline_rates(truth, cat, data.rows("test")),
+               "by_log_nhi": purity_completeness_by_bin(truth["LOG_NHI"], found, cat["LOG_NHI"] if len(cat) else [],
+                                                        correct, NHI_EDGES),
+               "by_snr": purity_completeness_by_bin(truth["SNR"], found, cat["SNR"] if len(cat) else [], correct, SNR_EDGES),
+               "log_nhi_residual_by_log_nhi": residual_by_nhi,
+               "false_positive_causes": fp,
+               "main_false_positive_cause": max(fp, key=fp.get) if fp and sum(fp.values()) else "",
+               **training_record(payload)}
     return Localisation(cat, truth, metrics)
 
 
@@ -193,18 +331,60 @@ def _row(pipeline: str, model: str, figure: str, value: float, m: dict[str, Any]
 
 def summary_table(redshift: list[dict[str, Any]], presence: dict[str, Any] | None,
                   location: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per headline figure of merit (from the scoring rules' metrics), with the slides' value."""
-    rows = [_row("redshift", m["model"], "MAPE [%]", m["mape_percent"], m, f"{m['n_catastrophic']}/{m['n']}")
-            for m in redshift]
+    """One row per figure of merit (from the scoring rules' metrics), with the slides' value: the
+    headline first, then the breakdowns (S/N, BAL, log N_HI bins) under the same pipeline."""
+    rows = []
+    for m in redshift:
+        rows.append(_row("redshift", m["model"], "MAPE [%]", m["mape_percent"], m, f"{m['n_catastrophic']}/{m['n']}"))
+        for group in ("by_snr", "by_bal"):
+            for name, g in m.get(group, {}).items():
+                rows.append(_row("redshift", m["model"], f"MAPE [%], {name} (n={g['n']})", g["mape_percent"], m,
+                                 f"{g['catastrophic_fraction']:.3g}"))
     if presence:
-        rows.append(_row("dla_presence", "presence", "AUC", presence["auc"], presence))
+        m = presence
+        rows.append(_row("dla_presence", "presence", "AUC, all segments", m["auc"], m))
+        rows.append(_row("dla_presence", "presence", "AUC, unambiguous segments only", m.get("auc_unambiguous", float("nan")), m))
+        rows.append(_row("dla_presence", "presence", f"completeness at p>={m.get('threshold', PRESENCE_THRESHOLD):g}",
+                         m.get("completeness", float("nan")), m))
+        rows.append(_row("dla_presence", "presence", "purity", m.get("purity", float("nan")), m))
+        for name, g in m.get("completeness_by_log_nhi", {}).items():
+            rows.append(_row("dla_presence", "presence", f"completeness, log N_HI {name} (n={g['n_true']})", g["completeness"], m))
+        for name, g in m.get("by_snr", {}).items():
+            rows.append(_row("dla_presence", "presence", f"completeness / purity, S/N {name}",
+                             g["completeness"], m, f"purity {g['purity']:.3g}"))
+        if m.get("main_false_positive_cause"):
+            rows.append(_row("dla_presence", "presence", f"false positives: most on {m['main_false_positive_cause']}",
+                             m["false_positive_causes"][m["main_false_positive_cause"]] / max(sum(m["false_positive_causes"].values()), 1), m,
+                             str(m["false_positive_causes"])))
     if location:
         m = location
+        rows.append(_row("dla_location", "location", f"catalogue completeness (per DLA, {m['tolerance_angstrom']:g} A)",
+                         m["fraction_found_within_tolerance"], m))
+        rows.append(_row("dla_location", "location", "catalogue purity (per DLA)", m["purity"], m))
+        for key, figure in (("sightline_completeness", "sightline completeness"), ("sightline_purity", "sightline purity")):
+            if key in m:
+                rows.append(_row("dla_location", "location", figure, m[key], m))
         for figure, key in ((f"found within {m['tolerance_angstrom']:g} A, S/N>{m['snr_min']:g}",
                              "fraction_found_within_tolerance_snr_gt_min"),
-                            ("log N_HI rms [dex]", "log_nhi_rms_dex"), ("catalogue purity", "purity")):
+                            ("position rms [A]", "position_rms_angstrom"), ("log N_HI rms [dex]", "log_nhi_rms_dex")):
             rows.append(_row("dla_location", "location", figure, m[key], m))
-    return pd.DataFrame(rows)
+        for name, g in m.get("by_log_nhi", {}).items():
+            rows.append(_row("dla_location", "location", f"completeness / purity, log N_HI {name}", g["completeness"], m,
+                             f"purity {g['purity']:.3g}"))
+        for name, g in m.get("by_snr", {}).items():
+            rows.append(_row("dla_location", "location", f"completeness / purity, S/N {name}", g["completeness"], m,
+                             f"purity {g['purity']:.3g}"))
+        for name, g in m.get("log_nhi_residual_by_log_nhi", {}).items():
+            rows.append(_row("dla_location", "location", f"log N_HI bias [dex], true {name}", g["bias_dex"], m,
+                             f"rms {g['rms_dex']:.3g}"))
+        if m.get("main_false_positive_cause"):
+            total = max(sum(m["false_positive_causes"].values()), 1)
+            rows.append(_row("dla_location", "location", f"false positives: most on {m['main_false_positive_cause']}",
+                             m["false_positive_causes"][m["main_false_positive_cause"]] / total, m, str(m["false_positive_causes"])))
+    table = pd.DataFrame(rows).rename(columns={"catastrophic (|dz|>0.1)": "detail"})
+    if len(table):  # the slides' figure once per model, on its headline row
+        table.loc[table.duplicated(["pipeline", "model"]), "slides"] = ""
+    return table
 
 
 def summary_markdown(table: pd.DataFrame, size: str) -> str:
