@@ -75,3 +75,76 @@ def test_window_labels():
     assert w.present.tolist() == [1, 1, 0]
     assert w.offset[:2] == pytest.approx([-10 / 40, 10 / 40])
     assert w.log_n[:2] == pytest.approx([20.5, 21.5])
+
+
+def _toy_task(n=256, p=64, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(2, 4, n).astype(np.float32)
+    peak = ((z - 2) / 2 * (p - 20) + 10).astype(int)
+    x = (0.1 * rng.standard_normal((n, 1, p))).astype(np.float32)
+    x[np.arange(n), 0, peak] += 3.0
+    data = {"x": torch.from_numpy(x), "z": torch.from_numpy(z)}
+    return {k: v[:192] for k, v in data.items()}, {k: v[192:] for k, v in data.items()}
+
+
+def _loss(m, b):
+    return mape_loss(3.0 + m(b["x"]), b["z"])
+
+
+def _accuracy(m, b):
+    return (((3.0 + m(b["x"])) - b["z"]).abs() / (1 + b["z"]) < 0.01).float().mean()
+
+
+def test_training_ends_on_epochs_or_early_stopping_and_records_accuracy():
+    train, val = _toy_task()
+    torch.manual_seed(0)
+    history = fit(build("dense", {"hidden": [16]}, 64), train, val, _loss, {"epochs": 3, "batch_size": 32}, 1,
+                  accuracy_fn=_accuracy)
+    assert history.attrs["stop_reason"] == "epochs" and len(history) == 3
+    assert {"train_accuracy", "val_accuracy"} <= set(history.columns)
+    assert history["val_accuracy"].between(0, 1).all()
+    torch.manual_seed(0)
+    history = fit(build("dense", {"hidden": [16]}, 64), train, val, _loss,
+                  {"epochs": 50, "batch_size": 32, "lr": 0.5, "patience": 1}, 1)
+    assert history.attrs["stop_reason"] == "early_stopping" and len(history) < 50
+
+
+def test_max_minutes_is_a_logged_safety(caplog):
+    train, val = _toy_task()
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING", logger="lymannet.fourmost"):
+        history = fit(build("dense", {"hidden": [16]}, 64), train, val, _loss,
+                      {"epochs": 5, "batch_size": 32, "max_minutes": 1e-9}, 1)
+    assert history.attrs["stop_reason"] == "max_minutes" and len(history) == 1
+    assert "max_minutes=1e-09 safety fired after epoch 1" in caplog.text
+
+
+def test_sigterm_checkpoint_then_resume_is_bit_identical(tmp_path):
+    import os
+    import signal
+
+    from lymannet.train import TrainingInterrupted
+
+    train, val = _toy_task()
+    settings = {"epochs": 3, "batch_size": 32}
+
+    def run(callback=None, checkpoint=None):
+        torch.manual_seed(0)
+        model = build("dense", {"hidden": [16], "dropout": 0.3}, 64)
+        history = fit(model, train, val, _loss, settings, 1, checkpoint_path=checkpoint, batch_callback=callback)
+        return model, history
+
+    reference, ref_history = run()
+    checkpoint = tmp_path / "ckpt.pt"
+
+    def kill(epoch, batch):
+        if (epoch, batch) == (2, 3):
+            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run(kill, checkpoint)
+    assert stopped.value.code == 128 + signal.SIGTERM and checkpoint.exists()
+    resumed, history = run(None, checkpoint)
+    assert not checkpoint.exists()  # a finished run needs no resume point
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert history["val_loss"].tolist() == ref_history["val_loss"].tolist()

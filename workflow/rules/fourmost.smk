@@ -67,6 +67,12 @@ rule fourmost_train:
     output:
         model="results/fourmost/{fourmost_size}/models/{fourmost_model}.pt",
         history="results/fourmost/{fourmost_size}/models/{fourmost_model}_history.csv",
+        curve=report(
+            "results/fourmost/{fourmost_size}/models/{fourmost_model}_learning_curve.png",
+            caption="../report/fourmost_learning_curve.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: training",
+        ),
     log:
         "logs/fourmost/{fourmost_size}/train_{fourmost_model}.log",
     benchmark:
@@ -74,11 +80,16 @@ rule fourmost_train:
     conda:
         ENV_TRAIN
     threads: FOURMOST["threads"]
+    # As rule `train`: one GPU on Slurm (profiles/slurm set-resources: cpus_per_gpu, --signal=USR1@120);
+    # SIGTERM/SIGUSR1 -> checkpoint -> non-zero exit -> the retry resumes from params.checkpoint.
     resources:
-        runtime=30,
+        gpu=1,
+        runtime=240,
         mem_mb=16000,
     params:
         spec=lambda w: fourmost_model_config(w.fourmost_model).get("spec", {}),
+        # Outside the declared outputs so that a failed or preempted job keeps it to resume from.
+        checkpoint="results/fourmost/checkpoints/{fourmost_size}/{fourmost_model}.pt",
         settings=fourmost_train_settings,
         options=lambda w: {
             **FOURMOST["dla"],

@@ -158,3 +158,19 @@ def location_figure(path: str | Path, matched: pd.DataFrame, tolerance: float, s
     ax.legend(loc="lower left", fontsize=8)
     ax2.legend(loc="lower right", fontsize=8)
     save_figure(fig, path)
+
+
+def learning_curve_figure(path: str | Path, name: str, history: pd.DataFrame, stop_reason: str) -> None:
+    """Loss and accuracy vs epoch, training and validation (the slides' curves)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = history["epoch"].to_numpy()
+    axes[0].plot(epochs, history["train_loss"], "o-", label="training")
+    axes[0].plot(epochs, history["val_loss"], "s--", label="validation")
+    axes[0].set(xlabel="epoch", ylabel="loss", title=f"{name}: loss (stop: {stop_reason})")
+    if "train_accuracy" in history:
+        axes[1].plot(epochs, history["train_accuracy"], "o-", label="training")
+        axes[1].plot(epochs, history["val_accuracy"], "s--", label="validation")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=f"{name}: accuracy")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

@@ -1,16 +1,28 @@
-"""One deterministic CPU training loop for the 4MOST networks, task set-up and prediction.
+"""One deterministic training loop for the 4MOST networks (CPU or GPU), task set-up and prediction.
 
-The whole training set is resident as tensors; each epoch shuffles with a seeded generator,
-logs one line (losses, learning rate, spectra/s, ETA), reduces the learning rate on a validation
-plateau (the slides' scheduler) and stops early after `patience` epochs without improvement,
-restoring the best weights. `max_minutes` caps the wall time (the epoch in progress finishes).
-Model files are self-describing: kind, spec, state dict, input description, history, provenance.
+The whole training set is resident as tensors on the device; each epoch shuffles with a seeded
+generator, logs one line (losses, accuracy, learning rate, examples/s, ETA), reduces the learning
+rate on a validation plateau (the slides' scheduler) and stops early after `patience` epochs
+without improvement, restoring the best weights. A run ends on `epochs` or early stopping, so the
+same config gives the same model; `max_minutes` (default none) is only a safety: when it fires the
+log says so with a warning and the history records stop_reason "max_minutes".
+
+On a cluster it behaves as rule `train` (:mod:`lymannet.train`): SIGTERM/SIGUSR1 (Slurm's time
+limit, preemption) saves a checkpoint after the batch in progress and exits non-zero
+(:class:`lymannet.train.TrainingInterrupted`); the rerun resumes from that checkpoint, mid-epoch,
+bit-identical on the CPU (and on a GPU under torch.use_deterministic_algorithms with
+CUBLAS_WORKSPACE_CONFIG set, which :func:`configure_torch` does). A checkpoint is also written at
+every epoch's end and removed when the run finishes. Model files are self-describing: kind, spec,
+state dict, input description, history (with per-epoch accuracy), stop reason, provenance.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,14 +44,31 @@ from .models import REDSHIFT_KINDS, build, complete_spec, location_loss, mape_lo
 log = logging.getLogger("lymannet.fourmost")
 
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
-                                  "patience": 5, "lr_factor": 0.5, "lr_patience": 2, "max_minutes": 14.0,
-                                  "loss": "mape"}
+                                  "patience": 5, "lr_factor": 0.5, "lr_patience": 2, "max_minutes": None,
+                                  "n_train": None, "loss": "mape"}
+CHECKPOINT_FORMAT = "lymannet-4most-checkpoint-1"
+REDSHIFT_ACCURACY_DZ = 0.01  # a redshift counts as right when |dz| / (1 + z) < this (the "accuracy" curve)
 Tensors = dict[str, torch.Tensor]
 
 
 def configure_torch(threads: int) -> None:
+    """Threads, and deterministic kernels (on a GPU too: cuBLAS needs its workspace setting before
+    CUDA starts, cuDNN must not pick kernels by timing)."""
     torch.set_num_threads(max(1, threads))
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto': the GPU when there is one, else the CPU; 'cuda' without one is a clear error."""
+    from ..errors import ConfigError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return torch.device(device)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None):
@@ -48,57 +77,158 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None):
         yield order[start:start + batch_size]
 
 
-def evaluate_loss(model: nn.Module, data: Tensors, loss_fn: Callable, batch_size: int = 512) -> float:
+def evaluate(model: nn.Module, data: Tensors, loss_fn: Callable, accuracy_fn: Callable | None = None,
+             batch_size: int = 512) -> tuple[float, float]:
+    """(mean loss, mean accuracy or NaN) over `data` in eval mode."""
     model.eval()
     n = len(next(iter(data.values())))
-    total = 0.0
+    total, correct = 0.0, 0.0
     with torch.no_grad():
         for index in _batches(n, batch_size, None):
-            total += float(loss_fn(model, {k: v[index] for k, v in data.items()})) * len(index)
-    return total / max(n, 1)
+            batch = {k: v[index.to(v.device)] for k, v in data.items()}
+            total += float(loss_fn(model, batch)) * len(index)
+            if accuracy_fn is not None:
+                correct += float(accuracy_fn(model, batch)) * len(index)
+    n = max(n, 1)
+    return total / n, (correct / n if accuracy_fn is not None else float("nan"))
+
+
+def evaluate_loss(model: nn.Module, data: Tensors, loss_fn: Callable, batch_size: int = 512) -> float:
+    return evaluate(model, data, loss_fn, None, batch_size)[0]
+
+
+def _fingerprint(settings: dict[str, Any], seed: int, n_train: int, n_params: int) -> str:
+    text = json.dumps({"settings": settings, "seed": seed, "n_train": n_train, "n_params": n_params}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cpu(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().clone()
+    if isinstance(tree, dict):
+        return {k: _cpu(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_cpu(v) for v in tree]
+    return tree
 
 
 def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Module, Tensors], torch.Tensor],
-        settings: dict[str, Any], seed: int, what: str = "spectra") -> pd.DataFrame:
-    """Train in place (best-validation weights restored); returns the per-epoch history."""
+        settings: dict[str, Any], seed: int, what: str = "spectra", accuracy_fn: Callable | None = None,
+        device: str | torch.device = "cpu", checkpoint_path: str | Path | None = None,
+        batch_callback: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Train in place (best-validation weights restored, model left on the CPU); returns the
+    per-epoch history (epoch, train/val loss, train/val accuracy, lr, seconds) with
+    ``history.attrs["stop_reason"]`` in {"epochs", "early_stopping", "max_minutes"}.
+
+    `checkpoint_path`: resume from it if it holds this very run's checkpoint; written at every
+    epoch's end and on SIGTERM/SIGUSR1 (then TrainingInterrupted is raised), removed at the end.
+    `batch_callback(epoch, batch)` runs after every optimiser step (tests use it to send a signal)."""
+    from ..train import StopSignal, TrainingInterrupted
+
     settings = {**TRAIN_DEFAULTS, **settings}
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    model.to(device)
+    train = {k: v.to(device) for k, v in train.items()}
+    val = {k: v.to(device) for k, v in val.items()}
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=settings["lr_factor"],
                                                            patience=settings["lr_patience"])
-    n = len(next(iter(train.values())))
-    best, best_state, stale, rows = float("inf"), copy.deepcopy(model.state_dict()), 0, []
-    start = time.perf_counter()
-    for epoch in range(1, int(settings["epochs"]) + 1):
-        model.train()
-        epoch_start, total = time.perf_counter(), 0.0
-        for index in _batches(n, int(settings["batch_size"]), generator):
-            loss = loss_fn(model, {k: v[index] for k, v in train.items()})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            total += float(loss.detach()) * len(index)
-        val_loss = evaluate_loss(model, val, loss_fn)
-        scheduler.step(val_loss)
-        elapsed, epoch_time = time.perf_counter() - start, time.perf_counter() - epoch_start
-        rows.append({"epoch": epoch, "train_loss": total / n, "val_loss": val_loss,
-                     "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed})
-        eta = epoch_time * (int(settings["epochs"]) - epoch)
-        log.info("epoch %d/%d train %.4f val %.4f lr %.1e, %.0f %s/s, elapsed %.0fs, ETA %.0fs", epoch,
-                 settings["epochs"], total / n, val_loss, optimizer.param_groups[0]["lr"], n / epoch_time, what, elapsed, eta)
-        if val_loss < best - 1e-6:
-            best, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+    n, batch_size, epochs = len(next(iter(train.values()))), int(settings["batch_size"]), int(settings["epochs"])
+    n_batches = -(-n // batch_size)
+    fingerprint = _fingerprint({k: v for k, v in settings.items() if k != "max_minutes"}, seed, n, count_parameters(model))
+    state: dict[str, Any] = {"epoch": 0, "batch": 0, "order": None, "total": 0.0, "rows": [], "best": float("inf"),
+                             "best_state": _cpu(model.state_dict()), "stale": 0, "seconds": 0.0, "stop_reason": None}
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if checkpoint.get("format") == CHECKPOINT_FORMAT and checkpoint.get("fingerprint") == fingerprint:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            generator.set_state(checkpoint["generator"])
+            torch.set_rng_state(checkpoint["torch_rng"])
+            if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+            state = checkpoint["state"]
+            log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state["epoch"] + 1, state["batch"])
         else:
-            stale += 1
-        if stale >= settings["patience"]:
-            log.info("early stopping: no validation improvement for %d epochs", stale)
-            break
-        if elapsed + epoch_time > 60 * settings["max_minutes"]:
-            log.info("stopping: the next epoch would pass max_minutes=%s", settings["max_minutes"])
-            break
-    model.load_state_dict(best_state)
-    return pd.DataFrame(rows)
+            log.warning("ignoring checkpoint %s: it belongs to another config or other inputs", checkpoint_path)
+
+    def save() -> None:
+        if checkpoint_path is None:
+            return
+        payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "model": _cpu(model.state_dict()),
+                   "optimizer": _cpu(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
+                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                   "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "state": state}
+        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+
+    with StopSignal() as stop:
+        while state["epoch"] < epochs and state["stop_reason"] is None:
+            epoch = state["epoch"] + 1
+            if state["order"] is None:
+                state["order"], state["batch"], state["total"] = torch.randperm(n, generator=generator), 0, 0.0
+            started = time.perf_counter() - state.get("epoch_seconds", 0.0)
+            model.train()
+            for batch in range(state["batch"], n_batches):
+                index = state["order"][batch * batch_size:(batch + 1) * batch_size].to(device)
+                loss = loss_fn(model, {k: v[index] for k, v in train.items()})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                optimizer.step()
+                state["total"] += float(loss.detach()) * len(index)
+                state["batch"] = batch + 1
+                if batch_callback is not None:
+                    batch_callback(epoch, batch + 1)
+                if stop.signum is not None:
+                    state["epoch_seconds"] = time.perf_counter() - started
+                    save()
+                    log.warning("signal %d: checkpoint saved at epoch %d, batch %d; exiting to be resumed",
+                                stop.signum, epoch, batch + 1)
+                    raise TrainingInterrupted(128 + stop.signum)
+            epoch_time = time.perf_counter() - started
+            train_loss = state["total"] / n
+            val_loss, val_acc = evaluate(model, val, loss_fn, accuracy_fn)
+            train_acc = float("nan")
+            if accuracy_fn is not None:  # on (at most) as many training examples as validation ones
+                m = min(n, max(len(next(iter(val.values()))), 256))
+                _, train_acc = evaluate(model, {k: v[:m] for k, v in train.items()}, loss_fn, accuracy_fn)
+            scheduler.step(val_loss)
+            state["seconds"] += epoch_time
+            state["rows"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                  "train_accuracy": train_acc, "val_accuracy": val_acc,
+                                  "lr": optimizer.param_groups[0]["lr"], "seconds": state["seconds"]})
+            log.info("epoch %d/%d train %.4f val %.4f, accuracy train %.3f val %.3f, lr %.1e, %.0f %s/s, elapsed %.0fs, "
+                     "ETA <= %.0fs", epoch, epochs, train_loss, val_loss, train_acc, val_acc, optimizer.param_groups[0]["lr"],
+                     n / max(epoch_time, 1e-9), what, state["seconds"], epoch_time * (epochs - epoch))
+            if val_loss < state["best"] - 1e-6:
+                state["best"], state["best_state"], state["stale"] = val_loss, _cpu(model.state_dict()), 0
+            else:
+                state["stale"] += 1
+            state["epoch"], state["order"], state["batch"], state["total"], state["epoch_seconds"] = epoch, None, 0, 0.0, 0.0
+            if state["stale"] >= settings["patience"]:
+                state["stop_reason"] = "early_stopping"
+                log.info("early stopping: no validation improvement for %d epochs", state["stale"])
+            elif epoch >= epochs:
+                state["stop_reason"] = "epochs"
+                log.info("stopping: %d epochs done", epochs)
+            elif settings.get("max_minutes") and state["seconds"] + epoch_time > 60 * float(settings["max_minutes"]):
+                state["stop_reason"] = "max_minutes"
+                log.warning("max_minutes=%s safety fired after epoch %d: this run did NOT end on epochs or early "
+                            "stopping, so it depends on the machine's speed", settings["max_minutes"], epoch)
+            save()
+    model.load_state_dict(state["best_state"])
+    model.to("cpu")
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
+    history = pd.DataFrame(state["rows"])
+    history.attrs["stop_reason"] = state["stop_reason"] or "epochs"
+    return history
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -108,8 +238,21 @@ def z_norm(z_range: list[float]) -> tuple[float, float]:
     return 0.5 * (z_range[0] + z_range[1]), 0.5 * (z_range[1] - z_range[0])
 
 
+def training_rows(data: Ingested, n_train: int | None) -> np.ndarray:
+    """The training split's rows, or its first `n_train` (the sample-size study: a fixed subset,
+    the same for every model; file order is random already)."""
+    from ..errors import ConfigError
+
+    rows = data.rows("train")
+    if n_train is None:
+        return rows
+    if int(n_train) > rows.size:
+        raise ConfigError(f"fourmost: n_train = {n_train} but the training split has only {rows.size} spectra")
+    return rows[: int(n_train)]
+
+
 def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str, Any]):
-    """(model, train tensors, val tensors, loss_fn, input description)."""
+    """(model, train tensors, val tensors, loss_fn, input description, accuracy_fn)."""
     x = torch.from_numpy(ft.redshift_input(data.z_flux, data.z_ivar))
     z = torch.from_numpy(data.sightlines["Z_QSO"].to_numpy().astype(np.float32))
     n_pixels = x.shape[-1]
@@ -128,15 +271,25 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
 
         def loss_fn(m, b):
             return quasarnet_loss(m(b["x"]), {"box": b["box"], "offset": b["offset"]})[0]
+
+        from ..models import decode
+
+        def accuracy_fn(m, b):
+            z_pred = torch.as_tensor(decode(m(b["x"]), lines, grid)["z_pred"], device=b["z"].device, dtype=b["z"].dtype)
+            return ((z_pred - b["z"]).abs() / (1 + b["z"]) < REDSHIFT_ACCURACY_DZ).float().mean()
     else:
         use_mape = options.get("loss", "mape") == "mape"
 
         def loss_fn(m, b):
             z_pred = centre + scale * m(b["x"])
             return mape_loss(z_pred, b["z"]) if use_mape else 100 * (z_pred - b["z"]).abs().mean()
-    train_rows, val_rows = data.rows("train"), data.rows("val")
+
+        def accuracy_fn(m, b):
+            z_pred = centre + scale * m(b["x"])
+            return ((z_pred - b["z"]).abs() / (1 + b["z"]) < REDSHIFT_ACCURACY_DZ).float().mean()
+    train_rows, val_rows = training_rows(data, options.get("n_train")), data.rows("val")
     return (model, {k: v[train_rows] for k, v in tensors.items()}, {k: v[val_rows] for k, v in tensors.items()},
-            loss_fn, info)
+            loss_fn, info, accuracy_fn)
 
 
 def predict_redshift(model: nn.Module, info: dict[str, Any], data: Ingested, rows: np.ndarray,
@@ -168,7 +321,8 @@ def presence_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
     length = int(options["segment_pixels"])
     parts = {}
     for split in ("train", "val"):
-        segments = ft.presence_segments(data, data.rows(split), length, int(options["segment_stride"]),
+        rows = training_rows(data, options.get("n_train")) if split == "train" else data.rows(split)
+        segments = ft.presence_segments(data, rows, length, int(options["segment_stride"]),
                                         int(options["edge_pixels"]))
         keep = ft.balance(segments, rng)
         x = ft.cut_windows(channels, segments.rows[keep], segments.starts[keep], length)
@@ -178,7 +332,10 @@ def presence_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
 
     def loss_fn(m, b):
         return nn.functional.binary_cross_entropy_with_logits(m(b["x"]), b["y"])
-    return model, parts["train"], parts["val"], loss_fn, {"task": "presence", "n_pixels": length}
+
+    def accuracy_fn(m, b):
+        return ((m(b["x"]) > 0).float() == b["y"]).float().mean()
+    return model, parts["train"], parts["val"], loss_fn, {"task": "presence", "n_pixels": length}, accuracy_fn
 
 
 def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
@@ -187,7 +344,8 @@ def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
     length = int(options["window_pixels"])
     parts = {}
     for split in ("train", "val"):
-        windows = ft.training_windows(data, data.rows(split), length, int(options["windows_per_dla"]),
+        rows = training_rows(data, options.get("n_train")) if split == "train" else data.rows(split)
+        windows = ft.training_windows(data, rows, length, int(options["windows_per_dla"]),
                                       int(options["windows_per_sightline"]), rng)
         x = ft.cut_windows(channels, windows.rows, ft.window_starts(windows.centres, length), length)
         parts[split] = {"x": torch.from_numpy(x), "present": torch.from_numpy(windows.present),
@@ -197,11 +355,14 @@ def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
 
     def loss_fn(m, b):
         return location_loss(m(b["x"]), b["present"], b["offset"], b["log_n"])
-    return model, parts["train"], parts["val"], loss_fn, {"task": "location", "n_pixels": length}
+
+    def accuracy_fn(m, b):  # the presence part: is a DLA centre in the window's central half?
+        return ((m(b["x"])[:, 0] > 0).float() == b["present"]).float().mean()
+    return model, parts["train"], parts["val"], loss_fn, {"task": "location", "n_pixels": length}, accuracy_fn
 
 
 def make_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
-    """(model, train tensors, val tensors, loss_fn, input description) of the network `kind`."""
+    """(model, train tensors, val tensors, loss_fn, input description, accuracy_fn) of the network `kind`."""
     if kind in REDSHIFT_KINDS:
         return redshift_task(kind, spec, data, options)
     if kind == "presence":
@@ -210,20 +371,28 @@ def make_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str
 
 
 def train_network(kind: str, spec: dict[str, Any], settings: dict[str, Any], options: dict[str, Any], seed: int,
-                  data: Ingested) -> tuple[nn.Module, dict[str, Any], pd.DataFrame, float]:
-    """Build and fit one network; returns (network, input description with n_train, history, seconds)."""
+                  data: Ingested, device: str = "auto", checkpoint_path: str | Path | None = None,
+                  ) -> tuple[nn.Module, dict[str, Any], pd.DataFrame, float]:
+    """Build and fit one network; returns (network on the CPU, input description with n_train and
+    stop_reason, history, seconds). `settings["n_train"]` trains on the first n_train training
+    spectra only (the sample-size study)."""
+    settings = {**TRAIN_DEFAULTS, **settings}
     model_seed = job_seed(seed, "fourmost", "train", kind)
     torch.manual_seed(model_seed)  # the weights' initialisation
-    network, train, val, loss_fn, info = make_task(kind, spec, data, options, seed)
+    network, train, val, loss_fn, info, accuracy_fn = make_task(kind, spec, data, {**options, "n_train": settings["n_train"]},
+                                                                seed)
     n_train = len(next(iter(train.values())))
-    log.info("%s: %d trainable parameters, %d training / %d validation examples", kind, count_parameters(network),
-             n_train, len(next(iter(val.values()))))
+    torch_device = resolve_device(device)
+    log.info("%s: %d trainable parameters, %d training / %d validation examples, on %s", kind, count_parameters(network),
+             n_train, len(next(iter(val.values()))), torch_device)
     start = time.perf_counter()
     history = fit(network, train, val, loss_fn, settings, model_seed,
-                  what="spectra" if info["task"] == "redshift" else "windows")
+                  what="spectra" if info["task"] == "redshift" else "windows", accuracy_fn=accuracy_fn,
+                  device=torch_device, checkpoint_path=checkpoint_path)
     seconds = time.perf_counter() - start
-    log.info("%s trained in %.1f s", kind, seconds)
-    return network, {**info, "n_train": n_train}, history, seconds
+    log.info("%s trained in %.1f s (%d epochs, stop: %s)", kind, seconds, len(history), history.attrs["stop_reason"])
+    return network, {**info, "n_train": n_train, "stop_reason": history.attrs["stop_reason"],
+                     "device": str(torch_device)}, history, seconds
 
 
 def predict_batches(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
