@@ -70,9 +70,12 @@ def run_variant(tmp_path: Path, source: Path, ops: list, name: str = "v", seed: 
 # ---------------------------------------------------------------------------------------------
 # shift
 
+# Eq. 3.1 alone (thesis: true): the geometry every shift shares; the physics of the default
+# (IGM, destination noise, filled ends) is tested further down on simulated spectra.
+
 def test_shift_moves_line_on_native_and_network_layers(tmp_path):
     source = write_file(tmp_path / "pool.fits", make_truth(3, z=[2.5, 3.0, 3.3]))
-    output = run_variant(tmp_path, source, [{"shift": {"ratio": "5/4"}}], keep_native=True)
+    output = run_variant(tmp_path, source, [{"shift": {"ratio": "5/4", "thesis": True}}], keep_native=True)
     network, native = read_both(output)
     z1 = (1 + np.array([2.5, 3.0, 3.3])) * 1.25 - 1
     np.testing.assert_allclose(network.truth["Z"], z1)
@@ -86,10 +89,11 @@ def test_shift_moves_line_on_native_and_network_layers(tmp_path):
     assert np.all(np.abs(GRID.pixel_index(centroid) - GRID.pixel_index(expected)) <= 1)
 
 
-def test_shift_to_higher_z_leaves_blue_end_empty_and_conserves_information(tmp_path):
+def test_thesis_shift_to_higher_z_leaves_blue_end_empty_and_conserves_information(tmp_path):
     ratio = 1.25
     source = write_file(tmp_path / "pool.fits", make_truth(2, z=3.0))
-    network, native = read_both(run_variant(tmp_path, source, [{"shift": {"ratio": ratio}}], keep_native=True))
+    network, native = read_both(run_variant(tmp_path, source, [{"shift": {"ratio": ratio, "thesis": True}}],
+                                            keep_native=True))
     # nothing observed below 3600 A before the shift -> nothing below 3600 x ratio after
     empty_native = NATIVE + 0.4 <= (NATIVE[0] - 0.4) * ratio  # upper edges below the first shifted pixel
     assert np.all(native.ivar[:, empty_native] == 0) and np.all(native.flux[:, empty_native] == 0)
@@ -104,10 +108,10 @@ def test_shift_to_higher_z_leaves_blue_end_empty_and_conserves_information(tmp_p
     np.testing.assert_allclose(network.ivar[:, net_interior].mean(), 10 * NATIVE_IVAR / ratio, rtol=0.02)
 
 
-def test_shift_to_lower_z_leaves_red_end_empty(tmp_path):
+def test_thesis_shift_to_lower_z_leaves_red_end_empty(tmp_path):
     ratio = 0.75
     source = write_file(tmp_path / "pool.fits", make_truth(2, z=3.0))
-    network, _ = read_both(run_variant(tmp_path, source, [{"shift": {"ratio": "3/4"}}]))
+    network, _ = read_both(run_variant(tmp_path, source, [{"shift": {"ratio": "3/4", "thesis": True}}]))
     red_limit = (NATIVE[-1] + 0.4) * ratio
     assert np.all(network.ivar[:, GRID.edges[:-1] >= red_limit] == 0)
     assert np.all(network.ivar[:, (GRID.edges[:-1] > 3700) & (GRID.edges[1:] < red_limit - 8)] > 0)
@@ -128,8 +132,8 @@ def test_shift_to_mean_z_and_jitter(tmp_path):
 
 def test_shift_chain_keeps_parent_and_fresh_ids(tmp_path):
     source = write_file(tmp_path / "pool.fits", make_truth(5, z=3.0))
-    output = run_variant(tmp_path, source, [{"shift": {"ratio": "5/4"}}, {"shift": {"ratio": "4/5"}}],
-                         name="offset of 5/4")
+    output = run_variant(tmp_path, source, [{"shift": {"ratio": "5/4", "thesis": True}},
+                                            {"shift": {"ratio": "4/5", "thesis": True}}], name="offset of 5/4")
     network, native = read_both(output)
     assert native is None  # variants hold the network layer unless keep_native
     truth = network.truth
@@ -280,6 +284,7 @@ def test_unknown_op_names_variant_op_and_valid_ops():
 
 @pytest.mark.parametrize("op", [{"shift": {}}, {"shift": {"ratio": "5/0"}}, {"shift": {"ratio": "a/b"}},
                                 {"shift": {"ratio": 1.2, "to_mean_z": 3}}, {"shift": {"ratio": -1}},
+                                {"shift": {"ratio": 1.2, "thesis": "yes"}},
                                 {"mask_region": {"center": 5800}}, {"mask_region": {"center": 5800, "width": -4}},
                                 {"mask_line": {"line": LINE, "width": 40, "frame": "rest"}},
                                 {"add_noise": {"fraction": "lots"}}, {"select": {"z": [1]}},
@@ -315,7 +320,7 @@ def test_chunking_streams_rows_in_order(tmp_path):
     source = write_file(tmp_path / "pool.fits", truth)
     output = tmp_path / "v.fits"
     augment.augment_variant(source, output, {"ops": [{"select": {"spectype": ["LBG"]}},
-                                                     {"shift": {"ratio": "5/4"}}]}, 1, "v", chunk_rows=7)
+                                                     {"shift": {"ratio": "5/4", "thesis": True}}]}, 1, "v", chunk_rows=7)
     network = read_spectra(output)
     np.testing.assert_array_equal(network.truth["PARENT_TARGETID"], truth["TARGETID"][::2])
     excess = np.clip(network.flux - CONTINUUM, 0, None)
@@ -389,7 +394,9 @@ def test_resample_templates_makes_redshifts_continuous(tmp_path):
     assert native is not None  # kept for later shifts
     on_grid = LINE * (1 + z) > NATIVE[0] + 10  # z < 1.97: the line left the observed range
     peak = NATIVE[np.argmax(native.flux[on_grid], axis=1)]
-    assert np.all(np.abs(peak - LINE * (1 + z[on_grid])) <= 0.8)
+    # within two 0.8 A pixels: z1's IGM (extra absorption, or the mean gain of a lower z) moves
+    # the blue wing of this Ly-alpha line, so the brightest pixel may move by one
+    assert np.all(np.abs(peak - LINE * (1 + z[on_grid])) <= 1.6)
     assert plot.stat().st_size > 1000
     assert (network.truth["PARENT_TARGETID"] == truth["TARGETID"]).all()
 

@@ -394,3 +394,87 @@ def test_renderers_cover_every_spectype():
     model = simulate.render_model(objects, np.random.default_rng(1))
     assert np.isfinite(model).all()
     np.testing.assert_allclose(simulate.ab_magnitude(model, "r"), objects["MAG_R"], atol=1e-3)
+
+
+# --- robustness options: physics and observing conditions training never sees (issue 17, part 4) --
+
+def test_madau95_igm_values_and_difference_from_inoue14():
+    from lymannet.igm import InoueIGM, MadauIGM
+
+    wave = np.arange(3600.0, 9824.0, 0.8)
+    madau = MadauIGM(wave)
+    # Redward of Ly-beta (1+z) only Ly-alpha absorbs: tau = 3.6e-3 (lambda / 1215.67)^3.46 (Madau 1995 eq. 15).
+    at = np.argmin(np.abs(wave - 5000.0))
+    assert madau.tau(3.5)[0, at] == pytest.approx(3.6e-3 * (5000.0 / 1215.67) ** 3.46, rel=1e-9)
+    assert madau.tau(3.5)[0, at] == pytest.approx(0.480, abs=0.002)
+    assert madau.tau(3.5)[0, wave > 1215.67 * 4.5].max() == 0.0
+    rest = wave / 4.0  # z = 3
+    d_a = lambda model: 1 - model(wave).transmission(3.0)[0, (rest > 1050) & (rest < 1170)].mean()  # noqa: E731
+    d_b = lambda model: 1 - model(wave).transmission(3.0)[0, (rest > 920) & (rest < 1015)].mean()  # noqa: E731
+    assert d_a(MadauIGM) == pytest.approx(0.27, abs=0.02) and d_a(InoueIGM) == pytest.approx(0.25, abs=0.02)
+    assert d_b(MadauIGM) - d_b(InoueIGM) > 0.08  # Madau's Ly-beta region is clearly more opaque
+
+
+def test_igm_option_changes_only_the_forest():
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [23, 23],
+            "populations": {"LBG": {"n": 40, "z": [3.2, 3.4]}}}
+    inoue = simulate.draw_objects(spec, 1, "igm")
+    madau = simulate.draw_objects(dict(spec, igm={"model": "madau95", "tau_scale": 1.5}), 1, "igm")
+    assert set(inoue["IGM_MODEL"]) == {"inoue14"} and set(madau["IGM_MODEL"]) == {"madau95"}
+    assert (madau["IGM_TAU_SCALE"] == 1.5).all()
+    wave = simulate.instrument().wave
+    a = simulate.render_model(inoue, np.random.default_rng(0))
+    b = simulate.render_model(madau, np.random.default_rng(0))
+    red = wave > LYA * 4.45
+    forest = (wave > 1050 * 4.4) & (wave < 1170 * 4.2)
+    ratio_red = b[:, red].sum(1) / a[:, red].sum(1)
+    ratio_forest = b[:, forest].sum(1) / a[:, forest].sum(1) / ratio_red
+    assert np.allclose(ratio_red, ratio_red[0], rtol=1e-3)  # only the r normalisation differs redward
+    assert ratio_forest.mean() < 0.85  # 1.5 x Madau's tau: a darker forest
+
+
+def test_sky_scale_multiplies_the_sky_variance():
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [24.5, 24.5], "populations": {"LBG": {"n": 4, "z": [3, 3]}}}
+    dark = simulate.draw_objects(spec, 1, "sky")
+    grey = simulate.draw_objects(dict(spec, sky_scale=2.0), 1, "sky")
+    model = simulate.render_model(dark, np.random.default_rng(0)) * 0.0  # no object photons
+    var_dark = simulate.arm_variance(model, dark, "R")
+    var_grey = simulate.arm_variance(model, grey, "R")
+    no_sky = simulate.arm_variance(model, dark.assign(SKY_SCALE=1e-9), "R")
+    np.testing.assert_allclose(var_grey - no_sky, 2.0 * (var_dark - no_sky), rtol=3e-3)  # float32 differences
+    assert 1.5 < np.median(var_grey / var_dark) < 2.0  # sky ~2/3 of the no-object variance in R, read noise the rest
+
+
+def test_exponential_lya_ew_distribution():
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [23, 24],
+            "populations": {"LBG": {"n": 8000, "z": [2.5, 3.5]}, "QSO": {"n": 50, "z": [2, 3]}},
+            "lya_ew": {"distribution": "exponential", "scale": 25.0, "absorber_fraction": 0.3}}
+    objects = simulate.draw_objects(spec, 4, "ew")
+    lbg = objects[objects["SPECTYPE"] == "LBG"]
+    ew = lbg["LYA_EW"]
+    assert (ew < 0).mean() == pytest.approx(0.3, abs=0.02)
+    assert ew[ew > 0].mean() == pytest.approx(25.0, rel=0.05)
+    assert (ew.abs() < 3).mean() > 0.1  # the weak-line gap the four templates never fill
+    expected = np.select([ew < 0, ew < 10, ew < 30], [0, 1, 2], 3)
+    np.testing.assert_array_equal(lbg["TEMPLATE"], expected)
+    templates = simulate.draw_objects(dict(spec, lya_ew={}), 4, "ew")
+    tew = templates.loc[templates["SPECTYPE"] == "LBG", "LYA_EW"]
+    assert not (tew.abs() < 3).any()
+    assert objects.loc[objects["SPECTYPE"] == "QSO", "LYA_EW"].isna().all()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"igm": {"model": "meiksin"}}, "datasets.bad.simulate.igm.model must be one of ['inoue14', 'madau95']"),
+    ({"igm": {"tau_scale": 0}}, "datasets.bad.simulate.igm.tau_scale must be a positive number"),
+    ({"sky_scale": -1}, "datasets.bad.simulate.sky_scale must be a positive number"),
+    ({"lya_ew": {"distribution": "gaussian"}}, "lya_ew.distribution must be one of ['templates', 'exponential']"),
+])
+def test_robustness_option_errors_name_the_key(extra, message):
+    spec = {"mode": "continuous", "populations": {"LBG": {"n": 3, "z": [2, 3]}}, **extra}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        simulate.draw_objects(spec, 1, "bad")
+
+
+def test_exponential_lya_ew_needs_continuous_mode():
+    with pytest.raises(ConfigError, match="lya_ew.distribution 'exponential' needs mode continuous"):
+        simulate.draw_objects(dict(TEMPLATES, lya_ew={"distribution": "exponential"}), 1, "bad")

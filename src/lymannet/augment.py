@@ -23,6 +23,7 @@ from .chunks import CHUNK_ROWS, Chunk, Layout, copy_truth, read_chunk, row_slice
 from .config import job_seed, slugify
 from .errors import ConfigError, InputFileError
 from .fileio import provenance
+from .reshift import ShiftReport, shift_galaxy
 from .runtime import Progress
 from .selection import SELECT_KEYS, select_rows, validate_select
 from .spectra import SpectraFile, SpectraWriter
@@ -96,9 +97,11 @@ class SimulatedOp(SelectOp):
 class ShiftOp(Op):
     """z0 -> z1 with (1+z1)/(1+z0) = ratio, or the ratio moving the sample's mean z to `to_mean_z`;
     `jitter` adds U(-jitter/2, jitter/2) to each z1 (two shifted copies then differ). z1 is
-    clipped at 0. Spectra move by wavelength x (1+z1)/(1+z0) on the native layer."""
+    clipped at 0. Spectra move by wavelength x (1+z1)/(1+z0) on the native layer (eq. 3.1), then
+    (unless `thesis: true`, eq. 3.1 alone) :func:`lymannet.reshift.shift_galaxy` gives them z1's
+    IGM, the noise of the wavelengths they now sit at, and no empty ends."""
 
-    name, keys, needs_native = "shift", ("ratio", "to_mean_z", "jitter"), True
+    name, keys, needs_native = "shift", ("ratio", "to_mean_z", "jitter", "thesis"), True
 
     def setup(self) -> None:
         if ("ratio" in self.params) == ("to_mean_z" in self.params):
@@ -116,6 +119,10 @@ class ShiftOp(Op):
         self.jitter = self.number("jitter", 0.0)
         if self.jitter < 0:
             raise ConfigError(f"{self.where}: jitter must be >= 0, not {self.jitter}")
+        self.thesis = self.params.get("thesis", False)
+        if not isinstance(self.thesis, bool):
+            raise ConfigError(f"{self.where}: thesis must be true or false, not {self.thesis!r}")
+        self.report = ShiftReport()
 
     @property
     def column(self) -> str:
@@ -133,14 +140,22 @@ class ShiftOp(Op):
             z1 = z1 + rng.uniform(-self.jitter / 2, self.jitter / 2, len(z1))
         z1 = np.maximum(z1, 0.0)
         truth[self.column] = (1 + z1) / (1 + z0)
+        truth[f"_z0{self.index}"] = z0
         truth["Z"] = z1
         return truth
 
     def apply(self, chunk: Chunk, layout: Layout, rng: np.random.Generator) -> None:
         assert chunk.native_flux is not None and layout.native_wavelength is not None
-        chunk.flux, chunk.ivar, chunk.native_flux, chunk.native_ivar = ops_np.shift_native(
-            layout.native_wavelength, chunk.native_flux, chunk.native_ivar,
-            chunk.truth[self.column].to_numpy(np.float64), layout.grid)
+        ratio = chunk.truth[self.column].to_numpy(np.float64)
+        if self.thesis:
+            chunk.flux, chunk.ivar, chunk.native_flux, chunk.native_ivar = ops_np.shift_native(
+                layout.native_wavelength, chunk.native_flux, chunk.native_ivar, ratio, layout.grid)
+            return
+        z0 = chunk.truth[f"_z0{self.index}"].to_numpy(np.float64)
+        z1 = (1 + z0) * ratio - 1
+        chunk.flux, chunk.ivar, chunk.native_flux, chunk.native_ivar, report = shift_galaxy(
+            layout.native_wavelength, chunk.native_flux, chunk.native_ivar, chunk.ivar, z0, z1, layout.grid, rng)
+        self.report.add(report)
 
 
 class MaskRegionOp(Op):
@@ -281,6 +296,9 @@ def augment_variant(source: str | Path, output: str | Path, spec: dict, seed: in
                 progress.update(last - first)
         progress.done()
     log.info("variant %r: %d spectra from %d in %s", variant, len(planned), len(source_file), source)
+    for op in recipe:
+        if isinstance(op, ShiftOp) and not op.thesis:
+            log.info("%s, network pixels: %s", op.where, op.report.describe())
     return len(planned)
 
 

@@ -25,7 +25,7 @@ from .spectra import TRUTH_COLUMNS, SpectraFile, SpectraWriter
 
 log = logging.getLogger("lymannet.combine")
 
-TARGET_CLASS = "LBG"  # everything else (QSO, ELG) is a contaminant
+TARGET_CLASS = "LBG"  # everything else (QSO, ELG, GALAXY, STAR) is a contaminant
 
 
 def balance_contaminants(spectype: np.ndarray, fraction: float | None, rng: np.random.Generator) -> np.ndarray:

@@ -111,7 +111,7 @@ from . import desi
 from .config import job_seed
 from .errors import ConfigError
 from .fileio import atomic_path
-from .igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
+from .igm import IGM_MODELS, InoueIGM, MadauIGM, correlated_gaussian_field, fluctuate_tau
 from .lines import LBG_LINES, LYA, LYMAN_LIMIT
 from .physics import (C_KMS, QSO_BROAD_LINES, ab_to_f_nu, band_f_nu_weights, counts_per_flux,
                       sky_surface_brightness)
@@ -549,12 +549,84 @@ def draw_objects(spec: dict[str, Any], seed: int, dataset: str) -> pd.DataFrame:
     if n >= 2**24:
         raise ConfigError(f"datasets.{dataset}.simulate: {n} spectra exceed the 2^24 TARGETIDs of a data set")
     _physical_parameters(objects, rng)
+    _robustness_options(spec, objects, _params_rng(seed, dataset, ROBUSTNESS_STREAM), dataset)
     truth = pd.DataFrame(objects)
     truth.insert(0, "TARGETID", targetid_base(dataset) + np.arange(n, dtype=np.int64))
     truth["SOURCE"] = f"simulated:{dataset}"
     truth["TARGET_RA"] = 150.1 + rng.uniform(-0.8, 0.8, n)  # a COSMOS-like patch
     truth["TARGET_DEC"] = 2.2 + rng.uniform(-0.8, 0.8, n)
     return truth
+
+
+# --------------------------------------------------------------------------------------------
+# Robustness options: physics and observing conditions the training sets never see
+# --------------------------------------------------------------------------------------------
+
+ROBUSTNESS_STREAM = 2**40  # an rng stream of its own (chunks use 1, 2, ...)
+LYA_EW_DISTRIBUTIONS = ("templates", "exponential")
+LYA_EW_TEMPLATE_EDGES = (0.0, 10.0, 30.0)  # EW -> template: < 0: 0, [0, 10): 1, [10, 30): 2, >= 30: 3
+
+
+def _robustness_options(spec: dict[str, Any], objects: dict[str, np.ndarray], rng: np.random.Generator,
+                        dataset: str) -> None:
+    """Per-object columns for the data set's `igm`, `sky_scale` and `lya_ew` options.
+
+    * ``igm: {model: inoue14 | madau95, tau_scale: 1.0}``: the mean IGM optical depth of LBGs and
+      QSOs (:mod:`lymannet.igm`), scaled by tau_scale, before the per-sightline fluctuations.
+      Columns IGM_MODEL, IGM_TAU_SCALE.
+    * ``sky_scale: 1.0``: the sky background (continuum and lines) times this factor: 1 is the
+      dark Kitt Peak sky; a partly moonlit (grey) sky is ~0.5-1 mag brighter in g and r, a factor
+      ~1.5-2.5 (Krisciunas & Schaefer 1991, PASP 103, 1033). Column SKY_SCALE, read by
+      :func:`arm_variance`.
+    * ``lya_ew: {distribution: exponential, scale: 25, absorber_fraction: 0.3}`` (continuous mode):
+      instead of the four Shapley et al. 2003 template classes, each LBG is an absorber (share
+      absorber_fraction, rest EW -Exp(8 A), floor -30 A) or an emitter with rest EW ~ Exp(scale)
+      (cap 200 A): the exponential EW distributions of z ~ 3 LBGs/LAEs (Gronwall et al. 2007, ApJ 667,
+      79; Kornei et al. 2010, ApJ 711, 693). Unlike the templates it fills the weak-line gap
+      -3 < EW < 3 A. TEMPLATE is then the class of the drawn EW (< 0, 0-10, 10-30, >= 30 A) and the
+      interstellar-line strength follows the new class.
+    """
+    n = objects["Z"].size
+    where = f"datasets.{dataset}.simulate"
+    igm = spec.get("igm") or {}
+    if not isinstance(igm, dict) or set(igm) - {"model", "tau_scale"}:
+        raise ConfigError(f"{where}.igm must be {{model: inoue14|madau95, tau_scale: number}}, got {igm!r}")
+    model = igm.get("model", "inoue14")
+    if model not in IGM_MODELS:
+        raise ConfigError(f"{where}.igm.model must be one of {sorted(IGM_MODELS)}, got {model!r}")
+    objects["IGM_MODEL"] = np.full(n, model, dtype="U8")
+    objects["IGM_TAU_SCALE"] = np.full(n, _positive(igm.get("tau_scale", 1.0), f"{where}.igm.tau_scale"))
+    objects["SKY_SCALE"] = np.full(n, _positive(spec.get("sky_scale", 1.0), f"{where}.sky_scale"))
+    lya = spec.get("lya_ew") or {}
+    if not isinstance(lya, dict) or set(lya) - {"distribution", "scale", "absorber_fraction"}:
+        raise ConfigError(f"{where}.lya_ew must be {{distribution, scale, absorber_fraction}}, got {lya!r}")
+    distribution = lya.get("distribution", "templates")
+    if distribution not in LYA_EW_DISTRIBUTIONS:
+        raise ConfigError(f"{where}.lya_ew.distribution must be one of {list(LYA_EW_DISTRIBUTIONS)}, "
+                          f"got {distribution!r}")
+    if distribution == "templates":
+        return
+    if spec.get("mode") != "continuous":
+        raise ConfigError(f"{where}.lya_ew.distribution {distribution!r} needs mode continuous "
+                          "(templates mode draws the EW of each template class)")
+    scale = _positive(lya.get("scale", 25.0), f"{where}.lya_ew.scale")
+    absorbers = _fraction(lya.get("absorber_fraction", 0.3), "lya_ew.absorber_fraction", dataset)
+    lbg = objects["SPECTYPE"] == "LBG"
+    absorbing = rng.uniform(size=n) < absorbers
+    ew = np.where(absorbing, -np.minimum(rng.exponential(8.0, n), 30.0), np.minimum(rng.exponential(scale, n), 200.0))
+    template = np.searchsorted(np.asarray(LYA_EW_TEMPLATE_EDGES), ew, side="right").astype(np.int16)
+    old = np.clip(objects["TEMPLATE"], 0, 3)
+    objects["ISM_EW_SCALE"] = np.where(
+        lbg, objects["ISM_EW_SCALE"] * LBG_ISM_SCALE_BY_TEMPLATE[template] / LBG_ISM_SCALE_BY_TEMPLATE[old],
+        objects["ISM_EW_SCALE"])
+    objects["LYA_EW"] = np.where(lbg, ew, objects["LYA_EW"])
+    objects["TEMPLATE"] = np.where(lbg, template, objects["TEMPLATE"]).astype(np.int16)
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value) > 0:
+        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+    return float(value)
 
 
 def _simulate_block(spec: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -861,23 +933,45 @@ def _render_galaxy(objects: pd.DataFrame) -> np.ndarray:
     return continuum * np.clip(1.0 - depth.profiles, 0.0, 1.0) + emission.profiles
 
 
-def _apply_igm(flux: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> None:
-    """Multiply in place by one fluctuating I14 sightline per object (pixels blueward of Ly-alpha)."""
+def _apply_igm(flux: np.ndarray, z: np.ndarray, rng: np.random.Generator, model: str = "inoue14",
+               tau_scale: np.ndarray | float = 1.0) -> None:
+    """Multiply in place by one fluctuating sightline per object (pixels blueward of Ly-alpha) of
+    the mean IGM `model` (I14 by default) with its optical depth times `tau_scale`."""
     if z.size == 0:
         return
     wave = instrument().wave
     n_forest = int(np.searchsorted(wave, LYA * (1.0 + z.max()), side="right"))
     if n_forest == 0:
         return
-    mean_tau = _igm_model(n_forest).tau(z)
+    mean_tau = _igm_model(n_forest, model).tau(z)
+    if not np.all(np.asarray(tau_scale) == 1.0):
+        mean_tau = mean_tau * np.reshape(tau_scale, (-1, 1))
     field = correlated_gaussian_field(rng, mean_tau.shape, desi.PIXEL_STEP)
     tau = fluctuate_tau(mean_tau, field)
     flux[:, :n_forest] *= np.exp(-tau).astype(np.float32)
 
 
+def _apply_igm_by_model(flux: np.ndarray, objects: pd.DataFrame, rng: np.random.Generator) -> None:
+    """:func:`_apply_igm` on each group of rows sharing an IGM_MODEL (default: all I14)."""
+    z = objects["Z"].to_numpy()
+    if "IGM_MODEL" not in objects:
+        _apply_igm(flux, z, rng)
+        return
+    models = objects["IGM_MODEL"].to_numpy().astype(str)
+    scale = objects["IGM_TAU_SCALE"].to_numpy(np.float64) if "IGM_TAU_SCALE" in objects else np.ones(len(z))
+    for model in sorted(set(models)):
+        rows = np.flatnonzero(models == model)
+        if rows.size == len(z):  # one group: no copies
+            _apply_igm(flux, z, rng, model, scale)
+        else:
+            part = flux[rows]
+            _apply_igm(part, z[rows], rng, model, scale[rows])
+            flux[rows] = part
+
+
 @lru_cache(maxsize=8)
-def _igm_model(n_pixels: int) -> InoueIGM:
-    return InoueIGM(instrument().wave[:n_pixels])
+def _igm_model(n_pixels: int, model: str = "inoue14") -> InoueIGM | MadauIGM:
+    return IGM_MODELS[model](instrument().wave[:n_pixels])
 
 
 RENDERERS = {"LBG": _render_lbg, "QSO": _render_qso, "ELG": _render_elg, "STAR": _render_star,
@@ -894,7 +988,7 @@ def render_model(objects: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
             continue
         part = render(objects.iloc[rows]).astype(np.float32, copy=False)
         if spectype in ("LBG", "QSO"):
-            _apply_igm(part, objects["Z"].to_numpy()[rows], rng)
+            _apply_igm_by_model(part, objects.iloc[rows], rng)
         model[rows] = part
     current = ab_magnitude(model, "r")
     model *= (10 ** (-0.4 * (objects["MAG_R"].to_numpy() - current))).astype(np.float32)[:, None]
@@ -918,7 +1012,8 @@ def arm_variance(model: np.ndarray, objects: pd.DataFrame, arm: str) -> np.ndarr
     object_term = np.maximum(model[:, inst.slices[arm]], np.float32(0.0)) * inv_counts
     object_term *= (1.0 / (exptime * fibre)).astype(np.float32)[:, None]
     sky_term = (inst.sky_counts_per_s[arm] / inst.counts_per_flux[arm] ** 2).astype(np.float32)[None, :]
-    sky_term = sky_term * (1.0 / (exptime * fibre**2)).astype(np.float32)[:, None]
+    sky_scale = objects["SKY_SCALE"].to_numpy(np.float64) if "SKY_SCALE" in objects else 1.0
+    sky_term = sky_term * (sky_scale / (exptime * fibre**2)).astype(np.float32)[:, None]
     read_term = (READ_VARIANCE_PER_EXPOSURE / inst.counts_per_flux[arm] ** 2).astype(np.float32)[None, :]
     read_term = read_term * (n_exposures / (exptime * fibre) ** 2).astype(np.float32)[:, None]
     return object_term + sky_term + read_term
@@ -964,7 +1059,7 @@ IVAR_BUNIT = "10**+34 (s2 cm4 Angstrom2) / erg2"
 TRUTH_EXTRA_COLUMNS = ("Z_GRID", "BETA", "ALPHA_NU", "LYA_VOFF_KMS", "ISM_VOFF_KMS", "LINE_SIGMA_KMS",
                        "ISM_EW_SCALE", "LYC_ESCAPE", "D4000", "HALPHA_EW", "FIBER_FRAC", "FLUX_G", "FLUX_R",
                        "FLUX_Z", "SNR_R", "TARGET_RA", "TARGET_DEC", "TEFF", "OII_EW", "BAL_VMIN_KMS",
-                       "BAL_VMAX_KMS", "BAL_DEPTH")
+                       "BAL_VMAX_KMS", "BAL_DEPTH", "IGM_MODEL", "IGM_TAU_SCALE", "SKY_SCALE")
 
 
 def _fibermap(truth: pd.DataFrame) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Synthetic template spectra made continuous in redshift (rule `resample_templates`, thesis 3.5.2).
 
 The template set comes at discrete redshifts (2.0 + 0.1 k); each spectrum is moved to
-z1 = z0 + U(-w/2, w/2) by scaling its native wavelengths by (1+z1)/(1+z0) (eq. 3.1) and rebinning.
+z1 = z0 + U(-w/2, w/2) by scaling its native wavelengths by (1+z1)/(1+z0) (eq. 3.1) and rebinning,
+with the IGM, noise and ends of z1 (:func:`lymannet.reshift.shift_galaxy`, as the `shift` op): even
+a 0.05 offset would otherwise leave up to 120 A of empty red end that only template LBGs carry.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import augment_ops as ops_np
 from .chunks import CHUNK_ROWS, Layout, copy_truth, read_chunk, row_slices
 from .config import job_seed
 from .errors import ConfigError, InputFileError
 from .figures import save_figure
 from .fileio import provenance
+from .reshift import shift_galaxy
 from .runtime import Progress
 from .spectra import SpectraFile, SpectraWriter
 
@@ -25,8 +27,9 @@ from .spectra import SpectraFile, SpectraWriter
 def resample_templates(pool: str | Path, output: str | Path, plot: str | Path, offset_width: float, seed: int,
                        dataset: str, config_slice: Any = None, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
     """Thesis 3.5.2: z1 = z0 + U(-w/2, w/2) per spectrum, wavelengths scaled by (1+z1)/(1+z0)
-    on the native layer (eq. 3.1), rebinned onto the network and native grids (both kept, so
-    that variants can shift again). Returns the new truth; plots z before/after."""
+    on the native layer (eq. 3.1) with z1's IGM, noise and ends (:func:`lymannet.reshift.shift_galaxy`),
+    on the network and native grids (both kept, so that variants can shift again). Returns the
+    new truth; plots z before/after."""
     if isinstance(offset_width, bool) or not isinstance(offset_width, (int, float)) or offset_width < 0:
         raise ConfigError(f"resample_templates.{dataset}.offset_width must be a number >= 0, not {offset_width!r}")
     label = f"resampled:{dataset}"
@@ -46,9 +49,9 @@ def resample_templates(pool: str | Path, output: str | Path, plot: str | Path, o
                            record) as writer:
             for _, start, stop in row_slices(len(source), chunk_rows):
                 chunk = read_chunk(source, start, stop, native=True)
-                ratio = (1 + z1[start:stop]) / (1 + z0[start:stop])
-                flux, ivar, native_flux, native_ivar = ops_np.shift_native(
-                    layout.native_wavelength, chunk.native_flux, chunk.native_ivar, ratio, layout.grid)
+                flux, ivar, native_flux, native_ivar, _ = shift_galaxy(
+                    layout.native_wavelength, chunk.native_flux, chunk.native_ivar, chunk.ivar, z0[start:stop],
+                    z1[start:stop], layout.grid, rng)
                 writer.write(flux, ivar, truth.iloc[start:stop], native_flux, native_ivar)
                 progress.update(stop - start)
         progress.done()

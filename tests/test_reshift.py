@@ -1,0 +1,140 @@
+"""lymannet.reshift through the `shift` op: a shifted galaxy gets the IGM of its new redshift, the
+noise of the wavelengths it now sits at, and no empty ends (issue 17, part 1).
+
+Spectra are simulated (lymannet.simulate, 2 h exposures, r = 22.5-24.5) and ingested as the
+pipeline does; shifted spectra are compared with spectra simulated at the destination redshift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lymannet import augment, simulate
+from lymannet.desi import ARM_OVERLAPS
+from lymannet.grid import Grid
+from lymannet.ingest import ingest
+from lymannet.spectra import SpectraFile, SpectrumSet
+
+GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
+INGEST = {"fiberstatus": "zero_only", "missing_truth": "error", "chunk_rows": 4096}
+N_PER_SET = 200
+# (z0, ratio as configured, z1): the demo's 5/4, 3/4 and 4.3/4 shifts, from where each lands
+# with its Ly-alpha forest (rest 1050-1180 A) inside the DESI range.
+SHIFTS = [(3.0, "5/4", 4.0), (3.8, "3/4", 2.6), (3.0, "4.3/4", 3.3)]
+FOREST, CONTINUUM = (1050.0, 1180.0), (1270.0, 1380.0)
+
+
+def simulate_lbgs(folder: Path, z: float, n: int = N_PER_SET) -> Path:
+    name = f"lbg_z{z}"
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
+            "populations": {"LBG": {"n": n, "z": [z, z]}}}
+    coadd, truth, output = folder / f"{name}_coadd.fits", folder / f"{name}_truth.fits", folder / f"{name}.fits"
+    simulate.simulate_dataset(spec, 11, name, coadd, truth)
+    ingest([str(coadd)], str(truth), GRID, str(output), name, INGEST)
+    return output
+
+
+def read_network(path: Path) -> SpectrumSet:
+    with SpectraFile(path) as spectra_file:
+        return spectra_file.read("network")
+
+
+@pytest.fixture(scope="module")
+def lbg_sets(tmp_path_factory) -> dict[float, Path]:
+    folder = tmp_path_factory.mktemp("reshift")
+    redshifts = sorted({z for z0, _, z1 in SHIFTS for z in (z0, z1)})
+    return {z: simulate_lbgs(folder, z) for z in redshifts}
+
+
+@pytest.fixture(scope="module")
+def shifted(lbg_sets, tmp_path_factory) -> dict[tuple[str, bool], SpectrumSet]:
+    """(ratio, thesis) -> network layer of the shifted set (no jitter: every z1 exact)."""
+    folder = tmp_path_factory.mktemp("shifted")
+    out = {}
+    for z0, ratio, _ in SHIFTS:
+        for thesis in (False, True):
+            output = folder / f"{ratio.replace('/', '_')}_{thesis}.fits"
+            augment.augment_variant(lbg_sets[z0], output, {"ops": [{"shift": {"ratio": ratio, "thesis": thesis}}]},
+                                    3, f"offset of {ratio}")
+            out[ratio, thesis] = read_network(output)
+    return out
+
+
+def forest_over_continuum(spectra: SpectrumSet) -> float:
+    """Stacked mean flux in rest 1050-1180 A over that in rest 1270-1380 A (pixels with data):
+    the mean transmission times the (population-averaged) continuum slope."""
+    rest = GRID.centres[None, :] / (1 + spectra.truth["Z"].to_numpy()[:, None])
+    has_data = spectra.ivar > 0
+    forest = (rest > FOREST[0]) & (rest < FOREST[1]) & has_data
+    continuum = (rest > CONTINUUM[0]) & (rest < CONTINUUM[1]) & has_data
+    return float(spectra.flux[forest].mean() / spectra.flux[continuum].mean())
+
+
+@pytest.mark.parametrize("z0, ratio, z1", SHIFTS)
+def test_shifted_forest_has_the_destination_transmission(lbg_sets, shifted, z0, ratio, z1):
+    target = forest_over_continuum(read_network(lbg_sets[z1]))
+    moved = forest_over_continuum(shifted[ratio, False])
+    assert moved == pytest.approx(target, rel=0.10)
+    np.testing.assert_allclose(shifted[ratio, False].truth["Z"], z1, atol=1e-9)
+    if ratio != "4.3/4":  # eq. 3.1 alone keeps z0's forest: 45% too bright at z1 = 4, 31% too dark at 2.6
+        assert abs(forest_over_continuum(shifted[ratio, True]) / target - 1) > 0.25
+
+
+def noise_bins() -> dict[str, np.ndarray]:
+    overlap = ARM_OVERLAPS[0]  # the 5760-5800 A dichroic overlap
+    return {"5577 A": GRID.pixel_index(np.array([5577.3])),
+            "5800 A overlap": np.flatnonzero((GRID.centres > overlap[0]) & (GRID.centres < overlap[1]))}
+
+
+def noise_level(spectra: SpectrumSet, bins: np.ndarray) -> float:
+    """Median sigma (from ivar) in `bins`."""
+    return float(np.median(1 / np.sqrt(spectra.ivar[:, bins])))
+
+
+def noise_over_ivar(spectra: SpectrumSet, bins: np.ndarray) -> float:
+    """Robust scatter, over the spectra, of r_b = flux_b - (flux_b-2 + flux_b+2) / 2 (the smooth
+    signal removed) in units of the sigma that ivar gives r_b: 1 when the noise is what ivar says."""
+    variance = np.divide(1.0, spectra.ivar, out=np.full(spectra.ivar.shape, np.inf), where=spectra.ivar > 0)
+    residual = spectra.flux[:, bins] - 0.5 * (spectra.flux[:, bins - 2] + spectra.flux[:, bins + 2])
+    sigma = np.sqrt(variance[:, bins] + 0.25 * (variance[:, bins - 2] + variance[:, bins + 2]))
+    chi = (residual - np.median(residual, axis=0)) / sigma
+    return float(1.4826 * np.median(np.abs(chi)))
+
+
+@pytest.mark.parametrize("z0, ratio, z1", SHIFTS)
+def test_shifted_noise_is_that_of_the_destination_wavelengths(lbg_sets, shifted, z0, ratio, z1):
+    unshifted = read_network(lbg_sets[z1])  # observed at z1 with the same exposure and magnitudes
+    for where, bins in noise_bins().items():
+        moved, reference = noise_level(shifted[ratio, False], bins), noise_level(unshifted, bins)
+        assert moved / reference == pytest.approx(1.0, abs=0.2), f"{ratio} at {where}: sigma {moved:.4f} vs {reference:.4f}"
+        # and the flux scatters as that ivar says (so the noise level, not only ivar, matches)
+        assert noise_over_ivar(shifted[ratio, False], bins) == pytest.approx(1.0, abs=0.2)
+    if ratio == "3/4":  # eq. 3.1 alone carries 7436 A's noise to 5577 A: half the sky line's
+        bins = noise_bins()["5577 A"]
+        assert noise_level(shifted[ratio, True], bins) / noise_level(unshifted, bins) < 0.7
+
+
+@pytest.mark.parametrize("z0, ratio, z1", SHIFTS)
+def test_shift_leaves_no_empty_end(lbg_sets, shifted, z0, ratio, z1):
+    source = read_network(lbg_sets[z0])
+    moved = shifted[ratio, False]
+    # zero ivar exactly where the unshifted spectra have none (the grid beyond 9824 A)
+    np.testing.assert_array_equal(moved.ivar == 0, source.ivar == 0)
+    assert (moved.flux[moved.ivar == 0] == 0).all()
+    old = shifted[ratio, True]
+    assert (old.ivar == 0).sum(axis=1).min() > (source.ivar == 0).sum(axis=1).max()  # eq. 3.1 alone: gaps
+    # the filled end holds the galaxy's continuum: its mean flux, over the mean flux of rest
+    # 1600-2000 A, against the same for spectra simulated at z1 (the red end of 3/4, where the
+    # continuum is bright enough to tell; each set normalised by itself, since eq. 3.1 keeps flux
+    # densities, so a shifted spectrum is not as bright in r as one simulated at z1)
+    if ratio == "3/4":
+        unshifted = read_network(lbg_sets[z1])
+        filled = (old.ivar == 0).all(axis=0) & (source.ivar > 0).all(axis=0)
+        assert filled.sum() > 250
+        rest = GRID.centres / (1 + z1)
+        reference = (rest > 1600) & (rest < 2000)
+        shape = [spectra.flux[:, filled].mean() / spectra.flux[:, reference].mean() for spectra in (moved, unshifted)]
+        assert shape[0] / shape[1] == pytest.approx(1.0, abs=0.1)
