@@ -23,9 +23,11 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/fourmost.smk"
 include: "workflow/rules/classify.smk"
+include: "workflow/rules/experiments.smk"
 
 
 rule all:
     default_target: True
     input:
         all_outputs() + fourmost_outputs() + classify_outputs(),
+        rules.experiments.input,

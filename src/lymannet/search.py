@@ -12,6 +12,10 @@ dotted paths, e.g. ``conv.layers``, ``conv.filters``, ``train.lr``, ``offset_act
 
 A model `{from_search: <name>}` is the base model with the best parameters found (see
 `results/tune/<name>/best_model.yaml`); other keys next to `from_search` override that spec.
+
+Searches chain (thesis section 4.4, a second search after the first, tables 4.1 then 4.2): a
+search's base model may itself be `{from_search: <first>}`; the second search then starts from
+the first one's best spec (its tune jobs wait for it) and varies what its own space names.
 """
 
 from __future__ import annotations
@@ -220,6 +224,41 @@ def study_name(search: str, settings: dict[str, Any], base_spec: dict[str, Any])
     return f"{search}-{digest[:10]}"
 
 
+def base_best_spec(config: dict[str, Any], search: str) -> str | None:
+    """The best_model.yaml a search starts from when its base model is `{from_search: <first>}`
+    (a chained search), else None (the base model is a full spec)."""
+    base = config["models"][searches(config)[search]["model"]]
+    return best_spec_path(base["from_search"]) if "from_search" in base else None
+
+
+def search_chain(config: dict[str, Any], search: str) -> list[str]:
+    """The searches `search` builds on, first one first, `search` last: [first, ..., search]."""
+    chain = [search]
+    while True:
+        base = config["models"][searches(config)[chain[0]]["model"]]
+        if "from_search" not in base:
+            return chain
+        previous = base["from_search"]
+        if previous in chain:
+            raise ConfigError(f"tune.searches.{search}: searches chain in a circle: "
+                              + " -> ".join([previous, *chain]))
+        if previous not in searches(config):
+            return chain  # reported by check_tune_config
+        chain.insert(0, previous)
+
+
+def chained_base_spec(config: dict[str, Any], search: str) -> dict[str, Any]:
+    """What a search's base spec holds before any search ran: the first search's full base model
+    with each chained `{from_search}` model's override keys merged on. Its keys are those of every
+    best_model.yaml along the chain, so a space path can be checked against it up front."""
+    chain = search_chain(config, search)
+    spec = config["models"][searches(config)[chain[0]]["model"]]
+    for name in chain[1:]:
+        base = config["models"][searches(config)[name]["model"]]
+        spec = merge_spec(spec, {key: value for key, value in base.items() if key != "from_search"})
+    return spec
+
+
 def check_tune_config(config: dict[str, Any]) -> None:
     """Cross-reference checks of `tune:` and of `from_search` models (JSON Schema cannot)."""
     models, combos = config["models"], config["combos"]
@@ -228,13 +267,15 @@ def check_tune_config(config: dict[str, Any]) -> None:
         settings = search_settings(search)
         if settings["model"] not in models:
             raise ConfigError(f"{where}: unknown model {settings['model']!r}; valid models: {sorted(models)}")
-        if "from_search" in models[settings["model"]]:
+        base = models[settings["model"]]
+        if "from_search" in base and base["from_search"] not in searches(config):
             raise ConfigError(
-                f"{where}: the base model {settings['model']!r} must be a full spec, not from_search"
+                f"{where}: the base model {settings['model']!r} is from_search {base['from_search']!r}, "
+                f"which is not a search; valid searches: {sorted(searches(config))}"
             )
         if settings["combo"] not in combos:
             raise ConfigError(f"{where}: unknown combo {settings['combo']!r}; valid combos: {sorted(combos)}")
-        check_paths(models[settings["model"]], parse_space(settings["space"]), where)
+        check_paths(chained_base_spec(config, name), parse_space(settings["space"]), where)
     for model, search in searched_models(config).items():
         if search not in searches(config):
             raise ConfigError(

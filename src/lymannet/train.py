@@ -217,6 +217,19 @@ def transfer_weights(model: nn.Module, source_path: str | Path) -> dict[str, lis
     return {"copied": copied, "initialised": skipped}
 
 
+def keras_layers_to_blocks(keras_layers: int, layers_per_block: int = 3) -> int:
+    """`freeze_layers` (conv blocks) for the thesis's count of frozen Keras layers.
+
+    QuasarNET's Keras model lists an InputLayer, then per block Conv1D, BatchNormalization and
+    Activation (plus Dropout when the model has dropout: layers_per_block 4). Freezing the first
+    `keras_layers` layers freezes the weights of every block whose Conv1D is among them, i.e. of
+    ceil((keras_layers - 1) / layers_per_block) blocks: the thesis's best transfer model, 7 Keras
+    layers non-trainable, is freeze_layers 2 with or without Dropout layers."""
+    if keras_layers < 0 or layers_per_block < 1:
+        raise ConfigError("keras_layers must be >= 0 and layers_per_block >= 1")
+    return max(0, math.ceil((keras_layers - 1) / layers_per_block))
+
+
 def frozen_modules(model: nn.Module, freeze_layers: int) -> list[nn.Module]:
     """The first `freeze_layers` conv blocks; one more than there are blocks also freezes the
     common dense layer."""

@@ -18,8 +18,16 @@ from lymannet.config import (  # noqa: E402
     variants_by_slug,
 )
 from lymannet.classify import classify_plan  # noqa: E402
+from lymannet.experiments import (  # noqa: E402
+    check_experiments,
+    experiment_outputs,
+    experiments,
+    gallery_panel_files,
+    run_label,
+)
 from lymannet.runtime import pin_cpu_isa  # noqa: E402
 from lymannet.search import (  # noqa: E402
+    base_best_spec,
     best_spec_path,
     check_tune_config,
     searched_models,
@@ -33,6 +41,7 @@ configfile: "config/config.yaml"
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 check_tune_config(config)
+check_experiments(config)
 # Jobs inherit this process's environment (local jobs and sbatch's --export=ALL alike).
 pin_cpu_isa(config["cpu_isa"])
 
@@ -56,7 +65,10 @@ wildcard_constraints:
 
 VARIANT_NAMES = variants_by_slug(config)
 RUNS = run_pairs(config)
-TESTSETS = list(config["testsets"])
+# Test sets of the summary and comparison figures; `in_summary: false` ones (an experiment's own)
+# are scored only where an experiment asks.
+TESTSETS = [name for name, spec in config["testsets"].items() if spec.get("in_summary", True)]
+EXPERIMENTS = experiments(config)
 SEARCHES = searches(config)
 # Survey catalogues: coadd globs are expanded once, here; files grouped into batch jobs.
 CLASSIFY = classify_plan(config)
@@ -129,12 +141,26 @@ def searched_model_spec(wildcards):
     return {"best_spec": best_spec_path(search)} if search else {}
 
 
+def transfer_source(wildcards):
+    """The model a `train.transfer.from` starts from (a Keras .h5 or a model.pt, possibly another
+    run's results/models/<model>/<combo>/model.pt): train waits for it and reruns when it changes."""
+    spec = config["models"][wildcards.model]
+    transfer = (spec.get("train") or {}).get("transfer") or {}
+    return {"transfer_from": transfer["from"]} if transfer.get("from") else {}
+
+
 def tune_combo(wildcards):
     combo = SEARCHES[wildcards.search]["combo"]
     return {
         "train": f"results/combos/{combo}/train.fits",
         "val": f"results/combos/{combo}/val.fits",
     }
+
+
+def tune_base_best_spec(wildcards):
+    """A chained search's starting point: the previous search's best spec (nothing otherwise)."""
+    path = base_best_spec(config, wildcards.search)
+    return {"base_best_spec": path} if path else {}
 
 
 def tune_worker_markers(wildcards):

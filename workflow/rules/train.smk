@@ -1,6 +1,7 @@
 rule train:
     input:
         unpack(searched_model_spec),
+        unpack(transfer_source),
         train="results/combos/{combo}/train.fits",
         val="results/combos/{combo}/val.fits",
     output:

@@ -1,12 +1,14 @@
 # Bayesian hyper-parameter search (thesis section 4.4): config `tune.searches.<search>`.
 # `workers` tune_worker jobs share one Optuna study (results/tune/<search>/journal.log, or an RDB
 # URL in `storage`); tune_best turns the study into a model spec that `train` uses for models
-# defined as {from_search: <search>}.
+# defined as {from_search: <search>}. A search whose base model is {from_search: <first>} starts
+# from the first search's best spec (a chained search, thesis tables 4.1 then 4.2).
 
 
 rule tune_worker:
     input:
         unpack(tune_combo),
+        unpack(tune_base_best_spec),
     output:
         marker="results/tune/{search}/worker_{worker}.done",
     log:
@@ -35,7 +37,8 @@ rule tune_worker:
 
 rule tune_best:
     input:
-        tune_worker_markers,
+        unpack(tune_base_best_spec),
+        markers=tune_worker_markers,
     output:
         best_model="results/tune/{search}/best_model.yaml",
         trials_csv="results/tune/{search}/trials.csv",

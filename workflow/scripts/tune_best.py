@@ -4,6 +4,7 @@
 from typing import Any
 
 from lymannet.runtime import run
+from lymannet.search import resolve_spec
 from lymannet.tune import write_results
 
 
@@ -13,8 +14,10 @@ def main(
     base_spec: dict[str, Any],
     folder: str,
     outputs: dict[str, str],
+    base_best_spec: str | None = None,
 ) -> None:
-    write_results(search, search_config, base_spec, folder, **outputs)
+    # a chained search starts from the previous search's best spec (lymannet.search)
+    write_results(search, search_config, resolve_spec(base_spec, base_best_spec), folder, **outputs)
 
 
 if "snakemake" in globals():
@@ -34,4 +37,5 @@ if "snakemake" in globals():
             "history_png": out.history_png,
             "importance_png": out.importance_png,
         },
+        base_best_spec=snakemake.input.get("base_best_spec"),  # noqa: F821
     )

@@ -1,0 +1,455 @@
+"""Named experiments (config `experiments:`, overlays under config/experiments/, rules in
+workflow/rules/experiments.smk; README "Experiments").
+
+An experiment gathers what the other stages made into one figure and one table under
+``results/experiments/<name>/``:
+
+- ``kind: runs``: trained runs (model, combo), each scored on the same test set with the score
+  stage's P = E and |dz| rules (:func:`lymannet.metrics.evaluate`): P/E curves, z_pred vs z_true
+  per run (thesis figs 3.2, 3.5, 3.8), efficiency vs true z (fig 4.2), the |dz| distribution
+  (fig D.3, section 6.3) and the validation learning curves. ``mark_z`` counts the predictions
+  that pile up around one redshift (z = 3.77: Ly-alpha in the 5800 A arm overlap).
+- ``kind: gallery``: an original spectrum from its data set's training pool and its copies in
+  augmented variant files, one figure per panel (thesis figs 3.3, 3.6, 3.9, 3.10, 3.12).
+- ``kind: search_chain``: searches each starting from the previous one's best spec; the table of
+  thesis tables 4.1/4.2 (before, 1st search, 2nd search) and the optimisation histories.
+
+Experiment runs are not in `runs:` (Snakemake replaces lists when it merges config files, so an
+overlay's `runs:` would drop the demo's): they are listed under their experiment and trained by the
+same `train` rule. Their test sets are ordinary `testsets:` entries with `in_summary: false`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import slugify
+from .errors import ConfigError
+
+OVERLAP_A = 5800.0
+LYA_A = 1215.67
+KINDS = ("runs", "gallery", "search_chain")
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+
+
+def experiments(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return config.get("experiments") or {}
+
+
+def run_label(run: dict[str, Any]) -> str:
+    return run.get("label") or f"{run['model']}/{run['combo']}"
+
+
+def experiment_run_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (model, combo) an experiment trains, in order, without repeats."""
+    pairs: list[tuple[str, str]] = []
+    for spec in experiments(config).values():
+        for run in spec.get("runs") or []:
+            pair = (run["model"], run["combo"])
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def check_experiments(config: dict[str, Any]) -> None:
+    """Cross-reference checks of `experiments:` (JSON Schema cannot); names the culprit."""
+    from .search import searches
+
+    models, combos, tests = config["models"], config["combos"], config.get("testsets") or {}
+    variants = config["variants"]
+    for name, spec in experiments(config).items():
+        where = f"experiments.{name}"
+        if slugify(name) != name:
+            raise ConfigError(f"{where}: the name must be file-name safe, e.g. {slugify(name)!r}")
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: kind must be one of {list(KINDS)}, not {kind!r}")
+        if kind == "runs":
+            if not spec.get("runs"):
+                raise ConfigError(f"{where}: kind runs needs a non-empty 'runs' list")
+            if spec.get("testset") not in tests:
+                raise ConfigError(f"{where}: unknown testset {spec.get('testset')!r}; valid: {sorted(tests)}")
+            labels = [run_label(run) for run in spec["runs"]]
+            if len(set(labels)) != len(labels):
+                raise ConfigError(f"{where}: two runs share a label: {labels}")
+            for index, run in enumerate(spec["runs"]):
+                if run["model"] not in models:
+                    raise ConfigError(f"{where}.runs[{index}]: unknown model {run['model']!r}; valid: {sorted(models)}")
+                if run["combo"] not in combos:
+                    raise ConfigError(f"{where}.runs[{index}]: unknown combo {run['combo']!r}; valid: {sorted(combos)}")
+        elif kind == "gallery":
+            if not spec.get("panels"):
+                raise ConfigError(f"{where}: kind gallery needs a non-empty 'panels' list")
+            for panel in spec["panels"]:
+                if slugify(panel["name"]) != panel["name"]:
+                    raise ConfigError(f"{where}: panel name {panel['name']!r} must be file-name safe")
+                for variant in panel["variants"]:
+                    if variant not in variants:
+                        raise ConfigError(f"{where}: panel {panel['name']!r}: unknown variant {variant!r}")
+        else:
+            chain = spec.get("searches") or []
+            if not chain:
+                raise ConfigError(f"{where}: kind search_chain needs a non-empty 'searches' list")
+            for index, search in enumerate(chain):
+                if search not in searches(config):
+                    raise ConfigError(f"{where}: unknown search {search!r}; valid: {sorted(searches(config))}")
+                if index:
+                    base = models[searches(config)[search]["model"]]
+                    if base.get("from_search") != chain[index - 1]:
+                        raise ConfigError(f"{where}: search {search!r} must start from {chain[index - 1]!r} "
+                                          f"(its base model needs from_search: {chain[index - 1]})")
+
+
+def gallery_panel_files(config: dict[str, Any], panel: dict[str, Any]) -> tuple[str, list[str]]:
+    """(the original spectra file, the variant files) of a gallery panel: the training pool of
+    the data set the variants descend from, and results/variants/<slug>.fits each."""
+    from .config import variant_source_dataset
+
+    datasets = {variant_source_dataset(config["variants"][v]["source"])[0] for v in panel["variants"]}
+    if len(datasets) != 1:
+        raise ConfigError(f"gallery panel {panel['name']!r}: its variants come from several data sets {sorted(datasets)}")
+    return f"results/pool/{datasets.pop()}.fits", [f"results/variants/{slugify(v)}.fits" for v in panel["variants"]]
+
+
+def experiment_outputs(config: dict[str, Any]) -> list[str]:
+    outputs: list[str] = []
+    for name, spec in experiments(config).items():
+        folder = f"results/experiments/{name}"
+        if spec["kind"] == "gallery":
+            outputs += [f"{folder}/{panel['name']}.png" for panel in spec["panels"]]
+        else:
+            outputs += [f"{folder}/figure.png", f"{folder}/summary.md", f"{folder}/summary.csv"]
+    return outputs
+
+
+# ----------------------------------------------------------------------------------------------
+# kind: runs
+
+
+def run_metrics(table: pd.DataFrame, c_line: np.ndarray, options: Any, mark_z: float | None = None,
+                mark_dz: float = 0.03) -> tuple[dict[str, Any], Any]:
+    """The score stage's numbers for one run (P = E score, efficiency at the default threshold,
+    |dz| of true targets) plus, with mark_z, the pile-up around it: true targets predicted within
+    mark_dz of mark_z while their true z is not (wrong redshifts landing there), against true
+    targets whose true z is there."""
+    from .metrics import evaluate, is_detected
+
+    evaluation = evaluate(table, c_line, options)
+    summary = evaluation.summary
+    z_true, z_pred = table["Z"].to_numpy(float), table["Z_PRED"].to_numpy(float)
+    is_target = table["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
+    dz = np.abs(z_pred - z_true)[is_target]
+    detected = is_detected(c_line, options.default_threshold, options.min_lines)[is_target]
+    row = {
+        "score": summary["score"],
+        "threshold_at_crossing": summary["threshold_at_crossing"],
+        "efficiency_at_default": summary["efficiency_at_default"],
+        "purity_at_default": summary["purity_at_default"],
+        "n_targets": summary["n_targets"],
+        "n_contaminants": summary["n_contaminants"],
+        "median_abs_dz": float(np.median(dz)) if len(dz) else np.nan,
+        "frac_dz_gt_max": float(np.mean(dz > options.dz_max)) if len(dz) else np.nan,
+        "frac_dz_gt_max_detected": float(np.mean(dz[detected] > options.dz_max)) if detected.any() else np.nan,
+        "p90_abs_dz": float(np.quantile(dz, 0.9)) if len(dz) else np.nan,
+    }
+    if mark_z is not None:
+        zt, zp = z_true[is_target], z_pred[is_target]
+        near_pred = np.abs(zp - mark_z) < mark_dz
+        near_true = np.abs(zt - mark_z) < mark_dz
+        row["n_pred_near_mark"] = int(near_pred.sum())
+        row["n_true_near_mark"] = int(near_true.sum())
+        row["n_wrong_into_mark"] = int((near_pred & ~near_true & (np.abs(zp - zt) > options.dz_max)).sum())
+        row["frac_wrong_into_mark"] = float(row["n_wrong_into_mark"] / max(1, len(zt)))
+    return row, evaluation
+
+
+def _history_axes(ax: Any, histories: list[tuple[str, pd.DataFrame]], colors: list[str]) -> None:
+    for (label, history), color in zip(histories, colors):
+        epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+        ax.plot(epochs, history["val_loss"], "o-", color=color, markersize=3, label=f"{label} (validation)")
+        if "train_loss" in history:
+            ax.plot(epochs, history["train_loss"], ":", color=color, label=f"{label} (training)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def compare_runs(spec: dict[str, Any], predictions: list[str], histories: list[str], score_options: dict[str, Any],
+                 figure: str, table_md: str, table_csv: str, name: str = "") -> pd.DataFrame:
+    """kind runs: the figure and the table of runs scored on one test set."""
+    import matplotlib.pyplot as plt
+
+    from .figures import save_figure
+    from .fileio import write_text_atomic
+    from .lines import votes_by_name
+    from .metrics import ScoreOptions, correct_redshift, is_detected
+    from .plots import COLORS, efficiency_vs_redshift_axes, pe_curve_axes, redshift_edges
+    from .predict import read_catalogue
+
+    options = ScoreOptions.from_config(score_options)
+    runs = spec["runs"]
+    if not (len(runs) == len(predictions) == len(histories)):
+        raise ValueError("one prediction and one history per run")
+    mark_z, mark_dz = spec.get("mark_z"), float(spec.get("mark_dz", 0.03))
+    zoom = spec.get("zoom")
+    rows, loaded = [], []
+    for run, prediction, history in zip(runs, predictions, histories):
+        catalogue = read_catalogue(prediction)
+        votes = votes_by_name(catalogue.line_names)
+        c_line = catalogue.c_line[:, votes]
+        row, evaluation = run_metrics(catalogue.table, c_line, options, mark_z, mark_dz)
+        hist = pd.read_csv(history)
+        row = {"run": run_label(run), "model": run["model"], "combo": run["combo"], **row,
+               "epochs": int(len(hist)), "best_val_loss": float(hist["val_loss"].min())}
+        rows.append(row)
+        loaded.append((run_label(run), catalogue.table, c_line, evaluation, hist))
+    table = pd.DataFrame(rows)
+
+    n = len(runs)
+    colors = [COLORS[i % len(COLORS)] for i in range(n)]
+    ncols = max(n, 4)
+    fig, axes = plt.subplots(2, ncols, figsize=(4.2 * ncols, 8.2), squeeze=False)
+    for j, ((label, tab, c_line, evaluation, _), color) in enumerate(zip(loaded, colors)):
+        ax = axes[0, j]
+        z_true, z_pred = tab["Z"].to_numpy(float), tab["Z_PRED"].to_numpy(float)
+        is_target = tab["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
+        conf = np.sort(c_line, axis=1)[:, -options.min_lines]
+        order = np.argsort(conf[is_target])
+        points = ax.scatter(z_true[is_target][order], z_pred[is_target][order], c=conf[is_target][order], s=6,
+                            cmap="viridis", vmin=0, vmax=1)
+        lo, hi = (zoom if zoom else (np.nanmin(z_true[is_target]), np.nanmax(z_true[is_target])))
+        lo = np.nanmin(z_true[is_target]) if lo is None else lo
+        hi = np.nanmax(z_true[is_target]) if hi is None else hi
+        line = np.array([lo, hi])
+        ax.plot(line, line, color="crimson", linewidth=1)
+        ax.fill_between(line, line - options.dz_max, line + options.dz_max, color="crimson", alpha=0.15, linewidth=0)
+        if mark_z is not None:
+            ax.axhspan(mark_z - mark_dz, mark_z + mark_dz, color="orange", alpha=0.25, linewidth=0)
+            ax.text(0.98, 0.02, f"$z_{{pred}}$ within {mark_dz:g} of {mark_z:g} with wrong z: "
+                    f"{rows[j]['n_wrong_into_mark']}", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+        if zoom:
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo - 0.5, hi + 0.5)
+        ax.set_title(f"{label}\nscore {rows[j]['score'] if rows[j]['score'] is not None else float('nan'):.3f}, "
+                     f"|dz|>{options.dz_max:g}: {rows[j]['frac_dz_gt_max']:.1%}", fontsize=9)
+        ax.set_xlabel("true redshift")
+        ax.set_ylabel("predicted redshift")
+        ax.grid(alpha=0.3)
+        fig.colorbar(points, ax=ax, pad=0.01, label="confidence" if j == n - 1 else None)
+    for j in range(n, ncols):
+        axes[0, j].axis("off")
+    ax_pe, ax_eff, ax_dz, ax_hist = axes[1, 0], axes[1, 1], axes[1, 2], axes[1, 3]
+    all_true = np.concatenate([t["Z"].to_numpy(float)[t["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy()
+                                                         == options.target_class.upper()] for _, t, *_ in loaded])
+    edges = redshift_edges(all_true, 0.1)
+    dz_edges = np.logspace(-4, np.log10(max(3.0, 10 * options.dz_max)), 40)
+    for (label, tab, c_line, evaluation, hist), color in zip(loaded, colors):
+        pe_curve_axes(ax_pe, evaluation.curve, evaluation.crossing, label=label, color=color, annotate=False)
+        is_target = tab["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
+        good = (is_detected(c_line, options.default_threshold, options.min_lines)
+                & correct_redshift(tab["Z_PRED"], tab["Z"], options.dz_max, options.dv_max_kms))[is_target]
+        efficiency_vs_redshift_axes(ax_eff, tab["Z"].to_numpy(float)[is_target], good, edges, label=label, color=color)
+        dz = np.abs(tab["Z_PRED"].to_numpy(float) - tab["Z"].to_numpy(float))[is_target]
+        ax_dz.hist(np.clip(dz, 1e-4, None), bins=dz_edges, histtype="step", color=color, linewidth=1.5, label=label)
+    ax_pe.set_title("purity (solid) and efficiency (dashed)", fontsize=9)
+    ax_pe.legend(fontsize=6, ncol=1)
+    ax_eff.set_title(f"efficiency vs true z at $c_{{th}}$ = {options.default_threshold:g}", fontsize=9)
+    ax_dz.axvline(options.dz_max, color="crimson", linestyle="--", linewidth=1)
+    ax_dz.set_xscale("log")
+    ax_dz.set_xlabel("$|z_{pred} - z_{true}|$ of true targets")
+    ax_dz.set_ylabel("number")
+    ax_dz.set_title("|dz| distribution", fontsize=9)
+    ax_dz.legend(fontsize=7)
+    ax_dz.grid(alpha=0.3)
+    _history_axes(ax_hist, [(label, hist) for label, *_, hist in loaded], colors)
+    ax_hist.set_title("learning curves", fontsize=9)
+    for j in range(4, ncols):
+        axes[1, j].axis("off")
+    testset = spec.get("testset", "")
+    fig.suptitle(f"{spec.get('title') or name} (test set {testset})", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, figure)
+
+    write_text_atomic(table_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(table_md, runs_markdown(table, spec, name, options))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options: Any) -> str:
+    columns = ["run", "score", "efficiency_at_default", "median_abs_dz", "frac_dz_gt_max", "epochs"]
+    headers = ["run", "P=E score", f"efficiency at c_th={options.default_threshold:g}", "median |dz|",
+               f"share |dz|>{options.dz_max:g}", "epochs"]
+    if "n_wrong_into_mark" in table:
+        columns += ["n_pred_near_mark", "n_true_near_mark", "n_wrong_into_mark"]
+        mark = f"{spec['mark_z']:g}+-{spec.get('mark_dz', 0.03):g}"
+        headers += [f"z_pred in {mark}", f"z_true in {mark}", f"wrong z_pred in {mark}"]
+    lines = [f"# {spec.get('title') or name}", "",
+             f"Test set `{spec.get('testset')}`: {int(table['n_targets'].iloc[0])} targets, "
+             f"{int(table['n_contaminants'].iloc[0])} contaminants.", "",
+             "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# kind: gallery
+
+
+def _pick_parent(original: pd.DataFrame, variants: list[pd.DataFrame], seed: int = 0) -> int:
+    """An LBG present in the original and in every variant: the brightest of those within 0.3 of
+    the median redshift (lines and breaks then show best, away from the grid's edges), ties
+    broken by TARGETID."""
+    parents = set(original["TARGETID"].to_numpy(np.int64))
+    for truth in variants:
+        parents &= set(truth["PARENT_TARGETID"].to_numpy(np.int64))
+    candidates = original[original["TARGETID"].isin(parents)]
+    lbg = candidates[candidates["SPECTYPE"].astype(str).str.strip() == "LBG"]
+    candidates = lbg if len(lbg) else candidates
+    if not len(candidates):
+        raise ValueError("no object of the original file has a copy in every variant of the panel")
+    z = candidates["Z"].to_numpy(float)
+    if np.isfinite(z).any():
+        central = np.abs(z - np.nanmedian(z)) < 0.3
+        candidates = candidates[central] if central.any() else candidates
+    if "MAG_R" in candidates and np.isfinite(candidates["MAG_R"].to_numpy(float)).any():
+        candidates = candidates.sort_values(["MAG_R", "TARGETID"])
+    return int(candidates["TARGETID"].iloc[0])
+
+
+def _smooth(flux: np.ndarray, ivar: np.ndarray, width: int = 3) -> np.ndarray:
+    kernel = np.ones(width) / width
+    return np.convolve(np.where(ivar > 0, flux, 0.0), kernel, mode="same")
+
+
+def gallery_figure(panel: dict[str, Any], original: str, variant_files: list[str], figure: str) -> dict[str, Any]:
+    """One panel: the original spectrum on top, each variant's copy below it (thesis figs 3.3,
+    3.6, 3.9, 3.10), the overlap window and the Ly-alpha line marked where asked."""
+    import matplotlib.pyplot as plt
+
+    from .figures import save_figure
+    from .spectra import SpectraFile
+
+    with SpectraFile(original) as handle:
+        truth0 = handle.truth
+        copies = []
+        for path in variant_files:
+            with SpectraFile(path) as vhandle:
+                copies.append(vhandle.truth)
+        parent = _pick_parent(truth0, copies)
+        row0 = int(np.flatnonzero(truth0["TARGETID"].to_numpy(np.int64) == parent)[0])
+        spectra0 = handle.read("network", row0, row0 + 1)
+        wave = handle.wavelength_of("network")
+    fig, axes = plt.subplots(1 + len(variant_files), 1, figsize=(11, 2.6 * (1 + len(variant_files))), sharex=True,
+                             squeeze=False)
+    axes = axes[:, 0]
+    z0 = float(truth0["Z"].iloc[row0])
+
+    def draw(ax: Any, flux: np.ndarray, ivar: np.ndarray, z: float, title: str, color: str) -> None:
+        ax.plot(wave, _smooth(flux, ivar), color=color, linewidth=0.8)
+        if "overlap" in panel.get("mark", []):
+            width = 40.0
+            ax.axvspan(OVERLAP_A - width / 2, OVERLAP_A + width / 2, color="orange", alpha=0.3, linewidth=0)
+        if "lya" in panel.get("mark", []) and np.isfinite(z):
+            ax.axvline(LYA_A * (1 + z), color="crimson", linestyle="--", linewidth=0.8)
+            ax.axvspan(LYA_A * (1 + z) - 20, LYA_A * (1 + z) + 20, color="crimson", alpha=0.12, linewidth=0)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_ylabel("network input")
+        ax.grid(alpha=0.3)
+
+    draw(axes[0], spectra0.flux[0], spectra0.ivar[0], z0, f"original (training pool {Path(original).stem}): "
+         f"TARGETID {parent}, z = {z0:.3f}", "tab:blue")
+    facts = {"parent_targetid": parent, "z_original": z0, "copies": []}
+    for ax, path, truth in zip(axes[1:], variant_files, copies):
+        row = int(np.flatnonzero(truth["PARENT_TARGETID"].to_numpy(np.int64) == parent)[0])
+        with SpectraFile(path) as vhandle:
+            spectra = vhandle.read("network", row, row + 1)
+        z = float(truth["Z"].iloc[row])
+        source = str(truth["SOURCE"].iloc[row]) if "SOURCE" in truth else Path(path).stem
+        draw(ax, spectra.flux[0], spectra.ivar[0], z, f"variant {source!r} ({Path(path).name}): z = {z:.3f}",
+             "tab:orange")
+        facts["copies"].append({"variant": source, "z": z})
+    axes[-1].set_xlabel("observed wavelength [A]")
+    fig.suptitle(panel.get("title") or panel["name"], fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, figure)
+    return facts
+
+
+# ----------------------------------------------------------------------------------------------
+# kind: search_chain
+
+
+def chain_table(searches: list[str], tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Thesis tables 4.1/4.2: hyper-parameter, search range (of the first search that varies it),
+    value before the first search, then the best value of each search ("X": not searched)."""
+    order: list[str] = []
+    for table in tables:
+        order += [p for p in table["hyper-parameter"] if p not in order]
+    rows = []
+    for param in order:
+        row: dict[str, Any] = {"hyper-parameter": param, "search range": "", "before search": ""}
+        for search, table in zip(searches, tables):
+            hit = table[table["hyper-parameter"] == param]
+            if len(hit):
+                row["search range"] = row["search range"] or str(hit["search range"].iloc[0])
+                row["before search"] = row["before search"] or str(hit["before search"].iloc[0])
+                row[search] = str(hit["best"].iloc[0])
+            else:
+                row[search] = "X"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_searches(spec: dict[str, Any], tables: list[str], trials: list[str], figure: str, table_md: str,
+                     table_csv: str, name: str = "") -> pd.DataFrame:
+    import matplotlib.pyplot as plt
+
+    from .figures import save_figure
+    from .fileio import write_text_atomic
+
+    searches = spec["searches"]
+    table = chain_table(searches, [pd.read_csv(path, dtype=str) for path in tables])
+    fig, axes = plt.subplots(1, len(searches), figsize=(5 * len(searches), 3.8), squeeze=False)
+    counts = []
+    for ax, search, path in zip(axes[0], searches, trials):
+        frame = pd.read_csv(path)
+        done = frame[frame["state"] == "COMPLETE"] if "state" in frame else frame
+        counts.append((len(frame), len(done), float(done["value"].min()) if len(done) else np.nan))
+        ax.plot(done["number"], done["value"], "o", label="trial")
+        ax.plot(done["number"], done["value"].cummin(), "-", label="best so far")
+        ax.set_title(f"search {search}: {len(frame)} trials", fontsize=9)
+        ax.set_xlabel("trial")
+        ax.set_ylabel("objective")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(spec.get("title") or name, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, figure)
+    write_text_atomic(table_csv, table.to_csv(index=False))
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    notes = [f"- search `{s}`: {n} trials ({c} complete), best objective {b:.4g}" for s, (n, c, b) in
+             zip(searches, counts)]
+    text = "\n".join([f"# {spec.get('title') or name}", "", header, rule, *rows, "",
+                      "X: not searched (the value of the previous search is kept).", "", *notes, ""])
+    write_text_atomic(table_md, text)
+    return table

@@ -1,0 +1,241 @@
+"""Experiments (config/experiments/*.yaml, lymannet.experiments, workflow/rules/experiments.smk):
+every overlay validates over the demo config and plans its rules; chained searches; the numbers
+and figures of the experiment kinds on small synthetic inputs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow
+from test_workflow import planned_jobs
+
+from lymannet.errors import ConfigError
+from lymannet.experiments import (
+    chain_table,
+    check_experiments,
+    experiment_outputs,
+    experiment_run_pairs,
+    gallery_figure,
+    run_metrics,
+)
+from lymannet.metrics import ScoreOptions
+from lymannet.search import base_best_spec, check_tune_config, search_chain
+from lymannet.train import keras_layers_to_blocks
+
+OVERLAYS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+# overlays that declare `experiments:` (others, e.g. online_augmentation.yaml, only add runs)
+EXPERIMENT_OVERLAYS = [path for path in OVERLAYS if "experiments" in (yaml.safe_load(path.read_text()) or {})]
+# What each overlay's dry run (target `experiments`, nothing built yet) must plan besides the demo's
+# data stages, and the experiment outputs it must name.
+EXPECTED_RULES = {
+    "augmentation_gallery": {"augment", "experiment_gallery"},
+    "redshift_coverage": {"augment", "combine", "train", "predict", "testset", "experiment_leakage", "experiment_runs"},
+    "overlap_artefact": {"simulate", "augment", "combine", "train", "predict", "testset", "experiment_runs"},
+    "gamma_sweep": {"train", "predict", "experiment_runs"},
+    "chained_search": {"tune_worker", "tune_best", "train", "predict", "experiment_search_chain", "experiment_runs"},
+    "transfer_learning": {"train", "predict", "experiment_runs"},
+    "end_to_end": {"train", "predict", "experiment_runs"},
+}
+
+
+def merged_config(*overlays: Path) -> dict:
+    """config/config.yaml with overlays merged as Snakemake merges --configfile files (mappings
+    key by key, anything else replaced), validated with the schema's defaults, as the Snakefile
+    sees it."""
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for overlay in overlays:
+        update_config(config, yaml.safe_load(overlay.read_text()))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_every_experiment_overlay_is_expected():
+    assert {path.stem for path in EXPERIMENT_OVERLAYS} == set(EXPECTED_RULES)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.stem)
+def test_every_overlay_validates(overlay):
+    from lymannet.config import check_config
+
+    config = merged_config(overlay)
+    check_config(config)
+    check_tune_config(config)
+    check_experiments(config)
+
+
+@pytest.mark.parametrize("overlay", EXPERIMENT_OVERLAYS, ids=lambda p: p.stem)
+def test_experiment_overlay_validates_and_keeps_the_demo(overlay):
+    from lymannet.config import check_config
+
+    demo = merged_config()
+    config = merged_config(overlay)
+    check_config(config)
+    check_tune_config(config)
+    check_experiments(config)
+    assert overlay.stem in config["experiments"]
+    # an overlay adds; it never renames nor replaces what the demo defines
+    assert config["runs"] == demo["runs"]
+    for key in ("models", "combos", "variants", "testsets", "datasets"):
+        for name in demo[key]:
+            assert config[key][name] == demo[key][name], f"{overlay.stem} changes {key}.{name}"
+    raw = yaml.safe_load(overlay.read_text())
+    assert "runs" not in raw, "experiment runs go under experiments.<name>.runs (lists replace on merge)"
+    for name, spec in raw.get("testsets", {}).items():
+        assert spec.get("in_summary") is False, f"{name}: an experiment's test set stays out of the summary"
+
+
+def test_all_experiment_overlays_together_validate():
+    config = merged_config(*EXPERIMENT_OVERLAYS)
+    check_experiments(config)
+    check_tune_config(config)
+    assert len(experiment_run_pairs(config)) >= 12
+    outputs = experiment_outputs(config)
+    assert "results/experiments/augmentation_gallery/shift.png" in outputs
+    assert "results/experiments/overlap_artefact/figure.png" in outputs
+
+
+@pytest.mark.parametrize("overlay", EXPERIMENT_OVERLAYS, ids=lambda p: p.stem)
+def test_overlay_dry_run_plans_its_rules(overlay, tmp_path):
+    workdir = copy_workflow(tmp_path)
+    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml", f"config/experiments/{overlay.name}",
+                        "--", "experiments")
+    rules = {rule for rule, _ in jobs}
+    assert EXPECTED_RULES[overlay.stem] <= rules, sorted(rules)
+    # only what the experiment needs: no demo summary, no 4MOST, no survey catalogue
+    assert not rules & {"compare", "fourmost_simulate", "classify"}
+    experiments = {wc.get("experiment") for rule, wc in jobs if rule.startswith("experiment_")}
+    assert experiments <= set(merged_config(overlay)["experiments"])
+
+
+def test_in_summary_false_test_sets_stay_out_of_the_demo_summary(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml",
+                        "config/experiments/redshift_coverage.yaml")
+    scored = {wc["testset"] for rule, wc in jobs if rule == "score"}
+    assert scored == {"test_z3", "test_lowz", "test_highz"}
+    assert ("experiment_runs", {"experiment": "redshift_coverage"}) in jobs
+
+
+# ----------------------------------------------------------------------------------------------
+# Config checks
+
+
+def _config_with(experiment: dict) -> dict:
+    config = merged_config()
+    config["experiments"] = {"exp": experiment}
+    return config
+
+
+def test_experiment_checks_name_the_culprit():
+    good = {"kind": "runs", "testset": "test_z3", "runs": [{"model": "initial", "combo": "initial"}]}
+    check_experiments(_config_with(good))
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        check_experiments(_config_with({**good, "runs": [{"model": "nope", "combo": "initial"}]}))
+    with pytest.raises(ConfigError, match="unknown testset"):
+        check_experiments(_config_with({**good, "testset": "nope"}))
+    with pytest.raises(ConfigError, match="share a label"):
+        check_experiments(_config_with({**good, "runs": [{"model": "initial", "combo": "initial"}] * 2}))
+    with pytest.raises(ConfigError, match="unknown variant"):
+        check_experiments(_config_with({"kind": "gallery", "panels": [{"name": "x", "variants": ["nope"]}]}))
+    with pytest.raises(ConfigError, match="unknown search"):
+        check_experiments(_config_with({"kind": "search_chain", "searches": ["nope"]}))
+
+
+def test_a_search_can_start_from_a_searched_model():
+    config = merged_config(REPO / "config" / "experiments" / "chained_search.yaml")
+    assert search_chain(config, "chain_search2") == ["chain_search1", "chain_search2"]
+    assert base_best_spec(config, "chain_search2") == "results/tune/chain_search1/best_model.yaml"
+    assert base_best_spec(config, "chain_search1") is None
+    check_tune_config(config)
+    # a typo in the second search's space is caught against the chain's base spec
+    bad = copy.deepcopy(config)
+    bad["tune"]["searches"]["chain_search2"]["space"]["conv.filter"] = {"type": "int", "low": 1, "high": 2}
+    with pytest.raises(ConfigError, match="conv.filter"):
+        check_tune_config(bad)
+    # searches that start from each other in a circle are refused
+    circle = copy.deepcopy(config)
+    circle["models"]["chain_base"] = {"from_search": "chain_search2"}
+    with pytest.raises(ConfigError, match="circle"):
+        check_tune_config(circle)
+    # and an experiment's chain must follow the from_search links
+    wrong = copy.deepcopy(config)
+    wrong["experiments"]["chained_search"]["searches"] = ["chain_search2", "chain_search1"]
+    with pytest.raises(ConfigError, match="must start from"):
+        check_experiments(wrong)
+
+
+def test_keras_layer_count_maps_to_conv_blocks():
+    # InputLayer + (Conv1D, BatchNormalization, Activation[, Dropout]) per block
+    assert keras_layers_to_blocks(7) == 2
+    assert keras_layers_to_blocks(7, layers_per_block=4) == 2
+    assert keras_layers_to_blocks(1) == 0 and keras_layers_to_blocks(0) == 0
+    assert keras_layers_to_blocks(2) == 1 and keras_layers_to_blocks(13) == 4
+    with pytest.raises(ConfigError):
+        keras_layers_to_blocks(-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers and figures
+
+
+def test_run_metrics_counts_a_pile_up_at_the_marked_redshift():
+    rng = np.random.default_rng(1)
+    n = 200
+    z_true = rng.uniform(3.3, 4.3, n)
+    z_pred = z_true + rng.normal(0, 0.005, n)
+    z_pred[:20] = 3.77 + rng.uniform(-0.01, 0.01, 20)  # 20 wrong redshifts piled up at 3.77
+    z_true[:20] = rng.uniform(3.9, 4.3, 20)
+    table = pd.DataFrame({"Z": np.r_[z_true, np.full(50, 1.0)], "Z_PRED": np.r_[z_pred, np.full(50, 2.0)],
+                          "SPECTYPE": ["LBG"] * n + ["QSO"] * 50})
+    c_line = np.r_[np.full(n, 0.9), np.full(50, 0.1)][:, None]
+    row, evaluation = run_metrics(table, c_line, ScoreOptions(), mark_z=3.77, mark_dz=0.03)
+    assert row["n_wrong_into_mark"] == 20
+    assert row["frac_dz_gt_max"] == pytest.approx(0.1)
+    assert row["score"] == pytest.approx(evaluation.summary["score"]) and row["score"] == pytest.approx(0.9)
+
+
+def test_chain_table_is_thesis_table_4_1():
+    first = pd.DataFrame({"hyper-parameter": ["conv.layers", "train.lr", "conv.stride"],
+                          "search range": ["[2, 20] (int)", "[0.0001, 0.1] (float, log)", "[1, 8] (int)"],
+                          "before search": ["4", "0.001", "2"], "best": ["8", "0.01", "2"]})
+    second = pd.DataFrame({"hyper-parameter": ["conv.layers", "train.lr"], "search range": ["[2, 20] (int)", "x"],
+                           "before search": ["8", "0.01"], "best": ["10", "0.1"]})
+    table = chain_table(["s1", "s2"], [first, second])
+    assert list(table.columns) == ["hyper-parameter", "search range", "before search", "s1", "s2"]
+    assert table.set_index("hyper-parameter").loc["conv.stride", "s2"] == "X"
+    assert table.set_index("hyper-parameter").loc["conv.layers", "before search"] == "4"
+    assert table.set_index("hyper-parameter").loc["train.lr", "s2"] == "0.1"
+
+
+def test_gallery_pairs_an_original_with_its_copies(tmp_path):
+    from lymannet.augment import augment_variant
+    from lymannet.grid import Grid
+    from lymannet.spectra import SpectrumSet, write_spectra
+
+    grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
+    wave = grid.wavelength
+    n = 6
+    rng = np.random.default_rng(0)
+    truth = pd.DataFrame({"TARGETID": np.arange(1, n + 1), "Z": np.linspace(2.8, 3.2, n),
+                          "SPECTYPE": ["LBG"] * 4 + ["QSO"] * 2, "MAG_R": np.linspace(22.5, 24.5, n)})
+    flux = (1 + 0.1 * rng.normal(size=(n, len(wave)))).astype(np.float32)
+    pool = tmp_path / "pool.fits"
+    write_spectra(pool, SpectrumSet(wave, flux, np.ones_like(flux), truth, grid=grid))
+    variant = tmp_path / "masked.fits"
+    augment_variant(pool, variant, {"source": "x", "ops": [{"select": {"spectype": ["LBG"]}},
+                                                            {"mask_line": {"line": 1215.67, "width": 40}}]},
+                    seed=1, variant="masked")
+    figure = tmp_path / "panel.png"
+    facts = gallery_figure({"name": "lya_mask", "variants": ["masked"], "mark": ["lya", "overlap"]}, str(pool),
+                           [str(variant)], str(figure))
+    assert figure.stat().st_size > 10_000
+    assert facts["parent_targetid"] in range(1, 5)  # an LBG, present in the variant
+    assert facts["copies"][0]["z"] == pytest.approx(facts["z_original"])

@@ -1,0 +1,158 @@
+# Named experiments (config `experiments:`, overlays config/experiments/<name>.yaml; README
+# "Experiments"): figures and tables under results/experiments/<name>/, built from the runs,
+# variants and searches the other rules make. An experiment's runs are trained by `train`,
+# predicted by `predict` like any run; they are listed under the experiment, not in `runs:`.
+#
+#   snakemake --configfile config/config.yaml config/experiments/<name>.yaml experiments
+#
+# builds the experiments only; without the `experiments` target the demo is built too.
+
+
+def experiment_spec(wildcards):
+    return EXPERIMENTS[wildcards.experiment]
+
+
+def experiment_run_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    runs = [(run["model"], run["combo"]) for run in spec["runs"]]
+    return {
+        "predictions": [
+            f"results/predictions/{m}/{c}/{spec['testset']}.fits" for m, c in runs
+        ],
+        "histories": [f"results/models/{m}/{c}/history.csv" for m, c in runs],
+    }
+
+
+def experiment_leakage_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    combos = sorted({run["combo"] for run in spec["runs"]})
+    return {
+        "train": [f"results/combos/{c}/train.fits" for c in combos],
+        "val": [f"results/combos/{c}/val.fits" for c in combos],
+        "testsets": [f"results/testsets/{spec['testset']}.fits"],
+    }
+
+
+def experiment_search_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    return {
+        "tables": [f"results/tune/{s}/best_params.csv" for s in spec["searches"]],
+        "trials": [f"results/tune/{s}/trials.csv" for s in spec["searches"]],
+    }
+
+
+def gallery_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    panel = next(p for p in spec["panels"] if p["name"] == wildcards.panel)
+    original, variants = gallery_panel_files(config, panel)
+    return {"original": original, "variants": variants}
+
+
+def experiment_kind_is(kind):
+    return [name for name, spec in EXPERIMENTS.items() if spec["kind"] == kind] or ["none"]
+
+
+rule experiments:
+    input:
+        experiment_outputs(config)
+        + [
+            f"results/experiments/{name}/leakage.json"
+            for name, spec in EXPERIMENTS.items()
+            if spec["kind"] == "runs"
+        ],
+
+
+rule experiment_runs:
+    input:
+        unpack(experiment_run_inputs),
+        leakage="results/experiments/{experiment}/leakage.json",
+    output:
+        figure=report(
+            "results/experiments/{experiment}/figure.png",
+            caption="../report/experiment_runs.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+        table_md=report(
+            "results/experiments/{experiment}/summary.md",
+            caption="../report/experiment_table.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+        table_csv="results/experiments/{experiment}/summary.csv",
+    wildcard_constraints:
+        experiment="|".join(experiment_kind_is("runs")),
+    log:
+        "logs/experiments/{experiment}.log",
+    conda:
+        ENV_SCORE
+    params:
+        spec=experiment_spec,
+        score=config["score"],
+    script:
+        "../scripts/experiment.py"
+
+
+rule experiment_leakage:
+    input:
+        unpack(experiment_leakage_inputs),
+    output:
+        "results/experiments/{experiment}/leakage.json",
+    log:
+        "logs/experiments/{experiment}_leakage.log",
+    conda:
+        ENV_DATA
+    script:
+        "../scripts/check_leakage.py"
+
+
+rule experiment_search_chain:
+    input:
+        unpack(experiment_search_inputs),
+    output:
+        figure=report(
+            "results/experiments/{experiment}/figure.png",
+            caption="../report/experiment_search_chain.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+        table_md=report(
+            "results/experiments/{experiment}/summary.md",
+            caption="../report/experiment_table.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+        table_csv="results/experiments/{experiment}/summary.csv",
+    wildcard_constraints:
+        experiment="|".join(experiment_kind_is("search_chain")),
+    log:
+        "logs/experiments/{experiment}.log",
+    conda:
+        ENV_SCORE
+    params:
+        spec=experiment_spec,
+    script:
+        "../scripts/experiment.py"
+
+
+rule experiment_gallery:
+    input:
+        unpack(gallery_inputs),
+    output:
+        figure=report(
+            "results/experiments/{experiment}/{panel}.png",
+            caption="../report/experiment_gallery.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+    wildcard_constraints:
+        experiment="|".join(experiment_kind_is("gallery")),
+        panel=NAME,
+    log:
+        "logs/experiments/{experiment}/{panel}.log",
+    conda:
+        ENV_SCORE
+    params:
+        spec=experiment_spec,
+    script:
+        "../scripts/experiment.py"
