@@ -239,6 +239,25 @@ def rest_templates(spectype: str, options: TemplateFitOptions) -> tuple[np.ndarr
     return rest_wave, rest_flux / scale, list(objects["LABEL"])
 
 
+def _binned_igm(grid: Grid, native: np.ndarray, z: np.ndarray) -> np.ndarray | None:
+    """Mean I14 transmission (Z, P) averaged over the native pixels of each network bin; None when
+    no trial redshift puts Ly-alpha inside the native range (z < 3600 / 1215.67 - 1)."""
+    n_forest = int(np.searchsorted(native, LYA * (1.0 + z.max()), side="right"))
+    if n_forest == 0:
+        return None
+    rebinner = NativeRebinner(grid, native[:n_forest])
+    has_forest = np.zeros(grid.n_pixels, bool)
+    has_forest[rebinner.targets] = True
+    igm = InoueIGM(native[:n_forest])
+    out = np.ones((z.size, grid.n_pixels), np.float32)
+    for start in range(0, z.size, IGM_BLOCK):
+        block = z[start:start + IGM_BLOCK]
+        transmission = igm.transmission(block).astype(np.float32)
+        binned = rebinner.rebin_sums(transmission, np.ones_like(transmission))[0]
+        out[start:start + block.size] = np.where(has_forest, binned, 1.0)
+    return out
+
+
 def build_template_set(grid: Grid, options: TemplateFitOptions | dict[str, Any] | None = None) -> TemplateSet:
     """Every class's templates on `grid` over its fine redshift grid (mean IGM applied)."""
     import time
@@ -253,25 +272,29 @@ def build_template_set(grid: Grid, options: TemplateFitOptions | dict[str, Any] 
         raise ConfigError(f"baseline.template_fit.classes: {unknown} have no renderer in the simulator; "
                           f"valid: {sorted(RENDERERS)}")
     native = instrument().wave
-    rebinner = NativeRebinner(grid, native)
-    ones = np.ones((IGM_BLOCK, native.size), np.float32)
+    edges = np.asarray(grid.edges, np.float64)
+    # Network bins that receive native pixels (ingestion leaves the others at ivar 0): models 0 there.
+    covered = np.zeros(grid.n_pixels, bool)
+    covered[NativeRebinner(grid, native).targets] = True
     z_by_class, models, labels = {}, {}, {}
     for spectype in classes:
         rest_wave, rest_flux, names = rest_templates(spectype, options)
+        # Bin means are exact integrals of the rest template: a cumulative (trapezoid) integral
+        # evaluated at each bin's edges moved to the rest frame, (Z, P + 1) interpolations per template.
+        cumulative = np.zeros_like(rest_flux)
+        cumulative[:, 1:] = np.cumsum(0.5 * (rest_flux[:, 1:] + rest_flux[:, :-1]) * np.diff(rest_wave), axis=1)
         z = z_grid(*class_z_range(spectype, options), options.z_step)
-        # The IGM only reaches pixels blueward of Ly-alpha: none at all for z < 3600 / 1215.67 - 1.
-        n_forest = int(np.searchsorted(native, LYA * (1.0 + z.max()), side="right"))
-        igm = InoueIGM(native[:n_forest]) if n_forest else None
+        transmission = _binned_igm(grid, native, z)
         out = np.empty((len(names), z.size, grid.n_pixels), np.float32)
         for start in range(0, z.size, IGM_BLOCK):
-            block = z[start:start + IGM_BLOCK]
-            transmission = igm.transmission(block).astype(np.float32) if igm else None
-            rest = native[None, :] / (1.0 + block[:, None])
+            block = slice(start, start + IGM_BLOCK)
+            rest_edges = edges[None, :] / (1.0 + z[block, None])
+            width = np.diff(rest_edges, axis=1)
             for v in range(len(names)):
-                model = np.interp(rest, rest_wave, rest_flux[v]).astype(np.float32)
-                if igm:
-                    model[:, :n_forest] *= transmission
-                out[v, start:start + block.size] = rebinner.rebin_sums(model, ones[:block.size])[0]
+                mean = np.diff(np.interp(rest_edges, rest_wave, cumulative[v]), axis=1) / width
+                if transmission is not None:
+                    mean *= transmission[block]
+                out[v, block] = np.where(covered, mean, 0.0)
         z_by_class[spectype], models[spectype], labels[spectype] = z, out, names
     tset = TemplateSet(np.asarray(grid.wavelength, float), z_by_class, models, labels, options.coarse_factor)
     tset.build_seconds = time.perf_counter() - started
@@ -387,6 +410,20 @@ def _parabola(chi2: np.ndarray, index: np.ndarray, x_grid: np.ndarray) -> tuple[
     x = x_grid[index[rows, centre]] + offset * step
     chi2_min = np.where(convex & ~bad_fit, y0 - 0.25 * (ym - yp) * offset, chi2[rows, best])
     return x, chi2_min, zwarn
+
+
+def chi2_scan(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, spectype: str,
+              options: TemplateFitOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """chi2 (N, V, Z) of every template of one class at every fine redshift, in float64 (for
+    inspection and tests; the fit itself scans the coarse grid, then the fine one near its minimum)."""
+    options = options or TemplateFitOptions()
+    basis = legendre_basis(np.shape(flux)[-1], options.poly_order)
+    s = _prepare(np.atleast_2d(flux), np.atleast_2d(ivar), basis)
+    models = tset.models[spectype].astype(np.float64)  # (V, Z, P)
+    b = np.einsum("np,vzp->nvz", s.wf, models)
+    a = np.einsum("np,vzp->nvz", s.w, models * models)
+    c = np.einsum("nkp,vzp->nkvz", s.wl, models)
+    return tset.z[spectype], _chi2(s, b, a, c)
 
 
 def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_class: str = "LBG",

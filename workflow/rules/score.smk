@@ -35,9 +35,15 @@ rule score:
 
 rule compare:
     input:
-        scores=[f"results/scores/{m}/{c}/{t}.json" for m, c in RUNS for t in TESTSETS],
+        scores=[
+            f"results/scores/{m}/{c}/{t}.json"
+            for m, c in RUNS + BASELINE_RUNS
+            for t in TESTSETS
+        ],
         curves=[
-            f"results/scores/{m}/{c}/{t}_curve.csv" for m, c in RUNS for t in TESTSETS
+            f"results/scores/{m}/{c}/{t}_curve.csv"
+            for m, c in RUNS + BASELINE_RUNS
+            for t in TESTSETS
         ],
         models=[f"results/models/{m}/{c}/model.pt" for m, c in RUNS],
     output:
