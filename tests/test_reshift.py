@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lymannet import augment, simulate
+from lymannet.config import slugify
 from lymannet.desi import ARM_OVERLAPS
 from lymannet.grid import Grid
 from lymannet.ingest import ingest
@@ -138,3 +140,101 @@ def test_shift_leaves_no_empty_end(lbg_sets, shifted, z0, ratio, z1):
         reference = (rest > 1600) & (rest < 2000)
         shape = [spectra.flux[:, filled].mean() / spectra.flux[:, reference].mean() for spectra in (moved, unshifted)]
         assert shape[0] / shape[1] == pytest.approx(1.0, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# every combo of the demo, at small size: no "empty end = LBG" shortcut
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+
+
+def demo_config() -> dict:
+    import yaml
+
+    return yaml.safe_load(DEMO_CONFIG.read_text())
+
+
+def small_dataset(folder: Path, name: str, spec: dict) -> Path:
+    coadd, truth, output = folder / f"{name}_coadd.fits", folder / f"{name}_truth.fits", folder / f"{name}.fits"
+    simulate.simulate_dataset(spec, 5, name, coadd, truth)
+    ingest([str(coadd)], str(truth), GRID, str(output), name, INGEST)
+    return output
+
+
+@pytest.fixture(scope="module")
+def demo_sources(tmp_path_factory) -> dict[str, Path]:
+    """The demo's data sets at ~1/10 size (ingested, no holdout): survey, and the templates set
+    (one copy, two magnitudes) resampled as rule resample_templates does."""
+    from lymannet.templates import resample_templates
+
+    config, folder = demo_config(), tmp_path_factory.mktemp("demo_small")
+    survey = dict(config["datasets"]["survey"]["simulate"])
+    survey["populations"] = {kind: dict(pop, n=max(40, pop["n"] // 10)) for kind, pop in survey["populations"].items()}
+    templates = dict(config["datasets"]["templates"]["simulate"], copies=1, mag_levels=[23.0, 24.0])
+    sources = {"survey": small_dataset(folder, "survey", survey)}
+    pool = small_dataset(folder, "templates", templates)
+    sources["resampled:templates"] = folder / "resampled_templates.fits"
+    resample_templates(pool, sources["resampled:templates"], folder / "resampled.png",
+                       config["resample_templates"]["templates"]["offset_width"], config["seed"], "templates")
+    return sources
+
+
+def build_combo(config: dict, combo: str, sources: dict[str, Path], folder: Path, thesis: bool = False) -> SpectrumSet:
+    """A combo's train + validation rows, its variants built with the demo's recipes
+    (thesis: every shift as eq. 3.1 alone)."""
+    from lymannet.combine import combine
+    from lymannet.spectra import read_spectra
+
+    members = {}
+    for name in config["combos"][combo]["members"]:
+        spec = dict(config["variants"][name])
+        if thesis:
+            spec["ops"] = [{"shift": dict(op["shift"], thesis=True)} if "shift" in op else op for op in spec["ops"]]
+        members[name] = folder / f"{slugify(name)}.fits"
+        if not members[name].exists():
+            augment.augment_variant(sources[spec["source"]], members[name], spec, config["seed"], name)
+    out = {side: folder / f"{combo}_{side}.fits" for side in ("train", "val")}
+    combine({k: str(v) for k, v in members.items()}, config["combos"][combo], config["seed"], combo, out["train"],
+            out["val"], folder / f"{combo}.csv", folder / f"{combo}.png")
+    parts = [read_spectra(out[side]) for side in ("train", "val")]
+    return SpectrumSet(GRID.wavelength, np.concatenate([p.flux for p in parts]), np.concatenate([p.ivar for p in parts]),
+                       pd.concat([p.truth for p in parts], ignore_index=True), GRID)
+
+
+def zero_ivar_ks(spectra: SpectrumSet) -> tuple[float, int, int]:
+    """Two-sample KS p-value of the per-spectrum fraction of zero-ivar pixels, LBG vs the rest."""
+    from scipy.stats import ks_2samp
+
+    fraction = (spectra.ivar == 0).mean(axis=1)
+    lbg = spectra.truth["SPECTYPE"].to_numpy() == "LBG"
+    return float(ks_2samp(fraction[lbg], fraction[~lbg]).pvalue), int(lbg.sum()), int((~lbg).sum())
+
+
+@pytest.mark.parametrize("combo", list(demo_config()["combos"]))
+def test_zero_ivar_fraction_is_the_same_for_lbgs_and_contaminants(demo_sources, combo, tmp_path_factory):
+    config = demo_config()
+    folder = tmp_path_factory.getbasetemp() / "demo_variants"
+    folder.mkdir(exist_ok=True)
+    p_value, n_lbg, n_contaminants = zero_ivar_ks(build_combo(config, combo, demo_sources, folder))
+    assert n_lbg >= 40 and n_contaminants >= 40
+    assert p_value > 0.01, f"{combo}: KS p = {p_value:.3g} ({n_lbg} LBG, {n_contaminants} contaminants)"
+
+
+def test_thesis_shift_gives_lbgs_their_own_gaps(demo_sources, tmp_path):
+    """The same KS test fails with eq. 3.1 alone: only shifted LBGs carry empty ends."""
+    p_value, _, _ = zero_ivar_ks(build_combo(demo_config(), "data_to_train_1", demo_sources, tmp_path, thesis=True))
+    assert p_value < 1e-6
+
+
+def test_boosted_offset_is_not_a_second_offset_of_5_4(demo_sources, tmp_path):
+    config = demo_config()
+    sets = {}
+    for name in ("offset of 5/4", "offset of 5/4 boosted"):
+        output = tmp_path / f"{slugify(name)}.fits"
+        augment.augment_variant(demo_sources["survey"], output, config["variants"][name], config["seed"], name)
+        sets[name] = read_network(output).truth
+    plain, boosted = sets["offset of 5/4"], sets["offset of 5/4 boosted"]
+    parent_z = (1 + boosted["Z"]) / 1.25 - 1  # within +-0.1 / 1.25 of z0 (jitter 0.2)
+    assert (parent_z > 2.7 - 0.08).all() and boosted["Z"].min() > 3.5
+    assert len(boosted) < len(plain) and plain["Z"].min() < 3.5
+    assert boosted["Z"].mean() > plain["Z"].mean() + 0.02
