@@ -238,3 +238,56 @@ def test_boosted_offset_is_not_a_second_offset_of_5_4(demo_sources, tmp_path):
     assert (parent_z > 2.7 - 0.08).all() and boosted["Z"].min() > 3.5
     assert len(boosted) < len(plain) and plain["Z"].min() < 3.5
     assert boosted["Z"].mean() > plain["Z"].mean() + 0.02
+
+
+# ---------------------------------------------------------------------------------------------
+# real DESI coadds: the shift reads only Z and the spectra (no EXPTIME, magnitude or fibre)
+
+def test_real_edr_spectra_shift_with_masked_pixels_kept_in_place(fixtures_dir, tmp_path):
+    coadds = [fixtures_dir / "desi-edr" / name for name in ("coadd-5-169-thru20210419.fits", "coadd-sv3-dark-26065.fits")]
+    truth = tmp_path / "vi.csv"
+    truth.write_text("TARGETID,Z,SPECTYPE\n39633300968442591,2.8,LBG\n39627866878511337,3.0,LBG\n"
+                     "39627866878514741,3.2,LBG\n")
+    pool = tmp_path / "edr.fits"
+    ingest([str(path) for path in coadds], str(truth), GRID, str(pool), "edr", {**INGEST, "missing_truth": "drop"})
+    output = tmp_path / "shifted.fits"
+    spec = {"ops": [{"shift": {"ratio": "5/4"}}], "keep_native": True}
+    assert augment.augment_variant(pool, output, spec, 1, "edr 5/4") == 3
+    with SpectraFile(pool) as spectra_file:
+        source, source_native = spectra_file.read("network"), spectra_file.read("native")
+    with SpectraFile(output) as spectra_file:
+        moved, moved_native = spectra_file.read("network"), spectra_file.read("native")
+    assert np.isfinite(moved.flux).all() and np.isfinite(moved_native.flux).all()
+    # masked pixels of the observation (35 native pixels of one spectrum) stay where the
+    # instrument had them, and only they are empty: the shifted masks and ends are filled
+    assert (source_native.ivar == 0).sum() >= 35
+    np.testing.assert_array_equal(moved_native.ivar == 0, source_native.ivar == 0)
+    np.testing.assert_array_equal(moved.ivar == 0, source.ivar == 0)
+    np.testing.assert_allclose(moved.truth["Z"], 1.25 * (1 + source.truth["Z"]) - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the IGM factor on its own
+
+def test_igm_correction_is_the_i14_mean_ratio_with_scatter_and_a_bounded_gain():
+    from lymannet.desi import native_wavelength
+    from lymannet.igm import InoueIGM
+    from lymannet.reshift import MAX_IGM_GAIN, igm_correction
+
+    wave = native_wavelength()
+    n = 3000
+    up, capped = igm_correction(wave, np.full(n, 3.0), np.full(n, 4.0), np.random.default_rng(1))
+    assert capped == 0 and up.shape[1] == np.searchsorted(wave, 1215.67 * 4.0, side="right")
+    rest = wave[: up.shape[1]] / 4.0
+    forest = (rest > 1050) & (rest < 1180)
+    expected = InoueIGM(wave * 1.25).transmission(np.array([4.0]))[0] / InoueIGM(wave).transmission(np.array([3.0]))[0]
+    # <t> over sightlines is the mean ratio (0.69 at rest 1100 A); one sightline scatters around it
+    np.testing.assert_allclose(up[:, forest].mean(axis=0), expected[: up.shape[1]][forest], rtol=0.03)
+    assert up[:, forest].std(axis=0).min() > 0.1 and (up <= 1.0).all()
+    down, capped = igm_correction(wave, np.full(4, 3.8), np.full(4, 2.6), np.random.default_rng(1))
+    assert capped > 0 and down.max() == pytest.approx(MAX_IGM_GAIN) and (down >= 1.0).all()
+    rest = wave[: down.shape[1]] / 4.8
+    gain = InoueIGM(wave * 0.75).transmission(np.array([2.6]))[0] / InoueIGM(wave).transmission(np.array([3.8]))[0]
+    unbounded = (rest > 1050) & (rest < 1180) & (gain[: down.shape[1]] < MAX_IGM_GAIN)
+    np.testing.assert_allclose(down[:, unbounded], np.broadcast_to(gain[: down.shape[1]][unbounded], (4, unbounded.sum())),
+                               rtol=1e-3)

@@ -123,6 +123,7 @@ class ShiftOp(Op):
         if not isinstance(self.thesis, bool):
             raise ConfigError(f"{self.where}: thesis must be true or false, not {self.thesis!r}")
         self.report = ShiftReport()
+        self.native_after = True  # does anything after this shift read the native layer?
 
     @property
     def column(self) -> str:
@@ -154,7 +155,8 @@ class ShiftOp(Op):
         z0 = chunk.truth[f"_z0{self.index}"].to_numpy(np.float64)
         z1 = (1 + z0) * ratio - 1
         chunk.flux, chunk.ivar, chunk.native_flux, chunk.native_ivar, report = shift_galaxy(
-            layout.native_wavelength, chunk.native_flux, chunk.native_ivar, chunk.ivar, z0, z1, layout.grid, rng)
+            layout.native_wavelength, chunk.native_flux, chunk.native_ivar, chunk.ivar, z0, z1, layout.grid, rng,
+            native=self.native_after)
         self.report.add(report)
 
 
@@ -268,6 +270,9 @@ def augment_variant(source: str | Path, output: str | Path, spec: dict, seed: in
     recipe = parse_recipe(variant, spec)
     keep_native = bool((spec or {}).get("keep_native", False))
     last_native = max((i for i, op in enumerate(recipe) if op.needs_native), default=-1)
+    for index, op in enumerate(recipe):
+        if isinstance(op, ShiftOp):
+            op.native_after = keep_native or index < last_native
     with SpectraFile(source) as source_file:
         layout = Layout.of(source_file)
         read_native = keep_native or last_native >= 0
