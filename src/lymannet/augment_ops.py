@@ -6,7 +6,9 @@
   pixels no longer sit on any grid; re-gridding by nearest bin would leave empty bins whenever
   ratio > 1 (the shifted pixels are sparser than the target bins), overlap weights do not.
 - :func:`shift_native`: eq. 3.1 on the native layer, then rebinning onto the network grid (the
-  QuasarNET rule of :func:`lymannet.preprocess.rebin`, as at ingestion) and onto the native grid.
+  QuasarNET rule of :func:`lymannet.preprocess.rebin`, as at ingestion) and onto the native grid:
+  the thesis's shift (`shift: {thesis: true}`); the default shift is
+  :func:`lymannet.reshift.shift_galaxy`, which adds z1's IGM, the destination's noise and no gaps.
 - :func:`fill_windows`: the thesis's "fake noise" (section 3.3): a window replaced by noise.
 - :func:`extra_noise_sigma` / :func:`add_noise`: extra Gaussian noise, ivar updated consistently.
 

@@ -18,40 +18,59 @@ redshift. :func:`shift_galaxy` does eq. 3.1 and then undoes those three side eff
      It is bounded: t <= MAX_IGM_GAIN (3). Below the source's Lyman limit (T(z0) ~ 0) the data
      hold no flux to recover; there the mean is left short rather than noise tripled and more.
 
-   Flux is multiplied by t and ivar divided by t^2, so the noise stays described by ivar.
+   Flux is multiplied by t and ivar divided by t^2, so the noise stays described by ivar. Pixels
+   are combined (network bins, neighbourhood means) with the instrument's ivar as weights, not
+   ivar / t^2, which would favour absorbed pixels (a 3 -> 4 shift's forest came out 15% too dark).
 2. **Noise of the destination wavelengths** (:func:`to_destination`). Sky lines (5577 A), the
    dichroic overlaps (5800 and 7570 A), the arm edges and telluric bands are where the instrument
    is, not where the galaxy is: after the shift the spectrum must carry the noise of the
    wavelengths it now sits at. The target is the ivar of the *unshifted* spectrum at the same
    observed wavelength: the same exposure, fibre, sky and night, read from the data itself, so
-   real coadds need no EXPTIME or magnitude. (Its object photon noise is the unshifted object's;
-   for the demo's LBGs, r = 22.5-24.5 in 2 h, the object term is 1-13% of the variance and only
-   the difference between the two fluxes enters, so it is neglected; a bright shifted QSO would
-   be given slightly wrong noise.) Per pixel, with V = 1/ivar:
+   real coadds need no EXPTIME, magnitude or fibre fraction (only Z and the native layer, which
+   the shift always needed). Its object photon noise is the unshifted object's: for the demo's
+   LBGs (r = 22.5-24.5, 2 h) the object term is 1-13% of the variance and only the difference
+   between the two fluxes enters, so it is neglected; a bright shifted QSO would get too little.
+   A stretch (r > 1) spreads each pixel's information over r pixels, so its target is that ivar
+   / r (a spectrum of exposure t / r: noise x sqrt(1.25) = 1.12 for 5/4), not less noise than the
+   data hold. Per pixel, with V = 1/ivar:
 
    - V_shifted <= V_target: Gaussian noise of variance V_target - V_shifted is added;
-   - V_shifted > (1 + EXCESS_TOLERANCE) V_target (a sky line, overlap or amplified forest of the
-     source, now somewhere quieter): noise cannot be removed, so the pixel is replaced by the
-     ivar-weighted mean of its neighbours, in the smallest window of INPAINT_HALF_WIDTHS whose
-     mean has variance <= V_target, then noised up to V_target. Where no window is quiet enough
-     the pixel keeps its data and its (larger) variance (:class:`ShiftReport` counts them);
-   - pixels where the unshifted spectrum has no data (ivar 0) get flux 0, ivar 0, as it has.
+   - the instrument's V_shifted > (1 + EXCESS_TOLERANCE) V_target (a sky line, an overlap or a
+     noisy arm end of the source, now somewhere quieter): noise cannot be removed, so the pixel
+     takes the mean of the *quiet* pixels around it, in the smallest window of
+     INPAINT_HALF_WIDTHS (8, 24, 80 A) whose mean has variance <= V_target, and is noised up to
+     V_target (the thesis's "fake noise" of :func:`lymannet.augment_ops.fill_windows`, placed
+     where the source's instrument was). A noisy stretch wider than the windows has no quiet
+     neighbours: it keeps its data and its larger variance, and ivar says so (kept_noisier in
+     :class:`ShiftReport`; e.g. a 5/4 shift's 4500-5600 A comes from 3600-4480 A, where the B
+     arm's throughput is 0.05-0.3); so does a forest amplified by a downward shift;
+   - pixels where the unshifted spectrum has no data (ivar 0: masks, beyond 9824 A) get flux 0,
+     ivar 0, as it has.
 3. **No empty ends** (:func:`gap_model`). A 5/4 shift leaves 3600-4500 A without data, a 3/4 shift
    7370-9824 A: only augmented LBGs would carry such gaps, and a network can learn "empty end =
-   LBG". Gaps are filled with a model and the noise of the destination: a power law
-   A (lambda_rest/1500)^beta fitted to the spectrum's own rest 1270-3000 A (the UV slope of
-   star-forming galaxies, Calzetti et al. 1994; beta = -1.7, Shapley et al. 2003, where too little
-   of that range is observed), times a Lyman-continuum escape of LYC_ESCAPE below 912 A, times a
-   fluctuating I14 sightline at z1. Below the Lyman limit and redward of CIII] this is what an LBG
-   looks like; the model has no lines there, so none are invented.
+   LBG". Gaps (and the source's masked pixels, moved) are filled with a model and the noise of
+   the destination: a power law A (lambda_rest/1500)^beta fitted to the spectrum's own rest
+   1270-3000 A (the UV slope of star-forming galaxies, Calzetti et al. 1994; beta = -1.7,
+   Shapley et al. 2003, where too little of that range is observed), times a Lyman-continuum
+   escape of LYC_ESCAPE below 912 A, times a fluctuating I14 sightline at z1. Below the Lyman
+   limit and redward of CIII] this is what an LBG looks like; the model has no lines there, so
+   none are invented. After a shift a spectrum has zero ivar exactly where its unshifted self has.
 
-The native layer is processed (the IGM fluctuations and sky lines are narrower than a network
-bin) and the network layer rebinned from it as ingestion does (:func:`lymannet.preprocess.rebin`),
-so both layers carry one noise draw and the network ivar equals the unshifted spectrum's.
+The native layer is moved and IGM-corrected (the forest fluctuations are narrower than a network
+bin); the network layer is rebinned from it and then brought to the unshifted network ivar on its
+own bins (a sub-bin mean cannot lower a bin's noise, so the network layer is where its noise is
+judged). The native layer, when anything after the shift reads it, gets the same treatment on its
+pixels with its own draws, as `add_noise` does.
+
+Measured on simulated LBGs (tests/test_reshift.py): rest 1050-1180 A flux over rest 1270-1380 A,
+shifted vs simulated at z1, 0.706 vs 0.720 (3 -> 4), 1.144 vs 1.146 (3.8 -> 2.6), 0.929 vs 0.957
+(3 -> 3.3); eq. 3.1 alone gives 1.049 and 0.791. Noise at 5577 A and in the 5800 A overlap
+1.00-1.12 times that of spectra observed at z1 (1.12 = sqrt(5/4); eq. 3.1 alone: 0.25-0.89).
 
 Limits, said plainly: sky-subtraction residuals of real data are systematic, not Gaussian; the
-added noise is Gaussian. The window means smooth real features that sit on a source sky line
-(over 1.6-77 A); the amplified forest of a downward shift keeps z0's relative fluctuations.
+added noise is Gaussian. The window means smooth real features that sit on a source sky line or
+overlap (over 8-80 A); the amplified forest of a downward shift keeps z0's relative fluctuations;
+the noisier-than-destination stretches above stay noisier.
 """
 
 from __future__ import annotations
