@@ -799,18 +799,22 @@ def _bal_transmission(objects: pd.DataFrame) -> np.ndarray | float:
     if not bal.any():
         return 1.0
     rows = np.flatnonzero(bal)
-    wave = instrument().wave[None, :]
-    one_plus_z = 1.0 + objects["Z"].to_numpy()[rows, None]
-    vmin = objects["BAL_VMIN_KMS"].to_numpy()[rows, None]
-    vmax = objects["BAL_VMAX_KMS"].to_numpy()[rows, None]
-    transmission = np.ones((len(objects), wave.size), dtype=np.float32)
-    part = np.ones((rows.size, wave.size))
+    wave = instrument().wave
+    f32 = lambda column: objects[column].to_numpy(np.float32)[rows, None]  # noqa: E731
+    one_plus_z, vmin, vmax = 1.0 + f32("Z"), f32("BAL_VMIN_KMS"), f32("BAL_VMAX_KMS")
+    # Only pixels that can be in a trough: rest (1 - 30,000 km/s / c) x Ly-alpha to CIV.
+    lo = np.searchsorted(wave, BAL_LINES[-1][0] * 0.9 * float(one_plus_z.min()))
+    hi = np.searchsorted(wave, BAL_LINES[0][0] * 1.01 * float(one_plus_z.max()))
+    window = wave[None, lo:hi].astype(np.float32)
+    part = np.ones((rows.size, window.shape[1]), np.float32)
+    edge = np.float32(BAL_EDGE_KMS)
     for rest, relative in BAL_LINES:
-        centre = rest * one_plus_z
-        velocity = C_KMS * (centre - wave) / centre  # outflow (blueshift) velocity, km/s
-        profile = expit((velocity - vmin) / BAL_EDGE_KMS) * expit((vmax - velocity) / BAL_EDGE_KMS)
-        part *= 1.0 - relative * depth[rows, None] * profile
-    transmission[rows] = part
+        centre = np.float32(rest) * one_plus_z
+        velocity = np.float32(C_KMS) * (centre - window) / centre  # outflow (blueshift) velocity, km/s
+        profile = expit((velocity - vmin) / edge) * expit((vmax - velocity) / edge)
+        part *= 1.0 - np.float32(relative) * depth[rows, None].astype(np.float32) * profile
+    transmission = np.ones((len(objects), wave.size), dtype=np.float32)
+    transmission[rows, lo:hi] = part
     return transmission
 
 
@@ -860,14 +864,15 @@ def _render_star(objects: pd.DataFrame) -> np.ndarray:
     # ~4300 A more in cooler stars (by ~10% at F5 to ~60% in M dwarfs).
     blanket = np.clip((7000.0 - teff) / 5500.0, 0.05, 0.65).astype(np.float32)[:, None]
     continuum *= 1.0 - blanket / (1.0 + np.exp((rest - np.float32(4300.0)) / np.float32(150.0)))
-    strength = _molecular_strength(teff).astype(np.float32)[:, None]
-    if strength.any():
-        bands = np.ones_like(continuum)
+    strength = _molecular_strength(teff).astype(np.float32)
+    cool = np.flatnonzero(strength > 0)  # only stars below ~4100 K have molecular bands
+    if cool.size:
+        bands = np.ones((cool.size, wave.size), np.float32)
         for head, depth, length in STAR_BANDS:
-            beyond = rest - np.float32(head)
+            beyond = rest[cool] - np.float32(head)
             shape = np.exp(-np.maximum(beyond, 0.0) / np.float32(length)) * expit(beyond / np.float32(3.0))
-            bands *= 1.0 - strength * np.float32(depth) * shape
-        continuum *= bands
+            bands *= 1.0 - strength[cool, None] * np.float32(depth) * shape
+        continuum[cool] *= bands
     one_plus_z = 1.0 + objects["Z"].to_numpy()
     sigma_kms = objects["LINE_SIGMA_KMS"].to_numpy()
     scatter = _line_scatter(objects, len(STAR_LINES), 0.15)
