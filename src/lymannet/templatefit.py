@@ -464,10 +464,12 @@ def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_cl
     rows = np.arange(n)
     best = order[:, 0]
     classes = np.asarray(tset.classes)
-    delta = chi2_all[rows, order[:, 1]] - chi2_all[rows, best] if len(classes) > 1 else np.full(n, np.inf)
+    # With one class only, the alternative is the polynomial alone (no template).
+    second = chi2_all[rows, order[:, 1]] if len(classes) > 1 else s.chi2_poly
+    delta = second - chi2_all[rows, best]
     target_j = tset.classes.index(target)
     others = np.delete(chi2_all, target_j, axis=1)
-    delta_target = (others.min(axis=1) - chi2_all[:, target_j]) if others.size else np.full(n, np.inf)
+    delta_target = (others.min(axis=1) if others.size else s.chi2_poly) - chi2_all[:, target_j]
     confidence = 0.5 * (1.0 + delta_target / (np.abs(delta_target) + options.confidence_scale))
     best_warn = np.stack([out[f"ZWARN_{c}"] for c in tset.classes], axis=1)[rows, best]
     zwarn |= best_warn | np.where(delta < SMALL_DELTA_CHI2, ZWARN_SMALL_DELTA_CHI2, 0)

@@ -51,7 +51,7 @@ rule predict_templatefit:
     threads: 2
     resources:
         runtime=30,
-        mem_mb=4000,
+        mem_mb=2000,  # peak RSS ~400 MB on the demo's test sets (chunks of 512 spectra)
     params:
         fit={
             **{
