@@ -507,8 +507,8 @@ def _contaminant_parameters(objects: dict[str, np.ndarray], rng: np.random.Gener
     star, galaxy, bal = spectype == "STAR", spectype == "GALAXY", (spectype == "QSO") & (subtype == "BAL")
     passive = galaxy & (subtype == "PASSIVE")
     unit = rng.uniform(size=(6, n))
-    lo = np.array([STAR_TEFF_RANGES.get(t, (np.nan, np.nan))[0] for t in subtype]) if n else np.zeros(0)
-    hi = np.array([STAR_TEFF_RANGES.get(t, (np.nan, np.nan))[1] for t in subtype]) if n else np.zeros(0)
+    lo = pd.Series(subtype).map({k: v[0] for k, v in STAR_TEFF_RANGES.items()}).to_numpy(np.float64)
+    hi = pd.Series(subtype).map({k: v[1] for k, v in STAR_TEFF_RANGES.items()}).to_numpy(np.float64)
     objects["TEFF"] = np.where(star, lo + unit[0] * (hi - lo), np.nan)
     # Passive galaxies: Dn4000 1.6-2.1, weak-line (post-starburst, green-valley) 1.25-1.6: the two
     # sides of the Dn4000 bimodality (Kauffmann et al. 2003, MNRAS 341, 33; Balogh et al. 1999,
