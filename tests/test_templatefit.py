@@ -161,3 +161,27 @@ def test_defaults_equal_the_schema():
     properties = schema["properties"]["baseline"]["properties"]["template_fit"]["properties"]
     defaults = {name: prop["default"] for name, prop in properties.items() if name not in ("enabled", "name", "combo")}
     assert {name: getattr(TemplateFitOptions(), name) for name in defaults} == defaults
+
+
+def test_the_dag_predicts_and_scores_the_baseline_on_every_test_set(tmp_path):
+    from conftest import copy_workflow
+    from test_workflow import planned_jobs, write_config
+
+    workdir = copy_workflow(tmp_path)
+    config = yaml_config(workdir)
+    testsets = {name for name, spec in config["testsets"].items() if spec.get("in_summary", True)}
+    jobs = planned_jobs(workdir)
+    assert {w["testset"] for rule, w in jobs if rule == "predict_templatefit"} == testsets
+    scored = {w["testset"] for rule, w in jobs if rule == "score" and w["model"] == "template_fit"}
+    assert scored == testsets and all(w["combo"] == "simulator_templates" for rule, w in jobs
+                                      if rule == "score" and w["model"] == "template_fit")
+    edited = write_config(workdir, lambda c: c.setdefault("baseline", {}).setdefault("template_fit", {})
+                          .update(enabled=False))
+    jobs = planned_jobs(workdir, "--configfile", edited)
+    assert not [w for rule, w in jobs if rule == "predict_templatefit" or w.get("model") == "template_fit"]
+
+
+def yaml_config(workdir):
+    import yaml
+
+    return yaml.safe_load((workdir / "config" / "config.yaml").read_text())
