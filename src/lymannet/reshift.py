@@ -176,8 +176,8 @@ def fit_power_law(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.nd
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(A, beta) per row of f = A (lambda_rest / 1500)^beta over CONTINUUM_REST_RANGE, weighted
     least squares on coarse bins of FIT_BIN_PIXELS pixels, beta on BETA_GRID (A exact for each).
-    Rows with fewer than MIN_FIT_BINS bins there: beta = DEFAULT_BETA, A from whatever of the
-    range has data (0 if none)."""
+    Rows with fewer than MIN_FIT_BINS bins there: all their data redward of rest 1270 A; fewer
+    still: beta = DEFAULT_BETA, A from whatever has data (0 if none)."""
     n_rows = flux.shape[0]
     n_bins = flux.shape[1] // FIT_BIN_PIXELS
     cut = n_bins * FIT_BIN_PIXELS
@@ -187,6 +187,10 @@ def fit_power_law(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.nd
     centre = wave[:cut].reshape(n_bins, FIT_BIN_PIXELS).mean(axis=1)
     rest = centre[None, :] / (1.0 + np.asarray(z, np.float64))[:, None]
     use = (rest > CONTINUUM_REST_RANGE[0]) & (rest < CONTINUUM_REST_RANGE[1]) & (weight > 0)
+    # A shifted contaminant (an ELG at z ~ 0.1 has no rest 1270-3000 A in range): everything
+    # redward of rest 1270 A it has, rather than an empty continuum.
+    elsewhere = use.sum(axis=1) < MIN_FIT_BINS
+    use[elsewhere] = ((rest > CONTINUUM_REST_RANGE[0]) & (weight > 0))[elsewhere]
     w = np.where(use, weight, 0.0)
     log_x = np.log(rest / 1500.0)
     best_chi2 = np.full(n_rows, np.inf)
