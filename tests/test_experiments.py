@@ -241,3 +241,40 @@ def test_gallery_pairs_an_original_with_its_copies(tmp_path):
     assert figure.stat().st_size > 10_000
     assert facts["parent_targetid"] in range(1, 5)  # an LBG, present in the variant
     assert facts["copies"][0]["z"] == pytest.approx(facts["z_original"])
+
+
+def _catalogue(path: Path, z_true: np.ndarray, z_pred: np.ndarray, conf: np.ndarray, spectype: list[str]) -> str:
+    import fitsio
+
+    records = np.zeros(len(z_true), dtype=[("TARGETID", "i8"), ("Z", "f8"), ("SPECTYPE", "U8"), ("Z_PRED", "f8"),
+                                            ("C_LYA", "f4"), ("Z_LYA", "f8")])
+    records["TARGETID"] = np.arange(len(z_true))
+    records["Z"], records["Z_PRED"], records["C_LYA"], records["Z_LYA"] = z_true, z_pred, conf, z_pred
+    records["SPECTYPE"] = spectype
+    fitsio.write(str(path), records, extname="QN_RR", clobber=True)
+    return str(path)
+
+
+def test_compare_runs_writes_figure_and_table(tmp_path):
+    from lymannet.experiments import compare_runs
+
+    rng = np.random.default_rng(3)
+    n_t, n_c = 120, 60
+    z_true = np.r_[rng.uniform(2.9, 4.0, n_t), rng.uniform(0.1, 3.0, n_c)]
+    spectype = ["LBG"] * n_t + ["QSO"] * n_c
+    good = _catalogue(tmp_path / "good.fits", z_true, z_true + rng.normal(0, 0.01, n_t + n_c),
+                      np.r_[rng.uniform(0.7, 1, n_t), rng.uniform(0, 0.4, n_c)], spectype)
+    bad = _catalogue(tmp_path / "bad.fits", z_true, np.full(n_t + n_c, 2.5), rng.uniform(0, 1, n_t + n_c), spectype)
+    history = tmp_path / "history.csv"
+    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.2, 2.4, 2.2]}).to_csv(history)
+    spec = {"kind": "runs", "testset": "t", "title": "two runs", "mark_z": 3.77, "mark_dz": 0.03,
+            "runs": [{"model": "m", "combo": "low", "label": "bad"}, {"model": "m", "combo": "high"}]}
+    out = {name: str(tmp_path / name) for name in ("figure.png", "summary.md", "summary.csv")}
+    table = compare_runs(spec, [bad, good], [str(history)] * 2, {}, out["figure.png"], out["summary.md"],
+                         out["summary.csv"], name="exp")
+    assert list(table["run"]) == ["bad", "m/high"]
+    assert table.loc[1, "score"] > 0.9 > 0.2 > table.loc[0, "score"]
+    assert table.loc[0, "frac_dz_gt_max"] > 0.9 and table.loc[1, "frac_dz_gt_max"] < 0.05
+    assert Path(out["figure.png"]).stat().st_size > 20_000
+    text = Path(out["summary.md"]).read_text()
+    assert "| bad |" in text and "wrong z_pred in 3.77+-0.03" in text
