@@ -148,3 +148,17 @@ def test_sigterm_checkpoint_then_resume_is_bit_identical(tmp_path):
     for name, tensor in reference.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
     assert history["val_loss"].tolist() == ref_history["val_loss"].tolist()
+
+
+def test_slides_dense_architecture_and_quantile_target():
+    from lymannet.fourmost.train import quantile_forward, quantile_inverse, quantile_table
+
+    model = build("dense_slides", {"width": 32}, 500).eval()
+    assert model(torch.zeros(3, 1, 500)).shape == (3,)
+    # Dense(500 -> 32) + 3 x [Dense(10) + BN] + Dense(10 -> 1): the slides' layer list
+    assert count_parameters(model) == (500 * 32 + 32) + (32 * 10 + 10 + 20) + 2 * (10 * 10 + 10 + 20) + 11
+    z = np.random.default_rng(0).uniform(2, 4, 5000)
+    table = quantile_table(z, 1000)
+    u = quantile_forward(z, table)
+    assert u.min() == 0.0 and u.max() == 1.0 and np.mean(u < 0.25) == pytest.approx(0.25, abs=0.002)
+    assert np.allclose(quantile_inverse(u, table), z, atol=1e-9)

@@ -190,7 +190,7 @@ config.setdefault("fourmost", {})
 validate(config["fourmost"], "../schemas/fourmost.schema.yaml")
 FOURMOST = config["fourmost"]
 FOURMOST_REDSHIFT_MODELS = [
-    m for m in ("dense", "gru", "quasarnet") if FOURMOST["pipelines"][m]
+    m for m in ("dense", "gru", "quasarnet", "dense_slides") if FOURMOST["pipelines"][m]
 ]
 
 

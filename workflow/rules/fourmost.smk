@@ -6,10 +6,16 @@
 #   snakemake --cores 2 results/fourmost/full/summary.md     # the 10,000-spectrum run
 
 
+from pathlib import Path
+from types import SimpleNamespace
+
+
 wildcard_constraints:
     fourmost_size=r"[A-Za-z0-9_\-]+",
-    fourmost_zmodel=r"dense|gru|quasarnet",
-    fourmost_model=r"dense|gru|quasarnet|presence|location",
+    fourmost_zmodel=r"dense|gru|quasarnet|dense_slides",
+    fourmost_model=r"dense|gru|quasarnet|dense_slides|presence|location",
+    fourmost_study=r"[A-Za-z0-9_\-]+",
+    fourmost_variant=r"[A-Za-z0-9_\-]+",
 
 
 rule fourmost_simulate:
@@ -199,3 +205,129 @@ rule fourmost_summary:
         size=lambda w: w.fourmost_size,
     script:
         "../scripts/fourmost_summary.py"
+
+
+# --- the slides' studies (batch size, sample size): overlays of a model's train settings -------------
+
+
+def fourmost_study_config(study):
+    studies = FOURMOST.get("studies", {})
+    if study not in studies:
+        raise ValueError(f"fourmost.studies: unknown study {study!r}; valid: {sorted(studies)}")
+    return studies[study]
+
+
+def fourmost_variant_settings(wildcards):
+    """The model's train settings with the variant's overlay (the size's epochs win, as for the main models)."""
+    variants = fourmost_study_config(wildcards.fourmost_study)["variants"]
+    if wildcards.fourmost_variant not in variants:
+        raise ValueError(
+            f"fourmost.studies.{wildcards.fourmost_study}: unknown variant {wildcards.fourmost_variant!r}; "
+            f"valid: {sorted(variants)}"
+        )
+    settings = {**fourmost_train_settings(wildcards), **variants[wildcards.fourmost_variant]}
+    epochs = fourmost_size_spec(wildcards.fourmost_size).get("epochs")
+    if epochs:
+        settings["epochs"] = epochs
+    return settings
+
+
+def _fourmost_train_defaults():
+    import yaml
+
+    schema = yaml.safe_load(Path(workflow.basedir, "workflow", "schemas", "fourmost.schema.yaml").read_text())
+    return {k: v.get("default") for k, v in schema["$defs"]["train"]["properties"].items()}
+
+
+def fourmost_variant_is_base(size, model, study, variant):
+    """A variant that changes nothing (n_train null, batch_size as configured...) is the main model."""
+    w = SimpleNamespace(fourmost_size=size, fourmost_model=model, fourmost_study=study, fourmost_variant=variant)
+    defaults = _fourmost_train_defaults()
+    return {**defaults, **fourmost_train_settings(w)} == {**defaults, **fourmost_variant_settings(w)}
+
+
+def fourmost_study_inputs(wildcards):
+    root = f"results/fourmost/{wildcards.fourmost_size}"
+    study = fourmost_study_config(wildcards.fourmost_study)
+    metrics, histories = [], []
+    for model in study["models"]:
+        for variant in study["variants"]:
+            if fourmost_variant_is_base(wildcards.fourmost_size, model, wildcards.fourmost_study, variant):
+                metrics.append(f"{root}/redshift/{model}/metrics.json")
+                histories.append(f"{root}/models/{model}_history.csv")
+            else:
+                base = f"{root}/studies/{wildcards.fourmost_study}/{variant}"
+                metrics.append(f"{base}/redshift/{model}/metrics.json")
+                histories.append(f"{base}/models/{model}_history.csv")
+    return {"metrics": metrics, "histories": histories}
+
+
+rule fourmost_study_train:
+    input:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+    output:
+        model="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/models/{fourmost_model}.pt",
+        history="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/models/{fourmost_model}_history.csv",
+        curve="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/models/{fourmost_model}_learning_curve.png",
+    log:
+        "logs/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/train_{fourmost_model}.log",
+    benchmark:
+        "logs/benchmarks/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/train_{fourmost_model}.tsv"
+    conda:
+        ENV_TRAIN
+    threads: FOURMOST["threads"]
+    resources:
+        gpu=1,
+        runtime=240,
+        mem_mb=16000,
+    params:
+        spec=lambda w: fourmost_model_config(w.fourmost_model).get("spec", {}),
+        settings=fourmost_variant_settings,
+        options=lambda w: {
+            **FOURMOST["dla"],
+            **FOURMOST["redshift"],
+            "z": FOURMOST["simulate"]["z"],
+            "z_grid": FOURMOST["ingest"]["z_grid"],
+        },
+        seed=FOURMOST["seed"],
+        checkpoint="results/fourmost/checkpoints/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/{fourmost_model}.pt",
+    script:
+        "../scripts/fourmost_train.py"
+
+
+use rule fourmost_score_redshift as fourmost_study_score with:
+    input:
+        ingested="results/fourmost/{fourmost_size}/ingested.fits",
+        model="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/models/{fourmost_zmodel}.pt",
+    output:
+        predictions="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/redshift/{fourmost_zmodel}/predictions.csv",
+        metrics="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/redshift/{fourmost_zmodel}/metrics.json",
+        figure="results/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/redshift/{fourmost_zmodel}/redshift.png",
+    log:
+        "logs/fourmost/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/score_redshift_{fourmost_zmodel}.log",
+
+
+rule fourmost_study:
+    input:
+        unpack(fourmost_study_inputs),
+    output:
+        csv="results/fourmost/{fourmost_size}/studies/{fourmost_study}.csv",
+        figure=report(
+            "results/fourmost/{fourmost_size}/studies/{fourmost_study}.png",
+            caption="../report/fourmost_study.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: studies",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/studies/{fourmost_study}.log",
+    conda:
+        ENV_SCORE
+    params:
+        study=lambda w: w.fourmost_study,
+        labels=lambda w: [
+            (m, v)
+            for m in fourmost_study_config(w.fourmost_study)["models"]
+            for v in fourmost_study_config(w.fourmost_study)["variants"]
+        ],
+    script:
+        "../scripts/fourmost_study.py"

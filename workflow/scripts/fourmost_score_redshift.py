@@ -5,13 +5,14 @@ from lymannet.fileio import atomic_path, write_json_atomic
 from lymannet.fourmost import plots
 from lymannet.fourmost.io import read_ingested
 from lymannet.fourmost.score import score_redshift
-from lymannet.fourmost.train import load_model_file
+from lymannet.fourmost.train import load_model_file, redshift_parts
 from lymannet.runtime import run
 
 
 def main(ingested: str, model: str, predictions: str, metrics: str, figure: str, catastrophic_dz: float) -> None:
     network, payload = load_model_file(model)
-    table, result = score_redshift(read_ingested(ingested, parts=("Z",)), network, payload, catastrophic_dz)
+    data = read_ingested(ingested, parts=redshift_parts(payload["kind"]))
+    table, result = score_redshift(data, network, payload, catastrophic_dz)
     with atomic_path(predictions) as tmp:
         table.to_csv(tmp, index=False)
     write_json_atomic(metrics, result)

@@ -8,6 +8,10 @@ Redshift (input: standardised flux on a ~1500-pixel log-lambda grid, (N, 1, P)):
   the conv channels keep the sub-step position) feeding a bidirectional GRU. Recurrence over 96
   steps instead of 23,411 is what makes it train in minutes on 2 CPU cores; the sequence is
   pooled by mean and max over steps and a small MLP gives z.
+- ``dense_slides``: the slides' own dense regressor for a like-for-like comparison: the
+  full-resolution spectrum (the 0.5 A DLA grid, 11,705 pixels: R ~ 5000 still sampled 2.4x) into a
+  wide first layer, three Dense(10)+BatchNorm layers, and the target quantile-transformed (as
+  their qt.transform: uniform on [0, 1], MSE loss), inverted at prediction time.
 - ``quasarnet``: :func:`lymannet.models.build_model` with the QSO line set, used as a reference;
   its redshift is decoded from the most confident line.
 
@@ -33,12 +37,16 @@ from torch import nn
 from ..errors import ConfigError
 from .features import LOG_NHI_CENTRE
 
-REDSHIFT_KINDS = ("dense", "gru", "quasarnet")
+REDSHIFT_KINDS = ("dense", "gru", "quasarnet", "dense_slides")
 DLA_KINDS = ("presence", "location")
 KINDS = REDSHIFT_KINDS + DLA_KINDS
 
 SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
     "dense": {"hidden": [256, 64], "dropout": 0.1},
+    # The slides' regressor: full-resolution flux -> Dense(width) -> [Dense(10) -> BN] x 3 -> 1 on a
+    # quantile-transformed target. width = the number of input pixels reproduces their square first
+    # layer (23,411^2 = 548M weights at 0.25 A; 137M on our 0.5 A grid); the default keeps it trainable here.
+    "dense_slides": {"width": 2048, "hidden": [10, 10, 10], "dropout": 0.0, "n_quantiles": 1000},
     "gru": {"conv_channels": [32, 48, 64, 64], "conv_kernel": 7, "conv_strides": [2, 2, 2, 2], "hidden": 64,
             "bidirectional": True, "head": 64, "dropout": 0.1},
     "quasarnet": {"family": "quasarnet", "lines": "qso", "n_boxes": 20,
@@ -67,6 +75,24 @@ class DenseRegressor(nn.Module):
             layers += [nn.Linear(width, units), nn.BatchNorm1d(units), nn.ReLU(), nn.Dropout(dropout)]
             width = units
         layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class SlidesDenseRegressor(nn.Module):
+    """The slides' Keras Sequential: Dense(width) -> [Dense(10) -> BatchNormalization] x 3 -> Dense(1)
+    (ReLU activations assumed: the slides list layers, not activations)."""
+
+    def __init__(self, n_pixels: int, width: int, hidden: Sequence[int], dropout: float):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(n_pixels, width), nn.ReLU(), nn.Dropout(dropout)]
+        previous = width
+        for units in hidden:
+            layers += [nn.Linear(previous, units), nn.ReLU(), nn.BatchNorm1d(units)]
+            previous = units
+        layers.append(nn.Linear(previous, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,6 +153,8 @@ def build(kind: str, spec: dict[str, Any] | None, n_pixels: int) -> nn.Module:
     spec = complete_spec(kind, spec)
     if kind == "dense":
         return DenseRegressor(n_pixels, spec["hidden"], spec["dropout"])
+    if kind == "dense_slides":
+        return SlidesDenseRegressor(n_pixels, int(spec["width"]), spec["hidden"], float(spec["dropout"]))
     if kind == "gru":
         return GruRegressor(n_pixels, spec["conv_channels"], spec["conv_kernel"], spec["conv_strides"],
                             spec["hidden"], spec["bidirectional"], spec["head"], spec["dropout"])

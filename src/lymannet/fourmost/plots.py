@@ -174,3 +174,24 @@ def learning_curve_figure(path: str | Path, name: str, history: pd.DataFrame, st
     for ax in axes:
         ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def study_figure(path: str | Path, study: str, table: pd.DataFrame, curves: list[tuple[str, pd.DataFrame]]) -> None:
+    """Validation loss vs epoch per (model, variant), and test MAPE per variant grouped by model."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
+    for label, history in curves:
+        axes[0].plot(history["epoch"], history["val_loss"], marker=".", label=label)
+    axes[0].set(xlabel="epoch", ylabel="validation loss", yscale="log", title=f"{study}: validation loss")
+    axes[0].legend(fontsize=7)
+    models = list(dict.fromkeys(table["model"]))
+    variants = list(dict.fromkeys(table["variant"]))
+    width = 0.8 / max(len(variants), 1)
+    for k, variant in enumerate(variants):
+        values = [table[(table["model"] == m) & (table["variant"] == variant)]["mape_percent"].mean() for m in models]
+        bars = axes[1].bar(np.arange(len(models)) + k * width, values, width, label=variant)
+        axes[1].bar_label(bars, fmt="%.2f", fontsize=7)
+    axes[1].set_xticks(np.arange(len(models)) + 0.4 - width / 2, models)
+    axes[1].axhline(1.14, color="tab:gray", ls=":", lw=1, label="slides' GRU: 1.14%")
+    axes[1].set(ylabel="test MAPE [%]", title=f"{study}: test MAPE per variant")
+    axes[1].legend(fontsize=8)
+    save_figure(fig, path)

@@ -251,8 +251,52 @@ def training_rows(data: Ingested, n_train: int | None) -> np.ndarray:
     return rows[: int(n_train)]
 
 
+def quantile_table(values: np.ndarray, n_quantiles: int) -> tuple[list[float], list[float]]:
+    """(quantiles of `values`, their levels in [0, 1]): the slides' QuantileTransformer (uniform
+    output, linear interpolation between quantiles, as scikit-learn's), kept in the model file."""
+    levels = np.linspace(0.0, 1.0, max(2, min(int(n_quantiles), len(values))))
+    return np.quantile(np.asarray(values, float), levels).tolist(), levels.tolist()
+
+
+def quantile_forward(values: np.ndarray, table: tuple[list[float], list[float]]) -> np.ndarray:
+    quantiles, levels = table
+    return np.interp(values, quantiles, levels)
+
+
+def quantile_inverse(u: np.ndarray, table: tuple[list[float], list[float]]) -> np.ndarray:
+    quantiles, levels = table
+    return np.interp(np.clip(u, 0.0, 1.0), levels, quantiles)
+
+
+def slides_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any]):
+    """The slides' dense regressor: standardised full-resolution (DLA-grid) flux, target z mapped
+    to [0, 1] by a quantile transform fitted on the training split (the slides transformed the
+    SiIV pixel, a linear function of z: the same transform), MSE loss."""
+    full = complete_spec("dense_slides", spec)
+    x = torch.from_numpy(ft.redshift_input(data.dla_flux, data.dla_ivar))
+    z = data.sightlines["Z_QSO"].to_numpy()
+    train_rows, val_rows = training_rows(data, options.get("n_train")), data.rows("val")
+    table = quantile_table(z[train_rows], int(full["n_quantiles"]))
+    u = torch.from_numpy(quantile_forward(z, table).astype(np.float32))
+    tensors: Tensors = {"x": x, "u": u, "z": torch.from_numpy(z.astype(np.float32))}
+    model = build("dense_slides", spec, x.shape[-1])
+    info = {"task": "redshift", "grid": "dla", "n_pixels": int(x.shape[-1]), "quantiles": table}
+
+    def loss_fn(m, b):
+        return nn.functional.mse_loss(m(b["x"]), b["u"])
+
+    def accuracy_fn(m, b):
+        z_pred = torch.as_tensor(quantile_inverse(m(b["x"]).detach().cpu().numpy(), table), dtype=b["z"].dtype,
+                                 device=b["z"].device)
+        return ((z_pred - b["z"]).abs() / (1 + b["z"]) < REDSHIFT_ACCURACY_DZ).float().mean()
+    return (model, {k: v[train_rows] for k, v in tensors.items()}, {k: v[val_rows] for k, v in tensors.items()},
+            loss_fn, info, accuracy_fn)
+
+
 def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str, Any]):
     """(model, train tensors, val tensors, loss_fn, input description, accuracy_fn)."""
+    if kind == "dense_slides":
+        return slides_task(spec, data, options)
     x = torch.from_numpy(ft.redshift_input(data.z_flux, data.z_ivar))
     z = torch.from_numpy(data.sightlines["Z_QSO"].to_numpy().astype(np.float32))
     n_pixels = x.shape[-1]
@@ -292,8 +336,19 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
             loss_fn, info, accuracy_fn)
 
 
+def redshift_parts(kind: str) -> tuple[str, ...]:
+    """Which grids of the ingested file a redshift network reads."""
+    return ("DLA",) if kind == "dense_slides" else ("Z",)
+
+
 def predict_redshift(model: nn.Module, info: dict[str, Any], data: Ingested, rows: np.ndarray,
                      kind: str, spec: dict[str, Any], batch_size: int = 256) -> np.ndarray:
+    if kind == "dense_slides":
+        x = torch.from_numpy(ft.redshift_input(data.dla_flux[rows], data.dla_ivar[rows]))
+        model.eval()
+        with torch.no_grad():
+            u = np.concatenate([model(x[i]).numpy() for i in _batches(len(x), batch_size, None)]) if len(x) else np.zeros(0)
+        return quantile_inverse(u, info["quantiles"])
     x = torch.from_numpy(ft.redshift_input(data.z_flux[rows], data.z_ivar[rows]))
     model.eval()
     out = []
