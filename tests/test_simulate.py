@@ -478,3 +478,26 @@ def test_robustness_option_errors_name_the_key(extra, message):
 def test_exponential_lya_ew_needs_continuous_mode():
     with pytest.raises(ConfigError, match="lya_ew.distribution 'exponential' needs mode continuous"):
         simulate.draw_objects(dict(TEMPLATES, lya_ew={"distribution": "exponential"}), 1, "bad")
+
+
+def test_demo_config_has_the_contaminants_and_robustness_sets():
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    survey_spec = config["datasets"]["survey"]["simulate"]
+    survey = simulate.draw_objects(survey_spec, config["seed"], "survey")
+    share = survey["SPECTYPE"].value_counts(normalize=True)
+    assert set(share.index) == set(simulate.SPECTYPES)
+    assert 0.03 < share["STAR"] < 0.1 and 0.05 < share["GALAXY"] < 0.15
+    qso = survey[(survey["SPECTYPE"] == "QSO") & (survey["Z"] > 1.6)]
+    assert (qso["SUBTYPE"] == "BAL").mean() == pytest.approx(0.15, abs=0.035)
+    assert (survey["MAG_R"] > 23.5).mean() > 0.6  # number counts: the faint half of the range dominates
+    # Robustness sets: test-only, scored, and outside the training's choices.
+    for name in ("robust_physics", "robust_observing"):
+        assert config["holdout"][name]["fraction"] == 1.0
+        assert {"dataset": name} in config["testsets"][f"test_{name}"]["members"]
+    physics = config["datasets"]["robust_physics"]["simulate"]
+    assert physics["igm"]["model"] == "madau95" and physics["lya_ew"]["distribution"] == "exponential"
+    observing = config["datasets"]["robust_observing"]["simulate"]
+    assert max(observing["exptime"]) < min(survey_spec["exptime"])
+    assert observing["mag_r"][1] > survey_spec["mag_r"][1] and observing["sky_scale"] > 1.0
