@@ -215,6 +215,9 @@ def test_chain_table_is_thesis_table_4_1():
     assert table.set_index("hyper-parameter").loc["conv.stride", "s2"] == "X"
     assert table.set_index("hyper-parameter").loc["conv.layers", "before search"] == "4"
     assert table.set_index("hyper-parameter").loc["train.lr", "s2"] == "0.1"
+    # ranges: one when the searches agree, one per search ("X": not searched) when they differ
+    assert table.set_index("hyper-parameter").loc["conv.layers", "search range"] == "[2, 20] (int)"
+    assert table.set_index("hyper-parameter").loc["train.lr", "search range"] == "[0.0001, 0.1] (float, log) / x"
 
 
 def test_gallery_pairs_an_original_with_its_copies(tmp_path):

@@ -398,22 +398,27 @@ def gallery_figure(panel: dict[str, Any], original: str, variant_files: list[str
 
 
 def chain_table(searches: list[str], tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Thesis tables 4.1/4.2: hyper-parameter, search range (of the first search that varies it),
-    value before the first search, then the best value of each search ("X": not searched)."""
+    """Thesis tables 4.1/4.2: hyper-parameter, search range (one per search, "a / b", where the
+    searches' ranges differ), value before the first search, then the best value of each search
+    ("X": not searched)."""
     order: list[str] = []
     for table in tables:
         order += [p for p in table["hyper-parameter"] if p not in order]
     rows = []
     for param in order:
         row: dict[str, Any] = {"hyper-parameter": param, "search range": "", "before search": ""}
+        ranges = []
         for search, table in zip(searches, tables):
             hit = table[table["hyper-parameter"] == param]
             if len(hit):
-                row["search range"] = row["search range"] or str(hit["search range"].iloc[0])
+                ranges.append(str(hit["search range"].iloc[0]))
                 row["before search"] = row["before search"] or str(hit["before search"].iloc[0])
                 row[search] = str(hit["best"].iloc[0])
             else:
+                ranges.append("X")
                 row[search] = "X"
+        searched = [r for r in ranges if r != "X"]
+        row["search range"] = searched[0] if len(set(searched)) == 1 else " / ".join(ranges)
         rows.append(row)
     return pd.DataFrame(rows)
 
