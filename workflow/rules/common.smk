@@ -67,7 +67,9 @@ VARIANT_NAMES = variants_by_slug(config)
 RUNS = run_pairs(config)
 # Test sets of the summary and comparison figures; `in_summary: false` ones (an experiment's own)
 # are scored only where an experiment asks.
-TESTSETS = [name for name, spec in config["testsets"].items() if spec.get("in_summary", True)]
+TESTSETS = [
+    name for name, spec in config["testsets"].items() if spec.get("in_summary", True)
+]
 EXPERIMENTS = experiments(config)
 SEARCHES = searches(config)
 # Survey catalogues: coadd globs are expanded once, here; files grouped into batch jobs.
@@ -143,7 +145,8 @@ def searched_model_spec(wildcards):
 
 def transfer_source(wildcards):
     """The model a `train.transfer.from` starts from (a Keras .h5 or a model.pt, possibly another
-    run's results/models/<model>/<combo>/model.pt): train waits for it and reruns when it changes."""
+    run's results/models/<model>/<combo>/model.pt): train waits for it and reruns when it changes.
+    """
     spec = config["models"][wildcards.model]
     transfer = (spec.get("train") or {}).get("transfer") or {}
     return {"transfer_from": transfer["from"]} if transfer.get("from") else {}
@@ -241,3 +244,52 @@ def fourmost_outputs():
     if FOURMOST_REDSHIFT_MODELS:
         outputs.append(f"{root}/redshift/comparison.png")
     return outputs
+
+
+# Experiments (workflow/rules/experiments.smk).
+
+
+def experiment_spec(wildcards):
+    return EXPERIMENTS[wildcards.experiment]
+
+
+def experiment_run_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    runs = [(run["model"], run["combo"]) for run in spec["runs"]]
+    return {
+        "predictions": [
+            f"results/predictions/{m}/{c}/{spec['testset']}.fits" for m, c in runs
+        ],
+        "histories": [f"results/models/{m}/{c}/history.csv" for m, c in runs],
+    }
+
+
+def experiment_leakage_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    combos = sorted({run["combo"] for run in spec["runs"]})
+    return {
+        "train": [f"results/combos/{c}/train.fits" for c in combos],
+        "val": [f"results/combos/{c}/val.fits" for c in combos],
+        "testsets": [f"results/testsets/{spec['testset']}.fits"],
+    }
+
+
+def experiment_search_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    return {
+        "tables": [f"results/tune/{s}/best_params.csv" for s in spec["searches"]],
+        "trials": [f"results/tune/{s}/trials.csv" for s in spec["searches"]],
+    }
+
+
+def gallery_inputs(wildcards):
+    spec = EXPERIMENTS[wildcards.experiment]
+    panel = next(p for p in spec["panels"] if p["name"] == wildcards.panel)
+    original, variants = gallery_panel_files(config, panel)
+    return {"original": original, "variants": variants}
+
+
+def experiment_kind_is(kind):
+    return [name for name, spec in EXPERIMENTS.items() if spec["kind"] == kind] or [
+        "none"
+    ]

@@ -5,51 +5,8 @@
 #
 #   snakemake --configfile config/config.yaml config/experiments/<name>.yaml experiments
 #
-# builds the experiments only; without the `experiments` target the demo is built too.
-
-
-def experiment_spec(wildcards):
-    return EXPERIMENTS[wildcards.experiment]
-
-
-def experiment_run_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    runs = [(run["model"], run["combo"]) for run in spec["runs"]]
-    return {
-        "predictions": [
-            f"results/predictions/{m}/{c}/{spec['testset']}.fits" for m, c in runs
-        ],
-        "histories": [f"results/models/{m}/{c}/history.csv" for m, c in runs],
-    }
-
-
-def experiment_leakage_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    combos = sorted({run["combo"] for run in spec["runs"]})
-    return {
-        "train": [f"results/combos/{c}/train.fits" for c in combos],
-        "val": [f"results/combos/{c}/val.fits" for c in combos],
-        "testsets": [f"results/testsets/{spec['testset']}.fits"],
-    }
-
-
-def experiment_search_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    return {
-        "tables": [f"results/tune/{s}/best_params.csv" for s in spec["searches"]],
-        "trials": [f"results/tune/{s}/trials.csv" for s in spec["searches"]],
-    }
-
-
-def gallery_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    panel = next(p for p in spec["panels"] if p["name"] == wildcards.panel)
-    original, variants = gallery_panel_files(config, panel)
-    return {"original": original, "variants": variants}
-
-
-def experiment_kind_is(kind):
-    return [name for name, spec in EXPERIMENTS.items() if spec["kind"] == kind] or ["none"]
+# builds the experiments only; without the `experiments` target the demo is built too. Input
+# functions: workflow/rules/common.smk.
 
 
 rule experiments:
@@ -80,10 +37,10 @@ rule experiment_runs:
             subcategory="{experiment}",
         ),
         table_csv="results/experiments/{experiment}/summary.csv",
-    wildcard_constraints:
-        experiment="|".join(experiment_kind_is("runs")),
     log:
         "logs/experiments/{experiment}.log",
+    wildcard_constraints:
+        experiment="|".join(experiment_kind_is("runs")),
     conda:
         ENV_SCORE
     params:
@@ -123,10 +80,10 @@ rule experiment_search_chain:
             subcategory="{experiment}",
         ),
         table_csv="results/experiments/{experiment}/summary.csv",
-    wildcard_constraints:
-        experiment="|".join(experiment_kind_is("search_chain")),
     log:
         "logs/experiments/{experiment}.log",
+    wildcard_constraints:
+        experiment="|".join(experiment_kind_is("search_chain")),
     conda:
         ENV_SCORE
     params:
@@ -145,11 +102,11 @@ rule experiment_gallery:
             category="6. Experiments",
             subcategory="{experiment}",
         ),
+    log:
+        "logs/experiments/{experiment}/{panel}.log",
     wildcard_constraints:
         experiment="|".join(experiment_kind_is("gallery")),
         panel=NAME,
-    log:
-        "logs/experiments/{experiment}/{panel}.log",
     conda:
         ENV_SCORE
     params:
