@@ -6,10 +6,6 @@
 #   snakemake --cores 2 results/fourmost/full/summary.md     # the 10,000-spectrum run
 
 
-from pathlib import Path
-from types import SimpleNamespace
-
-
 wildcard_constraints:
     fourmost_size=r"[A-Za-z0-9_\-]+",
     fourmost_zmodel=r"dense|gru|quasarnet|dense_slides",
@@ -208,58 +204,6 @@ rule fourmost_summary:
 
 
 # --- the slides' studies (batch size, sample size): overlays of a model's train settings -------------
-
-
-def fourmost_study_config(study):
-    studies = FOURMOST.get("studies", {})
-    if study not in studies:
-        raise ValueError(f"fourmost.studies: unknown study {study!r}; valid: {sorted(studies)}")
-    return studies[study]
-
-
-def fourmost_variant_settings(wildcards):
-    """The model's train settings with the variant's overlay (the size's epochs win, as for the main models)."""
-    variants = fourmost_study_config(wildcards.fourmost_study)["variants"]
-    if wildcards.fourmost_variant not in variants:
-        raise ValueError(
-            f"fourmost.studies.{wildcards.fourmost_study}: unknown variant {wildcards.fourmost_variant!r}; "
-            f"valid: {sorted(variants)}"
-        )
-    settings = {**fourmost_train_settings(wildcards), **variants[wildcards.fourmost_variant]}
-    epochs = fourmost_size_spec(wildcards.fourmost_size).get("epochs")
-    if epochs:
-        settings["epochs"] = epochs
-    return settings
-
-
-def _fourmost_train_defaults():
-    import yaml
-
-    schema = yaml.safe_load(Path(workflow.basedir, "workflow", "schemas", "fourmost.schema.yaml").read_text())
-    return {k: v.get("default") for k, v in schema["$defs"]["train"]["properties"].items()}
-
-
-def fourmost_variant_is_base(size, model, study, variant):
-    """A variant that changes nothing (n_train null, batch_size as configured...) is the main model."""
-    w = SimpleNamespace(fourmost_size=size, fourmost_model=model, fourmost_study=study, fourmost_variant=variant)
-    defaults = _fourmost_train_defaults()
-    return {**defaults, **fourmost_train_settings(w)} == {**defaults, **fourmost_variant_settings(w)}
-
-
-def fourmost_study_inputs(wildcards):
-    root = f"results/fourmost/{wildcards.fourmost_size}"
-    study = fourmost_study_config(wildcards.fourmost_study)
-    metrics, histories = [], []
-    for model in study["models"]:
-        for variant in study["variants"]:
-            if fourmost_variant_is_base(wildcards.fourmost_size, model, wildcards.fourmost_study, variant):
-                metrics.append(f"{root}/redshift/{model}/metrics.json")
-                histories.append(f"{root}/models/{model}_history.csv")
-            else:
-                base = f"{root}/studies/{wildcards.fourmost_study}/{variant}"
-                metrics.append(f"{base}/redshift/{model}/metrics.json")
-                histories.append(f"{base}/models/{model}_history.csv")
-    return {"metrics": metrics, "histories": histories}
 
 
 rule fourmost_study_train:
