@@ -276,6 +276,11 @@ def test_compare_script_tables_and_figures(tmp_path):
     assert "| test_z3 (chance 0.667) | test_lowz (chance 0.667) |" in markdown
     assert "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 (-0.50) | n/a (n/a) |" in markdown
     assert table["chance_test_z3"].tolist() == pytest.approx([4 / 6, 4 / 6])
+    from lymannet.score import markdown as summary_markdown
+
+    # counts stay integers when another row (the template fit) has none and makes the column float
+    table.loc[0, ["layers", "filters", "epochs"]] = [4.0, 100.0, 9.0]
+    assert "| initial | combo_a | 4 | 100 | n/a | n/a | 9 |" in summary_markdown(table, ["test_z3", "test_lowz"])
     assert table["skill_test_z3"].tolist() == pytest.approx([-0.5, -0.5])
     # E (an ELG at 0.4) is detected at the crossing threshold 0.3, F (a QSO at exactly 0.3) is not
     assert "| initial | combo_a | 1 / 1 (100%) | 0 / 1 (0%) |" in markdown

@@ -186,6 +186,14 @@ def _cell(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _count(value: Any) -> str:
+    """Layers, filters, epochs: integers, also where a row without them (the template fit) made
+    the column float."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _parameters(value: Any) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
@@ -251,9 +259,9 @@ def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataF
              "the chance level is no skill at all.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
-        cells = [row["model"], row["combo"], _cell(row["layers"]), _cell(row["filters"]),
+        cells = [row["model"], row["combo"], _count(row["layers"]), _count(row["filters"]),
                  _cell(row["lr"], 4) if row["lr"] is not None else "n/a", _parameters(row["parameters"]),
-                 _cell(row["epochs"]), _cell(row["stopped"])]
+                 _count(row["epochs"]), _cell(row["stopped"])]
         cells += [_score_with_skill(row, t) for t in testsets]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", "## Scores (skill) per training combination (appendix C)", ""]
