@@ -39,6 +39,7 @@ from ..lines import line_set
 from . import features as ft
 from .io import Ingested
 from ..models import count_parameters
+from ..modelfile import cpu_copy
 from .models import REDSHIFT_KINDS, build, complete_spec, location_loss, mape_loss
 
 log = logging.getLogger("lymannet.fourmost")
@@ -103,16 +104,6 @@ def _fingerprint(settings: dict[str, Any], seed: int, n_train: int, n_params: in
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _cpu(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu().clone()
-    if isinstance(tree, dict):
-        return {k: _cpu(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_cpu(v) for v in tree]
-    return tree
-
-
 def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Module, Tensors], torch.Tensor],
         settings: dict[str, Any], seed: int, what: str = "spectra", accuracy_fn: Callable | None = None,
         device: str | torch.device = "cpu", checkpoint_path: str | Path | None = None,
@@ -139,7 +130,7 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Mo
     n_batches = -(-n // batch_size)
     fingerprint = _fingerprint({k: v for k, v in settings.items() if k != "max_minutes"}, seed, n, count_parameters(model))
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "order": None, "total": 0.0, "rows": [], "best": float("inf"),
-                             "best_state": _cpu(model.state_dict()), "stale": 0, "seconds": 0.0, "stop_reason": None}
+                             "best_state": cpu_copy(model.state_dict()), "stale": 0, "seconds": 0.0, "stop_reason": None}
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
     if checkpoint_path is not None and checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
@@ -159,8 +150,8 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Mo
     def save() -> None:
         if checkpoint_path is None:
             return
-        payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "model": _cpu(model.state_dict()),
-                   "optimizer": _cpu(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
+        payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "model": cpu_copy(model.state_dict()),
+                   "optimizer": cpu_copy(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "state": state}
         checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +198,7 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Mo
                      "ETA <= %.0fs", epoch, epochs, train_loss, val_loss, train_acc, val_acc, optimizer.param_groups[0]["lr"],
                      n / max(epoch_time, 1e-9), what, state["seconds"], epoch_time * (epochs - epoch))
             if val_loss < state["best"] - 1e-6:
-                state["best"], state["best_state"], state["stale"] = val_loss, _cpu(model.state_dict()), 0
+                state["best"], state["best_state"], state["stale"] = val_loss, cpu_copy(model.state_dict()), 0
             else:
                 state["stale"] += 1
             state["epoch"], state["order"], state["batch"], state["total"], state["epoch_seconds"] = epoch, None, 0, 0.0, 0.0
