@@ -23,6 +23,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/fourmost.smk"
 include: "workflow/rules/classify.smk"
+include: "workflow/rules/visample.smk"
 include: "workflow/rules/experiments.smk"
 
 

@@ -3,6 +3,8 @@
   lymannet where                                   where the demo's results are
   lymannet classify --model MODEL COADD [...] --output DIR
                                                    classify DESI coadds into survey catalogues
+  lymannet vi-sample CATALOGUE --output DIR [...]  draw a stratified visual-inspection sample of a
+                                                   catalogue: its spectra as a DESI coadd, and weights
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .preprocess import INFERENCE_BATCH
+
+VI_SAMPLE_DESCRIPTION = ("Draw objects of a survey catalogue (lymannet classify's catalogue.fits) in 10 equal-width "
+                         "strata of PROB (CONFIDENCE where the catalogue has no calibrated PROB), more of them around "
+                         "the working point; rows with ZWARN != 0 are never drawn.")
 
 
 def where(results: Path) -> int:
@@ -77,6 +83,37 @@ def _classify_parser(commands: Any) -> None:
                         help="keep fibres with COADD_FIBERSTATUS != 0 with 'any'")
 
 
+def _vi_sample_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "vi-sample", help="draw a stratified visual-inspection sample of a survey catalogue",
+        description=f"{VI_SAMPLE_DESCRIPTION} Writes coadd-vi.fits (their spectra, a DESI coadd) and "
+                    "vi_sample.csv (stratum, inclusion probability and weight of each object) in --output.")
+    parser.add_argument("catalogue", type=Path, metavar="CATALOGUE", help="catalogue.fits or a per-file catalogue")
+    parser.add_argument("--output", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--n", type=int, default=100, help="objects to draw (default 100)")
+    parser.add_argument("--coadd-root", type=Path, metavar="DIR",
+                        help="folder the catalogue's COADD paths are below (default: its SRCROOT header)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    parser.add_argument("--working-point", type=float, metavar="P",
+                        help="threshold on the score the strata around it favour (default: the catalogue's "
+                             "WPPROB for PROB, CTHRESH for CONFIDENCE, else 0.5)")
+
+
+def vi_sample(args: argparse.Namespace) -> int:
+    """coadd-vi.fits and vi_sample.csv in --output; the same code as the workflow's vi_sample rule
+    (lymannet.visample). Bad input exits 1 with a one-line message (lymannet.runtime.run)."""
+    from .runtime import run
+    from .visample import draw_vi_sample
+
+    sample = run(draw_vi_sample, catalogue_path=args.catalogue, out_dir=args.output, n=args.n,
+                 coadd_root=args.coadd_root, seed=args.seed, working_point=args.working_point)
+    design = sample.design
+    print(f"{sample.n_drawn} of {design.n_eligible.sum():,} eligible objects drawn, stratified in {design.score} "
+          f"(working point {design.working_point:g}, seed {args.seed})")
+    print(f"spectra: {sample.coadd}; objects, strata and weights: {sample.table}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lymannet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     where_parser = commands.add_parser("where", help="print where the demo's plots and score table are")
     where_parser.add_argument("--results", type=Path, default=Path("results"))
     _classify_parser(commands)
+    _vi_sample_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "where":
         return where(args.results)
     if args.command == "classify":
         return classify(args)
+    if args.command == "vi-sample":
+        return vi_sample(args)
     return 2
 
 
