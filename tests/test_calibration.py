@@ -1,0 +1,133 @@
+"""lymannet.calibration: beta calibration, prior correction, working point, ZERR (synthetic data
+whose true probabilities and errors are known), and the record's round trip through a model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lymannet.calibration import (Calibration, ValidationCounts, apply_beta, choose_threshold, fit_beta,
+                                  fit_calibration, fit_redshift_error, line_spread, prior_shift, redshift_error,
+                                  reliability, zerr_coverage)
+from lymannet.errors import ConfigError
+
+
+def overconfident_scores(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(confidence, outcome, true probability): outcomes drawn from a known probability p at a
+    given positive fraction; the network's confidence is p pushed towards 0 and 1 (logit x 4), as
+    the line finder's sigmoids do."""
+    rng = np.random.default_rng(seed)
+    positive = rng.random(n) < fraction
+    # class-conditional logits: the likelihood ratio does not depend on the class mix
+    logit_lr = np.where(positive, rng.normal(2.0, 1.5, n), rng.normal(-2.0, 1.5, n))
+    logit_lr = np.clip(logit_lr, -12, 12)
+    prior = np.log(fraction / (1 - fraction))
+    p_true = 1 / (1 + np.exp(-(logit_lr * (4 / 1.5 ** 2) / (4 / 1.5 ** 2)) - prior))
+    confidence = 1 / (1 + np.exp(-4 * logit_lr))
+    return confidence, positive.astype(float), p_true
+
+
+def test_beta_calibration_turns_an_overconfident_score_into_a_probability():
+    confidence, outcome, _ = overconfident_scores(4000, 0.3, seed=1)
+    coefficients = fit_beta(confidence, outcome)
+    test_c, test_y, _ = overconfident_scores(4000, 0.3, seed=2)
+    before = reliability(test_c, test_y)["ece"]
+    after = reliability(apply_beta(test_c, coefficients), test_y)["ece"]
+    assert before > 0.05
+    assert after < 0.025
+    assert coefficients[0] >= 0 and coefficients[1] >= 0
+    grid = np.linspace(0, 1, 1001)
+    assert np.all(np.diff(apply_beta(grid, coefficients)) >= 0)  # a cut on PROB is a cut on c
+
+
+def test_beta_calibration_needs_both_outcomes():
+    with pytest.raises(ConfigError, match="both outcomes"):
+        fit_beta(np.linspace(0, 1, 10), np.ones(10))
+
+
+def test_prior_correction_calibrates_a_sample_with_another_target_fraction():
+    confidence, outcome, _ = overconfident_scores(6000, 0.3, seed=3)
+    coefficients = fit_beta(confidence, outcome)
+    other_c, other_y, _ = overconfident_scores(6000, 0.6, seed=4)
+    plain = apply_beta(other_c, coefficients)
+    corrected = prior_shift(plain, 0.3, 0.6)
+    assert reliability(corrected, other_y)["ece"] < 0.03
+    assert reliability(plain, other_y)["ece"] > reliability(corrected, other_y)["ece"] + 0.02
+    assert prior_shift(np.array([0.5]), 0.3, 0.3)[0] == pytest.approx(0.5)
+    with pytest.raises(ConfigError):
+        prior_shift(plain, 0.0, 0.5)
+
+
+def test_ece_of_equal_count_bins():
+    probability = np.array([0.1] * 5 + [0.9] * 5)
+    outcome = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0], float)
+    result = reliability(probability, outcome, n_bins=2)
+    assert result["count"] == [5, 5]
+    assert result["ece"] == pytest.approx(0.5 * abs(0.2 - 0.1) + 0.5 * abs(0.8 - 0.9))
+
+
+def test_working_point_reaches_its_purity_and_follows_the_class_mix():
+    rng = np.random.default_rng(5)
+    is_target = rng.random(3000) < 0.4
+    score = np.clip(np.where(is_target, rng.normal(0.8, 0.15, 3000), rng.normal(0.4, 0.2, 3000)), 0, 1)
+    is_good = is_target & (rng.random(3000) < 0.99)
+    counts = ValidationCounts.measure(score, is_target, is_good)
+    threshold = choose_threshold(counts, {"purity": 0.95})
+    selected = score > threshold
+    assert (selected & is_good).sum() / selected.sum() >= 0.95
+    # a cut 0.02 lower no longer reaches it: the cut is the most efficient one
+    looser = score > threshold - 0.02
+    assert (looser & is_good).sum() / looser.sum() < 0.95 + 0.01
+    # fewer targets in the survey: the same purity needs a stricter cut
+    assert choose_threshold(counts, {"purity": 0.95}, target_fraction=0.1) > threshold
+    efficiency_cut = choose_threshold(counts, {"efficiency": 0.5})
+    assert (is_good & (score > efficiency_cut)).sum() / is_target.sum() >= 0.5
+    with pytest.raises(ConfigError, match="working_point"):
+        choose_threshold(counts, {"completeness": 0.9})
+
+
+def test_zerr_covers_68_and_95_percent_of_independent_errors():
+    def draw(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        z = rng.uniform(2, 4, n)
+        spread = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.001, 0.01, n))
+        sigma = (1 + z) * np.sqrt(0.001 ** 2 + (1.5 * spread) ** 2)
+        return z, rng.normal(0, sigma), spread
+
+    z, dz, spread = draw(4000, 6)
+    a, b = fit_redshift_error(z, dz, spread)
+    assert a == pytest.approx(1.5, rel=0.15) and b == pytest.approx(0.001, rel=0.15)
+    z, dz, spread = draw(4000, 7)
+    coverage = zerr_coverage(dz, redshift_error(z, spread, (a, b)))
+    assert coverage["within_1"] == pytest.approx(0.68, abs=0.03)
+    assert coverage["within_2"] == pytest.approx(0.95, abs=0.02)
+
+
+def test_line_spread_ignores_unconfident_lines_and_the_best_line():
+    c_line = np.array([[0.9, 0.8, 0.1], [0.9, 0.2, 0.1]])
+    z_line = np.array([[3.0, 3.02, 1.0], [3.0, 5.0, 1.0]])
+    spread = line_spread(c_line, z_line, np.array([0, 0]))
+    assert spread == pytest.approx([0.02, 0.0])
+
+
+def test_calibration_record_round_trips_through_a_torch_file(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 600
+    is_target = rng.random(n) < 0.4
+    score = np.clip(np.where(is_target, rng.normal(0.85, 0.1, n), rng.normal(0.3, 0.2, n)), 0, 1)
+    z_true = rng.uniform(2.5, 3.5, n)
+    z_pred = z_true + rng.normal(0, 0.004, n)
+    is_good = is_target & (np.abs(z_pred - z_true) < 0.05)
+    calibration = fit_calibration(score, is_target, is_good, z_pred, z_true, np.zeros(n), {"purity": 0.9}, 1, 0.05)
+    path = tmp_path / "record.pt"
+    torch.save({"calibration": calibration.to_dict()}, path)
+    loaded = Calibration.from_dict(torch.load(path, weights_only=True)["calibration"])
+    assert loaded.beta == calibration.beta and loaded.zerr == calibration.zerr
+    assert loaded.threshold == calibration.threshold
+    np.testing.assert_allclose(loaded.probability(score), calibration.probability(score))
+    assert loaded.threshold_for() == calibration.threshold
+    assert loaded.threshold_for(target_fraction=0.1) >= calibration.threshold
+    assert calibration.validation["ece_after"] < calibration.validation["ece_before"]
+    with pytest.raises(ConfigError, match="format"):
+        Calibration.from_dict({**calibration.to_dict(), "format": "other"})
