@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from lymannet.classify import (
+    SELECTED_MODEL,
     ClassifyOptions,
     classify_files,
     classify_plan,
@@ -25,6 +26,7 @@ from lymannet.classify import (
     load_classifier,
     plan_batches,
 )
+from lymannet.coadd import ZWARN_BITS
 from lymannet.errors import ConfigError
 from lymannet.grid import Grid
 from lymannet.keras_import import load_keras_quasarnet
@@ -135,8 +137,14 @@ def test_cli_finds_the_fixture_quasars_and_agrees_with_process_preds(tmp_path):
     for column in catalogue.dtype.names:  # column by column: NaN RA/DEC (no FIBERMAP) compare equal
         np.testing.assert_array_equal(per_file[column], catalogue[column])
     assert np.isnan(catalogue["TARGET_RA"]).all()
-    # Row 11 has no valid pixel: left out, as QuasarNET's preprocessing drops it.
-    assert len(catalogue) == 24 and 11 not in catalogue["ROW"]
+    # One row per coadd row, in order; row 11 has no valid pixel: not classified (QuasarNET's
+    # preprocessing drops it), flagged NODATA with NaN results.
+    assert len(catalogue) == 25 and list(catalogue["ROW"]) == list(range(25))
+    assert catalogue["ZWARN"][11] == ZWARN_BITS["NODATA"] and np.isnan(catalogue["Z"][11])
+    assert catalogue["IS_QSO_QN"][11] == 0 and (np.delete(catalogue["ZWARN"], 11) == 0).all()
+    # Keras weights have no validation split: no PROB or ZERR, and the header says so.
+    assert np.isnan(catalogue["PROB"]).all() and np.isnan(catalogue["ZERR"]).all() and header["CALIB"] is False
+    catalogue = catalogue[catalogue["ZWARN"] == 0]
     assert header["CTHRESH"] == 0.5 and header["MINLINES"] == 1 and header["TARGCLS"] == "QSO"
     assert header["MODELSHA"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert "QuasarNET Keras weights" in header["WORIGIN"] and header["LNVER"] and header["GITREV"]
@@ -225,12 +233,17 @@ def test_bad_files_are_listed_and_the_others_classified(survey_folder, tmp_path)
         assert (out / name).is_file()
     counts = dict(summary.table())
     assert counts["coadd files"] == 6 and counts["files that failed (failures.tsv)"] == 3
-    assert counts["fibres read"] == 35 and counts["spectra classified"] == len(catalogue)
-    assert counts["non-science fibres left out"] + counts["spectra without valid pixels, left out"] + len(
-        catalogue) == 35
-    from_edr = np.char.startswith(np.char.strip(catalogue["COADD"].astype(str)), "sv")
+    # One row per fibre read; the rows not classified carry their reason in ZWARN.
+    classified = catalogue["ZWARN"] == 0
+    assert counts["fibres read"] == 35 == len(catalogue) and counts["spectra classified"] == classified.sum()
+    not_science = (catalogue["ZWARN"] & (ZWARN_BITS["NOT_TARGET"] | ZWARN_BITS["BAD_FIBERSTATUS"])) > 0
+    assert counts["non-science fibres left out"] == not_science.sum() > 0
+    assert counts["spectra without valid pixels, left out"] == ((catalogue["ZWARN"] & ZWARN_BITS["NODATA"]) > 0).sum()
+    assert np.isnan(catalogue["Z"][~classified]).all() and (catalogue["IS_QSO_QN"][~classified] == 0).all()
+    from_edr = np.char.startswith(np.char.strip(catalogue["COADD"].astype(str)), "sv") & classified
     assert from_edr.sum() == 35 - 25 - counts["non-science fibres left out"]  # test_coadd: 24 + 1 empty
     assert (catalogue["TARGETID"][from_edr] > 0).all() and np.isfinite(catalogue["TARGET_RA"][from_edr]).all()
+    assert (catalogue["TARGETID"][not_science & ~from_edr] <= 0).any() or not_science.any()
     assert (out / "summary.png").stat().st_size > 10_000 and "QSO (IS_QSO_QN = 1)" in (out / "summary.md").read_text()
     # No temporary file is left behind anywhere.
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
@@ -288,8 +301,12 @@ def test_plan_names_the_entry_for_bad_models_and_empty_globs(tmp_path):
     config = dict(base, classify={"sky": {"model": {"model": "initial", "combo": "initial"},
                                           "files": [str(tmp_path / "coadd.fits")]}})
     plan = classify_plan(config)["sky"]
-    assert plan.model == "results/models/initial/initial/model.pt"
-    assert plan.options["c_th"] == 0.7 and plan.options["min_lines"] == 2  # defaults from score:
+    assert plan.model == "results/models/initial/initial/calibrated.pt"
+    # no c_th: the model's working point, or score's default for uncalibrated weights
+    assert plan.options["c_th"] is None and plan.options["default_c_th"] == 0.7 and plan.options["min_lines"] == 2
+    best = classify_plan(dict(base, classify={"sky": {"model": {"best_by": "val_loss"}, "files": "x.fits",
+                                                      "truth": "t.fits", "target_fraction": 0.2}}))["sky"]
+    assert best.model == SELECTED_MODEL and best.truth == "t.fits" and best.options["target_fraction"] == 0.2
     assert [f for batch in plan.batches.values() for f in batch] == [str(tmp_path / "coadd.fits")]
     with pytest.raises(ConfigError, match=r"classify.sky: model \{model: classic"):
         classify_plan(dict(base, classify={"sky": {"model": {"model": "classic", "combo": "initial"},

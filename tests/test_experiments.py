@@ -281,3 +281,8 @@ def test_compare_runs_writes_figure_and_table(tmp_path):
     assert Path(out["figure.png"]).stat().st_size > 20_000
     text = Path(out["summary.md"]).read_text()
     assert "| bad |" in text and "wrong z_pred in 3.77+-0.03" in text
+    # the score and the efficiency with the half-width of their bootstrap 68% interval
+    assert "1000 resamples" in text
+    row = table.loc[1]
+    assert row["score_lo"] <= row["score"] <= row["score_hi"] and row["score_lo95"] <= row["score_lo"]
+    assert f"| m/high | {row['score']:.3f} ± {0.5 * (row['score_hi'] - row['score_lo']):.3f} |" in text

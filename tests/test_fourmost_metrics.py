@@ -55,3 +55,35 @@ def test_match_catalogue_one_to_one():
     assert matched["DELTA"].iloc[0] == pytest.approx(4.0)
     assert cat["TRUE_MATCH"].tolist() == [0, -1, 2]
     assert matched["PRED_LOG_NHI"].iloc[2] == pytest.approx(20.6)
+
+
+def test_weighted_auc_equals_the_auc_of_the_repeated_objects():
+    from lymannet.fourmost.metrics import auc, weighted_auc
+
+    rng = np.random.default_rng(0)
+    label = rng.random(300) < 0.4
+    score = np.round(np.where(label, rng.normal(1, 1, 300), rng.normal(0, 1, 300)), 1)  # ties
+    weights = rng.integers(0, 3, (4, 300))
+    for row, area in zip(weights, weighted_auc(score, label, weights)):
+        repeated = np.repeat(np.arange(300), row)
+        assert area == pytest.approx(auc(score[repeated], label[repeated]))
+    assert np.isnan(weighted_auc(score, label, np.where(label, 0, 1)[None])[0])  # no positive drawn
+
+
+def test_intervals_resample_whole_sightlines():
+    from lymannet.fourmost.metrics import auc_interval, ratio_interval
+
+    rng = np.random.default_rng(1)
+    # 100 sightlines of 20 segments each, all segments of a sightline alike: the spread is that
+    # of 100 draws, not of 2,000
+    found = np.repeat(rng.random(100) < 0.5, 20)
+    sightline = np.repeat(np.arange(100), 20)
+    clustered = ratio_interval(found.mean(), found, np.ones(found.size), sightline)
+    naive = ratio_interval(found.mean(), found, np.ones(found.size))
+    half = lambda i: 0.5 * (i["hi68"] - i["lo68"])  # noqa: E731
+    assert half(clustered) == pytest.approx(np.sqrt(0.25 / 100), rel=0.2)
+    assert half(naive) < 0.5 * half(clustered)
+    assert clustered["value"] == pytest.approx(found.mean()) and clustered["n_resamples"] == 1000
+    score = found + rng.normal(0, 1, found.size)
+    interval = auc_interval(score, found, sightline, n_resamples=200)
+    assert interval["lo95"] < interval["value"] < interval["hi95"] and interval["n_resamples"] == 200

@@ -104,3 +104,24 @@ def test_segment_labels_count_edge_dlas_in_label_any():
 def test_training_record():
     payload = {"parameters": 5, "train_seconds": 2.0, "history": {"epoch": [1, 2, 3]}, "info": {"n_train": 40}}
     assert score.training_record(payload) == {"parameters": 5, "train_seconds": 2.0, "epochs": 3, "n_train": 40}
+
+
+def test_location_intervals_and_the_summary_with_them():
+    truth = pd.DataFrame({"ROW": [0, 0, 1, 3], "FOUND": [True, False, True, True]})
+    cat = pd.DataFrame({"ROW": [0, 1, 2, 3], "TRUE_MATCH": [0, 2, -1, 3]})
+    metrics = {"fraction_found_within_tolerance": 0.75, "purity": 0.75, "sightline_completeness": 1.0,
+               "sightline_purity": 0.75}
+    out = score.location_intervals(truth, cat, np.arange(5), metrics)
+    for key, interval in out.items():
+        assert interval["value"] == metrics[key.removesuffix("_interval")]
+        assert interval["lo95"] <= interval["lo68"] <= interval["hi68"] <= interval["hi95"]
+    assert out["sightline_completeness_interval"]["hi95"] == 1.0  # every sightline with a DLA has one found
+    cost = {"parameters": 10, "train_seconds": 1.5, "epochs": 2}
+    table = score.summary_table([], None, {"tolerance_angstrom": 10.0, "snr_min": 5.0, **metrics, **out,
+                                           "fraction_found_within_tolerance_snr_gt_min": 0.9,
+                                           "position_rms_angstrom": 2.0, "log_nhi_rms_dex": 0.08, **cost})
+    assert table["lo68"].iloc[0] == out["fraction_found_within_tolerance_interval"]["lo68"]
+    assert np.isnan(table["lo68"].iloc[-1])  # log N_HI rms: no interval
+    text = score.summary_markdown(table, "demo")
+    half = 0.5 * (table["hi68"].iloc[0] - table["lo68"].iloc[0])
+    assert f"| 0.75 ± {half:.2g} |" in text and "1000 resamples" in text and "lo68" not in text.split("\n")[4]

@@ -272,16 +272,24 @@ def test_compare_script_tables_and_figures(tmp_path):
     assert table["score_test_z3"].tolist() == pytest.approx([0.5, 0.5])
     assert table["score_test_lowz"].iloc[0] == pytest.approx(0.5) and np.isnan(table["score_test_lowz"].iloc[1])
     markdown = (tmp_path / "summary.md").read_text()
-    # 4 targets of 6: chance 0.667, so a score of 0.5 is worse than a random guess (skill -0.5)
-    assert "| test_z3 (chance 0.667) | test_lowz (chance 0.667) |" in markdown
-    assert "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 (-0.50) | n/a (n/a) |" in markdown
-    assert table["chance_test_z3"].tolist() == pytest.approx([4 / 6, 4 / 6])
+    # 4 targets of 6 at z 3.0, 2.5, 3.0, 3.5 and no training split: a random guess draws its redshift
+    # from the other targets' (leave-one-out), right for each z = 3.0 target with probability 1/3, so
+    # q = 1/6 and the chance level is 4/6 * 1/6 = 0.111 (the classification-only chance is 4/6)
+    assert "| test_z3 (chance 0.111) | test_lowz (chance 0.111) |" in markdown
+    assert ("| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 ± 0.250 (skill 0.44 ± 0.27) | "
+            "n/a (skill n/a) |") in markdown
+    assert "1000 resamples" in markdown
+    assert table["chance_test_z3"].tolist() == pytest.approx([1 / 9, 1 / 9])
+    assert table["chance_classification_test_z3"].tolist() == pytest.approx([4 / 6, 4 / 6])
+    # 68% bounds of the score: two targets more or fewer detected with a good redshift (of 4)
+    assert table[["score_test_z3_lo", "score_test_z3_hi"]].iloc[0].tolist() == pytest.approx([0.25, 0.75])
+    assert {"skill_test_z3_lo95", "skill_test_z3_hi95", "score_test_lowz_hi95"} <= set(table.columns)
     from lymannet.score import markdown as summary_markdown
 
     # counts stay integers when another row (the template fit) has none and makes the column float
     table.loc[0, ["layers", "filters", "epochs"]] = [4.0, 100.0, 9.0]
     assert "| initial | combo_a | 4 | 100 | n/a | n/a | 9 |" in summary_markdown(table, ["test_z3", "test_lowz"])
-    assert table["skill_test_z3"].tolist() == pytest.approx([-0.5, -0.5])
+    assert table["skill_test_z3"].tolist() == pytest.approx([(0.5 - 1 / 9) / (1 - 1 / 9)] * 2)
     # E (an ELG at 0.4) is detected at the crossing threshold 0.3, F (a QSO at exactly 0.3) is not
     assert "| initial | combo_a | 1 / 1 (100%) | 0 / 1 (0%) |" in markdown
     for figure in figures + [str(tmp_path / "combos.png")]:
@@ -341,23 +349,108 @@ def test_score_script_on_a_test_set_without_targets(tmp_path):
 
 
 @pytest.mark.parametrize("target_fraction", [0.3, 0.55])
-def test_a_random_guess_scores_the_target_fraction_and_no_skill(target_fraction):
-    """The chance level is what a classifier without information scores: confidences drawn at
-    random whatever the class (redshifts even all correct) cross P = E at the target fraction."""
+def test_a_random_guess_scores_the_chance_level_and_no_skill(target_fraction):
+    """The chance level is what a classifier without information scores under the same rules:
+    confidences drawn at random whatever the class and redshifts drawn from the training N(z)
+    cross P = E at f q (f the target fraction, q the chance that a drawn redshift is correct);
+    credited with every target's true redshift, the same guess scores the classification-only
+    chance f."""
     from lymannet.metrics import ScoreOptions, evaluate
 
     rng = np.random.default_rng(7)
-    n = 20_000
+    n = 40_000
     is_target = rng.random(n) < target_fraction
     z = rng.uniform(2.5, 3.5, n)
-    catalogue = pd.DataFrame({"Z": z, "Z_PRED": z, "SPECTYPE": np.where(is_target, "LBG", "QSO")})
+    z_train = rng.uniform(2.5, 3.5, 5000)
+    guess = z_train[rng.integers(0, len(z_train), n)]
+    catalogue = pd.DataFrame({"Z": z, "Z_PRED": guess, "SPECTYPE": np.where(is_target, "LBG", "QSO")})
     options = ScoreOptions.from_config({"threshold_grid": {"start": 0, "stop": 1, "n": 101}})
-    random_guess = evaluate(catalogue, rng.random((n, 1)), options).summary
-    assert random_guess["chance"] == pytest.approx(is_target.mean())
-    assert random_guess["score"] == pytest.approx(random_guess["chance"], abs=0.01)
-    assert abs(random_guess["skill"]) < 0.03
-    perfect = evaluate(catalogue, is_target[:, None].astype(float), options).summary
+    random_guess = evaluate(catalogue, rng.random((n, 1)), options, chance_redshifts=z_train).summary
+    # q: 0.1 wide window on a 1-wide N(z), less at the edges (0.1 - 0.05^2 / 1 * 2 / 2)
+    assert random_guess["chance_redshift_hit"] == pytest.approx(0.0975, abs=0.002)
+    assert random_guess["chance"] == pytest.approx(is_target.mean() * random_guess["chance_redshift_hit"])
+    assert random_guess["chance_classification"] == pytest.approx(is_target.mean())
+    assert random_guess["score"] == pytest.approx(random_guess["chance"], rel=0.1)
+    assert abs(random_guess["skill"]) < 0.01
+    assert "training split" in random_guess["chance_rule"]
+    classification_only = evaluate(catalogue.assign(Z_PRED=z), rng.random((n, 1)), options).summary
+    assert classification_only["score"] == pytest.approx(classification_only["chance_classification"], abs=0.01)
+    perfect = evaluate(catalogue.assign(Z_PRED=z), is_target[:, None].astype(float), options).summary
     assert perfect["score"] == pytest.approx(1.0) and perfect["skill"] == pytest.approx(1.0)
+    # no training split: the test set's own targets, each one's own redshift left out
+    assert "test set's own targets" in perfect["chance_nz"]
+    assert perfect["chance_redshift_hit"] == pytest.approx(0.0975, abs=0.003)
+
+
+def test_redshift_hit_probability_counts_the_training_redshifts():
+    from lymannet.metrics import correct_redshift, redshift_hit_probability
+
+    z_train = np.array([2.0, 2.96, 3.0, 3.04, 3.05, 3.2])
+    q = redshift_hit_probability(np.array([3.0, 2.0, 5.0]), z_train, dz_max=0.05)
+    # exactly the rule of correct_redshift, rounding included: 3.05 - 3.0 is 0.04999999999999982 in
+    # floating point, so 3.05 counts for 3.0 there and here
+    expected = [correct_redshift(z_train, np.full(6, z0)).mean() for z0 in (3.0, 2.0, 5.0)]
+    assert q.tolist() == expected == pytest.approx([4 / 6, 1 / 6, 0.0])
+    loo = redshift_hit_probability(np.array([3.0, 3.01, 4.0]), np.array([3.0, 3.01, 4.0]), exclude_self=True)
+    assert loo.tolist() == pytest.approx([0.5, 0.5, 0.0])
+    # the velocity rule: |dz| < dv (1 + z) / c
+    q_dv = redshift_hit_probability(np.array([3.0]), z_train, dv_max_kms=3000.0)  # |dz| < 0.04
+    assert q_dv.tolist() == pytest.approx([3 / 6])
+    assert np.isnan(redshift_hit_probability(np.array([3.0]), np.array([]))).all()
+
+
+def test_evaluate_gives_bootstrap_intervals_on_score_skill_and_working_point():
+    from lymannet.bootstrap import Interval
+    from lymannet.metrics import ScoreOptions, evaluate
+
+    rng = np.random.default_rng(3)
+    n = 1500
+    is_target = rng.random(n) < 0.3
+    z = rng.uniform(2.5, 3.5, n)
+    z_pred = np.where(rng.random(n) < 0.9, z, z + 0.5)
+    confidence = np.clip(np.where(is_target, rng.normal(0.8, 0.15, n), rng.normal(0.3, 0.2, n)), 0, 1)
+    catalogue = pd.DataFrame({"Z": z, "Z_PRED": z_pred, "SPECTYPE": np.where(is_target, "LBG", "QSO")})
+    options = ScoreOptions.from_config({"bootstrap": {"n_resamples": 300, "seed": 1}})
+    summary = evaluate(catalogue, confidence[:, None], options, chance_redshifts=z, intervals=True).summary
+    assert summary["bootstrap"]["n_resamples"] == 300
+    for name in ("score", "skill", "chance", "purity_at_default", "efficiency_at_default"):
+        interval = Interval.from_dict(summary[f"{name}_interval"])
+        assert interval.n_resamples == 300 and interval.n_dropped == 0
+        assert interval.lo95 <= interval.lo68 <= interval.hi68 <= interval.hi95
+    score = Interval.from_dict(summary["score_interval"])
+    assert score.value == pytest.approx(summary["score"]) and score.lo68 < score.value < score.hi68
+    # binomial-like width: sqrt(s (1 - s) / n_targets) within a factor of two
+    assert 0.5 < score.half_width / np.sqrt(score.value * (1 - score.value) / is_target.sum()) < 2
+    assert Interval.from_dict(summary["skill_interval"]).value == pytest.approx(summary["skill"])
+    assert evaluate(catalogue, confidence[:, None], options, intervals=True).summary["score_interval"] == \
+        summary["score_interval"]  # deterministic for the seed
+    assert "score_interval" not in evaluate(catalogue, confidence[:, None], options).summary
+
+
+def test_score_takes_the_chance_nz_from_the_training_split(tmp_path):
+    """With the training split (the score rule's input.train), the random guess draws its redshifts
+    from the split's targets; a summary of score files from before the chance had a redshift rule
+    (no chance_classification) falls back to the classification-only chance of their counts."""
+    from lymannet.grid import Grid
+    from lymannet.score import summary_table
+    from lymannet.spectra import SpectrumSet, write_spectra
+
+    write_hand_catalogue(tmp_path / "pred.fits")  # targets at z 3.0, 2.5, 3.0, 3.5; 2 contaminants
+    grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 9800.0, "step": 8.0})
+    truth = pd.DataFrame({"TARGETID": np.arange(5), "Z": [3.0, 3.01, 2.98, 3.3, 0.1],
+                          "SPECTYPE": ["LBG"] * 4 + ["ELG"]})
+    flux = np.ones((5, grid.n_pixels), np.float32)
+    write_spectra(tmp_path / "train.fits", SpectrumSet(grid.wavelength, flux, flux, truth, grid))
+    outputs = [str(tmp_path / f"o.{ext}") for ext in ("json", "csv", "png")]
+    summary = score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
+                              "m", "c", "t", *outputs, train_file=str(tmp_path / "train.fits"))
+    # q: 3 of the 4 training LBGs within 0.05 of each z = 3.0 target, none for 2.5 and 3.5
+    assert summary["chance_redshift_hit"] == pytest.approx((0.75 + 0 + 0.75 + 0) / 4)
+    assert summary["chance"] == pytest.approx(4 / 6 * 0.375)
+    assert "training split's 4 LBG" in summary["chance_nz"]
+    old = {k: v for k, v in summary.items() if not k.startswith("chance") and not k.endswith("_interval")}
+    table = summary_table([old], {}, ["t"])
+    assert table["chance_t"].iloc[0] == pytest.approx(4 / 6) and np.isnan(table["score_t_lo"].iloc[0])
 
 
 def test_skill_is_undefined_without_contaminants_or_score():

@@ -233,11 +233,12 @@ def pe_crossings(n_detected: np.ndarray, n_good: np.ndarray, n_targets: np.ndarr
         efficiency = np.where(n_targets > 0, n_good / n_targets, np.nan)
     diff = purity - efficiency
     defined = np.isfinite(diff)
-    # the defined points of a row, packed to its front (n_detected falls with the threshold, so they
-    # already are a prefix; packing keeps the rule exact for any curve)
-    order = np.argsort(~defined, axis=1, kind="stable")
-    diff = np.take_along_axis(diff, order, axis=1)
-    purity = np.take_along_axis(purity, order, axis=1)
+    if not (defined[:, :-1] >= defined[:, 1:]).all():
+        # pack the defined points of a row to its front (n_detected falls with the threshold, so
+        # they usually are a prefix already and this sort is skipped)
+        order = np.argsort(~defined, axis=1, kind="stable")
+        diff = np.take_along_axis(diff, order, axis=1)
+        purity = np.take_along_axis(purity, order, axis=1)
     b = diff.shape[0]
     score = np.full(b, np.nan)
     if diff.shape[1] == 0:

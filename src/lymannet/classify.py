@@ -8,12 +8,19 @@ decoded (`lymannet.models.decode`); memory stays bounded by a block, whatever th
 
 Catalogue columns follow DESI's QuasarNET afterburner (extension ``QN_RR``): TARGETID, TARGET_RA,
 TARGET_DEC, COADD (the coadd's path below the mirror root) and ROW (its row in that file), Z (the
-redshift of the most confident non-BAL line), CONFIDENCE (that line's confidence), BEST_LINE,
-C_<LINE> and Z_<LINE> per line (C_CIV_BAL / Z_CIV_BAL for QuasarNET's BAL head, which never
-chooses Z), IS_<CLASS>_QN (1 when at least min_lines non-BAL lines have C > c_th). The header holds
-c_th, min_lines, the model's sha256 and origin, lymannet's version and git revision. Fibres that
-are not science targets (`lymannet.coadd.select_targets`: sky, bad COADD_FIBERSTATUS, negative
-TARGETID) and spectra without a valid pixel on the model's grid are left out and counted.
+redshift of the most confident non-BAL line), ZERR (its 68% error), CONFIDENCE (that line's
+confidence), PROB (calibrated probability of a true target with a correct redshift, for the
+validation split's class mix or the stated `target_fraction`), ZWARN, BEST_LINE, C_<LINE> and
+Z_<LINE> per line (C_CIV_BAL / Z_CIV_BAL for QuasarNET's BAL head, which never chooses Z),
+IS_<CLASS>_QN (1 when at least min_lines non-BAL lines have C > c_th). c_th is the model's working
+point (calibrated models) unless given. The header holds c_th, min_lines, the working point, the
+class mixes, the model's sha256 and origin, lymannet's version and git revision.
+
+One row per FIBERMAP row, in the coadd's order, as DESI's redshift catalogues: a row that is not
+classified has ZWARN bits (`lymannet.coadd.ZWARN_BITS`: NOT_TARGET for sky/stuck/empty fibres,
+BAD_FIBERSTATUS, NODATA for no valid pixel on the model's grid), Z, ZERR, PROB, CONFIDENCE and the
+line columns NaN, BEST_LINE empty and IS_<CLASS>_QN 0. Uncalibrated weights (QuasarNET's Keras
+files) have PROB and ZERR NaN everywhere and CALIB = F in the header.
 
 Files that cannot be read are listed with a one-line reason (failures.tsv) and the others are
 classified; with `strict` the first bad file stops the job, naming it. A per-file catalogue whose
@@ -29,7 +36,7 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -37,27 +44,33 @@ import fitsio
 import numpy as np
 
 from . import __version__
-from .coadd import BLOCK_ROWS, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums
+from .calibration import Calibration, detection_score, header_cards, object_columns
+from .coadd import BLOCK_ROWS, NODATA, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums
 from .errors import ConfigError, InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, first_line, git_revision, write_text_atomic
 from .grid import Grid
-from .lines import Line
+from .ingest import load_truth
+from .lines import Line, line_votes
+from .metrics import ScoreOptions, correct_redshift
 from .preprocess import INFERENCE_BATCH
 from .runtime import Progress
 
 log = logging.getLogger("lymannet.classify")
 
 EXTNAME = "QN_RR"  # DESI's afterburner extension
-CATALOGUE_FORMAT = "lymannet-classify-1"
+CATALOGUE_FORMAT = "lymannet-classify-2"
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 MERGED_NAME = "catalogue.fits"
+SELECTED_MODEL = "results/models/selected_by_val_loss.pt"  # rule select_model: {best_by: val_loss}
 FAILURES_NAME = "failures.tsv"
 MANIFEST_FIELDS = ("file", "catalogue", "status", "n_rows", "n_non_science", "n_no_data", "n_classified",
                    "n_selected", "reason")
 # Header keys that must match for an existing per-file catalogue to count as up to date.
-UP_TO_DATE_KEYS = ("LNFORMAT", "LNVER", "MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "SRCSIZE", "SRCMTIME")
-SAME_RULE_KEYS = ("MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT")  # a merged catalogue has one of each
+UP_TO_DATE_KEYS = ("LNFORMAT", "LNVER", "MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "PRIORSRV", "SRCSIZE",
+                   "SRCMTIME")
+SAME_RULE_KEYS = ("MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "PRIORSRV")  # a merged catalogue has one of each
 CONFIDENCE_BINS = np.linspace(0.0, 1.0, 51)
+DEFAULT_C_TH = 0.5  # score.default_threshold's default: uncalibrated weights' c_th
 Z_BIN = 0.05
 
 
@@ -65,8 +78,11 @@ Z_BIN = 0.05
 class ClassifyOptions:
     """The detection rule and how to run: `classify.<name>` of the config, or the CLI's flags."""
 
-    c_th: float = 0.5
+    c_th: float | None = None  # None: the model's working point, else DEFAULT_C_TH
     min_lines: int = 1
+    default_c_th: float = DEFAULT_C_TH  # uncalibrated weights without c_th (score.default_threshold)
+    target_fraction: float | None = None  # the survey's expected class mix (None: the validation's)
+    working_point: Mapping[str, float] | None = None  # another working point than the model's
     batch_size: int = INFERENCE_BATCH
     bf16: bool = False
     device: str = "auto"
@@ -79,10 +95,39 @@ class ClassifyOptions:
         names = {field.name for field in fields(cls)}
         known = {k: v for k, v in (options or {}).items() if k in names and v is not None}
         opts = cls(**known)
-        if not 0.0 <= opts.c_th <= 1.0 or opts.min_lines < 1 or opts.batch_size < 1 or opts.block_rows < 1:
+        if opts.target_fraction is not None and not 0.0 < opts.target_fraction < 1.0:
+            raise ConfigError(f"classify target_fraction must be in (0, 1), not {opts.target_fraction}")
+        if opts.c_th is not None and not 0.0 <= opts.c_th <= 1.0 or opts.min_lines < 1 or opts.batch_size < 1 or opts.block_rows < 1:
             raise ConfigError(f"classify options out of range: c_th {opts.c_th} (0-1), min_lines "
                               f"{opts.min_lines}, batch_size {opts.batch_size}, block_rows {opts.block_rows} (>= 1)")
         return opts
+
+
+@dataclass(frozen=True)
+class DetectionRule:
+    """The cut IS_<CLASS>_QN applies, resolved for one model: an explicit c_th wins; else the
+    calibrated model's working point (chosen again for a stated target fraction); else DEFAULT_C_TH."""
+
+    c_th: float
+    min_lines: int
+    target_fraction: float | None  # the class mix PROB refers to (None: uncalibrated)
+    source: str
+
+    @classmethod
+    def resolve(cls, calibration: "Calibration | None", options: ClassifyOptions) -> "DetectionRule":
+        if calibration is None:
+            if options.working_point or options.target_fraction is not None:
+                raise ConfigError("working_point / target_fraction need a calibrated model (rule calibrate); "
+                                  "these weights are uncalibrated")
+            c_th = options.default_c_th if options.c_th is None else options.c_th
+            return cls(c_th, options.min_lines, None, "c_th given" if options.c_th is not None else "default c_th")
+        fraction = calibration.target_fraction if options.target_fraction is None else options.target_fraction
+        if options.c_th is not None:
+            return cls(options.c_th, options.min_lines, fraction, "c_th given")
+        working_point = dict(options.working_point or calibration.working_point)
+        c_th = calibration.threshold_for(options.target_fraction, options.working_point and working_point)
+        mix = "validation" if options.target_fraction is None else f"stated {options.target_fraction:g}"
+        return cls(c_th, calibration.min_lines, fraction, f"working point {working_point} ({mix} class mix)")
 
 
 # --------------------------------------------------------------------------- the model
@@ -95,6 +140,11 @@ class Classifier:
     loaded: Any  # LoadedModel: predict(), grid, lines, target_class, sha256
     path: Path
     origin: str
+
+    @property
+    def calibration(self) -> Calibration | None:
+        record = getattr(self.loaded, "calibration", None)
+        return Calibration.from_dict(record) if record else None
 
     @property
     def line_names(self) -> list[str]:
@@ -238,6 +288,7 @@ class CatalogueJobs:
     root: str
     batches: dict[str, list[str]]
     options: dict[str, Any]
+    truth: str | None = None
 
     @property
     def folder(self) -> str:
@@ -254,11 +305,13 @@ def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
     plans = {}
     for name, spec in (config.get("classify") or {}).items():
         model = spec["model"]
-        if isinstance(model, Mapping):
+        if isinstance(model, Mapping) and "best_by" in model:
+            model = SELECTED_MODEL
+        elif isinstance(model, Mapping):
             if (model["model"], model["combo"]) not in runs:
                 raise ConfigError(f"classify.{name}: model {{model: {model['model']}, combo: {model['combo']}}} is "
                                   f"not a run of this config; runs: {sorted(runs)}")
-            model = f"results/models/{model['model']}/{model['combo']}/model.pt"
+            model = f"results/models/{model['model']}/{model['combo']}/calibrated.pt"
         patterns = [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
         files = expand_files(patterns)
         if not files:
@@ -269,16 +322,16 @@ def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
                 raise ConfigError(f"classify.{name}: {path} would be written over the merged output "
                                   f"{mirrored_name(path, root)}; use a pattern one folder higher")
         options = {"c_th": spec.get("c_th"), "min_lines": spec.get("min_lines"), "strict": spec.get("strict", False),
+                   "target_fraction": spec.get("target_fraction"), "working_point": spec.get("working_point"),
                    "batch_size": spec.get("batch_size", INFERENCE_BATCH), "bf16": spec.get("bf16", False),
                    "device": spec.get("device", "auto"),
                    "fiberstatus": (config.get("ingest") or {}).get("fiberstatus", "zero_only")}
         score = config.get("score") or {}
-        if options["c_th"] is None:
-            options["c_th"] = score.get("default_threshold", 0.5)
         if options["min_lines"] is None:
             options["min_lines"] = score.get("min_lines", 1)
+        options["default_c_th"] = score.get("default_threshold", DEFAULT_C_TH)
         plans[name] = CatalogueJobs(name, str(model), root, plan_batches(files, spec.get("files_per_job", 20)),
-                                    options)
+                                    options, spec.get("truth"))
     return plans
 
 
@@ -305,55 +358,69 @@ class FileOutcome:
 
 def catalogue_dtype(line_names: Sequence[str], target_class: str, coadd_width: int) -> np.dtype:
     columns = [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("COADD", f"U{max(coadd_width, 1)}"),
-               ("ROW", "i4"), ("Z", "f8"), ("CONFIDENCE", "f4"), ("BEST_LINE", f"U{max(map(len, line_names))}")]
+               ("ROW", "i4"), ("Z", "f8"), ("ZERR", "f4"), ("CONFIDENCE", "f4"), ("PROB", "f4"), ("ZWARN", "i8"),
+               ("BEST_LINE", f"U{max(map(len, line_names))}")]
     columns += [(f"C_{name}", "f4") for name in line_names]
     columns += [(f"Z_{name}", "f8") for name in line_names]
     columns.append((f"IS_{target_class}_QN", "i2"))
     return np.dtype(columns)
 
 
-def classify_coadd(classifier: Classifier, path: str, coadd_name: str,
-                   options: ClassifyOptions, progress: Progress | None = None) -> tuple[np.ndarray, dict[str, int]]:
-    """(catalogue records, counts) of one coadd file; InputFileError if it cannot be used."""
-    from .metrics import is_detected
+def empty_rows(coadd: CoaddFile, coadd_name: str, dtype: np.dtype) -> np.ndarray:
+    """One unclassified row per FIBERMAP row: identity columns filled, results NaN, ZWARN the fibre's flags."""
+    records = np.zeros(coadd.n_rows, dtype)
+    for name in dtype.names:
+        if dtype[name].kind == "f":
+            records[name] = np.nan
+    records["TARGETID"] = coadd.fibermap["TARGETID"].to_numpy()
+    for column in ("TARGET_RA", "TARGET_DEC"):
+        if column in coadd.fibermap:
+            records[column] = coadd.fibermap[column].to_numpy()
+    records["COADD"] = coadd_name
+    records["ROW"] = np.arange(coadd.n_rows)
+    records["ZWARN"] = coadd.flags
+    return records
 
+
+def classify_coadd(classifier: Classifier, path: str, coadd_name: str, options: ClassifyOptions,
+                   progress: Progress | None = None,
+                   rule: DetectionRule | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """(catalogue records, one per FIBERMAP row, and counts) of one coadd file; InputFileError if
+    it cannot be used."""
+    rule = rule or DetectionRule.resolve(classifier.calibration, options)
+    calibration = classifier.calibration
     coadd = CoaddFile(path, {"fiberstatus": options.fiberstatus})
     check_grid_coverage(classifier.loaded.grid, coadd.wavelength_range, path)
     rebinner = NativeRebinner(classifier.loaded.grid)
-    names, lines = classifier.line_names, classifier.loaded.lines
-    dtype = catalogue_dtype(names, classifier.target_class, len(coadd_name))
+    names, votes = classifier.line_names, line_votes(classifier.loaded.lines)
+    records = empty_rows(coadd, coadd_name, catalogue_dtype(names, classifier.target_class, len(coadd_name)))
     science_rows = np.flatnonzero(coadd.is_target)
-    counts = {"n_rows": coadd.n_rows, "n_non_science": coadd.n_rows - len(science_rows), "n_no_data": 0}
-    blocks = []
     for block in coadd.iter_blocks(science_rows, options.block_rows):
         flux, ivar = rebinner.rebin_sums(*merge_arm_sums(block))
         has_data = ivar.sum(axis=1) > 0  # QuasarNET drops spectra with no weight on its grid
-        counts["n_no_data"] += int((~has_data).sum())
+        records["ZWARN"][block.rows[~has_data]] |= NODATA
         outputs = classifier.loaded.predict(flux[has_data], ivar[has_data], batch_size=options.batch_size,
                                             bf16=options.bf16)
         _check_finite(outputs, path)
-        records = np.zeros(int(has_data.sum()), dtype)
-        fibermap = block.fibermap[has_data]
-        records["TARGETID"] = fibermap["TARGETID"].to_numpy()
-        for column in ("TARGET_RA", "TARGET_DEC"):
-            records[column] = fibermap[column].to_numpy() if column in fibermap else np.nan
-        records["COADD"] = coadd_name
-        records["ROW"] = block.rows[has_data]
-        records["Z"] = outputs["z_pred"]
-        records["CONFIDENCE"] = outputs["confidence"]
-        records["BEST_LINE"] = np.asarray(names)[outputs["best_line"]]
+        rows = records[block.rows[has_data]]
+        rows["Z"], rows["CONFIDENCE"] = outputs["z_pred"], outputs["confidence"]
+        rows["BEST_LINE"] = np.asarray(names)[outputs["best_line"]]
         for j, name in enumerate(names):
-            records[f"C_{name}"] = outputs["c_line"][:, j]
-            records[f"Z_{name}"] = outputs["z_line"][:, j]
-        records[f"IS_{classifier.target_class}_QN"] = is_detected(outputs["c_line"], options.c_th,
-                                                                  options.min_lines, lines)
-        blocks.append(records)
+            rows[f"C_{name}"], rows[f"Z_{name}"] = outputs["c_line"][:, j], outputs["z_line"][:, j]
+        if calibration is not None:
+            columns = object_columns(calibration, outputs["c_line"], outputs["z_line"], votes, outputs["z_pred"],
+                                     rule.target_fraction)
+            rows["PROB"], rows["ZERR"] = columns["PROB"], columns["ZERR"]
+        score = detection_score(outputs["c_line"], votes, rule.min_lines)
+        rows[f"IS_{classifier.target_class}_QN"] = score > rule.c_th
+        records[block.rows[has_data]] = rows
         if progress is not None:
             progress.update(len(block))
-    catalogue = np.concatenate(blocks) if blocks else np.zeros(0, dtype)
-    counts["n_classified"] = len(catalogue)
-    counts["n_selected"] = int(catalogue[f"IS_{classifier.target_class}_QN"].sum())
-    return catalogue, counts
+    classified = records["ZWARN"] == 0
+    counts = {"n_rows": coadd.n_rows, "n_non_science": coadd.n_rows - len(science_rows),
+              "n_no_data": int(np.count_nonzero(records["ZWARN"] & NODATA)), "n_classified": int(classified.sum()),
+              "n_selected": int(records[f"IS_{classifier.target_class}_QN"].sum())}
+    return records, counts
 
 
 def _check_finite(outputs: dict[str, np.ndarray], path: str) -> None:
@@ -365,19 +432,32 @@ def _check_finite(outputs: dict[str, np.ndarray], path: str) -> None:
 # --------------------------------------------------------------------------- catalogue files
 
 
-def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision: str) -> list[dict[str, Any]]:
-    return [
+def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision: str,
+                     rule: DetectionRule | None = None) -> list[dict[str, Any]]:
+    rule = rule or DetectionRule.resolve(classifier.calibration, options)
+    calibration = classifier.calibration
+    cards = [
         {"name": "LNFORMAT", "value": CATALOGUE_FORMAT, "comment": "lymannet survey catalogue"},
         {"name": "TARGCLS", "value": classifier.target_class, "comment": "class of IS_<CLASS>_QN"},
-        {"name": "CTHRESH", "value": float(options.c_th), "comment": "c_th: line confidence threshold"},
-        {"name": "MINLINES", "value": int(options.min_lines), "comment": "non-BAL lines above c_th for IS_*_QN"},
+        {"name": "CTHRESH", "value": float(rule.c_th), "comment": "c_th: line confidence threshold"},
+        {"name": "CTHSRC", "value": rule.source[:68], "comment": "where c_th comes from"},
+        {"name": "MINLINES", "value": int(rule.min_lines), "comment": "non-BAL lines above c_th for IS_*_QN"},
         {"name": "FIBSTAT", "value": options.fiberstatus, "comment": "COADD_FIBERSTATUS rule (zero_only/any)"},
+        {"name": "PRIORSRV", "value": float(rule.target_fraction) if rule.target_fraction is not None else -1.0,
+         "comment": "target fraction PROB is for (-1: uncalibrated)"},
         {"name": "MODEL", "value": classifier.path.name, "comment": "model file"},
         {"name": "MODELSHA", "value": classifier.loaded.sha256, "comment": "sha256 of the model file"},
         {"name": "WORIGIN", "value": classifier.origin[:68], "comment": "where the weights come from"},
         {"name": "LNVER", "value": __version__, "comment": "lymannet version"},
         {"name": "GITREV", "value": revision, "comment": "git describe of lymannet"},
+        {"name": "ZWBITS", "value": "1 NOT_TARGET, 2 BAD_FIBERSTATUS, 4 NODATA", "comment": "ZWARN bits"},
     ]
+    if calibration is not None:
+        fitted = [c for c in header_cards(calibration, None if rule.source == "c_th given" else rule.c_th,
+                                          rule.target_fraction)
+                  if c["name"] not in {card["name"] for card in cards}]
+        return cards + fitted
+    return cards + header_cards(None)
 
 
 def _source_header(path: str, counts: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -387,7 +467,8 @@ def _source_header(path: str, counts: Mapping[str, int]) -> list[dict[str, Any]]
         {"name": "SRCMTIME", "value": str(stat.st_mtime_ns), "comment": "coadd mtime (ns) when classified"},
         {"name": "NROWS", "value": counts["n_rows"], "comment": "rows of the coadd"},
         {"name": "NNONSCI", "value": counts["n_non_science"], "comment": "non-science fibres left out"},
-        {"name": "NNODATA", "value": counts["n_no_data"], "comment": "spectra without valid pixels, left out"},
+        {"name": "NNODATA", "value": counts["n_no_data"], "comment": "spectra without valid pixels (ZWARN NODATA)"},
+        {"name": "NCLASSIF", "value": counts["n_classified"], "comment": "rows classified (ZWARN = 0)"},
         {"name": "NSELECT", "value": counts["n_selected"], "comment": "spectra with IS_<CLASS>_QN = 1"},
     ]
 
@@ -411,7 +492,7 @@ def _up_to_date(catalogue: Path, source: str, expected: Mapping[str, Any]) -> di
     if any(key not in header or header[key] != wanted[key] for key in UP_TO_DATE_KEYS):
         return None
     return {"n_rows": int(header["NROWS"]), "n_non_science": int(header["NNONSCI"]),
-            "n_no_data": int(header["NNODATA"]), "n_classified": int(header["NAXIS2"]),
+            "n_no_data": int(header["NNODATA"]), "n_classified": int(header["NCLASSIF"]),
             "n_selected": int(header["NSELECT"])}
 
 
@@ -424,7 +505,10 @@ def classify_files(classifier: Classifier, files: Sequence[str], root: str, out_
 
     A file that cannot be used is a failed outcome (with `strict`: an InputFileError naming it)."""
     out_dir = Path(out_dir)
-    header = catalogue_header(classifier, options, git_revision())
+    rule = DetectionRule.resolve(classifier.calibration, options)
+    log.info("IS_%s_QN: detection score > %.4f with min_lines %d (%s)", classifier.target_class, rule.c_th,
+             rule.min_lines, rule.source)
+    header = catalogue_header(classifier, options, git_revision(), rule)
     expected = {card["name"]: card["value"] for card in header}
     progress = Progress(sum(_row_count(path) for path in files), what="spectra")
     outcomes = []
@@ -437,7 +521,7 @@ def classify_files(classifier: Classifier, files: Sequence[str], root: str, out_
             progress.total -= counts["n_rows"]
         else:
             try:
-                catalogue, counts = classify_coadd(classifier, path, name, options, progress)
+                catalogue, counts = classify_coadd(classifier, path, name, options, progress, rule)
                 write_catalogue(out_dir / name, catalogue, header + _source_header(path, counts))
             except (LymannetError, OSError, ValueError) as error:
                 reason = error.problem if isinstance(error, LymannetError) else first_line(error)
@@ -465,14 +549,16 @@ def classify_batch(model: str | Path, files: Sequence[str], root: str, out_dir: 
     return outcomes
 
 
-def merge_batches(manifests: Sequence[str | Path], out_dir: str | Path, title: str = "") -> Summary:
+def merge_batches(manifests: Sequence[str | Path], out_dir: str | Path, title: str = "", root: str | None = None,
+                  truth: str | None = None, score: Mapping[str, Any] | None = None) -> Summary:
     """The `classify_merge` job: every batch's outcomes -> catalogue.fits, failures.tsv, summary."""
     outcomes = [outcome for manifest in manifests for outcome in read_manifest(manifest)]
-    return merge_catalogues(outcomes, out_dir, title)
+    return merge_catalogues(outcomes, out_dir, title, root=root, truth=truth, score=score)
 
 
 def classify_survey(model: str | Path, files: Sequence[str], out_dir: str | Path,
-                    options: Mapping[str, Any] | ClassifyOptions, root: str | None = None) -> Summary:
+                    options: Mapping[str, Any] | ClassifyOptions, root: str | None = None,
+                    truth: str | None = None, score: Mapping[str, Any] | None = None) -> Summary:
     """The command `lymannet classify`: per-file catalogues mirrored below `out_dir`, then merged."""
     files = expand_files(files)
     if not files:
@@ -486,7 +572,7 @@ def classify_survey(model: str | Path, files: Sequence[str], out_dir: str | Path
     opts = options if isinstance(options, ClassifyOptions) else ClassifyOptions.from_dict(options)
     classifier = load_classifier(model, opts.device)
     outcomes = classify_files(classifier, files, root, out_dir, opts)
-    return merge_catalogues(outcomes, out_dir)
+    return merge_catalogues(outcomes, out_dir, root=root, truth=truth, score=score)
 
 
 def _row_count(path: str) -> int:
@@ -536,6 +622,8 @@ class Summary:
     confidence_histogram: np.ndarray
     z_selected: list[np.ndarray]
     header: dict[str, Any]
+    classified: dict[str, list[np.ndarray]] = field(default_factory=dict)  # TARGETID, Z, PROB, selected
+    truth: dict[str, Any] | None = None  # purity and efficiency against a truth table
 
     def table(self) -> list[tuple[str, int]]:
         c, cls = self.counts, self.target_class
@@ -546,9 +634,11 @@ class Summary:
                 (f"not {cls}", c["n_classified"] - c["n_selected"])]
 
 
-def merge_catalogues(outcomes: Sequence[FileOutcome], out_dir: str | Path, title: str = "") -> Summary:
+def merge_catalogues(outcomes: Sequence[FileOutcome], out_dir: str | Path, title: str = "", root: str | None = None,
+                     truth: str | None = None, score: Mapping[str, Any] | None = None) -> Summary:
     """catalogue.fits (every per-file catalogue, in file order), failures.tsv and the summary
-    (summary.csv, summary.md, summary.png) in `out_dir`, each written atomically."""
+    (summary.csv, summary.md, summary.png) in `out_dir`, each written atomically; with a truth
+    table, the summary also measures purity and efficiency against it."""
     out_dir = Path(out_dir)
     good = [o for o in outcomes if o.status != "failed"]
     failed = [o for o in outcomes if o.status == "failed"]
@@ -559,7 +649,9 @@ def merge_catalogues(outcomes: Sequence[FileOutcome], out_dir: str | Path, title
                              + (f" (first: {first.file}: {first.reason})" if first else ""), out_dir)
     # COADD holds each catalogue's path below out_dir: the widest sets the merged column's width.
     width = max(len(os.path.relpath(o.catalogue, out_dir)) for o in good)
-    summary = _merge(good, out_dir / MERGED_NAME, width, len(outcomes), len(failed))
+    summary = _merge(good, out_dir / MERGED_NAME, width, len(outcomes), len(failed), root)
+    if truth:
+        summary.truth = truth_report(summary, truth, score or {})
     _write_summary(summary, out_dir, title)
     return summary
 
@@ -578,19 +670,26 @@ def _read_catalogue(path: str) -> tuple[np.ndarray, Any]:
                              "under batches/ to classify again", path) from None
 
 
-def _merge(good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_failed: int) -> Summary:
+def _merge(good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_failed: int,
+           root: str | None = None) -> Summary:
     first, header = _read_catalogue(good[0].catalogue)
     names = [n[2:] for n in first.dtype.names if n.startswith("C_")]
     target_class = str(header["TARGCLS"]).strip()
     dtype = catalogue_dtype(names, target_class, width)
-    keep = ("LNFORMAT", "TARGCLS", "CTHRESH", "MINLINES", "FIBSTAT", "MODEL", "MODELSHA", "WORIGIN", "LNVER", "GITREV")
-    cards = [{"name": key, "value": header[key], "comment": header.get_comment(key)} for key in keep if key in header]
+    per_file = ("SRCSIZE", "SRCMTIME", "NROWS", "NNONSCI", "NNODATA", "NCLASSIF", "NSELECT", "EXTNAME")
+    cards = [{"name": key, "value": header[key], "comment": header.get_comment(key)} for key in header.keys()
+             if key not in per_file and key.isupper() and not key.startswith(("NAXIS", "TTYPE", "TFORM", "TDIM", "TUNIT"))
+             and key not in ("XTENSION", "BITPIX", "PCOUNT", "GCOUNT", "TFIELDS")]
     cards += [{"name": "NFILES", "value": n_files, "comment": "coadd files asked for"},
               {"name": "NFAILED", "value": n_failed, "comment": "files that could not be read (failures.tsv)"}]
+    if root:
+        cards.append({"name": "SRCROOT", "value": os.path.abspath(root),
+                      "comment": "folder COADD is relative to"})
     counts = dict.fromkeys(("n_rows", "n_non_science", "n_no_data", "n_classified", "n_selected"), 0)
     counts.update(files=n_files, failed=n_failed)
     histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
     z_selected: list[np.ndarray] = []
+    classified: dict[str, list[np.ndarray]] = {key: [] for key in ("TARGETID", "Z", "PROB", "SELECTED")}
     with atomic_path(path) as tmp, fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
         fits.write(np.zeros(0, dtype), extname=EXTNAME, header=cards)
         for outcome in good:
@@ -599,11 +698,44 @@ def _merge(good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_
             records = records.astype(dtype)
             fits[EXTNAME].append(records)
             selected = records[f"IS_{target_class}_QN"] == 1
-            histogram += np.histogram(records["CONFIDENCE"], CONFIDENCE_BINS)[0]
+            done = records["ZWARN"] == 0
+            histogram += np.histogram(records["CONFIDENCE"][done], CONFIDENCE_BINS)[0]
             z_selected.append(records["Z"][selected].astype(np.float32))
+            for key, values in (("TARGETID", records["TARGETID"]), ("Z", records["Z"]), ("PROB", records["PROB"]),
+                                ("SELECTED", selected)):
+                classified[key].append(values[done])
             for key in counts.keys() & set(MANIFEST_FIELDS):
                 counts[key] += getattr(outcome, key)
-    return Summary(target_class, counts, histogram, z_selected, {c["name"]: c["value"] for c in cards})
+    return Summary(target_class, counts, histogram, z_selected, {c["name"]: c["value"] for c in cards}, classified)
+
+
+def truth_report(summary: Summary, truth_path: str, score: Mapping[str, Any]) -> dict[str, Any]:
+    """Purity and efficiency of the catalogue's selection against a truth table (TARGETID,
+    SPECTYPE, Z): efficiency over every true target of the truth that the coadds hold a row
+    for, classified or not; the expected purity is the mean PROB of the selected."""
+    opts = ScoreOptions.from_config(dict(score))
+    truth = load_truth(truth_path).set_index("TARGETID")
+    targetid = np.concatenate(summary.classified["TARGETID"])
+    z = np.concatenate(summary.classified["Z"])
+    selected = np.concatenate(summary.classified["SELECTED"])
+    prob = np.concatenate(summary.classified["PROB"])
+    known = np.isin(targetid, truth.index.to_numpy())
+    rows = truth.reindex(targetid[known])
+    is_target = rows["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == opts.target_class.upper()
+    good = is_target & correct_redshift(z[known], rows["Z"].to_numpy(float), opts.dz_max, opts.dv_max_kms)
+    sel = selected[known]
+    n_targets = int((truth["SPECTYPE"].astype(str).str.strip().str.upper() == opts.target_class.upper()).sum())
+    report = {"truth": str(truth_path), "correct_redshift": opts.correct_redshift_rule,
+              "n_matched": int(known.sum()), "n_true_targets": n_targets, "n_selected": int(sel.sum()),
+              "n_good_selected": int((sel & good).sum()),
+              "purity": float((sel & good).sum() / sel.sum()) if sel.any() else None,
+              "efficiency": float((sel & good).sum() / n_targets) if n_targets else None,
+              "expected_purity": float(np.nanmean(prob[known][sel])) if sel.any() and np.isfinite(prob).any() else None,
+              "selected_by_population": {}}
+    spectype = rows["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy()
+    for population in sorted(set(spectype[sel])):
+        report["selected_by_population"][population] = int((sel & (spectype == population)).sum())
+    return report
 
 
 
@@ -617,18 +749,54 @@ def _check_same_rule(header: Any, reference: Any, path: str) -> None:
 def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
     """summary.csv (quantity, count), summary.md (the same, with the rule) and summary.png."""
     rows = summary.table()
-    write_text_atomic(out_dir / "summary.csv", "quantity,count\n" + "".join(f"{q},{n}\n" for q, n in rows))
+    measured = truth_rows(summary.truth)
+    write_text_atomic(out_dir / "summary.csv", "quantity,count\n" + "".join(f"{q},{n}\n" for q, n in rows)
+                      + "".join(f"{q},{'' if v is None else round(v, 6)}\n" for q, v in measured))
     h = summary.header
     z = np.concatenate(summary.z_selected) if summary.z_selected else np.zeros(0)
     lines = [f"# Survey catalogue {title}".rstrip(), "",
              f"Model `{h.get('MODEL')}` ({h.get('WORIGIN')}, sha256 {str(h.get('MODELSHA'))[:12]}...), "
-             f"c_th = {h.get('CTHRESH')}, min_lines = {h.get('MINLINES')}.", "",
+             f"c_th = {float(h.get('CTHRESH')):.4f} ({h.get('CTHSRC', 'given')}), min_lines = {h.get('MINLINES')}.",
+             "", _calibration_sentence(h), "",
              "| | count |", "|---|---:|"] + [f"| {q} | {n:,} |" for q, n in rows]
+    if summary.truth:
+        t = summary.truth
+        goal = f"{h.get('WPKIND')} {h.get('WPGOAL')}" if h.get("CALIB") else "none (uncalibrated)"
+        lines += ["", f"Against the truth `{t['truth']}` ({t['n_matched']:,} classified rows matched; correct "
+                      f"redshift: {t['correct_redshift']}); working point asked for: {goal}.", "",
+                  "| | value |", "|---|---:|"] + [f"| {q} | {_value(v)} |" for q, v in measured]
+        lines += ["", "Selected, by true SPECTYPE: " + ", ".join(f"{k} {n:,}" for k, n in
+                                                                 t["selected_by_population"].items()) + "."]
     if len(z):
         lines += ["", f"Redshift of the {summary.target_class} selected: median {np.median(z):.3f}, "
                       f"5-95% {np.percentile(z, 5):.3f}-{np.percentile(z, 95):.3f}."]
     write_text_atomic(out_dir / "summary.md", "\n".join(lines) + "\n")
     _summary_figure(summary, z, out_dir / "summary.png", title)
+
+
+def truth_rows(truth: Mapping[str, Any] | None) -> list[tuple[str, float | None]]:
+    if not truth:
+        return []
+    return [("purity against the truth", truth["purity"]), ("efficiency against the truth", truth["efficiency"]),
+            ("expected purity (mean PROB of the selected)", truth["expected_purity"]),
+            ("true targets in the truth", truth["n_true_targets"]),
+            ("selected with a correct redshift", truth["n_good_selected"])]
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,}" if isinstance(value, (int, np.integer)) else f"{value:.3f}"
+
+
+def _calibration_sentence(header: Mapping[str, Any]) -> str:
+    if not header.get("CALIB"):
+        return "Uncalibrated weights: no PROB or ZERR (NaN columns), c_th is not a working point."
+    prior = float(header.get("PRIORSRV", header.get("PRIORVAL")))
+    return (f"PROB: calibrated on the model's validation split (target fraction {float(header['PRIORVAL']):.3f}), "
+            f"given here for a target fraction of {prior:.3f}; working point {header.get('WPKIND')} "
+            f"{header.get('WPGOAL')} = PROB > {float(header.get('WPPROB')):.3f}. ZWARN != 0: not classified "
+            f"({header.get('ZWBITS')}).")
 
 
 def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> None:

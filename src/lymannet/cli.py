@@ -49,10 +49,14 @@ def classify(args: argparse.Namespace) -> int:
     from .runtime import setup_logging
 
     setup_logging()
-    options = ClassifyOptions(c_th=args.c_th, min_lines=args.min_lines, batch_size=args.batch_size, bf16=args.bf16,
-                              device=args.device, strict=args.strict, fiberstatus=args.fiberstatus)
+    working_point = ({"purity": args.purity} if args.purity is not None else
+                     {"efficiency": args.efficiency} if args.efficiency is not None else None)
     try:
-        summary = classify_survey(args.model, args.coadds, args.output, options)
+        options = ClassifyOptions.from_dict({
+            "c_th": args.c_th, "min_lines": args.min_lines, "batch_size": args.batch_size, "bf16": args.bf16,
+            "device": args.device, "strict": args.strict, "fiberstatus": args.fiberstatus,
+            "target_fraction": args.target_fraction, "working_point": working_point})
+        summary = classify_survey(args.model, args.coadds, args.output, options, truth=args.truth)
     except LymannetError as error:
         print(f"lymannet classify: error: {error}", file=sys.stderr)
         return 1
@@ -73,7 +77,17 @@ def _classify_parser(commands: Any) -> None:
     parser.add_argument("coadds", nargs="+", metavar="COADD", help="coadd files or glob patterns")
     parser.add_argument("--model", required=True, type=Path, help="model.pt of a lymannet run, or a Keras .h5")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--c-th", type=float, default=0.5, help="line confidence threshold (default 0.5)")
+    parser.add_argument("--c-th", type=float, default=None,
+                        help="line confidence threshold (default: the model's working point; 0.5 for uncalibrated "
+                             "weights)")
+    parser.add_argument("--target-fraction", type=float, default=None,
+                        help="the survey's expected target fraction: PROB is corrected to it and the working point "
+                             "chosen again for it (calibrated models)")
+    point = parser.add_mutually_exclusive_group()
+    point.add_argument("--purity", type=float, default=None, help="working point: this validation purity")
+    point.add_argument("--efficiency", type=float, default=None, help="working point: this validation efficiency")
+    parser.add_argument("--truth", default=None,
+                        help="truth table (TARGETID, SPECTYPE, Z) to measure purity and efficiency in the summary")
     parser.add_argument("--min-lines", type=int, default=1, help="lines above c_th for IS_<CLASS>_QN (default 1)")
     parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")

@@ -49,6 +49,8 @@ __all__ = [
     "merge_arms",
     "read_coadd",
     "select_targets",
+    "fibre_flags",
+    "ZWARN_BITS",
     "sums_to_flux",
 ]
 
@@ -198,7 +200,8 @@ class CoaddFile:
                     layout.raw = {kind: _RawImage.of(fits[f"{arm}_{kind}"], kind) for kind in kinds}
             self.has_fibermap = "FIBERMAP" in names
             self.fibermap = self._read_fibermap(fits) if self.has_fibermap else _index_fibermap(self.n_rows)
-        self.is_target = select_targets(self.fibermap, self.options, self.has_fibermap)
+        self.flags = fibre_flags(self.fibermap, self.options, self.has_fibermap)
+        self.is_target = self.flags == 0
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -363,24 +366,38 @@ def _index_fibermap(n_rows: int) -> pd.DataFrame:
     return pd.DataFrame({"TARGETID": np.arange(n_rows, dtype=np.int64)})
 
 
-def select_targets(fibermap: pd.DataFrame, options: Mapping[str, Any],
-                   has_fibermap: bool = True) -> np.ndarray:
-    """Real targets: OBJTYPE 'TGT', TARGETID > 0, and COADD_FIBERSTATUS 0 unless fiberstatus is 'any'.
+# ZWARN-like bits of a fibre that is not classified (survey catalogues keep one row per FIBERMAP
+# row, as DESI's redshift catalogues do, and say why a row has no redshift).
+NOT_TARGET = 1  # OBJTYPE not 'TGT' or TARGETID <= 0: sky, stuck or empty fibre
+BAD_FIBERSTATUS = 2  # COADD_FIBERSTATUS != 0 (under fiberstatus: zero_only)
+NODATA = 4  # no valid pixel on the model's grid
+ZWARN_BITS = {"NOT_TARGET": NOT_TARGET, "BAD_FIBERSTATUS": BAD_FIBERSTATUS, "NODATA": NODATA}
+
+
+def fibre_flags(fibermap: pd.DataFrame, options: Mapping[str, Any], has_fibermap: bool = True) -> np.ndarray:
+    """NOT_TARGET / BAD_FIBERSTATUS bits of each row (0 for a real target).
 
     Sky fibres, stuck positioners and empty fibres carry other OBJTYPEs or negative TARGETIDs.
     Without a FIBERMAP every row is a target (TARGETIDs are then row indices, 0 included).
     """
-    n = len(fibermap)
+    flags = np.zeros(len(fibermap), np.int64)
     if not has_fibermap:
-        return np.ones(n, dtype=bool)
-    keep = fibermap["TARGETID"].to_numpy() > 0
+        return flags
+    not_target = fibermap["TARGETID"].to_numpy() <= 0
     if "OBJTYPE" in fibermap:
-        keep &= fibermap["OBJTYPE"].to_numpy().astype(str) == "TGT"
+        not_target |= fibermap["OBJTYPE"].to_numpy().astype(str) != "TGT"
+    flags[not_target] |= NOT_TARGET
     if ingest_options(options)["fiberstatus"] == "zero_only":
         status = "COADD_FIBERSTATUS" if "COADD_FIBERSTATUS" in fibermap else "FIBERSTATUS"
         if status in fibermap:
-            keep &= fibermap[status].to_numpy() == 0
-    return keep
+            flags[fibermap[status].to_numpy() != 0] |= BAD_FIBERSTATUS
+    return flags
+
+
+def select_targets(fibermap: pd.DataFrame, options: Mapping[str, Any],
+                   has_fibermap: bool = True) -> np.ndarray:
+    """Real targets: OBJTYPE 'TGT', TARGETID > 0, and COADD_FIBERSTATUS 0 unless fiberstatus is 'any'."""
+    return fibre_flags(fibermap, options, has_fibermap) == 0
 
 
 def clean_pixels(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None) -> int:

@@ -30,6 +30,7 @@ import pandas as pd
 from .config import slugify
 from .errors import ConfigError
 
+INTERVAL_SUFFIXES = {"_lo": "lo68", "_hi": "hi68", "_lo95": "lo95", "_hi95": "hi95"}
 OVERLAP_A = 5800.0
 LYA_A = 1215.67
 KINDS = ("runs", "gallery", "search_chain")
@@ -141,7 +142,7 @@ def run_metrics(table: pd.DataFrame, c_line: np.ndarray, options: Any, mark_z: f
     targets whose true z is there."""
     from .metrics import evaluate, is_detected
 
-    evaluation = evaluate(table, c_line, options)
+    evaluation = evaluate(table, c_line, options, intervals=True)
     summary = evaluation.summary
     z_true, z_pred = table["Z"].to_numpy(float), table["Z_PRED"].to_numpy(float)
     is_target = table["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
@@ -159,6 +160,12 @@ def run_metrics(table: pd.DataFrame, c_line: np.ndarray, options: Any, mark_z: f
         "frac_dz_gt_max_detected": float(np.mean(dz[detected] > options.dz_max)) if detected.any() else np.nan,
         "p90_abs_dz": float(np.quantile(dz, 0.9)) if len(dz) else np.nan,
     }
+    # bootstrap intervals (lymannet.bootstrap): <figure>_lo/_hi (68%), _lo95/_hi95
+    for figure in ("score", "efficiency_at_default", "purity_at_default"):
+        interval = summary.get(f"{figure}_interval") or {}
+        for suffix, key in INTERVAL_SUFFIXES.items():
+            row[f"{figure}{suffix}"] = np.nan if interval.get(key) is None else interval[key]
+    row["n_resamples"] = (summary.get("bootstrap") or {}).get("n_resamples", 0)
     if mark_z is not None:
         zt, zp = z_true[is_target], z_pred[is_target]
         near_pred = np.abs(zp - mark_z) < mark_dz
@@ -192,7 +199,8 @@ def compare_runs(spec: dict[str, Any], predictions: list[str], histories: list[s
     from .fileio import write_text_atomic
     from .lines import votes_by_name
     from .metrics import ScoreOptions, correct_redshift, is_detected
-    from .plots import COLORS, efficiency_vs_redshift_axes, pe_curve_axes, redshift_edges
+    from .bootstrap import Interval
+    from .plots import COLORS, _interval_bar, efficiency_vs_redshift_axes, pe_curve_axes, redshift_edges
     from .predict import read_catalogue
 
     options = ScoreOptions.from_config(score_options)
@@ -239,7 +247,7 @@ def compare_runs(spec: dict[str, Any], predictions: list[str], histories: list[s
         if zoom:
             ax.set_xlim(lo, hi)
             ax.set_ylim(lo - 0.5, hi + 0.5)
-        ax.set_title(f"{label}\nscore {rows[j]['score'] if rows[j]['score'] is not None else float('nan'):.3f}, "
+        ax.set_title(f"{label}\nscore {_with_error(rows[j], 'score')}, "
                      f"|dz|>{options.dz_max:g}: {rows[j]['frac_dz_gt_max']:.1%}", fontsize=9)
         ax.set_xlabel("true redshift")
         ax.set_ylabel("predicted redshift")
@@ -254,13 +262,14 @@ def compare_runs(spec: dict[str, Any], predictions: list[str], histories: list[s
     dz_edges = np.logspace(-4, np.log10(max(3.0, 10 * options.dz_max)), 40)
     for (label, tab, c_line, evaluation, hist), color in zip(loaded, colors):
         pe_curve_axes(ax_pe, evaluation.curve, evaluation.crossing, label=label, color=color, annotate=False)
+        _interval_bar(ax_pe, evaluation.crossing, Interval.from_dict(evaluation.summary.get("score_interval")), color)
         is_target = tab["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
         good = (is_detected(c_line, options.default_threshold, options.min_lines)
                 & correct_redshift(tab["Z_PRED"], tab["Z"], options.dz_max, options.dv_max_kms))[is_target]
         efficiency_vs_redshift_axes(ax_eff, tab["Z"].to_numpy(float)[is_target], good, edges, label=label, color=color)
         dz = np.abs(tab["Z_PRED"].to_numpy(float) - tab["Z"].to_numpy(float))[is_target]
         ax_dz.hist(np.clip(dz, 1e-4, None), bins=dz_edges, histtype="step", color=color, linewidth=1.5, label=label)
-    ax_pe.set_title("purity (solid) and efficiency (dashed)", fontsize=9)
+    ax_pe.set_title("purity (solid) and efficiency (dashed); P = E with its 68% interval", fontsize=9)
     ax_pe.legend(fontsize=6, ncol=1)
     ax_eff.set_title(f"efficiency vs true z at $c_{{th}}$ = {options.default_threshold:g}", fontsize=9)
     ax_dz.axvline(options.dz_max, color="crimson", linestyle="--", linewidth=1)
@@ -292,6 +301,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _with_error(row: Any, column: str) -> str:
+    """"0.943 ± 0.012": the value and the half-width of its 68% interval (<column>_lo/_hi), or the
+    value alone where there is none."""
+    value, lo, hi = (row.get(f"{column}{suffix}") if hasattr(row, "get") else None for suffix in ("", "_lo", "_hi"))
+    if not all(isinstance(v, (int, float, np.number)) and np.isfinite(v) for v in (value, lo, hi)):
+        return _cell(value)
+    return f"{value:.3f} ± {0.5 * (hi - lo):.3f}"
+
+
 def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options: Any) -> str:
     columns = ["run", "score", "efficiency_at_default", "median_abs_dz", "frac_dz_gt_max", "epochs"]
     headers = ["run", "P=E score", f"efficiency at c_th={options.default_threshold:g}", "median |dz|",
@@ -300,12 +318,17 @@ def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options:
         columns += ["n_pred_near_mark", "n_true_near_mark", "n_wrong_into_mark"]
         mark = f"{spec['mark_z']:g}+-{spec.get('mark_dz', 0.03):g}"
         headers += [f"z_pred in {mark}", f"z_true in {mark}", f"wrong z_pred in {mark}"]
+    n_resamples = int(table["n_resamples"].max()) if "n_resamples" in table and len(table) else 0
+    note = (f" ± is the half-width of the 68% interval of a percentile bootstrap over the test objects "
+            f"({n_resamples} resamples, targets and contaminants resampled separately); the table's CSV gives "
+            f"the 68% (_lo, _hi) and 95% (_lo95, _hi95) bounds." if n_resamples else "")
     lines = [f"# {spec.get('title') or name}", "",
              f"Test set `{spec.get('testset')}`: {int(table['n_targets'].iloc[0])} targets, "
-             f"{int(table['n_contaminants'].iloc[0])} contaminants.", "",
+             f"{int(table['n_contaminants'].iloc[0])} contaminants.{note}", "",
              "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+        lines.append("| " + " | ".join(_with_error(row, c) if c in ("score", "efficiency_at_default")
+                                       else _cell(row[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,11 +20,24 @@ crossing lies between two grid points (say in (0.995, 1]) still gets its score. 
 linear interpolation between the two points that bracket the sign change, or exactly at a point
 where P == E.
 
-*Chance level*: a classifier that detects spectra at random, with probability q whatever their
-class, has purity = the target fraction f of the test set (even crediting it with the correct
-redshift for every target it detects) and efficiency = q, so its P = E score is f. A score means
-something only against that: the *skill* (score - f) / (1 - f) is 0 for a random guess and 1 for
-a perfect classifier, comparable across test sets whose target fractions differ.
+*Chance level*: the P = E score of a random guess under the same rules, redshift rule included.
+The guess detects each spectrum with probability p whatever its class (a random confidence) and
+gives it a redshift drawn from the training split's N(z) (the redshifts of its targets). A true
+target i detected so counts as good with probability q_i = P(|z_drawn - z_i| < dz_max), counted
+exactly on the training redshifts (:func:`redshift_hit_probability`). Then purity = f q and
+efficiency = p q, with f the test set's target fraction and q the mean of q_i over its targets:
+they cross at p = f, and the chance level is f q (:func:`chance_score`). Crediting the guess with
+the correct redshift of every target it detects (q = 1) gives the *classification-only chance*
+f, the test set's target fraction, which is also reported ("chance_classification"). Without a
+training split (the template-fit baseline, which trains on nothing) the N(z) is the test set's
+own targets, each target's own redshift left out. A score means something only against the chance
+level: the *skill* (score - chance) / (1 - chance) is 0 for a random guess and 1 for a perfect
+classifier, comparable across test sets whose target fractions and redshift ranges differ.
+
+*Intervals* (:func:`evaluate` with ``intervals=True``): percentile bootstrap over the test
+objects, targets and contaminants resampled separately (:mod:`lymannet.bootstrap`), on the
+score, the skill, the chance level (its q moves with the resampled targets) and the purity and
+efficiency at the default threshold.
 """
 
 from __future__ import annotations
@@ -52,6 +65,8 @@ class ScoreOptions:
     thresholds: tuple[float, ...] = tuple(np.linspace(0.0, 1.0, 201))
     min_lines: int = 1
     default_threshold: float = 0.5
+    n_resamples: int = 1000  # bootstrap resamples of the test objects for the intervals (lymannet.bootstrap)
+    bootstrap_seed: int = 0
 
     @classmethod
     def from_config(cls, score: dict[str, Any] | None) -> "ScoreOptions":
@@ -64,7 +79,11 @@ class ScoreOptions:
             thresholds=tuple(threshold_grid(grid)),
             min_lines=int(score.get("min_lines", 1)),
             default_threshold=float(score.get("default_threshold", 0.5)),
+            n_resamples=int((score.get("bootstrap") or {}).get("n_resamples", 1000)),
+            bootstrap_seed=int((score.get("bootstrap") or {}).get("seed", 0)),
         )
+        if options.n_resamples < 0:
+            raise ConfigError(f"score.bootstrap.n_resamples must be >= 0, not {options.n_resamples}")
         if options.min_lines < 1:
             raise ConfigError(f"score.min_lines must be >= 1, not {options.min_lines}")
         if options.dz_max <= 0 or (options.dv_max_kms is not None and options.dv_max_kms <= 0):
@@ -289,8 +308,15 @@ class Evaluation:
     summary: dict[str, Any]
 
 
-def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions) -> Evaluation:
-    """Score a prediction catalogue (columns Z, SPECTYPE, Z_PRED) with line confidences ``c_line``."""
+def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
+             chance_redshifts: np.ndarray | None = None, chance_nz: str = "training split",
+             intervals: bool = False) -> Evaluation:
+    """Score a prediction catalogue (columns Z, SPECTYPE, Z_PRED) with line confidences ``c_line``.
+
+    ``chance_redshifts``: the N(z) a random guess draws its redshifts from (the training split's
+    target redshifts; ``chance_nz`` names it); None: the test set's own targets, each one's own
+    redshift left out. ``intervals``: bootstrap intervals (``options.n_resamples`` resamples) on
+    the score, skill, chance and the purity / efficiency at the default threshold."""
     z_true = catalogue["Z"].to_numpy(float)
     z_pred = catalogue["Z_PRED"].to_numpy(float)
     is_target = catalogue["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
@@ -336,10 +362,68 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions)
     at_crossing = is_detected(c_line, crossing.threshold if np.isfinite(crossing.threshold)
                               else options.default_threshold, options.min_lines)
     summary["false_positives_at_crossing"] = false_positives_by_population(catalogue, at_crossing, is_target)
-    chance = chance_score(summary["n_targets"], summary["n_contaminants"])
+    hit = np.zeros(len(catalogue))
+    if chance_redshifts is None:
+        chance_nz = "the test set's own targets (no training split), each one's own redshift left out"
+        hit[is_target] = redshift_hit_probability(z_true[is_target], z_true[is_target], options.dz_max,
+                                                  options.dv_max_kms, exclude_self=True)
+    else:
+        hit[is_target] = redshift_hit_probability(z_true[is_target], chance_redshifts, options.dz_max,
+                                                  options.dv_max_kms)
+    q = float(hit[is_target].mean()) if is_target.any() else float("nan")
+    chance = chance_score(summary["n_targets"], summary["n_contaminants"], q)
     summary["chance"] = _json_float(chance)
+    summary["chance_classification"] = _json_float(chance_score(summary["n_targets"], summary["n_contaminants"]))
+    summary["chance_redshift_hit"] = _json_float(q)
+    summary["chance_nz"] = chance_nz
+    summary["chance_rule"] = ("P = E score of a random guess: random confidence, redshift drawn from the N(z) of "
+                              f"{chance_nz}; chance = target fraction x P(drawn redshift correct, "
+                              f"{options.correct_redshift_rule})")
     summary["skill"] = _json_float(skill_score(crossing.score, chance))
+    if intervals and options.n_resamples > 0 and len(catalogue):
+        kth = kth_confidence(c_line, options.min_lines)
+        summary.update(score_intervals(kth, is_target, is_correct, hit, crossing.score, chance, purity, efficiency,
+                                       options, exact_thresholds(c_line, options.thresholds, options.min_lines)))
     return Evaluation(curve, crossing, summary)
+
+
+INTERVAL_FIGURES = ("score", "skill", "chance", "purity_at_default", "efficiency_at_default")
+
+
+def score_intervals(confidence: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray, hit: np.ndarray,
+                    score: float, chance: float, purity: float, efficiency: float, options: ScoreOptions,
+                    thresholds: np.ndarray) -> dict[str, Any]:
+    """Bootstrap intervals of the score, skill, chance and the purity / efficiency at the default
+    threshold: {"<figure>_interval": Interval.to_dict(), "bootstrap": how}. ``confidence``: each
+    object's detection confidence (the min_lines-th line confidence); ``hit``: each target's
+    probability that a random redshift is correct (0 for contaminants)."""
+    from .bootstrap import PEResampler, bootstrap_samples, interval_from
+
+    is_target = np.asarray(is_target, bool)
+    resampler = PEResampler(confidence, is_target, is_correct, thresholds)
+    n_targets, n_objects = int(is_target.sum()), len(is_target)
+
+    def figures(rows: np.ndarray) -> np.ndarray:
+        scores = resampler.scores(rows)
+        at_default = resampler.at_threshold(rows, options.default_threshold)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = hit[rows].sum(axis=1) / n_targets if n_targets else np.full(len(rows), np.nan)
+            chances = n_targets / n_objects * q
+            skills = np.where(chances < 1, (scores - chances) / (1 - chances), np.nan)
+        return np.column_stack([scores, skills, chances, at_default[:, 0], at_default[:, 1]])
+
+    samples = bootstrap_samples(figures, n_objects, n_resamples=options.n_resamples, seed=options.bootstrap_seed,
+                                strata=is_target, batched=True)
+    values = (score, skill_score(score, chance), chance, purity, efficiency)
+    out: dict[str, Any] = {
+        f"{name}_interval": interval_from(np.nan if value is None else value, samples[:, k], options.n_resamples,
+                                          options.bootstrap_seed).to_dict()
+        for k, (name, value) in enumerate(zip(INTERVAL_FIGURES, values))}
+    out["bootstrap"] = {"n_resamples": options.n_resamples, "seed": options.bootstrap_seed,
+                        "method": "percentile bootstrap over the test objects, targets and contaminants resampled "
+                                  "separately (class counts fixed); intervals are central 68% (lo68, hi68) and "
+                                  "95% (lo95, hi95)"}
+    return out
 
 
 def populations(catalogue: pd.DataFrame) -> np.ndarray:
@@ -366,10 +450,39 @@ def false_positives_by_population(catalogue: pd.DataFrame, detected: np.ndarray,
     return dict(sorted(counts.items(), key=lambda item: (-item[1]["detected"], item[0])))
 
 
-def chance_score(n_targets: int, n_contaminants: int) -> float:
-    """P = E score of a random guess: the test set's target fraction (module docstring)."""
+def chance_score(n_targets: int, n_contaminants: int, redshift_hit: float = 1.0) -> float:
+    """P = E score of a random guess: the test set's target fraction times ``redshift_hit``, the
+    mean probability that its random redshift is correct (module docstring). The default 1 gives
+    the classification-only chance, the target fraction."""
     n_spectra = n_targets + n_contaminants
-    return n_targets / n_spectra if n_spectra else float("nan")
+    return n_targets / n_spectra * redshift_hit if n_spectra else float("nan")
+
+
+def redshift_hit_probability(z_true: np.ndarray, z_drawn: np.ndarray, dz_max: float = 0.05,
+                             dv_max_kms: float | None = None, exclude_self: bool = False) -> np.ndarray:
+    """For each true redshift, the probability that a redshift drawn from ``z_drawn`` (an empirical
+    N(z), e.g. the training split's target redshifts) is correct under the rule of
+    :func:`correct_redshift`: the fraction of ``z_drawn`` strictly within tolerance, counted
+    exactly with two binary searches. ``exclude_self``: ``z_drawn`` is ``z_true`` itself and each
+    object's own redshift is left out (leave-one-out). NaN when nothing is left to draw from."""
+    z_true = np.asarray(z_true, float)
+    drawn = np.sort(np.asarray(z_drawn, float)[np.isfinite(np.asarray(z_drawn, float))])
+    tolerance = (np.full(z_true.shape, float(dz_max)) if dv_max_kms is None
+                 else dv_max_kms * (1.0 + z_true) / C_LIGHT_KMS)
+    # surely inside: within tolerance (1 - 1e-9); at the edges (1 +- 1e-9), the rule itself decides,
+    # so a redshift counts here exactly when correct_redshift calls it correct
+    wide, narrow = tolerance * (1 + 1e-9), tolerance * (1 - 1e-9)
+    lo, hi = np.searchsorted(drawn, z_true - wide, "left"), np.searchsorted(drawn, z_true + wide, "right")
+    inner_lo = np.maximum(lo, np.searchsorted(drawn, z_true - narrow, "right"))
+    inner_hi = np.maximum(inner_lo, np.searchsorted(drawn, z_true + narrow, "left"))
+    inside = (inner_hi - inner_lo).astype(float)
+    for i in np.flatnonzero((inner_lo > lo) | (hi > inner_hi)):
+        edges = np.concatenate([drawn[lo[i]:inner_lo[i]], drawn[inner_hi[i]:hi[i]]])
+        inside[i] += np.count_nonzero(correct_redshift(edges, np.full(len(edges), z_true[i]), dz_max, dv_max_kms))
+    n = float(len(drawn))
+    if exclude_self:
+        inside, n = inside - np.isfinite(z_true), n - 1
+    return inside / n if n > 0 else np.full(z_true.shape, np.nan)
 
 
 def skill_score(score: float | None, chance: float | None) -> float:

@@ -22,7 +22,8 @@ from .lines import Line
 from .models import build_model, decode, fold_batchnorm, has_line_finder
 from .preprocess import INFERENCE_BATCH, network_input
 
-__all__ = ["MODEL_FORMAT", "LoadedModel", "cpu_copy", "load_model_file", "write_model_file"]
+__all__ = ["MODEL_FORMAT", "LoadedModel", "cpu_copy", "load_model_file", "write_calibrated_model_file",
+           "write_model_file"]
 
 MODEL_FORMAT = "lymannet-model-1"
 
@@ -83,6 +84,7 @@ class LoadedModel:
     sha256: str
     config: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None  # lymannet.calibration.Calibration.to_dict(), from `calibrate`
     _inference: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -150,4 +152,17 @@ def load_model_file(path: str | Path, device: str = "cpu") -> LoadedModel:
         sha256=file_sha256(path),
         config=payload.get("config"),
         training=payload.get("training"),
+        calibration=payload.get("calibration"),
     )
+
+
+def write_calibrated_model_file(source: str | Path, path: str | Path, calibration: dict[str, Any]) -> None:
+    """The model file `source` with its calibration (rule `calibrate`): what prediction and
+    survey catalogues use, so that PROB, ZERR and the working point travel with the weights."""
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise InputFileError(f"not a readable torch model file ({error})", source) from None
+    payload["calibration"] = calibration
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)

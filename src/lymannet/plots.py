@@ -7,7 +7,7 @@ Each ``*_axes`` function draws on a given matplotlib Axes, so panels compose; th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -31,13 +31,35 @@ def _empty(ax: plt.Axes, message: str) -> None:
     ax.set_yticks([])
 
 
+def note_figure(path: str | Path, message: str) -> None:
+    """A figure that only says why there is nothing to draw (an output the rule must still write)."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    _empty(ax, message)
+    save_figure(fig, path)
+
+
 CHANCE_STYLE = {"color": "0.35", "linestyle": ":", "linewidth": 1.2}
 
 
-def chance_line(ax: plt.Axes, chance: float | None) -> None:
-    """The score of a random guess (the test set's target fraction), a dotted line."""
-    if chance is not None and np.isfinite(chance):
-        ax.axhline(chance, label=f"chance level (target fraction {chance:.3f})", **CHANCE_STYLE)
+def _chance_levels(chance: float | Sequence[float] | None) -> list[float]:
+    """The distinct finite chance levels (to 3 decimals) of one value or several (one per run)."""
+    values = [] if chance is None else np.atleast_1d(np.asarray(chance, float)).tolist()
+    return sorted({round(v, 3) for v in values if np.isfinite(v)})
+
+
+def chance_label(chance: float | Sequence[float] | None) -> str:
+    """Legend text of the chance level(s): a random guess's score under the same rules."""
+    levels = _chance_levels(chance)
+    if len(levels) == 1:
+        return f"chance level {levels[0]:.3f} (random guess)"
+    return f"chance levels {levels[0]:.3f}-{levels[-1]:.3f} (random guess; its N(z) is per run)"
+
+
+def chance_line(ax: plt.Axes, chance: float | Sequence[float] | None) -> None:
+    """The score of a random guess (random confidence, redshift drawn from the training N(z);
+    lymannet.metrics), a dotted line; one per distinct level where runs differ."""
+    for k, level in enumerate(_chance_levels(chance)):
+        ax.axhline(level, label=chance_label(chance) if k == 0 else "_chance", **CHANCE_STYLE)
 
 
 def pe_curve_axes(ax: plt.Axes, curve: pd.DataFrame, crossing: Crossing, label: str | None = None,
@@ -238,9 +260,12 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
 
 
 def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, Crossing]], title: str,
-                      zoom: bool = True, chance: float | None = None) -> None:
+                      zoom: bool = True, chance: float | Sequence[float] | None = None,
+                      intervals: Sequence[Any] | None = None) -> None:
     """Several models' P/E curves on one test set (thesis figs 5.1-5.3), with a zoom on the crossings
-    and the chance level (a random guess's score) as a dotted line."""
+    and the chance level (a random guess's score) as a dotted line. ``intervals``: each entry's
+    score Interval (lymannet.bootstrap) or None; its 68% interval is an error bar on the P = E point."""
+    intervals = list(intervals) if intervals is not None else [None] * len(entries)
     ncols = 2 if zoom else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.6 * ncols, 5.2), squeeze=False)
     for ax in axes[0]:
@@ -249,8 +274,9 @@ def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, C
             score = f"{crossing.score:.3f}" if np.isfinite(crossing.score) else "n/a"
             pe_curve_axes(ax, curve, crossing, label=f"{label} [score {score}]", color=COLORS[k % len(COLORS)],
                           annotate=False)
+            _interval_bar(ax, crossing, intervals[k], COLORS[k % len(COLORS)])
     axes[0, 0].set_title(title, fontsize=11)
-    _compact_legend(axes[0, 0], entries, chance)
+    _compact_legend(axes[0, 0], entries, chance, intervals)
     if zoom:
         scores = [c.score for _, _, c in entries if np.isfinite(c.score)]
         thresholds = [c.threshold for _, _, c in entries if np.isfinite(c.threshold)]
@@ -267,25 +293,44 @@ def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, C
     save_figure(fig, path)
 
 
+def _interval_bar(ax: plt.Axes, crossing: Crossing, interval: Any, color: str) -> None:
+    """The 68% interval of a P = E score, a vertical error bar on its point."""
+    if interval is None or not np.isfinite(crossing.score) or not np.isfinite([interval.lo68, interval.hi68]).all():
+        return
+    ax.errorbar([crossing.threshold], [crossing.score],
+                yerr=[[max(0.0, crossing.score - interval.lo68)], [max(0.0, interval.hi68 - crossing.score)]],
+                fmt="none", ecolor=color, elinewidth=1.5, capsize=4, zorder=4)
+
+
+def _score_label(crossing: Crossing, interval: Any) -> str:
+    if not np.isfinite(crossing.score):
+        return "score n/a"
+    if interval is not None and np.isfinite([interval.lo68, interval.hi68]).all():
+        return f"score {interval.text()} (68%)"
+    return f"score {crossing.score:.3f}"
+
+
 def _compact_legend(ax: plt.Axes, entries: list[tuple[str, pd.DataFrame, Crossing]],
-                    chance: float | None = None) -> None:
+                    chance: float | Sequence[float] | None = None, intervals: Sequence[Any] | None = None) -> None:
     """One legend entry per model (colour) plus the two line styles, instead of 2 per model."""
     from matplotlib.lines import Line2D
 
+    intervals = list(intervals) if intervals is not None else [None] * len(entries)
     handles = [Line2D([], [], color=COLORS[k % len(COLORS)], marker="o", markeredgecolor="black",
-                      label=f"{label}: score {c.score:.3f}" if np.isfinite(c.score) else f"{label}: score n/a")
+                      label=f"{label}: {_score_label(c, intervals[k])}")
                for k, (label, _, c) in enumerate(entries)]
     handles += [Line2D([], [], color="black", label="purity", **PURITY_STYLE),
                 Line2D([], [], color="black", label="efficiency", **EFFICIENCY_STYLE)]
-    if chance is not None and np.isfinite(chance):
-        handles.append(Line2D([], [], label=f"chance level {chance:.3f}", **CHANCE_STYLE))
+    if _chance_levels(chance):
+        handles.append(Line2D([], [], label=chance_label(chance), **CHANCE_STYLE))
     ax.legend(handles=handles, loc="lower left", fontsize=8)
 
 
 def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], title: str,
                   chances: dict[str, float] | None = None) -> None:
     """Grouped bars: one group per (model, combo), one bar per test set (thesis appendix C), each
-    bar with its test set's chance level drawn across it."""
+    bar with its 68% interval (columns score_<test set>_lo/_hi, where the table has them) and its
+    chance level drawn across it (the row's chance_<test set>, else ``chances``)."""
     fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(table) * max(1, len(testsets)) / 2 + 2), 4.8))
     if table.empty:
         _empty(ax, "no scores")
@@ -296,14 +341,19 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
     width = 0.8 / max(1, len(testsets))
     for k, testset in enumerate(testsets):
         values = pd.to_numeric(table.get(f"score_{testset}"), errors="coerce").to_numpy(float)
+        lo, hi = (pd.to_numeric(table[f"score_{testset}{s}"], errors="coerce").to_numpy(float)
+                  if f"score_{testset}{s}" in table else np.full(len(table), np.nan) for s in ("_lo", "_hi"))
+        error = np.where(np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values),
+                         [np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)], 0.0)
         bars = ax.bar(x - 0.4 + width * (k + 0.5), np.nan_to_num(values), width, label=testset,
-                      color=COLORS[k % len(COLORS)])
-        chance = (chances or {}).get(testset)
-        for bar, value in zip(bars, values):
+                      color=COLORS[k % len(COLORS)], yerr=error, error_kw={"elinewidth": 1, "capsize": 2})
+        row_chances = (pd.to_numeric(table[f"chance_{testset}"], errors="coerce").to_numpy(float)
+                       if f"chance_{testset}" in table else np.full(len(table), (chances or {}).get(testset, np.nan)))
+        for bar, value, chance, top in zip(bars, values, row_chances, np.nan_to_num(values) + error[1]):
             if chance is not None and np.isfinite(chance):
                 ax.hlines(chance, bar.get_x(), bar.get_x() + bar.get_width(), label="_chance", **CHANCE_STYLE)
             text = f"{value:.2f}" if np.isfinite(value) else "n/a"
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, text, ha="center",
+            ax.text(bar.get_x() + bar.get_width() / 2, top + 0.01, text, ha="center",
                     va="bottom", fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=9)
@@ -314,7 +364,7 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
     if chances and any(np.isfinite(v) for v in chances.values()):
         from matplotlib.lines import Line2D
 
-        handles, names = handles + [Line2D([], [], **CHANCE_STYLE)], names + ["chance level (dotted)"]
+        handles, names = handles + [Line2D([], [], **CHANCE_STYLE)], names + ["chance level (dotted, random guess)"]
     ax.legend(handles, names, title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

@@ -9,6 +9,9 @@ desihub/desispec ``qn_afterburner``): per line ``C_<LINE>`` (confidence) and ``Z
 - Z_PRED (= Z_QN), BEST_LINE (name of the most confident line), C_BEST (= Z_QN_CONF)
 - IS_<CLASS> (logical): at least ``min_lines`` line confidences > ``default_threshold``
 - C_<LINE>, Z_<LINE> for every line of the model, in the model's order
+- PROB, ZERR when the model file is calibrated (rule `calibrate`, `lymannet.calibration`): the
+  probability of a true target with a correct redshift, at the validation split's class mix, and
+  the redshift's 68% error; header WPCTH/WPPROB hold the working point, PRIORVAL the class mix
 
 Extension ``LINES`` lists the model's lines (NAME, WAVELENGTH); ``PROVENANCE`` holds the JSON
 record (model file and its sha256, options, config hash, versions, git revision). The most useful
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .calibration import Calibration, header_cards, object_columns
 from .errors import InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, provenance
 from .lines import Line, votes_by_name
@@ -102,7 +106,8 @@ def check_outputs(outputs: dict[str, np.ndarray], n_rows: int, n_lines: int, mod
 
 
 def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_names: list[str],
-                   target_class: str, options: PredictOptions) -> pd.DataFrame:
+                   target_class: str, options: PredictOptions,
+                   calibration: Calibration | None = None) -> pd.DataFrame:
     """The catalogue columns for one chunk of spectra."""
     c_line = np.asarray(outputs["c_line"], np.float32)
     z_line = np.asarray(outputs["z_line"], np.float32)
@@ -122,6 +127,8 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
         "Z_QN_CONF": np.asarray(outputs["confidence"], np.float32),
         f"IS_{cls}_QN": is_target.astype(np.int16),
     })
+    if calibration is not None:
+        table.update(object_columns(calibration, c_line, z_line, votes, table["Z_PRED"]))
     for j, name in enumerate(line_names):
         table[f"C_{name}"] = c_line[:, j]
     for j, name in enumerate(line_names):
@@ -130,9 +137,9 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
 
 
 def _header(model_path: Path, model_sha: str, target_class: str, options: PredictOptions,
-            record: dict[str, Any], n_lines: int) -> list[dict[str, Any]]:
+            record: dict[str, Any], n_lines: int, calibration: Calibration | None = None) -> list[dict[str, Any]]:
     git = record.get("git_revision", "unknown")
-    return [
+    return header_cards(calibration) + [
         {"name": "MODEL", "value": str(model_path), "comment": "trained model file"},
         {"name": "MODELSHA", "value": model_sha, "comment": "sha256 of the model file"},
         {"name": "TESTSET", "value": str(record.get("inputs", {}).get("testset", {}).get("path", "")),
@@ -152,6 +159,7 @@ def predict_testset(loaded: Any, testset: str | Path, options: PredictOptions,
     """Run ``loaded.predict`` over a spectra file chunk by chunk; return the catalogue."""
     line_finder = has_line_finder(loaded)
     line_names = [line.name for line in catalogue_lines(loaded)]
+    calibration = model_calibration(loaded)
     chunks = []
     with SpectraFile(testset) as spectra_file:
         progress = Progress(len(spectra_file), what="spectra")
@@ -160,12 +168,25 @@ def predict_testset(loaded: Any, testset: str | Path, options: PredictOptions,
             if not line_finder:
                 outputs = as_line_outputs(outputs)
             check_outputs(outputs, len(chunk), len(line_names), model_path)
-            chunks.append(catalogue_rows(chunk.truth, outputs, line_names, loaded.target_class, options))
+            chunks.append(catalogue_rows(chunk.truth, outputs, line_names, loaded.target_class, options, calibration))
             progress.update(len(chunk))
         progress.done()
     if not chunks:
         raise InputFileError("test set has no spectra", testset)
     return pd.concat(chunks, ignore_index=True)
+
+
+def model_calibration(loaded: Any) -> Calibration | None:
+    record = getattr(loaded, "calibration", None)
+    return Calibration.from_dict(record) if record else None
+
+
+def box_edges(loaded: Any) -> list[float]:
+    """Observed wavelengths of the line finder's box edges (where N(z) features may sit)."""
+    grid, n_boxes = loaded.grid, getattr(loaded, "n_boxes", 0)
+    if not n_boxes:
+        return []
+    return [float(w) for w in np.atleast_1d(grid.wavelength_at(np.arange(n_boxes + 1) * grid.n_pixels / n_boxes))]
 
 
 def write_catalogue(path: str | Path, catalogue: pd.DataFrame, lines: tuple, header: list[dict[str, Any]],
@@ -241,9 +262,12 @@ def predict_file(model: str | Path, testset: str | Path, output: str | Path,
     record = provenance(dict(options or {}), {"model": model, "testset": testset})
     record["model_provenance"] = getattr(loaded, "provenance", {})
     record["model_spec"] = getattr(loaded, "spec", {})
+    record["box_edges_wavelength"] = box_edges(loaded)
+    record["calibration"] = getattr(loaded, "calibration", None)
     model_sha = getattr(loaded, "sha256", None) or file_sha256(model)
     lines = catalogue_lines(loaded)
-    header = _header(Path(model), model_sha, loaded.target_class, opts, record, len(lines))
+    header = _header(Path(model), model_sha, loaded.target_class, opts, record, len(lines),
+                     model_calibration(loaded))
     write_catalogue(output, catalogue, lines, header, record)
     n_target = int(catalogue[f"IS_{loaded.target_class.upper()}"].sum())
     log.info("wrote %s: %d spectra, %d flagged %s at c_th=%g", output, len(catalogue), n_target,

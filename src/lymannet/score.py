@@ -18,14 +18,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .calibrate import (calibration_columns, calibration_figure as calibration_figure_of, calibration_markdown,
+                        calibration_report)
+from .calibration import Calibration
 from .errors import InputFileError, LymannetError
 from .fileio import file_sha256, write_json_atomic, write_text_atomic
 from .metrics import (ScoreOptions, best_line_counts, chance_score, correct_redshift, evaluate, is_detected,
                       kth_confidence, populations, skill_score)
-from .plots import (combos_figure, compare_pe_figure, crossing_from, false_positive_figure, plot_pe_curve,
-                    score_figure)
+from .plots import (combos_figure, compare_pe_figure, crossing_from, false_positive_figure, note_figure,
+                    plot_pe_curve, score_figure)
 from .spectra import SpectraFile
 from .lines import votes_by_name
+from .bootstrap import Interval
 from .predict import read_catalogue
 
 log = logging.getLogger("lymannet.score")
@@ -34,10 +38,12 @@ PLATEAU_SPREAD = 0.02  # a validation-loss curve within 2% over its last three e
 
 def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo: str, testset: str,
          score_json: str, curve_csv: str, figure: str, pe_figure: str | None = None,
-         testset_file: str | None = None, fp_figure: str | None = None) -> dict[str, Any]:
+         testset_file: str | None = None, fp_figure: str | None = None,
+         calibration_figure: str | None = None, train_file: str | None = None) -> dict[str, Any]:
     """Score one prediction catalogue: the P = E score and summary (JSON), the purity/efficiency
-    curve (CSV), the six-panel figure and, if asked for, the P/E curve alone and (given the test
-    set's spectra) the most confident false positives."""
+    curve (CSV), the six-panel figure and, if asked for, the P/E curve alone, (given the test
+    set's spectra) the most confident false positives and the calibration figure (reliability,
+    ZERR coverage, N(z); a note where the model is uncalibrated)."""
     opts = ScoreOptions.from_config(options)
     catalogue = read_catalogue(prediction)
     # Only the lines that vote (not a BAL head) decide the class, as in predict and classify.
@@ -47,10 +53,22 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
     if bad.any():
         raise LymannetError(f"{int(bad.sum())} rows with NaN predictions from model {catalogue.model}", prediction)
 
-    evaluation = evaluate(table, c_line, opts)
+    # chance level: a random guess's redshifts come from the training split's N(z) (train_file), or
+    # without one (the template fit trains on nothing) from the test set's own targets
+    evaluation = evaluate(table, c_line, opts, **chance_nz_of(train_file, opts.target_class), intervals=True)
     summary = dict(evaluation.summary, model=model, combo=combo, testset=testset, prediction=str(prediction),
                    model_file=catalogue.model, model_sha256=str(catalogue.header.get("MODELSHA", "")),
                    lines=catalogue.line_names)
+    calibration = model_calibration_of(catalogue)
+    title = f"model {model}, trained on {combo}, tested on {testset}"
+    if calibration is not None:
+        summary["calibration"] = calibration_report(table, c_line, calibration, opts,
+                                                    catalogue.provenance.get("box_edges_wavelength", []))
+    if calibration_figure:
+        if calibration is None:
+            note_figure(calibration_figure, f"{title}: uncalibrated (no validation split), no PROB or ZERR")
+        else:
+            calibration_figure_of(calibration_figure, table, c_line, calibration, summary["calibration"], opts, title)
     for warning in summary["warnings"]:
         log.warning("%s/%s on %s: %s", model, combo, testset, warning)
     write_json_atomic(score_json, summary)
@@ -59,7 +77,6 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
     is_target = table["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == opts.target_class.upper()
     is_good = (is_target & is_detected(c_line, opts.default_threshold, opts.min_lines)
                & correct_redshift(table["Z_PRED"], table["Z"], opts.dz_max, opts.dv_max_kms))
-    title = f"model {model}, trained on {combo}, tested on {testset}"
     score_figure(figure, curve=evaluation.curve, crossing=evaluation.crossing, table=table, is_target=is_target,
                  is_good_default=is_good, line_counts=best_line_counts(c_line[is_target], line_names),
                  dz_max=opts.dz_max, target_class=opts.target_class, default_threshold=opts.default_threshold,
@@ -70,13 +87,35 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
         if not testset_file:
             raise LymannetError("a false-positive figure needs the test set's spectra (testset_file)", prediction)
         _false_positive_figure(fp_figure, testset_file, table, c_line, is_target, evaluation, opts, title)
-    log.info("%s: score %s at c_th %s, chance %s, skill %s (%d targets, %d contaminants)", title, summary["score"],
-             summary["threshold_at_crossing"], summary["chance"], summary["skill"], summary["n_targets"],
+    log.info("%s: score %s at c_th %s, chance %s (classification only %s), skill %s (%d targets, %d contaminants)",
+             title, interval_text(summary, "score"), summary["threshold_at_crossing"], summary["chance"],
+             summary["chance_classification"], interval_text(summary, "skill"), summary["n_targets"],
              summary["n_contaminants"])
     return summary
 
 
 N_FALSE_POSITIVES_SHOWN = 6
+
+
+def chance_nz_of(train_file: str | None, target_class: str) -> dict[str, Any]:
+    """evaluate()'s chance_redshifts / chance_nz: the target redshifts of the training split, or
+    nothing (evaluate then takes the test set's own targets) where there is none."""
+    if not train_file:
+        return {}
+    from .spectra import read_truth
+
+    truth = read_truth(train_file)
+    is_target = truth["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == target_class.upper()
+    if not is_target.any():
+        raise InputFileError(f"the training split holds no {target_class}: no N(z) for the chance level", train_file)
+    return {"chance_redshifts": truth["Z"].to_numpy(float)[is_target],
+            "chance_nz": f"the training split's {int(is_target.sum())} {target_class} ({Path(train_file).parent.name})"}
+
+
+def model_calibration_of(catalogue: Any) -> Calibration | None:
+    """The calibration a catalogue was predicted with (its provenance), or None (uncalibrated)."""
+    record = catalogue.provenance.get("calibration")
+    return Calibration.from_dict(record) if record else None
 
 
 def _false_positive_figure(path: str, testset_file: str, table: pd.DataFrame, c_line: np.ndarray,
@@ -152,29 +191,54 @@ def model_facts(model_files: list[str]) -> dict[str, dict[str, Any]]:
     return facts
 
 
-SCORE_COLUMNS = ("score_", "chance_", "skill_", "threshold_")  # one of each per test set
+SCORE_COLUMNS = ("score_", "chance_", "chance_classification_", "skill_", "threshold_")  # one of each per test set
+INTERVAL_COLUMNS = {"_lo": "lo68", "_hi": "hi68", "_lo95": "lo95", "_hi95": "hi95"}  # score_<t>_lo, skill_<t>_hi...
+
+
+def interval_text(summary: dict[str, Any], figure: str, digits: int | None = None) -> str:
+    """"0.943 ± 0.012" from a score JSON's <figure>_interval (the bare value without one)."""
+    interval = Interval.from_dict(summary.get(f"{figure}_interval"))
+    if interval is None:
+        return _cell(summary.get(figure), digits or 3)
+    return interval.text(digits=digits)
 
 
 def summary_table(scores: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
                   testsets: list[str]) -> pd.DataFrame:
     """One row per (model, combo), like thesis table 5.1, with one score column per test set."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
+    table_attrs: dict[str, Any] = {"n_resamples": set()}
     for score in scores:
         key = (score["model"], score["combo"])
         info = facts.get(score.get("model_sha256", ""), facts.get(str(Path(score.get("model_file", ""))), {}))
         row = rows.setdefault(key, {"model": key[0], "combo": key[1], **{k: info.get(k) for k in MODEL_FACTS}})
         testset = score["testset"]
-        # from the counts, not a stored "chance": score files written before it existed still work
-        chance = chance_score(score.get("n_targets", 0), score.get("n_contaminants", 0))
+        # the stored chance (random guess under the redshift rule); score files written before it
+        # existed get the classification-only chance from their counts
+        classification_chance = chance_score(score.get("n_targets", 0), score.get("n_contaminants", 0))
+        chance = score.get("chance") if "chance_classification" in score else classification_chance
+        chance = np.nan if chance is None else chance
         row[f"score_{testset}"] = score.get("score")
         row[f"chance_{testset}"] = chance
+        row[f"chance_classification_{testset}"] = classification_chance
         row[f"skill_{testset}"] = skill_score(score.get("score"), chance)
+        for figure in ("score", "skill"):
+            interval = Interval.from_dict(score.get(f"{figure}_interval"))
+            for suffix, key in INTERVAL_COLUMNS.items():
+                row[f"{figure}_{testset}{suffix}"] = np.nan if interval is None else getattr(interval, key)
+            if interval is not None:
+                table_attrs["n_resamples"].add(interval.n_resamples)
         row[f"threshold_{testset}"] = score.get("threshold_at_crossing")
+        row.update(calibration_columns(score, testset))
     table = pd.DataFrame(list(rows.values()))
     for testset in testsets:
         for prefix in SCORE_COLUMNS:
             if f"{prefix}{testset}" not in table:
                 table[f"{prefix}{testset}"] = np.nan
+        for column in (f"{f}_{testset}{suffix}" for f in ("score", "skill") for suffix in INTERVAL_COLUMNS):
+            if column not in table:
+                table[column] = np.nan
+    table.attrs["n_resamples"] = sorted(table_attrs["n_resamples"])  # for the summary's text
     return table
 
 
@@ -212,8 +276,30 @@ def chance_levels(table: pd.DataFrame, testsets: list[str]) -> dict[str, str]:
     return levels
 
 
+def _with_error(row: pd.Series, column: str, digits: int) -> str:
+    """"0.943 ± 0.012": the value and the half-width of its 68% interval (columns <column>_lo/_hi)."""
+    value, lo, hi = (row.get(f"{column}{s}") for s in ("", "_lo", "_hi"))
+    if not all(isinstance(v, (int, float, np.number)) and np.isfinite(v) for v in (value, lo, hi)):
+        return _cell(value, digits)
+    return f"{_cell(value, digits)} ± {0.5 * (hi - lo):.{digits}f}"
+
+
 def _score_with_skill(row: pd.Series, testset: str) -> str:
-    return f"{_cell(row[f'score_{testset}'])} ({_cell(row[f'skill_{testset}'], 2)})"
+    return (f"{_with_error(row, f'score_{testset}', 3)} "
+            f"(skill {_with_error(row, f'skill_{testset}', 2)})")
+
+
+def interval_note(table: pd.DataFrame) -> str:
+    """What the ± in the summary means, with the number of resamples."""
+    n = table.attrs.get("n_resamples") or []
+    if not n:
+        return "No bootstrap intervals (score files written before they existed)."
+    resamples = str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
+    return (f"± is the half-width of the 68% interval of a percentile bootstrap over the test objects "
+            f"({resamples} resamples; targets and contaminants resampled separately, so the class counts "
+            f"and the target fraction stay fixed); summary.csv gives the 68% bounds (score_<test set>_lo, "
+            f"_hi) and the 95% ones (_lo95, _hi95), for the skill too. A skill is different from zero "
+            f"(better or worse than a random guess) only where its 95% interval excludes zero.")
 
 
 def false_positive_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -246,7 +332,8 @@ def false_positive_markdown(false_positives: pd.DataFrame, testsets: list[str]) 
     return lines
 
 
-def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataFrame | None = None) -> str:
+def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataFrame | None = None,
+             records: list[dict[str, Any]] | None = None) -> str:
     """Table 5.1 (architecture + scores with their chance level and skill) and the per-combo scores."""
     chance = chance_levels(table, testsets)
     head = ["model", "combo", "layers", "filters", "lr", "parameters", "epochs", "stopped by"]
@@ -255,8 +342,13 @@ def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataF
              "Score = the value where purity equals efficiency (purity: detected spectra that are true "
              "targets with a correct redshift; efficiency: true targets detected with a correct redshift). "
              "Each cell is the score and, in brackets, the skill (score - chance) / (1 - chance); the "
-             "chance level is the test set's target fraction, the score of a random guess: a score at "
-             "the chance level is no skill at all.",
+             "chance level is the score of a random guess under the same rules: random confidence and a "
+             "redshift drawn from the N(z) of the run's training split (for the template fit, which trains "
+             "on nothing, of the test set's own targets), so chance = target fraction x P(drawn redshift "
+             "correct); a score at the chance level is no skill at all. The classification-only chance "
+             "(the target fraction, crediting the guess with every correct redshift) is in summary.csv "
+             "(chance_classification_<test set>).",
+             "", interval_note(table),
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [row["model"], row["combo"], _count(row["layers"]), _count(row["filters"]),
@@ -271,6 +363,7 @@ def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataF
         for _, row in group.iterrows():
             lines.append(f"| {row['combo']} | " + " | ".join(_score_with_skill(row, t) for t in testsets) + " |")
         lines.append("")
+    lines += calibration_markdown(records or [], testsets)
     if false_positives is not None:
         lines += false_positive_markdown(false_positives, testsets)
     return "\n".join(lines) + "\n"
@@ -287,24 +380,25 @@ def compare_scores(scores: list[str], curves: list[str], model_files: list[str],
     records = [read_score(path) for path in scores]
     table = summary_table(records, model_facts(list(model_files)), list(testsets))
     write_text_atomic(summary_csv, table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(summary_md, markdown(table, list(testsets), false_positive_table(records)))
+    write_text_atomic(summary_md, markdown(table, list(testsets), false_positive_table(records), records))
     for testset, figure in zip(testsets, figures):
-        entries, sizes = [], set()
+        entries, sizes, intervals = [], set(), []
         for record, curve_path in zip(records, curves):
             if record["testset"] == testset:
                 curve = pd.read_csv(curve_path)
                 entries.append((f"{record['model']} / {record['combo']}", curve, crossing_from(record)))
                 sizes.add((record["n_targets"], record["n_contaminants"]))
-        detail, chance = "", None
+                intervals.append(Interval.from_dict(record.get("score_interval")))
+        chances = [float(c) for c in pd.to_numeric(table[f"chance_{testset}"], errors="coerce") if np.isfinite(c)]
+        detail = ""
         if len(sizes) == 1:
             n_targets, n_contaminants = sizes.pop()
-            chance = chance_score(n_targets, n_contaminants)
-            detail = f" ({n_targets} targets, {n_contaminants} contaminants; chance {chance:.3f})"
+            detail = f" ({n_targets} targets, {n_contaminants} contaminants; chance {chance_levels(table, [testset])[testset]})"
         title = f"test set {testset}" + (detail if entries else " (no scores)")
-        compare_pe_figure(figure, entries, title, chance=chance)
+        compare_pe_figure(figure, entries, title, chance=chances or None, intervals=intervals)
     if combos_png:
         chances = {t: pd.to_numeric(table[f"chance_{t}"], errors="coerce").median() for t in testsets}
-        combos_figure(combos_png, table, list(testsets), "score (P = E) per model and training combination",
+        combos_figure(combos_png, table, list(testsets), "score (P = E, 68% interval) per model and training combination",
                       chances=chances)
     log.info("compared %d scores of %d runs on %d test sets", len(records), len(table), len(testsets))
     return table

@@ -105,32 +105,56 @@ class TemplateFitOptions:
 
 @dataclass
 class TemplateSet:
-    """Noiseless templates on one network grid: per class, models (V, Z, P) on a fine z grid."""
+    """Templates on one network grid, per class on a fine z grid: either single templates, models
+    (V, Z, P) (the simulator's, each of amplitude >= 0), or bases of K vectors, models (V, K, Z, P)
+    (learned, lymannet.learned_templates: vector 0 the mean, amplitude >= 0 unless
+    ``mean_amplitude`` is "free", the others eigenvectors of free amplitude)."""
 
     wavelength: np.ndarray  # network grid (P,)
     z: dict[str, np.ndarray]  # class -> fine trial redshifts (Z,), uniform in ln(1 + z)
-    models: dict[str, np.ndarray]  # class -> (V, Z, P) float32, unit mean flux in the rest frame
-    labels: dict[str, list[str]]  # class -> V template names
+    models: dict[str, np.ndarray]  # class -> (V, Z, P) or (V, K, Z, P) float32
+    labels: dict[str, list[str]]  # class -> V template (or basis) names
     coarse_factor: int
     build_seconds: float = 0.0
+    mean_amplitude: str = "nonnegative"  # or "free": the sign of basis vector 0's amplitude
+    source: str = "simulator"  # where the templates come from (describe(), catalogue provenance)
+
+    def basis(self, spectype: str) -> np.ndarray:
+        """(V, K, Z, P) models of a class; K = 1 for single templates (a view, no copy)."""
+        models = self.models[spectype]
+        return models if models.ndim == 4 else models[:, None]
+
+    def n_basis(self, spectype: str) -> int:
+        return self.basis(spectype).shape[1]
+
+    def fine_models(self, spectype: str) -> np.ndarray:
+        """(V, Z, K, P) float64 bases (cached): the fine scan gathers a (K, P) block per redshift."""
+        cache = self.__dict__.setdefault("_fine", {})
+        if spectype not in cache:
+            cache[spectype] = np.ascontiguousarray(np.swapaxes(self.basis(spectype), 1, 2), np.float64)
+        return cache[spectype]
 
     def coarse_matrices(self, spectype: str) -> tuple[np.ndarray, np.ndarray]:
-        """(P, V x Zc) float32 models at the coarse redshifts and their squares (cached).
+        """(P, V x Zc x K) float32 models at the coarse redshifts and (P, V x Zc x K(K+1)/2) the
+        products of each pair of basis vectors i <= j (cached); K = 1: the models and their squares.
 
         Each coarse model is the mean of the fine models over the redshifts its coarse point
         stands for (coarse_factor fine steps, centred on it): narrow lines, smeared over that
         interval, are caught by the nearest coarse point instead of falling between two."""
         cache = self.__dict__.setdefault("_coarse", {})
         if spectype not in cache:
-            models = self.models[spectype]
-            n_z = models.shape[1]
+            models = self.basis(spectype)
+            n_z = models.shape[2]
             factor = max(1, min(self.coarse_factor, n_z))
             centres = np.arange(0, n_z, factor)
             offsets = np.arange(-(factor // 2), factor // 2 + 1)
             window = np.clip(centres[:, None] + offsets[None, :], 0, n_z - 1)
-            coarse = models[:, window, :].mean(axis=2, dtype=np.float32)  # (V, Zc, P)
-            m = np.ascontiguousarray(coarse.reshape(-1, coarse.shape[2]).T)
-            cache[spectype] = (m, m * m)
+            coarse = np.stack([models[:, k][:, window, :].mean(axis=2, dtype=np.float32)
+                               for k in range(models.shape[1])], axis=2)  # (V, Zc, K, P)
+            i, j = np.triu_indices(models.shape[1])
+            m = np.ascontiguousarray(coarse.reshape(-1, coarse.shape[3]).T)
+            pairs = coarse[:, :, i, :] * coarse[:, :, j, :]
+            cache[spectype] = (m, np.ascontiguousarray(pairs.reshape(-1, pairs.shape[3]).T))
         return cache[spectype]
 
     @property
@@ -142,8 +166,9 @@ class TemplateSet:
         return sum(m.shape[0] for m in self.models.values())
 
     def describe(self) -> dict[str, Any]:
-        return {c: {"templates": self.labels[c], "z": [float(self.z[c][0]), float(self.z[c][-1])],
-                    "n_z": int(self.z[c].size)} for c in self.classes}
+        return {c: {"templates": self.labels[c], "basis_vectors": self.n_basis(c),
+                    "z": [float(self.z[c][0]), float(self.z[c][-1])], "n_z": int(self.z[c].size)}
+                for c in self.classes}
 
 
 def class_z_range(spectype: str, options: TemplateFitOptions) -> tuple[float, float]:
@@ -363,30 +388,97 @@ def _chi2(s: _Spectra, b: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.ndarra
     return s.chi2_poly.reshape((-1,) + (1,) * (b.ndim - 1)) - gain
 
 
-def _coarse_scan(s: _Spectra, coarse: tuple[np.ndarray, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """chi2 (N, V, Zc) of every template of a class at every coarse redshift.
+def _chi2_basis(s: _Spectra, b: np.ndarray, a: np.ndarray, c: np.ndarray, mean_amplitude: str) -> np.ndarray:
+    """chi2 (N, M) of a basis of K vectors + polynomial at M (template, redshift) points, from
+    T'Wf (b, (N, M, K)), T'WT (a, (N, M, K(K+1)/2): the pairs i <= j in np.triu_indices order) and
+    L'WT (c, (N, L, M, K)).
+
+    The polynomial is eliminated as in :func:`_chi2`; the K x K system left is solved by a Cholesky
+    factorisation vectorised over (N, M) with vector 0 (the mean) ordered last, so that one forward
+    substitution y = L^-1 b gives both the free fit's gain |y|^2 and, in its leading K - 1 terms,
+    the gain of the eigenvectors alone; the mean's free amplitude has the sign of y_K. With
+    ``mean_amplitude`` "nonnegative" a fit whose mean amplitude comes out negative takes the
+    eigenvectors-alone gain: the exact optimum under that one bound (a convex quadratic is
+    minimised on the bound when its free minimum violates it). A vector without support on a
+    spectrum's valid pixels (pivot below 1e-10 of its diagonal) drops out of that fit."""
+    n_basis = b.shape[-1]
+    i, j = np.triu_indices(n_basis)
+    pair = np.zeros((n_basis, n_basis), np.int64)
+    pair[i, j] = pair[j, i] = np.arange(i.size)
+    b_perp = b - np.einsum("nl,nlmk->nmk", s.g, c)
+    qc = np.einsum("nlj,njmk->nlmk", s.q_inv, c)
+    a_perp = a - np.einsum("nlmp,nlmp->nmp", c[..., i], qc[..., j])
+    order = list(range(1, n_basis)) + [0]  # the mean last
+    lower: dict[tuple[int, int], np.ndarray] = {}
+    y = []
+    for r in range(n_basis):
+        diagonal = a_perp[..., pair[order[r], order[r]]]
+        pivot = diagonal - sum((lower[r, q] ** 2 for q in range(r)), np.zeros_like(diagonal))
+        ok = pivot > 1e-10 * np.maximum(diagonal, 0.0) + 1e-300
+        root = np.sqrt(np.where(ok, pivot, 1.0))
+        rhs = b_perp[..., order[r]] - sum((lower[r, q] * y[q] for q in range(r)), np.zeros_like(diagonal))
+        y.append(np.where(ok, rhs / root, 0.0))
+        for t in range(r + 1, n_basis):
+            below = a_perp[..., pair[order[t], order[r]]] - sum((lower[t, q] * lower[r, q] for q in range(r)),
+                                                                 np.zeros_like(diagonal))
+            lower[t, r] = np.where(ok, below / root, 0.0)
+    eigen_gain = sum((v * v for v in y[:-1]), np.zeros_like(y[-1]))
+    gain = eigen_gain + y[-1] * y[-1]
+    if mean_amplitude == "nonnegative":
+        # the mean's amplitude in the free fit has the sign of y_K (its pivot is positive)
+        gain = np.where(y[-1] >= 0, gain, eigen_gain)
+    gain = np.where(np.isfinite(gain), np.maximum(gain, 0.0), 0.0)
+    return s.chi2_poly.reshape((-1,) + (1,) * (gain.ndim - 1)) - gain
+
+
+def _coarse_scan(s: _Spectra, tset: TemplateSet, spectype: str) -> np.ndarray:
+    """chi2 (N, V, Zc) of every template (or basis) of a class at every coarse redshift.
 
     The products run in float32 (the coarse scan only picks the basin; the fine scan that gives
     the chi2 and z runs in float64), the Schur complement in float64."""
-    m, m2 = coarse  # (P, V*Zc) float32 models and their squares
+    m, pairs = tset.coarse_matrices(spectype)  # (P, V*Zc*K) float32 models, (P, V*Zc*K(K+1)/2) products
+    n_variants, n_basis = tset.basis(spectype).shape[:2]
     n, k, n_p = s.wl.shape
     w32, wf32 = s.w.astype(np.float32), s.wf.astype(np.float32)
     b = (wf32 @ m).astype(np.float64)
-    a = (w32 @ m2).astype(np.float64)
+    a = (w32 @ pairs).astype(np.float64)
     c = (s.wl.astype(np.float32).reshape(n * k, n_p) @ m).astype(np.float64).reshape(n, k, -1)
-    return _chi2(s, b, a, c).reshape(n, *shape)
+    if n_basis == 1:
+        return _chi2(s, b, a, c).reshape(n, n_variants, -1)
+    b = b.reshape(n, -1, n_basis)
+    a = a.reshape(n, b.shape[1], -1)
+    c = c.reshape(n, k, -1, n_basis)
+    return _chi2_basis(s, b, a, c, tset.mean_amplitude).reshape(n, n_variants, -1)
 
 
-def _fine_scan(s: _Spectra, models: np.ndarray, variant: np.ndarray, centre: np.ndarray,
+def _fine_scan(s: _Spectra, tset: TemplateSet, spectype: str, variant: np.ndarray, centre: np.ndarray,
                half_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """chi2 (N, F) of each spectrum's template on the fine grid around `centre` (fine indices)."""
-    n_z = models.shape[1]
+    """chi2 (N, F) of each spectrum's template (or basis) on the fine grid around `centre` (fine indices)."""
+    models = tset.basis(spectype)  # (V, K, Z, P)
+    n_z = models.shape[2]
     index = np.clip(centre[:, None] + np.arange(-half_width, half_width + 1)[None, :], 0, n_z - 1)
-    chosen = models[variant[:, None], index].astype(np.float64)  # (N, F, P)
-    b = np.einsum("np,nfp->nf", s.wf, chosen)
-    a = np.einsum("np,nfp->nf", s.w, chosen * chosen)
-    c = np.einsum("nkp,nfp->nkf", s.wl, chosen)
-    return _chi2(s, b, a, c), index
+    if models.shape[1] == 1:
+        chosen = models[:, 0][variant[:, None], index].astype(np.float64)  # (N, F, P)
+        b = np.einsum("np,nfp->nf", s.wf, chosen)
+        a = np.einsum("np,nfp->nf", s.w, chosen * chosen)
+        c = np.einsum("nkp,nfp->nkf", s.wl, chosen)
+        return _chi2(s, b, a, c), index
+    # A loop over spectra: each one's (F, K, P) block stays in cache, which beats gathering the
+    # (N, F, K, P) array and running batched products over it by several times.
+    fine = tset.fine_models(spectype)  # (V, Z, K, P) float64
+    n, n_f = index.shape
+    n_basis, n_l = models.shape[1], s.wl.shape[1]
+    i, j = np.triu_indices(n_basis)
+    b = np.empty((n, n_f, n_basis))
+    a = np.empty((n, n_f, i.size))
+    c = np.empty((n, n_f, n_basis, n_l))
+    for row in range(n):
+        block = fine[variant[row]][index[row]]  # (F, K, P)
+        flat = block.reshape(n_f * n_basis, -1)
+        b[row] = (flat @ s.wf[row]).reshape(n_f, n_basis)
+        c[row] = (flat @ s.wl[row].T).reshape(n_f, n_basis, n_l)
+        a[row] = np.matmul(block * s.w[row], block.transpose(0, 2, 1))[:, i, j]
+    return _chi2_basis(s, b, a, np.moveaxis(c, 3, 1), tset.mean_amplitude), index
 
 
 def _parabola(chi2: np.ndarray, index: np.ndarray, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -416,16 +508,25 @@ def _parabola(chi2: np.ndarray, index: np.ndarray, x_grid: np.ndarray) -> tuple[
 
 def chi2_scan(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, spectype: str,
               options: TemplateFitOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """chi2 (N, V, Z) of every template of one class at every fine redshift, in float64 (for
-    inspection and tests; the fit itself scans the coarse grid, then the fine one near its minimum)."""
+    """chi2 (N, V, Z) of every template (or basis) of one class at every fine redshift, in float64
+    (for inspection and tests; the fit itself scans the coarse grid, then the fine one near its minimum)."""
     options = options or TemplateFitOptions()
     basis = legendre_basis(np.shape(flux)[-1], options.poly_order)
     s = _prepare(np.atleast_2d(flux), np.atleast_2d(ivar), basis)
-    models = tset.models[spectype].astype(np.float64)  # (V, Z, P)
-    b = np.einsum("np,vzp->nvz", s.wf, models)
-    a = np.einsum("np,vzp->nvz", s.w, models * models)
-    c = np.einsum("nkp,vzp->nkvz", s.wl, models)
-    return tset.z[spectype], _chi2(s, b, a, c)
+    if tset.n_basis(spectype) == 1:
+        models = tset.basis(spectype)[:, 0].astype(np.float64)  # (V, Z, P)
+        b = np.einsum("np,vzp->nvz", s.wf, models)
+        a = np.einsum("np,vzp->nvz", s.w, models * models)
+        c = np.einsum("nkp,vzp->nkvz", s.wl, models)
+        return tset.z[spectype], _chi2(s, b, a, c)
+    models = tset.basis(spectype).astype(np.float64)  # (V, K, Z, P)
+    n_v, n_k, n_z, _ = models.shape
+    n = s.w.shape[0]
+    b = np.einsum("np,vkzp->nvzk", s.wf, models).reshape(n, -1, n_k)
+    i, j = np.triu_indices(n_k)
+    a = np.einsum("vpzq,nq->nvzp", models[:, i] * models[:, j], s.w).reshape(n, -1, i.size)
+    c = np.einsum("nlp,vkzp->nlvzk", s.wl, models).reshape(n, s.wl.shape[1], -1, n_k)
+    return tset.z[spectype], _chi2_basis(s, b, a, c, tset.mean_amplitude).reshape(n, n_v, n_z)
 
 
 def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_class: str = "LBG",
@@ -447,12 +548,12 @@ def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_cl
     out: dict[str, np.ndarray] = {}
     chi2_all, zwarn = [], np.zeros(n, np.int64)
     for spectype in tset.classes:
-        models, z = tset.models[spectype], tset.z[spectype]
+        z = tset.z[spectype]
         factor = max(1, min(tset.coarse_factor, z.size))
-        coarse = _coarse_scan(s, tset.coarse_matrices(spectype), (models.shape[0], models[:, ::factor].shape[1]))
+        coarse = _coarse_scan(s, tset, spectype)  # (N, V, Zc)
         flat = coarse.reshape(n, -1).argmin(axis=1)
         variant, coarse_index = np.divmod(flat, coarse.shape[2])
-        fine, index = _fine_scan(s, models, variant, coarse_index * factor, factor)
+        fine, index = _fine_scan(s, tset, spectype, variant, coarse_index * factor, factor)
         x, chi2_min, warn = _parabola(fine, index, np.log1p(z))
         out[f"CHI2_{spectype}"] = chi2_min
         out[f"Z_{spectype}"] = np.expm1(x)
@@ -513,8 +614,14 @@ def template_set_sha(tset: TemplateSet, options: TemplateFitOptions) -> str:
 
 
 def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_options: dict[str, Any] | None = None,
-                                predict_options: dict[str, Any] | None = None, name: str = "template_fit") -> pd.DataFrame:
-    """Fit every spectrum of a test set, write a prediction catalogue the score rule reads unchanged."""
+                                predict_options: dict[str, Any] | None = None, name: str = "template_fit",
+                                template_source: Any = None, source_inputs: dict[str, str | Path] | None = None,
+                                source_config: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Fit every spectrum of a test set, write a prediction catalogue the score rule reads unchanged.
+
+    `template_source(grid, options) -> TemplateSet` gives the templates (default
+    :func:`build_template_set`, the simulator's); `source_inputs` (files it read, hashed into the
+    provenance) and `source_config` (its options) describe it."""
     import time
 
     from . import __version__
@@ -531,7 +638,7 @@ def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_opt
         grid = spectra_file.grid
         if grid is None:
             raise InputFileError("network layer has no grid header (GRIDKIND)", testset)
-        tset = build_template_set(grid, opts)
+        tset = (template_source or build_template_set)(grid, opts)
         progress = Progress(len(spectra_file), what="spectra", logger=log)
         started = time.perf_counter()
         for chunk in spectra_file.iter_chunks("network", opts.chunk_rows):
@@ -549,13 +656,18 @@ def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_opt
     if not chunks:
         raise InputFileError("test set has no spectra", testset)
     catalogue = pd.concat(chunks, ignore_index=True)
-    record = provenance({"baseline": asdict(opts), "predict": dict(predict_options or {})}, {"testset": testset})
-    record["template_set"] = tset.describe()
+    config = {"baseline": asdict(opts), "predict": dict(predict_options or {})}
+    if source_config is not None:
+        config["templates"] = source_config
+    record = provenance(config, {"testset": testset, **(source_inputs or {})})
+    record["template_set"] = {"source": tset.source, "mean_amplitude": tset.mean_amplitude, **tset.describe()}
     record["timing"] = {"build_seconds": round(tset.build_seconds, 3), "fit_seconds": round(fit_seconds, 3),
                         "spectra_per_second": round(len(catalogue) / max(fit_seconds, 1e-9), 1)}
     sha = template_set_sha(tset, opts)
     header = [
-        {"name": "MODEL", "value": f"{name} (lymannet.templatefit)", "comment": "chi2 template fit, no trained model"},
+        {"name": "MODEL", "value": f"{name} (lymannet.templatefit)",
+         "comment": "chi2 template fit, no trained model" if tset.source == "simulator"
+         else "chi2 fit, templates learned from a training set"},
         {"name": "MODELSHA", "value": sha, "comment": "sha256 of the template set and options"},
         {"name": "TESTSET", "value": str(testset), "comment": "test set spectra file"},
         {"name": "TARGCLS", "value": target, "comment": "class the fit detects"},

@@ -33,7 +33,7 @@ rule classify:
 
 rule classify_merge:
     input:
-        manifests=classify_manifests,
+        unpack(classify_merge_inputs),
     output:
         catalogue="results/classify/{catalogue}/catalogue.fits",
         failures="results/classify/{catalogue}/failures.tsv",
@@ -54,5 +54,8 @@ rule classify_merge:
         "logs/classify/{catalogue}/merge.log",
     conda:
         ENV_SCORE
+    params:
+        root=lambda w: CLASSIFY[w.catalogue].root,
+        score=config["score"],
     script:
         "../scripts/classify_merge.py"

@@ -18,7 +18,7 @@ from lymannet.config import (  # noqa: E402
     variant_source_dataset,
     variants_by_slug,
 )
-from lymannet.classify import classify_plan  # noqa: E402
+from lymannet.classify import SELECTED_MODEL, classify_plan  # noqa: E402
 from lymannet.experiments import (  # noqa: E402
     check_experiments,
     experiment_outputs,
@@ -137,6 +137,19 @@ def combo_members(wildcards):
     return {slugify(name): f"results/variants/{slugify(name)}.fits" for name in members}
 
 
+def training_spec(model):
+    """A model's spec as training sees it: without its working point, which only `calibrate`
+    reads (a new working point must not retrain the network)."""
+    return {k: v for k, v in config["models"][model].items() if k != "working_point"}
+
+
+def working_point(model):
+    """The model's own working point, else calibration.working_point."""
+    return config["models"][model].get(
+        "working_point", config["calibration"]["working_point"]
+    )
+
+
 def searched_model_spec(wildcards):
     """The best spec of the search a `{from_search: ...}` model comes from (nothing otherwise):
     train reruns when the search's result changes."""
@@ -161,6 +174,15 @@ def tune_combo(wildcards):
     }
 
 
+def score_training_split(wildcards):
+    """The training split whose target N(z) the chance level's random guess draws its redshifts
+    from (lymannet.metrics); none for the template fit, which trains on nothing (its chance level
+    takes the test set's own N(z))."""
+    if (wildcards.model, wildcards.combo) in BASELINE_RUNS:
+        return {}
+    return {"train": f"results/combos/{wildcards.combo}/train.fits"}
+
+
 def tune_base_best_spec(wildcards):
     """A chained search's starting point: the previous search's best spec (nothing otherwise)."""
     path = base_best_spec(config, wildcards.search)
@@ -174,7 +196,14 @@ def tune_worker_markers(wildcards):
 
 def classify_outputs():
     """Targets of the `all` rule: every survey catalogue's merged file and summary."""
-    names = ("catalogue.fits", "failures.tsv", "summary.md", "summary.png")
+    names = (
+        "catalogue.fits",
+        "failures.tsv",
+        "summary.md",
+        "summary.png",
+        "vi_sample/coadd-vi.fits",
+        "vi_sample/vi_sample.csv",
+    )
     return [f"{jobs.folder}/{name}" for jobs in CLASSIFY.values() for name in names]
 
 
@@ -183,9 +212,12 @@ def classify_batch_inputs(wildcards):
     return {"model": jobs.model, "coadds": jobs.batches[wildcards.batch]}
 
 
-def classify_manifests(wildcards):
+def classify_merge_inputs(wildcards):
     jobs = CLASSIFY[wildcards.catalogue]
-    return [f"{jobs.folder}/batches/{batch}.tsv" for batch in jobs.batches]
+    inputs = {"manifests": [f"{jobs.folder}/batches/{b}.tsv" for b in jobs.batches]}
+    if jobs.truth:
+        inputs["truth"] = jobs.truth
+    return inputs
 
 
 # 4MOST quasar pipelines (workflow/rules/fourmost.smk).

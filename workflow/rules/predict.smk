@@ -1,6 +1,6 @@
 rule predict:
     input:
-        model="results/models/{model}/{combo}/model.pt",
+        model="results/models/{model}/{combo}/calibrated.pt",
         testset="results/testsets/{testset}.fits",
     output:
         "results/predictions/{model}/{combo}/{testset}.fits",
@@ -32,9 +32,39 @@ if any(TEMPLATE_FIT["name"] == model for model, _ in RUNS):
         f"baseline.template_fit.name {TEMPLATE_FIT['name']!r} is also a model of runs:"
         " give the baseline another name"
     )
+# The same fit with templates learned from a combo's training split (baseline.learned_templates,
+# lymannet.learned_templates): the template_fit row knows the simulator's generating templates
+# (an oracle), this one only what a training set shows.
+LEARNED_TEMPLATES = config["baseline"]["learned_templates"]
+LEARN_KEYS = (
+    "components",
+    "rest_step",
+    "iterations",
+    "min_spectra",
+    "max_spectra",
+    "min_coverage",
+    "subtype_classes",
+    "classes",
+)
+if LEARNED_TEMPLATES["enabled"]:
+    taken = [model for model, _ in RUNS] + [TEMPLATE_FIT["name"]]
+    if LEARNED_TEMPLATES["name"] in taken:
+        raise ValueError(
+            f"baseline.learned_templates.name {LEARNED_TEMPLATES['name']!r} is also a model"
+            " of runs or baseline.template_fit.name: give the baseline another name"
+        )
+    if LEARNED_TEMPLATES["combo"] not in config["combos"]:
+        raise ValueError(
+            f"baseline.learned_templates.combo {LEARNED_TEMPLATES['combo']!r} is not a"
+            f" combo; combos: {sorted(config['combos'])}"
+        )
+    BASELINE_RUNS = BASELINE_RUNS + [
+        (LEARNED_TEMPLATES["name"], LEARNED_TEMPLATES["combo"])
+    ]
 
 
 ruleorder: predict_templatefit > predict
+ruleorder: predict_templatefit_learned > predict
 
 
 rule predict_templatefit:
@@ -65,3 +95,60 @@ rule predict_templatefit:
         name=TEMPLATE_FIT["name"],
     script:
         "../scripts/predict_templatefit.py"
+
+
+# Only the combo's training split goes in: no test set, no simulator.
+rule learn_templates:
+    input:
+        train="results/combos/{combo}/train.fits",
+    output:
+        "results/baseline/learned_templates/{combo}.npz",
+    log:
+        "logs/learn_templates/{combo}.log",
+    benchmark:
+        "logs/benchmarks/learn_templates/{combo}.tsv"
+    conda:
+        ENV_DATA
+    threads: 2
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    params:
+        options={
+            **{k: LEARNED_TEMPLATES[k] for k in LEARN_KEYS},
+            "seed": config["seed"],
+        },
+        variants=lambda w: {
+            name: config["variants"][name]
+            for name in config["combos"][w.combo]["members"]
+        },
+    script:
+        "../scripts/learn_templates.py"
+
+
+rule predict_templatefit_learned:
+    input:
+        testset="results/testsets/{testset}.fits",
+        templates=f"results/baseline/learned_templates/{LEARNED_TEMPLATES['combo']}.npz",
+    output:
+        f"results/predictions/{LEARNED_TEMPLATES['name']}/{LEARNED_TEMPLATES['combo']}/{{testset}}.fits",
+    log:
+        f"logs/predict/{LEARNED_TEMPLATES['name']}/{LEARNED_TEMPLATES['combo']}/{{testset}}.log",
+    benchmark:
+        f"logs/benchmarks/predict/{LEARNED_TEMPLATES['name']}/{LEARNED_TEMPLATES['combo']}/{{testset}}.tsv"
+    conda:
+        ENV_DATA
+    threads: 2
+    resources:
+        runtime=30,
+        mem_mb=3000,
+    params:
+        fit={
+            k: v
+            for k, v in LEARNED_TEMPLATES.items()
+            if k not in ("enabled", "name", "combo", *LEARN_KEYS)
+        },
+        options=lambda w: {**config["predict"], **config["score"]},
+        name=LEARNED_TEMPLATES["name"],
+    script:
+        "../scripts/predict_templatefit_learned.py"

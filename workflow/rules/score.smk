@@ -1,5 +1,6 @@
 rule score:
     input:
+        unpack(score_training_split),
         prediction="results/predictions/{model}/{combo}/{testset}.fits",
         testset="results/testsets/{testset}.fits",
     output:
@@ -20,6 +21,12 @@ rule score:
         false_positives=report(
             "results/scores/{model}/{combo}/{testset}_false_positives.png",
             caption="../report/false_positives.rst",
+            category="4. Scores",
+            subcategory="{testset}",
+        ),
+        calibration=report(
+            "results/scores/{model}/{combo}/{testset}_calibration.png",
+            caption="../report/score_calibration.rst",
             category="4. Scores",
             subcategory="{testset}",
         ),
@@ -45,7 +52,7 @@ rule compare:
             for m, c in RUNS + BASELINE_RUNS
             for t in TESTSETS
         ],
-        models=[f"results/models/{m}/{c}/model.pt" for m, c in RUNS],
+        models=[f"results/models/{m}/{c}/calibrated.pt" for m, c in RUNS],
     output:
         summary_csv="results/summary.csv",
         summary_md=report(

@@ -2,8 +2,10 @@
 
 snakemake: input.prediction (catalogue .fits); output.score_json, output.curve_csv,
 output.figure (six-panel PNG), optional output.pe_figure (P/E curve alone), optional
-output.false_positives (the most confident false positives, from input.testset); params.options (config
-`score` slice); model/combo/testset from params of those names or else the wildcards; log[0].
+output.false_positives (the most confident false positives, from input.testset), optional
+output.calibration (reliability, ZERR coverage, N(z)); params.options (config
+`score` slice); optional input.train (the training split: its N(z) sets the chance level);
+model/combo/testset from params of those names or else the wildcards; log[0].
 """
 
 from lymannet.runtime import run
@@ -18,4 +20,6 @@ if "snakemake" in globals():
         curve_csv=snakemake.output.curve_csv, figure=snakemake.output.figure,
         pe_figure=getattr(snakemake.output, "pe_figure", None),
         testset_file=getattr(snakemake.input, "testset", None),
-        fp_figure=getattr(snakemake.output, "false_positives", None), **names)
+        train_file=getattr(snakemake.input, "train", None),
+        fp_figure=getattr(snakemake.output, "false_positives", None),
+        calibration_figure=getattr(snakemake.output, "calibration", None), **names)

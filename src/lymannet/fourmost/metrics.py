@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
@@ -181,3 +183,89 @@ def confuser_of(max_log_n: float, dla_near: bool, bal_trough: bool) -> str:
     if np.isfinite(max_log_n) and max_log_n >= 17.0:
         return CONFUSER_ORDER[3]
     return CONFUSER_ORDER[4]
+
+
+# --- bootstrap intervals -------------------------------------------------------------------------
+# Resampling unit: the sightline. Segments and sliding windows of one sightline overlap and share
+# its noise and absorbers, so they are not independent draws; resampling whole sightlines (a
+# cluster bootstrap) keeps that correlation in the interval. The redshift figures have one value
+# per sightline, so there the cluster is the object itself.
+
+
+def _clusters(cluster: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """(cluster index 0..k-1 of each object, k); every object its own cluster without labels."""
+    if cluster is None:
+        return np.arange(n), n
+    _, index = np.unique(np.asarray(cluster), return_inverse=True)
+    return index.ravel(), int(index.max()) + 1 if n else 0
+
+
+def cluster_counts(n_clusters: int, n_resamples: int, seed: int) -> Any:
+    """Per resample, how often each cluster is drawn: (b, n_clusters) chunks."""
+    from ..bootstrap import resample_counts, resample_indices
+
+    bins = np.arange(n_clusters)
+    for rows in resample_indices(n_clusters, n_resamples=n_resamples, seed=seed):
+        yield resample_counts(rows, bins, n_clusters)
+
+
+def ratio_interval(value: float, numerator: np.ndarray, denominator: np.ndarray, cluster: np.ndarray | None = None,
+                   n_resamples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """Bootstrap interval (Interval.to_dict()) of sum(numerator) / sum(denominator) over objects
+    (a fraction: numerator a 0/1 flag, denominator 1; a mean: denominator 1), resampling clusters
+    (sightlines) with replacement. NaN resamples (an empty denominator) are dropped and counted."""
+    from ..bootstrap import N_RESAMPLES, SEED, interval_from
+
+    n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
+    seed = SEED if seed is None else seed
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    index, k = _clusters(cluster, len(numerator))
+    if k == 0:
+        return interval_from(value, np.full(n_resamples, np.nan), n_resamples, seed).to_dict()
+    per_num = np.bincount(index, weights=numerator, minlength=k)
+    per_den = np.bincount(index, weights=denominator, minlength=k)
+    samples = []
+    for counts in cluster_counts(k, n_resamples, seed):
+        num, den = counts @ per_num, counts @ per_den
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples.append(np.where(den > 0, num / np.where(den > 0, den, 1), np.nan))
+    return interval_from(value, np.concatenate(samples), n_resamples, seed).to_dict()
+
+
+def weighted_auc(score: np.ndarray, label: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC (ties count 1/2, as :func:`auc`) of each row of object weights (b, n): the objects'
+    multiplicities in a resample. Counted, not ranked: per distinct score, the weighted positives
+    times the weighted negatives below it (plus half those at it). NaN without both classes."""
+    score, label = np.asarray(score, float), np.asarray(label).astype(bool)
+    weights = np.atleast_2d(np.asarray(weights, float))
+    _, level = np.unique(score, return_inverse=True)
+    level = level.ravel()
+    m = int(level.max()) + 1 if level.size else 0
+    b = weights.shape[0]
+    flat = (level[None, :] + m * np.arange(b)[:, None]).ravel()
+    positives = np.bincount(flat, weights=(weights * label).ravel(), minlength=b * m).reshape(b, m)
+    negatives = np.bincount(flat, weights=(weights * ~label).ravel(), minlength=b * m).reshape(b, m)
+    below = np.cumsum(negatives, axis=1) - negatives
+    n_pos, n_neg = positives.sum(axis=1), negatives.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area = (positives * (below + 0.5 * negatives)).sum(axis=1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), area, np.nan)
+
+
+def auc_interval(score: np.ndarray, label: np.ndarray, cluster: np.ndarray | None = None,
+                 n_resamples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """Bootstrap interval (Interval.to_dict()) of the AUC, resampling clusters (sightlines)."""
+    from ..bootstrap import N_RESAMPLES, SEED, interval_from
+
+    n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
+    seed = SEED if seed is None else seed
+    index, k = _clusters(cluster, len(np.asarray(score)))
+    value = auc(score, label)
+    if k == 0:
+        return interval_from(value, np.full(n_resamples, np.nan), n_resamples, seed).to_dict()
+    from ..bootstrap import MAX_CELLS
+
+    step = max(1, MAX_CELLS // (4 * max(len(index), 1)))  # (b, n) weights in bounded pieces
+    samples = [weighted_auc(score, label, counts[start:start + step][:, index])
+               for counts in cluster_counts(k, n_resamples, seed) for start in range(0, len(counts), step)]
+    return interval_from(value, np.concatenate(samples), n_resamples, seed).to_dict()

@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from ..bootstrap import N_RESAMPLES, Interval
 from ..lines import LYA
 from . import features as ft
 from .io import Ingested
 from ..physics import BAL_LINES, C_KMS
-from .metrics import (CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, auc, bin_label, confuser_of, match_catalogue, merge_windows,
-                      nmad, purity_completeness_by_bin, redshift_by_bin, redshift_metrics, roc_curve, snr_groups)
+from .metrics import (CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, auc, auc_interval, bin_label, confuser_of, match_catalogue,
+                      merge_windows, nmad, purity_completeness_by_bin, ratio_interval, redshift_by_bin, redshift_metrics,
+                      roc_curve, snr_groups)
 from .train import dla_inputs, predict_batches, predict_redshift
 
 log = logging.getLogger("lymannet.fourmost")
@@ -64,6 +66,12 @@ def score_redshift(data: Ingested, network: nn.Module, payload: dict[str, Any],
     table = pd.DataFrame({"FILE": data.sightlines["FILE"].to_numpy()[rows], "Z_TRUE": z_true, "Z_PRED": z_pred,
                           "SNR": snr, "BAL": bal.astype(int)})
     result = redshift_metrics(z_pred, z_true, catastrophic_dz)
+    # bootstrap intervals over the test sightlines (Interval.to_dict(): lo68/hi68, lo95/hi95)
+    ones = np.ones(len(z_true))
+    result["mape_percent_interval"] = ratio_interval(result["mape_percent"],
+                                                     100.0 * np.abs(z_pred - z_true) / np.abs(z_true), ones)
+    result["catastrophic_fraction_interval"] = ratio_interval(result["catastrophic_fraction"],
+                                                              np.abs(z_pred - z_true) > catastrophic_dz, ones)
     result["by_snr"] = redshift_by_bin(z_pred, z_true, snr_groups(snr), catastrophic_dz)
     result["by_bal"] = redshift_by_bin(z_pred, z_true, {"BAL": bal, "non-BAL": ~bal}, catastrophic_dz)
     result.update({"model": payload["kind"], **training_record(payload)})
@@ -171,6 +179,10 @@ def score_presence(data: Ingested, network: nn.Module, payload: dict[str, Any],
         "main_false_positive_cause": max(fp_causes, key=fp_causes.get) if sum(fp_causes.values()) else "",
         **training_record(payload),
     }
+    # bootstrap intervals, whole sightlines resampled (their segments overlap: not independent)
+    result["auc_interval"] = auc_interval(score, seg.label_any, seg.rows)
+    result["completeness_interval"] = ratio_interval(result["completeness"], predicted & positive, positive, seg.rows)
+    result["purity_interval"] = ratio_interval(result["purity"], predicted & positive, predicted, seg.rows)
     return table, result
 
 
@@ -318,16 +330,57 @@ def score_location(data: Ingested, network: nn.Module, payload: dict[str, Any],
                "false_positive_causes": fp,
                "main_false_positive_cause": max(fp, key=fp.get) if fp and sum(fp.values()) else "",
                **training_record(payload)}
+    metrics.update(location_intervals(truth, cat, data.rows("test"), metrics))
     return Localisation(cat, truth, metrics)
+
+
+def location_intervals(truth: pd.DataFrame, cat: pd.DataFrame, test_rows: np.ndarray,
+                       metrics: dict[str, Any]) -> dict[str, Any]:
+    """Bootstrap intervals of the catalogue's completeness and purity, per DLA and per sightline:
+    the test sightlines resampled with replacement (every test sightline, those without a true or
+    a catalogue DLA too: how many of them a resample holds is part of the spread)."""
+    position = {int(row): k for k, row in enumerate(np.asarray(test_rows))}
+    n = len(position)
+
+    def per_sightline(rows: Any, weights: Any) -> np.ndarray:
+        index = np.array([position[int(r)] for r in rows], dtype=int)
+        return np.bincount(index, weights=np.asarray(weights, float), minlength=n) if index.size else np.zeros(n)
+
+    n_true = per_sightline(truth["ROW"], np.ones(len(truth)))
+    n_found = per_sightline(truth["ROW"], truth["FOUND"].to_numpy(float))
+    n_cat = per_sightline(cat["ROW"], np.ones(len(cat))) if len(cat) else np.zeros(n)
+    n_correct = per_sightline(cat["ROW"], (cat["TRUE_MATCH"] >= 0).to_numpy(float)) if len(cat) else np.zeros(n)
+    return {
+        "fraction_found_within_tolerance_interval": ratio_interval(metrics["fraction_found_within_tolerance"],
+                                                                   n_found, n_true),
+        "purity_interval": ratio_interval(metrics["purity"], n_correct, n_cat),
+        "sightline_completeness_interval": ratio_interval(metrics["sightline_completeness"], n_found > 0, n_true > 0),
+        "sightline_purity_interval": ratio_interval(metrics["sightline_purity"], n_correct > 0, n_cat > 0),
+    }
 
 
 # --- summary -------------------------------------------------------------------------------------
 
 
-def _row(pipeline: str, model: str, figure: str, value: float, m: dict[str, Any], catastrophic: str = "") -> dict:
-    return {"pipeline": pipeline, "model": model, "figure": figure, "value": value,
+INTERVAL_KEYS = ("lo68", "hi68", "lo95", "hi95")
+
+
+def _row(pipeline: str, model: str, figure: str, value: float, m: dict[str, Any], catastrophic: str = "",
+         interval: dict[str, Any] | None = None) -> dict:
+    """One summary row; ``interval``: the figure's bootstrap interval (Interval.to_dict()), its
+    bounds in columns lo68, hi68, lo95, hi95 (NaN without one)."""
+    bounds = {key: float("nan") if not interval or interval.get(key) is None else float(interval[key])
+              for key in INTERVAL_KEYS}
+    return {"pipeline": pipeline, "model": model, "figure": figure, "value": value, **bounds,
             "catastrophic (|dz|>0.1)": catastrophic, "parameters": m["parameters"],
             "train_seconds": m["train_seconds"], "epochs": m["epochs"], "slides": SLIDES[model]}
+
+
+def _catastrophic_detail(m: dict[str, Any]) -> str:
+    """"3/100" and, with its interval, "3/100 (0.030 ± 0.017)"."""
+    text = f"{m['n_catastrophic']}/{m['n']}"
+    interval = Interval.from_dict(m.get("catastrophic_fraction_interval"))
+    return f"{text} ({interval.text(digits=3)})" if interval is not None else text
 
 
 def summary_table(redshift: list[dict[str, Any]], presence: dict[str, Any] | None,
@@ -336,18 +389,20 @@ def summary_table(redshift: list[dict[str, Any]], presence: dict[str, Any] | Non
     headline first, then the breakdowns (S/N, BAL, log N_HI bins) under the same pipeline."""
     rows = []
     for m in redshift:
-        rows.append(_row("redshift", m["model"], "MAPE [%]", m["mape_percent"], m, f"{m['n_catastrophic']}/{m['n']}"))
+        rows.append(_row("redshift", m["model"], "MAPE [%]", m["mape_percent"], m, _catastrophic_detail(m),
+                         m.get("mape_percent_interval")))
         for group in ("by_snr", "by_bal"):
             for name, g in m.get(group, {}).items():
                 rows.append(_row("redshift", m["model"], f"MAPE [%], {name} (n={g['n']})", g["mape_percent"], m,
                                  f"{g['catastrophic_fraction']:.3g}"))
     if presence:
         m = presence
-        rows.append(_row("dla_presence", "presence", "AUC, all segments", m["auc"], m))
+        rows.append(_row("dla_presence", "presence", "AUC, all segments", m["auc"], m, interval=m.get("auc_interval")))
         rows.append(_row("dla_presence", "presence", "AUC, unambiguous segments only", m.get("auc_unambiguous", float("nan")), m))
         rows.append(_row("dla_presence", "presence", f"completeness at p>={m.get('threshold', PRESENCE_THRESHOLD):g}",
-                         m.get("completeness", float("nan")), m))
-        rows.append(_row("dla_presence", "presence", "purity", m.get("purity", float("nan")), m))
+                         m.get("completeness", float("nan")), m, interval=m.get("completeness_interval")))
+        rows.append(_row("dla_presence", "presence", "purity", m.get("purity", float("nan")), m,
+                         interval=m.get("purity_interval")))
         for name, g in m.get("completeness_by_log_nhi", {}).items():
             rows.append(_row("dla_presence", "presence", f"completeness, log N_HI {name} (n={g['n_true']})", g["completeness"], m))
         for name, g in m.get("by_snr", {}).items():
@@ -360,11 +415,13 @@ def summary_table(redshift: list[dict[str, Any]], presence: dict[str, Any] | Non
     if location:
         m = location
         rows.append(_row("dla_location", "location", f"catalogue completeness (per DLA, {m['tolerance_angstrom']:g} A)",
-                         m["fraction_found_within_tolerance"], m))
-        rows.append(_row("dla_location", "location", "catalogue purity (per DLA)", m["purity"], m))
+                         m["fraction_found_within_tolerance"], m,
+                         interval=m.get("fraction_found_within_tolerance_interval")))
+        rows.append(_row("dla_location", "location", "catalogue purity (per DLA)", m["purity"], m,
+                         interval=m.get("purity_interval")))
         for key, figure in (("sightline_completeness", "sightline completeness"), ("sightline_purity", "sightline purity")):
             if key in m:
-                rows.append(_row("dla_location", "location", figure, m[key], m))
+                rows.append(_row("dla_location", "location", figure, m[key], m, interval=m.get(f"{key}_interval")))
         for figure, key in ((f"found within {m['tolerance_angstrom']:g} A, S/N>{m['snr_min']:g}",
                              "fraction_found_within_tolerance_snr_gt_min"),
                             ("position rms [A]", "position_rms_angstrom"), ("log N_HI rms [dex]", "log_nhi_rms_dex")):
@@ -389,10 +446,22 @@ def summary_table(redshift: list[dict[str, Any]], presence: dict[str, Any] | Non
 
 
 def summary_markdown(table: pd.DataFrame, size: str) -> str:
-    """The summary table as Markdown, floats to 4 significant digits."""
-    lines = [f"# 4MOST quasar pipelines: {size} set (test split)", "",
-             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    """The summary table as Markdown, floats to 4 significant digits; a value with a bootstrap
+    interval as "value ± half-width of the 68% interval" (the bounds stay in the CSV)."""
+    columns = [c for c in table.columns if c not in INTERVAL_KEYS]
+    lines = [f"# 4MOST quasar pipelines: {size} set (test split)", ""]
+    if all(k in table for k in INTERVAL_KEYS) and np.isfinite(table["lo68"].to_numpy(float)).any():
+        lines += [f"± is the half-width of the 68% interval of a percentile bootstrap ({N_RESAMPLES} resamples) "
+                  "over the test sightlines: whole sightlines resampled, since the segments and windows of one "
+                  "sightline overlap; the CSV gives the 68% (lo68, hi68) and 95% (lo95, hi95) bounds.", ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for _, r in table.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in r]
+        cells = []
+        for c in columns:
+            v = r[c]
+            if c == "value" and isinstance(v, float) and np.isfinite([r.get("lo68", np.nan), r.get("hi68", np.nan)]).all():
+                cells.append(f"{v:.4g} ± {0.5 * (r['hi68'] - r['lo68']):.2g}")
+            else:
+                cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
