@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lymannet import metrics
@@ -160,6 +161,11 @@ def test_pe_crossings_edge_cases():
     assert math.isnan(scores[0])
     assert scores[1] == pytest.approx(0.8)
     assert math.isnan(scores[2])
+    # an undefined point inside a curve is skipped, like pe_crossing's dropna: the sign change
+    # between its neighbours is interpolated
+    gap = pe_crossings(np.array([[10.0, 0.0, 2.0]]), np.array([[4.0, 0.0, 2.0]]), np.array([5.0]))
+    curve = pd.DataFrame({"THRESHOLD": [0.0, 0.5, 1.0], "PURITY": [0.4, np.nan, 1.0], "EFFICIENCY": [0.8, 0.0, 0.4]})
+    assert gap[0] == pytest.approx(metrics.pe_crossing(curve).score) == pytest.approx(0.64)
 
 
 def test_bootstrap_of_the_pe_score_is_fast_and_stratified():
