@@ -355,3 +355,28 @@ def test_test_set_catalogues_do_not_count_a_bal_head_either():
     table = catalogue_rows(pd.DataFrame({"TARGETID": [1, 2]}), outputs, names, "QSO", PredictOptions())
     assert table["IS_QSO"].tolist() == [False, True]
     np.testing.assert_allclose(table["C_CIV_BAL"], [0.99, 0.1], rtol=1e-6)  # the column is kept (float32)
+
+
+def test_detection_rule_uses_the_working_point_unless_c_th_is_given():
+    from lymannet.calibration import fit_calibration
+    from lymannet.classify import DetectionRule
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    is_target = rng.random(n) < 0.4
+    score = np.clip(np.where(is_target, rng.normal(0.8, 0.12, n), rng.normal(0.4, 0.2, n)), 0, 1)
+    z = rng.uniform(2.5, 3.5, n)
+    calibration = fit_calibration(score, is_target, is_target, z, z, np.zeros(n), {"purity": 0.95}, 1, 0.05)
+    rule = DetectionRule.resolve(calibration, ClassifyOptions())
+    assert rule.c_th == calibration.threshold and "working point" in rule.source
+    assert rule.target_fraction == pytest.approx(calibration.target_fraction)
+    rarer = DetectionRule.resolve(calibration, ClassifyOptions(target_fraction=0.1))
+    assert rarer.c_th > rule.c_th and rarer.target_fraction == 0.1  # fewer targets: a stricter cut
+    looser = DetectionRule.resolve(calibration, ClassifyOptions(working_point={"purity": 0.8}))
+    assert looser.c_th < rule.c_th
+    assert DetectionRule.resolve(calibration, ClassifyOptions(c_th=0.3)).c_th == 0.3  # c_th wins
+    assert DetectionRule.resolve(None, ClassifyOptions(default_c_th=0.7)).c_th == 0.7
+    with pytest.raises(ConfigError, match="calibrated"):
+        DetectionRule.resolve(None, ClassifyOptions(target_fraction=0.2))
+    with pytest.raises(ConfigError, match="target_fraction"):
+        ClassifyOptions.from_dict({"target_fraction": 1.5})

@@ -193,3 +193,34 @@ def test_real_model_file_end_to_end(tmp_path, family):
                          "tiny", "combo", "test", str(tmp_path / "s.json"), str(tmp_path / "c.csv"),
                          str(tmp_path / "f.png"))
     assert summary["n_targets"] == 4 and summary["n_contaminants"] == 2  # LBG QSO LBG ELG LBG LBG
+
+
+def test_calibrated_model_file_gives_prob_zerr_and_the_working_point(tmp_path):
+    """A model file with a calibration (as rule calibrate writes it) adds PROB and ZERR, and the
+    header records the working point and the class mix PROB refers to."""
+    from lymannet.calibration import fit_calibration
+    from lymannet.modelfile import load_model_file, write_calibrated_model_file
+
+    rng = np.random.default_rng(0)
+    n = 400
+    is_target = rng.random(n) < 0.4
+    score = np.clip(np.where(is_target, rng.normal(0.8, 0.1, n), rng.normal(0.3, 0.2, n)), 0, 1)
+    z_true = rng.uniform(2.5, 3.5, n)
+    z_pred = z_true + rng.normal(0, 0.003, n)
+    calibration = fit_calibration(score, is_target, is_target, z_pred, z_true, np.zeros(n), {"purity": 0.9}, 1, 0.05)
+    path = real_model_file(tmp_path)
+    write_calibrated_model_file(path, tmp_path / "calibrated.pt", calibration.to_dict())
+    assert load_model_file(tmp_path / "calibrated.pt").calibration["threshold"] == calibration.threshold
+    write_testset(tmp_path / "test.fits", n=6)
+    predict_file(str(tmp_path / "calibrated.pt"), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"), {})
+    cat = read_catalogue(tmp_path / "pred.fits")
+    c_detect = cat.c_line.max(axis=1)
+    np.testing.assert_allclose(cat.table["PROB"], calibration.probability(c_detect), rtol=1e-5)
+    expected_zerr = (1 + cat.table["Z_PRED"].to_numpy(float)) * calibration.zerr[1]  # one line: no spread term
+    assert (cat.table["ZERR"] >= expected_zerr * (1 - 1e-5)).all()
+    assert cat.header["CALIB"] is True and cat.header["WPCTH"] == pytest.approx(calibration.threshold)
+    assert cat.header["PRIORVAL"] == pytest.approx(calibration.target_fraction)
+    # an uncalibrated model file says so and has no PROB column
+    predict_file(str(path), str(tmp_path / "test.fits"), str(tmp_path / "raw.fits"), {})
+    raw = read_catalogue(tmp_path / "raw.fits")
+    assert raw.header["CALIB"] is False and "PROB" not in raw.table

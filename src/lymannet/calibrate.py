@@ -114,8 +114,34 @@ def calibration_report(table: pd.DataFrame, c_line: np.ndarray, calibration: Cal
         "zerr_coverage": zerr_coverage(dz[good_selected], table["ZERR"].to_numpy(float)[good_selected]),
         "zerr_median": float(np.median(table["ZERR"].to_numpy(float)[good_selected])) if good_selected.any() else None,
         "nz": nz_excess(z_pred[selected], z_true[is_target], box_edges_wavelength),
+        "prior_check": prior_check(prob, is_target, is_good, calibration.target_fraction),
     }
     return report
+
+
+PRIOR_CHECK_FRACTION = 0.6  # target fraction of the prior check's subsample
+
+
+def prior_check(prob: np.ndarray, is_target: np.ndarray, is_good: np.ndarray, validation_fraction: float,
+                fraction: float = PRIOR_CHECK_FRACTION, seed: int = 0) -> dict[str, Any]:
+    """Does the prior correction work where only the class mix differs? The test set is subsampled
+    (contaminants, or targets, dropped at random) to another target fraction; the ECE of PROB as
+    it is and of PROB corrected from the validation's fraction to the subsample's are compared."""
+    rng = np.random.default_rng(seed)
+    targets, others = np.flatnonzero(is_target), np.flatnonzero(~is_target)
+    if len(targets) < 10 or len(others) < 10:
+        return {}
+    n_others = int(round(len(targets) * (1 - fraction) / fraction))
+    if n_others <= len(others):
+        keep = np.concatenate([targets, rng.choice(others, n_others, replace=False)])
+    else:
+        keep = np.concatenate([rng.choice(targets, int(round(len(others) * fraction / (1 - fraction))),
+                                          replace=False), others])
+    sub_fraction = float(is_target[keep].mean())
+    corrected = prior_shift(prob[keep], validation_fraction, sub_fraction)
+    return {"target_fraction": sub_fraction, "n": int(len(keep)),
+            "ece_uncorrected": reliability(prob[keep], is_good[keep])["ece"],
+            "ece_corrected": reliability(corrected, is_good[keep])["ece"]}
 
 
 def working_point_intervals(selected: np.ndarray, is_good: np.ndarray, is_target: np.ndarray) -> dict[str, Interval]:
