@@ -19,7 +19,16 @@ ZWARN uses Redrock's bits: SMALL_DELTA_CHI2 (the two best classes within 9 in ch
 (minimum at an end of the class's redshift range), BAD_MINFIT (no convex parabola at the
 minimum), NODATA (fewer valid pixels than parameters; such a row gets confidence 0, Z_PRED 0).
 
-Templates come from the simulator's own noiseless renderers (:data:`lymannet.simulate.RENDERERS`),
+Two template sources share this fit. :func:`build_template_set` (the summary's ``template_fit`` row)
+takes the simulator's own noiseless renderers (:data:`lymannet.simulate.RENDERERS`): an oracle on
+simulated data, described below. :func:`lymannet.learned_templates.build_learned_template_set`
+(``template_fit_learned``) learns per class a mean spectrum and eigenvectors from a training split,
+as Redrock's templates are made; there each class is a basis of K vectors (models (V, K, Z, P)),
+fitted at each redshift by linear least squares with the mean's amplitude >= 0 (or free) and the
+eigenvectors free (:func:`_chi2_basis`); single templates (K = 1) keep the closed form of
+:func:`_chi2`. Everything else (scans, parabola, ZWARN, confidence, catalogue) is the same code.
+
+The simulator's templates come from its own noiseless renderers (:data:`lymannet.simulate.RENDERERS`),
 so every SPECTYPE the simulator draws gets templates without code here. Per class: one typical
 object per (TEMPLATE, SUBTYPE) group of a draw of the simulator's priors (its float parameters set
 to the group's median: the LBG Ly-alpha EW classes, star types, BAL or not), then further random
@@ -29,13 +38,14 @@ in the rest frame: equivalent widths and velocities), then shifted to each trial
 native grid, multiplied by the mean IGM and averaged into the network grid's bins, as ingestion
 averages the native pixels. Caveat: these are the simulator's own spectral models, so on simulated
 data this baseline knows the generative model up to the per-object scatter and the IGM
-fluctuations: an optimistic classical baseline. On real DESI data Redrock's templates would take
-their place.
+fluctuations: an oracle, an upper reference rather than a classical method's score (the learned
+templates give that). On real DESI data Redrock's templates would take their place.
 
 Cost: one matrix product per class of the (N, P) weighted spectra against the (P, templates x
 coarse redshifts) model matrix for each of the K + 2 normal-equation terms; the polynomial block
 depends only on the spectrum and is eliminated once per spectrum (Schur complement), so no
-per-redshift linear solve is needed.
+per-redshift linear solve is needed for a single template; a basis of K vectors needs the K(K+1)/2
+products of its pairs and a K x K Cholesky solve per (spectrum, redshift), vectorised.
 """
 
 from __future__ import annotations
@@ -72,6 +82,11 @@ IDENTITY_COLUMNS = {"TARGETID", "Z", "Z_GRID", "MAG_R", "EXPTIME", "TARGET_RA", 
                     "LINE_SEED"}
 
 
+def options_of(cls: Any, options: dict[str, Any]) -> Any:
+    """An options dataclass from a config slice: its own keys that are set (None: the default)."""
+    return cls(**{k: options[k] for k in cls.__dataclass_fields__ if options.get(k) is not None})
+
+
 @dataclass
 class TemplateFitOptions:
     """The config's ``baseline.template_fit`` slice (defaults as in config.schema.yaml)."""
@@ -89,8 +104,7 @@ class TemplateFitOptions:
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> "TemplateFitOptions":
         options = dict(options or {})
-        known = {k: options[k] for k in cls.__dataclass_fields__ if options.get(k) is not None}
-        opts = cls(**known)
+        opts = options_of(cls, options)
         if opts.z_step <= 0 or opts.coarse_factor < 1 or opts.templates_per_class < 1 or opts.poly_order < 0:
             raise ConfigError(f"baseline.template_fit: z_step > 0, coarse_factor >= 1, templates_per_class >= 1 "
                               f"and poly_order >= 0 needed, got {options}")
@@ -393,36 +407,46 @@ def _chi2_basis(s: _Spectra, b: np.ndarray, a: np.ndarray, c: np.ndarray, mean_a
     T'Wf (b, (N, M, K)), T'WT (a, (N, M, K(K+1)/2): the pairs i <= j in np.triu_indices order) and
     L'WT (c, (N, L, M, K)).
 
-    The polynomial is eliminated as in :func:`_chi2`; the K x K system left is solved by a Cholesky
-    factorisation vectorised over (N, M) with vector 0 (the mean) ordered last, so that one forward
-    substitution y = L^-1 b gives both the free fit's gain |y|^2 and, in its leading K - 1 terms,
-    the gain of the eigenvectors alone; the mean's free amplitude has the sign of y_K. With
-    ``mean_amplitude`` "nonnegative" a fit whose mean amplitude comes out negative takes the
-    eigenvectors-alone gain: the exact optimum under that one bound (a convex quadratic is
-    minimised on the bound when its free minimum violates it). A vector without support on a
-    spectrum's valid pixels (pivot below 1e-10 of its diagonal) drops out of that fit."""
+    The polynomial is eliminated as in :func:`_chi2` (with Q^-1 = R R', u = R'c: a - c'Q^-1 c =
+    a - u'u); the K x K system left is solved by a Cholesky factorisation vectorised over (N, M),
+    with vector 0 (the mean) ordered last, so that one forward substitution y = L^-1 b gives both
+    the free fit's gain |y|^2 and, in its leading K - 1 terms, the gain of the eigenvectors alone;
+    the mean's free amplitude has the sign of y_K. With ``mean_amplitude`` "nonnegative" a fit
+    whose mean amplitude comes out negative takes the eigenvectors-alone gain: the exact optimum
+    under that one bound (a convex quadratic is minimised on the bound when its free minimum
+    violates it). A vector without support on a spectrum's valid pixels (pivot below 1e-10 of its
+    diagonal) drops out of that fit."""
     n_basis = b.shape[-1]
     i, j = np.triu_indices(n_basis)
     pair = np.zeros((n_basis, n_basis), np.int64)
     pair[i, j] = pair[j, i] = np.arange(i.size)
-    b_perp = b - np.einsum("nl,nlmk->nmk", s.g, c)
-    qc = np.einsum("nlj,njmk->nlmk", s.q_inv, c)
-    a_perp = a - np.einsum("nlmp,nlmp->nmp", c[..., i], qc[..., j])
+    root_q = np.linalg.cholesky(s.q_inv)  # (N, L, L), Q^-1 = R R'
+    u = np.ascontiguousarray(np.einsum("nlj,nlmk->kjnm", root_q, c))  # (K, L, N, M): R'c
+    b_perp = np.moveaxis(b - np.einsum("nl,nlmk->nmk", s.g, c), -1, 0)  # (K, N, M)
+    a_perp = np.ascontiguousarray(np.moveaxis(a, -1, 0))  # (pairs, N, M)
+    for p in range(i.size):
+        a_perp[p] -= np.einsum("lnm,lnm->nm", u[i[p]], u[j[p]])
     order = list(range(1, n_basis)) + [0]  # the mean last
     lower: dict[tuple[int, int], np.ndarray] = {}
-    y = []
+    y: list[np.ndarray] = []
     for r in range(n_basis):
-        diagonal = a_perp[..., pair[order[r], order[r]]]
-        pivot = diagonal - sum((lower[r, q] ** 2 for q in range(r)), np.zeros_like(diagonal))
+        diagonal = a_perp[pair[order[r], order[r]]]
+        pivot = diagonal.copy()
+        rhs = b_perp[order[r]].copy()
+        for q in range(r):
+            pivot -= lower[r, q] ** 2
+            rhs -= lower[r, q] * y[q]
         ok = pivot > 1e-10 * np.maximum(diagonal, 0.0) + 1e-300
         root = np.sqrt(np.where(ok, pivot, 1.0))
-        rhs = b_perp[..., order[r]] - sum((lower[r, q] * y[q] for q in range(r)), np.zeros_like(diagonal))
         y.append(np.where(ok, rhs / root, 0.0))
         for t in range(r + 1, n_basis):
-            below = a_perp[..., pair[order[t], order[r]]] - sum((lower[t, q] * lower[r, q] for q in range(r)),
-                                                                 np.zeros_like(diagonal))
+            below = a_perp[pair[order[t], order[r]]].copy()
+            for q in range(r):
+                below -= lower[t, q] * lower[r, q]
             lower[t, r] = np.where(ok, below / root, 0.0)
-    eigen_gain = sum((v * v for v in y[:-1]), np.zeros_like(y[-1]))
+    eigen_gain = np.zeros_like(y[-1])
+    for v in y[:-1]:
+        eigen_gain += v * v
     gain = eigen_gain + y[-1] * y[-1]
     if mean_amplitude == "nonnegative":
         # the mean's amplitude in the free fit has the sign of y_K (its pivot is positive)
