@@ -41,6 +41,7 @@ EXPECTED_RULES = {
     "chained_search": {"tune_worker", "tune_best", "train", "predict", "experiment_search_chain", "experiment_runs"},
     "transfer_learning": {"train", "predict", "experiment_runs"},
     "end_to_end": {"train", "predict", "experiment_runs"},
+    "seeds": {"train", "calibrate", "predict", "predict_ensemble", "score", "experiment_leakage", "experiment_seeds"},
 }
 
 

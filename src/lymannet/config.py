@@ -100,6 +100,7 @@ def check_config(config: dict[str, Any]) -> None:
             raise _unknown("model", f"runs[{index}]", run["model"], list(config["models"]))
         if run["combo"] not in config["combos"]:
             raise _unknown("combo", f"runs[{index}]", run["combo"], list(config["combos"]))
+    check_seeds(config["runs"], config["models"])
     for kind in ("variants", "combos", "models", "datasets", "testsets"):
         _check_slugs(kind, list(config.get(kind, {})))
 
@@ -140,9 +141,129 @@ def used_combos(config: dict[str, Any]) -> list[str]:
 
 
 def run_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (model, combo) that `train` trains for `runs:`, in order, without repeats: a run with
+    `seeds` gives one pair per seed, its members (:func:`member_name`)."""
     pairs: list[tuple[str, str]] = []
     for run in config["runs"]:
-        pair = (run["model"], run["combo"])
-        if pair not in pairs:
-            pairs.append(pair)
+        for pair in run_members(run):
+            if pair not in pairs:
+                pairs.append(pair)
     return pairs
+
+
+# Seeds (runs[].seeds, runs[].ensemble). Seed k of model M is trained as the model-name alias
+# "M.seed<k>" (seed 0 is M itself), so its files are results/models/M.seed<k>/<combo>/..., its
+# predictions and scores likewise, and its job seed job_seed(seed, "M.seed<k>", combo) differs from
+# every other member's; a run with the default `seeds: 1` keeps every path and job it had. The
+# ensemble of a run's seeds is the prediction catalogue "M.ensemble" (lymannet.ensemble).
+SEED_ALIAS = re.compile(r"^(?P<model>.+)\.seed(?P<seed>[0-9]+)$")
+ENSEMBLE_SUFFIX = ".ensemble"
+
+
+def run_seeds(run: dict[str, Any]) -> list[int]:
+    """The seed indices of a run: `seeds: n` -> 0..n-1, `seeds: [1, 2, 3]` -> those (in order,
+    repeats dropped); absent: [0]."""
+    seeds = run.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
+        raise ConfigError(f"run {run.get('model')}/{run.get('combo')}: seeds must be a count or a list of "
+                          f"seed indices, not {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"run {run.get('model')}/{run.get('combo')}: seeds must be >= 1, not {seeds}")
+        return list(range(seeds))
+    indices = list(dict.fromkeys(seeds))
+    if not indices or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in indices):
+        raise ConfigError(f"run {run.get('model')}/{run.get('combo')}: seeds must list seed indices >= 0, "
+                          f"not {seeds!r}")
+    return indices
+
+
+def member_name(model: str, seed: int) -> str:
+    """The model name seed `seed` of `model` trains under: the model itself for seed 0."""
+    return model if seed == 0 else f"{model}.seed{seed}"
+
+
+def ensemble_name(model: str) -> str:
+    return f"{model}{ENSEMBLE_SUFFIX}"
+
+
+def run_members(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """(member model name, combo) of each seed of a run."""
+    return [(member_name(run["model"], seed), run["combo"]) for seed in run_seeds(run)]
+
+
+def base_model(name: str, models: dict[str, Any] | list[str]) -> tuple[str, int | None]:
+    """(config model, seed index) of a `{model}` wildcard value: (name, 0) for a configured
+    model, (M, k) for "M.seed<k>", (M, None) for the ensemble "M.ensemble"."""
+    if name in models:
+        return name, 0
+    match = SEED_ALIAS.match(name)
+    if match and match["model"] in models:
+        return match["model"], int(match["seed"])
+    if name.endswith(ENSEMBLE_SUFFIX) and name[: -len(ENSEMBLE_SUFFIX)] in models:
+        return name[: -len(ENSEMBLE_SUFFIX)], None
+    raise ConfigError(f"unknown model {name!r}; valid models: {sorted(models)} (and <model>.seed<k> for "
+                      "the seeds of a run with `seeds`)")
+
+
+def seed_groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs trained with several seeds or scored as an ensemble, one entry per (model, combo):
+    {model, combo, seeds, members, ensemble} (entries of one pair merged: seeds in order of
+    appearance, ensemble if any asks). A run of one seed without ensemble is no group."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        key = (run["model"], run["combo"])
+        group = groups.setdefault(key, {"model": key[0], "combo": key[1], "seeds": [], "ensemble": False})
+        group["seeds"] += [k for k in run_seeds(run) if k not in group["seeds"]]
+        group["ensemble"] = group["ensemble"] or bool(run.get("ensemble", False))
+    out = []
+    for group in groups.values():
+        if len(group["seeds"]) < 2 and not group["ensemble"]:
+            continue
+        group["members"] = [(member_name(group["model"], k), group["combo"]) for k in group["seeds"]]
+        out.append(group)
+    return out
+
+
+def ensemble_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(ensemble model name, combo) of every `runs:` entry with `ensemble: true`."""
+    return [(ensemble_name(g["model"]), g["combo"]) for g in seed_groups(config["runs"]) if g["ensemble"]]
+
+
+def ensemble_members(config: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Every ensemble of `runs:` and of each experiment's runs: (ensemble, combo) -> its members.
+    Two that name one ensemble must agree on its seeds."""
+    sources = {"runs": config["runs"]}
+    for name, spec in (config.get("experiments") or {}).items():
+        sources[f"experiments.{name}"] = spec.get("runs") or []
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    declared: dict[tuple[str, str], str] = {}
+    for where, runs in sources.items():
+        for group in seed_groups(runs):
+            if not group["ensemble"]:
+                continue
+            key = (ensemble_name(group["model"]), group["combo"])
+            if key in found and found[key] != group["members"]:
+                raise ConfigError(f"ensemble {key[0]}/{key[1]}: {declared[key]} and {where} give it other seeds "
+                                  f"({[m for m, _ in found[key]]} vs {[m for m, _ in group['members']]}); "
+                                  "give both the same seeds")
+            found.setdefault(key, group["members"])
+            declared.setdefault(key, where)
+    return found
+
+
+def check_seeds(runs: list[dict[str, Any]], models: dict[str, Any], where: str = "runs") -> None:
+    """`seeds` and `ensemble` of a runs list (schema: their types; here: their meaning)."""
+    for index, run in enumerate(runs):
+        seeds = run_seeds(run)
+        if run.get("ensemble") and len(seeds) < 2:
+            raise ConfigError(f"{where}[{index}] ({run['model']}/{run['combo']}): ensemble: true needs at least "
+                              f"2 seeds, the run has {seeds}")
+    for name in models:
+        try:
+            base, seed = base_model(name, [m for m in models if m != name])
+        except ConfigError:
+            continue
+        what = "the ensemble" if seed is None else f"seed {seed}"
+        raise ConfigError(f"model name {name!r} is the name of {what} of model {base!r} (runs with `seeds`); "
+                          "rename it")

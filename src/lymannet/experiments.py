@@ -13,6 +13,10 @@ An experiment gathers what the other stages made into one figure and one table u
   augmented variant files, one figure per panel (thesis figs 3.3, 3.6, 3.9, 3.10, 3.12).
 - ``kind: search_chain``: searches each starting from the previous one's best spec; the table of
   thesis tables 4.1/4.2 (before, 1st search, 2nd search) and the optimisation histories.
+- ``kind: seeds``: runs trained with several seeds (``runs[].seeds``, ``.ensemble``), scored on
+  several test sets (default: the summary's): the seed-to-seed spread of each P = E score beside
+  the members' bootstrap intervals, each ensemble against its best member, and the spread of the
+  ensembles of k seeds (every k-subset of the members) for k = 1..n.
 
 Experiment runs are not in `runs:` (Snakemake replaces lists when it merges config files, so an
 overlay's `runs:` would drop the demo's): they are listed under their experiment and trained by the
@@ -33,7 +37,7 @@ from .errors import ConfigError
 INTERVAL_SUFFIXES = {"_lo": "lo68", "_hi": "hi68", "_lo95": "lo95", "_hi95": "hi95"}
 OVERLAP_A = 5800.0
 LYA_A = 1215.67
-KINDS = ("runs", "gallery", "search_chain")
+KINDS = ("runs", "gallery", "search_chain", "seeds")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -50,13 +54,24 @@ def run_label(run: dict[str, Any]) -> str:
 
 def experiment_run_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (model, combo) an experiment trains, in order, without repeats."""
+    from .config import run_members
+
     pairs: list[tuple[str, str]] = []
     for spec in experiments(config).values():
         for run in spec.get("runs") or []:
-            pair = (run["model"], run["combo"])
-            if pair not in pairs:
-                pairs.append(pair)
+            for pair in run_members(run):
+                if pair not in pairs:
+                    pairs.append(pair)
     return pairs
+
+
+def experiment_testsets(config: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """The test sets an experiment scores on: `testset` (kind runs), `testsets` (kind seeds;
+    default the summary's, those without `in_summary: false`)."""
+    if spec.get("kind") == "seeds":
+        return list(spec.get("testsets") or [name for name, test in (config.get("testsets") or {}).items()
+                                                 if test.get("in_summary", True)])
+    return [spec["testset"]] if spec.get("testset") else []
 
 
 def check_experiments(config: dict[str, Any]) -> None:
@@ -72,11 +87,24 @@ def check_experiments(config: dict[str, Any]) -> None:
         kind = spec.get("kind")
         if kind not in KINDS:
             raise ConfigError(f"{where}: kind must be one of {list(KINDS)}, not {kind!r}")
-        if kind == "runs":
+        if kind in ("runs", "seeds"):
             if not spec.get("runs"):
-                raise ConfigError(f"{where}: kind runs needs a non-empty 'runs' list")
-            if spec.get("testset") not in tests:
-                raise ConfigError(f"{where}: unknown testset {spec.get('testset')!r}; valid: {sorted(tests)}")
+                raise ConfigError(f"{where}: kind {kind} needs a non-empty 'runs' list")
+            if kind == "runs":
+                if spec.get("testset") not in tests:
+                    raise ConfigError(f"{where}: unknown testset {spec.get('testset')!r}; valid: {sorted(tests)}")
+                seeded = [run_label(run) for run in spec["runs"] if "seeds" in run or "ensemble" in run]
+                if seeded:
+                    raise ConfigError(f"{where}: runs {seeded} have seeds or ensemble: that is kind seeds")
+            else:
+                from .config import check_seeds, run_seeds
+
+                for test in experiment_testsets(config, spec):
+                    if test not in tests:
+                        raise ConfigError(f"{where}: unknown testset {test!r}; valid: {sorted(tests)}")
+                check_seeds(spec["runs"], models, where=f"{where}.runs")
+                if not any(len(run_seeds(run)) > 1 for run in spec["runs"]):
+                    raise ConfigError(f"{where}: kind seeds needs a run with 2 seeds or more (runs[].seeds)")
             labels = [run_label(run) for run in spec["runs"]]
             if len(set(labels)) != len(labels):
                 raise ConfigError(f"{where}: two runs share a label: {labels}")
@@ -330,6 +358,148 @@ def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options:
         lines.append("| " + " | ".join(_with_error(row, c) if c in ("score", "efficiency_at_default")
                                        else _cell(row[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# kind: seeds
+
+MAX_SUBSETS = 50  # k-subsets of the members scored per k (all of them up to 50; else a seeded sample)
+
+
+def subset_ensemble_scores(catalogues: dict[int, pd.DataFrame], options: Any, seed: int = 0) -> dict[int, list[float]]:
+    """P = E scores of the ensembles of k members, for every k-subset of the members (a seeded
+    sample of MAX_SUBSETS where there are more), k = 1..n: k = 1 gives the members' own scores on
+    their PROB (the same as on their line confidences: PROB is monotonic in the detection score),
+    k = n the full ensemble's. The subsets share members, so the spread at k is that of the
+    k-ensembles one could have trained, not of independent ones."""
+    from itertools import combinations
+
+    from .ensemble import ENSEMBLE_LINE, combine_members
+    from .metrics import evaluate
+
+    seeds = sorted(catalogues)
+    rng = np.random.default_rng(seed)
+    scores: dict[int, list[float]] = {}
+    for k in range(1, len(seeds) + 1):
+        subsets = list(combinations(seeds, k))
+        if len(subsets) > MAX_SUBSETS:
+            subsets = [subsets[i] for i in sorted(rng.choice(len(subsets), MAX_SUBSETS, replace=False))]
+        scores[k] = []
+        for subset in subsets:
+            if k == 1:
+                table = catalogues[subset[0]].assign(**{f"C_{ENSEMBLE_LINE.name}": catalogues[subset[0]]["PROB"]})
+            else:
+                table = combine_members([catalogues[s] for s in subset], list(subset))
+            c_line = table[[f"C_{ENSEMBLE_LINE.name}"]].to_numpy(float)
+            scores[k].append(float(evaluate(table, c_line, options).summary["score"] or np.nan))
+    return scores
+
+
+def compare_seeds(spec: dict[str, Any], scores: list[str], predictions: list[str], model_files: list[str],
+                  testsets: list[str], score_options: dict[str, Any], figure: str, table_md: str, table_csv: str,
+                  name: str = "") -> pd.DataFrame:
+    """kind seeds: per run and test set the members' scores (mean, sd, min-max, bootstrap
+    half-width), the ensemble against its best member and the spread of k-seed ensembles."""
+    import matplotlib.pyplot as plt
+
+    from .config import seed_groups
+    from .figures import save_figure
+    from .fileio import write_text_atomic
+    from .metrics import ScoreOptions
+    from .predict import read_catalogue
+    from .score import model_facts, read_score, seed_spread, summary_table
+
+    options = ScoreOptions.from_config(score_options)
+    groups = seed_groups(spec["runs"])
+    records = [read_score(path) for path in scores]
+    table = summary_table(records, model_facts(list(model_files)), list(testsets))
+    spread = seed_spread(table, groups, list(testsets))
+    by_path = {}
+    for path in predictions:
+        model, combo, testset = Path(path).parts[-3], Path(path).parts[-2], Path(path).stem
+        by_path[(model, combo, testset)] = path
+    rows = []
+    for group, (_, summary) in zip(groups, spread.iterrows()):
+        for testset in testsets:
+            row: dict[str, Any] = {"run": f"{group['model']}/{group['combo']}", "model": group["model"],
+                                   "combo": group["combo"], "testset": testset, "seeds": summary["seeds"],
+                                   "n_seeds": summary["n_seeds"]}
+            for key, column in (("mean", ""), ("sd", "_sd"), ("min", "_min"), ("max", "_max"), ("boot68", "_boot68")):
+                row[key] = summary[f"score_{testset}{column}"]
+            members = table[table["model"].isin([m for m, _ in group["members"]]) & (table["combo"] == group["combo"])]
+            for (member, _), seed in zip(group["members"], group["seeds"]):
+                hit = members[members["model"] == member]
+                row[f"seed{seed}"] = float(hit[f"score_{testset}"].iloc[0]) if len(hit) else np.nan
+            if group["ensemble"]:
+                row["ensemble"] = summary[f"ensemble_{testset}"]
+                row["ensemble_boot68"] = 0.5 * (summary[f"ensemble_{testset}_hi"] - summary[f"ensemble_{testset}_lo"])
+                row["best_member"] = summary[f"best_member_{testset}"]
+                row["ensemble_minus_best"] = summary[f"ensemble_minus_best_{testset}"]
+                row["ensemble_minus_mean"] = row["ensemble"] - row["mean"]
+                catalogues = {seed: read_catalogue(by_path[(member, combo, testset)]).table
+                              for (member, combo), seed in zip(group["members"], group["seeds"])
+                              if (member, combo, testset) in by_path}
+                if len(catalogues) >= 2:
+                    for k, values in subset_ensemble_scores(catalogues, options).items():
+                        row[f"k{k}_mean"] = float(np.mean(values))
+                        row[f"k{k}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+                        row[f"k{k}_n"] = len(values)
+            rows.append(row)
+    result = pd.DataFrame(rows)
+
+    fig, axes = plt.subplots(1, len(testsets), figsize=(3.2 * len(testsets), 4.0), squeeze=False)
+    for ax, testset in zip(axes[0], testsets):
+        subset = result[result["testset"] == testset].reset_index(drop=True)
+        for x, row in subset.iterrows():
+            seeds = [c for c in row.index if c.startswith("seed") and c != "seeds" and pd.notna(row[c])]
+            values = np.array([row[c] for c in seeds], float)
+            ax.errorbar(np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)), values,
+                        yerr=row["boot68"], fmt="o", color="tab:blue", markersize=3, capsize=1.5, linewidth=0.8,
+                        label="seeds (± bootstrap 68%)" if x == 0 else None)
+            ax.errorbar([x + 0.3], [row["mean"]], yerr=[row["sd"]], fmt="s", color="black", markersize=4, capsize=3,
+                        label="mean ± sd" if x == 0 else None)
+            if pd.notna(row.get("ensemble", np.nan)):
+                ax.errorbar([x + 0.45], [row["ensemble"]], yerr=[row["ensemble_boot68"]], fmt="*", color="crimson",
+                            markersize=9, capsize=2, label="ensemble" if x == 0 else None)
+        ax.set_xticks(range(len(subset)))
+        ax.set_xticklabels(subset["model"], rotation=30, fontsize=8)
+        ax.set_title(testset, fontsize=9)
+        ax.set_ylabel("P = E score")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(spec.get("title") or name, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, figure)
+    write_text_atomic(table_csv, result.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(table_md, seeds_markdown(result, spec, name))
+    return result
+
+
+def seeds_markdown(result: pd.DataFrame, spec: dict[str, Any], name: str) -> str:
+    ks = sorted({int(c[1:-5]) for c in result.columns if c.startswith("k") and c.endswith("_mean")})
+    head = ["test set", "seeds", "mean ± sd", "min-max", "boot ± (members)", "ensemble ± boot", "best member",
+            "ensemble - best", "ensemble - mean"] + [f"sd of {k}-seed ensembles" for k in ks]
+    lines = [f"# {spec.get('title') or name}", "",
+             "P = E scores of each run's seeds: mean ± standard deviation over the seeds, range, and the mean "
+             "half-width of the members' 68% bootstrap intervals (the test set's noise). Ensemble: mean of the "
+             "members' calibrated PROB, Z from the most confident member. sd of k-seed ensembles: over every "
+             "k-subset of the seeds (k = 1: the members).", ""]
+    for run, group in result.groupby("run", sort=False):
+        lines += [f"## {run}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for _, row in group.iterrows():
+            seeds = " ".join(f"{row[c]:.3f}" for c in row.index if c.startswith("seed") and c != "seeds"
+                             and pd.notna(row[c]))
+            cells = [row["testset"], seeds, f"{_cell(row['mean'])} ± {_cell(row['sd'])}",
+                     f"{_cell(row['min'])}-{_cell(row['max'])}", _cell(row["boot68"])]
+            if pd.notna(row.get("ensemble", np.nan)):
+                cells += [f"{_cell(row['ensemble'])} ± {_cell(row['ensemble_boot68'])}", _cell(row["best_member"]),
+                          f"{row['ensemble_minus_best']:+.3f}", f"{row['ensemble_minus_mean']:+.3f}"]
+            else:
+                cells += ["-"] * 4
+            cells += [_cell(row.get(f"k{k}_sd", np.nan)) for k in ks]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
                                                     catalogue.provenance.get("box_edges_wavelength", []))
     if calibration_figure:
         if calibration is None:
-            note_figure(calibration_figure, f"{title}: uncalibrated (no validation split), no PROB or ZERR")
+            note_figure(calibration_figure, f"{title}: an ensemble, PROB the mean of its members' calibrated PROB "
+                        "(their calibration: the members' scores)" if catalogue.header.get("ENSEMBLE") else
+                        f"{title}: uncalibrated (no validation split), no PROB or ZERR")
         else:
             calibration_figure_of(calibration_figure, table, c_line, calibration, summary["calibration"], opts, title)
     for warning in summary["warnings"]:
@@ -369,18 +371,90 @@ def markdown(table: pd.DataFrame, testsets: list[str], false_positives: pd.DataF
     return "\n".join(lines) + "\n"
 
 
+def seed_spread(table: pd.DataFrame, groups: list[dict[str, Any]], testsets: list[str]) -> pd.DataFrame:
+    """One row per run trained with several seeds (lymannet.config.seed_groups): per test set the
+    mean of its members' P = E scores (score_<t>), their standard deviation (score_<t>_sd, the
+    seed-to-seed spread), min and max, the mean half-width of the members' 68% bootstrap intervals
+    (score_<t>_boot68: the test set's own noise, to compare the spread with) and, for a run with
+    `ensemble: true`, the ensemble's score with its interval, the best member's score and the
+    difference (ensemble_minus_best_<t>)."""
+    rows = []
+    for group in groups:
+        members = [model for model, _ in group["members"]]
+        subset = table[table["model"].isin(members) & (table["combo"] == group["combo"])]
+        row: dict[str, Any] = {"model": group["model"], "combo": group["combo"], "aggregate": "seeds",
+                               "seeds": " ".join(str(k) for k in group["seeds"]), "n_seeds": len(subset)}
+        ensemble = table[(table["model"] == f"{group['model']}.ensemble") & (table["combo"] == group["combo"])]
+        for testset in testsets:
+            values = pd.to_numeric(subset[f"score_{testset}"], errors="coerce").dropna()
+            half = 0.5 * (pd.to_numeric(subset[f"score_{testset}_hi"], errors="coerce")
+                          - pd.to_numeric(subset[f"score_{testset}_lo"], errors="coerce"))
+            row[f"score_{testset}"] = values.mean() if len(values) else np.nan
+            row[f"score_{testset}_sd"] = values.std(ddof=1) if len(values) > 1 else np.nan
+            row[f"score_{testset}_min"] = values.min() if len(values) else np.nan
+            row[f"score_{testset}_max"] = values.max() if len(values) else np.nan
+            row[f"score_{testset}_boot68"] = half.mean() if half.notna().any() else np.nan
+            if group.get("ensemble"):
+                score = float(ensemble[f"score_{testset}"].iloc[0]) if len(ensemble) else np.nan
+                row[f"ensemble_{testset}"] = score
+                for suffix in ("_lo", "_hi"):
+                    row[f"ensemble_{testset}{suffix}"] = (float(ensemble[f"score_{testset}{suffix}"].iloc[0])
+                                                          if len(ensemble) else np.nan)
+                row[f"best_member_{testset}"] = values.max() if len(values) else np.nan
+                row[f"ensemble_minus_best_{testset}"] = score - row[f"best_member_{testset}"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def seed_markdown(spread: pd.DataFrame, testsets: list[str]) -> list[str]:
+    """The summary's section on runs trained with several seeds."""
+    if spread.empty:
+        return []
+    lines = ["## Seeds: the spread between trainings", "",
+             "Runs trained with several seeds (`runs[].seeds`; seed k > 0 is the row <model>.seed<k> above). "
+             "Each cell: the mean of the members' P = E scores ± their standard deviation (seed to seed), the "
+             "range [min, max], and (boot ±) the mean half-width of the members' 68% bootstrap intervals, the "
+             "test set's own noise. Ensemble: mean of the members' calibrated PROB, redshift from the most "
+             "confident member (row <model>.ensemble above), its score ± its 68% bootstrap half-width and the "
+             "difference from the best member.", "",
+             "| run | seeds | " + " | ".join(testsets) + " |", "|---|---|" + "---|" * len(testsets)]
+    for _, row in spread.iterrows():
+        cells = []
+        for t in testsets:
+            cell = (f"{_cell(row[f'score_{t}'])} ± {_cell(row[f'score_{t}_sd'])} "
+                    f"[{_cell(row[f'score_{t}_min'])}, {_cell(row[f'score_{t}_max'])}] "
+                    f"(boot ± {_cell(row[f'score_{t}_boot68'])})")
+            if f"ensemble_{t}" in row and pd.notna(row.get(f"ensemble_{t}")):
+                half = 0.5 * (row[f"ensemble_{t}_hi"] - row[f"ensemble_{t}_lo"])
+                cell += (f"; ensemble {_cell(row[f'ensemble_{t}'])} ± {_cell(half)} "
+                         f"({float(row[f'ensemble_minus_best_{t}']):+.3f} vs the best member)")
+            cells.append(cell)
+        lines.append(f"| {row['model']} / {row['combo']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def compare_scores(scores: list[str], curves: list[str], model_files: list[str], testsets: list[str], summary_csv: str,
-         summary_md: str, figures: list[str], combos_png: str | None = None) -> pd.DataFrame:
+         summary_md: str, figures: list[str], combos_png: str | None = None,
+         seed_groups: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """Compare runs: the table 5.1 summary (CSV, Markdown), the P/E curves of every run overlaid
-    per test set, and, if asked for, the scores per model and training combination."""
+    per test set, and, if asked for, the scores per model and training combination. With
+    `seed_groups` (runs trained with several seeds), summary.csv gets one more row per such run
+    (aggregate "seeds": :func:`seed_spread`) and summary.md a section on them."""
     if len(scores) != len(curves):
         raise InputFileError(f"{len(scores)} score files but {len(curves)} curve files", scores[0] if scores else None)
     if len(figures) != len(testsets):
         raise InputFileError(f"{len(figures)} figures for {len(testsets)} test sets", figures[0] if figures else None)
     records = [read_score(path) for path in scores]
     table = summary_table(records, model_facts(list(model_files)), list(testsets))
-    write_text_atomic(summary_csv, table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(summary_md, markdown(table, list(testsets), false_positive_table(records), records))
+    spread = seed_spread(table, seed_groups or [], list(testsets))
+    text = markdown(table, list(testsets), false_positive_table(records), records)
+    if spread.empty:
+        write_text_atomic(summary_csv, table.to_csv(index=False, float_format="%.6g"))
+    else:
+        write_text_atomic(summary_csv, pd.concat([table, spread], ignore_index=True).to_csv(index=False,
+                                                                                         float_format="%.6g"))
+        text += "\n" + "\n".join(seed_markdown(spread, list(testsets)))
+    write_text_atomic(summary_md, text)
     for testset, figure in zip(testsets, figures):
         entries, sizes, intervals = [], set(), []
         for record, curve_path in zip(records, curves):

@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,8 +11,13 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lymannet.config import (  # noqa: E402
+    base_model,
     check_config,
+    ensemble_members,
+    ensemble_name,
+    ensemble_runs,
     run_pairs,
+    seed_groups,
     slugify,
     used_combos,
     used_variants,
@@ -22,10 +28,12 @@ from lymannet.classify import SELECTED_MODEL, classify_plan  # noqa: E402
 from lymannet.experiments import (  # noqa: E402
     check_experiments,
     experiment_outputs,
+    experiment_testsets,
     experiments,
     gallery_panel_files,
     run_label,
 )
+from lymannet.holdout import prior_draws  # noqa: E402
 from lymannet.runtime import pin_cpu_isa  # noqa: E402
 from lymannet.search import (  # noqa: E402
     base_best_spec,
@@ -65,7 +73,13 @@ wildcard_constraints:
 
 
 VARIANT_NAMES = variants_by_slug(config)
+# (model, combo) of every trained run; a run with `seeds: n` gives n, its seeds' model-name aliases
+# <model>.seed<k> (seed 0 is <model> itself: lymannet.config.member_name).
 RUNS = run_pairs(config)
+# Ensembles of a run's seeds (`ensemble: true`): prediction catalogues made from the members'
+# (rule predict_ensemble), scored like any run. ENSEMBLES also holds the experiments' ensembles.
+ENSEMBLE_RUNS = ensemble_runs(config)
+ENSEMBLES = ensemble_members(config)
 # Test sets of the summary and comparison figures; `in_summary: false` ones (an experiment's own)
 # are scored only where an experiment asks.
 TESTSETS = [
@@ -137,15 +151,20 @@ def combo_members(wildcards):
     return {slugify(name): f"results/variants/{slugify(name)}.fits" for name in members}
 
 
+def model_spec(model):
+    """The config spec of a model wildcard: a seed's alias <model>.seed<k> has its model's."""
+    return config["models"][base_model(model, config["models"])[0]]
+
+
 def training_spec(model):
     """A model's spec as training sees it: without its working point, which only `calibrate`
     reads (a new working point must not retrain the network)."""
-    return {k: v for k, v in config["models"][model].items() if k != "working_point"}
+    return {k: v for k, v in model_spec(model).items() if k != "working_point"}
 
 
 def working_point(model):
     """The model's own working point, else calibration.working_point."""
-    return config["models"][model].get(
+    return model_spec(model).get(
         "working_point", config["calibration"]["working_point"]
     )
 
@@ -153,7 +172,9 @@ def working_point(model):
 def searched_model_spec(wildcards):
     """The best spec of the search a `{from_search: ...}` model comes from (nothing otherwise):
     train reruns when the search's result changes."""
-    search = searched_models(config).get(wildcards.model)
+    search = searched_models(config).get(
+        base_model(wildcards.model, config["models"])[0]
+    )
     return {"best_spec": best_spec_path(search)} if search else {}
 
 
@@ -161,7 +182,7 @@ def transfer_source(wildcards):
     """The model a `train.transfer.from` starts from (a Keras .h5 or a model.pt, possibly another
     run's results/models/<model>/<combo>/model.pt): train waits for it and reruns when it changes.
     """
-    spec = config["models"][wildcards.model]
+    spec = model_spec(wildcards.model)
     transfer = (spec.get("train") or {}).get("transfer") or {}
     return {"transfer_from": transfer["from"]} if transfer.get("from") else {}
 
@@ -181,6 +202,23 @@ def score_training_split(wildcards):
     if (wildcards.model, wildcards.combo) in BASELINE_RUNS:
         return {}
     return {"train": f"results/combos/{wildcards.combo}/train.fits"}
+
+
+def ensemble_member_predictions(wildcards):
+    """The members' prediction catalogues of an ensemble on one test set, in seed order."""
+    members = ENSEMBLES[(f"{wildcards.model}.ensemble", wildcards.combo)]
+    return [f"results/predictions/{m}/{c}/{wildcards.testset}.fits" for m, c in members]
+
+
+def ensemble_seeds(wildcards):
+    members = ENSEMBLES[(f"{wildcards.model}.ensemble", wildcards.combo)]
+    return [base_model(m, config["models"])[1] for m, _ in members]
+
+
+def ensembled_models():
+    """Wildcard constraint of predict_ensemble's {model}: the models that have an ensemble."""
+    names = sorted({base_model(e, config["models"])[0] for e, _ in ENSEMBLES})
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 def tune_base_best_spec(wildcards):
@@ -379,7 +417,34 @@ def experiment_leakage_inputs(wildcards):
     return {
         "train": [f"results/combos/{c}/train.fits" for c in combos],
         "val": [f"results/combos/{c}/val.fits" for c in combos],
-        "testsets": [f"results/testsets/{spec['testset']}.fits"],
+        "testsets": [
+            f"results/testsets/{t}.fits" for t in experiment_testsets(config, spec)
+        ],
+    }
+
+
+def experiment_seeds_inputs(wildcards):
+    """kind seeds: the score JSONs of every seed and ensemble on every test set, the members'
+    catalogues (for the ensembles of k seeds) and model files."""
+    spec = EXPERIMENTS[wildcards.experiment]
+    testsets = experiment_testsets(config, spec)
+    members, ensembles = [], []
+    for group in seed_groups(spec["runs"]):
+        members += [pair for pair in group["members"] if pair not in members]
+        if group["ensemble"]:
+            ensembles.append((ensemble_name(group["model"]), group["combo"]))
+    return {
+        "scores": [
+            f"results/scores/{m}/{c}/{t}.json"
+            for m, c in members + ensembles
+            for t in testsets
+        ],
+        "predictions": [
+            f"results/predictions/{m}/{c}/{t}.fits"
+            for m, c in members
+            for t in testsets
+        ],
+        "models": [f"results/models/{m}/{c}/calibrated.pt" for m, c in members],
     }
 
 

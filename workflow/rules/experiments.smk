@@ -15,7 +15,7 @@ rule experiments:
         + [
             f"results/experiments/{name}/leakage.json"
             for name, spec in EXPERIMENTS.items()
-            if spec["kind"] == "runs"
+            if spec["kind"] in ("runs", "seeds")
         ],
 
 
@@ -46,6 +46,39 @@ rule experiment_runs:
     params:
         spec=experiment_spec,
         score=config["score"],
+    script:
+        "../scripts/experiment.py"
+
+
+# kind seeds: the seed-to-seed spread of each run's scores on several test sets, and its ensembles.
+rule experiment_seeds:
+    input:
+        unpack(experiment_seeds_inputs),
+        leakage="results/experiments/{experiment}/leakage.json",
+    output:
+        figure=report(
+            "results/experiments/{experiment}/figure.png",
+            caption="../report/experiment_seeds.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+        table_md=report(
+            "results/experiments/{experiment}/summary.md",
+            caption="../report/experiment_table.rst",
+            category="6. Experiments",
+            subcategory="{experiment}",
+        ),
+        table_csv="results/experiments/{experiment}/summary.csv",
+    log:
+        "logs/experiments/{experiment}.log",
+    wildcard_constraints:
+        experiment="|".join(experiment_kind_is("seeds")),
+    conda:
+        ENV_SCORE
+    params:
+        spec=experiment_spec,
+        score=config["score"],
+        testsets=lambda w: experiment_testsets(config, EXPERIMENTS[w.experiment]),
     script:
         "../scripts/experiment.py"
 

@@ -27,6 +27,8 @@ rule testset:
     params:
         members=lambda w: config["testsets"][w.testset]["members"],
         seed=config["seed"],
+        # earlier summary test sets' fractional draws from the same pools: not drawn again
+        prior=lambda w: prior_draws(config["testsets"], w.testset),
     script:
         "../scripts/testset.py"
 

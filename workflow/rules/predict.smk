@@ -152,3 +152,30 @@ rule predict_templatefit_learned:
         name=LEARNED_TEMPLATES["name"],
     script:
         "../scripts/predict_templatefit_learned.py"
+
+
+# The ensemble of a run's seeds (runs[].ensemble, lymannet.ensemble): mean PROB of the members'
+# catalogues, Z_PRED from the most confident member; a catalogue under the model name
+# <model>.ensemble, scored by the score rule like any run.
+ruleorder: predict_ensemble > predict
+
+
+rule predict_ensemble:
+    input:
+        members=ensemble_member_predictions,
+    output:
+        "results/predictions/{model}.ensemble/{combo}/{testset}.fits",
+    log:
+        "logs/predict/{model}.ensemble/{combo}/{testset}.log",
+    wildcard_constraints:
+        model=ensembled_models(),
+    conda:
+        ENV_DATA
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        seeds=ensemble_seeds,
+        name=lambda w: f"{w.model}.ensemble/{w.combo}",
+    script:
+        "../scripts/predict_ensemble.py"

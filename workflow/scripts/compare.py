@@ -4,8 +4,10 @@ snakemake: input.scores (score JSONs), input.curves (curve CSVs, same order as s
 input.model_files or input.models (model.pt of every run, for layers/filters/lr/parameters);
 params.testsets (test set names, in the order of output.figures); output.summary_csv,
 output.summary_md, output.figures (one compare PNG per test set), optional output.combos_png; log[0].
+The runs trained with several seeds come from the config's `runs:` (lymannet.config.seed_groups).
 """
 
+from lymannet.config import seed_groups
 from lymannet.runtime import run
 from lymannet.score import compare_scores
 
@@ -16,4 +18,5 @@ if "snakemake" in globals():
         curves=list(snakemake.input.curves), model_files=list(model_files),
         testsets=list(snakemake.params.testsets), summary_csv=snakemake.output.summary_csv,
         summary_md=snakemake.output.summary_md, figures=list(snakemake.output.figures),
-        combos_png=getattr(snakemake.output, "combos_png", None))
+        combos_png=getattr(snakemake.output, "combos_png", None),
+        seed_groups=seed_groups(snakemake.config.get("runs") or []))
