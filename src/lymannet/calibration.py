@@ -54,17 +54,20 @@ def _beta_features(confidence: np.ndarray) -> np.ndarray:
 
 
 def _logistic_fit(features: np.ndarray, outcome: np.ndarray, ridge: float = 1e-4,
-                  iterations: int = 100) -> np.ndarray:
+                  iterations: int = 100, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Weights (..., intercept) of a logistic regression by Newton's method; a tiny ridge keeps a
-    perfectly separated validation set from sending the weights to infinity."""
+    perfectly separated validation set from sending the weights to infinity. ``sample_weight``
+    (default 1 each): importance weights of the examples, e.g. a validation split reweighted to
+    another class mix (lymannet.fourmost.dla_calibration)."""
     design = np.column_stack([features, np.ones(len(features))])
+    sw = np.ones(len(design)) if sample_weight is None else np.asarray(sample_weight, float)
     weights = np.zeros(design.shape[1])
     penalty = ridge * np.eye(design.shape[1])
     penalty[-1, -1] = 0.0
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(design @ weights, -35.0, 35.0)))
-        gradient = design.T @ (p - outcome) + penalty @ weights
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + penalty + 1e-9 * np.eye(len(weights))
+        gradient = design.T @ (sw * (p - outcome)) + penalty @ weights
+        hessian = (design * (sw * p * (1 - p))[:, None]).T @ design + penalty + 1e-9 * np.eye(len(weights))
         step = np.linalg.solve(hessian, gradient)
         weights -= step
         if np.max(np.abs(step)) < 1e-10:
@@ -72,18 +75,26 @@ def _logistic_fit(features: np.ndarray, outcome: np.ndarray, ridge: float = 1e-4
     return weights
 
 
-def fit_beta(confidence: np.ndarray, outcome: np.ndarray) -> tuple[float, float, float]:
+def fit_logistic(features: np.ndarray, outcome: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Weights (one per feature column, then the intercept) of a (weighted) logistic regression:
+    the Newton fit beta calibration uses, for a probability of several scores at once."""
+    return _logistic_fit(np.asarray(features, float), np.asarray(outcome, float), sample_weight=sample_weight)
+
+
+def fit_beta(confidence: np.ndarray, outcome: np.ndarray,
+             sample_weight: np.ndarray | None = None) -> tuple[float, float, float]:
     """(a, b, m) of beta calibration with a, b >= 0 (a feature whose weight comes out negative is
-    dropped and the rest refitted, as Kull et al. do), so PROB is non-decreasing in c."""
+    dropped and the rest refitted, as Kull et al. do), so PROB is non-decreasing in c.
+    ``sample_weight``: optional importance weights of the validation examples."""
     outcome = np.asarray(outcome, float)
     if outcome.min(initial=1) == outcome.max(initial=0):
         raise ConfigError("calibration needs both outcomes in the validation split (targets with a correct "
                           "redshift and others)")
     features = _beta_features(confidence)
-    a, b, m = _logistic_fit(features, outcome)
+    a, b, m = _logistic_fit(features, outcome, sample_weight=sample_weight)
     if a < 0 or b < 0:
         keep = 0 if a >= b else 1
-        weight, m = _logistic_fit(features[:, [keep]], outcome)
+        weight, m = _logistic_fit(features[:, [keep]], outcome, sample_weight=sample_weight)
         a, b = (max(weight, 0.0), 0.0) if keep == 0 else (0.0, max(weight, 0.0))
     return float(a), float(b), float(m)
 
@@ -105,20 +116,30 @@ def prior_shift(probability: np.ndarray, from_fraction: float, to_fraction: floa
     return odds / (1 + odds)
 
 
-def reliability(probability: np.ndarray, outcome: np.ndarray, n_bins: int = N_ECE_BINS) -> dict[str, Any]:
+def reliability(probability: np.ndarray, outcome: np.ndarray, n_bins: int = N_ECE_BINS,
+                sample_weight: np.ndarray | None = None) -> dict[str, Any]:
     """Equal-count bins of the probability: mean probability, observed frequency, counts; and the
-    expected calibration error ECE = sum_bins n_b / N |frequency_b - mean probability_b|."""
+    expected calibration error ECE = sum_bins n_b / N |frequency_b - mean probability_b|. With
+    ``sample_weight`` (importance weights) the means, frequencies and bin shares are weighted and
+    the bins hold equal weight (counts stay the examples per bin)."""
     probability, outcome = np.asarray(probability, float), np.asarray(outcome, float)
+    sw = np.ones(len(probability)) if sample_weight is None else np.asarray(sample_weight, float)
     finite = np.isfinite(probability)
-    probability, outcome = probability[finite], outcome[finite]
+    probability, outcome, sw = probability[finite], outcome[finite], sw[finite]
     if len(probability) == 0:
         return {"ece": float("nan"), "mean_probability": [], "frequency": [], "count": []}
     order = np.argsort(probability, kind="stable")
-    bins = [b for b in np.array_split(order, min(n_bins, len(order))) if len(b)]
-    mean_p = np.array([probability[b].mean() for b in bins])
-    frequency = np.array([outcome[b].mean() for b in bins])
+    if sample_weight is None:
+        bins = [b for b in np.array_split(order, min(n_bins, len(order))) if len(b)]
+    else:  # equal-weight bins: cut the cumulative weight into n_bins equal parts
+        cumulative = np.cumsum(sw[order]) / max(sw.sum(), 1e-300)
+        which = np.minimum((cumulative * n_bins - 1e-9).astype(int), n_bins - 1)
+        bins = [b for b in (order[which == k] for k in range(n_bins)) if len(b) and sw[b].sum() > 0]
+    mean_p = np.array([np.average(probability[b], weights=sw[b]) for b in bins])
+    frequency = np.array([np.average(outcome[b], weights=sw[b]) for b in bins])
     count = np.array([len(b) for b in bins])
-    ece = float(np.sum(count / count.sum() * np.abs(frequency - mean_p)))
+    share = np.array([sw[b].sum() for b in bins])
+    ece = float(np.sum(share / share.sum() * np.abs(frequency - mean_p)))
     return {"ece": ece, "mean_probability": mean_p.tolist(), "frequency": frequency.tolist(),
             "count": count.tolist()}
 
@@ -220,7 +241,7 @@ def redshift_error(z_pred: np.ndarray, spread: np.ndarray, coefficients: tuple[f
 
 def fit_redshift_error(z_pred: np.ndarray, dz: np.ndarray, spread: np.ndarray) -> tuple[float, float]:
     """(a, b) such that 68% of |dz| < ZERR in each half of the detections split at the median line
-    spread: b from the half whose lines agree (or only one line is seen), a from the other half.
+    spread: b from the half whose lines agree best (or only one line is seen), a from the other.
     Calibrating each half, not only the whole, keeps ZERR from trading single-line objects
     against multi-line ones; the 95% coverage at 2 ZERR is then measured, not fitted."""
     dz_scaled = np.abs(np.asarray(dz, float)) / (1.0 + np.asarray(z_pred, float))
@@ -230,11 +251,13 @@ def fit_redshift_error(z_pred: np.ndarray, dz: np.ndarray, spread: np.ndarray) -
     agree = spread <= np.median(spread)
     if agree.all() or (~agree).sum() < 5:
         return 0.0, _scale_for_coverage(dz_scaled, np.zeros_like(dz_scaled), np.ones_like(dz_scaled), 0.68)
-    a, b = 0.0, 0.0
-    for _ in range(3):  # b and a each move the other's half a little: a few rounds settle them
-        b = _scale_for_coverage(dz_scaled[agree], (a * spread[agree]) ** 2, np.ones(agree.sum()), 0.68)
-        a = _scale_for_coverage(dz_scaled[~agree], np.full((~agree).sum(), b ** 2), spread[~agree] ** 2, 0.68)
-    return float(a), float(b)
+    # b alone covers the agreeing half (its spread term ignored: b never collapses to 0, which
+    # would give a single-line object no error at all), then a covers the other half given b.
+    # Then one common factor brings the whole split back to 68% (b alone over-covers a little).
+    b = float(np.quantile(dz_scaled[agree], 0.68))
+    a = _scale_for_coverage(dz_scaled[~agree], np.full((~agree).sum(), b ** 2), spread[~agree] ** 2, 0.68)
+    k = _scale_for_coverage(dz_scaled, np.zeros_like(dz_scaled), b ** 2 + (a * spread) ** 2, 0.68)
+    return float(k * a), float(k * b)
 
 
 def _scale_for_coverage(dz_scaled: np.ndarray, fixed: np.ndarray, per_unit: np.ndarray, coverage: float) -> float:
@@ -356,11 +379,13 @@ def object_columns(calibration: Calibration, c_line: np.ndarray, z_line: np.ndar
 
 
 def header_cards(calibration: Calibration | None, threshold: float | None = None,
-                 target_fraction: float | None = None) -> list[dict[str, Any]]:
-    """Header cards of a calibrated model's catalogue: the working point and the class mix PROB is for."""
+                 target_fraction: float | None = None,
+                 working_point: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Header cards of a calibrated model's catalogue: the working point (the model's, or the one
+    asked for instead) and the class mix PROB is for."""
     if calibration is None:
         return [{"name": "CALIB", "value": False, "comment": "uncalibrated: no PROB, ZERR or working point"}]
-    (kind, goal), = calibration.working_point.items()
+    (kind, goal), = (working_point or calibration.working_point).items()
     threshold = calibration.threshold if threshold is None else threshold
     cards = [
         {"name": "CALIB", "value": True, "comment": "PROB calibrated on the validation split"},

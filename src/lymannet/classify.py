@@ -42,6 +42,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import fitsio
 import numpy as np
+import pandas as pd
 
 from . import __version__
 from .calibration import Calibration, detection_score, header_cards, object_columns
@@ -454,7 +455,7 @@ def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision:
     ]
     if calibration is not None:
         fitted = [c for c in header_cards(calibration, None if rule.source == "c_th given" else rule.c_th,
-                                          rule.target_fraction)
+                                          rule.target_fraction, options.working_point)
                   if c["name"] not in {card["name"] for card in cards}]
         return cards + fitted
     return cards + header_cards(None)
@@ -750,8 +751,9 @@ def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
     """summary.csv (quantity, count), summary.md (the same, with the rule) and summary.png."""
     rows = summary.table()
     measured = truth_rows(summary.truth)
-    write_text_atomic(out_dir / "summary.csv", "quantity,count\n" + "".join(f"{q},{n}\n" for q, n in rows)
-                      + "".join(f"{q},{'' if v is None else round(v, 6)}\n" for q, v in measured))
+    table = pd.DataFrame(rows + [(q, None if v is None else round(v, 6)) for q, v in measured],
+                         columns=["quantity", "count"])
+    write_text_atomic(out_dir / "summary.csv", table.to_csv(index=False))  # quoted: names hold commas
     h = summary.header
     z = np.concatenate(summary.z_selected) if summary.z_selected else np.zeros(0)
     lines = [f"# Survey catalogue {title}".rstrip(), "",
