@@ -19,7 +19,7 @@ from lymannet.desi import native_wavelength
 from lymannet.errors import ConfigError, InputFileError
 from lymannet.grid import Grid
 from lymannet.holdout import build_testset, split_holdout
-from lymannet.online import OnlineAugmentation
+from lymannet.online import OnlineAugmentation, spectype_codes
 from lymannet.preprocess import rebin
 from lymannet.selection import select_rows, validate_select
 from lymannet.spectra import SpectraFile, SpectrumSet, read_spectra, write_spectra
@@ -416,7 +416,7 @@ def test_online_shift_moves_a_line_to_the_right_pixel(grid):
     flux, ivar = _spike_batch(grid, pixels)
     z0 = torch.tensor([2.8, 3.0, 3.2])
     dz = 0.37
-    shift = OnlineAugmentation({"shift": {"z_range": [dz, dz], "p": 1.0}}, grid)
+    shift = OnlineAugmentation({"shift": {"z_range": [dz, dz], "p": 1.0, "thesis": True}}, grid)  # eq. 3.1 alone
     new_flux, new_ivar, z1 = shift(flux, ivar, z0, torch.Generator().manual_seed(0))
     torch.testing.assert_close(z1, z0 + dz)
     ratio = ((1 + z0 + dz) / (1 + z0)).double().numpy()
@@ -435,7 +435,7 @@ def test_online_log_shift_by_whole_pixels_is_exact():
     z0 = torch.full((4,), 3.0, dtype=torch.float64)
     ratio = 10 ** (7 * LOG_GRID.step)  # exactly 7 pixels
     dz = 4.0 * ratio - 4.0
-    shift = OnlineAugmentation({"shift": {"z_range": [dz, dz]}}, LOG_GRID)
+    shift = OnlineAugmentation({"shift": {"z_range": [dz, dz], "thesis": True}}, LOG_GRID)
     new_flux, new_ivar, _ = shift(flux.double(), ivar.double(), z0, torch.Generator().manual_seed(0))
     torch.testing.assert_close(new_flux[:, 7:], flux[:, :-7].double(), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(new_ivar[:, 7:], ivar[:, :-7].double(), atol=1e-6, rtol=1e-6)
@@ -443,16 +443,64 @@ def test_online_log_shift_by_whole_pixels_is_exact():
 
 
 def test_online_shift_spares_contaminants_unless_asked():
-    flux, ivar = _spike_batch(GRID, [300, 300])
-    z = torch.tensor([3.0, 1.0])
-    shiftable = torch.tensor([True, False])
+    flux, ivar = _spike_batch(GRID, [300, 300, 300])
+    z = torch.tensor([3.0, 1.0, 0.0])
+    shiftable = torch.tensor([True, False, False])
+    spectype = torch.as_tensor(spectype_codes(["LBG", "QSO", "STAR"]))
     spec = {"shift": {"z_range": [0.5, 0.5]}}
     new_flux, _, new_z = OnlineAugmentation(spec, GRID)(flux, ivar, z, torch.Generator().manual_seed(0), shiftable)
-    torch.testing.assert_close(new_z, torch.tensor([3.5, 1.0]))
-    torch.testing.assert_close(new_flux[1], flux[1])
-    spec["shift"]["contaminants"] = True
+    torch.testing.assert_close(new_z, torch.tensor([3.5, 1.0, 0.0]))
+    torch.testing.assert_close(new_flux[1:], flux[1:])
+    spec["shift"]["contaminants"] = True  # every class within its physical range; stars never
+    _, _, new_z = OnlineAugmentation(spec, GRID)(flux, ivar, z, torch.Generator().manual_seed(0), shiftable,
+                                                 spectype=spectype)
+    torch.testing.assert_close(new_z, torch.tensor([3.5, 1.5, 0.0]))
+    # without SPECTYPE codes only the target rows are known: contaminants stay where they are
     _, _, new_z = OnlineAugmentation(spec, GRID)(flux, ivar, z, torch.Generator().manual_seed(0), shiftable)
-    torch.testing.assert_close(new_z, torch.tensor([3.5, 1.5]))
+    torch.testing.assert_close(new_z, torch.tensor([3.5, 1.0, 0.0]))
+
+
+DEMO_CLASSES = {"LBG": [2.0, 4.5], "QSO": [1.8, 4.0], "ELG": [0.05, 0.2], "GALAXY": [0.3, 1.6]}
+
+
+@pytest.mark.parametrize("draw", [{"z_range": [-0.3, 0.3]}, {"ratio_range": [0.75, 1.3]}], ids=["z_range", "ratio_range"])
+@pytest.mark.parametrize("thesis", [False, True], ids=["physical", "eq3.1"])
+def test_online_shift_never_makes_an_unphysical_redshift(draw, thesis):
+    """Every class lands inside its own range; stars (z ~ 0) and rows already outside their class's
+    range are never touched; only classes with a range move."""
+    generator = torch.Generator().manual_seed(3)
+    kinds = np.array(["LBG", "QSO", "ELG", "GALAXY", "STAR"] * 80)
+    rng = np.random.default_rng(0)
+    z = np.select([kinds == "LBG", kinds == "QSO", kinds == "ELG", kinds == "GALAXY"],
+                  [rng.uniform(1.9, 4.5, 400), rng.uniform(1.8, 4.0, 400), rng.uniform(0.05, 0.2, 400),
+                   rng.uniform(0.3, 1.6, 400)], rng.normal(0, 3e-4, 400))
+    flux = torch.rand(len(kinds), GRID.n_pixels, generator=generator) + 0.5
+    ivar = torch.full_like(flux, 4.0)
+    spec = {"shift": {"p": 1.0, "classes": DEMO_CLASSES, "thesis": thesis, **draw}}
+    new_flux, new_ivar, new_z = OnlineAugmentation(spec, GRID)(
+        flux, ivar, torch.as_tensor(z), generator, spectype=torch.as_tensor(spectype_codes(kinds)))
+    new_z = new_z.double().numpy()
+    for kind, (low, high) in DEMO_CLASSES.items():
+        rows = (kinds == kind) & (z >= low) & (z <= high)
+        assert (new_z[rows] >= low - 1e-6).all() and (new_z[rows] <= high + 1e-6).all(), kind
+        assert (np.abs(new_z[rows] - z[rows]) > 1e-4).mean() > 0.9, f"{kind} rows did not move"
+    untouched = (kinds == "STAR") | ((kinds == "LBG") & (z < 2.0))
+    assert untouched.sum() > 80
+    np.testing.assert_allclose(new_z[untouched], z[untouched], atol=1e-7)
+    assert torch.equal(new_flux[untouched], flux[untouched]) and torch.equal(new_ivar[untouched], ivar[untouched])
+    # no shift ever leaves the class's range, whatever it is asked for
+    assert (new_z[kinds == "ELG"] <= 0.2 + 1e-6).all() and (new_z[kinds == "STAR"] < 0.01).all()
+
+
+def test_online_shift_spec_rejects_stars_and_ambiguity():
+    with pytest.raises(ConfigError, match="stars are never shifted"):
+        OnlineAugmentation({"shift": {"z_range": [0, 0.3], "classes": {"STAR": [0, 0.3]}}}, GRID)
+    with pytest.raises(ConfigError, match="classes or contaminants"):
+        OnlineAugmentation({"shift": {"z_range": [0, 0.3], "classes": {"LBG": [2, 4]}, "contaminants": True}}, GRID)
+    with pytest.raises(ConfigError, match="unknown class"):
+        OnlineAugmentation({"shift": {"z_range": [0, 0.3], "classes": {"AGN": [2, 4]}}}, GRID)
+    with pytest.raises(ConfigError, match="thesis"):
+        OnlineAugmentation({"shift": {"z_range": [0, 0.3], "thesis": "yes"}}, GRID)
 
 
 def test_online_masks_noise_and_determinism():

@@ -299,3 +299,59 @@ def test_igm_correction_is_the_i14_mean_ratio_with_scatter_and_a_bounded_gain():
     unbounded = (rest > 1050) & (rest < 1180) & (gain[: down.shape[1]] < MAX_IGM_GAIN)
     np.testing.assert_allclose(down[:, unbounded], np.broadcast_to(gain[: down.shape[1]][unbounded], (4, unbounded.sum())),
                                rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# online augmentation (lymannet.online): the same physics on the network layer, per batch (issue 26)
+
+ONLINE_SHIFTS = [(3.0, 4.0), (3.8, 2.6), (3.0, 3.3)]
+
+
+def online_shifted(spectra: SpectrumSet, z1: float, thesis: bool = False, seed: int = 0) -> SpectrumSet:
+    """Every row moved to z1 by lymannet.online (p = 1), in batches of 64 as training draws them."""
+    import torch
+
+    from lymannet.online import OnlineAugmentation, spectype_codes
+
+    z0 = np.array(spectra.truth["Z"], dtype=np.float64)
+    dz = float(z1 - z0[0])
+    augmentation = OnlineAugmentation({"shift": {"p": 1.0, "z_range": [dz, dz], "thesis": thesis,
+                                                 "classes": {"LBG": [1.5, 4.5]}}}, GRID)
+    generator = torch.Generator().manual_seed(seed)
+    codes = torch.as_tensor(spectype_codes(spectra.truth["SPECTYPE"].to_numpy()))
+    parts = []
+    for start in range(0, len(z0), 64):
+        rows = slice(start, start + 64)
+        parts.append(augmentation(torch.from_numpy(np.ascontiguousarray(spectra.flux[rows])),
+                                  torch.from_numpy(np.ascontiguousarray(spectra.ivar[rows])),
+                                  torch.from_numpy(z0[rows]), generator, spectype=codes[rows]))
+    flux, ivar, z = (torch.cat([part[k] for part in parts]).numpy() for k in range(3))
+    return SpectrumSet(GRID.wavelength, flux, ivar, spectra.truth.assign(Z=z.astype(np.float64)), GRID)
+
+
+@pytest.mark.parametrize("z0, z1", ONLINE_SHIFTS)
+def test_online_shift_gives_the_destination_igm_noise_and_no_empty_end(lbg_sets, z0, z1):
+    source, target = read_network(lbg_sets[z0]), read_network(lbg_sets[z1])
+    moved = online_shifted(source, z1)
+    np.testing.assert_allclose(moved.truth["Z"], z1, atol=1e-5)
+    reference = forest_over_continuum(target)
+    assert forest_over_continuum(moved) == pytest.approx(reference, rel=0.10)
+    if z1 != 3.3:  # eq. 3.1 alone keeps z0's forest (and its empty ends)
+        old = online_shifted(source, z1, thesis=True)
+        assert abs(forest_over_continuum(old) / reference - 1) > 0.25
+        assert (old.ivar == 0).sum(axis=1).min() > (source.ivar == 0).sum(axis=1).max()
+    # no empty end: zero ivar exactly where the unshifted spectra have none
+    np.testing.assert_array_equal(moved.ivar == 0, source.ivar == 0)
+    for where, bins in noise_bins().items():
+        ratio = noise_level(moved, bins) / noise_level(target, bins)
+        assert ratio == pytest.approx(1.0, abs=0.2), f"{z0} -> {z1} at {where}: sigma ratio {ratio:.2f}"
+        assert noise_over_ivar(moved, bins) == pytest.approx(1.0, abs=0.2)
+
+
+def test_online_physical_shift_is_deterministic_and_leaves_its_input(lbg_sets):
+    source = read_network(lbg_sets[3.0])
+    flux = source.flux.copy()
+    a, b = online_shifted(source, 3.4, seed=5), online_shifted(source, 3.4, seed=5)
+    np.testing.assert_array_equal(a.flux, b.flux)
+    np.testing.assert_array_equal(source.flux, flux)
+    assert not np.array_equal(online_shifted(source, 3.4, seed=6).flux, a.flux)

@@ -501,3 +501,130 @@ def test_demo_config_has_the_contaminants_and_robustness_sets():
     observing = config["datasets"]["robust_observing"]["simulate"]
     assert max(observing["exptime"]) < min(survey_spec["exptime"])
     assert observing["mag_r"][1] > survey_spec["mag_r"][1] and observing["sky_scale"] > 1.0
+
+
+# --- domain randomisation (issue 26, part 3): free choices drawn per object, recorded in the truth --
+
+RANDOMISE = {"igm_models": ["inoue14", "madau95"], "tau_scale": [0.8, 1.2],
+             "lya_ew": {"distributions": ["templates", "exponential"], "scale": [15.0, 40.0],
+                        "absorber_fraction": [0.2, 0.4]},
+             "line_width_scale": [0.8, 1.25], "ism_scale": [0.7, 1.4], "beta_shift": [-0.3, 0.3],
+             "exptime": [5400, 9000], "sky_scale": [0.8, 1.25], "mag_faint": [24.25, 24.75]}
+RANDOMISED_SPEC = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5], "mag_slope": 0.35,
+                   "populations": {"LBG": {"n": 60, "z": [2.2, 3.8]}, "QSO": {"n": 20, "z": [1.8, 4.0]},
+                                   "ELG": {"n": 10, "z": [0.05, 0.2]}, "STAR": {"n": 10},
+                                   "GALAXY": {"n": 10, "z": [0.3, 1.6]}},
+                   "randomise": RANDOMISE}
+
+
+def test_randomised_parameters_are_drawn_within_their_ranges_and_recorded(tmp_path):
+    summary = simulate.simulate_dataset(RANDOMISED_SPEC, 3, "dr", tmp_path / "coadd.fits", tmp_path / "truth.fits",
+                                        chunk_rows=40)
+    assert summary["n_spectra"] == 110
+    truth = records_to_truth(fitsio.read(tmp_path / "truth.fits", ext="TRUTH"))
+    drawn = simulate.draw_objects(RANDOMISED_SPEC, 3, "dr")
+    lbg, star, qso = (truth["SPECTYPE"] == k for k in ("LBG", "STAR", "QSO"))
+    assert set(truth["IGM_MODEL"]) == {"inoue14", "madau95"}
+    for column, key in (("IGM_TAU_SCALE", "tau_scale"), ("SKY_SCALE", "sky_scale"), ("EXPTIME", "exptime"),
+                        ("MAG_FAINT", "mag_faint")):
+        low, high = RANDOMISE[key]
+        assert truth[column].between(low, high).all(), column
+        assert truth[column].std() > 0.2 * (high - low) / np.sqrt(12), f"{column} is not drawn per object"
+    for column, key, rows in (("LINE_WIDTH_SCALE", "line_width_scale", ~star), ("ISM_SCALE", "ism_scale", lbg),
+                              ("BETA_SHIFT", "beta_shift", ~star)):
+        assert truth.loc[rows, column].between(*RANDOMISE[key]).all(), column
+        assert truth.loc[rows, column].nunique() == rows.sum(), column
+    # what does not apply stays neutral: star lines and slopes, non-LBG interstellar lines
+    assert (truth.loc[star, "LINE_WIDTH_SCALE"] == 1).all() and (truth.loc[star, "BETA_SHIFT"] == 0).all()
+    assert (truth.loc[~lbg, "ISM_SCALE"] == 1).all()
+    assert (truth["MAG_R"] <= truth["MAG_FAINT"] + 1e-9).all() and (truth["MAG_R"] >= 22.5).all()
+    assert truth["MAG_R"].max() > 24.5  # fainter than the set's own mag_r where the draw says so
+    # Ly-alpha: both distributions; exponential rows carry their scale and absorber share
+    model = truth.loc[lbg, "LYA_EW_MODEL"]
+    assert set(model) == {"templates", "exponential"} and (truth.loc[~lbg, "LYA_EW_MODEL"] == "").all()
+    exponential = lbg & (truth["LYA_EW_MODEL"] == "exponential")
+    assert truth.loc[exponential, "LYA_EW_SCALE"].between(15.0, 40.0).all()
+    assert truth.loc[exponential, "LYA_EW_ABSFRAC"].between(0.2, 0.4).all()
+    assert truth.loc[lbg & ~exponential, "LYA_EW_SCALE"].isna().all()
+    np.testing.assert_array_equal(truth.loc[lbg, "TEMPLATE"],
+                                  np.select([truth.loc[lbg, "LYA_EW"] < 0, truth.loc[lbg, "LYA_EW"] < 10,
+                                             truth.loc[lbg, "LYA_EW"] < 30], [0, 1, 2], 3))
+    # the slope and alpha_nu move together for QSOs; the coadd's exposure time is the drawn one
+    np.testing.assert_allclose(truth.loc[qso, "BETA"], -2.0 - truth.loc[qso, "ALPHA_NU"], rtol=1e-6)
+    fibermap = fitsio.read(tmp_path / "coadd.fits", ext="FIBERMAP")
+    np.testing.assert_allclose(fibermap["COADD_EXPTIME"], truth["EXPTIME"], rtol=1e-6)
+    np.testing.assert_allclose(drawn["EXPTIME"], truth["EXPTIME"])
+
+
+def test_randomise_multiplies_the_data_sets_own_draws_and_leaves_the_rest_alone():
+    spec = {key: value for key, value in RANDOMISED_SPEC.items() if key != "randomise"}
+    plain = simulate.draw_objects(spec, 5, "same")
+    assert plain.equals(simulate.draw_objects(dict(spec, randomise={}), 5, "same"))
+    assert (plain["LINE_WIDTH_SCALE"] == 1).all() and (plain["BETA_SHIFT"] == 0).all()
+    assert plain["MAG_FAINT"].isna().all() and set(plain.loc[plain["SPECTYPE"] == "LBG", "LYA_EW_MODEL"]) == {"templates"}
+    knobs = {"line_width_scale": [0.8, 1.25], "ism_scale": [0.7, 1.4], "beta_shift": [-0.3, 0.3]}
+    drawn = simulate.draw_objects(dict(spec, randomise=knobs), 5, "same")
+    for column in ("Z", "SPECTYPE", "MAG_R", "TEMPLATE", "LYA_EW", "EXPTIME"):  # the main stream is untouched
+        np.testing.assert_array_equal(drawn[column], plain[column])
+    np.testing.assert_allclose(drawn["LINE_SIGMA_KMS"], plain["LINE_SIGMA_KMS"] * drawn["LINE_WIDTH_SCALE"])
+    np.testing.assert_allclose(drawn["ISM_EW_SCALE"], plain["ISM_EW_SCALE"] * drawn["ISM_SCALE"])
+    np.testing.assert_allclose(drawn["BETA"], plain["BETA"] + drawn["BETA_SHIFT"])
+    # a single number fixes the value (how a robustness set leaves the training's ranges)
+    fixed = simulate.draw_objects(dict(spec, randomise={"ism_scale": 0.5}), 5, "same")
+    lbg = fixed["SPECTYPE"] == "LBG"
+    np.testing.assert_allclose(fixed.loc[lbg, "ISM_EW_SCALE"], 0.5 * plain.loc[lbg, "ISM_EW_SCALE"])
+    # and the renderer sees them: a bluer slope gives more blue flux relative to red
+    wave = simulate.instrument().wave
+    one = plain[plain["SPECTYPE"] == "LBG"].iloc[:5]
+    bluer = one.assign(BETA=one["BETA"] - 0.5)
+    a, b = (simulate.render_model(o, np.random.default_rng(0)) for o in (one, bluer))
+    window = lambda m, lo, hi: m[:, (wave > lo) & (wave < hi)].sum(1)  # noqa: E731
+    assert (window(b, 6000, 7000) / window(b, 8500, 9500) > window(a, 6000, 7000) / window(a, 8500, 9500)).all()
+
+
+def test_randomise_errors_name_the_knob():
+    templates = dict(TEMPLATES, copies=1)
+    for knob in ("exptime", "mag_faint", "lya_ew"):
+        value = {"distributions": ["exponential"]} if knob == "lya_ew" else [24.0, 25.0]
+        with pytest.raises(ConfigError, match=knob):
+            simulate.draw_objects(dict(templates, randomise={knob: value}), 1, "t")
+    bad = [({"tau": [1, 2]}, "unknown knob"), ({"tau_scale": [1.2, 0.8]}, "tau_scale"),
+           ({"sky_scale": [0.0, 1.0]}, "sky_scale"), ({"igm_models": ["haardt12"]}, "igm_models"),
+           ({"lya_ew": {"distributions": ["gaussian"]}}, "distributions"),
+           ({"mag_faint": [22.0, 22.4]}, "mag_faint")]
+    for block, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            simulate.draw_objects(dict(SMALL, randomise=block), 1, "s")
+
+
+def test_each_robustness_set_changes_what_training_never_draws():
+    """Every test-only data set of the demo has a simulator choice outside the union of what the
+    data sets feeding its training sets draw (survey, templates: `randomise`)."""
+    import yaml
+
+    from lymannet.config import used_variants, variant_source_dataset, whole_holdout_datasets
+
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    training = {variant_source_dataset(config["variants"][v]["source"])[0] for v in used_variants(config)}
+    assert training == {"survey", "templates"}
+    trained = [simulate.simulator_choices(config["datasets"][d]["simulate"], d) for d in sorted(training)]
+    robust = whole_holdout_datasets(config)
+    assert set(robust) >= {"robust_physics", "robust_observing"}
+    novel = {}
+    for dataset in robust:
+        mine = simulate.simulator_choices(config["datasets"][dataset]["simulate"], dataset)
+        outside = []
+        for knob, value in mine.items():
+            seen = [t[knob] for t in trained if t[knob] is not None]
+            if isinstance(value, set):
+                if not value & set().union(*seen):
+                    outside.append(knob)
+            elif value is not None and seen:
+                low, high = min(s[0] for s in seen), max(s[1] for s in seen)
+                if value[1] < low or value[0] > high:
+                    outside.append(knob)
+        novel[dataset] = outside
+    assert set(novel["robust_physics"]) == {"tau_scale", "ism_scale", "lya_ew_scale", "lya_absorber_fraction"}
+    assert set(novel["robust_observing"]) == {"exptime", "sky_scale"}
+    assert all(novel.values()), novel

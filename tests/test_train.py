@@ -446,11 +446,12 @@ def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
     calls = []
 
     class FakeOnlineAugmentation:  # stands in for lymannet.online's class
-        def __init__(self, spec, grid):
-            assert spec == {"noise": 0.1} and grid == GRID
+        def __init__(self, spec, grid, target_class="LBG"):
+            assert spec == {"noise": 0.1} and grid == GRID and target_class == "LBG"
 
-        def __call__(self, flux, ivar, z, generator, shiftable=None):
+        def __call__(self, flux, ivar, z, generator, shiftable=None, spectype=None):
             assert shiftable is not None and shiftable.dtype == torch.bool and len(shiftable) == len(z)
+            assert spectype is not None and len(spectype) == len(z)  # SPECTYPE codes: where each class may move
             calls.append(len(z))
             noise = torch.randn(flux.shape, generator=generator, device=flux.device)
             return flux + 0.1 * noise, ivar, z

@@ -176,7 +176,9 @@ def test_demo_config_validates_with_search_defaults():
     demo = config["tune"]["searches"]["demo"]
     assert demo["stale_after_seconds"] == 600 and demo["storage"] is None
     assert set(config["models"]["hyp_demo"]) <= {"from_search", "train"}  # no model defaults filled in
-    assert {"model": "hyp_demo", "combo": "initial"} in config["runs"]
+    # the searched network is defined but not a headline run: 4 trials of 2 epochs do not find one
+    # as good as the unsearched networks (config.yaml's hyp_demo comment)
+    assert {"model": "hyp_demo", "combo": "initial"} not in config["runs"]
 
 
 def test_study_name_follows_the_definition_not_the_budget():

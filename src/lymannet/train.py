@@ -45,6 +45,7 @@ from .models import (
     loss_terms,
 )
 from .modelfile import cpu_copy, load_model_file, write_model_file
+from .online import spectype_codes
 from .preprocess import network_input
 from .runtime import Progress, cpu_arithmetic, cpu_has_native_bf16
 from .spectra import read_spectra
@@ -118,6 +119,7 @@ class DeviceData:
     ivar: torch.Tensor
     z: torch.Tensor  # (N,) float64
     is_target: torch.Tensor  # (N,) bool
+    spectype: torch.Tensor | None = None  # (N,) int8 codes of lymannet.online.SPECTYPE_CODES (-1: other)
     inputs: torch.Tensor | None = None  # precomputed network input when nothing changes the spectra
     targets: dict[str, torch.Tensor] | None = None
 
@@ -140,6 +142,7 @@ def load_device_data(path: str | Path, target_class: str, device: torch.device) 
         ivar=torch.from_numpy(np.ascontiguousarray(spectra.ivar, np.float32)).to(device),
         z=torch.from_numpy(np.nan_to_num(z)).to(device),
         is_target=torch.from_numpy(is_target).to(device),
+        spectype=torch.from_numpy(spectype_codes(spectra.truth["SPECTYPE"].to_numpy())).to(device),
     )
     return data, spectra.grid
 
@@ -170,9 +173,11 @@ class Batches:
             return data.inputs[index], {key: value[index] for key, value in data.targets.items()}
         flux, ivar, z = data.flux[index], data.ivar[index], data.z[index]
         if train and self.augment is not None:
-            # Augment BEFORE target encoding (z may change) and standardisation (flux does).
-            # Only targets move in redshift: a shifted QSO/ELG would be a contaminant at a z it never has.
-            flux, ivar, z = self.augment(flux, ivar, z, self.generator, shiftable=data.is_target[index])
+            # Augment BEFORE target encoding (z may change) and standardisation (flux does). The
+            # shift moves each class only where it is physical (online shift.classes; never a star).
+            spectype = data.spectype[index] if data.spectype is not None else None
+            flux, ivar, z = self.augment(flux, ivar, z, self.generator, shiftable=data.is_target[index],
+                                         spectype=spectype)
         inputs = network_input_torch(flux, ivar, self.snr_channel)
         return inputs, encode_targets(z, data.is_target[index], self.lines, self.grid, self.n_boxes)
 
@@ -464,7 +469,7 @@ def train_model(
     if settings["online_augmentation"]:
         from .online import OnlineAugmentation  # lazily: only runs that augment need it
 
-        augment = OnlineAugmentation(settings["online_augmentation"], grid)
+        augment = OnlineAugmentation(settings["online_augmentation"], grid, target_class=settings["target_class"])
         augment_generator = torch.Generator(device=torch_device).manual_seed(rng_seed ^ 0x5EED)
     batches = Batches(model, grid, spec["snr_channel"], augment, augment_generator)
     if augment is None:
