@@ -51,3 +51,21 @@ def demo_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
     snakemake(workdir, "--cores", str(os.cpu_count() or 2), timeout=1800)
     return workdir
+
+
+def synthetic_calibration(n: int = 600, seed: int = 8, target_fraction: float = 0.4, working_point=None):
+    """A lymannet.calibration.Calibration fitted on a synthetic validation split: targets score
+    high, contaminants low, every target's redshift within 0.05 (the shared fixture of the
+    calibration, prediction and classify tests)."""
+    import numpy as np
+
+    from lymannet.calibration import fit_calibration
+
+    rng = np.random.default_rng(seed)
+    is_target = rng.random(n) < target_fraction
+    score = np.clip(np.where(is_target, rng.normal(0.85, 0.1, n), rng.normal(0.3, 0.2, n)), 0, 1)
+    z_true = rng.uniform(2.5, 3.5, n)
+    z_pred = z_true + rng.normal(0, 0.004, n)
+    is_good = is_target & (np.abs(z_pred - z_true) < 0.05)
+    return fit_calibration(score, is_target, is_good, z_pred, z_true, np.zeros(n),
+                           working_point or {"purity": 0.9}, 1, 0.05), score

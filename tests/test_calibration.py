@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from lymannet.calibration import (Calibration, ValidationCounts, apply_beta, choose_threshold, fit_beta,
-                                  fit_calibration, fit_redshift_error, line_spread, prior_shift, redshift_error,
+                                  fit_redshift_error, line_spread, prior_shift, redshift_error,
                                   reliability, zerr_coverage)
 from lymannet.errors import ConfigError
+from conftest import synthetic_calibration
 
 
 def overconfident_scores(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,14 +113,7 @@ def test_line_spread_ignores_unconfident_lines_and_the_best_line():
 
 
 def test_calibration_record_round_trips_through_a_torch_file(tmp_path):
-    rng = np.random.default_rng(8)
-    n = 600
-    is_target = rng.random(n) < 0.4
-    score = np.clip(np.where(is_target, rng.normal(0.85, 0.1, n), rng.normal(0.3, 0.2, n)), 0, 1)
-    z_true = rng.uniform(2.5, 3.5, n)
-    z_pred = z_true + rng.normal(0, 0.004, n)
-    is_good = is_target & (np.abs(z_pred - z_true) < 0.05)
-    calibration = fit_calibration(score, is_target, is_good, z_pred, z_true, np.zeros(n), {"purity": 0.9}, 1, 0.05)
+    calibration, score = synthetic_calibration()
     path = tmp_path / "record.pt"
     torch.save({"calibration": calibration.to_dict()}, path)
     loaded = Calibration.from_dict(torch.load(path, weights_only=True)["calibration"])

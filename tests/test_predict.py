@@ -198,16 +198,10 @@ def test_real_model_file_end_to_end(tmp_path, family):
 def test_calibrated_model_file_gives_prob_zerr_and_the_working_point(tmp_path):
     """A model file with a calibration (as rule calibrate writes it) adds PROB and ZERR, and the
     header records the working point and the class mix PROB refers to."""
-    from lymannet.calibration import fit_calibration
+    from conftest import synthetic_calibration
     from lymannet.modelfile import load_model_file, write_calibrated_model_file
 
-    rng = np.random.default_rng(0)
-    n = 400
-    is_target = rng.random(n) < 0.4
-    score = np.clip(np.where(is_target, rng.normal(0.8, 0.1, n), rng.normal(0.3, 0.2, n)), 0, 1)
-    z_true = rng.uniform(2.5, 3.5, n)
-    z_pred = z_true + rng.normal(0, 0.003, n)
-    calibration = fit_calibration(score, is_target, is_target, z_pred, z_true, np.zeros(n), {"purity": 0.9}, 1, 0.05)
+    calibration, _ = synthetic_calibration(n=400, seed=0)
     path = real_model_file(tmp_path)
     write_calibrated_model_file(path, tmp_path / "calibrated.pt", calibration.to_dict())
     assert load_model_file(tmp_path / "calibrated.pt").calibration["threshold"] == calibration.threshold
