@@ -112,3 +112,24 @@ def test_merging_replaces_lists_and_merges_mappings():
     config = copy.deepcopy(yaml.safe_load(DEMO.read_text()))
     update_config(config, {"datasets": {"survey": {"simulate": {"populations": {"LBG": {"n": 1}}}}}, "runs": []})
     assert class_counts(config, "survey")["STAR"] == 225 and config["runs"] == []
+
+
+def test_thesis_networks_overlay_trains_and_scores_on_every_test_set(tmp_path):
+    """config/experiments/thesis_networks.yaml: Hyp SNR with and without its S/N channel and
+    classic_offline beside the demo's runs, each scored on every summary test set."""
+    overlay = REPO / "config" / "experiments" / "thesis_networks.yaml"
+    config = merged(overlay)
+    models = config["models"]
+    assert models["hyp_snr"]["snr_channel"] and not models["hyp_snr_nosnr"]["snr_channel"]
+    for key in ("conv", "offset_activation", "dense_units", "n_boxes", "lines"):
+        assert models["hyp_snr_nosnr"][key] == models["hyp_snr"][key], key
+    assert models["hyp_snr_nosnr"]["train"] == models["hyp_snr"]["train"]
+    assert not models["classic_offline"]["train"].get("online_augmentation")
+    workdir = copy_workflow(tmp_path)
+    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml", "config/experiments/thesis_networks.yaml")
+    trained = {(wc["model"], wc["combo"]) for rule, wc in jobs if rule == "train"}
+    new = {("hyp_snr", "data_to_train_1"), ("hyp_snr_nosnr", "data_to_train_1"), ("classic_offline", "data_to_train_1")}
+    assert new <= trained and trained == set(run_pairs(config))
+    scored = {(wc["model"], wc["testset"]) for rule, wc in jobs if rule == "score"}
+    for model, _ in new:
+        assert {(model, testset) for testset in config["testsets"]} <= scored
