@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lymannet.calibration import (Calibration, ValidationCounts, apply_beta, choose_threshold, fit_beta,
-                                  fit_redshift_error, line_spread, prior_shift, redshift_error,
+                                  fit_calibration, fit_redshift_error, line_spread, prior_shift, redshift_error,
                                   reliability, zerr_coverage)
 from lymannet.errors import ConfigError
 from conftest import synthetic_calibration
@@ -125,3 +125,23 @@ def test_calibration_record_round_trips_through_a_torch_file(tmp_path):
     assert calibration.validation["ece_after"] < calibration.validation["ece_before"]
     with pytest.raises(ConfigError, match="format"):
         Calibration.from_dict({**calibration.to_dict(), "format": "other"})
+
+
+def test_a_barely_trained_network_still_gets_a_calibration_record():
+    """The Slurm test's tiny networks may find almost no LBG at the right redshift: calibrate
+    must not fail, and must say what it could not fit."""
+    rng = np.random.default_rng(9)
+    n = 200
+    is_target = rng.random(n) < 0.4
+    score = rng.random(n)
+    z_true = rng.uniform(2.5, 3.5, n)
+    z_pred = z_true + 1.0  # every redshift wrong
+    calibration = fit_calibration(score, is_target, np.zeros(n, bool), z_pred, z_true, np.zeros(n),
+                                  {"purity": 0.95}, 1, 0.05)
+    assert calibration.beta == (1.0, 1.0, 0.0) and calibration.zerr[0] == 0.0 and calibration.zerr[1] > 0
+    assert len(calibration.validation["warnings"]) == 2
+    few = np.zeros(n, bool)
+    few[np.flatnonzero(is_target)[:2]] = True  # two correct: beta fits, ZERR does not
+    z_pred[few] = z_true[few]
+    calibration = fit_calibration(score, is_target, few, z_pred, z_true, np.zeros(n), {"purity": 0.95}, 1, 0.05)
+    assert any("ZERR not fitted" in w for w in calibration.validation["warnings"])

@@ -337,14 +337,27 @@ def fit_calibration(score: np.ndarray, is_target: np.ndarray, is_good: np.ndarra
                     dz_max: float, dv_max_kms: float | None = None) -> Calibration:
     """Everything `calibrate` fits, from the validation split's predictions."""
     is_target, is_good = np.asarray(is_target, bool), np.asarray(is_good, bool)
-    beta = fit_beta(score, is_good)
+    warnings = []
+    if 0 < is_good.sum() < len(is_good):
+        beta = fit_beta(score, is_good)
+    else:  # a network that never (or always) gets it right: nothing to fit, CONFIDENCE as it is
+        beta = (1.0, 1.0, 0.0)
+        warnings.append(f"{int(is_good.sum())} of {len(is_good)} validation spectra are targets with a correct "
+                        "redshift: PROB is the uncalibrated CONFIDENCE")
     counts = ValidationCounts.measure(score, is_target, is_good)
     threshold = choose_threshold(counts, working_point)
     detected_good = is_good & (np.asarray(score) > threshold)
     if detected_good.sum() < 10:  # too few at a strict working point: every correct detection
         detected_good = is_good & (np.asarray(score) > 0.5)
     dz = np.asarray(z_pred, float) - np.asarray(z_true, float)
-    zerr = fit_redshift_error(np.asarray(z_pred)[detected_good], dz[detected_good], spread[detected_good])
+    if detected_good.sum() >= 10:
+        zerr = fit_redshift_error(np.asarray(z_pred)[detected_good], dz[detected_good], spread[detected_good])
+    else:  # a barely trained network: ZERR is half the correct-redshift tolerance, said so
+        zerr = (0.0, dz_max / 2 / (1 + float(np.median(z_pred))) if len(z_pred) else dz_max / 2)
+        warnings.append(f"only {int(detected_good.sum())} correct validation detections: ZERR not fitted "
+                        f"(half of dz_max)")
+    for warning in warnings:
+        log.warning("calibration: %s", warning)
     prob = apply_beta(score, beta)
     coverage = zerr_coverage(dz[detected_good], redshift_error(np.asarray(z_pred)[detected_good],
                                                                spread[detected_good], zerr))
@@ -353,7 +366,7 @@ def fit_calibration(score: np.ndarray, is_target: np.ndarray, is_good: np.ndarra
     validation = {"n_spectra": int(len(score)), "n_targets": int(is_target.sum()), "n_good": int(is_good.sum()),
                   "ece_before": reliability(score, is_good)["ece"], "ece_after": reliability(prob, is_good)["ece"],
                   "purity_at_working_point": float(purity[at]), "efficiency_at_working_point": float(efficiency[at]),
-                  "zerr_coverage": coverage}
+                  "zerr_coverage": coverage, "warnings": warnings}
     return Calibration(beta=beta, target_fraction=float(is_target.mean()), min_lines=min_lines, dz_max=dz_max,
                        dv_max_kms=dv_max_kms, working_point=dict(working_point), threshold=threshold,
                        threshold_prob=float(apply_beta(np.array([threshold]), beta)[0]), zerr=zerr,
