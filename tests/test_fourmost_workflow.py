@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from conftest import copy_workflow, snakemake
+from conftest import REPO, copy_workflow, snakemake
 
 RULES = ("fourmost_simulate", "fourmost_ingest", "fourmost_train", "fourmost_score_redshift", "fourmost_score_dla_presence",
-         "fourmost_score_dla_location", "fourmost_summary")
+         "fourmost_calibrate_dla", "fourmost_score_dla_location", "fourmost_summary")
 
 
 def test_dry_run_plans_every_fourmost_rule(tmp_path):
@@ -26,3 +26,33 @@ def test_demo_runs_the_fourmost_pipelines(demo_run):
         assert metrics["n"] > 0
     assert 0 <= json.loads((root / "dla_presence" / "metrics.json").read_text())["auc"] <= 1
     assert (demo_run / "logs" / "fourmost" / "demo" / "simulate.log").exists()
+    # the calibrated DLA catalogue (issue 25): the DESI-style file, its header, the ladder in the summary
+    import fitsio
+
+    header = fitsio.read_header(str(root / "dla_location" / "dla_catalogue.fits"), ext="DLACAT")
+    assert {"WPPROB", "WPGOAL", "LOCHASH", "BALMETH", "PROBFOR"} <= set(header.keys())
+    calibrated = json.loads((root / "dla_location" / "metrics.json").read_text())["calibrated"]
+    assert set(calibrated["ladder"]) == {"network", "calibrated", "working_point", "bal", "neutral"}
+    assert "ECE of DLA_PROB" in (root / "summary.md").read_text()
+    assert (root / "models" / "location_calibrated.pt").exists() and (root / "dla_calibration" / "reliability.png").exists()
+
+
+def test_medium_overlay_plans_the_calibrated_dla_catalogue(tmp_path):
+    """config/fourmost_medium.yaml: the medium size (3,000 spectra, 60/20/20), the DLA pipelines and
+    the dense regressor only, both localisers (the BAL handling is chosen on validation)."""
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "fourmost_medium.yaml").read_text()))
+    fourmost = config["fourmost"]
+    validate(fourmost, str(REPO / "workflow" / "schemas" / "fourmost.schema.yaml"))
+    assert fourmost["size"] == "medium" and fourmost["sizes"]["medium"]["n_spectra"] == 3000
+    assert fourmost["sizes"]["medium"]["split"]["test"] == 0.2 and fourmost["dla"]["bal"]["method"] == "best"
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--dry-run", "--cores", "2", "results/fourmost/medium/summary.md",
+                       "results/fourmost/medium/dla_location/dla_catalogue.fits",
+                       "--configfile", "config/config.yaml", "config/fourmost_medium.yaml", timeout=300)
+    for planned in ("models/location_bal.pt", "models/location_calibrated.pt", "dla_location/dla_catalogue.fits"):
+        assert f"results/fourmost/medium/{planned}" in result.stdout
+    assert "models/gru.pt" not in result.stdout

@@ -277,8 +277,48 @@ def fourmost_size_spec(size):
 
 
 def fourmost_model_config(model):
-    # nested defaults behind $ref are not filled by the validator: lymannet.fourmost fills them
+    # nested defaults behind $ref are not filled by the validator: lymannet.fourmost fills them;
+    # location_bal (BAL troughs taught as negatives) has location's settings unless given its own
+    if model == "location_bal" and "location_bal" not in FOURMOST["models"]:
+        model = "location"
     return FOURMOST["models"].get(model, {})
+
+
+def fourmost_split(size):
+    """The size's train/val/test fractions (sizes.<size>.split), else ingest.split."""
+    return fourmost_size_spec(size).get("split") or FOURMOST["ingest"]["split"]
+
+
+def fourmost_localisers():
+    """The localisers the DLA calibration compares on validation: location, and location_bal
+    (BAL troughs taught as negatives) when fourmost.dla.bal.method may choose it."""
+    if FOURMOST["dla"]["bal"]["method"] in ("best", "negatives", "negatives+mask"):
+        return ["location", "location_bal"]
+    return ["location"]
+
+
+def fourmost_calibrate_dla_inputs(wildcards):
+    root = f"results/fourmost/{wildcards.fourmost_size}"
+    inputs = {
+        "ingested": f"{root}/ingested.fits",
+        "localisers": [f"{root}/models/{m}.pt" for m in fourmost_localisers()],
+    }
+    if FOURMOST["pipelines"]["dla_presence"]:
+        inputs["presence"] = f"{root}/models/presence.pt"
+    return inputs
+
+
+def fourmost_score_dla_location_inputs(wildcards):
+    root = f"results/fourmost/{wildcards.fourmost_size}"
+    inputs = {
+        "ingested": f"{root}/ingested.fits",
+        "model": f"{root}/models/location.pt",
+        "localisers": [f"{root}/models/{m}.pt" for m in fourmost_localisers()],
+        "calibrated": f"{root}/models/location_calibrated.pt",
+    }
+    if FOURMOST["pipelines"]["dla_presence"]:
+        inputs["presence"] = f"{root}/models/presence.pt"
+    return inputs
 
 
 def fourmost_train_settings(wildcards):

@@ -9,7 +9,7 @@
 wildcard_constraints:
     fourmost_size=r"[A-Za-z0-9_\-]+",
     fourmost_zmodel=r"dense|gru|quasarnet|dense_slides",
-    fourmost_model=r"dense|gru|quasarnet|dense_slides|presence|location",
+    fourmost_model=r"dense|gru|quasarnet|dense_slides|presence|location|location_bal",
     fourmost_study=r"[A-Za-z0-9_\-]+",
     fourmost_variant=r"[A-Za-z0-9_\-]+",
 
@@ -36,7 +36,7 @@ rule fourmost_simulate:
             **FOURMOST["simulate"],
             "n_spectra": fourmost_size_spec(w.fourmost_size)["n_spectra"],
             # the DLA incidence is set per split (absorbers.dla_boost): the ingestion's split
-            "split": FOURMOST["ingest"]["split"],
+            "split": fourmost_split(w.fourmost_size),
         },
         seed=FOURMOST["seed"],
     script:
@@ -57,7 +57,7 @@ rule fourmost_ingest:
     conda:
         ENV_DATA
     params:
-        options=FOURMOST["ingest"],
+        options=lambda w: {**FOURMOST["ingest"], "split": fourmost_split(w.fourmost_size)},
         seed=FOURMOST["seed"],
     script:
         "../scripts/fourmost_ingest.py"
@@ -98,6 +98,12 @@ rule fourmost_train:
             **FOURMOST["redshift"],
             "z": FOURMOST["simulate"]["z"],
             "z_grid": FOURMOST["ingest"]["z_grid"],
+            # location_bal: the localiser with BAL troughs taught as negatives
+            "bal_trough_windows": (
+                FOURMOST["dla"]["bal"]["trough_windows"]
+                if w.fourmost_model == "location_bal"
+                else 0
+            ),
         },
         seed=FOURMOST["seed"],
     script:
@@ -150,19 +156,62 @@ rule fourmost_score_dla_presence:
         "../scripts/fourmost_score_dla_presence.py"
 
 
+# DLA probabilities for nature's incidence, the working point, BAL handling and NHI_ERR, fitted on
+# the validation split reweighted to nature's DLA incidence (lymannet.fourmost.dla_calibration).
+rule fourmost_calibrate_dla:
+    input:
+        unpack(fourmost_calibrate_dla_inputs),
+    output:
+        location="results/fourmost/{fourmost_size}/models/location_calibrated.pt",
+        # the presence CNN with its calibration, when that pipeline runs
+        **(
+            {"presence": "results/fourmost/{fourmost_size}/models/presence_calibrated.pt"}
+            if FOURMOST["pipelines"]["dla_presence"]
+            else {}
+        ),
+        record="results/fourmost/{fourmost_size}/dla_calibration/validation.json",
+        figure=report(
+            "results/fourmost/{fourmost_size}/dla_calibration/reliability.png",
+            caption="../report/fourmost_dla_calibration.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: DLA catalogue",
+        ),
+    log:
+        "logs/fourmost/{fourmost_size}/calibrate_dla.log",
+    benchmark:
+        "logs/benchmarks/fourmost/{fourmost_size}/calibrate_dla.tsv"
+    conda:
+        ENV_SCORE
+    params:
+        options=FOURMOST["dla"],
+        simulate=lambda w: {
+            **FOURMOST["simulate"],
+            "n_spectra": fourmost_size_spec(w.fourmost_size)["n_spectra"],
+            "split": fourmost_split(w.fourmost_size),
+        },
+    script:
+        "../scripts/fourmost_calibrate_dla.py"
+
+
 rule fourmost_score_dla_location:
     input:
-        ingested="results/fourmost/{fourmost_size}/ingested.fits",
-        model="results/fourmost/{fourmost_size}/models/location.pt",
+        unpack(fourmost_score_dla_location_inputs),
     output:
         catalogue="results/fourmost/{fourmost_size}/dla_location/catalogue.csv",
         matched="results/fourmost/{fourmost_size}/dla_location/truth_matched.csv",
         metrics="results/fourmost/{fourmost_size}/dla_location/metrics.json",
+        dla_catalogue="results/fourmost/{fourmost_size}/dla_location/dla_catalogue.fits",
         figure=report(
             "results/fourmost/{fourmost_size}/dla_location/residuals.png",
             caption="../report/fourmost_dla_location.rst",
             category="4MOST quasars",
             subcategory="{fourmost_size}: DLA localisation",
+        ),
+        reliability=report(
+            "results/fourmost/{fourmost_size}/dla_location/reliability.png",
+            caption="../report/fourmost_dla_reliability.rst",
+            category="4MOST quasars",
+            subcategory="{fourmost_size}: DLA catalogue",
         ),
     log:
         "logs/fourmost/{fourmost_size}/score_dla_location.log",

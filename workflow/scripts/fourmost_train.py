@@ -14,6 +14,7 @@ from lymannet.runtime import run
 
 def main(kind: str, spec: dict[str, Any], settings: dict[str, Any], options: dict[str, Any], seed: int,
          ingested: str, model: str, history: str, curve: str, threads: int, checkpoint: str) -> None:
+    kind = tr.kind_of(kind)  # location_bal: a localiser (its options add the BAL-trough windows)
     tr.configure_torch(threads)
     data = read_ingested(ingested, parts=tr.redshift_parts(kind) if kind in REDSHIFT_KINDS else ("DLA",))
     network, info, table, seconds = tr.train_network(kind, spec, settings, options, seed, data, device="auto",

@@ -130,12 +130,14 @@ def presence_segments(data: Ingested, rows: np.ndarray, length: int, stride: int
                     cat["ambiguous"].astype(bool), cat["log_n"], cat["label_any"].astype(np.float32))
 
 
-def balance(segments: Segments, rng: np.random.Generator) -> np.ndarray:
-    """Indices of all unambiguous positives and as many random unambiguous negatives."""
+def balance(segments: Segments, rng: np.random.Generator, negatives_per_positive: float = 1.0) -> np.ndarray:
+    """Indices of all unambiguous positives and `negatives_per_positive` times as many random
+    unambiguous negatives (as many by default; all of them when there are fewer)."""
     clean = ~segments.ambiguous
     positives = np.flatnonzero(clean & (segments.label == 1))
     negatives = np.flatnonzero(clean & (segments.label == 0))
-    keep = rng.choice(negatives, size=min(len(negatives), max(len(positives), 1)), replace=False)
+    wanted = int(round(negatives_per_positive * max(len(positives), 1)))
+    keep = rng.choice(negatives, size=min(len(negatives), wanted), replace=False)
     return np.sort(np.concatenate([positives, keep]))
 
 
@@ -168,9 +170,10 @@ def label_windows(rows: np.ndarray, centres: np.ndarray, length: int,
 
 
 def training_windows(data: Ingested, rows: np.ndarray, length: int, per_dla: int, per_sightline: int,
-                     rng: np.random.Generator) -> Windows:
+                     rng: np.random.Generator, extra: tuple[np.ndarray, np.ndarray] | None = None) -> Windows:
     """Windows around each DLA (centre offset uniform within a quarter window) plus random
-    windows along the forest (mostly negatives), labelled by :func:`label_windows`."""
+    windows along the forest (mostly negatives) and the `extra` (rows, centres) ones (e.g. on BAL
+    troughs), labelled by :func:`label_windows`."""
     by_row = dla_pixels_by_row(data)
     lo, hi = forest_pixels(data.dla_wave, data.sightlines["Z_QSO"].to_numpy())
     win_rows, win_centres = [], []
@@ -182,8 +185,26 @@ def training_windows(data: Ingested, rows: np.ndarray, length: int, per_dla: int
             win_centres += list(centre - rng.uniform(-0.95, 0.95, per_dla) * quarter)
         win_rows += [row] * per_sightline
         win_centres += list(rng.uniform(lo[row], max(hi[row], lo[row] + 1), per_sightline))
+    if extra is not None:
+        win_rows += list(extra[0])
+        win_centres += list(extra[1])
     centres = np.rint(np.array(win_centres))  # whole pixels: windows are cut on the pixel grid
     return label_windows(np.array(win_rows, np.int64), centres, length, by_row)
+
+
+def absorber_window_centres(data: Ingested, rows: np.ndarray, log_n_range: tuple[float, float], per_absorber: int,
+                            length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, centre pixels) of `per_absorber` training windows around each HI absorber of
+    `rows` with log N_HI in `log_n_range` (sub-DLAs: the confusers a DLA finder must learn to
+    reject), offsets uniform within a quarter window as for the DLAs; empty without an ABSORBERS table."""
+    if per_absorber <= 0 or data.absorbers is None or not len(data.absorbers):
+        return np.zeros(0, np.int64), np.zeros(0)
+    table = data.absorbers[data.absorbers["ROW"].isin(np.asarray(rows))
+                           & (data.absorbers["LOG_NHI"] >= log_n_range[0]) & (data.absorbers["LOG_NHI"] < log_n_range[1])]
+    centres = pixel_of(data.dla_wave, LYA * (1 + table["Z_ABS"].to_numpy()))
+    offsets = rng.uniform(-0.95, 0.95, (len(centres), per_absorber)) * quarter_window(length)
+    return (np.repeat(table["ROW"].to_numpy().astype(np.int64), per_absorber),
+            np.rint((centres[:, None] - offsets).ravel()))
 
 
 def sliding_windows(data: Ingested, rows: np.ndarray, length: int, stride: int) -> Windows:

@@ -72,14 +72,18 @@ def binned_rate(values: np.ndarray, good: np.ndarray, edges: np.ndarray) -> pd.D
 
 
 def merge_windows(rows: np.ndarray, position: np.ndarray, log_n: np.ndarray, probability: np.ndarray,
-                  threshold: float, radius: float) -> pd.DataFrame:
+                  threshold: float, radius: float, vote_value: np.ndarray | None = None) -> pd.DataFrame:
     """Per-sightline DLA catalogue from sliding-window predictions by non-maximum suppression.
 
     Every window with probability >= threshold votes for an absolute position. Per sightline,
     the most confident remaining vote seeds a DLA; all votes within `radius` of it join it and are
     removed; repeat. A DLA's position and log N_HI are the probability-weighted means of its votes,
-    its confidence the seed's probability; n_windows counts the votes.
+    its confidence the seed's probability; n_windows counts the votes; LOG_NHI_SPREAD is the
+    probability-weighted rms of the votes' log N_HI about that mean (what NHI_ERR is scaled from);
+    VOTE_SUM sums `vote_value` (default: the probability) over the votes (the DLA calibration's
+    support: prior-corrected vote probabilities).
     """
+    vote_value = np.asarray(probability if vote_value is None else vote_value, float)
     rows, position = np.asarray(rows), np.asarray(position, float)
     log_n, probability = np.asarray(log_n, float), np.asarray(probability, float)
     out = []
@@ -91,11 +95,14 @@ def merge_windows(rows: np.ndarray, position: np.ndarray, log_n: np.ndarray, pro
             seed = idx[0]
             group = idx[np.abs(position[idx] - position[seed]) <= radius]
             weight = probability[group]
+            mean_log_n = float(np.average(log_n[group], weights=weight))
             out.append({"ROW": int(row), "POSITION": float(np.average(position[group], weights=weight)),
-                        "LOG_NHI": float(np.average(log_n[group], weights=weight)),
-                        "CONFIDENCE": float(probability[seed]), "N_WINDOWS": int(group.size)})
+                        "LOG_NHI": mean_log_n, "CONFIDENCE": float(probability[seed]), "N_WINDOWS": int(group.size),
+                        "LOG_NHI_SPREAD": float(np.sqrt(np.average((log_n[group] - mean_log_n) ** 2, weights=weight))),
+                        "VOTE_SUM": float(vote_value[group].sum())})
             idx = idx[np.abs(position[idx] - position[seed]) > radius]
-    return pd.DataFrame(out, columns=["ROW", "POSITION", "LOG_NHI", "CONFIDENCE", "N_WINDOWS"])
+    return pd.DataFrame(out, columns=["ROW", "POSITION", "LOG_NHI", "CONFIDENCE", "N_WINDOWS", "LOG_NHI_SPREAD",
+                                      "VOTE_SUM"])
 
 
 def match_catalogue(truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: float) -> tuple[pd.DataFrame, pd.DataFrame]:

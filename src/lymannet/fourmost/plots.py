@@ -195,3 +195,42 @@ def study_figure(path: str | Path, study: str, table: pd.DataFrame, curves: list
     axes[1].set(ylabel="test MAPE [%]", title=f"{study}: test MAPE per variant")
     axes[1].legend(fontsize=8)
     save_figure(fig, path)
+
+
+def dla_reliability_figure(path: str | Path, record: dict, title: str, ladder: bool = False) -> None:
+    """Reliability diagrams (network output, prior-corrected, calibrated) of the presence CNN per
+    segment and of the DLA catalogue per candidate: from the DLA calibration's validation record
+    (``record["presence"]["reliability"]``, ``record["variants"][method]["reliability"]``) or from the
+    test metrics (``record["presence"]["reliability"]``, ``record["reliability"]``); with
+    ``ladder``, a third panel of purity and completeness per DLA at each step (test metrics)."""
+    from ..calibrate import reliability_axes
+
+    names = {"raw": "network output", "prior_corrected": "prior-corrected", "calibrated": "calibrated"}
+    panels = []
+    if record.get("presence", {}).get("reliability"):
+        panels.append(("presence CNN, per segment", record["presence"]["reliability"]))
+    catalogue = record.get("reliability") or record["variants"][record["bal_method"]]["reliability"]
+    panels.append((f"DLA catalogue, per candidate (BAL: {record['bal_method']})", catalogue))
+    n = len(panels) + (1 if ladder else 0)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 5), squeeze=False)
+    for ax, (label, curves) in zip(axes[0], panels):
+        reliability_axes(ax, {names[k]: v for k, v in curves.items() if v.get("mean_probability")})
+        ax.set(title=label, ylabel="observed frequency of a true DLA", xlabel="probability (10 equal-count bins)")
+    if ladder:
+        ax = axes[0][-1]
+        from .dla_calibration import RUNGS
+
+        steps = [key for key, _ in RUNGS if key in record["ladder"]]
+        for key, marker, label in (("completeness", "o", "completeness"), ("purity", "s", "purity")):
+            values = [record["ladder"][s][key] for s in steps]
+            lo = [record["ladder"][s].get(f"{key}_interval", {}).get("lo68") for s in steps]
+            hi = [record["ladder"][s].get(f"{key}_interval", {}).get("hi68") for s in steps]
+            err = np.array([[v - (l if l is not None else v), (h if h is not None else v) - v]
+                            for v, l, h in zip(values, lo, hi)]).T
+            ax.errorbar(np.arange(len(steps)), values, yerr=err, marker=marker, label=label, capsize=3)
+        ax.axhline(record.get("purity_goal", np.nan), color="0.6", ls=":", label="purity goal (validation)")
+        ax.set_xticks(np.arange(len(steps)), steps, rotation=20)
+        ax.set(ylim=(0, 1.02), ylabel="per DLA (68% interval)", title="DLA catalogue, each step (test)")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)

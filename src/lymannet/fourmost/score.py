@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from ..bootstrap import N_RESAMPLES, Interval
 from ..lines import LYA
 from . import features as ft
 from .io import Ingested
-from ..physics import BAL_LINES, C_KMS
+from .bal import trough_pixel_ranges
 from .metrics import (CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, auc, auc_interval, bin_label, confuser_of, match_catalogue,
                       merge_windows, nmad, purity_completeness_by_bin, ratio_interval, redshift_by_bin, redshift_metrics,
                       roc_curve, snr_groups)
@@ -96,19 +96,9 @@ def hi_absorbers_by_row(data: Ingested, below: float = 20.3) -> dict[int, tuple[
 
 
 def bal_pixel_ranges(data: Ingested) -> dict[int, list[tuple[float, float]]]:
-    """row -> [(first, last pixel)] of each BAL trough (CIV, SiIV, NV, Ly-alpha) on the DLA grid."""
-    out: dict[int, list[tuple[float, float]]] = {}
-    if data.bals is None or not len(data.bals):
-        return out
-    z_qso = data.sightlines["Z_QSO"].to_numpy()
-    for row, v_min, v_max in zip(data.bals["ROW"].to_numpy(), data.bals["V_MIN"].to_numpy(), data.bals["V_MAX"].to_numpy()):
-        ranges = []
-        for _, wavelength, _ in BAL_LINES:
-            lo = ft.pixel_of(data.dla_wave, wavelength * (1 - v_max / C_KMS) * (1 + z_qso[row]))
-            hi = ft.pixel_of(data.dla_wave, wavelength * (1 - v_min / C_KMS) * (1 + z_qso[row]))
-            ranges.append((float(lo), float(hi)))
-        out[int(row)] = ranges
-    return out
+    """row -> [(first, last pixel)] of each true BAL trough (CIV, SiIV, NV, Ly-alpha) on the DLA
+    grid: every row of the BALS table, flagged or not (what false positives are attributed to)."""
+    return trough_pixel_ranges(data, flagged_only=False)
 
 
 def _segment_context(data: Ingested, seg: ft.Segments, length: int, near: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,6 +123,15 @@ def false_positive_causes(causes: list[str]) -> dict[str, int]:
     return {name: int(sum(c == name for c in causes)) for name in CONFUSER_ORDER}
 
 
+def presence_predictions(data: Ingested, network: nn.Module, payload: dict[str, Any], options: dict[str, Any],
+                         rows: np.ndarray) -> tuple[ft.Segments, np.ndarray]:
+    """The segments tiling the sightlines `rows` and the presence CNN's probability for each."""
+    length = payload["info"]["n_pixels"]
+    seg = ft.presence_segments(data, rows, length, int(options["segment_stride"]), int(options["edge_pixels"]))
+    logits = predict_batches(network, ft.cut_windows(dla_inputs(data, options), seg.rows, seg.starts, length))
+    return seg, 1.0 / (1.0 + np.exp(-logits))
+
+
 def score_presence(data: Ingested, network: nn.Module, payload: dict[str, Any],
                    options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(every test segment with its score, metrics) of the presence CNN. The headline AUC counts
@@ -141,10 +140,7 @@ def score_presence(data: Ingested, network: nn.Module, payload: dict[str, Any],
     completeness per log N_HI bin, purity and completeness per S/N bin (as Wang et al. 2022 for
     desi-dlas), and what each false positive sits on (sub-DLA, LLS, BAL trough, a DLA next to it)."""
     length = payload["info"]["n_pixels"]
-    seg = ft.presence_segments(data, data.rows("test"), length, int(options["segment_stride"]),
-                               int(options["edge_pixels"]))
-    logits = predict_batches(network, ft.cut_windows(dla_inputs(data, options), seg.rows, seg.starts, length))
-    score = 1.0 / (1.0 + np.exp(-logits))
+    seg, score = presence_predictions(data, network, payload, options, data.rows("test"))
     snr = data.sightlines["SNR"].to_numpy()[seg.rows]
     max_log_n, dla_near, bal = _segment_context(data, seg, length, near=2.0 * int(options["edge_pixels"]))
     predicted = score >= PRESENCE_THRESHOLD
@@ -207,17 +203,31 @@ class Localisation:
     metrics: dict[str, Any]
 
 
-def dla_catalogue(data: Ingested, network: nn.Module, length: int, options: dict[str, Any]) -> pd.DataFrame:
-    """Slide windows over the test sightlines, decode their votes and merge them into DLAs
-    (Parks et al. 2018, MNRAS 476, 1151): FILE, ROW, POSITION [DLA-grid pixel], Z_ABS, LOG_NHI, ..."""
-    rows = data.rows("test")
+def window_votes(data: Ingested, network: nn.Module, length: int, options: dict[str, Any],
+                 rows: np.ndarray) -> tuple[ft.Windows, ft.WindowVotes]:
+    """The location network's sliding windows over the sightlines `rows` and their decoded votes."""
     windows = ft.sliding_windows(data, rows, length, int(options["slide_stride"]))
-    log.info("%d sliding windows over %d test sightlines", len(windows.rows), len(rows))
+    log.info("%d sliding windows over %d sightlines", len(windows.rows), len(rows))
     x = ft.cut_windows(dla_inputs(data, options), windows.rows, ft.window_starts(windows.centres, length), length)
-    votes = ft.decode_windows(windows, predict_batches(network, x), length)
+    return windows, ft.decode_windows(windows, predict_batches(network, x), length)
+
+
+def dla_catalogue(data: Ingested, network: nn.Module, length: int, options: dict[str, Any],
+                  rows: np.ndarray | None = None, keep_vote: Callable[..., np.ndarray] | None = None,
+                  votes: tuple[ft.Windows, ft.WindowVotes] | None = None,
+                  vote_value: np.ndarray | None = None) -> pd.DataFrame:
+    """Slide windows over the test sightlines (or `rows`), decode their votes and merge them into
+    DLAs (Parks et al. 2018, MNRAS 476, 1151): FILE, ROW, POSITION [DLA-grid pixel], Z_ABS,
+    LOG_NHI, ...; `keep_vote` (a function of (windows, votes) -> bool per vote) drops votes before
+    the merge (the BAL-trough mask); `votes` reuses :func:`window_votes`' output; `vote_value`
+    (one per vote) is summed per DLA into VOTE_SUM (default: the vote probabilities)."""
+    rows = data.rows("test") if rows is None else np.asarray(rows)
+    windows, votes = window_votes(data, network, length, options, rows) if votes is None else votes
+    keep = np.ones(len(windows.rows), bool) if keep_vote is None else np.asarray(keep_vote(windows, votes), bool)
     step = float(data.dla_wave[1] - data.dla_wave[0])
-    cat = merge_windows(windows.rows, votes.position, votes.log_n, votes.probability,
-                        float(options["merge_threshold"]), float(options["merge_radius_angstrom"]) / step)
+    cat = merge_windows(windows.rows[keep], votes.position[keep], votes.log_n[keep], votes.probability[keep],
+                        float(options["merge_threshold"]), float(options["merge_radius_angstrom"]) / step,
+                        None if vote_value is None else np.asarray(vote_value)[keep])
     cat.insert(1, "FILE", data.sightlines["FILE"].to_numpy()[cat["ROW"].to_numpy()] if len(cat) else [])
     cat["Z_ABS"] = ft.wavelength_of(data.dla_wave, cat["POSITION"].to_numpy()) / LYA - 1
     return cat
@@ -233,10 +243,13 @@ def _nearest_offsets(truth: pd.DataFrame, cat: pd.DataFrame) -> list[float]:
     return offsets
 
 
-def match_truth(data: Ingested, cat: pd.DataFrame, tolerance_angstrom: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(test DLAs matched one-to-one to the catalogue within the tolerance, catalogue with TRUE_MATCH)."""
+def match_truth(data: Ingested, cat: pd.DataFrame, tolerance_angstrom: float,
+                rows: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(test DLAs, or those on `rows`, matched one-to-one to the catalogue within the tolerance,
+    catalogue with TRUE_MATCH)."""
     step = float(data.dla_wave[1] - data.dla_wave[0])
-    truth = data.dlas[data.dlas["ROW"].isin(data.rows("test"))].reset_index(drop=True)
+    rows = data.rows("test") if rows is None else np.asarray(rows)
+    truth = data.dlas[data.dlas["ROW"].isin(rows)].reset_index(drop=True)
     truth["POSITION"] = ft.pixel_of(data.dla_wave, LYA * (1 + truth["Z_ABS"].to_numpy()))
     truth, cat = match_catalogue(truth, cat, tolerance_angstrom / step)
     truth["SNR"] = data.sightlines["SNR"].to_numpy()[truth["ROW"].to_numpy()]
@@ -301,12 +314,12 @@ def catalogue_false_positive_causes(data: Ingested, truth: pd.DataFrame, cat: pd
 
 
 def score_location(data: Ingested, network: nn.Module, payload: dict[str, Any],
-                   options: dict[str, Any]) -> Localisation:
+                   options: dict[str, Any], votes: tuple[ft.Windows, ft.WindowVotes] | None = None) -> Localisation:
     """The location CNN's DLA catalogue over the test split, matched to the truth, and its metrics:
     per-DLA and per-sightline purity/completeness, both per log N_HI bin (true N_HI for
     completeness, the catalogue's for purity) and per S/N bin, N_HI residuals per true N_HI bin,
-    and what the false positives sit on."""
-    cat = dla_catalogue(data, network, payload["info"]["n_pixels"], options)
+    and what the false positives sit on; `votes`: :func:`window_votes` on the test split, if at hand."""
+    cat = dla_catalogue(data, network, payload["info"]["n_pixels"], options, votes=votes)
     truth, cat = match_truth(data, cat, float(options["match_tolerance_angstrom"]))
     step = float(data.dla_wave[1] - data.dla_wave[0])
     cat["SNR"] = data.sightlines["SNR"].to_numpy()[cat["ROW"].to_numpy()] if len(cat) else []
@@ -439,6 +452,10 @@ def summary_table(redshift: list[dict[str, Any]], presence: dict[str, Any] | Non
             total = max(sum(m["false_positive_causes"].values()), 1)
             rows.append(_row("dla_location", "location", f"false positives: most on {m['main_false_positive_cause']}",
                              m["false_positive_causes"][m["main_false_positive_cause"]] / total, m, str(m["false_positive_causes"])))
+        if "calibrated" in m:  # the DLA catalogue at nature's incidence (lymannet.fourmost.dla_calibration)
+            from .dla_calibration import summary_rows
+
+            rows += summary_rows(m)
     table = pd.DataFrame(rows).rename(columns={"catastrophic (|dz|>0.1)": "detail"})
     if len(table):  # the slides' figure once per model, on its headline row
         table.loc[table.duplicated(["pipeline", "model"]), "slides"] = ""

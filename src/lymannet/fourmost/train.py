@@ -37,6 +37,7 @@ from ..fileio import atomic_path
 from ..grid import Grid
 from ..lines import line_set
 from . import features as ft
+from .bal import trough_window_centres
 from .io import Ingested
 from ..models import count_parameters
 from ..modelfile import cpu_copy
@@ -48,6 +49,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "w
                                   "patience": 5, "lr_factor": 0.5, "lr_patience": 2, "max_minutes": None,
                                   "n_train": None, "loss": "mape"}
 CHECKPOINT_FORMAT = "lymannet-4most-checkpoint-1"
+SUBDLA_RANGE = (19.0, 20.3)  # log N_HI of the sub-DLAs the localiser may be shown as hard negatives
 REDSHIFT_ACCURACY_DZ = 0.01  # a redshift counts as right when |dz| / (1 + z) < this (the "accuracy" curve)
 Tensors = dict[str, torch.Tensor]
 
@@ -361,6 +363,26 @@ def dla_inputs(data: Ingested, options: dict[str, Any]) -> np.ndarray:
                            int(options["median_window"]))
 
 
+def augment_windows(x: torch.Tensor, offset: torch.Tensor | None, flip: bool, noise: float
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training-time augmentation of DLA windows (flux, noise channels), drawn from torch's seeded
+    generator: half of them mirrored in wavelength (a DLA profile is symmetric and the forest has no
+    direction; the centre offset changes sign), and extra Gaussian noise of up to `noise` times each
+    pixel's own sigma (its noise channel grown to match), so that the network sees each DLA at
+    lower S/N too."""
+    if flip:
+        mirror = torch.rand(len(x), device=x.device) < 0.5
+        x = torch.where(mirror[:, None, None], x.flip(-1), x)
+        if offset is not None:
+            offset = torch.where(mirror, -offset, offset)
+    if noise > 0:
+        scale = noise * torch.rand(len(x), 1, device=x.device)
+        flux = x[:, 0] + scale * x[:, 1] * torch.randn_like(x[:, 0])
+        sigma = torch.clamp(x[:, 1] * torch.sqrt(1 + scale ** 2), max=ft.MAX_SIGMA)
+        x = torch.stack([flux, sigma], dim=1)
+    return x, offset
+
+
 def presence_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
     channels = dla_inputs(data, options)
     rng = np.random.default_rng(job_seed(seed, "fourmost", "presence-balance"))
@@ -370,18 +392,24 @@ def presence_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
         rows = training_rows(data, options.get("n_train")) if split == "train" else data.rows(split)
         segments = ft.presence_segments(data, rows, length, int(options["segment_stride"]),
                                         int(options["edge_pixels"]))
-        keep = ft.balance(segments, rng)
+        keep = ft.balance(segments, rng, float(options.get("presence_negatives_per_positive") or 1.0))
         x = ft.cut_windows(channels, segments.rows[keep], segments.starts[keep], length)
         parts[split] = {"x": torch.from_numpy(x), "y": torch.from_numpy(segments.label[keep])}
-        log.info("%s: %d balanced segments (%d with a DLA)", split, len(keep), int(segments.label[keep].sum()))
+        log.info("%s: %d segments (%d with a DLA)", split, len(keep), int(segments.label[keep].sum()))
+    # the class mix the network learns (its prior): the DLA calibration corrects it to nature's
+    positive_fraction = float(parts["train"]["y"].float().mean()) if len(parts["train"]["y"]) else 0.5
     model = build("presence", spec, length)
 
+    flip, noise = bool(options.get("augment_flip")), float(options.get("augment_noise") or 0.0)
+
     def loss_fn(m, b):
-        return nn.functional.binary_cross_entropy_with_logits(m(b["x"]), b["y"])
+        x = augment_windows(b["x"], None, flip, noise)[0] if m.training else b["x"]
+        return nn.functional.binary_cross_entropy_with_logits(m(x), b["y"])
 
     def accuracy_fn(m, b):
         return ((m(b["x"]) > 0).float() == b["y"]).float().mean()
-    return model, parts["train"], parts["val"], loss_fn, {"task": "presence", "n_pixels": length}, accuracy_fn
+    return (model, parts["train"], parts["val"], loss_fn,
+            {"task": "presence", "n_pixels": length, "positive_fraction": positive_fraction}, accuracy_fn)
 
 
 def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
@@ -389,22 +417,42 @@ def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
     rng = np.random.default_rng(job_seed(seed, "fourmost", "location-windows"))
     length = int(options["window_pixels"])
     parts = {}
+    trough_windows = int(options.get("bal_trough_windows") or 0)  # BAL troughs taught as negatives
+    subdla_windows = int(options.get("subdla_windows") or 0)  # sub-DLAs (19-20.3) as hard negatives
     for split in ("train", "val"):
         rows = training_rows(data, options.get("n_train")) if split == "train" else data.rows(split)
+        extra_rows, extra_centres = zip(trough_window_centres(data, rows, trough_windows, rng),
+                                        ft.absorber_window_centres(data, rows, SUBDLA_RANGE, subdla_windows, length, rng))
+        extra = (np.concatenate(extra_rows), np.concatenate(extra_centres))
         windows = ft.training_windows(data, rows, length, int(options["windows_per_dla"]),
-                                      int(options["windows_per_sightline"]), rng)
+                                      int(options["windows_per_sightline"]), rng, extra)
         x = ft.cut_windows(channels, windows.rows, ft.window_starts(windows.centres, length), length)
         parts[split] = {"x": torch.from_numpy(x), "present": torch.from_numpy(windows.present),
                         "offset": torch.from_numpy(windows.offset), "log_n": torch.from_numpy(windows.log_n)}
-        log.info("%s: %d windows (%d with a DLA in the central half)", split, len(x), int(windows.present.sum()))
+        log.info("%s: %d windows (%d with a DLA in the central half; %d on BAL troughs, %d on sub-DLAs)", split, len(x),
+                 int(windows.present.sum()), len(extra_rows[0]), len(extra_rows[1]))
+    positive_fraction = float(parts["train"]["present"].mean()) if len(parts["train"]["present"]) else 0.5
     model = build("location", spec, length)
 
+    flip, noise = bool(options.get("augment_flip")), float(options.get("augment_noise") or 0.0)
+
     def loss_fn(m, b):
-        return location_loss(m(b["x"]), b["present"], b["offset"], b["log_n"])
+        x, offset = augment_windows(b["x"], b["offset"], flip, noise) if m.training else (b["x"], b["offset"])
+        return location_loss(m(x), b["present"], offset, b["log_n"])
 
     def accuracy_fn(m, b):  # the presence part: is a DLA centre in the window's central half?
         return ((m(b["x"])[:, 0] > 0).float() == b["present"]).float().mean()
-    return model, parts["train"], parts["val"], loss_fn, {"task": "location", "n_pixels": length}, accuracy_fn
+    return (model, parts["train"], parts["val"], loss_fn,
+            {"task": "location", "n_pixels": length, "positive_fraction": positive_fraction,
+             "bal_trough_windows": trough_windows, "subdla_windows": subdla_windows}, accuracy_fn)
+
+
+MODEL_KINDS = {"location_bal": "location"}  # model names that are another kind trained differently
+
+
+def kind_of(model: str) -> str:
+    """The network kind of a model name (location_bal: a localiser with BAL troughs taught as negatives)."""
+    return MODEL_KINDS.get(model, model)
 
 
 def make_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
