@@ -197,9 +197,13 @@ def tune_combo(wildcards):
 
 def score_training_split(wildcards):
     """The training split whose target N(z) the chance level's random guess draws its redshifts
-    from (lymannet.metrics); none for the template fit, which trains on nothing (its chance level
-    takes the test set's own N(z))."""
-    if (wildcards.model, wildcards.combo) in BASELINE_RUNS:
+    from (lymannet.metrics); none for the oracle template fit, which trains on nothing (its chance
+    level takes the test set's own N(z)); the learned-template fit learns from its combo's split.
+    """
+    if (wildcards.model, wildcards.combo) == (
+        TEMPLATE_FIT["name"],
+        TEMPLATE_FIT["combo"],
+    ):
         return {}
     return {"train": f"results/combos/{wildcards.combo}/train.fits"}
 

@@ -57,7 +57,10 @@ rule fourmost_ingest:
     conda:
         ENV_DATA
     params:
-        options=lambda w: {**FOURMOST["ingest"], "split": fourmost_split(w.fourmost_size)},
+        options=lambda w: {
+            **FOURMOST["ingest"],
+            "split": fourmost_split(w.fourmost_size),
+        },
         seed=FOURMOST["seed"],
     script:
         "../scripts/fourmost_ingest.py"
@@ -162,13 +165,15 @@ rule fourmost_calibrate_dla:
     input:
         unpack(fourmost_calibrate_dla_inputs),
     output:
-        location="results/fourmost/{fourmost_size}/models/location_calibrated.pt",
-        # the presence CNN with its calibration, when that pipeline runs
         **(
-            {"presence": "results/fourmost/{fourmost_size}/models/presence_calibrated.pt"}
+            {
+                "presence": "results/fourmost/{fourmost_size}/models/presence_calibrated.pt"
+            }
             if FOURMOST["pipelines"]["dla_presence"]
             else {}
         ),
+        location="results/fourmost/{fourmost_size}/models/location_calibrated.pt",
+        # the presence CNN with its calibration, when that pipeline runs
         record="results/fourmost/{fourmost_size}/dla_calibration/validation.json",
         figure=report(
             "results/fourmost/{fourmost_size}/dla_calibration/reliability.png",
