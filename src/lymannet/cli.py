@@ -5,6 +5,8 @@
                                                    classify DESI coadds into survey catalogues
   lymannet vi-sample CATALOGUE --output DIR [...]  draw a stratified visual-inspection sample of a
                                                    catalogue: its spectra as a DESI coadd, and weights
+  lymannet check-demo [--manifest FILE] [--write]  check a finished demo's data files against a
+                                                   manifest (or write it), first difference in DAG order
 """
 
 from __future__ import annotations
@@ -128,6 +130,54 @@ def vi_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_MANIFEST = Path("docs/demo-manifest.sha256")
+
+
+def _check_demo_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "check-demo", help="check a finished demo's data files against a manifest (or write one)",
+        description="Compare every data file of a finished demo (FITS, CSV, TSV, NPY/NPZ, .pt, JSON, YAML, "
+                    "Markdown under --results) with a manifest of digests, and name the first differing file "
+                    "in DAG order. Digests leave out what records when, where or how fast a file was made "
+                    "(provenance, timings, memory peaks, model-file hashes; see lymannet.manifest). A plain "
+                    "`sha256sum` file is checked on the files' bytes. Exit 1 when a file differs or is missing.")
+    parser.add_argument("--manifest", type=Path, default=DEMO_MANIFEST, help=f"default {DEMO_MANIFEST}")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the demo's results (default results)")
+    parser.add_argument("--write", action="store_true", help="write the manifest of --results instead of checking")
+
+
+def check_demo(args: argparse.Namespace) -> int:
+    from .manifest import check_manifest, rule_of, write_manifest
+
+    if not args.results.is_dir():
+        print(f"lymannet check-demo: error: no results folder {args.results}", file=sys.stderr)
+        return 1
+    if args.write:
+        count = write_manifest(args.results, args.manifest)
+        print(f"wrote {args.manifest}: {count} data files of {args.results}")
+        return 0
+    if not args.manifest.is_file():
+        print(f"lymannet check-demo: error: no manifest {args.manifest} (write one with --write)", file=sys.stderr)
+        return 1
+    result = check_manifest(args.results, args.manifest)
+    kind = "content without volatile fields" if result.content else "bytes (a plain sha256sum manifest)"
+    print(f"{args.results} against {args.manifest} ({kind}): {result.checked} files checked, "
+          f"{len(result.differing)} differ, {len(result.missing)} missing, {len(result.extra)} not in the manifest")
+    first = result.first()
+    if first is not None:
+        what = "missing" if first in result.missing else "differs"
+        print(f"first in DAG order: results/{first} (rule {rule_of(first) or '?'}) {what}")
+    for what, names in (("differs", result.differing), ("missing", result.missing),
+                        ("not in the manifest", result.extra)):
+        for name in names[:20]:
+            print(f"  {what}: results/{name}")
+        if len(names) > 20:
+            print(f"  ... {len(names) - 20} more {what}")
+    if result.ok:
+        print("the demo matches the manifest")
+    return 0 if result.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lymannet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     where_parser.add_argument("--results", type=Path, default=Path("results"))
     _classify_parser(commands)
     _vi_sample_parser(commands)
+    _check_demo_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "where":
         return where(args.results)
@@ -143,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return classify(args)
     if args.command == "vi-sample":
         return vi_sample(args)
+    if args.command == "check-demo":
+        return check_demo(args)
     return 2
 
 

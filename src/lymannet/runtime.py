@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -18,28 +19,71 @@ from .errors import ConfigError, LymannetError
 log = logging.getLogger("lymannet")
 
 
-# Environment variables that pin the CPU kernels torch uses: ATen's vectorised kernels, oneDNN's
-# convolutions and MKL's BLAS (MKL_CBWR: Intel's "conditional numerical reproducibility"). Each
-# library otherwise picks kernels by the CPU's instruction set (AVX2, AVX-512, AMX), and kernels
-# of other vector widths sum in another order: the same run then gives other weights on another
-# x86 machine. AVX2 is what every x86-64 server of the last decade has.
-CPU_ISA_PINS = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
-    "native": {},
-}
+# Environment variables that pin the CPU kernels of every library a job computes with, so that
+# a run repeats bit for bit on Intel x86-64 CPUs with AVX2 or AVX-512. Each library otherwise
+# picks kernels by the CPU's instruction set (AVX2, AVX-512, AMX), and kernels of other vector
+# widths round or sum in another order: the same run then gives other numbers on another machine.
+# - torch: ATen's vectorised kernels, oneDNN's convolutions and MKL's BLAS and vector math
+#   (MKL_CBWR: Intel's "conditional numerical reproducibility"). MKL honours MKL_CBWR on Intel
+#   CPUs only: on AMD CPUs it runs its own branch, and torch's sgemm, sqrt, exp and log round
+#   otherwise there (measured under qemu -cpu EPYC-Rome), so training does not repeat on AMD.
+# - numpy: its ufunc loops are compiled for several targets and the widest one the CPU has is
+#   picked at import; the AVX-512 loops of float64 exp, log, log10, expm1, log1p, power, arctan2
+#   and float32 power (Intel SVML) round 1 ulp otherwise than the C library, which the AVX2 build
+#   calls (measured; sin, cos, sqrt, sums agree). NPY_DISABLE_CPU_FEATURES names the
+#   targets above AVX2 that this numpy was built with (numpy 2.4: X86_V4 AVX512_ICL AVX512_SPR).
+# - OpenBLAS (numpy's and scipy's own copies): np.dot/matmul/linalg kernels are picked at load by
+#   CPU model (SkylakeX, Cooperlake, Zen, Haswell, ...); OPENBLAS_CORETYPE=Haswell fixes them.
+# Read where each library starts (numpy: at import), so they must be in a job's environment before
+# Python starts: the Snakefile sets them in its own process, which jobs inherit (local jobs and
+# sbatch's --export=ALL alike). AVX2 is what every x86-64 server of the last decade has.
+# Checked: pinned, an AVX-512 Xeon gives the data files of an AVX2-only Intel CPU (qemu -cpu
+# Haswell) bit for bit up to training, and the same weights in torch training steps; unpinned,
+# numpy's AVX-512 log10 and power already change `simulate`.
+def _numpy_dispatch() -> tuple[list[str], dict[str, bool]]:
+    """numpy's dispatch targets (what it was built for) and the CPU features it uses here."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return list(__cpu_dispatch__), dict(__cpu_features__)
+
+
+def _numpy_targets_above_avx2() -> str:
+    """numpy's dispatch targets that need AVX-512 ('' where it has none, e.g. on ARM)."""
+    targets, _ = _numpy_dispatch()
+    return " ".join(target for target in targets if target == "X86_V4" or target.startswith("AVX512"))
+
+
+def _avx2_pins() -> dict[str, str]:
+    pins = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+    numpy_targets = _numpy_targets_above_avx2()
+    if numpy_targets:
+        pins["NPY_DISABLE_CPU_FEATURES"] = numpy_targets
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        pins["OPENBLAS_CORETYPE"] = "Haswell"
+    return pins
+
+
+CPU_ISA_PINS = {"avx2": _avx2_pins(), "native": {}}
+# Every variable a pin may set: pin_cpu_isa clears them all first, so that `native` unpins.
+_PIN_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES",
+                  "OPENBLAS_CORETYPE")
 
 
 def pin_cpu_isa(isa: str, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Pin torch's CPU kernels to one instruction set (config `cpu_isa`), so that a run repeats
-    bit for bit on any x86 machine that has it, given the same thread count. `native` leaves the
-    choice to the libraries (fastest on AVX-512/AMX machines, repeatable on that CPU only).
+    """Pin the CPU kernels of torch, numpy and OpenBLAS to one instruction set (config `cpu_isa`),
+    so that a run repeats bit for bit on any x86 machine that has it, given the same thread
+    counts. `native` leaves the choice to the libraries (fastest on AVX-512/AMX machines,
+    repeatable on that CPU only).
 
     Sets the variables in `environ` (default: this process's, which jobs started from it
-    inherit); they take effect where torch has not yet run a kernel. Returns what it set."""
+    inherit); they take effect in processes started afterwards (numpy, OpenBLAS) or where torch
+    has not yet run a kernel. Returns what it set."""
     if isa not in CPU_ISA_PINS:
         raise ConfigError(f"cpu_isa must be one of {sorted(CPU_ISA_PINS)}, not {isa!r}")
     environ = os.environ if environ is None else environ
-    for name in {key for pins in CPU_ISA_PINS.values() for key in pins}:
+    for name in _PIN_VARIABLES:
         environ.pop(name, None)
     environ.update(CPU_ISA_PINS[isa])
     return dict(CPU_ISA_PINS[isa])
@@ -55,6 +99,31 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def numpy_targets_in_use() -> list[str]:
+    """numpy's dispatch targets this process runs (after NPY_DISABLE_CPU_FEATURES)."""
+    targets, features = _numpy_dispatch()
+    return [target for target in targets if features.get(target)]
+
+
+def openblas_core() -> str:
+    """The kernel set numpy's OpenBLAS runs in this process ('Haswell', 'SkylakeX', ...), '' if unknown."""
+    import ctypes
+    import glob
+
+    import numpy as np
+
+    libs = Path(np.__file__).parent.parent / "numpy.libs"
+    for lib in sorted(glob.glob(str(libs / "*openblas*.so*"))):
+        for symbol in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
+            try:
+                function = getattr(ctypes.CDLL(lib), symbol)
+            except (OSError, AttributeError):
+                continue
+            function.restype = ctypes.c_char_p
+            return function().decode()
+    return ""
+
+
 def cpu_arithmetic() -> dict[str, Any]:
     """What decided this process's CPU arithmetic, for provenance beside models and scores."""
     import torch
@@ -62,7 +131,9 @@ def cpu_arithmetic() -> dict[str, Any]:
     return {
         "capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
-        **{name: os.environ.get(name, "") for name in CPU_ISA_PINS["avx2"]},
+        "numpy_targets": numpy_targets_in_use(),
+        "openblas_core": openblas_core(),
+        **{name: os.environ.get(name, "") for name in _PIN_VARIABLES},
     }
 
 

@@ -1,0 +1,498 @@
+"""Manifest of a finished demo: one digest per data file under results/, to check a run against.
+
+`lymannet check-demo --write` records the manifest of a finished `./run demo`; `lymannet check-demo`
+compares another finished demo (another machine, a later commit) with it and names the first
+differing file in DAG order, so that a difference is traced to the stage that made it.
+
+Which files: the data files, by suffix (FITS, CSV, TSV, NPY/NPZ, model files .pt, JSON, YAML,
+Markdown).
+
+What is compared: the data, not when, where or how fast it was made. Outputs also record that;
+two runs of one commit on one machine differ in these fields only (measured on the small DAG,
+config/small.yaml: 436 data files, 50 with other bytes, none with other content): provenance
+records (creation time, the command with Snakemake's temporary script path, sha256 of the inputs,
+which hold provenance themselves), training and search timings (`seconds`, `train_seconds`,
+Optuna's `datetime_*`, `duration`, and each trial's heartbeat, host, pid), peak memory, and
+digests of model or training files, which hold such timings (MODELSHA, CFGHASH, `model_sha256`).
+The git revision (GITREV, `git_revision`) and the package versions of the provenance change with
+every commit or environment and are left out too. A digest covers a file without those fields
+(:data:`VOLATILE_FIELDS`, :data:`VOLATILE_FITS_CARDS`):
+
+* FITS: every HDU but ``PROVENANCE``, header cards and data, less the cards in
+  :data:`VOLATILE_FITS_CARDS`;
+* CSV, TSV and Markdown tables: the rows without volatile columns (by header name); in Markdown,
+  hex digests of 12 or more characters (a model's sha256, a git revision) are masked;
+* JSON and YAML: the parsed content without volatile keys (at any depth);
+* model files (.pt): the saved payload (weights as dtype, shape and bytes) without volatile keys;
+* NPZ: each member's name and bytes (not the zip's timestamps); a member holding one JSON string
+  (a 'meta' record) without volatile keys;
+* everything else, and every file that holds no volatile field: the sha256 of the file's bytes,
+  as `sha256sum` gives it.
+
+Left out entirely: figures, logs, markers, the HTML report, and training checkpoints (resume
+points a cut run leaves).
+
+A manifest is text in `sha256sum`'s layout (``<digest>  <path>``, paths from the repository root),
+in DAG order, after a first line ``# lymannet-demo-manifest 1 ...``. A file without that line is
+read as a plain `sha256sum` manifest and checked on the files' bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+import io
+import json
+import math
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["DATA_SUFFIXES", "RULE_ORDER", "VOLATILE_FIELDS", "CheckResult", "check_manifest", "dag_key",
+           "data_files", "file_digest", "read_manifest", "rule_of", "write_manifest"]
+
+HEADER = "# lymannet-demo-manifest 1"
+HEADER_LINE = (f"{HEADER}: <digest>  <path> per data file in DAG order; digest = sha256 of the file, "
+               "or of its content without volatile fields (lymannet.manifest); check with `lymannet check-demo`")
+RESULTS_PREFIX = "results"
+DATA_SUFFIXES = (".fits", ".fit", ".csv", ".tsv", ".npy", ".npz", ".pt", ".json", ".yaml", ".yml", ".md")
+
+# Rules in DAG order (a rule comes after every rule whose outputs it reads). A file goes to the
+# first rule of RULE_PATTERNS whose pattern matches its path below results/ ("*" spans folders);
+# a file no pattern matches comes last.
+RULE_ORDER = (
+    "simulate", "fourmost_simulate", "ingest", "fourmost_ingest", "holdout", "testset", "resample_templates",
+    "augment", "combine", "check_leakage", "tune", "train", "calibrate", "select_model", "fourmost_train",
+    "learn_templates", "predict", "score", "compare", "fourmost_score", "fourmost_summary", "fourmost_study",
+    "classify", "classify_merge", "vi_sample", "experiments",
+)
+RULE_PATTERNS = (
+    ("simulated/*", "simulate"),
+    ("fourmost/*/spectra/*", "fourmost_simulate"),
+    ("fourmost/*/dlas.fits", "fourmost_simulate"),
+    ("fourmost/*/list_templates.txt", "fourmost_simulate"),
+    ("ingested/*", "ingest"),
+    ("fourmost/*/ingested.fits", "fourmost_ingest"),
+    ("pool/*", "holdout"),
+    ("holdout/*", "holdout"),
+    ("testsets/*", "testset"),
+    ("resampled/*", "resample_templates"),
+    ("variants/*", "augment"),
+    ("combos/*", "combine"),
+    ("checks/*", "check_leakage"),
+    ("tune/*", "tune"),
+    ("models/*/*/model.pt", "train"),
+    ("models/*/*/history.csv", "train"),
+    ("models/*/*/calibrat*", "calibrate"),
+    ("models/selected*", "select_model"),
+    ("fourmost/*/models/*", "fourmost_train"),
+    ("baseline/*", "learn_templates"),
+    ("predictions/*", "predict"),
+    ("scores/*", "score"),
+    ("summary.*", "compare"),
+    ("fourmost/*/redshift/*", "fourmost_score"),
+    ("fourmost/*/dla_presence/*", "fourmost_score"),
+    ("fourmost/*/dla_location/*", "fourmost_score"),
+    ("fourmost/*/summary.*", "fourmost_summary"),
+    ("fourmost/*/studies/*", "fourmost_study"),
+    ("classify/*/vi_sample/*", "vi_sample"),
+    ("classify/*/catalogue.fits", "classify_merge"),
+    ("classify/*/failures.tsv", "classify_merge"),
+    ("classify/*/summary.*", "classify_merge"),
+    ("classify/*", "classify"),  # batches/*.tsv and the per-coadd catalogues
+    ("experiments/*", "experiments"),
+)
+
+# Keys (JSON, YAML, model payloads) and table columns (CSV, TSV, Markdown) that record when, where
+# or how fast a file was made, or hash a file that does: left out of the digest. Lower case.
+VOLATILE_FIELDS = frozenset({
+    "provenance", "created_utc", "command", "git_revision",
+    "seconds", "train_seconds", "spectra_per_s", "peak_rss_mb", "peak_gpu_mb",
+    "datetime_start", "datetime_complete", "duration",
+    "user_attrs_heartbeat", "user_attrs_host", "user_attrs_pid",
+    "sha256", "model_sha256",
+})
+# FITS header cards of the same kind (the PROVENANCE HDU is left out whole).
+# CFGHASH: a config hash that may cover input-file hashes (the learned templates' training file).
+VOLATILE_FITS_CARDS = frozenset({"GITREV", "MODELSHA", "SRCMTIME", "CFGHASH", "DATE", "CHECKSUM", "DATASUM"})
+PROVENANCE_EXTNAME = "PROVENANCE"
+
+BLOCK = 2880
+CARD = 80
+CHUNK = 1 << 20
+
+
+def is_volatile(name: str) -> bool:
+    return str(name).strip().lower() in VOLATILE_FIELDS
+
+
+# ----------------------------------------------------------------------------------------------
+# Which files, in which order
+
+
+def rule_of(relative: str) -> str | None:
+    """The rule that writes `relative` (a path below results/, '/'-separated), or None."""
+    for pattern, rule in RULE_PATTERNS:
+        if fnmatch.fnmatchcase(relative, pattern):
+            return rule
+    return None
+
+
+def dag_key(relative: str) -> tuple[int, str]:
+    """Sort key: DAG order of the writing rule, then the path."""
+    rule = rule_of(relative)
+    return (RULE_ORDER.index(rule) if rule in RULE_ORDER else len(RULE_ORDER), relative)
+
+
+def is_data_file(path: Path) -> bool:
+    return path.suffix.lower() in DATA_SUFFIXES and not path.name.startswith(".")
+
+
+def _skipped(relative: str) -> bool:
+    """Resume points of training jobs (left only by a cut run), not results."""
+    return "checkpoints" in relative.split("/")[:-1]
+
+
+def data_files(results: Path) -> list[str]:
+    """Data files below `results`, as paths relative to it, in DAG order."""
+    results = Path(results)
+    found = [p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file() and is_data_file(p)]
+    return sorted((name for name in found if not _skipped(name)), key=dag_key)
+
+
+# ----------------------------------------------------------------------------------------------
+# Digests
+
+
+def bytes_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digest(path: str | Path, content: bool = True) -> str:
+    """sha256 of the file's content without volatile fields (`content`), or of its bytes."""
+    path = Path(path)
+    if not content:
+        return bytes_digest(path)
+    suffix = path.suffix.lower()
+    if suffix in (".fits", ".fit"):
+        return _fits_digest(path)
+    if suffix in (".csv", ".tsv"):
+        return _table_digest(path, "\t" if suffix == ".tsv" else ",")
+    if suffix == ".md":
+        return _markdown_digest(path)
+    if suffix == ".json":
+        return _tree_digest(path, json.loads(path.read_text()))
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return _tree_digest(path, yaml.safe_load(path.read_text()))
+    if suffix == ".pt":
+        return _model_digest(path)
+    if suffix == ".npz":
+        return _npz_digest(path)
+    return bytes_digest(path)
+
+
+def _fits_digest(path: Path) -> str:
+    """HDU by HDU, from the file's blocks: header cards (less volatile ones) and data bytes; the
+    PROVENANCE HDU left out. A file with neither gives its plain sha256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            header = _read_fits_header(handle)
+            if header is None:
+                break
+            if not header.startswith((b"SIMPLE  ", b"XTENSION")):  # bytes after the last HDU, as they are
+                digest.update(header)
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+                break
+            cards = [header[i : i + CARD] for i in range(0, len(header), CARD)]
+            values = _fits_values(cards)
+            size = _fits_data_bytes(values)
+            if values.get("EXTNAME", "").strip() == PROVENANCE_EXTNAME:
+                handle.seek(size, 1)
+                continue
+            kept = [card for card in cards
+                    if card[:8].decode("ascii", "replace").strip() not in VOLATILE_FITS_CARDS]
+            if len(kept) == len(cards):
+                digest.update(header)
+            else:  # blanks for the dropped cards keep the header's length
+                digest.update(b"".join(kept) + b" " * CARD * (len(cards) - len(kept)))
+            while size > 0:
+                chunk = handle.read(min(size, CHUNK))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size -= len(chunk)
+    return digest.hexdigest()
+
+
+def _read_fits_header(handle: Any) -> bytes | None:
+    """The next header's blocks up to its END card; None at the end of the file. What does not
+    start a header (padding after the last HDU) comes back as one block."""
+    blocks = []
+    while True:
+        block = handle.read(BLOCK)
+        if not blocks and (len(block) < BLOCK or not block.startswith((b"SIMPLE  ", b"XTENSION"))):
+            return block or None
+        if len(block) < BLOCK:
+            raise ValueError(f"{handle.name}: truncated FITS header")
+        blocks.append(block)
+        if any(block[i : i + 8] == b"END     " for i in range(0, BLOCK, CARD)):
+            return b"".join(blocks)
+
+
+def _fits_values(cards: list[bytes]) -> dict[str, str]:
+    values = {}
+    for card in cards:
+        key = card[:8].decode("ascii", "replace").strip()
+        if card[8:10] == b"= ":
+            value = card[10:].decode("ascii", "replace").strip()
+            if value.startswith("'"):  # a string: up to its closing quote ('' is a quote inside)
+                value = re.match(r"'((?:[^']|'')*)'?", value).group(1).replace("''", "'").rstrip()
+            else:
+                value = value.split("/")[0].strip()
+            values.setdefault(key, value)
+    return values
+
+
+def _fits_data_bytes(values: dict[str, str]) -> int:
+    naxis = int(values.get("NAXIS", "0"))
+    if naxis == 0:
+        return 0
+    elements = math.prod(int(values[f"NAXIS{i}"]) for i in range(1, naxis + 1))
+    groups, heap = int(values.get("GCOUNT", "1")), int(values.get("PCOUNT", "0"))
+    size = abs(int(values["BITPIX"])) // 8 * groups * (heap + elements)
+    return -(-size // BLOCK) * BLOCK
+
+
+def _table_digest(path: Path, delimiter: str) -> str:
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return bytes_digest(path)
+    header = next(csv.reader([lines[0]], delimiter=delimiter))
+    keep = [i for i, name in enumerate(header) if not is_volatile(name)]
+    if len(keep) == len(header):
+        return bytes_digest(path)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+        writer.writerow([row[i] for i in keep if i < len(row)])
+    return hashlib.sha256(out.getvalue().encode()).hexdigest()
+
+
+_MD_SPLIT = re.compile(r"(?<!\\)\|")
+_HEX = re.compile(r"\b[0-9a-f]{12,64}\b")  # a sha256 or git revision, whole or abbreviated
+
+
+def _markdown_digest(path: Path) -> str:
+    """Markdown tables lose their volatile columns (by header cell), and hex digests of 12 or more
+    characters in the text (model sha256, git revision) are masked; the rest stays."""
+    lines = path.read_text().splitlines(keepends=True)
+    out, drop, changed = [], None, False
+    for line in lines:
+        masked = _HEX.sub("<hex>", line)
+        changed |= masked != line
+        line = masked
+        is_row = line.lstrip().startswith("|")
+        if not is_row:
+            drop = None
+        elif drop is None:  # a table's header row
+            cells = _MD_SPLIT.split(line.rstrip("\n"))
+            drop = {j for j, cell in enumerate(cells) if cell.strip() and is_volatile(cell)}
+        if is_row and drop:
+            cells = _MD_SPLIT.split(line.rstrip("\n"))
+            line = "|".join(cell for j, cell in enumerate(cells) if j not in drop) + "\n"
+            changed = True
+        out.append(line)
+    if not changed:
+        return bytes_digest(path)
+    return hashlib.sha256("".join(out).encode()).hexdigest()
+
+
+def _strip(tree: Any) -> tuple[Any, bool]:
+    """`tree` without volatile keys at any depth, and whether any was found."""
+    if isinstance(tree, dict):
+        kept, found = {}, False
+        for key, value in tree.items():
+            if is_volatile(key):
+                found = True
+                continue
+            kept[key], inner = _strip(value)
+            found |= inner
+        return kept, found
+    if isinstance(tree, (list, tuple)):
+        items = [_strip(value) for value in tree]
+        return type(tree)(item for item, _ in items), any(inner for _, inner in items)
+    return tree, False
+
+
+def _tree_digest(path: Path, tree: Any) -> str:
+    stripped, found = _strip(tree)
+    if not found:
+        return bytes_digest(path)
+    digest = hashlib.sha256()
+    _feed(digest, stripped)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """A canonical byte stream of a nested value: type tags, sorted keys, exact numbers and bytes."""
+    if isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            _feed(digest, key)
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    elif isinstance(value, np.ndarray):
+        digest.update(f"A{value.dtype.str}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif _is_tensor(value):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(_torch().uint8).numpy().tobytes())
+    else:
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _is_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def _model_digest(path: Path) -> str:
+    """A torch.save'd payload: its tree without volatile keys (weights as dtype, shape and bytes).
+    Loaded as data only (weights_only) where it can be, as the pipeline loads its own models."""
+    torch = _torch()
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # a payload with other objects (this run's own file)
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    digest = hashlib.sha256()
+    _feed(digest, _strip(payload)[0])
+    return digest.hexdigest()
+
+
+def _npz_digest(path: Path) -> str:
+    """Member by member (names and .npy bytes); a member that holds one JSON string (a 'meta'
+    record) counts as its content without volatile keys."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for info in sorted(archive.infolist(), key=lambda item: item.filename):
+            data = archive.read(info)
+            digest.update(info.filename.encode() + b"\0")
+            tree = _json_member(data)
+            if tree is None:
+                digest.update(hashlib.sha256(data).digest())
+            else:
+                member = hashlib.sha256()
+                _feed(member, _strip(tree)[0])
+                digest.update(member.digest())
+    return digest.hexdigest()
+
+
+def _json_member(data: bytes) -> Any:
+    """The JSON value of an .npy member that is one string, else None."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError:
+        return None
+    if array.shape != () or array.dtype.kind not in "US":
+        return None
+    text = array.item().decode() if array.dtype.kind == "S" else array.item()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing and checking
+
+
+def write_manifest(results: str | Path, manifest: str | Path) -> int:
+    """Write the manifest of the finished demo in `results`; return the number of files."""
+    results, manifest = Path(results), Path(manifest)
+    names = data_files(results)
+    lines = [HEADER_LINE]
+    lines += [f"{file_digest(results / name)}  {RESULTS_PREFIX}/{name}" for name in names]
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("\n".join(lines) + "\n")
+    return len(names)
+
+
+def read_manifest(manifest: str | Path) -> tuple[bool, dict[str, str]]:
+    """(content digests?, {path below results/: digest}). Plain `sha256sum` files give bytes digests."""
+    text = Path(manifest).read_text()
+    content = text.startswith(HEADER)
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            digest, sep, name = line.partition(" *")  # sha256sum's binary-mode marker
+        if not sep or len(digest) != 64:
+            raise ValueError(f"{manifest}:{number}: not '<sha256>  <path>': {line!r}")
+        name = name.strip()
+        prefix = RESULTS_PREFIX + "/"
+        entries[name[len(prefix) :] if name.startswith(prefix) else name] = digest.lower()
+    return content, entries
+
+
+@dataclass
+class CheckResult:
+    checked: int = 0
+    differing: list[str] = field(default_factory=list)  # paths below results/, DAG order
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # data files the manifest does not list
+    content: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.differing and not self.missing
+
+    def first(self) -> str | None:
+        """The first differing or missing file in DAG order."""
+        bad = sorted(self.differing + self.missing, key=dag_key)
+        return bad[0] if bad else None
+
+
+def check_manifest(results: str | Path, manifest: str | Path,
+                   names: Iterable[str] | None = None) -> CheckResult:
+    """Compare the data files in `results` with `manifest` (see the module's docstring)."""
+    results = Path(results)
+    content, expected = read_manifest(manifest)
+    result = CheckResult(content=content)
+    for name in sorted(expected if names is None else names, key=dag_key):
+        path = results / name
+        if not path.is_file():
+            result.missing.append(name)
+            continue
+        result.checked += 1
+        if file_digest(path, content=content) != expected[name]:
+            result.differing.append(name)
+    result.extra = [name for name in data_files(results) if name not in expected]
+    return result
