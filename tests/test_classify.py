@@ -297,7 +297,7 @@ def test_batches_are_stable_when_files_are_added():
 
 
 def test_plan_names_the_entry_for_bad_models_and_empty_globs(tmp_path):
-    base = {"runs": [{"model": "initial", "combo": "initial"}], "score": {"default_threshold": 0.7, "min_lines": 2}}
+    base = {"runs": [{"model": "initial", "combo": "initial"}], "score": {"c_th": 0.7, "min_lines": 2}}
     config = dict(base, classify={"sky": {"model": {"model": "initial", "combo": "initial"},
                                           "files": [str(tmp_path / "coadd.fits")]}})
     plan = classify_plan(config)["sky"]

@@ -73,3 +73,16 @@ def test_fourmost_training_defaults_equal_the_schema():
     # `loss` is configured per task (fourmost.redshift.loss), not per model's train block
     assert {k: v for k, v in FOURMOST_TRAIN_DEFAULTS.items() if k != "loss"} == train
     assert FOURMOST_TRAIN_DEFAULTS["loss"] == schema["properties"]["redshift"]["properties"]["loss"]["default"]
+
+
+def test_one_detection_threshold_name_and_default():
+    """c_th is the one name of the line-confidence threshold (config score.c_th, CTHRESH in the
+    catalogues), with one default, which the schema, scoring, prediction and classify share."""
+    from lymannet.classify import ClassifyOptions
+    from lymannet.metrics import DEFAULT_C_TH
+
+    score = _defaults(_schema("config.schema.yaml")["properties"]["score"]["properties"])
+    assert "default_threshold" not in score
+    assert score["c_th"] == DEFAULT_C_TH == ScoreOptions().c_th == PredictOptions().c_th
+    assert ScoreOptions.from_config({}).c_th == DEFAULT_C_TH
+    assert ClassifyOptions().default_c_th == DEFAULT_C_TH

@@ -195,7 +195,7 @@ def test_options_from_config():
     options = ScoreOptions.from_config({"dz_max": 0.05, "dv_max_kms": None, "target_class": "LBG",
                                         "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 201}, "min_lines": 1})
     assert len(options.thresholds) == 201 and options.thresholds[1] == pytest.approx(0.005)
-    assert options.default_threshold == 0.5
+    assert options.c_th == 0.5
     with pytest.raises(ConfigError):
         ScoreOptions.from_config({"min_lines": 0})
 

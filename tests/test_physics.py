@@ -1,7 +1,8 @@
-"""Shared simulator physics: both simulators put the night-sky lines at their vacuum wavelengths
-and count photons and AB magnitudes the same way."""
+"""Shared simulator physics: both simulators put the night-sky lines at their vacuum wavelengths,
+draw the same BAL troughs and count photons and AB magnitudes the same way."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lymannet import physics, simulate
@@ -70,3 +71,21 @@ def test_both_simulators_draw_the_shared_quasar_lines():
     assert lines["CIV"].ew == pytest.approx(23.8) and lines["MGII"].ew == pytest.approx(32.3)  # Vanden Berk 2001
     params = fourmost_simulate.draw_sightlines({"n_spectra": 3}, 1)
     assert params["ew_scatter"].shape == (3, len(physics.QSO_BROAD_LINES))
+
+
+def test_both_simulators_draw_the_same_bal_trough():
+    """A BAL quasar at z = 2.8 with troughs at 3,000-12,000 km/s of depth 0.7: the DESI simulator
+    (depth) and the 4MOST one (the CIV trough's optical depth) absorb the same pixels as much."""
+    z, v_min, v_max, depth = 2.8, 3000.0, 12000.0, 0.7
+    objects = pd.DataFrame({"Z": [z], "BAL_DEPTH": [depth], "BAL_VMIN_KMS": [v_min], "BAL_VMAX_KMS": [v_max]})
+    desi_wave = simulate.instrument().wave
+    desi = simulate._bal_transmission(objects)[0]
+    fourmost_wave = fourmost_simulate.wavelength_grid()
+    fourmost = fourmost_simulate.bal_trough_transmission(fourmost_wave, z, v_min, v_max, -np.log(1 - depth))
+    shared = (fourmost_wave > desi_wave[0]) & (fourmost_wave < desi_wave[-1])
+    assert np.interp(fourmost_wave[shared], desi_wave, desi) == pytest.approx(fourmost[shared], abs=0.01)
+    for _, rest, strength in physics.BAL_LINES:  # every line's trough, mid-way between v_min and v_max
+        centre = rest * (1 + z) * (1 - 7500.0 / physics.C_KMS)
+        if fourmost_wave[0] < centre < fourmost_wave[-1]:
+            assert np.interp(centre, fourmost_wave, fourmost) == pytest.approx(1 - strength * depth, abs=0.02)
+    assert desi[desi_wave > 1549.06 * (1 + z) * 1.01].min() == 1.0  # nothing redward of CIV

@@ -90,7 +90,7 @@ def test_catalogue_columns_and_values(tmp_path, stand_in):
     model_path = tmp_path / "model.pt"
     model_path.write_bytes(b"weights")
     predict_file(str(model_path), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
-                 {"default_threshold": 0.5, "min_lines": 1, "batch_size": 7, "bf16": True, "dz_max": 0.05})
+                 {"c_th": 0.5, "min_lines": 1, "batch_size": 7, "bf16": True, "dz_max": 0.05})
     assert stand_in.calls == [(5, 7, True)]
     cat = read_catalogue(tmp_path / "pred.fits")
     table = cat.table
@@ -123,7 +123,7 @@ def test_catalogue_columns_and_values(tmp_path, stand_in):
 def test_min_lines_two(tmp_path, stand_in):
     write_testset(tmp_path / "test.fits")
     predict_file(str(tmp_path / "m.pt"), str(tmp_path / "test.fits"), str(tmp_path / "p.fits"),
-                                {"default_threshold": 0.5, "min_lines": 2})
+                                {"c_th": 0.5, "min_lines": 2})
     # lines > 0.5 per row: 2, 0, 1, 0, 3
     assert read_catalogue(tmp_path / "p.fits").table["IS_LBG"].tolist() == [True, False, False, False, True]
 
@@ -177,7 +177,7 @@ def test_real_model_file_end_to_end(tmp_path, family):
     path = real_model_file(tmp_path, family)
     write_testset(tmp_path / "test.fits", n=6)
     predict_file(str(path), str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
-                                {"default_threshold": 0.5, "min_lines": 1, "batch_size": 4})
+                                {"c_th": 0.5, "min_lines": 1, "batch_size": 4})
     cat = read_catalogue(tmp_path / "pred.fits")
     expected = [line.name for line in LBG_LINES] if family == "quasarnet" else ["CLASS"]
     assert cat.line_names == expected

@@ -151,7 +151,7 @@ def test_report_of_the_demo(demo_run):
 MINI_SNAKEFILE = """
 report: "{repo}/workflow/report/workflow.rst"
 config = {{"score": {{"dz_max": 0.05, "dv_max_kms": None, "target_class": "LBG", "min_lines": 1,
-                      "default_threshold": 0.5, "threshold_grid": {{"start": 0, "stop": 1, "n": 51}}}}}}
+                      "c_th": 0.5, "threshold_grid": {{"start": 0, "stop": 1, "n": 51}}}}}}
 RUNS = [("initial", "initial"), ("classic", "data_to_train_1")]
 rule all:
     input: "results/summary.md"

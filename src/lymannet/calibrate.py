@@ -24,7 +24,7 @@ from .calibration import (Calibration, detection_score, fit_calibration, line_sp
                           zerr_coverage)
 from .errors import LymannetError
 from .fileio import atomic_path, write_json_atomic
-from .lines import votes_by_name
+from .lines import LYA, votes_by_name  # LYA: box edges are shown in Ly-alpha's redshift
 from .metrics import ScoreOptions, correct_redshift
 from .modelfile import load_model_file, write_calibrated_model_file
 from .predict import PredictOptions, has_line_finder, predict_testset
@@ -32,7 +32,6 @@ from .predict import PredictOptions, has_line_finder, predict_testset
 log = logging.getLogger("lymannet.calibrate")
 
 NZ_BIN = 0.02  # N(z) bins of the selected objects against the truth
-LYA = 1215.67  # the LBG line finder's strongest line: box edges are shown in its redshift
 
 
 def calibrate_model(model: str, val: str, out_model: str, out_json: str, out_figure: str,

@@ -52,9 +52,9 @@ from .fileio import atomic_path, file_sha256, first_line, git_revision, write_te
 from .grid import Grid
 from .ingest import load_truth
 from .lines import Line, line_votes
-from .metrics import ScoreOptions, correct_redshift
+from .metrics import DEFAULT_C_TH, ScoreOptions, correct_redshift
 from .preprocess import INFERENCE_BATCH
-from .runtime import Progress
+from .runtime import Progress, pick_device
 
 log = logging.getLogger("lymannet.classify")
 
@@ -71,7 +71,6 @@ UP_TO_DATE_KEYS = ("LNFORMAT", "LNVER", "MODELSHA", "CTHRESH", "MINLINES", "FIBS
                    "SRCMTIME")
 SAME_RULE_KEYS = ("MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "PRIORSRV")  # a merged catalogue has one of each
 CONFIDENCE_BINS = np.linspace(0.0, 1.0, 51)
-DEFAULT_C_TH = 0.5  # score.default_threshold's default: uncalibrated weights' c_th
 Z_BIN = 0.05
 
 
@@ -81,7 +80,7 @@ class ClassifyOptions:
 
     c_th: float | None = None  # None: the model's working point, else DEFAULT_C_TH
     min_lines: int = 1
-    default_c_th: float = DEFAULT_C_TH  # uncalibrated weights without c_th (score.default_threshold)
+    default_c_th: float = DEFAULT_C_TH  # uncalibrated weights without c_th (score.c_th)
     target_fraction: float | None = None  # the survey's expected class mix (None: the validation's)
     working_point: Mapping[str, float] | None = None  # another working point than the model's
     batch_size: int = INFERENCE_BATCH
@@ -154,17 +153,6 @@ class Classifier:
     @property
     def target_class(self) -> str:
         return str(self.loaded.target_class).upper()
-
-
-def pick_device(device: str) -> str:
-    """'auto': CUDA when this job has a GPU, else the CPU."""
-    import torch  # here, not at the top: the Snakefile imports this module to plan jobs
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device here (use auto or cpu)")
-    return device
 
 
 def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
@@ -330,7 +318,7 @@ def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
         score = config.get("score") or {}
         if options["min_lines"] is None:
             options["min_lines"] = score.get("min_lines", 1)
-        options["default_c_th"] = score.get("default_threshold", DEFAULT_C_TH)
+        options["default_c_th"] = score.get("c_th", DEFAULT_C_TH)
         plans[name] = CatalogueJobs(name, str(model), root, plan_batches(files, spec.get("files_per_job", 20)),
                                     options, spec.get("truth"))
     return plans
@@ -820,7 +808,7 @@ def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> 
     ax_z.set(xlabel="Z (most confident line)", ylabel=f"{cls} per {Z_BIN} in z",
              title=f"N(z) of the {summary.counts['n_selected']:,} {cls} selected")
     ax_c.stairs(summary.confidence_histogram, CONFIDENCE_BINS, fill=True, alpha=0.7)
-    ax_c.axvline(float(h.get("CTHRESH", 0.5)), color="k", linestyle="--", label=f"c_th = {h.get('CTHRESH')}")
+    ax_c.axvline(float(h.get("CTHRESH", DEFAULT_C_TH)), color="k", linestyle="--", label=f"c_th = {h.get('CTHRESH')}")
     ax_c.set_yscale("log")  # the few confident spectra would vanish beside the many others
     ax_c.set_ylim(bottom=0.7)
     ax_c.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

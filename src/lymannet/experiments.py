@@ -33,10 +33,10 @@ import pandas as pd
 
 from .config import slugify
 from .errors import ConfigError
+from .lines import LYA
 
 INTERVAL_SUFFIXES = {"_lo": "lo68", "_hi": "hi68", "_lo95": "lo95", "_hi95": "hi95"}
 OVERLAP_A = 5800.0
-LYA_A = 1215.67
 KINDS = ("runs", "gallery", "search_chain", "seeds")
 
 
@@ -175,7 +175,7 @@ def run_metrics(table: pd.DataFrame, c_line: np.ndarray, options: Any, mark_z: f
     z_true, z_pred = table["Z"].to_numpy(float), table["Z_PRED"].to_numpy(float)
     is_target = table["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
     dz = np.abs(z_pred - z_true)[is_target]
-    detected = is_detected(c_line, options.default_threshold, options.min_lines)[is_target]
+    detected = is_detected(c_line, options.c_th, options.min_lines)[is_target]
     row = {
         "score": summary["score"],
         "threshold_at_crossing": summary["threshold_at_crossing"],
@@ -292,14 +292,14 @@ def compare_runs(spec: dict[str, Any], predictions: list[str], histories: list[s
         pe_curve_axes(ax_pe, evaluation.curve, evaluation.crossing, label=label, color=color, annotate=False)
         _interval_bar(ax_pe, evaluation.crossing, Interval.from_dict(evaluation.summary.get("score_interval")), color)
         is_target = tab["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
-        good = (is_detected(c_line, options.default_threshold, options.min_lines)
+        good = (is_detected(c_line, options.c_th, options.min_lines)
                 & correct_redshift(tab["Z_PRED"], tab["Z"], options.dz_max, options.dv_max_kms))[is_target]
         efficiency_vs_redshift_axes(ax_eff, tab["Z"].to_numpy(float)[is_target], good, edges, label=label, color=color)
         dz = np.abs(tab["Z_PRED"].to_numpy(float) - tab["Z"].to_numpy(float))[is_target]
         ax_dz.hist(np.clip(dz, 1e-4, None), bins=dz_edges, histtype="step", color=color, linewidth=1.5, label=label)
     ax_pe.set_title("purity (solid) and efficiency (dashed); P = E with its 68% interval", fontsize=9)
     ax_pe.legend(fontsize=6, ncol=1)
-    ax_eff.set_title(f"efficiency vs true z at $c_{{th}}$ = {options.default_threshold:g}", fontsize=9)
+    ax_eff.set_title(f"efficiency vs true z at $c_{{th}}$ = {options.c_th:g}", fontsize=9)
     ax_dz.axvline(options.dz_max, color="crimson", linestyle="--", linewidth=1)
     ax_dz.set_xscale("log")
     ax_dz.set_xlabel("$|z_{pred} - z_{true}|$ of true targets")
@@ -340,7 +340,7 @@ def _with_error(row: Any, column: str) -> str:
 
 def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options: Any) -> str:
     columns = ["run", "score", "efficiency_at_default", "median_abs_dz", "frac_dz_gt_max", "epochs"]
-    headers = ["run", "P=E score", f"efficiency at c_th={options.default_threshold:g}", "median |dz|",
+    headers = ["run", "P=E score", f"efficiency at c_th={options.c_th:g}", "median |dz|",
                f"share |dz|>{options.dz_max:g}", "epochs"]
     if "n_wrong_into_mark" in table:
         columns += ["n_pred_near_mark", "n_true_near_mark", "n_wrong_into_mark"]
@@ -561,8 +561,8 @@ def gallery_figure(panel: dict[str, Any], original: str, variant_files: list[str
             width = 40.0
             ax.axvspan(OVERLAP_A - width / 2, OVERLAP_A + width / 2, color="orange", alpha=0.3, linewidth=0)
         if "lya" in panel.get("mark", []) and np.isfinite(z):
-            ax.axvline(LYA_A * (1 + z), color="crimson", linestyle="--", linewidth=0.8)
-            ax.axvspan(LYA_A * (1 + z) - 20, LYA_A * (1 + z) + 20, color="crimson", alpha=0.12, linewidth=0)
+            ax.axvline(LYA * (1 + z), color="crimson", linestyle="--", linewidth=0.8)
+            ax.axvspan(LYA * (1 + z) - 20, LYA * (1 + z) + 20, color="crimson", alpha=0.12, linewidth=0)
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel("network input")
         ax.grid(alpha=0.3)

@@ -35,6 +35,8 @@ from importlib import resources
 import numpy as np
 from scipy.ndimage import convolve1d
 
+from .lines import LYMAN_LIMIT
+
 LYMAN_LIMIT_I14 = 911.8  # Angstrom; the value used in I14's continuum formulas
 # Absorber-redshift regime boundaries of I14 Table 2 / eqs. 21-29.
 Z1_LAF, Z2_LAF, Z1_DLA = 1.2, 4.7, 2.0
@@ -166,7 +168,6 @@ class MadauIGM:
     mean transmission."""
 
     LINES = ((1215.67, 3.6e-3), (1025.72, 1.7e-3), (972.537, 1.2e-3), (949.743, 9.3e-4))
-    LYMAN_LIMIT = 911.75
 
     def __init__(self, wave_obs: np.ndarray):
         self.wave = np.asarray(wave_obs, dtype=np.float64)
@@ -183,7 +184,7 @@ class MadauIGM:
 
     def lyman_continuum_tau(self, z: np.ndarray) -> np.ndarray:
         z = np.atleast_1d(np.asarray(z, dtype=np.float64))
-        xc = (self.wave / self.LYMAN_LIMIT)[None, :]
+        xc = (self.wave / LYMAN_LIMIT)[None, :]
         xe = (1.0 + z)[:, None]
         tau = (0.25 * xc**3 * (xe**0.46 - xc**0.46) + 9.4 * xc**1.5 * (xe**0.18 - xc**0.18)
                - 0.7 * xc**3 * (xc**-1.32 - xe**-1.32) - 0.023 * (xe**1.68 - xc**1.68))

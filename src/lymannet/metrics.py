@@ -55,6 +55,11 @@ C_LIGHT_KMS = 299_792.458
 CURVE_QUANTILES = 200  # saved curves add this many quantiles of the confidences to the grid
 
 
+# The detection threshold c_th on the line confidences (thesis section 2.3) where nothing else sets
+# it: config score.c_th, uncalibrated weights in `classify`. One default for the whole package.
+DEFAULT_C_TH = 0.5
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """The config's ``score:`` slice, with its defaults."""
@@ -64,7 +69,7 @@ class ScoreOptions:
     target_class: str = "LBG"
     thresholds: tuple[float, ...] = tuple(np.linspace(0.0, 1.0, 201))
     min_lines: int = 1
-    default_threshold: float = 0.5
+    c_th: float = DEFAULT_C_TH
     n_resamples: int = 1000  # bootstrap resamples of the test objects for the intervals (lymannet.bootstrap)
     bootstrap_seed: int = 0
 
@@ -78,7 +83,7 @@ class ScoreOptions:
             target_class=str(score.get("target_class", "LBG")),
             thresholds=tuple(threshold_grid(grid)),
             min_lines=int(score.get("min_lines", 1)),
-            default_threshold=float(score.get("default_threshold", 0.5)),
+            c_th=float(score.get("c_th", DEFAULT_C_TH)),
             n_resamples=int((score.get("bootstrap") or {}).get("n_resamples", 1000)),
             bootstrap_seed=int((score.get("bootstrap") or {}).get("seed", 0)),
         )
@@ -327,9 +332,9 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
                                           exact_thresholds(c_line, options.thresholds, options.min_lines),
                                           options.min_lines)
     crossing = pe_crossing(exact_curve)
-    purity, efficiency = purity_efficiency_at(c_line, is_target, is_correct, options.default_threshold,
+    purity, efficiency = purity_efficiency_at(c_line, is_target, is_correct, options.c_th,
                                               options.min_lines)
-    detected = is_detected(c_line, options.default_threshold, options.min_lines)
+    detected = is_detected(c_line, options.c_th, options.min_lines)
     warnings = [crossing.note] if crossing.note else []
     if not is_target.any():
         warnings.append(f"the test set has no {options.target_class}: efficiency is undefined")
@@ -343,7 +348,7 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
         "n_targets": int(is_target.sum()),
         "n_contaminants": int((~is_target).sum()),
         "target_class": options.target_class,
-        "default_threshold": options.default_threshold,
+        "c_th": options.c_th,
         "min_lines": options.min_lines,
         "purity_at_default": _json_float(purity),
         "efficiency_at_default": _json_float(efficiency),
@@ -360,7 +365,7 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
     summary["frac_catastrophic"] = summary["targets_redshift"]["frac_catastrophic"]
     # where the false positives come from, at the threshold the score is quoted at
     at_crossing = is_detected(c_line, crossing.threshold if np.isfinite(crossing.threshold)
-                              else options.default_threshold, options.min_lines)
+                              else options.c_th, options.min_lines)
     summary["false_positives_at_crossing"] = false_positives_by_population(catalogue, at_crossing, is_target)
     hit = np.zeros(len(catalogue))
     if chance_redshifts is None:
@@ -405,7 +410,7 @@ def score_intervals(confidence: np.ndarray, is_target: np.ndarray, is_correct: n
 
     def figures(rows: np.ndarray) -> np.ndarray:
         scores = resampler.scores(rows)
-        at_default = resampler.at_threshold(rows, options.default_threshold)
+        at_default = resampler.at_threshold(rows, options.c_th)
         with np.errstate(invalid="ignore", divide="ignore"):
             q = hit[rows].sum(axis=1) / n_targets if n_targets else np.full(len(rows), np.nan)
             chances = n_targets / n_objects * q

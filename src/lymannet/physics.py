@@ -16,6 +16,8 @@ from importlib import resources
 
 import numpy as np
 
+from .lines import LYMAN_LIMIT  # noqa: F401  (re-exported: the Lyman limit lives in lymannet.lines)
+
 C_KMS = 299792.458
 C_CMS = 2.99792458e10
 C_ANGSTROM_PER_S = 2.99792458e18
@@ -136,7 +138,6 @@ PW14_LOG_N_KNOTS = (12.0, 15.0, 17.0, 18.0, 20.0, 21.0, 21.5, 22.0)
 PW14_LOG_F_KNOTS = (-9.72, -14.41, -17.94, -19.39, -21.28, -22.82, -23.95, -25.50)
 PW14_Z_PIVOT, PW14_GAMMA = 2.4, 1.5  # l(X) ~ (1+z)^gamma around the pivot
 SIGMA_LYMAN_LIMIT = 6.304e-18  # cm^2, HI photo-ionisation cross-section at 912 A
-LYMAN_LIMIT = 911.753  # A
 
 
 def log_fn_pw14(log_n: np.ndarray, z: np.ndarray | float = PW14_Z_PIVOT) -> np.ndarray:
@@ -205,29 +206,40 @@ def lyman_limit_tau(wave_obs: np.ndarray, z_abs: float, log_n: float) -> np.ndar
 
 # --- broad absorption-line (BAL) troughs -----------------------------------------------------------
 
-# Rest wavelengths [A] and relative optical depths of the BAL troughs: CIV and NV strongest, then
-# Ly-alpha and SiIV (high-ionisation BALs; e.g. Hall et al. 2002, ApJS 141, 267; Gibson et al.
-# 2009, ApJ 692, 758 for CIV/SiIV trough depths). Doublets are treated as one line at their mean.
+# BAL troughs: the same outflow velocity profile in each high-ionisation line (rest vacuum A,
+# depth relative to CIV): CIV, SiIV (doublet centre), NV and Ly-alpha (Hall et al. 2002, ApJS 141,
+# 267; Gibson et al. 2009, ApJ 692, 758). Doublets are treated as one line at their mean. Both
+# simulators draw their BAL quasars' troughs with `bal_transmission`.
 BAL_LINES: tuple[tuple[str, float, float], ...] = (
     ("CIV", 1549.06, 1.0),
-    ("SIIV", 1396.76, 0.6),
-    ("NV", 1240.14, 0.8),
-    ("LYA", 1215.67, 0.7),
+    ("SIIV", 1396.76, 0.7),
+    ("NV", 1240.14, 0.9),
+    ("LYA", 1215.67, 0.8),
 )
+BAL_EDGE_KMS = 400.0  # logistic softening of the trough edges
 
 
-def bal_trough_tau(wave_rest: np.ndarray, v_min: float, v_max: float, tau_max: float,
-                   lines: tuple[tuple[str, float, float], ...] = BAL_LINES, edge_kms: float = 1000.0) -> np.ndarray:
-    """Optical depth of broad absorption troughs in the quasar's rest frame: for every line,
-    outflow velocities v_min..v_max [km/s, positive = blueshifted] absorb with depth
-    tau_max x its relative strength, a flat-bottomed profile with smooth (Gaussian, `edge_kms`) edges.
-    BAL quasars are ~15% of optically selected quasars at z > 1.6 (Trump et al. 2006; Gibson et al.
-    2009); the troughs need v_max - v_min >= 2000 km/s for a non-zero balnicity index."""
-    wave_rest = np.asarray(wave_rest, float)
-    tau = np.zeros_like(wave_rest)
-    for _, wavelength, strength in lines:
-        velocity = (wavelength - wave_rest) / wavelength * C_KMS  # blueshift of the absorbing gas
-        shape = np.where(velocity < v_min, np.exp(-0.5 * ((velocity - v_min) / edge_kms) ** 2),
-                         np.where(velocity > v_max, np.exp(-0.5 * ((velocity - v_max) / edge_kms) ** 2), 1.0))
-        tau += tau_max * strength * shape
-    return tau
+def bal_transmission(wave: np.ndarray, one_plus_z, v_min, v_max, depth,
+                     lines: tuple[tuple[str, float, float], ...] = BAL_LINES,
+                     edge_kms: float = BAL_EDGE_KMS) -> np.ndarray:
+    """Multiplicative transmission of broad absorption troughs at observed wavelengths `wave`
+    [A]: in every line, outflow velocities v_min..v_max [km/s, positive = blueshifted] absorb a
+    fraction `depth` (0-1) x the line's relative strength, flat-bottomed with logistic edges of
+    width `edge_kms`. The troughs absorb continuum and emission alike. Arguments broadcast (one
+    quasar per row: `wave` (1, P), the others (N, 1)); computed in `wave`'s float dtype, so that
+    the DESI simulator's float32 spectra repeat bit for bit. BAL quasars are ~15% of optically
+    selected quasars at z > 1.6 (Trump et al. 2006; Gibson et al. 2009); a non-zero balnicity
+    index needs v_max - v_min >= 2000 km/s."""
+    from scipy.special import expit
+
+    wave = np.asarray(wave)
+    real = wave.dtype.type if wave.dtype.kind == "f" else np.float64
+    edge = real(edge_kms)
+    shape = np.broadcast_shapes(wave.shape, *(np.shape(a) for a in (one_plus_z, v_min, v_max, depth)))
+    transmission = np.ones(shape, dtype=real)
+    for _, rest, relative in lines:
+        centre = real(rest) * one_plus_z
+        velocity = real(C_KMS) * (centre - wave) / centre  # outflow (blueshift) velocity, km/s
+        profile = expit((velocity - v_min) / edge) * expit((v_max - velocity) / edge)
+        transmission *= 1.0 - real(relative) * depth * profile
+    return transmission

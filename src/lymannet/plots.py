@@ -224,7 +224,7 @@ def efficiency_vs_magnitude_axes(ax: plt.Axes, truth: pd.DataFrame, is_good: np.
 
 def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, table: pd.DataFrame,
                  is_target: np.ndarray, is_good_default: np.ndarray, line_counts: pd.DataFrame,
-                 dz_max: float, target_class: str, default_threshold: float, title: str,
+                 dz_max: float, target_class: str, c_th: float, title: str,
                  chance: float | None = None) -> None:
     """The six-panel summary of one (model, combo, test set)."""
     fig, axes = plt.subplots(2, 3, figsize=(18, 10.5))
@@ -238,8 +238,8 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
     axes[0, 0].set_title("purity and efficiency vs confidence threshold")
 
     efficiency_vs_redshift_axes(axes[0, 1], z_true[is_target], is_good_default[is_target],
-                                redshift_edges(z_true[is_target]), label=f"$c_{{th}}$ = {default_threshold:g}")
-    axes[0, 1].set_title(f"efficiency vs true redshift ($c_{{th}}$ = {default_threshold:g})")
+                                redshift_edges(z_true[is_target]), label=f"$c_{{th}}$ = {c_th:g}")
+    axes[0, 1].set_title(f"efficiency vs true redshift ($c_{{th}}$ = {c_th:g})")
 
     redshift_scatter_axes(axes[0, 2], z_true, z_pred, table["C_BEST"].to_numpy(float), is_target, dz_max,
                           target_class)
@@ -252,7 +252,7 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
     axes[1, 1].set_title(f"most confident lines ({len(targets)} true targets)")
 
     efficiency_vs_magnitude_axes(axes[1, 2], targets, is_good_default[is_target])
-    axes[1, 2].set_title(f"efficiency vs magnitude per template ($c_{{th}}$ = {default_threshold:g})")
+    axes[1, 2].set_title(f"efficiency vs magnitude per template ($c_{{th}}$ = {c_th:g})")
 
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()

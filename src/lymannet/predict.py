@@ -7,7 +7,7 @@ desihub/desispec ``qn_afterburner``): per line ``C_<LINE>`` (confidence) and ``Z
 
 - TARGETID, Z, SPECTYPE (+ TEMPLATE, MAG_R, EXPTIME when the test set knows them): the truth
 - Z_PRED (= Z_QN), BEST_LINE (name of the most confident line), C_BEST (= Z_QN_CONF)
-- IS_<CLASS> (logical): at least ``min_lines`` line confidences > ``default_threshold``
+- IS_<CLASS> (logical): at least ``min_lines`` line confidences > ``c_th``
 - C_<LINE>, Z_<LINE> for every line of the model, in the model's order
 - PROB, ZERR when the model file is calibrated (rule `calibrate`, `lymannet.calibration`): the
   probability of a true target with a correct redshift, at the validation split's class mix, and
@@ -35,7 +35,7 @@ from .calibration import Calibration, header_cards, object_columns
 from .errors import InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, provenance
 from .lines import Line, votes_by_name
-from .metrics import is_detected
+from .metrics import DEFAULT_C_TH, is_detected
 from .preprocess import INFERENCE_BATCH
 from .runtime import Progress
 from .spectra import SpectraFile, records_to_truth, truth_to_records
@@ -74,7 +74,7 @@ def as_line_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class PredictOptions:
-    default_threshold: float = 0.5
+    c_th: float = DEFAULT_C_TH
     min_lines: int = 1
     batch_size: int = INFERENCE_BATCH
     bf16: bool = False
@@ -115,7 +115,7 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
     rows = np.arange(len(best))
     # A BAL head (QuasarNET's CIV_BAL) flags a trough, not the class: it does not vote (as in decode).
     votes = votes_by_name(line_names)
-    is_target = is_detected(c_line[:, votes], options.default_threshold, options.min_lines)
+    is_target = is_detected(c_line[:, votes], options.c_th, options.min_lines)
     cls = target_class.upper()
     table = {name: truth[name].to_numpy() for name in TRUTH_KEEP if name in truth}
     table.update({
@@ -145,7 +145,7 @@ def _header(model_path: Path, model_sha: str, target_class: str, options: Predic
         {"name": "TESTSET", "value": str(record.get("inputs", {}).get("testset", {}).get("path", "")),
          "comment": "test set spectra file"},
         {"name": "TARGCLS", "value": target_class, "comment": "class the model detects"},
-        {"name": "CTHRESH", "value": options.default_threshold, "comment": "confidence threshold of IS_*"},
+        {"name": "CTHRESH", "value": options.c_th, "comment": "confidence threshold of IS_*"},
         {"name": "MINLINES", "value": options.min_lines, "comment": "lines above CTHRESH for IS_*"},
         {"name": "NLINES", "value": n_lines, "comment": "lines of the model (see LINES HDU)"},
         {"name": "CFGHASH", "value": record.get("config_hash", ""), "comment": "hash of the predict options"},
@@ -271,5 +271,5 @@ def predict_file(model: str | Path, testset: str | Path, output: str | Path,
     write_catalogue(output, catalogue, lines, header, record)
     n_target = int(catalogue[f"IS_{loaded.target_class.upper()}"].sum())
     log.info("wrote %s: %d spectra, %d flagged %s at c_th=%g", output, len(catalogue), n_target,
-             loaded.target_class, opts.default_threshold)
+             loaded.target_class, opts.c_th)
     return catalogue

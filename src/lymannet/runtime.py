@@ -89,6 +89,39 @@ def pin_cpu_isa(isa: str, environ: dict[str, str] | None = None) -> dict[str, st
     return dict(CPU_ISA_PINS[isa])
 
 
+def pick_device(device: str = "auto") -> Any:
+    """The torch device a job computes on: 'auto' is CUDA when this job has a GPU, else the CPU;
+    asking for CUDA where torch sees none is a clear error. Logs what the scheduler gave us
+    (CUDA_VISIBLE_DEVICES) beside what is used."""
+    import torch  # here: the Snakefile imports this module to plan jobs
+
+    device = str(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device here (use auto or cpu)")
+    log.info("CUDA_VISIBLE_DEVICES=%s; computing on %s", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), device)
+    return torch.device(device)
+
+
+def configure_torch(device: Any, threads: int, deterministic: bool = False) -> None:
+    """Threads and kernel choice of one job. `deterministic`: the same kernels every run on a GPU
+    too (cuBLAS needs its workspace setting before CUDA starts; cuDNN must not pick kernels by
+    timing), so that a resumed run repeats an uninterrupted one. Otherwise GPU runs favour speed
+    (cuDNN autotuning, TF32 matmuls) unless the caller turned on deterministic algorithms."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.device(device).type != "cpu":
+        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX); elsewhere torch emulates
     it and bf16 autocast trains about 30x slower than fp32 (measured on an AVX2 AMD EPYC)."""

@@ -77,11 +77,11 @@ def score_catalogue(prediction: str, options: dict[str, Any], model: str, combo:
     write_text_atomic(curve_csv, evaluation.curve.to_csv(index=False, float_format="%.6g"))
 
     is_target = table["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == opts.target_class.upper()
-    is_good = (is_target & is_detected(c_line, opts.default_threshold, opts.min_lines)
+    is_good = (is_target & is_detected(c_line, opts.c_th, opts.min_lines)
                & correct_redshift(table["Z_PRED"], table["Z"], opts.dz_max, opts.dv_max_kms))
     score_figure(figure, curve=evaluation.curve, crossing=evaluation.crossing, table=table, is_target=is_target,
                  is_good_default=is_good, line_counts=best_line_counts(c_line[is_target], line_names),
-                 dz_max=opts.dz_max, target_class=opts.target_class, default_threshold=opts.default_threshold,
+                 dz_max=opts.dz_max, target_class=opts.target_class, c_th=opts.c_th,
                  title=title, chance=summary["chance"])
     if pe_figure:
         plot_pe_curve(pe_figure, evaluation.curve, evaluation.crossing, title, chance=summary["chance"])
@@ -124,7 +124,7 @@ def _false_positive_figure(path: str, testset_file: str, table: pd.DataFrame, c_
                            is_target: np.ndarray, evaluation: Any, opts: ScoreOptions, title: str) -> None:
     """The most confident contaminants detected at the P = E threshold, from the test set's spectra."""
     threshold = (evaluation.crossing.threshold if np.isfinite(evaluation.crossing.threshold)
-                 else opts.default_threshold)
+                 else opts.c_th)
     confidence = kth_confidence(c_line, opts.min_lines)
     false_positive = np.flatnonzero(~is_target & (confidence > threshold))
     shown = false_positive[np.argsort(-confidence[false_positive], kind="stable")][:N_FALSE_POSITIVES_SHOWN]

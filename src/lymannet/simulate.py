@@ -113,8 +113,8 @@ from .errors import ConfigError
 from .fileio import atomic_path
 from .igm import IGM_MODELS, InoueIGM, MadauIGM, correlated_gaussian_field, fluctuate_tau
 from .lines import LBG_LINES, LYA, LYMAN_LIMIT
-from .physics import (C_KMS, QSO_BROAD_LINES, ab_to_f_nu, band_f_nu_weights, counts_per_flux,
-                      sky_surface_brightness)
+from .physics import (BAL_LINES, C_KMS, QSO_BROAD_LINES, ab_to_f_nu, band_f_nu_weights, counts_per_flux,
+                      bal_transmission, sky_surface_brightness)
 from .runtime import Progress
 from .spectra import complete_truth, truth_to_records
 
@@ -1014,15 +1014,9 @@ def _render_elg(objects: pd.DataFrame) -> np.ndarray:
 
 # --- contaminants a real LBG target selection lets in: BAL troughs, stars, passive galaxies ------
 
-# BAL troughs: the same outflow velocity profile in each high-ionisation line (rest vacuum A,
-# depth relative to CIV): CIV, SiIV (doublet centre), NV and Ly-alpha (Hall et al. 2002, ApJS 141,
-# 267; Gibson et al. 2009). The troughs absorb continuum and emission alike.
-BAL_LINES = ((1549.06, 1.0), (1396.76, 0.7), (1240.14, 0.9), (1215.67, 0.8))
-BAL_EDGE_KMS = 400.0  # logistic softening of the trough edges
-
-
 def _bal_transmission(objects: pd.DataFrame) -> np.ndarray | float:
-    """Multiplicative BAL trough transmission (N, P) for QSOs with SUBTYPE BAL; 1.0 without any."""
+    """Multiplicative BAL trough transmission (N, P) for QSOs with SUBTYPE BAL (the profile of
+    :func:`lymannet.physics.bal_transmission`); 1.0 without any."""
     if "BAL_DEPTH" not in objects:
         return 1.0
     depth = objects["BAL_DEPTH"].to_numpy(np.float64)
@@ -1032,20 +1026,14 @@ def _bal_transmission(objects: pd.DataFrame) -> np.ndarray | float:
     rows = np.flatnonzero(bal)
     wave = instrument().wave
     f32 = lambda column: objects[column].to_numpy(np.float32)[rows, None]  # noqa: E731
-    one_plus_z, vmin, vmax = 1.0 + f32("Z"), f32("BAL_VMIN_KMS"), f32("BAL_VMAX_KMS")
+    one_plus_z = 1.0 + f32("Z")
     # Only pixels that can be in a trough: rest (1 - 30,000 km/s / c) x Ly-alpha to CIV.
-    lo = np.searchsorted(wave, BAL_LINES[-1][0] * 0.9 * float(one_plus_z.min()))
-    hi = np.searchsorted(wave, BAL_LINES[0][0] * 1.01 * float(one_plus_z.max()))
+    lo = np.searchsorted(wave, BAL_LINES[-1][1] * 0.9 * float(one_plus_z.min()))
+    hi = np.searchsorted(wave, BAL_LINES[0][1] * 1.01 * float(one_plus_z.max()))
     window = wave[None, lo:hi].astype(np.float32)
-    part = np.ones((rows.size, window.shape[1]), np.float32)
-    edge = np.float32(BAL_EDGE_KMS)
-    for rest, relative in BAL_LINES:
-        centre = np.float32(rest) * one_plus_z
-        velocity = np.float32(C_KMS) * (centre - window) / centre  # outflow (blueshift) velocity, km/s
-        profile = expit((velocity - vmin) / edge) * expit((vmax - velocity) / edge)
-        part *= 1.0 - np.float32(relative) * depth[rows, None].astype(np.float32) * profile
     transmission = np.ones((len(objects), wave.size), dtype=np.float32)
-    transmission[rows, lo:hi] = part
+    transmission[rows, lo:hi] = bal_transmission(window, one_plus_z, f32("BAL_VMIN_KMS"), f32("BAL_VMAX_KMS"),
+                                                 depth[rows, None].astype(np.float32))
     return transmission
 
 

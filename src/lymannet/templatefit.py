@@ -695,7 +695,7 @@ def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_opt
         {"name": "MODELSHA", "value": sha, "comment": "sha256 of the template set and options"},
         {"name": "TESTSET", "value": str(testset), "comment": "test set spectra file"},
         {"name": "TARGCLS", "value": target, "comment": "class the fit detects"},
-        {"name": "CTHRESH", "value": popts.default_threshold, "comment": "confidence threshold of IS_*"},
+        {"name": "CTHRESH", "value": popts.c_th, "comment": "confidence threshold of IS_*"},
         {"name": "MINLINES", "value": 1, "comment": "one pseudo-line: the class confidence"},
         {"name": "NLINES", "value": 1, "comment": "lines of the model (see LINES HDU)"},
         {"name": "NTEMPL", "value": tset.n_templates, "comment": "templates in the fit"},

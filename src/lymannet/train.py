@@ -47,7 +47,7 @@ from .models import (
 from .modelfile import cpu_copy, load_model_file, write_model_file
 from .online import spectype_codes
 from .preprocess import network_input
-from .runtime import Progress, cpu_arithmetic, cpu_has_native_bf16
+from .runtime import Progress, configure_torch, cpu_arithmetic, cpu_has_native_bf16, pick_device
 from .spectra import read_spectra
 
 log = logging.getLogger("lymannet")
@@ -319,29 +319,10 @@ class LoopState:
         return cpu_copy(dict(self.__dict__))
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    # Say what the scheduler gave us and what we use: a GPU allocation without a usable CUDA
-    # device (a misconfigured node, a test cluster's fake GRES) falls back to the CPU.
-    log.info("CUDA_VISIBLE_DEVICES=%s; training on device %s", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), device)
-    return torch.device(device)
-
-
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """bf16 autocast for the forward pass: on CUDA by default, on the CPU only when asked for
     (fp32 stays the CPU default, the reference the tests pin)."""
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
-def _configure_torch(device: torch.device, threads: int) -> None:
-    torch.set_num_threads(max(1, int(threads)))
-    if device.type != "cpu":
-        # GPU runs favour speed over bitwise reproducibility, unless the caller turned on
-        # torch.use_deterministic_algorithms (then cuDNN must not pick kernels by timing).
-        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_epochs: int):
@@ -421,8 +402,8 @@ def train_model(
     propagates. The hyper-parameter search uses it to report validation losses for pruning."""
     spec = complete_spec(spec)
     settings = train_settings(spec)
-    torch_device = _pick_device(device)
-    _configure_torch(torch_device, threads or settings["threads"])
+    torch_device = pick_device(device)
+    configure_torch(torch_device, threads or settings["threads"])
     rng_seed = job_seed(seed, model_name, combo)
     checkpoint_path = Path(checkpoint_path)
     bf16 = uses_bf16(settings["precision"], torch_device)

@@ -53,13 +53,14 @@ from .classify import EXTNAME
 from .desi import ARMS
 from .errors import ConfigError, InputFileError
 from .fileio import atomic_path, first_line, native_column, write_text_atomic
+from .metrics import DEFAULT_C_TH
 
 log = logging.getLogger("lymannet.visample")
 
 N_BINS = 10
 WP_BOOST = 3.0  # a stratum centred on the working point weighs 1 + WP_BOOST
 WP_HALF_WIDTH = 1.5  # in bin widths: the boost falls linearly to 0 at this distance from the WP
-DEFAULT_WORKING_POINT = 0.5
+DEFAULT_WORKING_POINT = DEFAULT_C_TH  # a catalogue that records no threshold
 COADD_NAME = "coadd-vi.fits"
 CSV_NAME = "vi_sample.csv"
 SAMPLE_FORMAT = "lymannet-vi-sample-1"

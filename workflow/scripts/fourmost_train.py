@@ -9,15 +9,16 @@ from lymannet.fourmost import plots
 from lymannet.fourmost import train as tr
 from lymannet.fourmost.io import read_ingested
 from lymannet.fourmost.models import REDSHIFT_KINDS
-from lymannet.runtime import run
+from lymannet.runtime import configure_torch, pick_device, run
 
 
 def main(kind: str, spec: dict[str, Any], settings: dict[str, Any], options: dict[str, Any], seed: int,
          ingested: str, model: str, history: str, curve: str, threads: int, checkpoint: str) -> None:
     kind = tr.kind_of(kind)  # location_bal: a localiser (its options add the BAL-trough windows)
-    tr.configure_torch(threads)
+    device = pick_device("auto")
+    configure_torch(device, threads, deterministic=True)
     data = read_ingested(ingested, parts=tr.redshift_parts(kind) if kind in REDSHIFT_KINDS else ("DLA",))
-    network, info, table, seconds = tr.train_network(kind, spec, settings, options, seed, data, device="auto",
+    network, info, table, seconds = tr.train_network(kind, spec, settings, options, seed, data, device=str(device),
                                                      checkpoint_path=checkpoint)
     record = provenance({"kind": kind, "spec": spec, "train": settings, "options": options, "seed": seed},
                         {"ingested": ingested})

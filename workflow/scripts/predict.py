@@ -1,7 +1,7 @@
 """Run one trained model over one test set and write its prediction catalogue (FITS, QN_RR).
 
 snakemake: input.model (model.pt), input.testset (spectra file), output[0] (catalogue .fits),
-params.options ({default_threshold, min_lines, batch_size, bf16}), log[0].
+params.options ({c_th, min_lines, batch_size, bf16}), log[0].
 """
 
 

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..figures import save_figure  # noqa: E402
+from ..lines import LYA  # noqa: E402
 from .metrics import binned_rate  # noqa: E402
 
 
@@ -20,10 +21,10 @@ def examples_figure(path: str | Path, wave: np.ndarray, spectra: list[tuple[np.n
     fig, axes = plt.subplots(len(spectra), 1, figsize=(11, 2.3 * len(spectra)), sharex=True, squeeze=False)
     for ax, (flux, z_qso, dlas) in zip(axes[:, 0], spectra):
         ax.plot(wave, flux, lw=0.3, color="k")
-        ax.axvline(1215.67 * (1 + z_qso), color="tab:blue", ls=":", lw=1)
+        ax.axvline(LYA * (1 + z_qso), color="tab:blue", ls=":", lw=1)
         for z_abs, log_n in dlas:
-            ax.axvline(1215.67 * (1 + z_abs), color="tab:red", lw=1)
-            ax.text(1215.67 * (1 + z_abs), 0.92, f" DLA log N={log_n:.2f}", color="tab:red", fontsize=8,
+            ax.axvline(LYA * (1 + z_abs), color="tab:red", lw=1)
+            ax.text(LYA * (1 + z_abs), 0.92, f" DLA log N={log_n:.2f}", color="tab:red", fontsize=8,
                     transform=ax.get_xaxis_transform())
         ax.set_ylabel("flux [1e-17]")
         top = np.percentile(flux, 99.5)

@@ -14,7 +14,8 @@ and read noise. Ingredients:
   PCA-like eigenvectors (line strength, high/low ionisation, width, high-ionisation blueshift),
   see :func:`quasar_continuum`;
 - BAL quasars: a fraction `bal.fraction` (15%) of quasars at z > 1.6 carry CIV, SiIV, NV and
-  Ly-alpha troughs (:func:`lymannet.physics.bal_trough_tau`) at outflow velocities v_min..v_max;
+  Ly-alpha troughs at outflow velocities v_min..v_max, drawn by the DESI simulator's profile
+  (:func:`lymannet.physics.bal_transmission`; `bal.tau` is the CIV trough's central optical depth);
 - Ly-alpha forest: the Inoue et al. 2014 mean optical depth with lognormal per-sightline scatter
   (:mod:`lymannet.igm`); its smooth "DLA" term (LLS + DLAs, 10^17.2-10^22) is the statistical
   mean over all redshifts (~1% of the forest's Ly-alpha optical depth), the discrete absorbers
@@ -50,7 +51,7 @@ from ..config import job_seed
 from ..errors import ConfigError
 from ..igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
 from ..lines import LYA, LYB
-from ..physics import (LYMAN_LIMIT as LYMAN_LIMIT_ANGSTROM, C_CMS, C_KMS, FWHM_PER_SIGMA, PW14_Z_PIVOT, QSO_BROAD_LINES, ab_to_f_nu, bal_trough_tau,
+from ..physics import (LYMAN_LIMIT as LYMAN_LIMIT_ANGSTROM, C_CMS, C_KMS, FWHM_PER_SIGMA, PW14_Z_PIVOT, QSO_BROAD_LINES, ab_to_f_nu, bal_transmission,
                        band_f_nu_weights, counts_per_flux, draw_log_nhi, draw_redshifts_dx, dx_dz, incidence_per_dx,
                        lyman_limit_tau, sky_surface_brightness)
 from ..runtime import Progress
@@ -411,6 +412,13 @@ def absorber_metal_ew(log_n: np.ndarray, ew_median: float) -> np.ndarray:
     return ew_median * np.where(log_n >= DLA_LOG_N, 2.0, np.where(log_n >= 19.0, 1.0, 0.5))
 
 
+def bal_trough_transmission(wave: np.ndarray, z_qso: float, v_min: float, v_max: float, tau: float) -> np.ndarray:
+    """A BAL quasar's trough transmission: the DESI simulator's profile
+    (:func:`lymannet.physics.bal_transmission`) with the CIV trough's central optical depth `tau`,
+    a trough depth of 1 - exp(-tau)."""
+    return bal_transmission(wave, 1 + z_qso, v_min, v_max, -np.expm1(-tau))
+
+
 def simulate_chunk(params: dict[str, Any], rows: np.ndarray, spec: dict[str, Any], rng: np.random.Generator,
                    igm: InoueIGM) -> tuple[np.ndarray, np.ndarray]:
     """Observed (flux, ivar) float32 (len(rows), P) for the sightlines `rows`."""
@@ -422,7 +430,7 @@ def simulate_chunk(params: dict[str, Any], rows: np.ndarray, spec: dict[str, Any
     bal = params["bal"]
     for k, row in enumerate(rows):
         if bal["flag"][row]:
-            flux[k] *= np.exp(-bal_trough_tau(wave / (1 + z[k]), bal["v_min"][row], bal["v_max"][row], bal["tau"][row]))
+            flux[k] *= bal_trough_transmission(wave, z[k], bal["v_min"][row], bal["v_max"][row], bal["tau"][row])
     field = correlated_gaussian_field(rng, (rows.size, wave.size), WAVE_STEP)
     tau = fluctuate_tau(igm.tau(z), field).astype(np.float64)
     local = {int(r): k for k, r in enumerate(rows)}

@@ -11,7 +11,7 @@ On a cluster it behaves as rule `train` (:mod:`lymannet.train`): SIGTERM/SIGUSR1
 limit, preemption) saves a checkpoint after the batch in progress and exits non-zero
 (:class:`lymannet.train.TrainingInterrupted`); the rerun resumes from that checkpoint, mid-epoch,
 bit-identical on the CPU (and on a GPU under torch.use_deterministic_algorithms with
-CUBLAS_WORKSPACE_CONFIG set, which :func:`configure_torch` does). A checkpoint is also written at
+CUBLAS_WORKSPACE_CONFIG set, which :func:`lymannet.runtime.configure_torch` does when deterministic). A checkpoint is also written at
 every epoch's end and removed when the run finishes. Model files are self-describing: kind, spec,
 state dict, input description, history (with per-epoch accuracy), stop reason, provenance.
 """
@@ -41,6 +41,7 @@ from .bal import trough_window_centres
 from .io import Ingested
 from ..models import count_parameters
 from ..modelfile import cpu_copy
+from ..runtime import pick_device
 from .models import REDSHIFT_KINDS, build, complete_spec, location_loss, mape_loss
 
 log = logging.getLogger("lymannet.fourmost")
@@ -52,26 +53,6 @@ CHECKPOINT_FORMAT = "lymannet-4most-checkpoint-1"
 SUBDLA_RANGE = (19.0, 20.3)  # log N_HI of the sub-DLAs the localiser may be shown as hard negatives
 REDSHIFT_ACCURACY_DZ = 0.01  # a redshift counts as right when |dz| / (1 + z) < this (the "accuracy" curve)
 Tensors = dict[str, torch.Tensor]
-
-
-def configure_torch(threads: int) -> None:
-    """Threads, and deterministic kernels (on a GPU too: cuBLAS needs its workspace setting before
-    CUDA starts, cuDNN must not pick kernels by timing)."""
-    torch.set_num_threads(max(1, threads))
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto': the GPU when there is one, else the CPU; 'cuda' without one is a clear error."""
-    from ..errors import ConfigError
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None):
@@ -476,7 +457,7 @@ def train_network(kind: str, spec: dict[str, Any], settings: dict[str, Any], opt
     network, train, val, loss_fn, info, accuracy_fn = make_task(kind, spec, data, {**options, "n_train": settings["n_train"]},
                                                                 seed)
     n_train = len(next(iter(train.values())))
-    torch_device = resolve_device(device)
+    torch_device = pick_device(device)
     log.info("%s: %d trainable parameters, %d training / %d validation examples, on %s", kind, count_parameters(network),
              n_train, len(next(iter(val.values()))), torch_device)
     start = time.perf_counter()
