@@ -30,5 +30,5 @@ include: "workflow/rules/experiments.smk"
 rule all:
     default_target: True
     input:
-        all_outputs() + fourmost_outputs() + classify_outputs(),
+        all_outputs() + FOURMOST_PLAN.outputs() + classify_outputs(),
         rules.experiments.input,

@@ -16,16 +16,7 @@ import pytest
 import torch
 import yaml
 
-from lymannet.classify import (
-    SELECTED_MODEL,
-    ClassifyOptions,
-    classify_files,
-    classify_plan,
-    classify_survey,
-    expand_files,
-    load_classifier,
-    plan_batches,
-)
+from lymannet.classify import ClassifyOptions, classify_files, classify_survey, load_classifier
 from lymannet.coadd import ZWARN_BITS
 from lymannet.errors import ConfigError
 from lymannet.grid import Grid
@@ -33,6 +24,7 @@ from lymannet.keras_import import load_keras_quasarnet
 from lymannet.lines import QSO_BAL_LINE, QSO_LINES
 from lymannet.metrics import is_detected
 from lymannet.models import decode
+from lymannet.plan import SELECTED_MODEL, classify_plan, expand_files, plan_batches
 
 torch.set_num_threads(1)
 

@@ -16,15 +16,9 @@ from conftest import REPO, copy_workflow
 from test_workflow import planned_jobs
 
 from lymannet.errors import ConfigError
-from lymannet.experiments import (
-    chain_table,
-    check_experiments,
-    experiment_outputs,
-    experiment_run_pairs,
-    gallery_figure,
-    run_metrics,
-)
+from lymannet.experiments import chain_table, gallery_figure, run_metrics
 from lymannet.metrics import ScoreOptions
+from lymannet.plan import check_experiments, experiment_outputs, experiment_run_pairs
 from lymannet.search import base_best_spec, check_tune_config, search_chain
 from lymannet.train import keras_layers_to_blocks
 

@@ -103,7 +103,7 @@ def test_seed_checks_name_the_culprit():
 
 
 def test_seeds_experiment_checks():
-    from lymannet.experiments import check_experiments, experiment_outputs, experiment_testsets
+    from lymannet.plan import check_experiments, experiment_outputs, experiment_testsets
 
     config = demo_config()
     config.update(yaml.safe_load(SEEDS_OVERLAY.read_text()))

@@ -31,39 +31,45 @@ so rerunning a batch after adding files classifies only the new ones.
 from __future__ import annotations
 
 import csv
-import glob
-import hashlib
 import logging
 import os
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import fitsio
-import numpy as np
-import pandas as pd
+import h5py
+import matplotlib
 
-from . import __version__
-from .calibration import Calibration, detection_score, header_cards, object_columns
-from .coadd import BLOCK_ROWS, NODATA, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums
-from .errors import ConfigError, InputFileError, LymannetError
-from .fileio import atomic_path, file_sha256, first_line, git_revision, write_text_atomic
-from .grid import Grid
-from .ingest import load_truth
-from .lines import Line, line_votes
-from .metrics import DEFAULT_C_TH, ScoreOptions, correct_redshift
-from .preprocess import INFERENCE_BATCH
-from .runtime import Progress, pick_device
+matplotlib.use("Agg")  # headless: cluster nodes have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .calibration import Calibration, detection_score, header_cards, object_columns  # noqa: E402
+from .coadd import BLOCK_ROWS, NODATA, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums  # noqa: E402
+from .errors import ConfigError, InputFileError, LymannetError  # noqa: E402
+from .fileio import atomic_path, file_sha256, first_line, git_revision, write_text_atomic  # noqa: E402
+from .figures import save_figure  # noqa: E402
+from .grid import Grid  # noqa: E402
+from .ingest import load_truth  # noqa: E402
+from .keras_import import load_keras_quasarnet  # noqa: E402
+from .lines import line_set, line_votes  # noqa: E402
+from .modelfile import LoadedModel, load_model_file  # noqa: E402
+from .models import has_line_finder  # noqa: E402
+from .metrics import DEFAULT_C_TH, ScoreOptions, correct_redshift  # noqa: E402
+from .plan import FAILURES_NAME, MERGED_NAME, expand_files, mirror_root, mirrored_name  # noqa: E402
+from .preprocess import INFERENCE_BATCH  # noqa: E402
+from .runtime import Progress, pick_device  # noqa: E402
 
 log = logging.getLogger("lymannet.classify")
 
 EXTNAME = "QN_RR"  # DESI's afterburner extension
 CATALOGUE_FORMAT = "lymannet-classify-2"
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
-MERGED_NAME = "catalogue.fits"
-SELECTED_MODEL = "results/models/selected_by_val_loss.pt"  # rule select_model: {best_by: val_loss}
-FAILURES_NAME = "failures.tsv"
 MANIFEST_FIELDS = ("file", "catalogue", "status", "n_rows", "n_non_science", "n_no_data", "n_classified",
                    "n_selected", "reason")
 # Header keys that must match for an existing per-file catalogue to count as up to date.
@@ -161,8 +167,6 @@ def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
     if path.suffix.lower() in KERAS_SUFFIXES:
         loaded = _load_keras(path, pick_device(device))
         return Classifier(loaded, path, f"QuasarNET Keras weights {path.name}")
-    from .modelfile import load_model_file
-    from .models import has_line_finder
 
     loaded = load_model_file(path, device=pick_device(device))
     if not has_line_finder(loaded.spec):
@@ -174,11 +178,7 @@ def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
 
 
 def _load_keras(path: Path, device: str) -> Any:
-    import torch
 
-    from .keras_import import load_keras_quasarnet
-    from .lines import line_set
-    from .modelfile import LoadedModel
 
     model, spec = load_keras_quasarnet(path)
     n_pixels = spec.pop("n_pixels")
@@ -191,7 +191,6 @@ def _load_keras(path: Path, device: str) -> Any:
 def keras_grid(path: Path, n_pixels: int) -> Grid:
     """The input grid of QuasarNET weights: the file's `model_grid` (as QuasarNP reads it) when it
     has one, else QuasarNET's log grid, which such files were trained on."""
-    import h5py
 
     with h5py.File(path, "r") as h5:
         wave = np.asarray(h5["model_grid"][:], np.float64) if "model_grid" in h5 else None
@@ -207,121 +206,6 @@ def keras_grid(path: Path, n_pixels: int) -> Grid:
         raise InputFileError(f"the network takes {n_pixels} pixels but its grid has {grid.n_pixels}; "
                              "add the training grid as a 'model_grid' dataset", path)
     return grid
-
-
-# --------------------------------------------------------------------------- which files
-
-
-def has_wildcard(pattern: str) -> bool:
-    return any(char in pattern for char in "*?[")
-
-
-def expand_files(patterns: Iterable[str]) -> list[str]:
-    """Sorted, unique coadd paths. A pattern without wildcard is kept as it is, even if the file
-    does not exist yet (another rule may make it); `**` matches folders recursively."""
-    files: set[str] = set()
-    for pattern in patterns:
-        pattern = os.path.expanduser(str(pattern))
-        if has_wildcard(pattern):
-            files.update(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
-        else:
-            files.add(pattern)
-    return sorted(os.path.normpath(path) for path in files)
-
-
-def mirror_root(patterns: Iterable[str]) -> str:
-    """The folder that catalogues mirror: the common folder of the patterns' fixed parts (what comes
-    before the first wildcard), so it does not move when files are added."""
-    fixed = []
-    for pattern in patterns:
-        parts = Path(os.path.expanduser(str(pattern))).parts
-        cut = next((i for i, part in enumerate(parts) if has_wildcard(part)), len(parts) - 1)
-        fixed.append(os.path.abspath(os.path.join(*parts[:cut])) if cut else os.path.abspath("."))
-    if not fixed:
-        raise ConfigError("no coadd files or patterns given")
-    return os.path.commonpath(fixed)
-
-
-def mirrored_name(path: str, root: str) -> str:
-    """The coadd's path below `root` (a catalogue is never gzipped: .fits.gz -> .fits)."""
-    relative = os.path.relpath(os.path.abspath(path), root)
-    if relative.startswith(".."):
-        raise ConfigError(f"{path} is not below the mirror root {root}")
-    return relative[:-3] if relative.endswith(".fits.gz") else relative
-
-
-def plan_batches(files: Sequence[str], files_per_job: int) -> dict[str, list[str]]:
-    """Sorted files cut into jobs of about `files_per_job`, at content-defined boundaries: a file
-    ends its batch when a hash of its path says so (1 in files_per_job) or the batch reaches twice
-    that size. Adding a file changes only the batch it falls in, not every batch after it as a cut
-    by position would; batches are named after their last file."""
-    batches: dict[str, list[str]] = {}
-    current: list[str] = []
-    for path in sorted(files):
-        current.append(path)
-        digest = hashlib.sha1(path.encode()).hexdigest()
-        if int(digest[:8], 16) % files_per_job == 0 or len(current) >= 2 * files_per_job:
-            batches[f"b{digest[:10]}"] = current
-            current = []
-    if current:
-        batches[f"b{hashlib.sha1(current[-1].encode()).hexdigest()[:10]}"] = current
-    return batches
-
-
-@dataclass(frozen=True)
-class CatalogueJobs:
-    """A `classify.<name>` entry resolved for the workflow: model file, mirror root, batches."""
-
-    name: str
-    model: str
-    root: str
-    batches: dict[str, list[str]]
-    options: dict[str, Any]
-    truth: str | None = None
-
-    @property
-    def folder(self) -> str:
-        return f"results/classify/{self.name}"
-
-
-RESERVED_NAMES = (MERGED_NAME, FAILURES_NAME, "summary.csv", "summary.md", "summary.png", "batches")
-
-
-def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
-    """Every `classify:` entry of a validated config, resolved; ConfigError naming the entry if its
-    model run is unknown, no file matches, or a coadd would land on a merged output's name."""
-    runs = {(run["model"], run["combo"]) for run in config.get("runs", [])}
-    plans = {}
-    for name, spec in (config.get("classify") or {}).items():
-        model = spec["model"]
-        if isinstance(model, Mapping) and "best_by" in model:
-            model = SELECTED_MODEL
-        elif isinstance(model, Mapping):
-            if (model["model"], model["combo"]) not in runs:
-                raise ConfigError(f"classify.{name}: model {{model: {model['model']}, combo: {model['combo']}}} is "
-                                  f"not a run of this config; runs: {sorted(runs)}")
-            model = f"results/models/{model['model']}/{model['combo']}/calibrated.pt"
-        patterns = [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
-        files = expand_files(patterns)
-        if not files:
-            raise ConfigError(f"classify.{name}: no file matches {patterns}")
-        root = mirror_root(patterns)
-        for path in files:
-            if mirrored_name(path, root).split(os.sep)[0] in RESERVED_NAMES:
-                raise ConfigError(f"classify.{name}: {path} would be written over the merged output "
-                                  f"{mirrored_name(path, root)}; use a pattern one folder higher")
-        options = {"c_th": spec.get("c_th"), "min_lines": spec.get("min_lines"), "strict": spec.get("strict", False),
-                   "target_fraction": spec.get("target_fraction"), "working_point": spec.get("working_point"),
-                   "batch_size": spec.get("batch_size", INFERENCE_BATCH), "bf16": spec.get("bf16", False),
-                   "device": spec.get("device", "auto"),
-                   "fiberstatus": (config.get("ingest") or {}).get("fiberstatus", "zero_only")}
-        score = config.get("score") or {}
-        if options["min_lines"] is None:
-            options["min_lines"] = score.get("min_lines", 1)
-        options["default_c_th"] = score.get("c_th", DEFAULT_C_TH)
-        plans[name] = CatalogueJobs(name, str(model), root, plan_batches(files, spec.get("files_per_job", 20)),
-                                    options, spec.get("truth"))
-    return plans
 
 
 # --------------------------------------------------------------------------- one coadd file
@@ -790,13 +674,8 @@ def _calibration_sentence(header: Mapping[str, Any]) -> str:
 
 
 def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
 
-    matplotlib.use("Agg")  # headless: cluster nodes have no display
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
-    from .figures import save_figure
 
     fig, (ax_z, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
     cls, h = summary.target_class, summary.header

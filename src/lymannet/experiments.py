@@ -25,137 +25,32 @@ same `train` rule. Their test sets are ordinary `testsets:` entries with `in_sum
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+import matplotlib
 
-from .config import slugify
-from .errors import ConfigError
-from .lines import LYA
+matplotlib.use("Agg")  # headless: cluster nodes have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .bootstrap import Interval  # noqa: E402
+from .config import seed_groups  # noqa: E402
+from .ensemble import ENSEMBLE_LINE, combine_members  # noqa: E402
+from .figures import save_figure  # noqa: E402
+from .fileio import write_text_atomic  # noqa: E402
+from .lines import LYA, votes_by_name  # noqa: E402
+from .metrics import ScoreOptions, correct_redshift, evaluate, is_detected  # noqa: E402
+from .plan import run_label  # noqa: E402
+from .plots import COLORS, _interval_bar, efficiency_vs_redshift_axes, pe_curve_axes, redshift_edges  # noqa: E402
+from .predict import read_catalogue  # noqa: E402
+from .score import model_facts, read_score, seed_spread, summary_table  # noqa: E402
+from .spectra import SpectraFile  # noqa: E402
 
 INTERVAL_SUFFIXES = {"_lo": "lo68", "_hi": "hi68", "_lo95": "lo95", "_hi95": "hi95"}
 OVERLAP_A = 5800.0
-KINDS = ("runs", "gallery", "search_chain", "seeds")
-
-
-# ----------------------------------------------------------------------------------------------
-# Configuration
-
-
-def experiments(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return config.get("experiments") or {}
-
-
-def run_label(run: dict[str, Any]) -> str:
-    return run.get("label") or f"{run['model']}/{run['combo']}"
-
-
-def experiment_run_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every (model, combo) an experiment trains, in order, without repeats."""
-    from .config import run_members
-
-    pairs: list[tuple[str, str]] = []
-    for spec in experiments(config).values():
-        for run in spec.get("runs") or []:
-            for pair in run_members(run):
-                if pair not in pairs:
-                    pairs.append(pair)
-    return pairs
-
-
-def experiment_testsets(config: dict[str, Any], spec: dict[str, Any]) -> list[str]:
-    """The test sets an experiment scores on: `testset` (kind runs), `testsets` (kind seeds;
-    default the summary's, those without `in_summary: false`)."""
-    if spec.get("kind") == "seeds":
-        return list(spec.get("testsets") or [name for name, test in (config.get("testsets") or {}).items()
-                                                 if test.get("in_summary", True)])
-    return [spec["testset"]] if spec.get("testset") else []
-
-
-def check_experiments(config: dict[str, Any]) -> None:
-    """Cross-reference checks of `experiments:` (JSON Schema cannot); names the culprit."""
-    from .search import searches
-
-    models, combos, tests = config["models"], config["combos"], config.get("testsets") or {}
-    variants = config["variants"]
-    for name, spec in experiments(config).items():
-        where = f"experiments.{name}"
-        if slugify(name) != name:
-            raise ConfigError(f"{where}: the name must be file-name safe, e.g. {slugify(name)!r}")
-        kind = spec.get("kind")
-        if kind not in KINDS:
-            raise ConfigError(f"{where}: kind must be one of {list(KINDS)}, not {kind!r}")
-        if kind in ("runs", "seeds"):
-            if not spec.get("runs"):
-                raise ConfigError(f"{where}: kind {kind} needs a non-empty 'runs' list")
-            if kind == "runs":
-                if spec.get("testset") not in tests:
-                    raise ConfigError(f"{where}: unknown testset {spec.get('testset')!r}; valid: {sorted(tests)}")
-                seeded = [run_label(run) for run in spec["runs"] if "seeds" in run or "ensemble" in run]
-                if seeded:
-                    raise ConfigError(f"{where}: runs {seeded} have seeds or ensemble: that is kind seeds")
-            else:
-                from .config import check_seeds, run_seeds
-
-                for test in experiment_testsets(config, spec):
-                    if test not in tests:
-                        raise ConfigError(f"{where}: unknown testset {test!r}; valid: {sorted(tests)}")
-                check_seeds(spec["runs"], models, where=f"{where}.runs")
-                if not any(len(run_seeds(run)) > 1 for run in spec["runs"]):
-                    raise ConfigError(f"{where}: kind seeds needs a run with 2 seeds or more (runs[].seeds)")
-            labels = [run_label(run) for run in spec["runs"]]
-            if len(set(labels)) != len(labels):
-                raise ConfigError(f"{where}: two runs share a label: {labels}")
-            for index, run in enumerate(spec["runs"]):
-                if run["model"] not in models:
-                    raise ConfigError(f"{where}.runs[{index}]: unknown model {run['model']!r}; valid: {sorted(models)}")
-                if run["combo"] not in combos:
-                    raise ConfigError(f"{where}.runs[{index}]: unknown combo {run['combo']!r}; valid: {sorted(combos)}")
-        elif kind == "gallery":
-            if not spec.get("panels"):
-                raise ConfigError(f"{where}: kind gallery needs a non-empty 'panels' list")
-            for panel in spec["panels"]:
-                if slugify(panel["name"]) != panel["name"]:
-                    raise ConfigError(f"{where}: panel name {panel['name']!r} must be file-name safe")
-                for variant in panel["variants"]:
-                    if variant not in variants:
-                        raise ConfigError(f"{where}: panel {panel['name']!r}: unknown variant {variant!r}")
-        else:
-            chain = spec.get("searches") or []
-            if not chain:
-                raise ConfigError(f"{where}: kind search_chain needs a non-empty 'searches' list")
-            for index, search in enumerate(chain):
-                if search not in searches(config):
-                    raise ConfigError(f"{where}: unknown search {search!r}; valid: {sorted(searches(config))}")
-                if index:
-                    base = models[searches(config)[search]["model"]]
-                    if base.get("from_search") != chain[index - 1]:
-                        raise ConfigError(f"{where}: search {search!r} must start from {chain[index - 1]!r} "
-                                          f"(its base model needs from_search: {chain[index - 1]})")
-
-
-def gallery_panel_files(config: dict[str, Any], panel: dict[str, Any]) -> tuple[str, list[str]]:
-    """(the original spectra file, the variant files) of a gallery panel: the training pool of
-    the data set the variants descend from, and results/variants/<slug>.fits each."""
-    from .config import variant_source_dataset
-
-    datasets = {variant_source_dataset(config["variants"][v]["source"])[0] for v in panel["variants"]}
-    if len(datasets) != 1:
-        raise ConfigError(f"gallery panel {panel['name']!r}: its variants come from several data sets {sorted(datasets)}")
-    return f"results/pool/{datasets.pop()}.fits", [f"results/variants/{slugify(v)}.fits" for v in panel["variants"]]
-
-
-def experiment_outputs(config: dict[str, Any]) -> list[str]:
-    outputs: list[str] = []
-    for name, spec in experiments(config).items():
-        folder = f"results/experiments/{name}"
-        if spec["kind"] == "gallery":
-            outputs += [f"{folder}/{panel['name']}.png" for panel in spec["panels"]]
-        else:
-            outputs += [f"{folder}/figure.png", f"{folder}/summary.md", f"{folder}/summary.csv"]
-    return outputs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,7 +63,6 @@ def run_metrics(table: pd.DataFrame, c_line: np.ndarray, options: Any, mark_z: f
     |dz| of true targets) plus, with mark_z, the pile-up around it: true targets predicted within
     mark_dz of mark_z while their true z is not (wrong redshifts landing there), against true
     targets whose true z is there."""
-    from .metrics import evaluate, is_detected
 
     evaluation = evaluate(table, c_line, options, intervals=True)
     summary = evaluation.summary
@@ -221,15 +115,7 @@ def _history_axes(ax: Any, histories: list[tuple[str, pd.DataFrame]], colors: li
 def compare_runs(spec: dict[str, Any], predictions: list[str], histories: list[str], score_options: dict[str, Any],
                  figure: str, table_md: str, table_csv: str, name: str = "") -> pd.DataFrame:
     """kind runs: the figure and the table of runs scored on one test set."""
-    import matplotlib.pyplot as plt
 
-    from .figures import save_figure
-    from .fileio import write_text_atomic
-    from .lines import votes_by_name
-    from .metrics import ScoreOptions, correct_redshift, is_detected
-    from .bootstrap import Interval
-    from .plots import COLORS, _interval_bar, efficiency_vs_redshift_axes, pe_curve_axes, redshift_edges
-    from .predict import read_catalogue
 
     options = ScoreOptions.from_config(score_options)
     runs = spec["runs"]
@@ -372,10 +258,7 @@ def subset_ensemble_scores(catalogues: dict[int, pd.DataFrame], options: Any, se
     their PROB (the same as on their line confidences: PROB is monotonic in the detection score),
     k = n the full ensemble's. The subsets share members, so the spread at k is that of the
     k-ensembles one could have trained, not of independent ones."""
-    from itertools import combinations
 
-    from .ensemble import ENSEMBLE_LINE, combine_members
-    from .metrics import evaluate
 
     seeds = sorted(catalogues)
     rng = np.random.default_rng(seed)
@@ -400,14 +283,7 @@ def compare_seeds(spec: dict[str, Any], scores: list[str], predictions: list[str
                   name: str = "") -> pd.DataFrame:
     """kind seeds: per run and test set the members' scores (mean, sd, min-max, bootstrap
     half-width), the ensemble against its best member and the spread of k-seed ensembles."""
-    import matplotlib.pyplot as plt
 
-    from .config import seed_groups
-    from .figures import save_figure
-    from .fileio import write_text_atomic
-    from .metrics import ScoreOptions
-    from .predict import read_catalogue
-    from .score import model_facts, read_score, seed_spread, summary_table
 
     options = ScoreOptions.from_config(score_options)
     groups = seed_groups(spec["runs"])
@@ -535,10 +411,7 @@ def _smooth(flux: np.ndarray, ivar: np.ndarray, width: int = 3) -> np.ndarray:
 def gallery_figure(panel: dict[str, Any], original: str, variant_files: list[str], figure: str) -> dict[str, Any]:
     """One panel: the original spectrum on top, each variant's copy below it (thesis figs 3.3,
     3.6, 3.9, 3.10), the overlap window and the Ly-alpha line marked where asked."""
-    import matplotlib.pyplot as plt
 
-    from .figures import save_figure
-    from .spectra import SpectraFile
 
     with SpectraFile(original) as handle:
         truth0 = handle.truth
@@ -618,10 +491,7 @@ def chain_table(searches: list[str], tables: list[pd.DataFrame]) -> pd.DataFrame
 
 def compare_searches(spec: dict[str, Any], tables: list[str], trials: list[str], figure: str, table_md: str,
                      table_csv: str, name: str = "") -> pd.DataFrame:
-    import matplotlib.pyplot as plt
 
-    from .figures import save_figure
-    from .fileio import write_text_atomic
 
     searches = spec["searches"]
     table = chain_table(searches, [pd.read_csv(path, dtype=str) for path in tables])

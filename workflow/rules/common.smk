@@ -1,7 +1,6 @@
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.utils import min_version, validate
 
@@ -14,24 +13,27 @@ from lymannet.config import (  # noqa: E402
     base_model,
     check_config,
     ensemble_members,
-    ensemble_name,
     ensemble_runs,
     run_pairs,
-    seed_groups,
     slugify,
     used_combos,
-    used_variants,
     variant_source_dataset,
     variants_by_slug,
 )
-from lymannet.classify import SELECTED_MODEL, classify_plan  # noqa: E402
-from lymannet.experiments import (  # noqa: E402
+from lymannet.plan import (  # noqa: E402
+    SELECTED_MODEL,
+    FourmostPlan,
     check_experiments,
+    classify_plan,
+    experiment_leakage_inputs,
     experiment_outputs,
+    experiment_run_inputs,
+    experiment_search_inputs,
+    experiment_seeds_inputs,
     experiment_testsets,
     experiments,
-    gallery_panel_files,
-    run_label,
+    experiments_of_kind,
+    gallery_inputs,
 )
 from lymannet.holdout import prior_draws  # noqa: E402
 from lymannet.runtime import pin_cpu_isa  # noqa: E402
@@ -262,252 +264,9 @@ def classify_merge_inputs(wildcards):
     return inputs
 
 
-# 4MOST quasar pipelines (workflow/rules/fourmost.smk).
+# 4MOST quasar pipelines (workflow/rules/fourmost.smk), planned by lymannet.plan.FourmostPlan.
 
 config.setdefault("fourmost", {})
 validate(config["fourmost"], "../schemas/fourmost.schema.yaml")
 FOURMOST = config["fourmost"]
-FOURMOST_REDSHIFT_MODELS = [
-    m for m in ("dense", "gru", "quasarnet", "dense_slides") if FOURMOST["pipelines"][m]
-]
-
-
-def fourmost_size_spec(size):
-    if size not in FOURMOST["sizes"]:
-        raise ValueError(
-            f"fourmost: unknown size {size!r}; valid: {sorted(FOURMOST['sizes'])}"
-        )
-    return FOURMOST["sizes"][size]
-
-
-def fourmost_model_config(model):
-    # nested defaults behind $ref are not filled by the validator: lymannet.fourmost fills them;
-    # location_bal (BAL troughs taught as negatives) has location's settings unless given its own
-    if model == "location_bal" and "location_bal" not in FOURMOST["models"]:
-        model = "location"
-    return FOURMOST["models"].get(model, {})
-
-
-def fourmost_split(size):
-    """The size's train/val/test fractions (sizes.<size>.split), else ingest.split."""
-    return fourmost_size_spec(size).get("split") or FOURMOST["ingest"]["split"]
-
-
-def fourmost_localisers():
-    """The localisers the DLA calibration compares on validation: location, and location_bal
-    (BAL troughs taught as negatives) when fourmost.dla.bal.method may choose it."""
-    if FOURMOST["dla"]["bal"]["method"] in ("best", "negatives", "negatives+mask"):
-        return ["location", "location_bal"]
-    return ["location"]
-
-
-def fourmost_calibrate_dla_inputs(wildcards):
-    root = f"results/fourmost/{wildcards.fourmost_size}"
-    inputs = {
-        "ingested": f"{root}/ingested.fits",
-        "localisers": [f"{root}/models/{m}.pt" for m in fourmost_localisers()],
-    }
-    if FOURMOST["pipelines"]["dla_presence"]:
-        inputs["presence"] = f"{root}/models/presence.pt"
-    return inputs
-
-
-def fourmost_score_dla_location_inputs(wildcards):
-    root = f"results/fourmost/{wildcards.fourmost_size}"
-    inputs = {
-        "ingested": f"{root}/ingested.fits",
-        "model": f"{root}/models/location.pt",
-        "localisers": [f"{root}/models/{m}.pt" for m in fourmost_localisers()],
-        "calibrated": f"{root}/models/location_calibrated.pt",
-    }
-    if FOURMOST["pipelines"]["dla_presence"]:
-        inputs["presence"] = f"{root}/models/presence.pt"
-    return inputs
-
-
-def fourmost_train_settings(wildcards):
-    settings = dict(fourmost_model_config(wildcards.fourmost_model).get("train", {}))
-    epochs = fourmost_size_spec(wildcards.fourmost_size).get("epochs")
-    if epochs:
-        settings["epochs"] = epochs
-    return settings
-
-
-def fourmost_summary_inputs(wildcards):
-    root = f"results/fourmost/{wildcards.fourmost_size}"
-    inputs = {
-        "redshift": [
-            f"{root}/redshift/{m}/metrics.json" for m in FOURMOST_REDSHIFT_MODELS
-        ],
-        "models": [f"{root}/models/{m}.pt" for m in FOURMOST_REDSHIFT_MODELS],
-    }
-    if FOURMOST["pipelines"]["dla_presence"]:
-        inputs["presence"] = f"{root}/dla_presence/metrics.json"
-        inputs["models"].append(f"{root}/models/presence.pt")
-    if FOURMOST["pipelines"]["dla_location"]:
-        inputs["location"] = f"{root}/dla_location/metrics.json"
-        inputs["models"].append(f"{root}/models/location.pt")
-    return inputs
-
-
-def fourmost_outputs():
-    """Targets of the `all` rule (empty when fourmost.enabled is false)."""
-    if not FOURMOST["enabled"]:
-        return []
-    root = f"results/fourmost/{FOURMOST['size']}"
-    outputs = [f"{root}/summary.md", f"{root}/summary.csv"]
-    if FOURMOST_REDSHIFT_MODELS:
-        outputs.append(f"{root}/redshift/comparison.png")
-    return outputs
-
-
-# Experiments (workflow/rules/experiments.smk).
-
-
-# --- the 4MOST slides' studies (batch size, sample size): overlays of a model's train settings ---
-
-
-def fourmost_study_config(study):
-    studies = FOURMOST.get("studies", {})
-    if study not in studies:
-        raise ValueError(
-            f"fourmost.studies: unknown study {study!r}; valid: {sorted(studies)}"
-        )
-    return studies[study]
-
-
-def fourmost_variant_settings(wildcards):
-    """The model's train settings with the variant's overlay (the size's epochs win, as for the main models)."""
-    variants = fourmost_study_config(wildcards.fourmost_study)["variants"]
-    if wildcards.fourmost_variant not in variants:
-        raise ValueError(
-            f"fourmost.studies.{wildcards.fourmost_study}: unknown variant {wildcards.fourmost_variant!r}; "
-            f"valid: {sorted(variants)}"
-        )
-    settings = {
-        **fourmost_train_settings(wildcards),
-        **variants[wildcards.fourmost_variant],
-    }
-    epochs = fourmost_size_spec(wildcards.fourmost_size).get("epochs")
-    if epochs:
-        settings["epochs"] = epochs
-    return settings
-
-
-def _fourmost_train_defaults():
-    import yaml
-
-    schema = yaml.safe_load(
-        Path(
-            workflow.basedir, "workflow", "schemas", "fourmost.schema.yaml"
-        ).read_text()
-    )
-    return {
-        k: v.get("default") for k, v in schema["$defs"]["train"]["properties"].items()
-    }
-
-
-def fourmost_variant_is_base(size, model, study, variant):
-    """A variant that changes nothing (n_train null, batch_size as configured...) is the main model."""
-    w = SimpleNamespace(
-        fourmost_size=size,
-        fourmost_model=model,
-        fourmost_study=study,
-        fourmost_variant=variant,
-    )
-    defaults = _fourmost_train_defaults()
-    return {**defaults, **fourmost_train_settings(w)} == {
-        **defaults,
-        **fourmost_variant_settings(w),
-    }
-
-
-def fourmost_study_inputs(wildcards):
-    root = f"results/fourmost/{wildcards.fourmost_size}"
-    study = fourmost_study_config(wildcards.fourmost_study)
-    metrics, histories = [], []
-    for model in study["models"]:
-        for variant in study["variants"]:
-            if fourmost_variant_is_base(
-                wildcards.fourmost_size, model, wildcards.fourmost_study, variant
-            ):
-                metrics.append(f"{root}/redshift/{model}/metrics.json")
-                histories.append(f"{root}/models/{model}_history.csv")
-            else:
-                base = f"{root}/studies/{wildcards.fourmost_study}/{variant}"
-                metrics.append(f"{base}/redshift/{model}/metrics.json")
-                histories.append(f"{base}/models/{model}_history.csv")
-    return {"metrics": metrics, "histories": histories}
-
-
-def experiment_spec(wildcards):
-    return EXPERIMENTS[wildcards.experiment]
-
-
-def experiment_run_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    runs = [(run["model"], run["combo"]) for run in spec["runs"]]
-    return {
-        "predictions": [
-            f"results/predictions/{m}/{c}/{spec['testset']}.fits" for m, c in runs
-        ],
-        "histories": [f"results/models/{m}/{c}/history.csv" for m, c in runs],
-    }
-
-
-def experiment_leakage_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    combos = sorted({run["combo"] for run in spec["runs"]})
-    return {
-        "train": [f"results/combos/{c}/train.fits" for c in combos],
-        "val": [f"results/combos/{c}/val.fits" for c in combos],
-        "testsets": [
-            f"results/testsets/{t}.fits" for t in experiment_testsets(config, spec)
-        ],
-    }
-
-
-def experiment_seeds_inputs(wildcards):
-    """kind seeds: the score JSONs of every seed and ensemble on every test set, the members'
-    catalogues (for the ensembles of k seeds) and model files."""
-    spec = EXPERIMENTS[wildcards.experiment]
-    testsets = experiment_testsets(config, spec)
-    members, ensembles = [], []
-    for group in seed_groups(spec["runs"]):
-        members += [pair for pair in group["members"] if pair not in members]
-        if group["ensemble"]:
-            ensembles.append((ensemble_name(group["model"]), group["combo"]))
-    return {
-        "scores": [
-            f"results/scores/{m}/{c}/{t}.json"
-            for m, c in members + ensembles
-            for t in testsets
-        ],
-        "predictions": [
-            f"results/predictions/{m}/{c}/{t}.fits"
-            for m, c in members
-            for t in testsets
-        ],
-        "models": [f"results/models/{m}/{c}/calibrated.pt" for m, c in members],
-    }
-
-
-def experiment_search_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    return {
-        "tables": [f"results/tune/{s}/best_params.csv" for s in spec["searches"]],
-        "trials": [f"results/tune/{s}/trials.csv" for s in spec["searches"]],
-    }
-
-
-def gallery_inputs(wildcards):
-    spec = EXPERIMENTS[wildcards.experiment]
-    panel = next(p for p in spec["panels"] if p["name"] == wildcards.panel)
-    original, variants = gallery_panel_files(config, panel)
-    return {"original": original, "variants": variants}
-
-
-def experiment_kind_is(kind):
-    return [name for name, spec in EXPERIMENTS.items() if spec["kind"] == kind] or [
-        "none"
-    ]
+FOURMOST_PLAN = FourmostPlan(FOURMOST)

@@ -21,7 +21,7 @@ rule experiments:
 
 rule experiment_runs:
     input:
-        unpack(experiment_run_inputs),
+        unpack(lambda w: experiment_run_inputs(EXPERIMENTS[w.experiment])),
         leakage="results/experiments/{experiment}/leakage.json",
     output:
         figure=report(
@@ -40,11 +40,11 @@ rule experiment_runs:
     log:
         "logs/experiments/{experiment}.log",
     wildcard_constraints:
-        experiment="|".join(experiment_kind_is("runs")),
+        experiment="|".join(experiments_of_kind(config, "runs")),
     conda:
         ENV_SCORE
     params:
-        spec=experiment_spec,
+        spec=lambda w: EXPERIMENTS[w.experiment],
         score=config["score"],
     script:
         "../scripts/experiment.py"
@@ -53,7 +53,7 @@ rule experiment_runs:
 # kind seeds: the seed-to-seed spread of each run's scores on several test sets, and its ensembles.
 rule experiment_seeds:
     input:
-        unpack(experiment_seeds_inputs),
+        unpack(lambda w: experiment_seeds_inputs(config, EXPERIMENTS[w.experiment])),
         leakage="results/experiments/{experiment}/leakage.json",
     output:
         figure=report(
@@ -72,11 +72,11 @@ rule experiment_seeds:
     log:
         "logs/experiments/{experiment}.log",
     wildcard_constraints:
-        experiment="|".join(experiment_kind_is("seeds")),
+        experiment="|".join(experiments_of_kind(config, "seeds")),
     conda:
         ENV_SCORE
     params:
-        spec=experiment_spec,
+        spec=lambda w: EXPERIMENTS[w.experiment],
         score=config["score"],
         testsets=lambda w: experiment_testsets(config, EXPERIMENTS[w.experiment]),
     script:
@@ -85,7 +85,7 @@ rule experiment_seeds:
 
 rule experiment_leakage:
     input:
-        unpack(experiment_leakage_inputs),
+        unpack(lambda w: experiment_leakage_inputs(config, EXPERIMENTS[w.experiment])),
     output:
         "results/experiments/{experiment}/leakage.json",
     log:
@@ -98,7 +98,7 @@ rule experiment_leakage:
 
 rule experiment_search_chain:
     input:
-        unpack(experiment_search_inputs),
+        unpack(lambda w: experiment_search_inputs(EXPERIMENTS[w.experiment])),
     output:
         figure=report(
             "results/experiments/{experiment}/figure.png",
@@ -116,18 +116,18 @@ rule experiment_search_chain:
     log:
         "logs/experiments/{experiment}.log",
     wildcard_constraints:
-        experiment="|".join(experiment_kind_is("search_chain")),
+        experiment="|".join(experiments_of_kind(config, "search_chain")),
     conda:
         ENV_SCORE
     params:
-        spec=experiment_spec,
+        spec=lambda w: EXPERIMENTS[w.experiment],
     script:
         "../scripts/experiment.py"
 
 
 rule experiment_gallery:
     input:
-        unpack(gallery_inputs),
+        unpack(lambda w: gallery_inputs(config, EXPERIMENTS[w.experiment], w.panel)),
     output:
         figure=report(
             "results/experiments/{experiment}/{panel}.png",
@@ -138,11 +138,11 @@ rule experiment_gallery:
     log:
         "logs/experiments/{experiment}/{panel}.log",
     wildcard_constraints:
-        experiment="|".join(experiment_kind_is("gallery")),
+        experiment="|".join(experiments_of_kind(config, "gallery")),
         panel=NAME,
     conda:
         ENV_SCORE
     params:
-        spec=experiment_spec,
+        spec=lambda w: EXPERIMENTS[w.experiment],
     script:
         "../scripts/experiment.py"

@@ -34,9 +34,9 @@ rule fourmost_simulate:
     params:
         spec=lambda w: {
             **FOURMOST["simulate"],
-            "n_spectra": fourmost_size_spec(w.fourmost_size)["n_spectra"],
+            "n_spectra": FOURMOST_PLAN.size_spec(w.fourmost_size)["n_spectra"],
             # the DLA incidence is set per split (absorbers.dla_boost): the ingestion's split
-            "split": fourmost_split(w.fourmost_size),
+            "split": FOURMOST_PLAN.split(w.fourmost_size),
         },
         seed=FOURMOST["seed"],
     script:
@@ -59,7 +59,7 @@ rule fourmost_ingest:
     params:
         options=lambda w: {
             **FOURMOST["ingest"],
-            "split": fourmost_split(w.fourmost_size),
+            "split": FOURMOST_PLAN.split(w.fourmost_size),
         },
         seed=FOURMOST["seed"],
     script:
@@ -92,10 +92,12 @@ rule fourmost_train:
         runtime=240,
         mem_mb=16000,
     params:
-        spec=lambda w: fourmost_model_config(w.fourmost_model).get("spec", {}),
+        spec=lambda w: FOURMOST_PLAN.model_config(w.fourmost_model).get("spec", {}),
         # Outside the declared outputs so that a failed or preempted job keeps it to resume from.
         checkpoint="results/fourmost/checkpoints/{fourmost_size}/{fourmost_model}.pt",
-        settings=fourmost_train_settings,
+        settings=lambda w: FOURMOST_PLAN.train_settings(
+            w.fourmost_size, w.fourmost_model
+        ),
         options=lambda w: {
             **FOURMOST["dla"],
             **FOURMOST["redshift"],
@@ -163,7 +165,7 @@ rule fourmost_score_dla_presence:
 # the validation split reweighted to nature's DLA incidence (lymannet.fourmost.dla_calibration).
 rule fourmost_calibrate_dla:
     input:
-        unpack(fourmost_calibrate_dla_inputs),
+        unpack(lambda w: FOURMOST_PLAN.calibrate_dla_inputs(w.fourmost_size)),
     output:
         **(
             {
@@ -191,8 +193,8 @@ rule fourmost_calibrate_dla:
         options=FOURMOST["dla"],
         simulate=lambda w: {
             **FOURMOST["simulate"],
-            "n_spectra": fourmost_size_spec(w.fourmost_size)["n_spectra"],
-            "split": fourmost_split(w.fourmost_size),
+            "n_spectra": FOURMOST_PLAN.size_spec(w.fourmost_size)["n_spectra"],
+            "split": FOURMOST_PLAN.split(w.fourmost_size),
         },
     script:
         "../scripts/fourmost_calibrate_dla.py"
@@ -200,7 +202,7 @@ rule fourmost_calibrate_dla:
 
 rule fourmost_score_dla_location:
     input:
-        unpack(fourmost_score_dla_location_inputs),
+        unpack(lambda w: FOURMOST_PLAN.score_dla_location_inputs(w.fourmost_size)),
     output:
         catalogue="results/fourmost/{fourmost_size}/dla_location/catalogue.csv",
         matched="results/fourmost/{fourmost_size}/dla_location/truth_matched.csv",
@@ -232,7 +234,7 @@ rule fourmost_score_dla_location:
 
 rule fourmost_summary:
     input:
-        unpack(fourmost_summary_inputs),
+        unpack(lambda w: FOURMOST_PLAN.summary_inputs(w.fourmost_size)),
     output:
         csv="results/fourmost/{fourmost_size}/summary.csv",
         md=report(
@@ -279,8 +281,10 @@ rule fourmost_study_train:
         runtime=240,
         mem_mb=16000,
     params:
-        spec=lambda w: fourmost_model_config(w.fourmost_model).get("spec", {}),
-        settings=fourmost_variant_settings,
+        spec=lambda w: FOURMOST_PLAN.model_config(w.fourmost_model).get("spec", {}),
+        settings=lambda w: FOURMOST_PLAN.variant_settings(
+            w.fourmost_size, w.fourmost_model, w.fourmost_study, w.fourmost_variant
+        ),
         options=lambda w: {
             **FOURMOST["dla"],
             **FOURMOST["redshift"],
@@ -307,7 +311,7 @@ use rule fourmost_score_redshift as fourmost_study_score with:
 
 rule fourmost_study:
     input:
-        unpack(fourmost_study_inputs),
+        unpack(lambda w: FOURMOST_PLAN.study_inputs(w.fourmost_size, w.fourmost_study)),
     output:
         csv="results/fourmost/{fourmost_size}/studies/{fourmost_study}.csv",
         figure=report(
@@ -324,8 +328,8 @@ rule fourmost_study:
         study=lambda w: w.fourmost_study,
         labels=lambda w: [
             (m, v)
-            for m in fourmost_study_config(w.fourmost_study)["models"]
-            for v in fourmost_study_config(w.fourmost_study)["variants"]
+            for m in FOURMOST_PLAN.study(w.fourmost_study)["models"]
+            for v in FOURMOST_PLAN.study(w.fourmost_study)["variants"]
         ],
     script:
         "../scripts/fourmost_study.py"

@@ -43,12 +43,10 @@ from ..models import count_parameters
 from ..modelfile import cpu_copy
 from ..runtime import pick_device
 from .models import REDSHIFT_KINDS, build, complete_spec, location_loss, mape_loss
+from .settings import TRAIN_DEFAULTS
 
 log = logging.getLogger("lymannet.fourmost")
 
-TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
-                                  "patience": 5, "lr_factor": 0.5, "lr_patience": 2, "max_minutes": None,
-                                  "n_train": None, "loss": "mape"}
 CHECKPOINT_FORMAT = "lymannet-4most-checkpoint-1"
 SUBDLA_RANGE = (19.0, 20.3)  # log N_HI of the sub-DLAs the localiser may be shown as hard negatives
 REDSHIFT_ACCURACY_DZ = 0.01  # a redshift counts as right when |dz| / (1 + z) < this (the "accuracy" curve)
