@@ -7,6 +7,7 @@ import pytest
 
 from lymannet import physics, simulate
 from lymannet.fourmost import simulate as fourmost_simulate
+from lymannet.simulate import render
 
 OI_5577_AIR = 5577.34  # [OI] in lymannet/data/sky_lines.txt (air, Osterbrock et al. 1996)
 
@@ -79,7 +80,7 @@ def test_both_simulators_draw_the_same_bal_trough():
     z, v_min, v_max, depth = 2.8, 3000.0, 12000.0, 0.7
     objects = pd.DataFrame({"Z": [z], "BAL_DEPTH": [depth], "BAL_VMIN_KMS": [v_min], "BAL_VMAX_KMS": [v_max]})
     desi_wave = simulate.instrument().wave
-    desi = simulate._bal_transmission(objects)[0]
+    desi = render._bal_transmission(objects)[0]
     fourmost_wave = fourmost_simulate.wavelength_grid()
     fourmost = fourmost_simulate.bal_trough_transmission(fourmost_wave, z, v_min, v_max, -np.log(1 - depth))
     shared = (fourmost_wave > desi_wave[0]) & (fourmost_wave < desi_wave[-1])

@@ -249,7 +249,7 @@ def test_failure_leaves_no_files(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(simulate, "simulate_chunk", broken)
+    monkeypatch.setattr(simulate.observing, "simulate_chunk", broken)  # where simulate_dataset looks it up
     with pytest.raises(RuntimeError):
         simulate.simulate_dataset(SMALL, 1, "x", tmp_path / "c.fits", tmp_path / "t.fits")
     assert list(tmp_path.iterdir()) == []
