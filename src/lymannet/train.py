@@ -18,8 +18,6 @@ import logging
 import math
 import os
 import resource
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .checkpoint import StopSignal, TrainingInterrupted, load_checkpoint, save_checkpoint
 from .config import job_seed
 from .errors import ConfigError, InputFileError
 from .figures import save_figure
@@ -73,10 +72,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 2  # ReduceLROnPlateau: halve the lr after 2 flat epochs
 EVAL_BATCH = 1024
-
-
-class TrainingInterrupted(SystemExit):
-    """Raised after the checkpoint is saved on SIGTERM/SIGUSR1; exits non-zero (128 + signal)."""
 
 
 def train_settings(spec: dict[str, Any]) -> dict[str, Any]:
@@ -260,39 +255,6 @@ def freeze_batchnorm_statistics(modules: list[nn.Module]) -> None:
         for sub in module.modules():
             if isinstance(sub, nn.BatchNorm1d):
                 sub.eval()
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints and signals
-
-
-class StopSignal:
-    """Sets a flag on SIGTERM/SIGUSR1 (SLURM time limit or preemption) instead of dying mid-write."""
-
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        log.warning("received signal %d: saving a checkpoint after this batch, then exiting", signum)
-
-    def __enter__(self) -> "StopSignal":
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -533,63 +495,24 @@ def train_model(
     return summary
 
 
-def _resume(
-    path: Path,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer,
-    scheduler,
-    generator: torch.Generator,
-    augment_generator: torch.Generator | None,
-) -> LoopState:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint.get("fingerprint") != fingerprint:
-        log.warning("ignoring checkpoint %s: it belongs to another config or other inputs", path)
+def _resume(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, generator: torch.Generator,
+            augment_generator: torch.Generator | None) -> LoopState:
+    saved = load_checkpoint(path, CHECKPOINT_FORMAT, fingerprint, model, optimizer, scheduler,
+                            {"generator": generator, "augment_generator": augment_generator})
+    if saved is None:
         return LoopState(history=[])
-    device = next(model.parameters()).device
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(checkpoint["scheduler"])
-    torch.set_rng_state(checkpoint["torch_rng"])
-    if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
-    generator.set_state(checkpoint["generator"])
-    if augment_generator is not None and checkpoint.get("augment_generator") is not None:
-        augment_generator.set_state(checkpoint["augment_generator"])
-    state = LoopState(**checkpoint["state"])
+    state = LoopState(**saved)
     if state.sums is not None:
+        device = next(model.parameters()).device
         state.sums = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state.sums.items()}
     log.info("resuming from %s at epoch %d, batch %d", path, state.epoch + 1, state.batch)
     return state
 
 
-def _checkpoint(
-    path: Path,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer,
-    scheduler,
-    generator: torch.Generator,
-    augment_generator: torch.Generator | None,
-    state: LoopState,
-) -> None:
-    device = next(model.parameters()).device
-    save_checkpoint(
-        path,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": fingerprint,
-            "model": cpu_copy(model.state_dict()),
-            "optimizer": cpu_copy(optimizer.state_dict()),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "generator": generator.get_state(),
-            "augment_generator": augment_generator.get_state() if augment_generator is not None else None,
-            "state": state.to_dict(),
-        },
-    )
+def _checkpoint(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, generator: torch.Generator,
+                augment_generator: torch.Generator | None, state: LoopState) -> None:
+    save_checkpoint(path, CHECKPOINT_FORMAT, fingerprint, model, optimizer, scheduler,
+                    {"generator": generator, "augment_generator": augment_generator}, state.to_dict())
 
 
 def _loop(

@@ -9,7 +9,7 @@ log says so with a warning and the history records stop_reason "max_minutes".
 
 On a cluster it behaves as rule `train` (:mod:`lymannet.train`): SIGTERM/SIGUSR1 (Slurm's time
 limit, preemption) saves a checkpoint after the batch in progress and exits non-zero
-(:class:`lymannet.train.TrainingInterrupted`); the rerun resumes from that checkpoint, mid-epoch,
+(:class:`lymannet.checkpoint.TrainingInterrupted`); the rerun resumes from that checkpoint, mid-epoch,
 bit-identical on the CPU (and on a GPU under torch.use_deterministic_algorithms with
 CUBLAS_WORKSPACE_CONFIG set, which :func:`lymannet.runtime.configure_torch` does when deterministic). A checkpoint is also written at
 every epoch's end and removed when the run finishes. Model files are self-describing: kind, spec,
@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..checkpoint import StopSignal, TrainingInterrupted, load_checkpoint, save_checkpoint
 from ..config import job_seed
 from ..fileio import atomic_path
 from ..grid import Grid
@@ -96,8 +97,6 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Mo
     `checkpoint_path`: resume from it if it holds this very run's checkpoint; written at every
     epoch's end and on SIGTERM/SIGUSR1 (then TrainingInterrupted is raised), removed at the end.
     `batch_callback(epoch, batch)` runs after every optimiser step (tests use it to send a signal)."""
-    from ..train import StopSignal, TrainingInterrupted
-
     settings = {**TRAIN_DEFAULTS, **settings}
     device = torch.device(device) if not isinstance(device, torch.device) else device
     model.to(device)
@@ -113,31 +112,18 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, loss_fn: Callable[[nn.Mo
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "order": None, "total": 0.0, "rows": [], "best": float("inf"),
                              "best_state": cpu_copy(model.state_dict()), "stale": 0, "seconds": 0.0, "stop_reason": None}
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if checkpoint.get("format") == CHECKPOINT_FORMAT and checkpoint.get("fingerprint") == fingerprint:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            generator.set_state(checkpoint["generator"])
-            torch.set_rng_state(checkpoint["torch_rng"])
-            if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
-            state = checkpoint["state"]
+    generators = {"generator": generator}
+    if checkpoint_path is not None:
+        saved = load_checkpoint(checkpoint_path, CHECKPOINT_FORMAT, fingerprint, model, optimizer, scheduler, generators,
+                                weights_only=False)  # the loop state holds the history rows
+        if saved is not None:
+            state = saved
             log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state["epoch"] + 1, state["batch"])
-        else:
-            log.warning("ignoring checkpoint %s: it belongs to another config or other inputs", checkpoint_path)
 
     def save() -> None:
-        if checkpoint_path is None:
-            return
-        payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "model": cpu_copy(model.state_dict()),
-                   "optimizer": cpu_copy(optimizer.state_dict()), "scheduler": scheduler.state_dict(),
-                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                   "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "state": state}
-        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(payload, tmp)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, CHECKPOINT_FORMAT, fingerprint, model, optimizer, scheduler, generators,
+                            state)
 
     with StopSignal() as stop:
         while state["epoch"] < epochs and state["stop_reason"] is None:
