@@ -25,7 +25,7 @@ import yaml
 from lymannet.grid import Grid
 from lymannet.models import build_model, encode_targets, quasarnet_loss
 from lymannet.online import OnlineAugmentation, spectype_codes
-from lymannet.train import network_input_torch
+from lymannet.batches import network_input_torch
 
 REPO = Path(__file__).resolve().parents[1]
 

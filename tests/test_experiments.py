@@ -20,7 +20,7 @@ from lymannet.experiments import chain_table, gallery_figure, run_metrics
 from lymannet.metrics import ScoreOptions
 from lymannet.plan import check_experiments, experiment_outputs, experiment_run_pairs
 from lymannet.search import base_best_spec, check_tune_config, search_chain
-from lymannet.train import keras_layers_to_blocks
+from lymannet.transfer import keras_layers_to_blocks
 
 OVERLAYS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 # overlays that declare `experiments:` (others, e.g. online_augmentation.yaml, only add runs)

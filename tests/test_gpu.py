@@ -28,7 +28,8 @@ import torch
 
 from lymannet.modelfile import load_model_file
 from lymannet.models import build_model
-from lymannet.train import load_device_data, train_model, uses_bf16
+from lymannet.batches import load_device_data
+from lymannet.train import train_model, uses_bf16
 
 from test_train import TINY, interrupt_after_first_checkpoint, make_spectra  # noqa: E402 - tests/ is on sys.path under pytest
 

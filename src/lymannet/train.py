@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import resource
 import time
 from dataclasses import dataclass
@@ -28,26 +27,23 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .batches import Batches, DeviceData, load_device_data, precompute
 from .checkpoint import StopSignal, TrainingInterrupted, load_checkpoint, save_checkpoint
 from .config import job_seed
 from .errors import ConfigError, InputFileError
 from .figures import save_figure
 from .fileio import atomic_path, config_hash, provenance
-from .grid import Grid
 from .lines import Line
 from .models import (
     build_model,
     combine_terms,
     complete_spec,
     count_parameters,
-    encode_targets,
     loss_terms,
 )
-from .modelfile import cpu_copy, load_model_file, write_model_file
-from .online import spectype_codes
-from .preprocess import network_input
+from .modelfile import cpu_copy, write_model_file
 from .runtime import Progress, configure_torch, cpu_arithmetic, cpu_has_native_bf16, pick_device
-from .spectra import read_spectra
+from .transfer import freeze_batchnorm_statistics, frozen_modules, set_frozen, transfer_weights
 
 log = logging.getLogger("lymannet")
 
@@ -86,175 +82,6 @@ def train_settings(spec: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError("train.transfer needs 'from' (a Keras .h5 or a lymannet model.pt)")
         settings["transfer"] = {"freeze_layers": 0, "unfreeze_epochs": 0, **transfer}
     return settings
-
-
-# ----------------------------------------------------------------------------------------------
-# Data resident on the device
-
-
-def network_input_torch(flux: torch.Tensor, ivar: torch.Tensor, snr_channel: bool) -> torch.Tensor:
-    """Torch twin of lymannet.preprocess.network_input (for batches augmented on the device)."""
-    flux64, ivar64 = flux.double(), ivar.double()
-    total_weight = ivar64.sum(dim=1, keepdim=True)
-    safe_weight = torch.where(total_weight > 0, total_weight, torch.ones_like(total_weight))
-    mean = (flux64 * ivar64).sum(dim=1, keepdim=True) / safe_weight
-    rms = torch.sqrt((ivar64 * (flux64 - mean) ** 2).sum(dim=1, keepdim=True) / safe_weight)
-    ok = (total_weight > 0) & (rms > 0)
-    channels = [torch.where(ok, (flux64 - mean) / torch.where(ok, rms, torch.ones_like(rms)), flux64)]
-    if snr_channel:
-        channels.append(flux64 * torch.sqrt(ivar64.clamp_min(0)))
-    return torch.stack(channels, dim=1).float()
-
-
-@dataclass
-class DeviceData:
-    """Spectra and truth of one file on the training device."""
-
-    flux: torch.Tensor  # (N, P) float32
-    ivar: torch.Tensor
-    z: torch.Tensor  # (N,) float64
-    is_target: torch.Tensor  # (N,) bool
-    spectype: torch.Tensor | None = None  # (N,) int8 codes of lymannet.online.SPECTYPE_CODES (-1: other)
-    inputs: torch.Tensor | None = None  # precomputed network input when nothing changes the spectra
-    targets: dict[str, torch.Tensor] | None = None
-
-    def __len__(self) -> int:
-        return len(self.z)
-
-
-def load_device_data(path: str | Path, target_class: str, device: torch.device) -> tuple[DeviceData, Grid]:
-    spectra = read_spectra(path)
-    if spectra.grid is None:
-        raise InputFileError("network layer has no constant-step grid (GRIDKIND native)", path)
-    if len(spectra) < 2:
-        raise InputFileError(f"{len(spectra)} spectra: too few to train or validate on", path)
-    is_target = (spectra.truth["SPECTYPE"].str.strip() == target_class).to_numpy(dtype=bool, copy=True)
-    z = spectra.truth["Z"].to_numpy(np.float64)
-    if np.any(is_target & ~np.isfinite(z)):
-        raise InputFileError(f"{target_class} spectra without a finite Z in the truth table", path)
-    data = DeviceData(
-        flux=torch.from_numpy(np.ascontiguousarray(spectra.flux, np.float32)).to(device),
-        ivar=torch.from_numpy(np.ascontiguousarray(spectra.ivar, np.float32)).to(device),
-        z=torch.from_numpy(np.nan_to_num(z)).to(device),
-        is_target=torch.from_numpy(is_target).to(device),
-        spectype=torch.from_numpy(spectype_codes(spectra.truth["SPECTYPE"].to_numpy())).to(device),
-    )
-    return data, spectra.grid
-
-
-def precompute(data: DeviceData, model: nn.Module, grid: Grid, snr_channel: bool) -> None:
-    """Network input (exactly predict's numpy standardisation) and targets, once for all epochs."""
-    flux, ivar = data.flux.cpu().numpy(), data.ivar.cpu().numpy()
-    data.inputs = torch.from_numpy(network_input(flux, ivar, snr_channel)).to(data.flux.device)
-    data.targets = encode_targets(data.z, data.is_target, model.lines, grid, model.n_boxes)
-
-
-class Batches:
-    """Turns row indices into (network input, targets), augmenting on the device if configured."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        grid: Grid,
-        snr_channel: bool,
-        augment: Callable | None,
-        generator: torch.Generator | None,
-    ):
-        self.lines, self.n_boxes, self.grid = model.lines, model.n_boxes, grid
-        self.snr_channel, self.augment, self.generator = snr_channel, augment, generator
-
-    def __call__(self, data: DeviceData, index: torch.Tensor, train: bool) -> tuple[torch.Tensor, dict]:
-        if data.inputs is not None and not (train and self.augment):
-            return data.inputs[index], {key: value[index] for key, value in data.targets.items()}
-        flux, ivar, z = data.flux[index], data.ivar[index], data.z[index]
-        if train and self.augment is not None:
-            # Augment BEFORE target encoding (z may change) and standardisation (flux does). The
-            # shift moves each class only where it is physical (online shift.classes; never a star).
-            spectype = data.spectype[index] if data.spectype is not None else None
-            flux, ivar, z = self.augment(flux, ivar, z, self.generator, shiftable=data.is_target[index],
-                                         spectype=spectype)
-        inputs = network_input_torch(flux, ivar, self.snr_channel)
-        return inputs, encode_targets(z, data.is_target[index], self.lines, self.grid, self.n_boxes)
-
-
-# ----------------------------------------------------------------------------------------------
-# Model set-up: transfer learning and freezing (thesis 4.1)
-
-
-def _source_state(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], int]:
-    """(state_dict, line names, n_boxes) of a Keras .h5 or a lymannet model.pt."""
-    path = Path(path)
-    if path.suffix in (".h5", ".hdf5", ".keras"):
-        from .keras_import import load_keras_quasarnet
-
-        model, _ = load_keras_quasarnet(path)
-        return model.state_dict(), tuple(line.name for line in model.lines), model.n_boxes
-    loaded = load_model_file(path)
-    return loaded.model.state_dict(), tuple(line.name for line in loaded.lines), loaded.n_boxes
-
-
-def transfer_weights(model: nn.Module, source_path: str | Path) -> dict[str, list[str]]:
-    """Copy the trunk (and the heads when line sets and boxes agree) from a trained model;
-    parameters whose shape differs (e.g. the dense layer on another grid) keep their init."""
-    state, source_lines, source_boxes = _source_state(source_path)
-    same_heads = source_lines == tuple(line.name for line in model.lines) and source_boxes == model.n_boxes
-    own = model.state_dict()
-    copied, skipped = [], []
-    for key, value in own.items():
-        take = key in state and state[key].shape == value.shape
-        take = take and (key.startswith("trunk.") or (key.startswith("line_finder.") and same_heads))
-        (copied if take else skipped).append(key)
-        if take:
-            own[key] = state[key].clone()
-    model.load_state_dict(own)
-    log.info(
-        "transfer from %s: %d tensors copied, %d re-initialised (%s)",
-        source_path,
-        len(copied),
-        len(skipped),
-        ", ".join(sorted({k.rsplit(".", 1)[0] for k in skipped})) or "none",
-    )
-    return {"copied": copied, "initialised": skipped}
-
-
-def keras_layers_to_blocks(keras_layers: int, layers_per_block: int = 3) -> int:
-    """`freeze_layers` (conv blocks) for the thesis's count of frozen Keras layers.
-
-    QuasarNET's Keras model lists an InputLayer, then per block Conv1D, BatchNormalization and
-    Activation (plus Dropout when the model has dropout: layers_per_block 4). Freezing the first
-    `keras_layers` layers freezes the weights of every block whose Conv1D is among them, i.e. of
-    ceil((keras_layers - 1) / layers_per_block) blocks: the thesis's best transfer model, 7 Keras
-    layers non-trainable, is freeze_layers 2 with or without Dropout layers."""
-    if keras_layers < 0 or layers_per_block < 1:
-        raise ConfigError("keras_layers must be >= 0 and layers_per_block >= 1")
-    return max(0, math.ceil((keras_layers - 1) / layers_per_block))
-
-
-def frozen_modules(model: nn.Module, freeze_layers: int) -> list[nn.Module]:
-    """The first `freeze_layers` conv blocks; one more than there are blocks also freezes the
-    common dense layer."""
-    blocks = list(model.trunk.blocks)
-    modules: list[nn.Module] = blocks[:freeze_layers]
-    if freeze_layers > len(blocks):
-        modules += [model.trunk.dense, model.trunk.dense_bn]
-    return modules
-
-
-def set_frozen(model: nn.Module, modules: list[nn.Module], frozen: bool) -> None:
-    for module in model.modules():
-        for parameter in module.parameters(recurse=False):
-            parameter.requires_grad_(True)
-    if frozen:
-        for module in modules:
-            module.requires_grad_(False)
-
-
-def freeze_batchnorm_statistics(modules: list[nn.Module]) -> None:
-    """Frozen layers keep their BatchNorm running statistics too (Keras trainable=False)."""
-    for module in modules:
-        for sub in module.modules():
-            if isinstance(sub, nn.BatchNorm1d):
-                sub.eval()
 
 
 # ----------------------------------------------------------------------------------------------
