@@ -78,3 +78,16 @@ def test_outputs_only_when_enabled(fourmost):
 def test_experiments_of_kind_never_empty():
     config = {"experiments": {"a": {"kind": "runs"}, "b": {"kind": "seeds"}}}
     assert experiments_of_kind(config, "runs") == ["a"] and experiments_of_kind(config, "gallery") == ["none"]
+
+
+def test_a_new_working_point_or_bal_handling_does_not_retrain(fourmost):
+    """Training options leave out what only the catalogue reads, so Snakemake reruns calibration
+    and scoring, not the networks, when a working point or the BAL handling changes."""
+    fourmost["dla"]["bal"].setdefault("trough_windows", 4)
+    before = FourmostPlan(fourmost).train_options("location")
+    fourmost["dla"]["calibration"] = {"purity": 0.8}
+    fourmost["dla"]["bal"]["method"] = "best"
+    after = FourmostPlan(fourmost).train_options("location")
+    assert before == after and "calibration" not in after and "bal" not in after
+    assert after["windows_per_sightline"] == fourmost["dla"]["windows_per_sightline"]
+    assert FourmostPlan(fourmost).train_options("location_bal")["bal_trough_windows"] == 4

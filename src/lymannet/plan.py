@@ -365,6 +365,20 @@ class FourmostPlan:
             settings["epochs"] = epochs
         return settings
 
+    # dla/redshift options read only after training (catalogue, calibration, BAL handling, scores)
+    AFTER_TRAINING = ("calibration", "bal", "slide_stride", "merge_threshold", "merge_radius_angstrom",
+                      "match_tolerance_angstrom", "snr_min", "catastrophic_dz")
+
+    def train_options(self, model: str) -> dict[str, Any]:
+        """The options a network's training reads (window and segment layout, sampling, augmentation,
+        redshift range), without those only the catalogue and scores read, so that changing a
+        working point or the BAL handling reruns calibration and scoring, not training."""
+        options = {**self.config["dla"], **self.config["redshift"], "z": self.config["simulate"]["z"],
+                   "z_grid": self.config["ingest"]["z_grid"],
+                   # location_bal: the localiser with BAL troughs taught as negatives
+                   "bal_trough_windows": self.config["dla"]["bal"]["trough_windows"] if model == "location_bal" else 0}
+        return {key: value for key, value in options.items() if key not in self.AFTER_TRAINING}
+
     def summary_inputs(self, size: str) -> dict[str, Any]:
         root = self.root(size)
         inputs: dict[str, Any] = {"redshift": [f"{root}/redshift/{m}/metrics.json" for m in self.redshift_models],

@@ -98,18 +98,8 @@ rule fourmost_train:
         settings=lambda w: FOURMOST_PLAN.train_settings(
             w.fourmost_size, w.fourmost_model
         ),
-        options=lambda w: {
-            **FOURMOST["dla"],
-            **FOURMOST["redshift"],
-            "z": FOURMOST["simulate"]["z"],
-            "z_grid": FOURMOST["ingest"]["z_grid"],
-            # location_bal: the localiser with BAL troughs taught as negatives
-            "bal_trough_windows": (
-                FOURMOST["dla"]["bal"]["trough_windows"]
-                if w.fourmost_model == "location_bal"
-                else 0
-            ),
-        },
+        # only what training reads: a new working point or BAL handling does not retrain
+        options=lambda w: FOURMOST_PLAN.train_options(w.fourmost_model),
         seed=FOURMOST["seed"],
     script:
         "../scripts/fourmost_train.py"
@@ -285,12 +275,7 @@ rule fourmost_study_train:
         settings=lambda w: FOURMOST_PLAN.variant_settings(
             w.fourmost_size, w.fourmost_model, w.fourmost_study, w.fourmost_variant
         ),
-        options=lambda w: {
-            **FOURMOST["dla"],
-            **FOURMOST["redshift"],
-            "z": FOURMOST["simulate"]["z"],
-            "z_grid": FOURMOST["ingest"]["z_grid"],
-        },
+        options=lambda w: FOURMOST_PLAN.train_options(w.fourmost_model),
         seed=FOURMOST["seed"],
         checkpoint="results/fourmost/checkpoints/{fourmost_size}/studies/{fourmost_study}/{fourmost_variant}/{fourmost_model}.pt",
     script:
