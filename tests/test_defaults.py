@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from lymannet.fourmost.simulate import DEFAULTS
-from lymannet.fourmost.train import TRAIN_DEFAULTS as FOURMOST_TRAIN_DEFAULTS
+from lymannet.fourmost.settings import TRAIN_DEFAULTS as FOURMOST_TRAIN_DEFAULTS
 from lymannet.metrics import ScoreOptions
 from lymannet.models import MODEL_DEFAULTS
 from lymannet.predict import PredictOptions

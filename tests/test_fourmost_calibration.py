@@ -333,7 +333,7 @@ def test_fused_dla_prob_rises_with_each_feature_it_was_fitted_on():
 def test_window_augmentation_mirrors_with_the_offset_and_adds_noise_with_its_sigma():
     import torch
 
-    from lymannet.fourmost.train import augment_windows
+    from lymannet.fourmost.tasks import augment_windows
 
     x = torch.stack([torch.linspace(0, 1, 8).repeat(4, 1), torch.full((4, 8), 0.5)], dim=1)
     offset = torch.tensor([0.5, -0.2, 0.1, 0.9])

@@ -151,7 +151,7 @@ def test_sigterm_checkpoint_then_resume_is_bit_identical(tmp_path):
 
 
 def test_slides_dense_architecture_and_quantile_target():
-    from lymannet.fourmost.train import quantile_forward, quantile_inverse, quantile_table
+    from lymannet.fourmost.tasks import quantile_forward, quantile_inverse, quantile_table
 
     model = build("dense_slides", {"width": 32}, 500).eval()
     assert model(torch.zeros(3, 1, 500)).shape == (3,)

@@ -19,7 +19,7 @@ from .errors import InputFileError
 from .fileio import atomic_path, file_sha256
 from .grid import Grid
 from .lines import Line
-from .models import build_model, decode, fold_batchnorm, has_line_finder
+from .models import build_model, count_parameters, decode, fold_batchnorm, has_line_finder
 from .preprocess import INFERENCE_BATCH, network_input
 
 __all__ = ["MODEL_FORMAT", "LoadedModel", "cpu_copy", "load_model_file", "write_calibrated_model_file",
@@ -166,3 +166,39 @@ def write_calibrated_model_file(source: str | Path, path: str | Path, calibratio
     payload["calibration"] = calibration
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+# --- the 4MOST wing's model files (lymannet.fourmost: redshift regressors, DLA presence, localiser)
+
+FOURMOST_MODEL_FORMAT = "lymannet-4most-model-1"
+
+
+def write_fourmost_model_file(path: str | Path, model: nn.Module, kind: str, spec: dict[str, Any],
+                              info: dict[str, Any], history: Any, train_seconds: float,
+                              provenance: dict[str, Any]) -> None:
+    """A trained 4MOST network: kind, completed spec, input description (`info`), weights,
+    per-epoch history (a DataFrame), training time and provenance; written atomically."""
+    from .fourmost.models import complete_spec as complete_fourmost_spec
+
+    payload = {"format": FOURMOST_MODEL_FORMAT, "kind": kind, "spec": complete_fourmost_spec(kind, spec),
+               "info": info, "state_dict": model.state_dict(), "parameters": count_parameters(model),
+               "history": history.to_dict("list"), "train_seconds": train_seconds, "provenance": provenance}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_fourmost_model_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(network in eval mode on the CPU, the file's payload) of a 4MOST model file."""
+    from .fourmost.models import build as build_fourmost
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise InputFileError(f"cannot load model file ({error})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FOURMOST_MODEL_FORMAT:
+        raise InputFileError("not a lymannet 4MOST model file", path)
+    model = build_fourmost(payload["kind"], payload["spec"], payload["info"]["n_pixels"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload
+

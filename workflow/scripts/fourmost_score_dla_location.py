@@ -14,7 +14,7 @@ from lymannet.fourmost import plots
 from lymannet.fourmost.dla_calibration import catalogue_header, catalogue_table, score_dla_catalogue, write_catalogue
 from lymannet.fourmost.io import read_ingested
 from lymannet.fourmost.score import CATALOGUE_COLUMNS, score_location, window_votes
-from lymannet.fourmost.train import load_model_file
+from lymannet.modelfile import load_fourmost_model_file as load_model_file
 from lymannet.runtime import run
 
 

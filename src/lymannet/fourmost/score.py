@@ -23,7 +23,7 @@ from .bal import trough_pixel_ranges
 from .metrics import (CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, auc, auc_interval, bin_label, confuser_of, match_catalogue,
                       merge_windows, nmad, purity_completeness_by_bin, ratio_interval, redshift_by_bin, redshift_metrics,
                       roc_curve, snr_groups)
-from .train import dla_inputs, predict_batches, predict_redshift
+from .tasks import dla_inputs, predict_batches, predict_redshift
 
 log = logging.getLogger("lymannet.fourmost")
 
