@@ -45,12 +45,26 @@ def make_coadd(path: Path, n_rows: int, seed: int) -> None:
     """n_rows spectra drawn from the fixture's 25 (noise added, ivar lowered to match); 2% sky."""
     rng = np.random.default_rng(seed)
     with fitsio.FITS(str(FIXTURES / "test_coadd.fits")) as source:
-        arms = {arm: (source[f"{arm}_WAVELENGTH"].read(), source[f"{arm}_FLUX"].read().astype(np.float32),
-                      source[f"{arm}_IVAR"].read().astype(np.float32)) for arm in ARMS}
+        arms = {
+            arm: (
+                source[f"{arm}_WAVELENGTH"].read(),
+                source[f"{arm}_FLUX"].read().astype(np.float32),
+                source[f"{arm}_IVAR"].read().astype(np.float32),
+            )
+            for arm in ARMS
+        }
     pick = rng.integers(0, 25, n_rows)
     sky = rng.random(n_rows) < 0.02
-    fibermap = np.zeros(n_rows, dtype=[("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"),
-                                       ("OBJTYPE", "U3"), ("COADD_FIBERSTATUS", "i4")])
+    fibermap = np.zeros(
+        n_rows,
+        dtype=[
+            ("TARGETID", "i8"),
+            ("TARGET_RA", "f8"),
+            ("TARGET_DEC", "f8"),
+            ("OBJTYPE", "U3"),
+            ("COADD_FIBERSTATUS", "i4"),
+        ],
+    )
     fibermap["TARGETID"] = np.where(sky, -1, 39627000000000000 + seed * 100000 + np.arange(n_rows))
     fibermap["TARGET_RA"], fibermap["TARGET_DEC"] = rng.uniform(0, 360, n_rows), rng.uniform(-10, 80, n_rows)
     fibermap["OBJTYPE"] = np.where(sky, "SKY", "TGT")
@@ -87,8 +101,13 @@ def run_quasarnp(files: list[Path]) -> tuple[float, int]:
             rows = fits["FIBERMAP"]["TARGETID"][:] > 0  # the same science fibres as lymannet
         x, _ = load_desi_coadd(str(path), rows=rows, out_grid=grid)
         outputs = model.predict(x[:, :, None])
-        process_preds(outputs, ["LYA", "CIV(1548)", "CIII(1909)", "MgII(2796)", "Hbeta", "Halpha"], ["CIV(1548)"],
-                      verbose=False, wave=grid)
+        process_preds(
+            outputs,
+            ["LYA", "CIV(1548)", "CIII(1909)", "MgII(2796)", "Hbeta", "Halpha"],
+            ["CIV(1548)"],
+            verbose=False,
+            wave=grid,
+        )
         n_rows += len(rows)
     return time.perf_counter() - start, n_rows
 
@@ -109,8 +128,21 @@ def has_native_bf16() -> bool:
 def peak_memory_mb(path: Path, out: Path) -> float:
     """Max RSS of `lymannet classify` on one file, in a fresh process (its own peak only)."""
     script = Path(sys.executable).with_name("lymannet")
-    subprocess.run([str(script), "classify", "--model", str(WEIGHTS), str(path), "--output", str(out),
-                    "--device", "cpu"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(script),
+            "classify",
+            "--model",
+            str(WEIGHTS),
+            str(path),
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -135,9 +167,13 @@ def main() -> None:
             files[-1].parent.mkdir(parents=True)
             make_coadd(files[-1], args.rows, seed=i)
         total = args.files * args.rows
-        print(f"{args.files} coadd files x {args.rows} spectra ({total:,} rows, 2% sky), {args.threads} threads, "
-              f"weights {WEIGHTS.name}")
-        run_lymannet(files[:1], work / "warm", False)  # first-call costs (imports, allocator) out of the timing
+        print(
+            f"{args.files} coadd files x {args.rows} spectra ({total:,} rows, 2% sky), {args.threads} threads, "
+            f"weights {WEIGHTS.name}"
+        )
+        run_lymannet(
+            files[:1], work / "warm", False
+        )  # first-call costs (imports, allocator) out of the timing
         # Alternated and repeated, best of each: a shared machine's load then weighs on both alike.
         ours_s, theirs_s = [], []
         for attempt in range(args.repeats):
@@ -148,22 +184,32 @@ def main() -> None:
             assert n == n_theirs == total
         ours, theirs = total / min(ours_s), total / min(theirs_s)
         print(f"lymannet classify, fp32: {ours:8,.0f} spectra/s (best of {[round(s, 2) for s in ours_s]} s)")
-        print(f"QuasarNP load_desi_coadd + predict + process_preds: {theirs:8,.0f} spectra/s "
-              f"(best of {[round(s, 2) for s in theirs_s]} s)")
+        print(
+            f"QuasarNP load_desi_coadd + predict + process_preds: {theirs:8,.0f} spectra/s "
+            f"(best of {[round(s, 2) for s in theirs_s]} s)"
+        )
         ratio = ours / theirs
-        print(f"ratio fp32 / QuasarNP: {ratio:.1f}x (floor {FLOOR:.0f}x: {'met' if ratio >= FLOOR else 'NOT met'})")
+        print(
+            f"ratio fp32 / QuasarNP: {ratio:.1f}x (floor {FLOOR:.0f}x: {'met' if ratio >= FLOOR else 'NOT met'})"
+        )
         if has_native_bf16() or args.bf16:
             bf16_s, _ = run_lymannet(files, work / "bf16", True)
-            print(f"lymannet classify, bf16: {total / bf16_s:8,.0f} spectra/s ({bf16_s:.2f} s), "
-                  f"{total / bf16_s / theirs:.1f}x QuasarNP")
+            print(
+                f"lymannet classify, bf16: {total / bf16_s:8,.0f} spectra/s ({bf16_s:.2f} s), "
+                f"{total / bf16_s / theirs:.1f}x QuasarNP"
+            )
         else:
-            print("bf16: skipped (this CPU has no AVX-512 BF16 / AMX: bf16 would be emulated, ~10x slower; --bf16 "
-                  "runs it anyway)")
+            print(
+                "bf16: skipped (this CPU has no AVX-512 BF16 / AMX: bf16 would be emulated, ~10x slower; --bf16 "
+                "runs it anyway)"
+            )
         big = work / "big" / "coadd-bench-5000.fits"
         big.parent.mkdir()
         make_coadd(big, 5000, seed=99)
-        print(f"peak memory (max RSS) of `lymannet classify` on a 5,000-spectrum file "
-              f"({big.stat().st_size / 1e6:.0f} MB): {peak_memory_mb(big, work / 'big_out'):,.0f} MB")
+        print(
+            f"peak memory (max RSS) of `lymannet classify` on a 5,000-spectrum file "
+            f"({big.stat().st_size / 1e6:.0f} MB): {peak_memory_mb(big, work / 'big_out'):,.0f} MB"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -35,8 +35,14 @@ GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000
 SEED = 20230728
 VARIANTS = {
     "normal dataset": [],
-    "offset of 5/4": [{"shift": {"ratio": "5/4", "jitter": 0.1}}, {"mask_region": {"center": 5800, "width": 40}}],
-    "offset of 3/4 with noise": [{"shift": {"ratio": "3/4", "jitter": 0.1}}, {"add_noise": {"fraction": 0.1}}],
+    "offset of 5/4": [
+        {"shift": {"ratio": "5/4", "jitter": 0.1}},
+        {"mask_region": {"center": 5800, "width": 40}},
+    ],
+    "offset of 3/4 with noise": [
+        {"shift": {"ratio": "3/4", "jitter": 0.1}},
+        {"add_noise": {"fraction": 0.1}},
+    ],
     "tmg": [{"mask_line": {"line": 1215.67, "width": 40}}],
 }
 
@@ -46,10 +52,21 @@ def generate(path: Path, n: int, chunk_rows: int = 512) -> None:
     rng = np.random.default_rng(0)
     wave = native_wavelength()
     spectype = rng.choice(["LBG", "QSO", "ELG"], size=n, p=[0.7, 0.15, 0.15])
-    z = np.where(spectype == "LBG", rng.normal(3.0, 0.22, n), np.where(spectype == "QSO", rng.uniform(1.8, 4, n),
-                                                                      rng.uniform(0.05, 0.2, n)))
-    truth = pd.DataFrame({"TARGETID": np.arange(n) + 39627000000000000, "Z": z, "SPECTYPE": spectype,
-                          "MAG_R": rng.uniform(22.5, 24.5, n), "EXPTIME": 7200.0, "SOURCE": "bench"})
+    z = np.where(
+        spectype == "LBG",
+        rng.normal(3.0, 0.22, n),
+        np.where(spectype == "QSO", rng.uniform(1.8, 4, n), rng.uniform(0.05, 0.2, n)),
+    )
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(n) + 39627000000000000,
+            "Z": z,
+            "SPECTYPE": spectype,
+            "MAG_R": rng.uniform(22.5, 24.5, n),
+            "EXPTIME": 7200.0,
+            "SOURCE": "bench",
+        }
+    )
     line = np.where(spectype == "ELG", 3727.0, 1215.67)
     with SpectraWriter(path, n, GRID.wavelength, GRID, wave) as writer:
         for start in range(0, n, chunk_rows):
@@ -59,7 +76,9 @@ def generate(path: Path, n: int, chunk_rows: int = 512) -> None:
             flux = 0.5 + 5 * np.exp(-0.5 * ((wave[None, :] - centre) / 3.0) ** 2)
             flux += rng.normal(0, 0.5, flux.shape)
             net_flux, net_ivar = rebin(wave, flux, ivar, GRID)
-            writer.write(net_flux, net_ivar, truth.iloc[rows], flux.astype(np.float32), ivar.astype(np.float32))
+            writer.write(
+                net_flux, net_ivar, truth.iloc[rows], flux.astype(np.float32), ivar.astype(np.float32)
+            )
 
 
 def peak_rss_mb() -> float:
@@ -80,8 +99,10 @@ def main() -> None:
         child = multiprocessing.get_context("spawn").Process(target=generate, args=(ingested, args.n))
         child.start()
         child.join()
-        print(f"generated {args.n} spectra ({ingested.stat().st_size / 1e9:.2f} GB) in "
-              f"{time.perf_counter() - start:.1f}s (untimed)")
+        print(
+            f"generated {args.n} spectra ({ingested.stat().st_size / 1e9:.2f} GB) in "
+            f"{time.perf_counter() - start:.1f}s (untimed)"
+        )
 
         timings = {}
         start = time.perf_counter()
@@ -95,16 +116,25 @@ def main() -> None:
             augment_variant(workdir / "pool.fits", members[name], {"source": "bench", "ops": ops}, SEED, name)
             timings[f"variant {name!r}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        summary = combine(members, {"contaminant_fraction": None, "validation_fraction": 0.1}, SEED, "bench",
-                                  workdir / "train.fits", workdir / "val.fits", workdir / "summary.csv",
-                                  workdir / "summary.png")
+        summary = combine(
+            members,
+            {"contaminant_fraction": None, "validation_fraction": 0.1},
+            SEED,
+            "bench",
+            workdir / "train.fits",
+            workdir / "val.fits",
+            workdir / "summary.csv",
+            workdir / "summary.png",
+        )
         timings["combine"] = time.perf_counter() - t0
         total = time.perf_counter() - start
         n_out = int(summary.loc[summary["member"] == "ALL", "n_total"].sum())
         for stage, seconds in timings.items():
             print(f"  {stage:<40s} {seconds:7.1f}s")
-        print(f"built {n_out} training spectra from {args.n} ingested in {total:.1f}s; "
-              f"peak RSS {peak_rss_mb():.0f} MB")
+        print(
+            f"built {n_out} training spectra from {args.n} ingested in {total:.1f}s; "
+            f"peak RSS {peak_rss_mb():.0f} MB"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

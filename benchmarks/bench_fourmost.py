@@ -16,7 +16,13 @@ from lymannet.fourmost import simulate as sim
 from lymannet.fourmost.models import build
 from lymannet.models import count_parameters
 
-INPUTS = {"dense": (1, 1533), "gru": (1, 1533), "quasarnet": (1, 1533), "presence": (2, 400), "location": (2, 800)}
+INPUTS = {
+    "dense": (1, 1533),
+    "gru": (1, 1533),
+    "quasarnet": (1, 1533),
+    "presence": (2, 400),
+    "location": (2, 800),
+}
 
 
 def bench_simulator(n: int = 256) -> float:
@@ -33,10 +39,15 @@ def bench_model(kind: str, batch: int = 64, steps: int = 5) -> tuple[int, float]
 
     def step() -> None:
         out = model(x)
-        loss = sum(v.float().mean() for v in out.values() if v.is_floating_point()) if isinstance(out, dict) else out.mean()
+        loss = (
+            sum(v.float().mean() for v in out.values() if v.is_floating_point())
+            if isinstance(out, dict)
+            else out.mean()
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
     step()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):

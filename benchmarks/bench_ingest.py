@@ -21,23 +21,42 @@ from pathlib import Path
 import fitsio
 import numpy as np
 
-from lymannet.coadd import (BLOCK_ROWS, DEFAULT_OPTIONS, CoaddFile, CoaddSpectra, NativeRebinner, clean_pixels,
-                            merge_arm_sums, merge_arms, sums_to_flux)
+from lymannet.coadd import (
+    BLOCK_ROWS,
+    DEFAULT_OPTIONS,
+    CoaddFile,
+    CoaddSpectra,
+    NativeRebinner,
+    clean_pixels,
+    merge_arm_sums,
+    merge_arms,
+    sums_to_flux,
+)
 from lymannet.desi import ARMS, arm_wavelength, native_wavelength
 from lymannet.grid import Grid
 from lymannet.ingest import ingest
 from lymannet.preprocess import network_input, rebin
 
 FLOOR = 8000.0  # spectra/s, read -> normalised network input
-GRIDS = {"linear": {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
-         "log": {"kind": "log", "wave_min": 3600.0, "wave_max": 10000.0, "step": 0.001}}
+GRIDS = {
+    "linear": {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
+    "log": {"kind": "log", "wave_min": 3600.0, "wave_max": 10000.0, "step": 0.001},
+}
 
 
 def write_benchmark_coadd(path: Path, n: int, seed: int = 0) -> None:
     """Plausible DESI coadd: noisy continuum ~1e-17 units, ivar ~1, 0.1% masked pixels, 2% sky fibres."""
     rng = np.random.default_rng(seed)
-    fibermap = np.zeros(n, dtype=[("TARGETID", "i8"), ("OBJTYPE", "S3"), ("COADD_FIBERSTATUS", "i4"),
-                                  ("COADD_EXPTIME", "f4"), ("FLUX_R", "f4")])
+    fibermap = np.zeros(
+        n,
+        dtype=[
+            ("TARGETID", "i8"),
+            ("OBJTYPE", "S3"),
+            ("COADD_FIBERSTATUS", "i4"),
+            ("COADD_EXPTIME", "f4"),
+            ("FLUX_R", "f4"),
+        ],
+    )
     fibermap["TARGETID"] = 39600000000000000 + np.arange(n)
     fibermap["OBJTYPE"] = np.where(rng.random(n) < 0.02, b"SKY", b"TGT")
     fibermap["COADD_EXPTIME"] = 7200.0
@@ -58,23 +77,29 @@ def write_benchmark_coadd(path: Path, n: int, seed: int = 0) -> None:
             fits.write(mask, extname=f"{arm}_MASK")
 
 
-def one_pass(coadd: CoaddFile, rows: np.ndarray, rebinner: NativeRebinner,
-             block_rows: int) -> dict[str, float]:
+def one_pass(
+    coadd: CoaddFile, rows: np.ndarray, rebinner: NativeRebinner, block_rows: int
+) -> dict[str, float]:
     """Seconds per stage for one pass over `rows`, block by block as ingest() does."""
     seconds = dict.fromkeys(STAGES, 0.0)
     with coadd.opened() as handles:
         for start in range(0, len(rows), block_rows):
-            chunk = rows[start:start + block_rows]
+            chunk = rows[start : start + block_rows]
             clock = time.perf_counter()
             arms = {arm: coadd._read_arm(handles, arm, layout, chunk) for arm, layout in coadd.arms.items()}
             clock = lap(seconds, "read (pread + byteswap)", clock)
             for arm_flux, arm_ivar, arm_mask in arms.values():
                 clean_pixels(arm_flux, arm_ivar, arm_mask)
             clock = lap(seconds, "clean (mask, NaN, ivar<=0)", clock)
-            block = CoaddSpectra(coadd.path, chunk, coadd.fibermap,
-                                 {a: layout.wavelength for a, layout in coadd.arms.items()},
-                                 {a: v[0] for a, v in arms.items()}, {a: v[1] for a, v in arms.items()},
-                                 coadd.is_target[chunk])
+            block = CoaddSpectra(
+                coadd.path,
+                chunk,
+                coadd.fibermap,
+                {a: layout.wavelength for a, layout in coadd.arms.items()},
+                {a: v[0] for a, v in arms.items()},
+                {a: v[1] for a, v in arms.items()},
+                coadd.is_target[chunk],
+            )
             weighted, weight = merge_arm_sums(block)
             clock = lap(seconds, "merge arms (native sums)", clock)
             flux, ivar = rebinner.rebin_sums(weighted, weight)
@@ -86,8 +111,14 @@ def one_pass(coadd: CoaddFile, rows: np.ndarray, rebinner: NativeRebinner,
     return seconds
 
 
-STAGES = ("read (pread + byteswap)", "clean (mask, NaN, ivar<=0)", "merge arms (native sums)",
-          "rebin to network grid", "native flux = sums ratio", "standardise (network_input)")
+STAGES = (
+    "read (pread + byteswap)",
+    "clean (mask, NaN, ivar<=0)",
+    "merge arms (native sums)",
+    "rebin to network grid",
+    "native flux = sums ratio",
+    "standardise (network_input)",
+)
 
 
 def lap(seconds: dict[str, float], stage: str, since: float) -> float:
@@ -132,8 +163,10 @@ def main() -> None:
         path = Path(folder) / "coadd-bench.fits"
         start = time.perf_counter()
         write_benchmark_coadd(path, args.n)
-        print(f"generated {args.n} spectra ({path.stat().st_size / 1e6:.0f} MB) in "
-              f"{time.perf_counter() - start:.1f}s; grid {args.grid} ({grid.n_pixels} pixels)")
+        print(
+            f"generated {args.n} spectra ({path.stat().st_size / 1e6:.0f} MB) in "
+            f"{time.perf_counter() - start:.1f}s; grid {args.grid} ({grid.n_pixels} pixels)"
+        )
         start = time.perf_counter()
         coadd = CoaddFile(str(path), {})
         validate = time.perf_counter() - start
@@ -149,10 +182,14 @@ def main() -> None:
     for name, t in seconds.items():
         print(f"{name:34s} {t:8.3f} {n / max(t, 1e-9):11,.0f}")
     rate = n / pipeline
-    print(f"\ncoadd -> normalised network input: {rate:,.0f} spectra/s = {rate / FLOOR:.2f} x the "
-          f"{FLOOR:,.0f}/s floor")
-    print(f"ingest() end to end (+ write both layers, provenance hashes): {counts['kept']:,} spectra in "
-          f"{end_to_end:.2f}s = {counts['kept'] / end_to_end:,.0f} spectra/s")
+    print(
+        f"\ncoadd -> normalised network input: {rate:,.0f} spectra/s = {rate / FLOOR:.2f} x the "
+        f"{FLOOR:,.0f}/s floor"
+    )
+    print(
+        f"ingest() end to end (+ write both layers, provenance hashes): {counts['kept']:,} spectra in "
+        f"{end_to_end:.2f}s = {counts['kept'] / end_to_end:,.0f} spectra/s"
+    )
     kept = counts["kept"]
     for stage in ("read", "process", "write", "provenance"):
         value = counts[f"seconds_{stage}"]

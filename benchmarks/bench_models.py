@@ -104,25 +104,37 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement")
-    parser.add_argument("--cpu-isa", default="avx2", choices=sorted(CPU_ISA_PINS),
-                        help="CPU kernels, as the pipeline's config cpu_isa (default: the pipeline's default)")
-    parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
-                        help="time bf16 autocast; auto: on a GPU or a CPU with native bf16 only (elsewhere "
-                             "it is emulated and ~30x slower)")
+    parser.add_argument(
+        "--cpu-isa",
+        default="avx2",
+        choices=sorted(CPU_ISA_PINS),
+        help="CPU kernels, as the pipeline's config cpu_isa (default: the pipeline's default)",
+    )
+    parser.add_argument(
+        "--bf16",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="time bf16 autocast; auto: on a GPU or a CPU with native bf16 only (elsewhere "
+        "it is emulated and ~30x slower)",
+    )
     args = parser.parse_args()
     pin_cpu_isa(args.cpu_isa)  # before the first kernel runs
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    time_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and (device.type == "cuda" or cpu_has_native_bf16()))
+    time_bf16 = args.bf16 == "on" or (
+        args.bf16 == "auto" and (device.type == "cuda" or cpu_has_native_bf16())
+    )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     config = yaml.safe_load(Path(args.config).read_text())
     grid = Grid.from_config(config["grid"])
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"device: {where}; grid: {grid.kind} {grid.n_pixels} pixels; torch {torch.__version__}; "
-          f"CPU kernels {cpu_arithmetic()['capability']} (cpu_isa {args.cpu_isa})"
-          + ("" if time_bf16 else "; bf16 not timed (no native bf16 on this CPU; --bf16 on forces it)"))
+    print(
+        f"device: {where}; grid: {grid.kind} {grid.n_pixels} pixels; torch {torch.__version__}; "
+        f"CPU kernels {cpu_arithmetic()['capability']} (cpu_isa {args.cpu_isa})"
+        + ("" if time_bf16 else "; bf16 not timed (no native bf16 on this CPU; --bf16 on forces it)")
+    )
     # On CPU the large models would need minutes per batch of 256: time the demo's batch there.
     train_batch = 256 if device.type == "cuda" else 64
 
@@ -139,18 +151,25 @@ def main() -> None:
         thesis = THESIS_PARAMS.get(name)
         channels = 2 if model.spec["snr_channel"] else 1
         train_fp32 = train_rate(model, grid, train_batch, False, args.seconds, device)
-        train_bf16 = train_rate(model, grid, train_batch, True, args.seconds, device) if time_bf16 else math.nan
+        train_bf16 = (
+            train_rate(model, grid, train_batch, True, args.seconds, device) if time_bf16 else math.nan
+        )
         inference = fold_batchnorm(model)  # as LoadedModel.predict runs it
         fp32 = infer_rate(inference, grid.n_pixels, channels, INFERENCE_BATCH, False, args.seconds, device)
-        bf16 = (infer_rate(inference, grid.n_pixels, channels, INFERENCE_BATCH, True, args.seconds, device)
-                if time_bf16 else math.nan)
+        bf16 = (
+            infer_rate(inference, grid.n_pixels, channels, INFERENCE_BATCH, True, args.seconds, device)
+            if time_bf16
+            else math.nan
+        )
         ratio = f"{n_params / thesis:6.2f}" if thesis else "     -"
         thesis_text = f"{thesis:11,.0f}" if thesis else f"{'-':>11}"
         print(
             f"{name:<12} {n_params:>11,} {n_keras:>12,} {thesis_text} {ratio} {train_fp32:>13,.0f} "
             f"{train_bf16:>13,.0f} {fp32:>13,.0f} {bf16:>13,.0f}"
         )
-    print(f"(training at batch {train_batch}, inference at batch {INFERENCE_BATCH} with BatchNorm folded, as predict)")
+    print(
+        f"(training at batch {train_batch}, inference at batch {INFERENCE_BATCH} with BatchNorm folded, as predict)"
+    )
 
     h5 = FIXTURES / "test_weights_6_layer.h5"
     if not h5.exists():
@@ -162,7 +181,11 @@ def main() -> None:
     n_keras_params = count_parameters(keras_model)
     keras_model = fold_batchnorm(keras_model.to(device))
     fp32 = infer_rate(keras_model, spec["n_pixels"], 1, INFERENCE_BATCH, False, args.seconds, device)
-    bf16 = infer_rate(keras_model, spec["n_pixels"], 1, INFERENCE_BATCH, True, args.seconds, device) if time_bf16 else math.nan
+    bf16 = (
+        infer_rate(keras_model, spec["n_pixels"], 1, INFERENCE_BATCH, True, args.seconds, device)
+        if time_bf16
+        else math.nan
+    )
     print(
         f"\nimported QuasarNET 6-layer ({n_keras_params:,} params, {spec['n_pixels']} pixels), batch {INFERENCE_BATCH}:"
     )

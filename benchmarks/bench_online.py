@@ -43,18 +43,33 @@ def load_rows(path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarra
     from lymannet.ingest import ingest
 
     folder = Path(tempfile.mkdtemp())
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
-            "populations": {"LBG": {"n": 600, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22},
-                            "QSO": {"n": 200, "z": [1.8, 4.0]}, "ELG": {"n": 200, "z": [0.05, 0.2]}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [22.5, 24.5],
+        "populations": {
+            "LBG": {"n": 600, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22},
+            "QSO": {"n": 200, "z": [1.8, 4.0]},
+            "ELG": {"n": 200, "z": [0.05, 0.2]},
+        },
+    }
     simulate.simulate_dataset(spec, 1, "bench", folder / "coadd.fits", folder / "truth.fits")
-    ingest([str(folder / "coadd.fits")], str(folder / "truth.fits"), grid, str(folder / "net.fits"), "bench",
-           {"fiberstatus": "zero_only", "missing_truth": "error", "chunk_rows": 4096})
+    ingest(
+        [str(folder / "coadd.fits")],
+        str(folder / "truth.fits"),
+        grid,
+        str(folder / "net.fits"),
+        "bench",
+        {"fiberstatus": "zero_only", "missing_truth": "error", "chunk_rows": 4096},
+    )
     return load_rows(folder / "net.fits", grid)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO / "results" / "combos" / "data_to_train_1" / "train.fits")
+    parser.add_argument(
+        "--data", type=Path, default=REPO / "results" / "combos" / "data_to_train_1" / "train.fits"
+    )
     parser.add_argument("--model", default="classic")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -69,8 +84,13 @@ def main() -> None:
     codes = torch.as_tensor(spectype_codes(spectype))
     physical = OnlineAugmentation({"shift": dict(online["shift"], thesis=False)}, grid)
     thesis = OnlineAugmentation({"shift": dict(online["shift"], thesis=True)}, grid)
-    physical(torch.from_numpy(flux[:4]), torch.from_numpy(ivar[:4]), torch.from_numpy(z[:4]),
-             torch.Generator().manual_seed(0), spectype=codes[:4])  # builds the transmission table once
+    physical(
+        torch.from_numpy(flux[:4]),
+        torch.from_numpy(ivar[:4]),
+        torch.from_numpy(z[:4]),
+        torch.Generator().manual_seed(0),
+        spectype=codes[:4],
+    )  # builds the transmission table once
     model = build_model(spec, grid.n_pixels)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -87,7 +107,9 @@ def main() -> None:
             if name == "physical":
                 shifted.append(int((out[2].double() != batch[2].to(out[2].dtype).double()).sum()))
         inputs = network_input_torch(out[0], out[1], spec.get("snr_channel", False))
-        targets = encode_targets(out[2], torch.from_numpy(spectype[index] == "LBG"), model.lines, grid, model.n_boxes)
+        targets = encode_targets(
+            out[2], torch.from_numpy(spectype[index] == "LBG"), model.lines, grid, model.n_boxes
+        )
         start = time.perf_counter()
         optimiser.zero_grad()
         loss, _ = quasarnet_loss(model(inputs), targets)
@@ -95,12 +117,16 @@ def main() -> None:
         optimiser.step()
         times["train step"].append(time.perf_counter() - start)
     median = {name: statistics.median(values) * 1e3 for name, values in times.items()}
-    print(f"batch {args.batch}, {statistics.mean(shifted):.1f} rows shifted per batch on average, "
-          f"{args.threads} threads, {args.batches} batches, {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    print(
+        f"batch {args.batch}, {statistics.mean(shifted):.1f} rows shifted per batch on average, "
+        f"{args.threads} threads, {args.batches} batches, {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)"
+    )
     for name, value in median.items():
         print(f"  {name:>10}: {value:7.2f} ms per batch (median)")
-    print(f"  physical - eq. 3.1 = {median['physical'] - median['eq. 3.1']:.2f} ms per batch, "
-          f"{(median['physical'] - median['eq. 3.1']) / median['train step'] * 100:.1f}% of a training step")
+    print(
+        f"  physical - eq. 3.1 = {median['physical'] - median['eq. 3.1']:.2f} ms per batch, "
+        f"{(median['physical'] - median['eq. 3.1']) / median['train step'] * 100:.1f}% of a training step"
+    )
 
 
 if __name__ == "__main__":

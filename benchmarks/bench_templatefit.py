@@ -25,7 +25,9 @@ import time
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--n-train", type=int, default=2000, help="training spectra the learned templates come from")
+    parser.add_argument(
+        "--n-train", type=int, default=2000, help="training spectra the learned templates come from"
+    )
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads (the rule runs with 2)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
@@ -38,13 +40,26 @@ def main() -> None:
     from lymannet.templatefit import TemplateFitOptions, build_template_set
 
     grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
-    shares = {"LBG": (0.4, [2.0, 4.0]), "QSO": (0.25, [1.8, 4.0]), "ELG": (0.2, [0.05, 0.2]),
-              "GALAXY": (0.1, [0.3, 1.6]), "STAR": (0.05, [-0.001, 0.001])}
-    populations = {k: {"n": int(share * args.n), "z": z} for k, (share, z) in shares.items() if k in POPULATION_Z_LIMITS}
+    shares = {
+        "LBG": (0.4, [2.0, 4.0]),
+        "QSO": (0.25, [1.8, 4.0]),
+        "ELG": (0.2, [0.05, 0.2]),
+        "GALAXY": (0.1, [0.3, 1.6]),
+        "STAR": (0.05, [-0.001, 0.001]),
+    }
+    populations = {
+        k: {"n": int(share * args.n), "z": z} for k, (share, z) in shares.items() if k in POPULATION_Z_LIMITS
+    }
     flux, ivar, truth = simulate_set(grid, populations, args.seed, args.n)
 
-    report(args, "template_fit (oracle: the simulator's templates)", lambda: build_template_set(grid, TemplateFitOptions()),
-           flux, ivar, truth)
+    report(
+        args,
+        "template_fit (oracle: the simulator's templates)",
+        lambda: build_template_set(grid, TemplateFitOptions()),
+        flux,
+        ivar,
+        truth,
+    )
 
     import tempfile
     from pathlib import Path
@@ -55,16 +70,32 @@ def main() -> None:
     train_flux, train_ivar, train_truth = simulate_set(grid, populations, args.seed + 1000, args.n_train)
     with tempfile.TemporaryDirectory() as folder:
         train = Path(folder) / "train.fits"
-        columns = [c for c in ("TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME") if c in train_truth]
-        write_spectra(train, SpectrumSet(grid.wavelength, train_flux, train_ivar,
-                                         train_truth[columns].reset_index(drop=True), grid))
+        columns = [
+            c
+            for c in ("TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME")
+            if c in train_truth
+        ]
+        write_spectra(
+            train,
+            SpectrumSet(
+                grid.wavelength, train_flux, train_ivar, train_truth[columns].reset_index(drop=True), grid
+            ),
+        )
         start = time.perf_counter()
         learned = learn_templates(train, LearnOptions())
         learn = time.perf_counter() - start
-    print(f"learned templates: {len(train_truth)} training spectra, {LearnOptions().components} eigenvectors per class, "
-          f"learned in {learn:.2f} s (once per combo)")
-    report(args, "template_fit_learned (templates learned from a training split)",
-           lambda: build_learned_template_set(grid, learned, TemplateFitOptions()), flux, ivar, truth)
+    print(
+        f"learned templates: {len(train_truth)} training spectra, {LearnOptions().components} eigenvectors per class, "
+        f"learned in {learn:.2f} s (once per combo)"
+    )
+    report(
+        args,
+        "template_fit_learned (templates learned from a training split)",
+        lambda: build_learned_template_set(grid, learned, TemplateFitOptions()),
+        flux,
+        ivar,
+        truth,
+    )
 
 
 def simulate_set(grid, populations, seed, n):
@@ -104,14 +135,20 @@ def report(args, title, build, flux, ivar, truth) -> None:
     best, fit = np.inf, None
     for _ in range(args.repeats):
         start = time.perf_counter()
-        parts = [fit_spectra(tset, flux[i:i + options.chunk_rows], ivar[i:i + options.chunk_rows], "LBG", options)
-                 for i in range(0, len(flux), options.chunk_rows)]
+        parts = [
+            fit_spectra(
+                tset, flux[i : i + options.chunk_rows], ivar[i : i + options.chunk_rows], "LBG", options
+            )
+            for i in range(0, len(flux), options.chunk_rows)
+        ]
         best = min(best, time.perf_counter() - start)
         fit = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     n = len(flux)
-    print(f"{title}: {n} spectra, {tset.n_templates} templates x {max(tset.n_basis(c) for c in tset.classes)} "
-          f"vectors in {len(tset.classes)} classes ({', '.join(f'{c} {tset.z[c].size} z' for c in tset.classes)}), "
-          f"{args.threads} BLAS threads")
+    print(
+        f"{title}: {n} spectra, {tset.n_templates} templates x {max(tset.n_basis(c) for c in tset.classes)} "
+        f"vectors in {len(tset.classes)} classes ({', '.join(f'{c} {tset.z[c].size} z' for c in tset.classes)}), "
+        f"{args.threads} BLAS threads"
+    )
     print(f"  template set built in {built:.2f} s (once per test-set job)")
     print(f"  fit: {best:.2f} s = {n / best:,.0f} spectra/s (best of {args.repeats}; floor 200/s)")
     spectype, z_true = truth["SPECTYPE"].to_numpy(), truth["Z"].to_numpy()
@@ -120,8 +157,10 @@ def report(args, title, build, flux, ivar, truth) -> None:
         if rows.any():
             z_ok = np.abs(fit[f"Z_{cls}"][rows] - z_true[rows]) < 0.05
             dz = np.median(np.abs(fit[f"Z_{cls}"][rows] - z_true[rows]))
-            print(f"  {cls:6s} {rows.sum():5d}: |dz| < 0.05 for {z_ok.mean():.3f} (median |dz| {dz:.4f}), "
-                  f"classified {cls} {np.mean(fit['spectype'][rows] == cls):.3f}")
+            print(
+                f"  {cls:6s} {rows.sum():5d}: |dz| < 0.05 for {z_ok.mean():.3f} (median |dz| {dz:.4f}), "
+                f"classified {cls} {np.mean(fit['spectype'][rows] == cls):.3f}"
+            )
     table = truth[["Z", "SPECTYPE"]].assign(Z_PRED=fit["z_pred"])
     score = evaluate(table, fit["confidence"][:, None], ScoreOptions()).summary["score"]
     print(f"  LBG P = E score of the fit on this set: {score:.3f}")

@@ -29,19 +29,28 @@ def copy_workflow(destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", destination / "Snakefile")
     for folder in ("workflow", "config", "profiles", "envs", "src"):
-        shutil.copytree(REPO / folder, destination / folder, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            REPO / folder,
+            destination / folder,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
     return destination
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 1800, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir`; always under a hard timeout so a hang cannot stall the suite."""
     command = ["timeout", "-s", "KILL", str(int(timeout)), SNAKEMAKE, "--directory", str(workdir), *args]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -67,5 +76,9 @@ def synthetic_calibration(n: int = 600, seed: int = 8, target_fraction: float = 
     z_true = rng.uniform(2.5, 3.5, n)
     z_pred = z_true + rng.normal(0, 0.004, n)
     is_good = is_target & (np.abs(z_pred - z_true) < 0.05)
-    return fit_calibration(score, is_target, is_good, z_pred, z_true, np.zeros(n),
-                           working_point or {"purity": 0.9}, 1, 0.05), score
+    return (
+        fit_calibration(
+            score, is_target, is_good, z_pred, z_true, np.zeros(n), working_point or {"purity": 0.9}, 1, 0.05
+        ),
+        score,
+    )

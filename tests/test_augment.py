@@ -32,17 +32,28 @@ LINE = 1215.67
 CONTINUUM, NATIVE_IVAR = 1.0, 4.0
 
 
-def make_truth(n: int, z: np.ndarray | float = 3.0, spectype: list[str] | str = "LBG", first_id: int = 1000,
-               **columns) -> pd.DataFrame:
-    truth = pd.DataFrame({"TARGETID": np.arange(first_id, first_id + n), "Z": np.broadcast_to(z, (n,)),
-                          "SPECTYPE": np.broadcast_to(np.asarray(spectype), (n,))})
+def make_truth(
+    n: int, z: np.ndarray | float = 3.0, spectype: list[str] | str = "LBG", first_id: int = 1000, **columns
+) -> pd.DataFrame:
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(first_id, first_id + n),
+            "Z": np.broadcast_to(z, (n,)),
+            "SPECTYPE": np.broadcast_to(np.asarray(spectype), (n,)),
+        }
+    )
     for name, value in columns.items():
         truth[name] = np.broadcast_to(np.asarray(value), (n,))
     return truth
 
 
-def write_file(path: Path, truth: pd.DataFrame, native: bool = True, line_amplitude: float = 20.0,
-               noise_seed: int | None = None) -> Path:
+def write_file(
+    path: Path,
+    truth: pd.DataFrame,
+    native: bool = True,
+    line_amplitude: float = 20.0,
+    noise_seed: int | None = None,
+) -> Path:
     """Continuum + a Gaussian line (sigma 2 A) at (1+z) LINE, native ivar 4; network = rebin."""
     z = truth["Z"].to_numpy()[:, None]
     flux = CONTINUUM + line_amplitude * np.exp(-0.5 * ((NATIVE[None, :] - LINE * (1 + z)) / 2.0) ** 2)
@@ -51,7 +62,9 @@ def write_file(path: Path, truth: pd.DataFrame, native: bool = True, line_amplit
         flux = flux + np.random.default_rng(noise_seed).normal(0, 1 / np.sqrt(NATIVE_IVAR), flux.shape)
     net_flux, net_ivar = rebin(NATIVE, flux, ivar, GRID)
     network = SpectrumSet(GRID.wavelength, net_flux, net_ivar, truth, GRID)
-    native_set = SpectrumSet(NATIVE, flux.astype(np.float32), ivar.astype(np.float32), truth) if native else None
+    native_set = (
+        SpectrumSet(NATIVE, flux.astype(np.float32), ivar.astype(np.float32), truth) if native else None
+    )
     write_spectra(path, network, native_set)
     return path
 
@@ -73,6 +86,7 @@ def run_variant(tmp_path: Path, source: Path, ops: list, name: str = "v", seed: 
 # Eq. 3.1 alone (thesis: true): the geometry every shift shares; the physics of the default
 # (IGM, destination noise, filled ends) is tested further down on simulated spectra.
 
+
 def test_shift_moves_line_on_native_and_network_layers(tmp_path):
     source = write_file(tmp_path / "pool.fits", make_truth(3, z=[2.5, 3.0, 3.3]))
     output = run_variant(tmp_path, source, [{"shift": {"ratio": "5/4", "thesis": True}}], keep_native=True)
@@ -92,8 +106,9 @@ def test_shift_moves_line_on_native_and_network_layers(tmp_path):
 def test_thesis_shift_to_higher_z_leaves_blue_end_empty_and_conserves_information(tmp_path):
     ratio = 1.25
     source = write_file(tmp_path / "pool.fits", make_truth(2, z=3.0))
-    network, native = read_both(run_variant(tmp_path, source, [{"shift": {"ratio": ratio, "thesis": True}}],
-                                            keep_native=True))
+    network, native = read_both(
+        run_variant(tmp_path, source, [{"shift": {"ratio": ratio, "thesis": True}}], keep_native=True)
+    )
     # nothing observed below 3600 A before the shift -> nothing below 3600 x ratio after
     empty_native = NATIVE + 0.4 <= (NATIVE[0] - 0.4) * ratio  # upper edges below the first shifted pixel
     assert np.all(native.ivar[:, empty_native] == 0) and np.all(native.flux[:, empty_native] == 0)
@@ -132,8 +147,12 @@ def test_shift_to_mean_z_and_jitter(tmp_path):
 
 def test_shift_chain_keeps_parent_and_fresh_ids(tmp_path):
     source = write_file(tmp_path / "pool.fits", make_truth(5, z=3.0))
-    output = run_variant(tmp_path, source, [{"shift": {"ratio": "5/4", "thesis": True}},
-                                            {"shift": {"ratio": "4/5", "thesis": True}}], name="offset of 5/4")
+    output = run_variant(
+        tmp_path,
+        source,
+        [{"shift": {"ratio": "5/4", "thesis": True}}, {"shift": {"ratio": "4/5", "thesis": True}}],
+        name="offset of 5/4",
+    )
     network, native = read_both(output)
     assert native is None  # variants hold the network layer unless keep_native
     truth = network.truth
@@ -150,6 +169,7 @@ def test_shift_chain_keeps_parent_and_fresh_ids(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # masks and noise
 
+
 def _normalised_residuals(flux, ivar, inside):
     return ((flux[:, inside] - CONTINUUM) * np.sqrt(ivar[:, inside])).ravel()
 
@@ -159,8 +179,9 @@ def test_mask_region_holds_noise_of_the_local_ivar(tmp_path):
     z = 5800 / LINE - 1
     source = write_file(tmp_path / "pool.fits", make_truth(300, z=z), noise_seed=1)
     before, _ = read_both(source)
-    network, native = read_both(run_variant(tmp_path, source, [{"mask_region": {"center": 5800, "width": 40}}],
-                                            keep_native=True))
+    network, native = read_both(
+        run_variant(tmp_path, source, [{"mask_region": {"center": 5800, "width": 40}}], keep_native=True)
+    )
     inside = (GRID.centres >= 5780) & (GRID.centres < 5820)
     assert inside.sum() == 5
     residual = _normalised_residuals(network.flux, network.ivar, inside)
@@ -183,8 +204,11 @@ def test_mask_line_follows_redshift(tmp_path):
     assert residual[inside].std() == pytest.approx(1.0, abs=0.1)
     assert network.flux[inside].max() < 3  # the 20-sigma line is gone
     # rest-frame width: 10 A rest = 10 (1+z) A observed
-    rest, _ = read_both(run_variant(tmp_path, source, [{"mask_line": {"line": LINE, "width": 10,
-                                                                        "rest_frame": True}}], name="rest"))
+    rest, _ = read_both(
+        run_variant(
+            tmp_path, source, [{"mask_line": {"line": LINE, "width": 10, "rest_frame": True}}], name="rest"
+        )
+    )
     assert rest.flux[inside].max() < 3
 
 
@@ -215,14 +239,21 @@ def test_native_noise_rebins_to_the_network_sigma():
 # ---------------------------------------------------------------------------------------------
 # selection
 
+
 @pytest.fixture
 def mixed_truth() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 2000
-    return pd.DataFrame({
-        "TARGETID": np.arange(n), "Z": np.round(rng.uniform(0, 4, n), 1),
-        "SPECTYPE": rng.choice(["LBG", "QSO", "ELG"], n), "TEMPLATE": rng.integers(0, 4, n),
-        "MAG_R": rng.uniform(22, 25, n), "EXPTIME": rng.choice([1800.0, 7200.0], n)})
+    return pd.DataFrame(
+        {
+            "TARGETID": np.arange(n),
+            "Z": np.round(rng.uniform(0, 4, n), 1),
+            "SPECTYPE": rng.choice(["LBG", "QSO", "ELG"], n),
+            "TEMPLATE": rng.integers(0, 4, n),
+            "MAG_R": rng.uniform(22, 25, n),
+            "EXPTIME": rng.choice([1800.0, 7200.0], n),
+        }
+    )
 
 
 def test_select_by_each_criterion(mixed_truth):
@@ -248,8 +279,10 @@ def test_select_by_each_criterion(mixed_truth):
     assert third.sum() == round(len(t) / 3)
 
 
-@pytest.mark.parametrize("criteria", [{"z": [3, 2]}, {"z": 3}, {"fraction": 1.5}, {"fraction": 0},
-                                      {"colour": ["red"]}, {"exptime": ["long"]}])
+@pytest.mark.parametrize(
+    "criteria",
+    [{"z": [3, 2]}, {"z": 3}, {"fraction": 1.5}, {"fraction": 0}, {"colour": ["red"]}, {"exptime": ["long"]}],
+)
 def test_bad_selection_raises(criteria):
     with pytest.raises(ConfigError):
         validate_select(criteria, "variant 'x'")
@@ -260,18 +293,27 @@ def test_select_and_simulated_ops_in_a_recipe(tmp_path):
     truth["TEMPLATE"] = np.repeat([0, 1, 2, 3], 6)
     truth["EXPTIME"] = np.tile([1800.0, 7200.0], 12)
     source = write_file(tmp_path / "templates.fits", truth, native=False)
-    network, _ = read_both(run_variant(tmp_path, source, [{"simulated": {"exptime": [7200], "templates": [1, 2]}},
-                                                          {"select": {"z": [2.5, None]}}]))
+    network, _ = read_both(
+        run_variant(
+            tmp_path,
+            source,
+            [{"simulated": {"exptime": [7200], "templates": [1, 2]}}, {"select": {"z": [2.5, None]}}],
+        )
+    )
     t = network.truth
     assert len(t) == 4 and (t["EXPTIME"] == 7200).all() and t["TEMPLATE"].isin([1, 2]).all()
     assert (t["Z"] >= 2.5).all()
-    half, _ = read_both(run_variant(tmp_path, source, [{"simulated": {"exptime": [1800]}},
-                                                       {"select": {"fraction": 0.5}}], name="half"))
+    half, _ = read_both(
+        run_variant(
+            tmp_path, source, [{"simulated": {"exptime": [1800]}}, {"select": {"fraction": 0.5}}], name="half"
+        )
+    )
     assert len(half) == 6
 
 
 # ---------------------------------------------------------------------------------------------
 # recipe validation and determinism
+
 
 def test_unknown_op_names_variant_op_and_valid_ops():
     with pytest.raises(ConfigError) as error:
@@ -282,13 +324,24 @@ def test_unknown_op_names_variant_op_and_valid_ops():
         assert valid in message
 
 
-@pytest.mark.parametrize("op", [{"shift": {}}, {"shift": {"ratio": "5/0"}}, {"shift": {"ratio": "a/b"}},
-                                {"shift": {"ratio": 1.2, "to_mean_z": 3}}, {"shift": {"ratio": -1}},
-                                {"shift": {"ratio": 1.2, "thesis": "yes"}},
-                                {"mask_region": {"center": 5800}}, {"mask_region": {"center": 5800, "width": -4}},
-                                {"mask_line": {"line": LINE, "width": 40, "frame": "rest"}},
-                                {"add_noise": {"fraction": "lots"}}, {"select": {"z": [1]}},
-                                "shift", {"shift": {"ratio": 1}, "select": {}}])
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"shift": {}},
+        {"shift": {"ratio": "5/0"}},
+        {"shift": {"ratio": "a/b"}},
+        {"shift": {"ratio": 1.2, "to_mean_z": 3}},
+        {"shift": {"ratio": -1}},
+        {"shift": {"ratio": 1.2, "thesis": "yes"}},
+        {"mask_region": {"center": 5800}},
+        {"mask_region": {"center": 5800, "width": -4}},
+        {"mask_line": {"line": LINE, "width": 40, "frame": "rest"}},
+        {"add_noise": {"fraction": "lots"}},
+        {"select": {"z": [1]}},
+        "shift",
+        {"shift": {"ratio": 1}, "select": {}},
+    ],
+)
 def test_bad_op_parameters_raise_config_error(op):
     with pytest.raises(ConfigError, match="variant 'v'"):
         augment.parse_recipe("v", {"ops": [op]})
@@ -302,8 +355,12 @@ def test_shift_without_native_layer_is_a_clear_error(tmp_path):
 
 def test_same_seed_same_output(tmp_path):
     source = write_file(tmp_path / "pool.fits", make_truth(30, z=np.linspace(2.5, 3.5, 30)), noise_seed=4)
-    ops = [{"select": {"fraction": 0.7}}, {"shift": {"ratio": "4.3/4", "jitter": 0.1}},
-           {"add_noise": {"fraction": 0.1}}, {"mask_region": {"center": 5800, "width": 40}}]
+    ops = [
+        {"select": {"fraction": 0.7}},
+        {"shift": {"ratio": "4.3/4", "jitter": 0.1}},
+        {"add_noise": {"fraction": 0.1}},
+        {"mask_region": {"center": 5800, "width": 40}},
+    ]
     runs = []
     for folder, seed in (("a", 5), ("b", 5), ("c", 6)):
         (tmp_path / folder).mkdir()
@@ -319,8 +376,14 @@ def test_chunking_streams_rows_in_order(tmp_path):
     truth = make_truth(50, z=np.linspace(2.5, 3.5, 50), spectype=["LBG", "QSO"] * 25)
     source = write_file(tmp_path / "pool.fits", truth)
     output = tmp_path / "v.fits"
-    augment.augment_variant(source, output, {"ops": [{"select": {"spectype": ["LBG"]}},
-                                                     {"shift": {"ratio": "5/4", "thesis": True}}]}, 1, "v", chunk_rows=7)
+    augment.augment_variant(
+        source,
+        output,
+        {"ops": [{"select": {"spectype": ["LBG"]}}, {"shift": {"ratio": "5/4", "thesis": True}}]},
+        1,
+        "v",
+        chunk_rows=7,
+    )
     network = read_spectra(output)
     np.testing.assert_array_equal(network.truth["PARENT_TARGETID"], truth["TARGETID"][::2])
     excess = np.clip(network.flux - CONTINUUM, 0, None)
@@ -330,6 +393,7 @@ def test_chunking_streams_rows_in_order(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # holdout, test sets, resampled templates
+
 
 def test_holdout_stratified_by_spectype(tmp_path):
     truth = make_truth(200, z=3.0, spectype=["LBG"] * 120 + ["QSO"] * 40 + ["ELG"] * 40)
@@ -346,11 +410,17 @@ def test_holdout_stratified_by_spectype(tmp_path):
     row = int(np.flatnonzero(before.truth["TARGETID"] == held.truth["TARGETID"][0])[0])
     np.testing.assert_array_equal(held.flux[0], before.flux[row])
     split_holdout(source, tmp_path / "pool0.fits", tmp_path / "hold0.fits", 0.0, 1, "survey")
-    assert len(read_spectra(tmp_path / "hold0.fits")) == 0 and len(read_spectra(tmp_path / "pool0.fits")) == 200
+    assert (
+        len(read_spectra(tmp_path / "hold0.fits")) == 0 and len(read_spectra(tmp_path / "pool0.fits")) == 200
+    )
     # A test-only data set: every object held out, an empty (valid) training pool.
     assert split_holdout(source, tmp_path / "pool1.fits", tmp_path / "hold1.fits", 1.0, 1, "survey") == {
-        "pool": 0, "holdout": 200}
-    assert len(read_spectra(tmp_path / "pool1.fits")) == 0 and len(read_spectra(tmp_path / "hold1.fits")) == 200
+        "pool": 0,
+        "holdout": 200,
+    }
+    assert (
+        len(read_spectra(tmp_path / "pool1.fits")) == 0 and len(read_spectra(tmp_path / "hold1.fits")) == 200
+    )
 
 
 def test_holdout_keeps_copies_of_one_object_together(tmp_path):
@@ -365,10 +435,14 @@ def test_holdout_keeps_copies_of_one_object_together(tmp_path):
 def test_testset_from_members(tmp_path):
     templates = make_truth(20, z=np.linspace(2.0, 3.9, 20), first_id=1, TEMPLATE=1, EXPTIME=7200.0)
     survey = make_truth(30, z=0.1, spectype=["LBG", "QSO", "ELG"] * 10, first_id=500)
-    holdouts = {"templates": str(write_file(tmp_path / "t.fits", templates)),
-                "survey": str(write_file(tmp_path / "s.fits", survey))}
-    members = [{"dataset": "templates", "select": {"spectype": ["LBG"], "z": [None, 2.6], "exptime": [7200]}},
-               {"dataset": "survey", "select": {"spectype": ["QSO", "ELG"]}}]
+    holdouts = {
+        "templates": str(write_file(tmp_path / "t.fits", templates)),
+        "survey": str(write_file(tmp_path / "s.fits", survey)),
+    }
+    members = [
+        {"dataset": "templates", "select": {"spectype": ["LBG"], "z": [None, 2.6], "exptime": [7200]}},
+        {"dataset": "survey", "select": {"spectype": ["QSO", "ELG"]}},
+    ]
     output = tmp_path / "test_lowz.fits"
     assert build_testset(members, holdouts, 1, "test_lowz", output) == 7 + 20
     test = read_spectra(output)
@@ -404,6 +478,7 @@ def test_resample_templates_makes_redshifts_continuous(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # online augmentation
 
+
 def _spike_batch(grid: Grid, pixels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     flux = torch.zeros(len(pixels), grid.n_pixels)
     flux[torch.arange(len(pixels)), torch.tensor(pixels)] = 10.0
@@ -416,7 +491,9 @@ def test_online_shift_moves_a_line_to_the_right_pixel(grid):
     flux, ivar = _spike_batch(grid, pixels)
     z0 = torch.tensor([2.8, 3.0, 3.2])
     dz = 0.37
-    shift = OnlineAugmentation({"shift": {"z_range": [dz, dz], "p": 1.0, "thesis": True}}, grid)  # eq. 3.1 alone
+    shift = OnlineAugmentation(
+        {"shift": {"z_range": [dz, dz], "p": 1.0, "thesis": True}}, grid
+    )  # eq. 3.1 alone
     new_flux, new_ivar, z1 = shift(flux, ivar, z0, torch.Generator().manual_seed(0))
     torch.testing.assert_close(z1, z0 + dz)
     ratio = ((1 + z0 + dz) / (1 + z0)).double().numpy()
@@ -448,12 +525,15 @@ def test_online_shift_spares_contaminants_unless_asked():
     shiftable = torch.tensor([True, False, False])
     spectype = torch.as_tensor(spectype_codes(["LBG", "QSO", "STAR"]))
     spec = {"shift": {"z_range": [0.5, 0.5]}}
-    new_flux, _, new_z = OnlineAugmentation(spec, GRID)(flux, ivar, z, torch.Generator().manual_seed(0), shiftable)
+    new_flux, _, new_z = OnlineAugmentation(spec, GRID)(
+        flux, ivar, z, torch.Generator().manual_seed(0), shiftable
+    )
     torch.testing.assert_close(new_z, torch.tensor([3.5, 1.0, 0.0]))
     torch.testing.assert_close(new_flux[1:], flux[1:])
     spec["shift"]["contaminants"] = True  # every class within its physical range; stars never
-    _, _, new_z = OnlineAugmentation(spec, GRID)(flux, ivar, z, torch.Generator().manual_seed(0), shiftable,
-                                                 spectype=spectype)
+    _, _, new_z = OnlineAugmentation(spec, GRID)(
+        flux, ivar, z, torch.Generator().manual_seed(0), shiftable, spectype=spectype
+    )
     torch.testing.assert_close(new_z, torch.tensor([3.5, 1.5, 0.0]))
     # without SPECTYPE codes only the target rows are known: contaminants stay where they are
     _, _, new_z = OnlineAugmentation(spec, GRID)(flux, ivar, z, torch.Generator().manual_seed(0), shiftable)
@@ -463,7 +543,9 @@ def test_online_shift_spares_contaminants_unless_asked():
 DEMO_CLASSES = {"LBG": [2.0, 4.5], "QSO": [1.8, 4.0], "ELG": [0.05, 0.2], "GALAXY": [0.3, 1.6]}
 
 
-@pytest.mark.parametrize("draw", [{"z_range": [-0.3, 0.3]}, {"ratio_range": [0.75, 1.3]}], ids=["z_range", "ratio_range"])
+@pytest.mark.parametrize(
+    "draw", [{"z_range": [-0.3, 0.3]}, {"ratio_range": [0.75, 1.3]}], ids=["z_range", "ratio_range"]
+)
 @pytest.mark.parametrize("thesis", [False, True], ids=["physical", "eq3.1"])
 def test_online_shift_never_makes_an_unphysical_redshift(draw, thesis):
     """Every class lands inside its own range; stars (z ~ 0) and rows already outside their class's
@@ -471,14 +553,22 @@ def test_online_shift_never_makes_an_unphysical_redshift(draw, thesis):
     generator = torch.Generator().manual_seed(3)
     kinds = np.array(["LBG", "QSO", "ELG", "GALAXY", "STAR"] * 80)
     rng = np.random.default_rng(0)
-    z = np.select([kinds == "LBG", kinds == "QSO", kinds == "ELG", kinds == "GALAXY"],
-                  [rng.uniform(1.9, 4.5, 400), rng.uniform(1.8, 4.0, 400), rng.uniform(0.05, 0.2, 400),
-                   rng.uniform(0.3, 1.6, 400)], rng.normal(0, 3e-4, 400))
+    z = np.select(
+        [kinds == "LBG", kinds == "QSO", kinds == "ELG", kinds == "GALAXY"],
+        [
+            rng.uniform(1.9, 4.5, 400),
+            rng.uniform(1.8, 4.0, 400),
+            rng.uniform(0.05, 0.2, 400),
+            rng.uniform(0.3, 1.6, 400),
+        ],
+        rng.normal(0, 3e-4, 400),
+    )
     flux = torch.rand(len(kinds), GRID.n_pixels, generator=generator) + 0.5
     ivar = torch.full_like(flux, 4.0)
     spec = {"shift": {"p": 1.0, "classes": DEMO_CLASSES, "thesis": thesis, **draw}}
     new_flux, new_ivar, new_z = OnlineAugmentation(spec, GRID)(
-        flux, ivar, torch.as_tensor(z), generator, spectype=torch.as_tensor(spectype_codes(kinds)))
+        flux, ivar, torch.as_tensor(z), generator, spectype=torch.as_tensor(spectype_codes(kinds))
+    )
     new_z = new_z.double().numpy()
     for kind, (low, high) in DEMO_CLASSES.items():
         rows = (kinds == kind) & (z >= low) & (z <= high)
@@ -487,7 +577,9 @@ def test_online_shift_never_makes_an_unphysical_redshift(draw, thesis):
     untouched = (kinds == "STAR") | ((kinds == "LBG") & (z < 2.0))
     assert untouched.sum() > 80
     np.testing.assert_allclose(new_z[untouched], z[untouched], atol=1e-7)
-    assert torch.equal(new_flux[untouched], flux[untouched]) and torch.equal(new_ivar[untouched], ivar[untouched])
+    assert torch.equal(new_flux[untouched], flux[untouched]) and torch.equal(
+        new_ivar[untouched], ivar[untouched]
+    )
     # no shift ever leaves the class's range, whatever it is asked for
     assert (new_z[kinds == "ELG"] <= 0.2 + 1e-6).all() and (new_z[kinds == "STAR"] < 0.01).all()
 
@@ -496,7 +588,9 @@ def test_online_shift_spec_rejects_stars_and_ambiguity():
     with pytest.raises(ConfigError, match="stars are never shifted"):
         OnlineAugmentation({"shift": {"z_range": [0, 0.3], "classes": {"STAR": [0, 0.3]}}}, GRID)
     with pytest.raises(ConfigError, match="classes or contaminants"):
-        OnlineAugmentation({"shift": {"z_range": [0, 0.3], "classes": {"LBG": [2, 4]}, "contaminants": True}}, GRID)
+        OnlineAugmentation(
+            {"shift": {"z_range": [0, 0.3], "classes": {"LBG": [2, 4]}, "contaminants": True}}, GRID
+        )
     with pytest.raises(ConfigError, match="unknown class"):
         OnlineAugmentation({"shift": {"z_range": [0, 0.3], "classes": {"AGN": [2, 4]}}}, GRID)
     with pytest.raises(ConfigError, match="thesis"):
@@ -508,8 +602,12 @@ def test_online_masks_noise_and_determinism():
     flux = torch.ones(n, GRID.n_pixels)
     ivar = torch.full_like(flux, 25.0)
     z = torch.full((n,), 3.0)
-    spec = {"shift": {"z_range": [-0.3, 0.3], "p": 0.5}, "mask_region": {"p": 1.0, "width": 40, "center": 5800},
-            "mask_line": {"p": 1.0, "width": 40}, "add_noise": {"p": 0.0, "fraction": 0.1}}
+    spec = {
+        "shift": {"z_range": [-0.3, 0.3], "p": 0.5},
+        "mask_region": {"p": 1.0, "width": 40, "center": 5800},
+        "mask_line": {"p": 1.0, "width": 40},
+        "add_noise": {"p": 0.0, "fraction": 0.1},
+    }
     augmentation = OnlineAugmentation(spec, GRID)
     a = augmentation(flux, ivar, z, torch.Generator().manual_seed(11))
     b = augmentation(flux, ivar, z, torch.Generator().manual_seed(11))
@@ -533,7 +631,9 @@ def test_online_add_noise_updates_ivar():
     ivar[:, :10] = 0
     flux[:, :10] = 0
     augmentation = OnlineAugmentation({"add_noise": {"p": 1.0, "fraction": 0.2}}, GRID)
-    new_flux, new_ivar, _ = augmentation(flux, ivar, torch.full((200,), 3.0), torch.Generator().manual_seed(0))
+    new_flux, new_ivar, _ = augmentation(
+        flux, ivar, torch.full((200,), 3.0), torch.Generator().manual_seed(0)
+    )
     assert (new_flux[:, 10:] - 1).std().item() == pytest.approx(0.2, rel=0.03)
     torch.testing.assert_close(new_ivar[:, 10:], torch.full_like(new_ivar[:, 10:], 1 / (1 / 4 + 0.04)))
     assert torch.all(new_ivar[:, :10] == 0) and torch.all(new_flux[:, :10] == 0)

@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 
 from lymannet import metrics
-from lymannet.bootstrap import (Interval, PEResampler, bootstrap_interval, bootstrap_samples, decimals_for,
-                                interval_from, pe_crossings, percentile_mc_error, resample_indices)
+from lymannet.bootstrap import (
+    Interval,
+    PEResampler,
+    bootstrap_interval,
+    bootstrap_samples,
+    decimals_for,
+    interval_from,
+    pe_crossings,
+    percentile_mc_error,
+    resample_indices,
+)
 
 
 def _mean_of(x):
@@ -68,8 +77,10 @@ def test_stratification_keeps_the_class_counts(monkeypatch):
         n_rows += len(rows)
     assert n_rows == 11
     # without strata the counts move
-    counts = [np.count_nonzero(strata[rows] == "LBG", axis=1)
-              for rows in resample_indices(len(strata), n_resamples=50, seed=1)]
+    counts = [
+        np.count_nonzero(strata[rows] == "LBG", axis=1)
+        for rows in resample_indices(len(strata), n_resamples=50, seed=1)
+    ]
     assert np.unique(np.concatenate(counts)).size > 1
 
 
@@ -130,8 +141,9 @@ def _toy_scores(n=400, seed=0):
 
 def _reference_score(confidence, is_target, is_correct, thresholds):
     c_line = confidence[:, None]
-    curve = metrics.purity_efficiency_curve(c_line, is_target, is_correct,
-                                            metrics.exact_thresholds(c_line, thresholds))
+    curve = metrics.purity_efficiency_curve(
+        c_line, is_target, is_correct, metrics.exact_thresholds(c_line, thresholds)
+    )
     return metrics.pe_crossing(curve).score
 
 
@@ -139,18 +151,22 @@ def _reference_score(confidence, is_target, is_correct, thresholds):
 def test_vectorised_pe_score_matches_pe_crossing_on_every_resample(seed):
     confidence, is_target, is_correct = _toy_scores(seed=seed)
     grid = np.linspace(0, 1, 201)
-    resampler = PEResampler(confidence, is_target, is_correct,
-                            metrics.exact_thresholds(confidence[:, None], grid))
+    resampler = PEResampler(
+        confidence, is_target, is_correct, metrics.exact_thresholds(confidence[:, None], grid)
+    )
     assert resampler.scores(np.arange(len(confidence))[None, :])[0] == pytest.approx(
-        _reference_score(confidence, is_target, is_correct, grid), abs=1e-12)
+        _reference_score(confidence, is_target, is_correct, grid), abs=1e-12
+    )
     rows = next(resample_indices(len(confidence), n_resamples=40, seed=seed, strata=is_target))
     fast = resampler.scores(rows)
     slow = [_reference_score(confidence[r], is_target[r], is_correct[r], grid) for r in rows]
     np.testing.assert_allclose(fast, slow, atol=1e-12)
     at = resampler.at_threshold(rows, 0.5)
     for r, (purity, efficiency) in zip(rows, at):
-        assert (purity, efficiency) == pytest.approx(metrics.purity_efficiency_at(
-            confidence[r][:, None], is_target[r], is_correct[r], 0.5), nan_ok=True)
+        assert (purity, efficiency) == pytest.approx(
+            metrics.purity_efficiency_at(confidence[r][:, None], is_target[r], is_correct[r], 0.5),
+            nan_ok=True,
+        )
 
 
 def test_pe_crossings_edge_cases():
@@ -164,7 +180,9 @@ def test_pe_crossings_edge_cases():
     # an undefined point inside a curve is skipped, like pe_crossing's dropna: the sign change
     # between its neighbours is interpolated
     gap = pe_crossings(np.array([[10.0, 0.0, 2.0]]), np.array([[4.0, 0.0, 2.0]]), np.array([5.0]))
-    curve = pd.DataFrame({"THRESHOLD": [0.0, 0.5, 1.0], "PURITY": [0.4, np.nan, 1.0], "EFFICIENCY": [0.8, 0.0, 0.4]})
+    curve = pd.DataFrame(
+        {"THRESHOLD": [0.0, 0.5, 1.0], "PURITY": [0.4, np.nan, 1.0], "EFFICIENCY": [0.8, 0.0, 0.4]}
+    )
     assert gap[0] == pytest.approx(metrics.pe_crossing(curve).score) == pytest.approx(0.64)
 
 
@@ -172,6 +190,8 @@ def test_bootstrap_of_the_pe_score_is_fast_and_stratified():
     confidence, is_target, is_correct = _toy_scores(n=20000, seed=4)
     thresholds = metrics.exact_thresholds(confidence[:, None], np.linspace(0, 1, 201))
     resampler = PEResampler(confidence, is_target, is_correct, thresholds)
-    samples = bootstrap_samples(resampler.scores, len(confidence), n_resamples=200, strata=is_target, batched=True)
+    samples = bootstrap_samples(
+        resampler.scores, len(confidence), n_resamples=200, strata=is_target, batched=True
+    )
     assert samples.shape == (200,) and np.isfinite(samples).all()
     assert 0.002 < samples.std() < 0.02

@@ -7,9 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from lymannet.calibration import (Calibration, ValidationCounts, apply_beta, choose_threshold, fit_beta,
-                                  fit_calibration, fit_redshift_error, line_spread, prior_shift, redshift_error,
-                                  reliability, zerr_coverage)
+from lymannet.calibration import (
+    Calibration,
+    ValidationCounts,
+    apply_beta,
+    choose_threshold,
+    fit_beta,
+    fit_calibration,
+    fit_redshift_error,
+    line_spread,
+    prior_shift,
+    redshift_error,
+    reliability,
+    zerr_coverage,
+)
 from lymannet.errors import ConfigError
 from conftest import synthetic_calibration
 
@@ -24,7 +35,7 @@ def overconfident_scores(n: int, fraction: float, seed: int) -> tuple[np.ndarray
     logit_lr = np.where(positive, rng.normal(2.0, 1.5, n), rng.normal(-2.0, 1.5, n))
     logit_lr = np.clip(logit_lr, -12, 12)
     prior = np.log(fraction / (1 - fraction))
-    p_true = 1 / (1 + np.exp(-(logit_lr * (4 / 1.5 ** 2) / (4 / 1.5 ** 2)) - prior))
+    p_true = 1 / (1 + np.exp(-(logit_lr * (4 / 1.5**2) / (4 / 1.5**2)) - prior))
     confidence = 1 / (1 + np.exp(-4 * logit_lr))
     return confidence, positive.astype(float), p_true
 
@@ -93,7 +104,7 @@ def test_zerr_covers_68_and_95_percent_of_independent_errors():
         rng = np.random.default_rng(seed)
         z = rng.uniform(2, 4, n)
         spread = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.001, 0.01, n))
-        sigma = (1 + z) * np.sqrt(0.001 ** 2 + (1.5 * spread) ** 2)
+        sigma = (1 + z) * np.sqrt(0.001**2 + (1.5 * spread) ** 2)
         return z, rng.normal(0, sigma), spread
 
     z, dz, spread = draw(4000, 6)
@@ -136,12 +147,15 @@ def test_a_barely_trained_network_still_gets_a_calibration_record():
     score = rng.random(n)
     z_true = rng.uniform(2.5, 3.5, n)
     z_pred = z_true + 1.0  # every redshift wrong
-    calibration = fit_calibration(score, is_target, np.zeros(n, bool), z_pred, z_true, np.zeros(n),
-                                  {"purity": 0.95}, 1, 0.05)
+    calibration = fit_calibration(
+        score, is_target, np.zeros(n, bool), z_pred, z_true, np.zeros(n), {"purity": 0.95}, 1, 0.05
+    )
     assert calibration.beta == (1.0, 1.0, 0.0) and calibration.zerr[0] == 0.0 and calibration.zerr[1] > 0
     assert len(calibration.validation["warnings"]) == 2
     few = np.zeros(n, bool)
     few[np.flatnonzero(is_target)[:2]] = True  # two correct: beta fits, ZERR does not
     z_pred[few] = z_true[few]
-    calibration = fit_calibration(score, is_target, few, z_pred, z_true, np.zeros(n), {"purity": 0.95}, 1, 0.05)
+    calibration = fit_calibration(
+        score, is_target, few, z_pred, z_true, np.zeros(n), {"purity": 0.95}, 1, 0.05
+    )
     assert any("ZERR not fitted" in w for w in calibration.validation["warnings"])

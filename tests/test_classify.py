@@ -88,8 +88,9 @@ def test_decode_matches_process_preds_and_bal_never_chooses_z():
 
     # Make the BAL head the most confident everywhere: Z and the class decision must not move.
     boosted = heads.copy()
-    boosted[6, :, :13] = np.where(boosted[6, :, :13] == boosted[6, :, :13].max(-1, keepdims=True), 0.9999,
-                                  boosted[6, :, :13])
+    boosted[6, :, :13] = np.where(
+        boosted[6, :, :13] == boosted[6, :, :13].max(-1, keepdims=True), 0.9999, boosted[6, :, :13]
+    )
     _, _, zbest_boosted, c_bal_boosted, _ = process_preds(boosted)
     again = decode(as_outputs(boosted), lines, grid)
     assert np.all(c_bal_boosted[0] > 0.999)
@@ -120,8 +121,9 @@ def read_catalogue(path: Path) -> tuple[np.ndarray, dict]:
 @needs_quasarnp
 def test_cli_finds_the_fixture_quasars_and_agrees_with_process_preds(tmp_path):
     coadd, weights = QNP_FIXTURES / "test_coadd.fits", QNP_FIXTURES / "test_weights_6_layer.h5"
-    result = run_cli("classify", "--model", str(weights), str(coadd), "--output", str(tmp_path / "out"),
-                     "--device", "cpu")
+    result = run_cli(
+        "classify", "--model", str(weights), str(coadd), "--output", str(tmp_path / "out"), "--device", "cpu"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "spectra classified: 24" in result.stdout
     catalogue, header = read_catalogue(tmp_path / "out" / "catalogue.fits")
@@ -135,7 +137,9 @@ def test_cli_finds_the_fixture_quasars_and_agrees_with_process_preds(tmp_path):
     assert catalogue["ZWARN"][11] == ZWARN_BITS["NODATA"] and np.isnan(catalogue["Z"][11])
     assert catalogue["IS_QSO_QN"][11] == 0 and (np.delete(catalogue["ZWARN"], 11) == 0).all()
     # Keras weights have no validation split: no PROB or ZERR, and the header says so.
-    assert np.isnan(catalogue["PROB"]).all() and np.isnan(catalogue["ZERR"]).all() and header["CALIB"] is False
+    assert (
+        np.isnan(catalogue["PROB"]).all() and np.isnan(catalogue["ZERR"]).all() and header["CALIB"] is False
+    )
     catalogue = catalogue[catalogue["ZWARN"] == 0]
     assert header["CTHRESH"] == 0.5 and header["MINLINES"] == 1 and header["TARGCLS"] == "QSO"
     assert header["MODELSHA"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -188,9 +192,15 @@ def without_hdu(source: Path, destination: Path, dropped: str) -> None:
 def survey_folder(tmp_path, fixtures_dir) -> Path:
     """A healpix-like tree: three good coadds, a truncated one, an empty one, one without R_IVAR."""
     root = tmp_path / "healpix"
-    good = {"sv3/dark/260/26065/coadd-sv3-dark-26065.fits": fixtures_dir / "desi-edr" / "coadd-sv3-dark-26065.fits",
-            "sv1/dark/51/5169/coadd-sv1-dark-5169.fits": fixtures_dir / "desi-edr" / "coadd-5-169-thru20210419.fits",
-            "main/dark/100/10016/coadd-main-dark-10016.fits": fixtures_dir / "quasarnp" / "test_coadd.fits"}
+    good = {
+        "sv3/dark/260/26065/coadd-sv3-dark-26065.fits": fixtures_dir
+        / "desi-edr"
+        / "coadd-sv3-dark-26065.fits",
+        "sv1/dark/51/5169/coadd-sv1-dark-5169.fits": fixtures_dir
+        / "desi-edr"
+        / "coadd-5-169-thru20210419.fits",
+        "main/dark/100/10016/coadd-main-dark-10016.fits": fixtures_dir / "quasarnp" / "test_coadd.fits",
+    }
     for name, source in good.items():
         (root / name).parent.mkdir(parents=True)
         shutil.copy(source, root / name)
@@ -200,7 +210,9 @@ def survey_folder(tmp_path, fixtures_dir) -> Path:
         (bad / pixel).mkdir()
     (bad / "10017" / "coadd-main-dark-10017.fits").write_bytes(data[: len(data) // 2])
     (bad / "10018" / "coadd-main-dark-10018.fits").write_bytes(b"")
-    without_hdu(fixtures_dir / "quasarnp" / "test_coadd.fits", bad / "10019" / "coadd-main-dark-10019.fits", "R_IVAR")
+    without_hdu(
+        fixtures_dir / "quasarnp" / "test_coadd.fits", bad / "10019" / "coadd-main-dark-10019.fits", "R_IVAR"
+    )
     return root
 
 
@@ -215,13 +227,21 @@ def test_bad_files_are_listed_and_the_others_classified(survey_folder, tmp_path)
     assert failures[0] == "file\treason" and len(failures) == 4
     reasons = dict(line.split("\t") for line in failures[1:])
     assert "truncated" in reasons[str(survey_folder / "main/dark/100/10017/coadd-main-dark-10017.fits")]
-    assert "not a readable FITS file" in reasons[str(survey_folder / "main/dark/100/10018/coadd-main-dark-10018.fits")]
-    assert "missing HDU R_IVAR" in reasons[str(survey_folder / "main/dark/100/10019/coadd-main-dark-10019.fits")]
+    assert (
+        "not a readable FITS file"
+        in reasons[str(survey_folder / "main/dark/100/10018/coadd-main-dark-10018.fits")]
+    )
+    assert (
+        "missing HDU R_IVAR" in reasons[str(survey_folder / "main/dark/100/10019/coadd-main-dark-10019.fits")]
+    )
     catalogue, header = read_catalogue(out / "catalogue.fits")
     assert header["NFILES"] == 6 and header["NFAILED"] == 3
     # Each good coadd mirrored below the output, and counted: 25 + 5 + 5 fibres read, the EDR
     # files' sky fibres and negative TARGETIDs left out (as ingestion does), row 11 without data.
-    for name in ("sv3/dark/260/26065/coadd-sv3-dark-26065.fits", "main/dark/100/10016/coadd-main-dark-10016.fits"):
+    for name in (
+        "sv3/dark/260/26065/coadd-sv3-dark-26065.fits",
+        "main/dark/100/10016/coadd-main-dark-10016.fits",
+    ):
         assert (out / name).is_file()
     counts = dict(summary.table())
     assert counts["coadd files"] == 6 and counts["files that failed (failures.tsv)"] == 3
@@ -230,21 +250,35 @@ def test_bad_files_are_listed_and_the_others_classified(survey_folder, tmp_path)
     assert counts["fibres read"] == 35 == len(catalogue) and counts["spectra classified"] == classified.sum()
     not_science = (catalogue["ZWARN"] & (ZWARN_BITS["NOT_TARGET"] | ZWARN_BITS["BAD_FIBERSTATUS"])) > 0
     assert counts["non-science fibres left out"] == not_science.sum() > 0
-    assert counts["spectra without valid pixels, left out"] == ((catalogue["ZWARN"] & ZWARN_BITS["NODATA"]) > 0).sum()
+    assert (
+        counts["spectra without valid pixels, left out"]
+        == ((catalogue["ZWARN"] & ZWARN_BITS["NODATA"]) > 0).sum()
+    )
     assert np.isnan(catalogue["Z"][~classified]).all() and (catalogue["IS_QSO_QN"][~classified] == 0).all()
     from_edr = np.char.startswith(np.char.strip(catalogue["COADD"].astype(str)), "sv") & classified
     assert from_edr.sum() == 35 - 25 - counts["non-science fibres left out"]  # test_coadd: 24 + 1 empty
     assert (catalogue["TARGETID"][from_edr] > 0).all() and np.isfinite(catalogue["TARGET_RA"][from_edr]).all()
     assert (catalogue["TARGETID"][not_science & ~from_edr] <= 0).any() or not_science.any()
-    assert (out / "summary.png").stat().st_size > 10_000 and "QSO (IS_QSO_QN = 1)" in (out / "summary.md").read_text()
+    assert (out / "summary.png").stat().st_size > 10_000 and "QSO (IS_QSO_QN = 1)" in (
+        out / "summary.md"
+    ).read_text()
     # No temporary file is left behind anywhere.
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
 
 
 @needs_quasarnp
 def test_strict_makes_a_bad_file_fail_naming_it(survey_folder, tmp_path):
-    result = run_cli("classify", "--model", str(WEIGHTS), str(survey_folder / "**" / "*.fits"), "--output",
-                     str(tmp_path / "out"), "--strict", "--device", "cpu")
+    result = run_cli(
+        "classify",
+        "--model",
+        str(WEIGHTS),
+        str(survey_folder / "**" / "*.fits"),
+        "--output",
+        str(tmp_path / "out"),
+        "--strict",
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 1
     assert "coadd-main-dark-10017.fits: truncated file" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "catalogue.fits").exists()
@@ -262,10 +296,13 @@ def test_rerun_classifies_only_new_files(survey_folder, tmp_path):
     everything = expand_files([str(survey_folder / "**/coadd-main-dark-10016.fits"), *first])
     again = classify_files(classifier, everything, root, tmp_path, options)
     assert {Path(o.file).name: o.status for o in again} == {
-        "coadd-main-dark-10016.fits": "classified", "coadd-sv1-dark-5169.fits": "up to date",
-        "coadd-sv3-dark-26065.fits": "up to date"}
-    assert [o.n_classified for o in again] == [o.n_classified for o in classify_files(
-        classifier, everything, root, tmp_path / "fresh", options)]
+        "coadd-main-dark-10016.fits": "classified",
+        "coadd-sv1-dark-5169.fits": "up to date",
+        "coadd-sv3-dark-26065.fits": "up to date",
+    }
+    assert [o.n_classified for o in again] == [
+        o.n_classified for o in classify_files(classifier, everything, root, tmp_path / "fresh", options)
+    ]
     # Another detection rule, or a changed coadd, is not up to date.
     stricter = classify_files(classifier, first, root, tmp_path, ClassifyOptions(device="cpu", c_th=0.9))
     assert {o.status for o in stricter} == {"classified"}
@@ -290,19 +327,44 @@ def test_batches_are_stable_when_files_are_added():
 
 def test_plan_names_the_entry_for_bad_models_and_empty_globs(tmp_path):
     base = {"runs": [{"model": "initial", "combo": "initial"}], "score": {"c_th": 0.7, "min_lines": 2}}
-    config = dict(base, classify={"sky": {"model": {"model": "initial", "combo": "initial"},
-                                          "files": [str(tmp_path / "coadd.fits")]}})
+    config = dict(
+        base,
+        classify={
+            "sky": {
+                "model": {"model": "initial", "combo": "initial"},
+                "files": [str(tmp_path / "coadd.fits")],
+            }
+        },
+    )
     plan = classify_plan(config)["sky"]
     assert plan.model == "results/models/initial/initial/calibrated.pt"
     # no c_th: the model's working point, or score's default for uncalibrated weights
-    assert plan.options["c_th"] is None and plan.options["default_c_th"] == 0.7 and plan.options["min_lines"] == 2
-    best = classify_plan(dict(base, classify={"sky": {"model": {"best_by": "val_loss"}, "files": "x.fits",
-                                                      "truth": "t.fits", "target_fraction": 0.2}}))["sky"]
+    assert (
+        plan.options["c_th"] is None
+        and plan.options["default_c_th"] == 0.7
+        and plan.options["min_lines"] == 2
+    )
+    best = classify_plan(
+        dict(
+            base,
+            classify={
+                "sky": {
+                    "model": {"best_by": "val_loss"},
+                    "files": "x.fits",
+                    "truth": "t.fits",
+                    "target_fraction": 0.2,
+                }
+            },
+        )
+    )["sky"]
     assert best.model == SELECTED_MODEL and best.truth == "t.fits" and best.options["target_fraction"] == 0.2
     assert [f for batch in plan.batches.values() for f in batch] == [str(tmp_path / "coadd.fits")]
     with pytest.raises(ConfigError, match=r"classify.sky: model \{model: classic"):
-        classify_plan(dict(base, classify={"sky": {"model": {"model": "classic", "combo": "initial"},
-                                                   "files": "x.fits"}}))
+        classify_plan(
+            dict(
+                base, classify={"sky": {"model": {"model": "classic", "combo": "initial"}, "files": "x.fits"}}
+            )
+        )
     with pytest.raises(ConfigError, match="classify.sky: no file matches"):
         classify_plan(dict(base, classify={"sky": {"model": "m.pt", "files": [str(tmp_path / "*.fits")]}}))
 
@@ -317,18 +379,35 @@ def test_workflow_stage_classifies_a_healpix_glob_and_then_only_new_files(survey
     for bad in ("10017", "10018", "10019"):  # the bad files have their own test
         shutil.rmtree(survey_folder / "main" / "dark" / "100" / bad)
     shutil.move(new_pixel, tmp_path / "later.fits")
-    extra = {"classify": {"qn": {"model": str(WEIGHTS), "files": str(survey_folder / "*/*/*/*/coadd-*.fits"),
-                                 "files_per_job": 1, "device": "cpu"}}}
+    extra = {
+        "classify": {
+            "qn": {
+                "model": str(WEIGHTS),
+                "files": str(survey_folder / "*/*/*/*/coadd-*.fits"),
+                "files_per_job": 1,
+                "device": "cpu",
+            }
+        }
+    }
     (workdir / "extra.yaml").write_text(yaml.safe_dump(extra))
-    target = ("--configfile", "config/config.yaml", "extra.yaml", "--cores", "2", "results/classify/qn/catalogue.fits")
+    target = (
+        "--configfile",
+        "config/config.yaml",
+        "extra.yaml",
+        "--cores",
+        "2",
+        "results/classify/qn/catalogue.fits",
+    )
     snakemake(workdir, *target, timeout=600)
     out = workdir / "results" / "classify" / "qn"
     assert (out / "sv3/dark/260/26065/coadd-sv3-dark-26065.fits").is_file()
     assert read_catalogue(out / "catalogue.fits")[1]["NFILES"] == 2
     shutil.move(tmp_path / "later.fits", new_pixel)  # a new healpix pixel appears
     jobs = planned_jobs(workdir, *target)
-    assert [rule for rule, _ in jobs].count("classify") == 1 and {rule for rule, _ in jobs} == {"classify",
-                                                                                                "classify_merge"}
+    assert [rule for rule, _ in jobs].count("classify") == 1 and {rule for rule, _ in jobs} == {
+        "classify",
+        "classify_merge",
+    }
     new_batch = next(w["batch"] for rule, w in jobs if rule == "classify")
     assert not (out / "batches" / f"{new_batch}.tsv").exists()  # a new job for the new file alone
 
@@ -342,8 +421,13 @@ def test_test_set_catalogues_do_not_count_a_bal_head_either():
     c_line = np.full((2, 7), 0.1)
     c_line[0, 6] = 0.99  # only the BAL head is confident
     c_line[1, 2] = 0.99  # CIII is
-    outputs = {"c_line": c_line, "z_line": np.full((2, 7), 2.0), "z_pred": np.full(2, 2.0),
-               "best_line": np.array([0, 2]), "confidence": np.array([0.1, 0.99])}
+    outputs = {
+        "c_line": c_line,
+        "z_line": np.full((2, 7), 2.0),
+        "z_pred": np.full(2, 2.0),
+        "best_line": np.array([0, 2]),
+        "confidence": np.array([0.1, 0.99]),
+    }
     table = catalogue_rows(pd.DataFrame({"TARGETID": [1, 2]}), outputs, names, "QSO", PredictOptions())
     assert table["IS_QSO"].tolist() == [False, True]
     np.testing.assert_allclose(table["C_CIV_BAL"], [0.99, 0.1], rtol=1e-6)  # the column is kept (float32)

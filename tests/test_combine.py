@@ -17,7 +17,9 @@ from test_augment import make_truth, write_file
 
 @pytest.mark.parametrize("n_lbg, n_contaminants", [(100, 300), (300, 40), (1000, 1000), (7, 3)])
 def test_balance_reaches_the_fraction_within_one_object(n_lbg, n_contaminants):
-    spectype = np.array(["LBG"] * n_lbg + ["QSO", "ELG"] * (n_contaminants // 2) + ["QSO"] * (n_contaminants % 2))
+    spectype = np.array(
+        ["LBG"] * n_lbg + ["QSO", "ELG"] * (n_contaminants // 2) + ["QSO"] * (n_contaminants % 2)
+    )
     keep = balance_contaminants(spectype, 0.48, np.random.default_rng(0))
     kept = spectype[keep]
     n_cont = (kept != "LBG").sum()
@@ -46,13 +48,20 @@ def test_split_keeps_copies_of_one_parent_on_one_side():
 
 def _variants(tmp_path):
     """A pool of 60 LBGs + 60 QSO/ELG, and three variants of it (two LBG copies, contaminants)."""
-    truth = make_truth(120, z=np.r_[np.linspace(2.5, 3.5, 60), np.linspace(0.05, 3.0, 60)],
-                       spectype=["LBG"] * 60 + ["QSO", "ELG"] * 30)
+    truth = make_truth(
+        120,
+        z=np.r_[np.linspace(2.5, 3.5, 60), np.linspace(0.05, 3.0, 60)],
+        spectype=["LBG"] * 60 + ["QSO", "ELG"] * 30,
+    )
     pool = write_file(tmp_path / "pool.fits", truth)
-    recipes = {"offset of 5/4": [{"select": {"spectype": ["LBG"]}}, {"shift": {"ratio": "5/4", "jitter": 0.1}}],
-               "normal dataset with fake_noise": [{"select": {"spectype": ["LBG"]}},
-                                                  {"mask_region": {"center": 5800, "width": 40}}],
-               "QSO and ELG": [{"select": {"spectype": ["QSO", "ELG"]}}]}
+    recipes = {
+        "offset of 5/4": [{"select": {"spectype": ["LBG"]}}, {"shift": {"ratio": "5/4", "jitter": 0.1}}],
+        "normal dataset with fake_noise": [
+            {"select": {"spectype": ["LBG"]}},
+            {"mask_region": {"center": 5800, "width": 40}},
+        ],
+        "QSO and ELG": [{"select": {"spectype": ["QSO", "ELG"]}}],
+    }
     members = {}
     for name, ops in recipes.items():
         members[name] = str(tmp_path / f"{slugify(name)}.fits")
@@ -62,17 +71,21 @@ def _variants(tmp_path):
 
 def _combine(tmp_path, members, spec, seed=1, folder="combo"):
     out = tmp_path / folder
-    paths = {k: out / f"{k}.{ext}" for k, ext in (("train", "fits"), ("val", "fits"),
-                                                   ("summary", "csv"), ("plot", "png"))}
-    summary = combine(members, spec, seed, "data_to_train_1", paths["train"], paths["val"], paths["summary"],
-                              paths["plot"])
+    paths = {
+        k: out / f"{k}.{ext}"
+        for k, ext in (("train", "fits"), ("val", "fits"), ("summary", "csv"), ("plot", "png"))
+    }
+    summary = combine(
+        members, spec, seed, "data_to_train_1", paths["train"], paths["val"], paths["summary"], paths["plot"]
+    )
     return summary, read_spectra(paths["train"]), read_spectra(paths["val"]), paths
 
 
 def test_combine_balances_splits_shuffles_and_summarises(tmp_path):
     _, members = _variants(tmp_path)
-    summary, train, val, paths = _combine(tmp_path, members, {"contaminant_fraction": 0.2,
-                                                             "validation_fraction": 0.2})
+    summary, train, val, paths = _combine(
+        tmp_path, members, {"contaminant_fraction": 0.2, "validation_fraction": 0.2}
+    )
     both = pd.concat([train.truth, val.truth], ignore_index=True)
     n_cont = (both["SPECTYPE"] != "LBG").sum()
     assert abs(n_cont - 0.2 * len(both)) <= 1 and (both["SPECTYPE"] == "LBG").sum() == 120
@@ -123,8 +136,9 @@ def test_leakage_check_catches_a_planted_leak(tmp_path):
     assert report["leaked"] == 0 and report["test_rows"] == 20
     # plant: a shifted copy of a held-out object reaches a training set
     leaky = tmp_path / "leaky.fits"
-    augment.augment_variant(held, leaky, {"ops": [{"select": {"fraction": 0.1}}, {"shift": {"ratio": "5/4"}}]},
-                            1, "leaky")
+    augment.augment_variant(
+        held, leaky, {"ops": [{"select": {"fraction": 0.1}}, {"shift": {"ratio": "5/4"}}]}, 1, "leaky"
+    )
     members = {"clean": str(clean), "leaky": str(leaky)}
     _, _, _, paths = _combine(tmp_path, members, {"validation_fraction": 0.0})
     with pytest.raises(LeakageError, match="2 test object"):
@@ -145,30 +159,67 @@ def _script(name: str):
 def test_workflow_scripts_chain(tmp_path):
     """holdout -> testset -> resample_templates -> augment -> combine -> leakage, through main()."""
     survey = make_truth(60, z=np.linspace(2.5, 3.5, 60), spectype=["LBG", "LBG", "QSO"] * 20)
-    templates = make_truth(40, z=np.repeat(np.round(np.arange(2.0, 4.0, 0.1), 1), 2), first_id=5000,
-                           TEMPLATE=1, EXPTIME=7200.0)
-    paths = {"survey": write_file(tmp_path / "survey.fits", survey),
-             "templates": write_file(tmp_path / "templates.fits", templates)}
+    templates = make_truth(
+        40, z=np.repeat(np.round(np.arange(2.0, 4.0, 0.1), 1), 2), first_id=5000, TEMPLATE=1, EXPTIME=7200.0
+    )
+    paths = {
+        "survey": write_file(tmp_path / "survey.fits", survey),
+        "templates": write_file(tmp_path / "templates.fits", templates),
+    }
     holdouts = {}
     for dataset, ingested in paths.items():
         holdouts[dataset] = str(tmp_path / f"holdout_{dataset}.fits")
-        _script("holdout").main(str(ingested), {"fraction": 0.25}, 1, dataset, str(tmp_path / f"pool_{dataset}.fits"),
-                                holdouts[dataset])
-    n_test = _script("testset").main([{"dataset": "templates", "select": {"z": [None, 2.6]}},
-                                      {"dataset": "survey", "select": {"spectype": ["QSO"]}}], holdouts, 1, "test_lowz",
-                                     str(tmp_path / "test.fits"))
+        _script("holdout").main(
+            str(ingested),
+            {"fraction": 0.25},
+            1,
+            dataset,
+            str(tmp_path / f"pool_{dataset}.fits"),
+            holdouts[dataset],
+        )
+    n_test = _script("testset").main(
+        [
+            {"dataset": "templates", "select": {"z": [None, 2.6]}},
+            {"dataset": "survey", "select": {"spectype": ["QSO"]}},
+        ],
+        holdouts,
+        1,
+        "test_lowz",
+        str(tmp_path / "test.fits"),
+    )
     assert n_test > 0
-    _script("resample_templates").main(str(tmp_path / "pool_templates.fits"), {"offset_width": 0.1}, 1, "templates",
-                                       str(tmp_path / "resampled.fits"), str(tmp_path / "z.png"))
-    variants = {"offset of 5/4": ("pool_survey", [{"select": {"spectype": ["LBG"]}}, {"shift": {"ratio": "5/4"}}]),
-                "120min simu": ("resampled", [{"simulated": {"exptime": [7200]}}]),
-                "QSO >=1.8": ("pool_survey", [{"select": {"spectype": ["QSO"], "z": [1.8, None]}}])}
+    _script("resample_templates").main(
+        str(tmp_path / "pool_templates.fits"),
+        {"offset_width": 0.1},
+        1,
+        "templates",
+        str(tmp_path / "resampled.fits"),
+        str(tmp_path / "z.png"),
+    )
+    variants = {
+        "offset of 5/4": ("pool_survey", [{"select": {"spectype": ["LBG"]}}, {"shift": {"ratio": "5/4"}}]),
+        "120min simu": ("resampled", [{"simulated": {"exptime": [7200]}}]),
+        "QSO >=1.8": ("pool_survey", [{"select": {"spectype": ["QSO"], "z": [1.8, None]}}]),
+    }
     members = {}
     for name, (source, ops) in variants.items():
         members[name] = str(tmp_path / f"{slugify(name)}.fits")
-        _script("augment").main(str(tmp_path / f"{source}.fits"), {"source": "x", "ops": ops}, 1, name, members[name])
-    out = {k: str(tmp_path / f"{k}.{e}") for k, e in (("train", "fits"), ("val", "fits"), ("csv", "csv"), ("png", "png"))}
-    n = _script("combine").main(members, {"members": list(members), "contaminant_fraction": 0.48}, 1, "c",
-                                out["train"], out["val"], out["csv"], out["png"])
+        _script("augment").main(
+            str(tmp_path / f"{source}.fits"), {"source": "x", "ops": ops}, 1, name, members[name]
+        )
+    out = {
+        k: str(tmp_path / f"{k}.{e}")
+        for k, e in (("train", "fits"), ("val", "fits"), ("csv", "csv"), ("png", "png"))
+    }
+    n = _script("combine").main(
+        members,
+        {"members": list(members), "contaminant_fraction": 0.48},
+        1,
+        "c",
+        out["train"],
+        out["val"],
+        out["csv"],
+        out["png"],
+    )
     assert n == len(read_spectra(out["train"])) + len(read_spectra(out["val"]))
     assert check_no_leakage([out["train"], out["val"]], [tmp_path / "test.fits"])["leaked"] == 0

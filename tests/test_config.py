@@ -30,11 +30,29 @@ def test_demo_config_validates_and_gets_defaults():
 
 
 def test_thesis_subdatasets_and_combos_are_defined(raw_config):
-    for name in ["offset of 5/4", "offset of 3/4", "normal dataset with fake_noise", "tmg with fake_noise",
-                 "offset of 5/4 boosted", "offset of 4.3/4 with 0.1 noise", "120min simu", "QSO >=1.8",
-                 "ELG in [0.05,0.2]", "1/2 120min simu", "30min simu", "1/3 30min simu", "1/4 QSO >=1.8"]:
+    for name in [
+        "offset of 5/4",
+        "offset of 3/4",
+        "normal dataset with fake_noise",
+        "tmg with fake_noise",
+        "offset of 5/4 boosted",
+        "offset of 4.3/4 with 0.1 noise",
+        "120min simu",
+        "QSO >=1.8",
+        "ELG in [0.05,0.2]",
+        "1/2 120min simu",
+        "30min simu",
+        "1/3 30min simu",
+        "1/4 QSO >=1.8",
+    ]:
         assert name in raw_config["variants"], name
-    for combo in ["data_to_train_1", "data_to_train_2", "data_to_train_7", "data_to_train_10", "data_to_train_13"]:
+    for combo in [
+        "data_to_train_1",
+        "data_to_train_2",
+        "data_to_train_7",
+        "data_to_train_10",
+        "data_to_train_13",
+    ]:
         assert combo in raw_config["combos"]
 
 
@@ -104,7 +122,9 @@ def test_a_test_only_data_set_cannot_feed_a_variant(raw_config):
     config = copy.deepcopy(raw_config)
     config["holdout"]["survey"]["fraction"] = 1.0  # the whole sample kept for testing
     validate(config, SCHEMA)
-    with pytest.raises(ConfigError, match=r"variants\.'normal dataset' source: data set 'survey' is test-only"):
+    with pytest.raises(
+        ConfigError, match=r"variants\.'normal dataset' source: data set 'survey' is test-only"
+    ):
         check_config(config)
     for variant in config["variants"].values():  # the same data set only in test sets: valid
         variant["source"] = variant["source"].replace("survey", "templates")

@@ -72,7 +72,9 @@ def test_fourmost_training_defaults_equal_the_schema():
     train = _defaults(schema["$defs"]["train"]["properties"])
     # `loss` is configured per task (fourmost.redshift.loss), not per model's train block
     assert {k: v for k, v in FOURMOST_TRAIN_DEFAULTS.items() if k != "loss"} == train
-    assert FOURMOST_TRAIN_DEFAULTS["loss"] == schema["properties"]["redshift"]["properties"]["loss"]["default"]
+    assert (
+        FOURMOST_TRAIN_DEFAULTS["loss"] == schema["properties"]["redshift"]["properties"]["loss"]["default"]
+    )
 
 
 def test_one_detection_threshold_name_and_default():

@@ -18,8 +18,11 @@ UNSEEN = ("robust_physics", "robust_observing")  # classify entries on coadds no
 
 
 def test_every_network_catalogue_has_prob_and_zerr(demo_run):
-    networks = [p for p in (demo_run / "results" / "predictions").glob("*/*/*.fits")
-                if not p.parent.parent.name.startswith("template_fit")]
+    networks = [
+        p
+        for p in (demo_run / "results" / "predictions").glob("*/*/*.fits")
+        if not p.parent.parent.name.startswith("template_fit")
+    ]
     assert networks
     for path in networks:
         catalogue = read_catalogue(path)
@@ -34,11 +37,16 @@ def test_survey_catalogues_are_row_aligned_with_their_coadds(demo_run):
         folder = demo_run / "results" / "classify" / name
         catalogue = fitsio.read(str(folder / "catalogue.fits"), ext="QN_RR")
         coadd_name = {"demo_survey": "survey"}.get(name, name)
-        fibermap = fitsio.read(str(demo_run / "results" / "simulated" / coadd_name / "coadd.fits"), ext="FIBERMAP")
+        fibermap = fitsio.read(
+            str(demo_run / "results" / "simulated" / coadd_name / "coadd.fits"), ext="FIBERMAP"
+        )
         np.testing.assert_array_equal(catalogue["TARGETID"], fibermap["TARGETID"])
         np.testing.assert_array_equal(catalogue["ROW"], np.arange(len(fibermap)))
         classified = catalogue["ZWARN"] == 0
-        assert np.isfinite(catalogue["PROB"][classified]).all() and np.isfinite(catalogue["ZERR"][classified]).all()
+        assert (
+            np.isfinite(catalogue["PROB"][classified]).all()
+            and np.isfinite(catalogue["ZERR"][classified]).all()
+        )
         header = fitsio.read_header(str(folder / "catalogue.fits"), ext="QN_RR")
         assert header["CALIB"] and "working point" in header["CTHSRC"]
         # the working point as a cut on PROB selects exactly IS_LBG_QN

@@ -20,8 +20,22 @@ def pip_pins() -> dict[str, str]:
 
 def test_requirements_pin_every_direct_dependency_exactly():
     pins = pip_pins()
-    for name in ["numpy", "pandas", "astropy", "fitsio", "torch", "matplotlib", "pyyaml", "snakemake",
-                 "snakemake-executor-plugin-slurm", "jsonschema", "h5py", "scipy", "pytest", "snakefmt"]:
+    for name in [
+        "numpy",
+        "pandas",
+        "astropy",
+        "fitsio",
+        "torch",
+        "matplotlib",
+        "pyyaml",
+        "snakemake",
+        "snakemake-executor-plugin-slurm",
+        "jsonschema",
+        "h5py",
+        "scipy",
+        "pytest",
+        "snakefmt",
+    ]:
         assert name in pins, name
     assert pins["torch"] == "2.13.0"
     assert pins["snakemake"].startswith("9.")

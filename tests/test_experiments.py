@@ -29,13 +29,36 @@ EXPERIMENT_OVERLAYS = [path for path in OVERLAYS if "experiments" in (yaml.safe_
 # data stages, and the experiment outputs it must name.
 EXPECTED_RULES = {
     "augmentation_gallery": {"augment", "experiment_gallery"},
-    "redshift_coverage": {"augment", "combine", "train", "predict", "testset", "experiment_leakage", "experiment_runs"},
+    "redshift_coverage": {
+        "augment",
+        "combine",
+        "train",
+        "predict",
+        "testset",
+        "experiment_leakage",
+        "experiment_runs",
+    },
     "overlap_artefact": {"simulate", "augment", "combine", "train", "predict", "testset", "experiment_runs"},
     "gamma_sweep": {"train", "predict", "experiment_runs"},
-    "chained_search": {"tune_worker", "tune_best", "train", "predict", "experiment_search_chain", "experiment_runs"},
+    "chained_search": {
+        "tune_worker",
+        "tune_best",
+        "train",
+        "predict",
+        "experiment_search_chain",
+        "experiment_runs",
+    },
     "transfer_learning": {"train", "predict", "experiment_runs"},
     "end_to_end": {"train", "predict", "experiment_runs"},
-    "seeds": {"train", "calibrate", "predict", "predict_ensemble", "score", "experiment_leakage", "experiment_seeds"},
+    "seeds": {
+        "train",
+        "calibrate",
+        "predict",
+        "predict_ensemble",
+        "score",
+        "experiment_leakage",
+        "experiment_seeds",
+    },
 }
 
 
@@ -100,8 +123,14 @@ def test_all_experiment_overlays_together_validate():
 @pytest.mark.parametrize("overlay", EXPERIMENT_OVERLAYS, ids=lambda p: p.stem)
 def test_overlay_dry_run_plans_its_rules(overlay, tmp_path):
     workdir = copy_workflow(tmp_path)
-    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml", f"config/experiments/{overlay.name}",
-                        "--", "experiments")
+    jobs = planned_jobs(
+        workdir,
+        "--configfile",
+        "config/config.yaml",
+        f"config/experiments/{overlay.name}",
+        "--",
+        "experiments",
+    )
     rules = {rule for rule, _ in jobs}
     assert EXPECTED_RULES[overlay.stem] <= rules, sorted(rules)
     # only what the experiment needs: no demo summary, no 4MOST, no survey catalogue
@@ -112,8 +141,9 @@ def test_overlay_dry_run_plans_its_rules(overlay, tmp_path):
 
 def test_in_summary_false_test_sets_stay_out_of_the_demo_summary(tmp_path):
     workdir = copy_workflow(tmp_path)
-    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml",
-                        "config/experiments/redshift_coverage.yaml")
+    jobs = planned_jobs(
+        workdir, "--configfile", "config/config.yaml", "config/experiments/redshift_coverage.yaml"
+    )
     scored = {wc["testset"] for rule, wc in jobs if rule == "score"}
     demo_testsets = set(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["testsets"])
     assert {"test_z3", "test_lowz", "test_highz", "test_robust_physics"} <= demo_testsets
@@ -190,8 +220,13 @@ def test_run_metrics_counts_a_pile_up_at_the_marked_redshift():
     z_pred = z_true + rng.normal(0, 0.005, n)
     z_pred[:20] = 3.77 + rng.uniform(-0.01, 0.01, 20)  # 20 wrong redshifts piled up at 3.77
     z_true[:20] = rng.uniform(3.9, 4.3, 20)
-    table = pd.DataFrame({"Z": np.r_[z_true, np.full(50, 1.0)], "Z_PRED": np.r_[z_pred, np.full(50, 2.0)],
-                          "SPECTYPE": ["LBG"] * n + ["QSO"] * 50})
+    table = pd.DataFrame(
+        {
+            "Z": np.r_[z_true, np.full(50, 1.0)],
+            "Z_PRED": np.r_[z_pred, np.full(50, 2.0)],
+            "SPECTYPE": ["LBG"] * n + ["QSO"] * 50,
+        }
+    )
     c_line = np.r_[np.full(n, 0.9), np.full(50, 0.1)][:, None]
     row, evaluation = run_metrics(table, c_line, ScoreOptions(), mark_z=3.77, mark_dz=0.03)
     assert row["n_wrong_into_mark"] == 20
@@ -200,11 +235,22 @@ def test_run_metrics_counts_a_pile_up_at_the_marked_redshift():
 
 
 def test_chain_table_is_thesis_table_4_1():
-    first = pd.DataFrame({"hyper-parameter": ["conv.layers", "train.lr", "conv.stride"],
-                          "search range": ["[2, 20] (int)", "[0.0001, 0.1] (float, log)", "[1, 8] (int)"],
-                          "before search": ["4", "0.001", "2"], "best": ["8", "0.01", "2"]})
-    second = pd.DataFrame({"hyper-parameter": ["conv.layers", "train.lr"], "search range": ["[2, 20] (int)", "x"],
-                           "before search": ["8", "0.01"], "best": ["10", "0.1"]})
+    first = pd.DataFrame(
+        {
+            "hyper-parameter": ["conv.layers", "train.lr", "conv.stride"],
+            "search range": ["[2, 20] (int)", "[0.0001, 0.1] (float, log)", "[1, 8] (int)"],
+            "before search": ["4", "0.001", "2"],
+            "best": ["8", "0.01", "2"],
+        }
+    )
+    second = pd.DataFrame(
+        {
+            "hyper-parameter": ["conv.layers", "train.lr"],
+            "search range": ["[2, 20] (int)", "x"],
+            "before search": ["8", "0.01"],
+            "best": ["10", "0.1"],
+        }
+    )
     table = chain_table(["s1", "s2"], [first, second])
     assert list(table.columns) == ["hyper-parameter", "search range", "before search", "s1", "s2"]
     assert table.set_index("hyper-parameter").loc["conv.stride", "s2"] == "X"
@@ -212,7 +258,9 @@ def test_chain_table_is_thesis_table_4_1():
     assert table.set_index("hyper-parameter").loc["train.lr", "s2"] == "0.1"
     # ranges: one when the searches agree, one per search ("X": not searched) when they differ
     assert table.set_index("hyper-parameter").loc["conv.layers", "search range"] == "[2, 20] (int)"
-    assert table.set_index("hyper-parameter").loc["train.lr", "search range"] == "[0.0001, 0.1] (float, log) / x"
+    assert (
+        table.set_index("hyper-parameter").loc["train.lr", "search range"] == "[0.0001, 0.1] (float, log) / x"
+    )
 
 
 def test_gallery_pairs_an_original_with_its_copies(tmp_path):
@@ -224,28 +272,56 @@ def test_gallery_pairs_an_original_with_its_copies(tmp_path):
     wave = grid.wavelength
     n = 6
     rng = np.random.default_rng(0)
-    truth = pd.DataFrame({"TARGETID": np.arange(1, n + 1), "Z": np.linspace(2.8, 3.2, n),
-                          "SPECTYPE": ["LBG"] * 4 + ["QSO"] * 2, "MAG_R": np.linspace(22.5, 24.5, n)})
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(1, n + 1),
+            "Z": np.linspace(2.8, 3.2, n),
+            "SPECTYPE": ["LBG"] * 4 + ["QSO"] * 2,
+            "MAG_R": np.linspace(22.5, 24.5, n),
+        }
+    )
     flux = (1 + 0.1 * rng.normal(size=(n, len(wave)))).astype(np.float32)
     pool = tmp_path / "pool.fits"
     write_spectra(pool, SpectrumSet(wave, flux, np.ones_like(flux), truth, grid=grid))
     variant = tmp_path / "masked.fits"
-    augment_variant(pool, variant, {"source": "x", "ops": [{"select": {"spectype": ["LBG"]}},
-                                                            {"mask_line": {"line": 1215.67, "width": 40}}]},
-                    seed=1, variant="masked")
+    augment_variant(
+        pool,
+        variant,
+        {
+            "source": "x",
+            "ops": [{"select": {"spectype": ["LBG"]}}, {"mask_line": {"line": 1215.67, "width": 40}}],
+        },
+        seed=1,
+        variant="masked",
+    )
     figure = tmp_path / "panel.png"
-    facts = gallery_figure({"name": "lya_mask", "variants": ["masked"], "mark": ["lya", "overlap"]}, str(pool),
-                           [str(variant)], str(figure))
+    facts = gallery_figure(
+        {"name": "lya_mask", "variants": ["masked"], "mark": ["lya", "overlap"]},
+        str(pool),
+        [str(variant)],
+        str(figure),
+    )
     assert figure.stat().st_size > 10_000
     assert facts["parent_targetid"] in range(1, 5)  # an LBG, present in the variant
     assert facts["copies"][0]["z"] == pytest.approx(facts["z_original"])
 
 
-def _catalogue(path: Path, z_true: np.ndarray, z_pred: np.ndarray, conf: np.ndarray, spectype: list[str]) -> str:
+def _catalogue(
+    path: Path, z_true: np.ndarray, z_pred: np.ndarray, conf: np.ndarray, spectype: list[str]
+) -> str:
     import fitsio
 
-    records = np.zeros(len(z_true), dtype=[("TARGETID", "i8"), ("Z", "f8"), ("SPECTYPE", "U8"), ("Z_PRED", "f8"),
-                                            ("C_LYA", "f4"), ("Z_LYA", "f8")])
+    records = np.zeros(
+        len(z_true),
+        dtype=[
+            ("TARGETID", "i8"),
+            ("Z", "f8"),
+            ("SPECTYPE", "U8"),
+            ("Z_PRED", "f8"),
+            ("C_LYA", "f4"),
+            ("Z_LYA", "f8"),
+        ],
+    )
     records["TARGETID"] = np.arange(len(z_true))
     records["Z"], records["Z_PRED"], records["C_LYA"], records["Z_LYA"] = z_true, z_pred, conf, z_pred
     records["SPECTYPE"] = spectype
@@ -260,16 +336,39 @@ def test_compare_runs_writes_figure_and_table(tmp_path):
     n_t, n_c = 120, 60
     z_true = np.r_[rng.uniform(2.9, 4.0, n_t), rng.uniform(0.1, 3.0, n_c)]
     spectype = ["LBG"] * n_t + ["QSO"] * n_c
-    good = _catalogue(tmp_path / "good.fits", z_true, z_true + rng.normal(0, 0.01, n_t + n_c),
-                      np.r_[rng.uniform(0.7, 1, n_t), rng.uniform(0, 0.4, n_c)], spectype)
-    bad = _catalogue(tmp_path / "bad.fits", z_true, np.full(n_t + n_c, 2.5), rng.uniform(0, 1, n_t + n_c), spectype)
+    good = _catalogue(
+        tmp_path / "good.fits",
+        z_true,
+        z_true + rng.normal(0, 0.01, n_t + n_c),
+        np.r_[rng.uniform(0.7, 1, n_t), rng.uniform(0, 0.4, n_c)],
+        spectype,
+    )
+    bad = _catalogue(
+        tmp_path / "bad.fits", z_true, np.full(n_t + n_c, 2.5), rng.uniform(0, 1, n_t + n_c), spectype
+    )
     history = tmp_path / "history.csv"
-    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.2, 2.4, 2.2]}).to_csv(history)
-    spec = {"kind": "runs", "testset": "t", "title": "two runs", "mark_z": 3.77, "mark_dz": 0.03,
-            "runs": [{"model": "m", "combo": "low", "label": "bad"}, {"model": "m", "combo": "high"}]}
+    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.2, 2.4, 2.2]}).to_csv(
+        history
+    )
+    spec = {
+        "kind": "runs",
+        "testset": "t",
+        "title": "two runs",
+        "mark_z": 3.77,
+        "mark_dz": 0.03,
+        "runs": [{"model": "m", "combo": "low", "label": "bad"}, {"model": "m", "combo": "high"}],
+    }
     out = {name: str(tmp_path / name) for name in ("figure.png", "summary.md", "summary.csv")}
-    table = compare_runs(spec, [bad, good], [str(history)] * 2, {}, out["figure.png"], out["summary.md"],
-                         out["summary.csv"], name="exp")
+    table = compare_runs(
+        spec,
+        [bad, good],
+        [str(history)] * 2,
+        {},
+        out["figure.png"],
+        out["summary.md"],
+        out["summary.csv"],
+        name="exp",
+    )
     assert list(table["run"]) == ["bad", "m/high"]
     assert table.loc[1, "score"] > 0.9 > 0.2 > table.loc[0, "score"]
     assert table.loc[0, "frac_dz_gt_max"] > 0.9 and table.loc[1, "frac_dz_gt_max"] < 0.05

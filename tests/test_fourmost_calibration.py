@@ -16,7 +16,6 @@ from lymannet.fourmost.io import Ingested
 from lymannet.physics import C_KMS
 from lymannet.lines import LYA
 
-
 # --- nature's incidence --------------------------------------------------------------------------
 
 
@@ -64,8 +63,10 @@ def test_prior_correction_and_weighted_beta_give_natures_probabilities():
     corrected_val = calibration.prior_shift(sharp, 0.5, natural)
     record = dc.calibrate_scores(sharp, corrected_val, y_val, w_val, 0.5, natural, "synthetic")
     test_prob = dc.presence_probability(sharp_test, record)
-    assert calibration.reliability(calibration.prior_shift(sharp_test, 0.5, natural), y_test)["ece"] > \
-        calibration.reliability(test_prob, y_test)["ece"]
+    assert (
+        calibration.reliability(calibration.prior_shift(sharp_test, 0.5, natural), y_test)["ece"]
+        > calibration.reliability(test_prob, y_test)["ece"]
+    )
     assert calibration.reliability(test_prob, y_test)["ece"] < 0.01
     assert record["reliability"]["calibrated"]["ece"] < record["reliability"]["raw"]["ece"]
 
@@ -110,18 +111,42 @@ def test_working_point_is_the_lowest_threshold_that_keeps_the_purity():
 
 def _data(n_rows=3, bal_rows=(1,), bals_table=True):
     wave = 3600.0 + 0.5 * np.arange(6000)
-    sightlines = pd.DataFrame({"FILE": [f"q{i}.fits" for i in range(n_rows)], "Z_QSO": np.full(n_rows, 3.0),
-                               "SNR": np.linspace(1.0, 9.0, n_rows), "BAL": [int(i in bal_rows) for i in range(n_rows)],
-                               "SPLIT": ["test"] * n_rows})
-    bals = pd.DataFrame({"FILE": ["q1.fits"], "ROW": [1], "V_MIN": [5000.0], "V_MAX": [15000.0], "TAU_MAX": [2.0]})
+    sightlines = pd.DataFrame(
+        {
+            "FILE": [f"q{i}.fits" for i in range(n_rows)],
+            "Z_QSO": np.full(n_rows, 3.0),
+            "SNR": np.linspace(1.0, 9.0, n_rows),
+            "BAL": [int(i in bal_rows) for i in range(n_rows)],
+            "SPLIT": ["test"] * n_rows,
+        }
+    )
+    bals = pd.DataFrame(
+        {"FILE": ["q1.fits"], "ROW": [1], "V_MIN": [5000.0], "V_MAX": [15000.0], "TAU_MAX": [2.0]}
+    )
     z_dla = ft.wavelength_of(wave, np.array([1500.0])) / LYA - 1
     dlas = pd.DataFrame({"FILE": ["q0.fits"], "ROW": [0], "Z_ABS": z_dla, "LOG_NHI": [20.8]})
     z_sub = ft.wavelength_of(wave, np.array([2000.0])) / LYA - 1
-    absorbers = pd.DataFrame({"FILE": ["q0.fits", "q0.fits"], "ROW": [0, 0], "Z_ABS": [z_dla[0], z_sub[0]],
-                              "LOG_NHI": [20.8, 20.1]})
+    absorbers = pd.DataFrame(
+        {
+            "FILE": ["q0.fits", "q0.fits"],
+            "ROW": [0, 0],
+            "Z_ABS": [z_dla[0], z_sub[0]],
+            "LOG_NHI": [20.8, 20.1],
+        }
+    )
     empty = np.zeros((0, 0), np.float32)
-    return Ingested(np.zeros(0), empty, empty, wave, empty, empty, sightlines, dlas, absorbers,
-                    bals if bals_table else None)
+    return Ingested(
+        np.zeros(0),
+        empty,
+        empty,
+        wave,
+        empty,
+        empty,
+        sightlines,
+        dlas,
+        absorbers,
+        bals if bals_table else None,
+    )
 
 
 def test_trough_ranges_and_the_vote_mask():
@@ -133,13 +158,17 @@ def test_trough_ranges_and_the_vote_mask():
     assert ft.wavelength_of(data.dla_wave, hi) == pytest.approx(LYA * (1 - 5000 / C_KMS) * 4.0)
     # a flagged sightline without trough velocities gets the default outflow range
     no_table = balmod.trough_pixel_ranges(_data(bals_table=False))
-    assert ft.wavelength_of(data.dla_wave, no_table[1][3][0]) == pytest.approx(LYA * (1 - 25000 / C_KMS) * 4.0)
+    assert ft.wavelength_of(data.dla_wave, no_table[1][3][0]) == pytest.approx(
+        LYA * (1 - 25000 / C_KMS) * 4.0
+    )
     windows = ft.Windows(np.array([1, 1, 0]), np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3))
     inside = 0.5 * (lo + hi)
     votes = ft.WindowVotes(np.ones(3), np.array([inside, lo - 200.0, inside]), np.full(3, 21.0))
     keep = balmod.vote_mask(data, margin_angstrom=10.0)(windows, votes)
     assert keep.tolist() == [False, True, True]  # the BAL sightline's trough vote only
-    just_outside = ft.WindowVotes(np.ones(1), np.array([lo - 10.0]), np.full(1, 21.0))  # 5 A outside: in the margin
+    just_outside = ft.WindowVotes(
+        np.ones(1), np.array([lo - 10.0]), np.full(1, 21.0)
+    )  # 5 A outside: in the margin
     assert not balmod.vote_mask(data, 10.0)(ft.Windows(np.array([1]), *np.zeros((4, 1))), just_outside)[0]
 
 
@@ -156,7 +185,9 @@ def test_trough_window_centres_fall_inside_the_forest_part_of_the_troughs():
 
 def test_absorber_window_centres_pick_sub_dlas():
     data = _data()
-    rows, centres = ft.absorber_window_centres(data, np.arange(3), (19.0, 20.3), 2, 800, np.random.default_rng(0))
+    rows, centres = ft.absorber_window_centres(
+        data, np.arange(3), (19.0, 20.3), 2, 800, np.random.default_rng(0)
+    )
     assert rows.tolist() == [0, 0]
     assert np.all(np.abs(centres - 2000.0) <= 200.0)
 
@@ -165,8 +196,15 @@ def test_absorber_window_centres_pick_sub_dlas():
 
 
 def test_merge_windows_reports_the_log_nhi_spread_and_the_vote_sum():
-    cat = metrics.merge_windows(np.zeros(3, int), np.array([100.0, 101.0, 102.0]), np.array([20.5, 20.7, 20.9]),
-                                np.array([1.0, 1.0, 1.0]), 0.5, 10.0, vote_value=np.array([0.1, 0.2, 0.3]))
+    cat = metrics.merge_windows(
+        np.zeros(3, int),
+        np.array([100.0, 101.0, 102.0]),
+        np.array([20.5, 20.7, 20.9]),
+        np.array([1.0, 1.0, 1.0]),
+        0.5,
+        10.0,
+        vote_value=np.array([0.1, 0.2, 0.3]),
+    )
     assert cat["LOG_NHI"].iloc[0] == pytest.approx(20.7)
     assert cat["LOG_NHI_SPREAD"].iloc[0] == pytest.approx(np.sqrt(0.08 / 3))
     assert cat["VOTE_SUM"].iloc[0] == pytest.approx(0.6)
@@ -176,10 +214,17 @@ def _candidates():
     """Sightline 0: a true DLA at 1500 (found), a candidate on the 20.1 absorber at 2000 (neutral),
     a false one at 3000; sightline 1: a false one on the BAL; sightline 2: none."""
     data = _data()
-    cat = pd.DataFrame({"ROW": [0, 0, 0, 1], "POSITION": [1502.0, 2003.0, 3000.0, 2500.0],
-                        "LOG_NHI": [20.9, 20.4, 20.6, 21.0], "CONFIDENCE": [0.99, 0.9, 0.8, 0.95],
-                        "N_WINDOWS": [19, 8, 3, 10], "LOG_NHI_SPREAD": [0.1, 0.1, 0.2, 0.1],
-                        "VOTE_SUM": [18.0, 4.0, 1.0, 6.0]})
+    cat = pd.DataFrame(
+        {
+            "ROW": [0, 0, 0, 1],
+            "POSITION": [1502.0, 2003.0, 3000.0, 2500.0],
+            "LOG_NHI": [20.9, 20.4, 20.6, 21.0],
+            "CONFIDENCE": [0.99, 0.9, 0.8, 0.95],
+            "N_WINDOWS": [19, 8, 3, 10],
+            "LOG_NHI_SPREAD": [0.1, 0.1, 0.2, 0.1],
+            "VOTE_SUM": [18.0, 4.0, 1.0, 6.0],
+        }
+    )
     truth, cat = score.match_truth(data, cat, 10.0, rows=np.arange(3))
     cat["NEUTRAL"] = dc.neutral_candidates(data, cat, 20.0)
     cat["SNR"] = data.sightlines["SNR"].to_numpy()[cat["ROW"]]
@@ -201,7 +246,11 @@ def test_sub_dla_neutral_scoring():
     assert cut["completeness"] == 0.0 and cut["purity"] == 0.0  # the true DLA's candidate not selected
     assert cut["completeness_interval"]["value"] == 0.0
     by_snr = dc.rates_by_bin(truth, cat, everything, np.arange(3), False, "SNR", (0.0, 2.0, 8.0, 99.0))
-    assert by_snr["0-2"]["n_true"] == 1 and by_snr["0-2"]["completeness"] == 1.0 and by_snr["0-2"]["n_selected"] == 3
+    assert (
+        by_snr["0-2"]["n_true"] == 1
+        and by_snr["0-2"]["completeness"] == 1.0
+        and by_snr["0-2"]["n_selected"] == 3
+    )
     assert by_snr["2-8"]["n_selected"] == 1 and by_snr["2-8"]["purity"] == 0.0
 
 
@@ -233,7 +282,9 @@ def test_fit_nhi_err_reaches_68_percent_on_validation():
     n = 400
     spread = rng.uniform(0.02, 0.3, n)
     sigma = np.hypot(0.1, 1.5 * spread)
-    cat = pd.DataFrame({"LOG_NHI_SPREAD": spread, "LOG_NHI": 20.8 + rng.normal(0, sigma), "TRUE_LOG_NHI": 20.8})
+    cat = pd.DataFrame(
+        {"LOG_NHI_SPREAD": spread, "LOG_NHI": 20.8 + rng.normal(0, sigma), "TRUE_LOG_NHI": 20.8}
+    )
     a, b = dc.fit_nhi_err(cat, np.ones(n, bool))
     cat["NHI_ERR"] = dc.nhi_err(cat, (a, b))
     coverage = dc.nhi_err_coverage(cat, np.ones(n, bool))
@@ -246,11 +297,25 @@ def test_fit_nhi_err_reaches_68_percent_on_validation():
 
 
 def _record():
-    point = {"purity_goal": 0.9, "threshold": 0.42, "validation_purity": 0.91, "validation_completeness": 0.88}
-    variant = {"model": "location", "prior_train": 0.5, "prior_natural": 0.03, "nhi_err": [1.2, 0.08],
-               "working_point": point}
-    return {"variants": {"none": variant, "mask": variant}, "bal_method": "mask", "bal_mask_margin_angstrom": 10.0,
-            "model_sha256": {"location": "0123456789abcdef", "presence": "fedcba9876543210"}}
+    point = {
+        "purity_goal": 0.9,
+        "threshold": 0.42,
+        "validation_purity": 0.91,
+        "validation_completeness": 0.88,
+    }
+    variant = {
+        "model": "location",
+        "prior_train": 0.5,
+        "prior_natural": 0.03,
+        "nhi_err": [1.2, 0.08],
+        "working_point": point,
+    }
+    return {
+        "variants": {"none": variant, "mask": variant},
+        "bal_method": "mask",
+        "bal_mask_margin_angstrom": 10.0,
+        "model_sha256": {"location": "0123456789abcdef", "presence": "fedcba9876543210"},
+    }
 
 
 def test_catalogue_columns_and_header(tmp_path):
@@ -263,9 +328,24 @@ def test_catalogue_columns_and_header(tmp_path):
     dc.write_catalogue(path, dc.catalogue_table(data, cat), dc.catalogue_header(_record(), "test"))
     with fitsio.FITS(str(path)) as fits:
         table, header = fits["DLACAT"].read(), fits["DLACAT"].read_header()
-    assert list(table.dtype.names) == ["FILE", "Z_QSO", "Z_DLA", "NHI", "NHI_ERR", "DLA_PROB", "SNR", "BAL_FLAG",
-                                       "SELECTED", "CONFIDENCE", "N_WINDOWS"]
-    assert len(table) == 4 and str(table["FILE"][3]).strip() == "q1.fits" and table["BAL_FLAG"].tolist() == [0, 0, 0, 1]
+    assert list(table.dtype.names) == [
+        "FILE",
+        "Z_QSO",
+        "Z_DLA",
+        "NHI",
+        "NHI_ERR",
+        "DLA_PROB",
+        "SNR",
+        "BAL_FLAG",
+        "SELECTED",
+        "CONFIDENCE",
+        "N_WINDOWS",
+    ]
+    assert (
+        len(table) == 4
+        and str(table["FILE"][3]).strip() == "q1.fits"
+        and table["BAL_FLAG"].tolist() == [0, 0, 0, 1]
+    )
     assert table["SELECTED"].tolist() == [True, False, False, True]
     assert table["Z_DLA"][0] == pytest.approx(cat["Z_ABS"].iloc[0])
     assert header["WPPROB"] == pytest.approx(0.42) and header["WPGOAL"] == pytest.approx(0.9)
@@ -280,16 +360,45 @@ def test_catalogue_columns_and_header(tmp_path):
 def test_summary_rows_of_a_calibrated_location_score():
     data, truth, cat = _candidates()
     selected = np.ones(4, bool)
-    ladder = {key: dc.rung_scores(data, truth, cat.assign(BAL=data.sightlines["BAL"].to_numpy()[cat["ROW"]]),
-                                  selected, np.arange(3), key == "neutral", 20.0) for key, _ in dc.RUNGS}
-    rel = {k: calibration.reliability(np.array([0.1, 0.9]), np.array([0, 1])) for k in ("raw", "prior_corrected", "calibrated")}
-    m = {"parameters": 1, "train_seconds": 1.0, "epochs": 1, "tolerance_angstrom": 10.0, "snr_min": 5.0,
-         "fraction_found_within_tolerance": 1.0, "purity": 0.25, "fraction_found_within_tolerance_snr_gt_min": 1.0,
-         "position_rms_angstrom": 2.0, "log_nhi_rms_dex": 0.1,
-         "calibrated": {"reliability": rel, "rungs": dict(dc.RUNGS), "ladder": ladder, "bal_method": "mask",
-                        "nhi_err": [1.0, 0.1], "nhi_err_coverage": {"n": 1, "within_1": 1.0, "within_2": 1.0},
-                        "validation": {"mask": {"purity": 0.9, "completeness": 0.86, "threshold": 0.4,
-                                                "false_on_bal_quasars": 0}}}}
+    ladder = {
+        key: dc.rung_scores(
+            data,
+            truth,
+            cat.assign(BAL=data.sightlines["BAL"].to_numpy()[cat["ROW"]]),
+            selected,
+            np.arange(3),
+            key == "neutral",
+            20.0,
+        )
+        for key, _ in dc.RUNGS
+    }
+    rel = {
+        k: calibration.reliability(np.array([0.1, 0.9]), np.array([0, 1]))
+        for k in ("raw", "prior_corrected", "calibrated")
+    }
+    m = {
+        "parameters": 1,
+        "train_seconds": 1.0,
+        "epochs": 1,
+        "tolerance_angstrom": 10.0,
+        "snr_min": 5.0,
+        "fraction_found_within_tolerance": 1.0,
+        "purity": 0.25,
+        "fraction_found_within_tolerance_snr_gt_min": 1.0,
+        "position_rms_angstrom": 2.0,
+        "log_nhi_rms_dex": 0.1,
+        "calibrated": {
+            "reliability": rel,
+            "rungs": dict(dc.RUNGS),
+            "ladder": ladder,
+            "bal_method": "mask",
+            "nhi_err": [1.0, 0.1],
+            "nhi_err_coverage": {"n": 1, "within_1": 1.0, "within_2": 1.0},
+            "validation": {
+                "mask": {"purity": 0.9, "completeness": 0.86, "threshold": 0.4, "false_on_bal_quasars": 0}
+            },
+        },
+    }
     table = score.summary_table([], None, m)
     figures = table["figure"].tolist()
     assert any(f.startswith("ECE of DLA_PROB") for f in figures)
@@ -303,8 +412,13 @@ def test_summary_rows_of_a_calibrated_location_score():
 
 
 def test_presence_at_takes_the_segments_that_hold_the_candidate_away_from_their_edges():
-    seg = ft.Segments(np.array([0, 0, 0, 1]), np.array([1000, 1200, 1400, 1000]), np.zeros(4), np.zeros(4, bool),
-                      np.full(4, np.nan))
+    seg = ft.Segments(
+        np.array([0, 0, 0, 1]),
+        np.array([1000, 1200, 1400, 1000]),
+        np.zeros(4),
+        np.zeros(4, bool),
+        np.full(4, np.nan),
+    )
     prob = np.array([0.1, 0.7, 0.3, 0.9])
     cat = pd.DataFrame({"ROW": [0, 0, 2], "POSITION": [1390.0, 1405.0, 1100.0]})
     out = dc.presence_at(cat, seg, prob, 400, 20, default=0.05)
@@ -316,13 +430,21 @@ def test_presence_at_takes_the_segments_that_hold_the_candidate_away_from_their_
 def test_fused_dla_prob_rises_with_each_feature_it_was_fitted_on():
     rng = np.random.default_rng(5)
     n = 3000
-    cat = pd.DataFrame({"SUPPORT": rng.uniform(0.01, 0.99, n), "PRESENCE": rng.uniform(0.01, 0.99, n),
-                        "SNR": rng.uniform(0.5, 20, n), "LOG_NHI": rng.uniform(20.0, 21.5, n)})
+    cat = pd.DataFrame(
+        {
+            "SUPPORT": rng.uniform(0.01, 0.99, n),
+            "PRESENCE": rng.uniform(0.01, 0.99, n),
+            "SNR": rng.uniform(0.5, 20, n),
+            "LOG_NHI": rng.uniform(20.0, 21.5, n),
+        }
+    )
     logit = 2 * dc._logit(cat["SUPPORT"]) + dc._logit(cat["PRESENCE"]) + np.log(cat["SNR"]) - 2
     true = rng.uniform(size=n) < 1 / (1 + np.exp(-logit))
     features = ["support", "presence", "snr"]
-    record = {"features": features,
-              "combiner": calibration.fit_logistic(dc.candidate_features(cat, features), true).tolist()}
+    record = {
+        "features": features,
+        "combiner": calibration.fit_logistic(dc.candidate_features(cat, features), true).tolist(),
+    }
     assert record["combiner"][:3] == pytest.approx([2.0, 1.0, 1.0], abs=0.35)
     prob = dc.dla_probability(cat, record)
     assert calibration.reliability(prob, true)["ece"] < 0.04

@@ -31,11 +31,14 @@ def test_truth_list_round_trip(tmp_path):
     assert truth["N_DLA"].tolist() == [0, 2, 1]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("FILE Z_QSO N_ABS\na.fits 2.1 3\n", "lacks column"),
-    ("FILE Z_QSO N_ABS N_DLA\na.fits two 3 0\n", "not a number"),
-    ("FILE Z_QSO N_ABS N_DLA\na.fits 2.0 1 2\n", "N_DLA must be"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("FILE Z_QSO N_ABS\na.fits 2.1 3\n", "lacks column"),
+        ("FILE Z_QSO N_ABS N_DLA\na.fits two 3 0\n", "not a number"),
+        ("FILE Z_QSO N_ABS N_DLA\na.fits 2.0 1 2\n", "N_DLA must be"),
+    ],
+)
 def test_bad_truth_lists(tmp_path, content, message):
     (tmp_path / "t.txt").write_text(content)
     with pytest.raises(InputFileError, match=message) as error:
@@ -45,7 +48,9 @@ def test_bad_truth_lists(tmp_path, content, message):
 
 def _spectra(tmp_path, flux=None, n_pixels=50):
     wave = 3671.5 + 0.25 * np.arange(n_pixels)
-    io.write_spectrum(tmp_path / "a.fits", wave, np.ones(n_pixels) if flux is None else flux, np.ones(n_pixels))
+    io.write_spectrum(
+        tmp_path / "a.fits", wave, np.ones(n_pixels) if flux is None else flux, np.ones(n_pixels)
+    )
     return wave
 
 
@@ -70,7 +75,9 @@ def test_chunked_reader_names_the_bad_file(tmp_path):
     wave = 3671.5 + 0.25 * np.arange(40)
     for name, n in (("s1.fits", 40), ("s2.fits", 40), ("s3.fits", 39)):
         io.write_spectrum(tmp_path / name, wave[:n], np.ones(n), np.ones(n))
-    io.write_truth_list(tmp_path / "t.txt", ["s1.fits", "s2.fits", "s3.fits"], np.array([2.5, 3, 3.5]), [0, 0, 0], [0, 0, 0])
+    io.write_truth_list(
+        tmp_path / "t.txt", ["s1.fits", "s2.fits", "s3.fits"], np.array([2.5, 3, 3.5]), [0, 0, 0], [0, 0, 0]
+    )
     truth = io.read_truth_list(tmp_path / "t.txt")
     chunks = io.iter_spectra(tmp_path / "t.txt", truth, chunk=2)
     rows, _, flux, _, _ = next(chunks)
@@ -84,13 +91,23 @@ def test_splits_are_stable_per_object():
     files = [f"PAQS_absorber_{i:06d}.fits" for i in range(2000)]
     split = io.assign_splits(files, 1, {"train": 0.8, "val": 0.1, "test": 0.1})
     assert 0.75 < np.mean(split == "train") < 0.85
-    assert np.array_equal(io.assign_splits(files[:100], 1, {"train": 0.8, "val": 0.1, "test": 0.1}), split[:100])
+    assert np.array_equal(
+        io.assign_splits(files[:100], 1, {"train": 0.8, "val": 0.1, "test": 0.1}), split[:100]
+    )
 
 
 def test_write_simulation_files_and_examples(tmp_path):
     boost = {"train": 40.0, "val": 40.0, "test": 40.0}
-    spec = {"n_spectra": 6, "chunk": 4, "absorbers": {"dla_boost": boost}, "z": [3.0, 3.5], "bal": {"fraction": 0.5}}
-    examples = io.write_simulation(spec, 3, tmp_path / "spectra", tmp_path / "list.txt", tmp_path / "dlas.fits")
+    spec = {
+        "n_spectra": 6,
+        "chunk": 4,
+        "absorbers": {"dla_boost": boost},
+        "z": [3.0, 3.5],
+        "bal": {"fraction": 0.5},
+    }
+    examples = io.write_simulation(
+        spec, 3, tmp_path / "spectra", tmp_path / "list.txt", tmp_path / "dlas.fits"
+    )
     truth = io.read_truth_list(tmp_path / "list.txt")
     assert truth["FILE"].tolist()[0] == "spectra/PAQS_absorber_000001.fits" and (truth["N_DLA"] >= 1).all()
     assert list(truth.columns) == ["FILE", "Z_QSO", "N_ABS", "N_DLA", "BAL", "SPLIT"]
@@ -101,4 +118,7 @@ def test_write_simulation_files_and_examples(tmp_path):
     assert len(bals) == truth["BAL"].sum() and (bals["V_MAX"] > bals["V_MIN"]).all()
     assert len(examples) == 4 and all(len(dlas) >= 1 for _, _, dlas in examples)
     # the simulator's split is the ingestion's
-    assert truth["SPLIT"].tolist() == io.assign_splits(truth["FILE"].tolist(), 3, {"train": 0.8, "val": 0.1, "test": 0.1}).tolist()
+    assert (
+        truth["SPLIT"].tolist()
+        == io.assign_splits(truth["FILE"].tolist(), 3, {"train": 0.8, "val": 0.1, "test": 0.1}).tolist()
+    )

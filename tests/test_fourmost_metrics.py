@@ -13,13 +13,16 @@ def test_mape_and_catastrophic():
     assert result["n_catastrophic"] == 1 and result["catastrophic_fraction"] == pytest.approx(1 / 3)
 
 
-@pytest.mark.parametrize("score, label, expected", [
-    ([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0], 1.0),
-    ([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0], 0.0),
-    ([0.5, 0.5, 0.5, 0.5], [1, 0, 1, 0], 0.5),
-    ([0.9, 0.4, 0.6, 0.1], [1, 1, 0, 0], 0.75),  # pairs: (.9>.6) (.9>.1) (.4<.6) (.4>.1)
-    ([0.7, 0.5, 0.5, 0.2], [1, 1, 0, 0], 0.875),  # one tie counts 1/2
-])
+@pytest.mark.parametrize(
+    "score, label, expected",
+    [
+        ([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0], 1.0),
+        ([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0], 0.0),
+        ([0.5, 0.5, 0.5, 0.5], [1, 0, 1, 0], 0.5),
+        ([0.9, 0.4, 0.6, 0.1], [1, 1, 0, 0], 0.75),  # pairs: (.9>.6) (.9>.1) (.4<.6) (.4>.1)
+        ([0.7, 0.5, 0.5, 0.2], [1, 1, 0, 0], 0.875),  # one tie counts 1/2
+    ],
+)
 def test_auc_hand_cases(score, label, expected):
     assert metrics.auc(np.array(score), np.array(label)) == pytest.approx(expected)
     fpr, tpr, _ = metrics.roc_curve(np.array(score), np.array(label))
@@ -42,8 +45,14 @@ def test_merge_windows_suppresses_neighbours():
 
 
 def test_merge_windows_two_close_dlas_stay_apart_beyond_radius():
-    cat = metrics.merge_windows(np.zeros(4, int), np.array([100.0, 103.0, 140.0, 137.0]), np.full(4, 21.0),
-                                np.array([0.9, 0.8, 0.85, 0.7]), threshold=0.5, radius=15.0)
+    cat = metrics.merge_windows(
+        np.zeros(4, int),
+        np.array([100.0, 103.0, 140.0, 137.0]),
+        np.full(4, 21.0),
+        np.array([0.9, 0.8, 0.85, 0.7]),
+        threshold=0.5,
+        radius=15.0,
+    )
     assert len(cat) == 2 and cat["N_WINDOWS"].tolist() == [2, 2]
 
 

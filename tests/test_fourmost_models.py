@@ -10,9 +10,10 @@ from lymannet.models import count_parameters
 from lymannet.fourmost.train import fit
 
 
-@pytest.mark.parametrize("kind, n_pixels, shape", [
-    ("dense", 1533, (4,)), ("gru", 1533, (4,)), ("presence", 400, (4,)), ("location", 800, (4, 3)),
-])
+@pytest.mark.parametrize(
+    "kind, n_pixels, shape",
+    [("dense", 1533, (4,)), ("gru", 1533, (4,)), ("presence", 400, (4,)), ("location", 800, (4, 3))],
+)
 def test_shapes(kind, n_pixels, shape):
     channels = 1 if kind in ("dense", "gru") else 2
     model = build(kind, None, n_pixels).eval()
@@ -20,8 +21,10 @@ def test_shapes(kind, n_pixels, shape):
 
 
 def test_parameter_counts_are_small():
-    counts = {kind: count_parameters(build(kind, None, n)) for kind, n in
-              (("dense", 1533), ("gru", 1533), ("presence", 400), ("location", 800))}
+    counts = {
+        kind: count_parameters(build(kind, None, n))
+        for kind, n in (("dense", 1533), ("gru", 1533), ("presence", 400), ("location", 800))
+    }
     # dense: 1533*256+256 + 2*256 (BN) + 256*64+64 + 2*64 + 64+1
     assert counts["dense"] == 1533 * 256 + 256 + 512 + 256 * 64 + 64 + 128 + 65
     assert all(count < 1_000_000 for count in counts.values())  # the slides' dense net: 548M
@@ -56,7 +59,10 @@ def test_tiny_training_learns():
 
     def loss_fn(m, b):
         return mape_loss(3.0 + m(b["x"]), b["z"])
-    history = fit(model, train, val, loss_fn, {"epochs": 15, "batch_size": 32, "lr": 3e-3, "max_minutes": 1}, 1)
+
+    history = fit(
+        model, train, val, loss_fn, {"epochs": 15, "batch_size": 32, "lr": 3e-3, "max_minutes": 1}, 1
+    )
     assert history["val_loss"].min() < 0.5 * history["val_loss"].iloc[0]
     assert history["val_loss"].min() < 8.0  # percent, from ~16 (predicting the mean)
 
@@ -98,14 +104,27 @@ def _accuracy(m, b):
 def test_training_ends_on_epochs_or_early_stopping_and_records_accuracy():
     train, val = _toy_task()
     torch.manual_seed(0)
-    history = fit(build("dense", {"hidden": [16]}, 64), train, val, _loss, {"epochs": 3, "batch_size": 32}, 1,
-                  accuracy_fn=_accuracy)
+    history = fit(
+        build("dense", {"hidden": [16]}, 64),
+        train,
+        val,
+        _loss,
+        {"epochs": 3, "batch_size": 32},
+        1,
+        accuracy_fn=_accuracy,
+    )
     assert history.attrs["stop_reason"] == "epochs" and len(history) == 3
     assert {"train_accuracy", "val_accuracy"} <= set(history.columns)
     assert history["val_accuracy"].between(0, 1).all()
     torch.manual_seed(0)
-    history = fit(build("dense", {"hidden": [16]}, 64), train, val, _loss,
-                  {"epochs": 50, "batch_size": 32, "lr": 0.5, "patience": 1}, 1)
+    history = fit(
+        build("dense", {"hidden": [16]}, 64),
+        train,
+        val,
+        _loss,
+        {"epochs": 50, "batch_size": 32, "lr": 0.5, "patience": 1},
+        1,
+    )
     assert history.attrs["stop_reason"] == "early_stopping" and len(history) < 50
 
 
@@ -113,8 +132,14 @@ def test_max_minutes_is_a_logged_safety(caplog):
     train, val = _toy_task()
     torch.manual_seed(0)
     with caplog.at_level("WARNING", logger="lymannet.fourmost"):
-        history = fit(build("dense", {"hidden": [16]}, 64), train, val, _loss,
-                      {"epochs": 5, "batch_size": 32, "max_minutes": 1e-9}, 1)
+        history = fit(
+            build("dense", {"hidden": [16]}, 64),
+            train,
+            val,
+            _loss,
+            {"epochs": 5, "batch_size": 32, "max_minutes": 1e-9},
+            1,
+        )
     assert history.attrs["stop_reason"] == "max_minutes" and len(history) == 1
     assert "max_minutes=1e-09 safety fired after epoch 1" in caplog.text
 
@@ -131,7 +156,9 @@ def test_sigterm_checkpoint_then_resume_is_bit_identical(tmp_path):
     def run(callback=None, checkpoint=None):
         torch.manual_seed(0)
         model = build("dense", {"hidden": [16], "dropout": 0.3}, 64)
-        history = fit(model, train, val, _loss, settings, 1, checkpoint_path=checkpoint, batch_callback=callback)
+        history = fit(
+            model, train, val, _loss, settings, 1, checkpoint_path=checkpoint, batch_callback=callback
+        )
         return model, history
 
     reference, ref_history = run()
@@ -140,6 +167,7 @@ def test_sigterm_checkpoint_then_resume_is_bit_identical(tmp_path):
     def kill(epoch, batch):
         if (epoch, batch) == (2, 3):
             os.kill(os.getpid(), signal.SIGTERM)
+
     with pytest.raises(TrainingInterrupted) as stopped:
         run(kill, checkpoint)
     assert stopped.value.code == 128 + signal.SIGTERM and checkpoint.exists()

@@ -29,8 +29,11 @@ def test_fn_sampler_follows_prochaska_2014_slopes():
     for lo, hi, beta in ((20.0, 21.0, -1.54), (17.2, 17.9, None)):
         pick = (centres > lo) & (centres < hi)
         slope = np.polyfit(centres[pick], np.log10(counts[pick]), 1)[0]
-        expected = beta + 1 if beta is not None else np.polyfit(
-            centres[pick], physics.log_fn_pw14(centres[pick]) + centres[pick], 1)[0]
+        expected = (
+            beta + 1
+            if beta is not None
+            else np.polyfit(centres[pick], physics.log_fn_pw14(centres[pick]) + centres[pick], 1)[0]
+        )
         assert slope == pytest.approx(expected, abs=0.06)
     # the population: ~12% of log N >= 17 absorbers are DLAs, ~22% sub-DLAs (19-20.3)
     assert np.mean(draws >= 20.3) == pytest.approx(0.125, abs=0.01)
@@ -51,7 +54,9 @@ def test_absorber_redshifts_follow_dx():
     z = physics.draw_redshifts_dx(np.random.default_rng(2), np.full(100_000, 2.0), np.full(100_000, 4.0))
     grid = np.linspace(2, 4, 2001)
     weight = physics.dx_dz(grid)
-    assert z.mean() == pytest.approx(np.trapezoid(grid * weight, grid) / np.trapezoid(weight, grid), abs=0.005)
+    assert z.mean() == pytest.approx(
+        np.trapezoid(grid * weight, grid) / np.trapezoid(weight, grid), abs=0.005
+    )
     assert np.mean(z > 3.0) > 0.5  # dX/dz rises with z
 
 
@@ -116,7 +121,13 @@ def test_dla_window_between_lyman_beta_and_alpha():
 
 def test_simulation_is_deterministic_and_sane():
     boost = {"train": 40.0, "val": 40.0, "test": 40.0}
-    spec = {"n_spectra": 6, "chunk": 4, "absorbers": {"dla_boost": boost}, "z": [3.0, 3.5], "bal": {"fraction": 0.5}}
+    spec = {
+        "n_spectra": 6,
+        "chunk": 4,
+        "absorbers": {"dla_boost": boost},
+        "z": [3.0, 3.5],
+        "bal": {"fraction": 0.5},
+    }
     outputs = []
     for _ in range(2):
         chunks = {}

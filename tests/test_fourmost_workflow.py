@@ -6,8 +6,16 @@ import pytest
 
 from conftest import REPO, copy_workflow, snakemake
 
-RULES = ("fourmost_simulate", "fourmost_ingest", "fourmost_train", "fourmost_score_redshift", "fourmost_score_dla_presence",
-         "fourmost_calibrate_dla", "fourmost_score_dla_location", "fourmost_summary")
+RULES = (
+    "fourmost_simulate",
+    "fourmost_ingest",
+    "fourmost_train",
+    "fourmost_score_redshift",
+    "fourmost_score_dla_presence",
+    "fourmost_calibrate_dla",
+    "fourmost_score_dla_location",
+    "fourmost_summary",
+)
 
 
 def test_dry_run_plans_every_fourmost_rule(tmp_path):
@@ -34,7 +42,9 @@ def test_demo_runs_the_fourmost_pipelines(demo_run):
     calibrated = json.loads((root / "dla_location" / "metrics.json").read_text())["calibrated"]
     assert set(calibrated["ladder"]) == {"network", "calibrated", "working_point", "bal", "neutral"}
     assert "ECE of DLA_PROB" in (root / "summary.md").read_text()
-    assert (root / "models" / "location_calibrated.pt").exists() and (root / "dla_calibration" / "reliability.png").exists()
+    assert (root / "models" / "location_calibrated.pt").exists() and (
+        root / "dla_calibration" / "reliability.png"
+    ).exists()
 
 
 def test_medium_overlay_plans_the_calibrated_dla_catalogue(tmp_path):
@@ -50,9 +60,22 @@ def test_medium_overlay_plans_the_calibrated_dla_catalogue(tmp_path):
     assert fourmost["size"] == "medium" and fourmost["sizes"]["medium"]["n_spectra"] == 3000
     assert fourmost["sizes"]["medium"]["split"]["test"] == 0.2 and fourmost["dla"]["bal"]["method"] == "best"
     workdir = copy_workflow(tmp_path)
-    result = snakemake(workdir, "--dry-run", "--cores", "2", "results/fourmost/medium/summary.md",
-                       "results/fourmost/medium/dla_location/dla_catalogue.fits",
-                       "--configfile", "config/config.yaml", "config/fourmost_medium.yaml", timeout=300)
-    for planned in ("models/location_bal.pt", "models/location_calibrated.pt", "dla_location/dla_catalogue.fits"):
+    result = snakemake(
+        workdir,
+        "--dry-run",
+        "--cores",
+        "2",
+        "results/fourmost/medium/summary.md",
+        "results/fourmost/medium/dla_location/dla_catalogue.fits",
+        "--configfile",
+        "config/config.yaml",
+        "config/fourmost_medium.yaml",
+        timeout=300,
+    )
+    for planned in (
+        "models/location_bal.pt",
+        "models/location_calibrated.pt",
+        "dla_location/dla_catalogue.fits",
+    ):
         assert f"results/fourmost/medium/{planned}" in result.stdout
     assert "models/gru.pt" not in result.stdout

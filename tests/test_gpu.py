@@ -31,7 +31,11 @@ from lymannet.models import build_model
 from lymannet.batches import load_device_data
 from lymannet.train import train_model, uses_bf16
 
-from test_train import TINY, interrupt_after_first_checkpoint, make_spectra  # noqa: E402 - tests/ is on sys.path under pytest
+from test_train import (
+    TINY,
+    interrupt_after_first_checkpoint,
+    make_spectra,
+)  # noqa: E402 - tests/ is on sys.path under pytest
 
 # cuBLAS reads its workspace configuration when CUDA starts: set it before any test touches CUDA.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -22,7 +22,14 @@ def test_quasarnet_and_thesis_grids():
 
 def test_pixel_lookup_and_inverse():
     grid = Grid.from_config({"kind": "linear", "wave_min": 3600, "wave_max": 10000, "step": 8})
-    assert grid.pixel_index(np.array([3600.0, 3607.99, 3608.0, 9999.0, 10000.0, 3000.0])).tolist() == [0, 0, 1, 799, 800, -1]
+    assert grid.pixel_index(np.array([3600.0, 3607.99, 3608.0, 9999.0, 10000.0, 3000.0])).tolist() == [
+        0,
+        0,
+        1,
+        799,
+        800,
+        -1,
+    ]
     wave = np.array([4000.0, 5000.5, 9000.25])
     np.testing.assert_allclose(grid.wavelength_at(grid.fractional_index(wave)), wave)
     qnet = Grid.quasarnet()
@@ -52,7 +59,9 @@ def test_rebin_is_inverse_variance_weighted():
 
 def test_zero_ivar_pixel_gets_zero_flux_and_standardise_matches_hand_computation():
     grid = Grid(kind="linear", start=0.0, step=1.0, n_pixels=3)
-    out_flux, out_ivar = rebin(np.array([0.5, 1.5, 2.5]), np.array([[5.0, 1.0, 3.0]]), np.array([[0.0, 1.0, 1.0]]), grid)
+    out_flux, out_ivar = rebin(
+        np.array([0.5, 1.5, 2.5]), np.array([[5.0, 1.0, 3.0]]), np.array([[0.0, 1.0, 1.0]]), grid
+    )
     assert out_flux[0, 0] == 0 and out_ivar[0, 0] == 0
     x = standardise(out_flux, out_ivar)
     # weighted mean 2, weighted rms 1 -> (0-2)/1, (1-2)/1, (3-2)/1

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lymannet.igm import (InoueIGM, correlated_gaussian_field, fluctuate_tau, igm_transmission,
-                          inoue14_coefficients)
+from lymannet.igm import (
+    InoueIGM,
+    correlated_gaussian_field,
+    fluctuate_tau,
+    igm_transmission,
+    inoue14_coefficients,
+)
 
-redrock_igm = pytest.importorskip("redrock.igm", reason="redrock (reference Inoue14 implementation) not installed")
+redrock_igm = pytest.importorskip(
+    "redrock.igm", reason="redrock (reference Inoue14 implementation) not installed"
+)
 
 
 def test_matches_redrock_inoue14_to_1e_6():

@@ -46,8 +46,16 @@ def need(path: Path) -> Path:
 def coadd_hdus(n: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
     """HDUs of a small, plausible DESI coadd: TARGETIDs 1001.., all real targets, unmasked."""
     rng = np.random.default_rng(seed)
-    fibermap = np.zeros(n, dtype=[("TARGETID", "i8"), ("OBJTYPE", "S3"), ("COADD_FIBERSTATUS", "i4"),
-                                  ("COADD_EXPTIME", "f4"), ("FLUX_R", "f4")])
+    fibermap = np.zeros(
+        n,
+        dtype=[
+            ("TARGETID", "i8"),
+            ("OBJTYPE", "S3"),
+            ("COADD_FIBERSTATUS", "i4"),
+            ("COADD_EXPTIME", "f4"),
+            ("FLUX_R", "f4"),
+        ],
+    )
     fibermap["TARGETID"] = 1001 + np.arange(n)
     fibermap["OBJTYPE"] = b"TGT"
     fibermap["COADD_EXPTIME"] = 7200.0
@@ -70,8 +78,13 @@ def write_coadd(path: Path, hdus: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def make_coadd(tmp_path: Path, name: str = "coadd.fits", n: int = 6,
-               edit: Callable[[dict], None] | None = None, seed: int = 0) -> Path:
+def make_coadd(
+    tmp_path: Path,
+    name: str = "coadd.fits",
+    n: int = 6,
+    edit: Callable[[dict], None] | None = None,
+    seed: int = 0,
+) -> Path:
     hdus = coadd_hdus(n, seed)
     if edit:
         edit(hdus)
@@ -79,9 +92,14 @@ def make_coadd(tmp_path: Path, name: str = "coadd.fits", n: int = 6,
 
 
 def write_truth_csv(path: Path, targetids, z=None, **extra) -> Path:
-    table = pd.DataFrame({"TARGETID": [str(t) for t in targetids],
-                          "Z": np.linspace(2.0, 3.0, len(targetids)) if z is None else z,
-                          "SPECTYPE": "LBG", **extra})
+    table = pd.DataFrame(
+        {
+            "TARGETID": [str(t) for t in targetids],
+            "Z": np.linspace(2.0, 3.0, len(targetids)) if z is None else z,
+            "SPECTYPE": "LBG",
+            **extra,
+        }
+    )
     table.to_csv(path, index=False)
     return path
 
@@ -92,13 +110,25 @@ def assert_nothing_written(folder: Path, output: Path) -> None:
     assert not leftovers, leftovers
 
 
-def bad_input(tmp_path: Path, match: str, coadds: list[Path], truth: Path | None = None,
-              grid: Grid = LINEAR_GRID, **options) -> InputFileError:
+def bad_input(
+    tmp_path: Path,
+    match: str,
+    coadds: list[Path],
+    truth: Path | None = None,
+    grid: Grid = LINEAR_GRID,
+    **options,
+) -> InputFileError:
     """Ingest must fail with InputFileError matching `match`, naming a file, writing nothing."""
     output = tmp_path / "out" / "ingested.fits"
     with pytest.raises(InputFileError, match=match) as caught:
-        ingest([str(p) for p in coadds], None if truth is None else str(truth), grid, str(output),
-                  "demo", {**OPTIONS, **options})
+        ingest(
+            [str(p) for p in coadds],
+            None if truth is None else str(truth),
+            grid,
+            str(output),
+            "demo",
+            {**OPTIONS, **options},
+        )
     assert caught.value.path, "the error must name the file"
     assert "\n" not in str(caught.value)
     assert_nothing_written(tmp_path, output)
@@ -149,15 +179,15 @@ def test_per_camera_sums_match_coadd_rebinned():
     weighted, weight = merge_arm_sums(read_coadd(QUASARNP / "test_coadd.fits"))
     flux, ivar = NativeRebinner(Grid.quasarnet()).rebin_sums(weighted, weight)
     np.testing.assert_allclose(ivar, total_weight, rtol=1e-5, atol=1e-6 * total_weight.max())
-    np.testing.assert_allclose(flux * ivar, total_weighted, rtol=1e-4,
-                               atol=1e-5 * np.abs(total_weighted).max())
+    np.testing.assert_allclose(
+        flux * ivar, total_weighted, rtol=1e-4, atol=1e-5 * np.abs(total_weighted).max()
+    )
 
 
 def test_ingest_quasarnp_file_writes_both_layers(tmp_path):
     expected = np.load(need(QUASARNP / "coadd_x.npy"))
     output = tmp_path / "ingested.fits"
-    counts = ingest([str(QUASARNP / "test_coadd.fits")], None, Grid.quasarnet(), str(output), "qnp",
-                       OPTIONS)
+    counts = ingest([str(QUASARNP / "test_coadd.fits")], None, Grid.quasarnet(), str(output), "qnp", OPTIONS)
     assert counts["read"] == 25 and counts["kept"] == 24
     assert counts["dropped_no_valid_pixel"] == 1 and counts["dropped_not_target"] == 0
     with SpectraFile(output) as spectra:
@@ -184,8 +214,7 @@ def test_edr_files_ingest_with_csv_truth(tmp_path):
     need(EDR_TILE), need(EDR_HEALPIX)
     truth = write_truth_csv(tmp_path / "vi.csv", EDR_TRUTH_IDS, VI_QUALITY=[4, 3, 2, 1])
     output = tmp_path / "edr.fits"
-    counts = ingest([str(EDR_TILE), str(EDR_HEALPIX)], str(truth), LINEAR_GRID, str(output), "edr",
-                       OPTIONS)
+    counts = ingest([str(EDR_TILE), str(EDR_HEALPIX)], str(truth), LINEAR_GRID, str(output), "edr", OPTIONS)
     # Tile file: 3 empty/negative-TARGETID fibres, 1 target with COADD_FIBERSTATUS 512, 1 good target.
     # Healpix file: 2 negative TARGETIDs, 1 sky fibre, 2 good targets.
     assert counts["read"] == 10 and counts["dropped_not_target"] == 7
@@ -213,8 +242,9 @@ def test_edr_masked_pixels_have_zero_ivar():
 def test_edr_fiberstatus_any_keeps_flagged_target_then_drops_it_empty(tmp_path):
     truth = write_truth_csv(tmp_path / "vi.csv", EDR_TRUTH_IDS)
     output = tmp_path / "edr.fits"
-    counts = ingest([str(need(EDR_TILE))], str(truth), LINEAR_GRID, str(output), "edr",
-                       {**OPTIONS, "fiberstatus": "any"})
+    counts = ingest(
+        [str(need(EDR_TILE))], str(truth), LINEAR_GRID, str(output), "edr", {**OPTIONS, "fiberstatus": "any"}
+    )
     # The COADD_FIBERSTATUS=512 target is now selected, but has no valid pixel.
     assert counts["dropped_not_target"] == 3 and counts["dropped_no_valid_pixel"] == 1 and counts["kept"] == 1
     assert read_spectra(output).truth["TARGETID"].tolist() == [39633300968442591]
@@ -249,7 +279,7 @@ def test_bad_pixels_get_zero_ivar_and_empty_spectra_are_dropped(tmp_path):
     native = read_spectra(output, "native")
     assert native.truth["TARGETID"].tolist() == [1001, 1002, 1003, 1007, 1008]
     b_start = 0  # B starts the native grid
-    assert (native.ivar[0, b_start + 100:b_start + 110] == 0).all()
+    assert (native.ivar[0, b_start + 100 : b_start + 110] == 0).all()
     assert np.isfinite(native.flux).all() and (native.flux[native.ivar == 0] == 0).all()
     assert_nothing_written(tmp_path, tmp_path / "nothing")
 
@@ -299,8 +329,14 @@ def test_chunking_does_not_change_the_output(tmp_path):
     outputs = []
     for chunk_rows in (2, 4096):
         output = tmp_path / f"out{chunk_rows}.fits"
-        ingest([str(coadd_path)], None, Grid.quasarnet(), str(output), "demo",
-                  {**OPTIONS, "chunk_rows": chunk_rows})
+        ingest(
+            [str(coadd_path)],
+            None,
+            Grid.quasarnet(),
+            str(output),
+            "demo",
+            {**OPTIONS, "chunk_rows": chunk_rows},
+        )
         outputs.append((read_spectra(output), read_spectra(output, "native")))
     for small, large in zip(*outputs):
         np.testing.assert_array_equal(small.flux, large.flux)
@@ -308,12 +344,15 @@ def test_chunking_does_not_change_the_output(tmp_path):
         assert small.truth["TARGETID"].tolist() == large.truth["TARGETID"].tolist()
 
 
-@pytest.mark.parametrize("spec", [
-    {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
-    {"kind": "log", "wave_min": 3600.0, "wave_max": 10000.0, "step": 0.001},
-    {"kind": "linear", "wave_min": 3000.0, "wave_max": 7000.0, "step": 0.5},  # finer than 0.8 A
-    {"kind": "log", "wave_min": 5000.0, "wave_max": 9000.0, "step": 0.0003},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
+        {"kind": "log", "wave_min": 3600.0, "wave_max": 10000.0, "step": 0.001},
+        {"kind": "linear", "wave_min": 3000.0, "wave_max": 7000.0, "step": 0.5},  # finer than 0.8 A
+        {"kind": "log", "wave_min": 5000.0, "wave_max": 9000.0, "step": 0.0003},
+    ],
+)
 def test_native_rebinner_matches_preprocess_rebin(spec):
     grid = Grid.from_config(spec)
     rng = np.random.default_rng(1)
@@ -332,8 +371,17 @@ def test_native_rebinner_matches_preprocess_rebin(spec):
 def test_fits_truth_with_truth_extension_and_missing_truth_drop(tmp_path):
     coadd_path = make_coadd(tmp_path, n=5)
     other = np.zeros(2, dtype=[("A", "i4")])
-    truth = np.zeros(4, dtype=[("TARGETID", ">i8"), ("Z", ">f8"), ("SPECTYPE", "S6"), ("TEMPLATE", "i2"),
-                               ("COEFF", "f4", (3,)), ("RANK", "i4")])
+    truth = np.zeros(
+        4,
+        dtype=[
+            ("TARGETID", ">i8"),
+            ("Z", ">f8"),
+            ("SPECTYPE", "S6"),
+            ("TEMPLATE", "i2"),
+            ("COEFF", "f4", (3,)),
+            ("RANK", "i4"),
+        ],
+    )
     truth["TARGETID"] = [1001, 1002, 1003, 1005]
     truth["Z"] = [2.1, 2.2, 2.3, 2.5]
     truth["SPECTYPE"] = [b"LBG", b"QSO", b"ELG", b"LBG"]
@@ -343,8 +391,14 @@ def test_fits_truth_with_truth_extension_and_missing_truth_drop(tmp_path):
         fits.write(other, extname="OTHER")  # the TRUTH extension wins over the first table
         fits.write(truth, extname="TRUTH")
     output = tmp_path / "out.fits"
-    counts = ingest([str(coadd_path)], str(truth_path), LINEAR_GRID, str(output), "demo",
-                       {**OPTIONS, "missing_truth": "drop"})
+    counts = ingest(
+        [str(coadd_path)],
+        str(truth_path),
+        LINEAR_GRID,
+        str(output),
+        "demo",
+        {**OPTIONS, "missing_truth": "drop"},
+    )
     assert counts["dropped_missing_truth"] == 1 and counts["kept"] == 4
     result = read_spectra(output).truth
     assert result["TARGETID"].tolist() == [1001, 1002, 1003, 1005]
@@ -356,16 +410,18 @@ def test_fits_truth_with_truth_extension_and_missing_truth_drop(tmp_path):
 def test_missing_truth_error(tmp_path):
     coadd_path = make_coadd(tmp_path, n=3)
     truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1003])
-    error = bad_input(tmp_path, r"1 of 3 targets have no row in the truth catalogue .*TARGETID 1002",
-                      [coadd_path], truth)
+    error = bad_input(
+        tmp_path, r"1 of 3 targets have no row in the truth catalogue .*TARGETID 1002", [coadd_path], truth
+    )
     assert error.path == str(coadd_path)
 
 
 def test_non_numeric_redshift(tmp_path):
     coadd_path = make_coadd(tmp_path, n=2)
     truth = write_truth_csv(tmp_path / "vi.csv", [1001, 1002], z=["2.5", "high"])
-    error = bad_input(tmp_path, r"column Z has non-numeric value 'high' \(TARGETID 1002\)",
-                      [coadd_path], truth)
+    error = bad_input(
+        tmp_path, r"column Z has non-numeric value 'high' \(TARGETID 1002\)", [coadd_path], truth
+    )
     assert error.path == str(truth)
 
 
@@ -397,27 +453,38 @@ def test_missing_hdu(tmp_path):
 def test_wavelength_and_flux_columns_disagree(tmp_path):
     def shorten(hdus):
         hdus["Z_FLUX"] = hdus["Z_FLUX"][:, :-10].copy()
-    bad_input(tmp_path, r"Z_FLUX has shape \(6, 2871\), but Z_WAVELENGTH has 2881 pixels",
-              [make_coadd(tmp_path, edit=shorten)])
+
+    bad_input(
+        tmp_path,
+        r"Z_FLUX has shape \(6, 2871\), but Z_WAVELENGTH has 2881 pixels",
+        [make_coadd(tmp_path, edit=shorten)],
+    )
 
 
 def test_flux_and_ivar_rows_disagree(tmp_path):
     def drop_row(hdus):
         hdus["B_IVAR"] = hdus["B_IVAR"][:-1].copy()
-    bad_input(tmp_path, r"arms have different numbers of spectra \(.*B_IVAR 5",
-              [make_coadd(tmp_path, edit=drop_row)])
+
+    bad_input(
+        tmp_path,
+        r"arms have different numbers of spectra \(.*B_IVAR 5",
+        [make_coadd(tmp_path, edit=drop_row)],
+    )
 
 
 def test_fibermap_rows_disagree(tmp_path):
     def drop_row(hdus):
         hdus["FIBERMAP"] = hdus["FIBERMAP"][:-1].copy()
-    bad_input(tmp_path, "FIBERMAP has 5 rows but the spectra HDUs have 6",
-              [make_coadd(tmp_path, edit=drop_row)])
+
+    bad_input(
+        tmp_path, "FIBERMAP has 5 rows but the spectra HDUs have 6", [make_coadd(tmp_path, edit=drop_row)]
+    )
 
 
 def test_wavelength_off_the_native_grid(tmp_path):
     def shift(hdus):
         hdus["R_WAVELENGTH"] = hdus["R_WAVELENGTH"] + 0.3
+
     bad_input(tmp_path, "R_WAVELENGTH .* is not on the DESI native grid", [make_coadd(tmp_path, edit=shift)])
 
 
@@ -441,8 +508,10 @@ def test_not_a_fits_file(tmp_path):
 def test_duplicate_targetid_within_a_file(tmp_path):
     def duplicate(hdus):
         hdus["FIBERMAP"]["TARGETID"][3] = 1001
-    bad_input(tmp_path, r"duplicate TARGETID 1001 \(1 duplicated targets\)",
-              [make_coadd(tmp_path, edit=duplicate)])
+
+    bad_input(
+        tmp_path, r"duplicate TARGETID 1001 \(1 duplicated targets\)", [make_coadd(tmp_path, edit=duplicate)]
+    )
 
 
 def test_duplicate_targetid_across_files(tmp_path):
@@ -454,8 +523,12 @@ def test_duplicate_targetid_across_files(tmp_path):
 
 def test_grid_outside_the_data(tmp_path):
     grid = Grid.from_config({"kind": "linear", "wave_min": 10000.0, "wave_max": 12000.0, "step": 8.0})
-    bad_input(tmp_path, r"network grid \(linear, 10000.0-12000.0 A\) does not cover the data "
-              r"\(3600.0-9824.0 A\)", [make_coadd(tmp_path)], grid=grid)
+    bad_input(
+        tmp_path,
+        r"network grid \(linear, 10000.0-12000.0 A\) does not cover the data " r"\(3600.0-9824.0 A\)",
+        [make_coadd(tmp_path)],
+        grid=grid,
+    )
     mostly_outside = Grid.from_config({"kind": "log", "wave_min": 8000.0, "wave_max": 20000.0, "step": 0.001})
     bad_input(tmp_path, "only 22% of the grid overlaps", [make_coadd(tmp_path)], grid=mostly_outside)
 
@@ -463,13 +536,19 @@ def test_grid_outside_the_data(tmp_path):
 # --------------------------------------------------------------------------- the script
 
 
-def run_script(tmp_path: Path, coadds: list[Path], truth: Path | None,
-               output: Path) -> subprocess.CompletedProcess:
+def run_script(
+    tmp_path: Path, coadds: list[Path], truth: Path | None, output: Path
+) -> subprocess.CompletedProcess:
     """Run workflow/scripts/ingest.py as Snakemake would: a `snakemake` object in its globals."""
-    spec = {"coadds": [str(p) for p in coadds], "truth": None if truth is None else str(truth),
-            "output": str(output), "log": str(tmp_path / "ingest.log"), "script": str(SCRIPT),
-            "grid": {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
-            "options": OPTIONS}
+    spec = {
+        "coadds": [str(p) for p in coadds],
+        "truth": None if truth is None else str(truth),
+        "output": str(output),
+        "log": str(tmp_path / "ingest.log"),
+        "script": str(SCRIPT),
+        "grid": {"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0},
+        "options": OPTIONS,
+    }
     driver = textwrap.dedent("""
         import json, runpy, sys
         from types import SimpleNamespace
@@ -485,8 +564,9 @@ def run_script(tmp_path: Path, coadds: list[Path], truth: Path | None,
                                     wildcards=SimpleNamespace(dataset="demo"))
         runpy.run_path(spec["script"], init_globals={"snakemake": snakemake}, run_name="__snakemake__")
     """)
-    return subprocess.run([sys.executable, "-c", driver, json.dumps(spec)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", driver, json.dumps(spec)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_script_end_to_end(tmp_path):
@@ -515,17 +595,26 @@ def test_no_spectrum_with_data_fails_after_writing_and_cleans_up(tmp_path):
     def no_data(hdus):
         for arm in ARMS:
             hdus[f"{arm}_IVAR"][:] = 0
-    bad_input(tmp_path, "none of the 3 target spectra has a valid pixel",
-              [make_coadd(tmp_path, n=3, edit=no_data)])
+
+    bad_input(
+        tmp_path, "none of the 3 target spectra has a valid pixel", [make_coadd(tmp_path, n=3, edit=no_data)]
+    )
 
 
 def test_no_target_at_all(tmp_path):
     def all_sky(hdus):
         hdus["FIBERMAP"]["OBJTYPE"] = b"SKY"
+
     bad_input(tmp_path, "no target spectra left to ingest", [make_coadd(tmp_path, n=3, edit=all_sky)])
 
 
 def test_bad_options_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="fiberstatus"):
-        ingest([str(make_coadd(tmp_path))], None, LINEAR_GRID, str(tmp_path / "o.fits"), "demo",
-                  {"fiberstatus": "some"})
+        ingest(
+            [str(make_coadd(tmp_path))],
+            None,
+            LINEAR_GRID,
+            str(tmp_path / "o.fits"),
+            "demo",
+            {"fiberstatus": "some"},
+        )

@@ -12,15 +12,26 @@ import torch
 from astropy.io import fits
 
 from lymannet.cli import main
-from lymannet.manifest import HEADER, check_manifest, data_files, file_digest, read_manifest, rule_of, write_manifest
+from lymannet.manifest import (
+    HEADER,
+    check_manifest,
+    data_files,
+    file_digest,
+    read_manifest,
+    rule_of,
+    write_manifest,
+)
 
 
-def write_fits(path: Path, flux: np.ndarray, created: str = "2026-12-06T04:46:35+00:00", gitrev: str = "8f22584b7d0d") -> None:
+def write_fits(
+    path: Path, flux: np.ndarray, created: str = "2026-12-06T04:46:35+00:00", gitrev: str = "8f22584b7d0d"
+) -> None:
     """A lymannet-style FITS file: data HDUs, a header card with the git revision, PROVENANCE (JSON)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"created_utc": created, "command": f"/tmp/{created}.py", "config": {"seed": 1}})
-    table = fits.BinTableHDU.from_columns([fits.Column(name="JSON", format=f"{len(record)}A", array=[record])],
-                                          name="PROVENANCE")
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(name="JSON", format=f"{len(record)}A", array=[record])], name="PROVENANCE"
+    )
     flux_hdu = fits.ImageHDU(flux.astype(np.float32), name="FLUX")
     flux_hdu.header["GITREV"] = gitrev
     fits.HDUList([fits.PrimaryHDU(), flux_hdu, table]).writeto(path)
@@ -28,9 +39,15 @@ def write_fits(path: Path, flux: np.ndarray, created: str = "2026-12-06T04:46:35
 
 def write_model(path: Path, weights: torch.Tensor, seconds: float = 1.5) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {"conv.weight": weights}, "spec": {"layers": 4},
-                "provenance": {"created_utc": str(seconds)},
-                "training": {"best_epoch": 3, "train_seconds": seconds, "peak_rss_mb": 700.0 + seconds}}, path)
+    torch.save(
+        {
+            "state_dict": {"conv.weight": weights},
+            "spec": {"layers": 4},
+            "provenance": {"created_utc": str(seconds)},
+            "training": {"best_epoch": 3, "train_seconds": seconds, "peak_rss_mb": 700.0 + seconds},
+        },
+        path,
+    )
 
 
 @pytest.fixture
@@ -42,11 +59,16 @@ def results(tmp_path: Path) -> Path:
     write_fits(root / "testsets" / "test_z3.fits", flux + 1)
     write_fits(root / "combos" / "initial" / "train.fits", flux + 2)
     write_model(root / "models" / "initial" / "initial" / "model.pt", torch.ones(2, 3))
-    (root / "models" / "initial" / "initial" / "history.csv").write_text("epoch,val_loss,seconds\n1,0.5,14.2\n2,0.25,13.9\n")
+    (root / "models" / "initial" / "initial" / "history.csv").write_text(
+        "epoch,val_loss,seconds\n1,0.5,14.2\n2,0.25,13.9\n"
+    )
     (root / "scores" / "initial" / "initial").mkdir(parents=True)
     (root / "scores" / "initial" / "initial" / "test_z3.json").write_text(
-        json.dumps({"score": 0.937, "model_sha256": "ab" * 32}, indent=2))
-    (root / "summary.md").write_text("# Scores\n\n| model | score | train_seconds |\n|---|---|---|\n| initial | 0.937 | 81.0 |\n")
+        json.dumps({"score": 0.937, "model_sha256": "ab" * 32}, indent=2)
+    )
+    (root / "summary.md").write_text(
+        "# Scores\n\n| model | score | train_seconds |\n|---|---|---|\n| initial | 0.937 | 81.0 |\n"
+    )
     (root / "tune" / "demo").mkdir(parents=True)
     (root / "tune" / "demo" / "best_model.yaml").write_text("conv:\n  layers: 3\n")
     (root / "tune" / "demo" / "journal.log").write_text("not data\n")
@@ -103,10 +125,15 @@ def test_times_hashes_and_provenance_do_not_count(results: Path, tmp_path: Path)
         path.unlink()
         write_fits(path, flux, created="2026-12-07T11:02:03.5+00:00", gitrev="5589758abcde-dirty")
     write_model(results / "models" / "initial" / "initial" / "model.pt", torch.ones(2, 3), seconds=99.25)
-    (results / "models" / "initial" / "initial" / "history.csv").write_text("epoch,val_loss,seconds\n1,0.5,3.1\n2,0.25,2.7\n")
+    (results / "models" / "initial" / "initial" / "history.csv").write_text(
+        "epoch,val_loss,seconds\n1,0.5,3.1\n2,0.25,2.7\n"
+    )
     (results / "scores" / "initial" / "initial" / "test_z3.json").write_text(
-        json.dumps({"score": 0.937, "model_sha256": "cd" * 32}, indent=2))
-    (results / "summary.md").write_text("# Scores\n\n| model | score | train_seconds |\n|---|---|---|\n| initial | 0.937 | 7.5 |\n")
+        json.dumps({"score": 0.937, "model_sha256": "cd" * 32}, indent=2)
+    )
+    (results / "summary.md").write_text(
+        "# Scores\n\n| model | score | train_seconds |\n|---|---|---|\n| initial | 0.937 | 7.5 |\n"
+    )
     result = check_manifest(results, manifest)
     assert result.ok and result.checked == 8, result
 
@@ -125,7 +152,11 @@ def test_first_difference_in_dag_order_and_exit_code(results: Path, tmp_path: Pa
     (results / "summary.md").unlink()
 
     result = check_manifest(results, manifest)
-    assert result.differing == ["testsets/test_z3.fits", "combos/initial/train.fits", "models/initial/initial/model.pt"]
+    assert result.differing == [
+        "testsets/test_z3.fits",
+        "combos/initial/train.fits",
+        "models/initial/initial/model.pt",
+    ]
     assert result.missing == ["summary.md"] and result.first() == "testsets/test_z3.fits"
     capsys.readouterr()
     assert run_cli("--results", str(results), "--manifest", str(manifest)) == 1
@@ -147,8 +178,9 @@ def test_plain_sha256sum_manifest_is_checked_on_bytes(results: Path, tmp_path: P
     """A manifest `sha256sum` wrote (no header): every byte counts, provenance included."""
     names = data_files(results)
     manifest = tmp_path / "plain.sha256"
-    manifest.write_text("".join(f"{hashlib.sha256((results / n).read_bytes()).hexdigest()}  results/{n}\n"
-                                for n in names))
+    manifest.write_text(
+        "".join(f"{hashlib.sha256((results / n).read_bytes()).hexdigest()}  results/{n}\n" for n in names)
+    )
     content, entries = read_manifest(manifest)
     assert not content and list(entries) == names
     assert check_manifest(results, manifest).ok
@@ -168,7 +200,9 @@ def test_markdown_hashes_masked_and_checkpoints_left_out(tmp_path: Path):
     root = tmp_path / "results"
     summary = root / "classify" / "demo_survey" / "summary.md"
     summary.parent.mkdir(parents=True)
-    summary.write_text("Model `model.pt` (sha256 110c31cf696d...), c_th = 0.5000.\n\n| | count |\n|---|---:|\n| LBG | 1,665 |\n")
+    summary.write_text(
+        "Model `model.pt` (sha256 110c31cf696d...), c_th = 0.5000.\n\n| | count |\n|---|---:|\n| LBG | 1,665 |\n"
+    )
     (root / "checkpoints" / "initial" / "initial").mkdir(parents=True)
     (root / "checkpoints" / "initial" / "initial" / "checkpoint.pt").write_bytes(b"resume point")
     assert data_files(root) == ["classify/demo_survey/summary.md"]
@@ -184,8 +218,14 @@ def test_npz_compares_members_and_meta_without_provenance(tmp_path: Path):
     path.parent.mkdir(parents=True)
 
     def save(created: str, basis: np.ndarray) -> str:
-        meta = json.dumps({"options": {"n": 5}, "provenance": {"created_utc": created}, "seconds": 1.5,
-                           "train": {"path": "results/combos/initial/train.fits", "sha256": created * 2}})
+        meta = json.dumps(
+            {
+                "options": {"n": 5},
+                "provenance": {"created_utc": created},
+                "seconds": 1.5,
+                "train": {"path": "results/combos/initial/train.fits", "sha256": created * 2},
+            }
+        )
         np.savez_compressed(path, b0_basis=basis, meta=np.array(meta))
         return file_digest(path)
 

@@ -73,12 +73,19 @@ def test_crossing_between_two_grid_points_is_found_on_the_exact_curve():
     c_line = np.array([[0.9999], [0.9998], [0.9990], [0.9997], [0.9996], [0.9960]])
     is_target = np.array([True, True, True, True, False, False])
     is_correct = np.array([True, True, True, False, True, True])
-    catalogue = pd.DataFrame({"Z": np.where(is_correct, 3.0, 2.0), "SPECTYPE": np.where(is_target, "LBG", "QSO"),
-                              "Z_PRED": np.full(6, 3.0)})
+    catalogue = pd.DataFrame(
+        {
+            "Z": np.where(is_correct, 3.0, 2.0),
+            "SPECTYPE": np.where(is_target, "LBG", "QSO"),
+            "Z_PRED": np.full(6, 3.0),
+        }
+    )
     options = ScoreOptions(thresholds=tuple(np.linspace(0, 1, 201)))
     # On the grid alone, P < E at 0.995 (all 6 detected: P = 3/6, E = 3/4) and nothing is detected
     # at 1: no crossing there.
-    assert np.isnan(pe_crossing(purity_efficiency_curve(c_line, is_target, is_correct, options.thresholds)).score)
+    assert np.isnan(
+        pe_crossing(purity_efficiency_curve(c_line, is_target, is_correct, options.thresholds)).score
+    )
     # By hand, on the exact curve: at c_th = 0.9990 four are detected (A, B, D, E), as many as
     # there are targets: good = A, B -> P = E = 2/4.
     result = evaluate(catalogue, c_line, options)
@@ -106,8 +113,9 @@ def test_ties_across_classes_and_undefined_purity_give_nan_with_a_reason():
     c_line = np.array([[0.6], [0.6]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no 0/0 RuntimeWarning
-        curve = purity_efficiency_curve(c_line, np.array([True, False]), np.array([True, True]),
-                                        np.array([0.0, 0.6, 1.0]))
+        curve = purity_efficiency_curve(
+            c_line, np.array([True, False]), np.array([True, True]), np.array([0.0, 0.6, 1.0])
+        )
     np.testing.assert_allclose(curve["PURITY"], [0.5, np.nan, np.nan])
     np.testing.assert_allclose(curve["EFFICIENCY"], [1.0, 0.0, 0.0])
     crossing = pe_crossing(curve)
@@ -115,8 +123,9 @@ def test_ties_across_classes_and_undefined_purity_give_nan_with_a_reason():
 
 
 def test_crossing_ignores_undefined_points_between_defined_ones():
-    curve = pd.DataFrame({"THRESHOLD": [0.0, 0.5, 1.0], "PURITY": [0.2, np.nan, 0.8],
-                          "EFFICIENCY": [0.8, 0.6, 0.2]})
+    curve = pd.DataFrame(
+        {"THRESHOLD": [0.0, 0.5, 1.0], "PURITY": [0.2, np.nan, 0.8], "EFFICIENCY": [0.8, 0.6, 0.2]}
+    )
     # Between 0 and 1: P - E goes -0.6 -> +0.6, t = 0.5 -> c_th = 0.5, P = 0.5.
     crossing = pe_crossing(curve)
     assert crossing.threshold == pytest.approx(0.5)
@@ -168,8 +177,11 @@ def test_correct_redshift_dz_and_velocity():
 
 
 def test_binned_efficiency_by_hand():
-    table = binned_efficiency(np.array([2.05, 2.15, 2.15, 2.25]), np.array([True, False, True, True]),
-                              np.array([2.0, 2.1, 2.2, 2.3, 2.4]))
+    table = binned_efficiency(
+        np.array([2.05, 2.15, 2.15, 2.25]),
+        np.array([True, False, True, True]),
+        np.array([2.0, 2.1, 2.2, 2.3, 2.4]),
+    )
     assert table["N"].tolist() == [1, 2, 1, 0]
     np.testing.assert_allclose(table["EFFICIENCY"], [1.0, 0.5, 1.0, np.nan])
     np.testing.assert_allclose(table["ERROR"], [0.0, np.sqrt(0.25 / 2), 0.0, np.nan])
@@ -192,8 +204,15 @@ def test_redshift_summary_by_hand():
 
 
 def test_options_from_config():
-    options = ScoreOptions.from_config({"dz_max": 0.05, "dv_max_kms": None, "target_class": "LBG",
-                                        "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 201}, "min_lines": 1})
+    options = ScoreOptions.from_config(
+        {
+            "dz_max": 0.05,
+            "dv_max_kms": None,
+            "target_class": "LBG",
+            "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 201},
+            "min_lines": 1,
+        }
+    )
     assert len(options.thresholds) == 201 and options.thresholds[1] == pytest.approx(0.005)
     assert options.c_th == 0.5
     with pytest.raises(ConfigError):
@@ -201,6 +220,7 @@ def test_options_from_config():
 
 
 # --- the score and compare scripts on a hand-made catalogue ---------------------------------------
+
 
 def write_hand_catalogue(path: Path, confidences: np.ndarray = C_ONE, model: str = "m.pt") -> None:
     from lymannet.predict import write_catalogue
@@ -210,23 +230,45 @@ def write_hand_catalogue(path: Path, confidences: np.ndarray = C_ONE, model: str
     z_pred = z_true.copy()
     z_pred[2] = 3.5  # C: |dz| = 0.5, catastrophic
     lines = LBG_LINES[:1]
-    table = pd.DataFrame({
-        "TARGETID": np.arange(n), "Z": z_true, "SPECTYPE": ["LBG"] * 4 + ["ELG", "QSO"],
-        "TEMPLATE": np.array([0, 1, 0, 1, -1, -1], np.int16), "MAG_R": np.array([23, 24, 23, 24, np.nan, np.nan]),
-        "Z_PRED": z_pred, "BEST_LINE": ["LYA"] * n, "C_BEST": confidences[:, 0], "IS_LBG": confidences[:, 0] > 0.5,
-        "C_LYA": confidences[:, 0], "Z_LYA": z_pred,
-    })
+    table = pd.DataFrame(
+        {
+            "TARGETID": np.arange(n),
+            "Z": z_true,
+            "SPECTYPE": ["LBG"] * 4 + ["ELG", "QSO"],
+            "TEMPLATE": np.array([0, 1, 0, 1, -1, -1], np.int16),
+            "MAG_R": np.array([23, 24, 23, 24, np.nan, np.nan]),
+            "Z_PRED": z_pred,
+            "BEST_LINE": ["LYA"] * n,
+            "C_BEST": confidences[:, 0],
+            "IS_LBG": confidences[:, 0] > 0.5,
+            "C_LYA": confidences[:, 0],
+            "Z_LYA": z_pred,
+        }
+    )
     header = [{"name": "MODEL", "value": model}, {"name": "MODELSHA", "value": "abc"}]
     write_catalogue(path, table, lines, header, {"note": "hand-made"})
 
 
 def test_score_script_writes_json_curve_and_figures(tmp_path):
     write_hand_catalogue(tmp_path / "pred.fits")
-    options = {"dz_max": 0.05, "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 5}, "min_lines": 1,
-               "target_class": "LBG"}
+    options = {
+        "dz_max": 0.05,
+        "threshold_grid": {"start": 0.0, "stop": 1.0, "n": 5},
+        "min_lines": 1,
+        "target_class": "LBG",
+    }
     out = {k: tmp_path / f"out.{k}" for k in ("json", "csv", "png", "pe.png")}
-    score_catalogue(str(tmp_path / "pred.fits"), options, "initial", "initial", "test_z3", str(out["json"]),
-               str(out["csv"]), str(out["png"]), str(out["pe.png"]))
+    score_catalogue(
+        str(tmp_path / "pred.fits"),
+        options,
+        "initial",
+        "initial",
+        "test_z3",
+        str(out["json"]),
+        str(out["csv"]),
+        str(out["png"]),
+        str(out["pe.png"]),
+    )
     summary = json.loads(out["json"].read_text())
     # the hand case above: P = E = 0.5 on [0.3, 0.4) (A B C E detected: as many as the targets;
     # F's 0.3 is where that plateau starts on the exact curve); at c_th = 0.5, P = 2/3 and E = 1/2
@@ -239,7 +281,13 @@ def test_score_script_writes_json_curve_and_figures(tmp_path):
     assert summary["frac_catastrophic"] == pytest.approx(0.25)  # C of A B C D
     assert summary["model"] == "initial" and summary["model_file"] == "m.pt"
     curve = pd.read_csv(out["csv"]).set_index("THRESHOLD")
-    assert curve.loc[[0.0, 0.25, 0.5, 0.75, 1.0], "N_DETECTED"].tolist() == [6, 5, 3, 2, 0]  # the grid, by hand
+    assert curve.loc[[0.0, 0.25, 0.5, 0.75, 1.0], "N_DETECTED"].tolist() == [
+        6,
+        5,
+        3,
+        2,
+        0,
+    ]  # the grid, by hand
     # ... plus the six confidences (fewer than the saved quantiles, so all of them; none on the grid)
     assert len(curve) == 5 + 6 and curve.loc[0.3, "N_DETECTED"] == 4 and curve.loc[0.9, "N_DETECTED"] == 0
     for key in ("png", "pe.png"):
@@ -251,8 +299,16 @@ def test_score_script_rejects_nan_naming_the_model(tmp_path):
     confidences[[1, 3]] = np.nan
     write_hand_catalogue(tmp_path / "pred.fits", confidences, model="results/models/x/y/model.pt")
     with pytest.raises(LymannetError, match=r"2 rows with NaN.*results/models/x/y/model.pt"):
-        score_catalogue(str(tmp_path / "pred.fits"), {}, "x", "y", "t", str(tmp_path / "s.json"),
-                   str(tmp_path / "c.csv"), str(tmp_path / "f.png"))
+        score_catalogue(
+            str(tmp_path / "pred.fits"),
+            {},
+            "x",
+            "y",
+            "t",
+            str(tmp_path / "s.json"),
+            str(tmp_path / "c.csv"),
+            str(tmp_path / "f.png"),
+        )
     assert not (tmp_path / "s.json").exists()
 
 
@@ -261,23 +317,41 @@ def test_compare_script_tables_and_figures(tmp_path):
     scores, curves = [], []
     for model, testset in (("initial", "test_z3"), ("initial", "test_lowz"), ("classic", "test_z3")):
         paths = [tmp_path / f"{model}_{testset}.{ext}" for ext in ("json", "csv", "png")]
-        score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, model,
-                   "combo_a", testset, *map(str, paths))
+        score_catalogue(
+            str(tmp_path / "pred.fits"),
+            {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
+            model,
+            "combo_a",
+            testset,
+            *map(str, paths),
+        )
         scores.append(str(paths[0]))
         curves.append(str(paths[1]))
     figures = [str(tmp_path / "cmp_test_z3.png"), str(tmp_path / "cmp_test_lowz.png")]
-    table = compare_scores(scores, curves, [], ["test_z3", "test_lowz"], str(tmp_path / "summary.csv"),
-                         str(tmp_path / "summary.md"), figures, str(tmp_path / "combos.png"))
+    table = compare_scores(
+        scores,
+        curves,
+        [],
+        ["test_z3", "test_lowz"],
+        str(tmp_path / "summary.csv"),
+        str(tmp_path / "summary.md"),
+        figures,
+        str(tmp_path / "combos.png"),
+    )
     assert table[["model", "combo"]].values.tolist() == [["initial", "combo_a"], ["classic", "combo_a"]]
     assert table["score_test_z3"].tolist() == pytest.approx([0.5, 0.5])
-    assert table["score_test_lowz"].iloc[0] == pytest.approx(0.5) and np.isnan(table["score_test_lowz"].iloc[1])
+    assert table["score_test_lowz"].iloc[0] == pytest.approx(0.5) and np.isnan(
+        table["score_test_lowz"].iloc[1]
+    )
     markdown = (tmp_path / "summary.md").read_text()
     # 4 targets of 6 at z 3.0, 2.5, 3.0, 3.5 and no training split: a random guess draws its redshift
     # from the other targets' (leave-one-out), right for each z = 3.0 target with probability 1/3, so
     # q = 1/6 and the chance level is 4/6 * 1/6 = 0.111 (the classification-only chance is 4/6)
     assert "| test_z3 (chance 0.111) | test_lowz (chance 0.111) |" in markdown
-    assert ("| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 ± 0.250 (skill 0.44 ± 0.27) | "
-            "n/a (skill n/a) |") in markdown
+    assert (
+        "| classic | combo_a | n/a | n/a | n/a | n/a | n/a | n/a | 0.500 ± 0.250 (skill 0.44 ± 0.27) | "
+        "n/a (skill n/a) |"
+    ) in markdown
     assert "1000 resamples" in markdown
     assert table["chance_test_z3"].tolist() == pytest.approx([1 / 9, 1 / 9])
     assert table["chance_classification_test_z3"].tolist() == pytest.approx([4 / 6, 4 / 6])
@@ -288,7 +362,9 @@ def test_compare_script_tables_and_figures(tmp_path):
 
     # counts stay integers when another row (the template fit) has none and makes the column float
     table.loc[0, ["layers", "filters", "epochs"]] = [4.0, 100.0, 9.0]
-    assert "| initial | combo_a | 4 | 100 | n/a | n/a | 9 |" in summary_markdown(table, ["test_z3", "test_lowz"])
+    assert "| initial | combo_a | 4 | 100 | n/a | n/a | 9 |" in summary_markdown(
+        table, ["test_z3", "test_lowz"]
+    )
     assert table["skill_test_z3"].tolist() == pytest.approx([(0.5 - 1 / 9) / (1 - 1 / 9)] * 2)
     # E (an ELG at 0.4) is detected at the crossing threshold 0.3, F (a QSO at exactly 0.3) is not
     assert "| initial | combo_a | 1 / 1 (100%) | 0 / 1 (0%) |" in markdown
@@ -299,7 +375,12 @@ def test_compare_script_tables_and_figures(tmp_path):
 def test_training_facts_say_why_training_ended():
     from lymannet.score import training_facts
 
-    early = {"epochs_run": 14, "stopped_by": "early stopping", "best_epoch": 9, "val_loss_spread_last3": 0.004}
+    early = {
+        "epochs_run": 14,
+        "stopped_by": "early stopping",
+        "best_epoch": 9,
+        "val_loss_spread_last3": 0.004,
+    }
     assert training_facts(early) == {"epochs": 14, "stopped": "early stopping (best epoch 9)"}
     flat = {"epochs_run": 12, "stopped_by": "epoch limit", "val_loss_spread_last3": 0.012}
     assert training_facts(flat)["stopped"] == "epoch limit, flat (1.2% over 3 epochs)"
@@ -318,17 +399,31 @@ def test_score_ignores_a_bal_head_like_predict_and_classify(tmp_path):
 
     lines = (QSO_LINES[0], QSO_BAL_LINE)
     targets = np.array([True, True, True, False, False, False])
-    table = pd.DataFrame({
-        "TARGETID": np.arange(6), "Z": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
-        "SPECTYPE": np.where(targets, "QSO", "GALAXY"), "Z_PRED": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
-        "BEST_LINE": lines[0].name, "C_BEST": np.where(targets, 0.9, 0.1), "IS_QSO": targets,
-        f"C_{lines[0].name}": np.where(targets, 0.9, 0.1), f"Z_{lines[0].name}": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
-        f"C_{QSO_BAL_LINE.name}": np.where(targets, 0.2, 0.99), f"Z_{QSO_BAL_LINE.name}": [2.0] * 6,
-    })
+    table = pd.DataFrame(
+        {
+            "TARGETID": np.arange(6),
+            "Z": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
+            "SPECTYPE": np.where(targets, "QSO", "GALAXY"),
+            "Z_PRED": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
+            "BEST_LINE": lines[0].name,
+            "C_BEST": np.where(targets, 0.9, 0.1),
+            "IS_QSO": targets,
+            f"C_{lines[0].name}": np.where(targets, 0.9, 0.1),
+            f"Z_{lines[0].name}": [2.5, 2.6, 2.7, 0.5, 0.6, 0.7],
+            f"C_{QSO_BAL_LINE.name}": np.where(targets, 0.2, 0.99),
+            f"Z_{QSO_BAL_LINE.name}": [2.0] * 6,
+        }
+    )
     write_catalogue(tmp_path / "pred.fits", table, lines, [{"name": "MODEL", "value": "m.pt"}], {})
     options = {"target_class": "QSO", "threshold_grid": {"start": 0, "stop": 1, "n": 11}}
-    summary = score_catalogue(str(tmp_path / "pred.fits"), options, "m", "c", "t", *(str(tmp_path / f"o.{e}") for e in
-                                                                                       ("json", "csv", "png")))
+    summary = score_catalogue(
+        str(tmp_path / "pred.fits"),
+        options,
+        "m",
+        "c",
+        "t",
+        *(str(tmp_path / f"o.{e}") for e in ("json", "csv", "png")),
+    )
     assert summary["score"] == pytest.approx(1.0)
     assert summary["purity_at_default"] == pytest.approx(1.0)  # BAL at 0.99 on contaminants: not detected
 
@@ -340,11 +435,21 @@ def test_score_script_on_a_test_set_without_targets(tmp_path):
     table = read_catalogue(tmp_path / "pred.fits").table
     table["SPECTYPE"] = "QSO"
     write_catalogue(tmp_path / "qso.fits", table, LBG_LINES[:1], [{"name": "MODEL", "value": "m.pt"}], {})
-    summary = score_catalogue(str(tmp_path / "qso.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}}, "m", "c",
-                         "t", str(tmp_path / "s.json"), str(tmp_path / "c.csv"), str(tmp_path / "f.png"))
+    summary = score_catalogue(
+        str(tmp_path / "qso.fits"),
+        {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
+        "m",
+        "c",
+        "t",
+        str(tmp_path / "s.json"),
+        str(tmp_path / "c.csv"),
+        str(tmp_path / "f.png"),
+    )
     on_disk = json.loads((tmp_path / "s.json").read_text())
     assert on_disk["score"] is None and on_disk["n_targets"] == 0
-    assert any("no true target" in w for w in on_disk["warnings"]) and summary["warnings"] == on_disk["warnings"]
+    assert (
+        any("no true target" in w for w in on_disk["warnings"]) and summary["warnings"] == on_disk["warnings"]
+    )
     assert (tmp_path / "f.png").stat().st_size > 0
 
 
@@ -374,7 +479,9 @@ def test_a_random_guess_scores_the_chance_level_and_no_skill(target_fraction):
     assert abs(random_guess["skill"]) < 0.01
     assert "training split" in random_guess["chance_rule"]
     classification_only = evaluate(catalogue.assign(Z_PRED=z), rng.random((n, 1)), options).summary
-    assert classification_only["score"] == pytest.approx(classification_only["chance_classification"], abs=0.01)
+    assert classification_only["score"] == pytest.approx(
+        classification_only["chance_classification"], abs=0.01
+    )
     perfect = evaluate(catalogue.assign(Z_PRED=z), is_target[:, None].astype(float), options).summary
     assert perfect["score"] == pytest.approx(1.0) and perfect["skill"] == pytest.approx(1.0)
     # no training split: the test set's own targets, each one's own redshift left out
@@ -422,8 +529,10 @@ def test_evaluate_gives_bootstrap_intervals_on_score_skill_and_working_point():
     # binomial-like width: sqrt(s (1 - s) / n_targets) within a factor of two
     assert 0.5 < score.half_width / np.sqrt(score.value * (1 - score.value) / is_target.sum()) < 2
     assert Interval.from_dict(summary["skill_interval"]).value == pytest.approx(summary["skill"])
-    assert evaluate(catalogue, confidence[:, None], options, intervals=True).summary["score_interval"] == \
-        summary["score_interval"]  # deterministic for the seed
+    assert (
+        evaluate(catalogue, confidence[:, None], options, intervals=True).summary["score_interval"]
+        == summary["score_interval"]
+    )  # deterministic for the seed
     assert "score_interval" not in evaluate(catalogue, confidence[:, None], options).summary
 
 
@@ -437,13 +546,21 @@ def test_score_takes_the_chance_nz_from_the_training_split(tmp_path):
 
     write_hand_catalogue(tmp_path / "pred.fits")  # targets at z 3.0, 2.5, 3.0, 3.5; 2 contaminants
     grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 9800.0, "step": 8.0})
-    truth = pd.DataFrame({"TARGETID": np.arange(5), "Z": [3.0, 3.01, 2.98, 3.3, 0.1],
-                          "SPECTYPE": ["LBG"] * 4 + ["ELG"]})
+    truth = pd.DataFrame(
+        {"TARGETID": np.arange(5), "Z": [3.0, 3.01, 2.98, 3.3, 0.1], "SPECTYPE": ["LBG"] * 4 + ["ELG"]}
+    )
     flux = np.ones((5, grid.n_pixels), np.float32)
     write_spectra(tmp_path / "train.fits", SpectrumSet(grid.wavelength, flux, flux, truth, grid))
     outputs = [str(tmp_path / f"o.{ext}") for ext in ("json", "csv", "png")]
-    summary = score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
-                              "m", "c", "t", *outputs, train_file=str(tmp_path / "train.fits"))
+    summary = score_catalogue(
+        str(tmp_path / "pred.fits"),
+        {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
+        "m",
+        "c",
+        "t",
+        *outputs,
+        train_file=str(tmp_path / "train.fits"),
+    )
     # q: 3 of the 4 training LBGs within 0.05 of each z = 3.0 target, none for 2.5 and 3.5
     assert summary["chance_redshift_hit"] == pytest.approx((0.75 + 0 + 0.75 + 0) / 4)
     assert summary["chance"] == pytest.approx(4 / 6 * 0.375)
@@ -471,20 +588,44 @@ def test_false_positives_are_counted_by_population_and_drawn(tmp_path):
     write_hand_catalogue(tmp_path / "pred.fits")
     grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 9800.0, "step": 8.0})
     rng = np.random.default_rng(1)
-    truth = pd.DataFrame({"TARGETID": np.arange(6), "Z": [3.0, 2.5, 3.0, 3.5, 0.1, 2.2],
-                          "SPECTYPE": ["LBG"] * 4 + ["ELG", "QSO"]})
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(6),
+            "Z": [3.0, 2.5, 3.0, 3.5, 0.1, 2.2],
+            "SPECTYPE": ["LBG"] * 4 + ["ELG", "QSO"],
+        }
+    )
     flux = rng.normal(1.0, 0.1, (6, grid.n_pixels)).astype(np.float32)
-    write_spectra(tmp_path / "test.fits", SpectrumSet(grid.wavelength, flux, np.full_like(flux, 100.0), truth, grid))
+    write_spectra(
+        tmp_path / "test.fits", SpectrumSet(grid.wavelength, flux, np.full_like(flux, 100.0), truth, grid)
+    )
     outputs = [str(tmp_path / f"o.{ext}") for ext in ("json", "csv", "png")]
-    summary = score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
-                              "m", "c", "t", *outputs, testset_file=str(tmp_path / "test.fits"),
-                              fp_figure=str(tmp_path / "fp.png"))
-    assert summary["false_positives_at_crossing"] == {"ELG": {"n": 1, "detected": 1, "rate": 1.0},
-                                                      "QSO": {"n": 1, "detected": 0, "rate": 0.0}}
+    summary = score_catalogue(
+        str(tmp_path / "pred.fits"),
+        {"threshold_grid": {"start": 0, "stop": 1, "n": 5}},
+        "m",
+        "c",
+        "t",
+        *outputs,
+        testset_file=str(tmp_path / "test.fits"),
+        fp_figure=str(tmp_path / "fp.png"),
+    )
+    assert summary["false_positives_at_crossing"] == {
+        "ELG": {"n": 1, "detected": 1, "rate": 1.0},
+        "QSO": {"n": 1, "detected": 0, "rate": 0.0},
+    }
     assert (tmp_path / "fp.png").read_bytes()[:4] == b"\x89PNG"
 
     write_spectra(tmp_path / "short.fits", SpectrumSet(grid.wavelength, flux[:5], flux[:5], truth[:5], grid))
     with pytest.raises(LymannetError, match="5 spectra but the catalogue has 6 rows") as error:
-        score_catalogue(str(tmp_path / "pred.fits"), {}, "m", "c", "t", *outputs,
-                        testset_file=str(tmp_path / "short.fits"), fp_figure=str(tmp_path / "fp2.png"))
+        score_catalogue(
+            str(tmp_path / "pred.fits"),
+            {},
+            "m",
+            "c",
+            "t",
+            *outputs,
+            testset_file=str(tmp_path / "short.fits"),
+            fp_figure=str(tmp_path / "fp2.png"),
+        )
     assert "short.fits" in str(error.value) and not (tmp_path / "fp2.png").exists()

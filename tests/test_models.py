@@ -128,11 +128,7 @@ def test_detached_mlp_z_does_not_train_the_line_finder():
 
 
 @pytest.mark.parametrize(
-    "grid, n_boxes, lines",
-    [
-        (LINEAR_800, 40, LBG_LINES),
-        (Grid.quasarnet(), 13, QSO_LINES),
-    ],
+    "grid, n_boxes, lines", [(LINEAR_800, 40, LBG_LINES), (Grid.quasarnet(), 13, QSO_LINES)]
 )
 def test_encode_decode_round_trip(grid, n_boxes, lines):
     rng = np.random.default_rng(1)
@@ -216,5 +212,3 @@ def test_end_to_end_loss_terms():
     assert parts["z"].item() == pytest.approx(huber, rel=1e-5)
     assert parts["class"].item() == pytest.approx(math.log(2), rel=1e-6)
     assert total.item() == pytest.approx(huber + math.log(2), rel=1e-5)
-
-

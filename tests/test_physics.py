@@ -69,7 +69,9 @@ def test_photon_counting():
 
 def test_both_simulators_draw_the_shared_quasar_lines():
     lines = {line.name: line for line in physics.QSO_BROAD_LINES}
-    assert lines["CIV"].ew == pytest.approx(23.8) and lines["MGII"].ew == pytest.approx(32.3)  # Vanden Berk 2001
+    assert lines["CIV"].ew == pytest.approx(23.8) and lines["MGII"].ew == pytest.approx(
+        32.3
+    )  # Vanden Berk 2001
     params = fourmost_simulate.draw_sightlines({"n_spectra": 3}, 1)
     assert params["ew_scatter"].shape == (3, len(physics.QSO_BROAD_LINES))
 

@@ -41,8 +41,10 @@ def test_localisers_follow_the_bal_method(fourmost):
     plan = FourmostPlan(fourmost)
     assert plan.localisers() == ["location", "location_bal"]
     inputs = plan.score_dla_location_inputs("medium")
-    assert inputs["localisers"] == ["results/fourmost/medium/models/location.pt",
-                                    "results/fourmost/medium/models/location_bal.pt"]
+    assert inputs["localisers"] == [
+        "results/fourmost/medium/models/location.pt",
+        "results/fourmost/medium/models/location_bal.pt",
+    ]
     assert plan.model_config("location_bal") == plan.model_config("location")
 
 
@@ -50,26 +52,37 @@ def test_presence_inputs_only_with_its_pipeline(fourmost):
     with_presence = FourmostPlan(fourmost).calibrate_dla_inputs("demo")
     fourmost["pipelines"]["dla_presence"] = False
     without = FourmostPlan(fourmost).calibrate_dla_inputs("demo")
-    assert with_presence["presence"] == "results/fourmost/demo/models/presence.pt" and "presence" not in without
+    assert (
+        with_presence["presence"] == "results/fourmost/demo/models/presence.pt" and "presence" not in without
+    )
     summary = FourmostPlan(fourmost).summary_inputs("demo")
-    assert "presence" not in summary and summary["location"] == "results/fourmost/demo/dla_location/metrics.json"
+    assert (
+        "presence" not in summary and summary["location"] == "results/fourmost/demo/dla_location/metrics.json"
+    )
 
 
 def test_a_study_variant_that_changes_nothing_is_the_main_model(fourmost):
     plan = FourmostPlan(fourmost)
-    batch = fourmost["models"].get("dense", {}).get("train", {}).get("batch_size", TRAIN_DEFAULTS["batch_size"])
+    batch = (
+        fourmost["models"].get("dense", {}).get("train", {}).get("batch_size", TRAIN_DEFAULTS["batch_size"])
+    )
     same = "b64" if batch == 64 else "b32"
     assert plan.variant_is_base("demo", "dense", "batch_size", same)
     assert not plan.variant_is_base("demo", "dense", "sample_size", "n1000")
     inputs = plan.study_inputs("demo", "sample_size")
     assert "results/fourmost/demo/studies/sample_size/n1000/redshift/dense/metrics.json" in inputs["metrics"]
-    assert "results/fourmost/demo/redshift/dense/metrics.json" in inputs["metrics"]  # n_train null: the main model
+    assert (
+        "results/fourmost/demo/redshift/dense/metrics.json" in inputs["metrics"]
+    )  # n_train null: the main model
     with pytest.raises(ConfigError, match="unknown variant 'n5'"):
         plan.variant_settings("demo", "dense", "sample_size", "n5")
 
 
 def test_outputs_only_when_enabled(fourmost):
-    assert FourmostPlan(fourmost).outputs()[:2] == ["results/fourmost/demo/summary.md", "results/fourmost/demo/summary.csv"]
+    assert FourmostPlan(fourmost).outputs()[:2] == [
+        "results/fourmost/demo/summary.md",
+        "results/fourmost/demo/summary.csv",
+    ]
     disabled = copy.deepcopy(fourmost)
     disabled["enabled"] = False
     assert FourmostPlan(disabled).outputs() == []

@@ -25,8 +25,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+)
 
 # Appended to a copy of the report: decodes every embedded image in the page and records its size
 # in the DOM, where --dump-dom can read it.
@@ -59,9 +65,21 @@ def chromium_executable() -> str | None:
 
 def build_report(workdir: Path, report: str = "results/report.html", timeout: float = 600) -> Path:
     """Run ``snakemake --report`` in ``workdir`` (where the workflow has run)."""
-    command = ["timeout", "-s", "KILL", str(int(timeout)), SNAKEMAKE, "--directory", str(workdir), "--report", report]
+    command = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(int(timeout)),
+        SNAKEMAKE,
+        "--directory",
+        str(workdir),
+        "--report",
+        report,
+    ]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
-    assert result.returncode == 0, f"snakemake --report failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert (
+        result.returncode == 0
+    ), f"snakemake --report failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return workdir / report
 
 
@@ -84,22 +102,42 @@ def browser_probe(report: Path, chromium: str, timeout: float = 120) -> tuple[st
         html = report.read_text()
         cut = html.rfind("</body>")  # the page's own; earlier ones sit inside JavaScript strings
         probed.write_text(html[:cut] + PROBE + html[cut:])
-        command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile", "--virtual-time-budget=20000",
-                   "--dump-dom", probed.as_uri()]
+        command = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp}/profile",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            probed.as_uri(),
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0 and result.stdout, f"chromium failed: {result.stderr[-3000:]}"
-        screenshot = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile", "--virtual-time-budget=20000",
-                      "--window-size=1400,1000", f"--screenshot={report.with_suffix('.png')}", report.as_uri()]
+        screenshot = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp}/profile",
+            "--virtual-time-budget=20000",
+            "--window-size=1400,1000",
+            f"--screenshot={report.with_suffix('.png')}",
+            report.as_uri(),
+        ]
         subprocess.run(screenshot, capture_output=True, text=True, timeout=timeout)  # for a person to look at
     dom = result.stdout
     widths = dict(re.findall(r'<span data-key="([^"]+)" data-width="([^"]+)"', dom))
-    body = dom[dom.find("<body"):]
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", "", body, flags=re.S)))
+    body = dom[dom.find("<body") :]
+    text = re.sub(
+        r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", "", body, flags=re.S))
+    )
     return text, widths
 
 
-def check_report(workdir: str | Path, expected: list[str] | None = None, build: bool = True,
-                 report: str = "results/report.html", browser: bool = True) -> dict[str, int]:
+def check_report(
+    workdir: str | Path,
+    expected: list[str] | None = None,
+    build: bool = True,
+    report: str = "results/report.html",
+    browser: bool = True,
+) -> dict[str, int]:
     """Build (unless ``build=False``) and check the report of ``workdir``; return {figure: width in px}.
 
     ``expected``: the figures that must be in the report (default: every PNG under results/).
@@ -130,13 +168,17 @@ def check_report(workdir: str | Path, expected: list[str] | None = None, build: 
     categories = {entry.get("category") for entry in results.values() if entry.get("category")}
     unrendered = [c for c in categories if c not in text]
     assert not unrendered, f"categories not shown in the rendered report: {unrendered}"
-    bad = {name: widths.get(name) for name in expected if not str(widths.get(name, "")).isdigit()
-           or int(widths[name]) < 100}
+    bad = {
+        name: widths.get(name)
+        for name in expected
+        if not str(widths.get(name, "")).isdigit() or int(widths[name]) < 100
+    }
     assert not bad, f"figures the browser could not display: {bad}"
     return {name: int(widths[name]) for name in expected}
 
 
 # --- tests -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_report_of_the_demo(demo_run):
@@ -195,13 +237,20 @@ def test_report_of_a_small_workflow(tmp_path):
 
     write_hand_catalogue(tmp_path / "pred.fits")
     (tmp_path / "Snakefile").write_text(MINI_SNAKEFILE.format(repo=REPO))
-    run = subprocess.run(["timeout", "-s", "KILL", "600", SNAKEMAKE, "--cores", "1", "--directory", str(tmp_path)],
-                         cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    run = subprocess.run(
+        ["timeout", "-s", "KILL", "600", SNAKEMAKE, "--cores", "1", "--directory", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     widths = check_report(tmp_path)
-    assert sorted(widths) == ["results/plots/combos.png", "results/plots/compare_test_z3.png",
-                              "results/scores/classic/data_to_train_1/test_z3.png",
-                              "results/scores/classic/data_to_train_1/test_z3_pe.png",
-                              "results/scores/initial/initial/test_z3.png",
-                              "results/scores/initial/initial/test_z3_pe.png"]
+    assert sorted(widths) == [
+        "results/plots/combos.png",
+        "results/plots/compare_test_z3.png",
+        "results/scores/classic/data_to_train_1/test_z3.png",
+        "results/scores/classic/data_to_train_1/test_z3_pe.png",
+        "results/scores/initial/initial/test_z3.png",
+        "results/scores/initial/initial/test_z3_pe.png",
+    ]

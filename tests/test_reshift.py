@@ -32,9 +32,17 @@ FOREST, CONTINUUM = (1050.0, 1180.0), (1270.0, 1380.0)
 
 def simulate_lbgs(folder: Path, z: float, n: int = N_PER_SET) -> Path:
     name = f"lbg_z{z}"
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
-            "populations": {"LBG": {"n": n, "z": [z, z]}}}
-    coadd, truth, output = folder / f"{name}_coadd.fits", folder / f"{name}_truth.fits", folder / f"{name}.fits"
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [22.5, 24.5],
+        "populations": {"LBG": {"n": n, "z": [z, z]}},
+    }
+    coadd, truth, output = (
+        folder / f"{name}_coadd.fits",
+        folder / f"{name}_truth.fits",
+        folder / f"{name}.fits",
+    )
     simulate.simulate_dataset(spec, 11, name, coadd, truth)
     ingest([str(coadd)], str(truth), GRID, str(output), name, INGEST)
     return output
@@ -60,8 +68,13 @@ def shifted(lbg_sets, tmp_path_factory) -> dict[tuple[str, bool], SpectrumSet]:
     for z0, ratio, _ in SHIFTS:
         for thesis in (False, True):
             output = folder / f"{ratio.replace('/', '_')}_{thesis}.fits"
-            augment.augment_variant(lbg_sets[z0], output, {"ops": [{"shift": {"ratio": ratio, "thesis": thesis}}]},
-                                    3, f"offset of {ratio}")
+            augment.augment_variant(
+                lbg_sets[z0],
+                output,
+                {"ops": [{"shift": {"ratio": ratio, "thesis": thesis}}]},
+                3,
+                f"offset of {ratio}",
+            )
             out[ratio, thesis] = read_network(output)
     return out
 
@@ -88,8 +101,10 @@ def test_shifted_forest_has_the_destination_transmission(lbg_sets, shifted, z0, 
 
 def noise_bins() -> dict[str, np.ndarray]:
     overlap = ARM_OVERLAPS[0]  # the 5760-5800 A dichroic overlap
-    return {"5577 A": GRID.pixel_index(np.array([5577.3])),
-            "5800 A overlap": np.flatnonzero((GRID.centres > overlap[0]) & (GRID.centres < overlap[1]))}
+    return {
+        "5577 A": GRID.pixel_index(np.array([5577.3])),
+        "5800 A overlap": np.flatnonzero((GRID.centres > overlap[0]) & (GRID.centres < overlap[1])),
+    }
 
 
 def noise_level(spectra: SpectrumSet, bins: np.ndarray) -> float:
@@ -112,13 +127,18 @@ def test_shifted_noise_is_that_of_the_destination_wavelengths(lbg_sets, shifted,
     unshifted = read_network(lbg_sets[z1])  # observed at z1 with the same exposure and magnitudes
     for where, bins in noise_bins().items():
         moved, reference = noise_level(shifted[ratio, False], bins), noise_level(unshifted, bins)
-        assert moved / reference == pytest.approx(1.0, abs=0.2), f"{ratio} at {where}: sigma {moved:.4f} vs {reference:.4f}"
+        assert moved / reference == pytest.approx(
+            1.0, abs=0.2
+        ), f"{ratio} at {where}: sigma {moved:.4f} vs {reference:.4f}"
         # and the flux scatters as that ivar says (so the noise level, not only ivar, matches)
         assert noise_over_ivar(shifted[ratio, False], bins) == pytest.approx(1.0, abs=0.2)
     # Nowhere (redward of Ly-alpha, where no IGM gain scales the noise) is the noise more than
     # 2x (MODEL_VARIANCE_FACTOR = 4 in variance) that of the destination, times sqrt(r) for a
     # stretch: the source's arm roll-offs (up to 4.9x) are modelled, not carried along
-    sigma = [np.median(1 / np.sqrt(np.where(s.ivar > 0, s.ivar, np.nan)), axis=0) for s in (shifted[ratio, False], unshifted)]
+    sigma = [
+        np.median(1 / np.sqrt(np.where(s.ivar > 0, s.ivar, np.nan)), axis=0)
+        for s in (shifted[ratio, False], unshifted)
+    ]
     redward = (GRID.centres > 1216.0 * (1 + z1)) & np.isfinite(sigma[1])
     stretch = max(parse_ratio(ratio), 1.0)
     assert np.max(sigma[0][redward] / sigma[1][redward]) < 2.0 * np.sqrt(stretch) * 1.05
@@ -146,7 +166,10 @@ def test_shift_leaves_no_empty_end(lbg_sets, shifted, z0, ratio, z1):
         assert filled.sum() > 250
         rest = GRID.centres / (1 + z1)
         reference = (rest > 1600) & (rest < 2000)
-        shape = [spectra.flux[:, filled].mean() / spectra.flux[:, reference].mean() for spectra in (moved, unshifted)]
+        shape = [
+            spectra.flux[:, filled].mean() / spectra.flux[:, reference].mean()
+            for spectra in (moved, unshifted)
+        ]
         assert shape[0] / shape[1] == pytest.approx(1.0, abs=0.1)
 
 
@@ -163,7 +186,11 @@ def demo_config() -> dict:
 
 
 def small_dataset(folder: Path, name: str, spec: dict) -> Path:
-    coadd, truth, output = folder / f"{name}_coadd.fits", folder / f"{name}_truth.fits", folder / f"{name}.fits"
+    coadd, truth, output = (
+        folder / f"{name}_coadd.fits",
+        folder / f"{name}_truth.fits",
+        folder / f"{name}.fits",
+    )
     simulate.simulate_dataset(spec, 5, name, coadd, truth)
     ingest([str(coadd)], str(truth), GRID, str(output), name, INGEST)
     return output
@@ -177,17 +204,27 @@ def demo_sources(tmp_path_factory) -> dict[str, Path]:
 
     config, folder = demo_config(), tmp_path_factory.mktemp("demo_small")
     survey = dict(config["datasets"]["survey"]["simulate"])
-    survey["populations"] = {kind: dict(pop, n=max(40, pop["n"] // 10)) for kind, pop in survey["populations"].items()}
+    survey["populations"] = {
+        kind: dict(pop, n=max(40, pop["n"] // 10)) for kind, pop in survey["populations"].items()
+    }
     templates = dict(config["datasets"]["templates"]["simulate"], copies=1, mag_levels=[23.0, 24.0])
     sources = {"survey": small_dataset(folder, "survey", survey)}
     pool = small_dataset(folder, "templates", templates)
     sources["resampled:templates"] = folder / "resampled_templates.fits"
-    resample_templates(pool, sources["resampled:templates"], folder / "resampled.png",
-                       config["resample_templates"]["templates"]["offset_width"], config["seed"], "templates")
+    resample_templates(
+        pool,
+        sources["resampled:templates"],
+        folder / "resampled.png",
+        config["resample_templates"]["templates"]["offset_width"],
+        config["seed"],
+        "templates",
+    )
     return sources
 
 
-def build_combo(config: dict, combo: str, sources: dict[str, Path], folder: Path, thesis: bool = False) -> SpectrumSet:
+def build_combo(
+    config: dict, combo: str, sources: dict[str, Path], folder: Path, thesis: bool = False
+) -> SpectrumSet:
     """A combo's train + validation rows, its variants built with the demo's recipes
     (thesis: every shift as eq. 3.1 alone)."""
     from lymannet.combine import combine
@@ -197,16 +234,31 @@ def build_combo(config: dict, combo: str, sources: dict[str, Path], folder: Path
     for name in config["combos"][combo]["members"]:
         spec = dict(config["variants"][name])
         if thesis:
-            spec["ops"] = [{"shift": dict(op["shift"], thesis=True)} if "shift" in op else op for op in spec["ops"]]
+            spec["ops"] = [
+                {"shift": dict(op["shift"], thesis=True)} if "shift" in op else op for op in spec["ops"]
+            ]
         members[name] = folder / f"{slugify(name)}.fits"
         if not members[name].exists():
             augment.augment_variant(sources[spec["source"]], members[name], spec, config["seed"], name)
     out = {side: folder / f"{combo}_{side}.fits" for side in ("train", "val")}
-    combine({k: str(v) for k, v in members.items()}, config["combos"][combo], config["seed"], combo, out["train"],
-            out["val"], folder / f"{combo}.csv", folder / f"{combo}.png")
+    combine(
+        {k: str(v) for k, v in members.items()},
+        config["combos"][combo],
+        config["seed"],
+        combo,
+        out["train"],
+        out["val"],
+        folder / f"{combo}.csv",
+        folder / f"{combo}.png",
+    )
     parts = [read_spectra(out[side]) for side in ("train", "val")]
-    return SpectrumSet(GRID.wavelength, np.concatenate([p.flux for p in parts]), np.concatenate([p.ivar for p in parts]),
-                       pd.concat([p.truth for p in parts], ignore_index=True), GRID)
+    return SpectrumSet(
+        GRID.wavelength,
+        np.concatenate([p.flux for p in parts]),
+        np.concatenate([p.ivar for p in parts]),
+        pd.concat([p.truth for p in parts], ignore_index=True),
+        GRID,
+    )
 
 
 def zero_ivar_ks(spectra: SpectrumSet) -> tuple[float, int, int]:
@@ -230,7 +282,9 @@ def test_zero_ivar_fraction_is_the_same_for_lbgs_and_contaminants(demo_sources, 
 
 def test_thesis_shift_gives_lbgs_their_own_gaps(demo_sources, tmp_path):
     """The same KS test fails with eq. 3.1 alone: only shifted LBGs carry empty ends."""
-    p_value, _, _ = zero_ivar_ks(build_combo(demo_config(), "data_to_train_1", demo_sources, tmp_path, thesis=True))
+    p_value, _, _ = zero_ivar_ks(
+        build_combo(demo_config(), "data_to_train_1", demo_sources, tmp_path, thesis=True)
+    )
     assert p_value < 1e-6
 
 
@@ -239,7 +293,9 @@ def test_boosted_offset_is_not_a_second_offset_of_5_4(demo_sources, tmp_path):
     sets = {}
     for name in ("offset of 5/4", "offset of 5/4 boosted"):
         output = tmp_path / f"{slugify(name)}.fits"
-        augment.augment_variant(demo_sources["survey"], output, config["variants"][name], config["seed"], name)
+        augment.augment_variant(
+            demo_sources["survey"], output, config["variants"][name], config["seed"], name
+        )
         sets[name] = read_network(output).truth
     plain, boosted = sets["offset of 5/4"], sets["offset of 5/4 boosted"]
     parent_z = (1 + boosted["Z"]) / 1.25 - 1  # within +-0.1 / 1.25 of z0 (jitter 0.2)
@@ -251,13 +307,26 @@ def test_boosted_offset_is_not_a_second_offset_of_5_4(demo_sources, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # real DESI coadds: the shift reads only Z and the spectra (no EXPTIME, magnitude or fibre)
 
+
 def test_real_edr_spectra_shift_with_masked_pixels_kept_in_place(fixtures_dir, tmp_path):
-    coadds = [fixtures_dir / "desi-edr" / name for name in ("coadd-5-169-thru20210419.fits", "coadd-sv3-dark-26065.fits")]
+    coadds = [
+        fixtures_dir / "desi-edr" / name
+        for name in ("coadd-5-169-thru20210419.fits", "coadd-sv3-dark-26065.fits")
+    ]
     truth = tmp_path / "vi.csv"
-    truth.write_text("TARGETID,Z,SPECTYPE\n39633300968442591,2.8,LBG\n39627866878511337,3.0,LBG\n"
-                     "39627866878514741,3.2,LBG\n")
+    truth.write_text(
+        "TARGETID,Z,SPECTYPE\n39633300968442591,2.8,LBG\n39627866878511337,3.0,LBG\n"
+        "39627866878514741,3.2,LBG\n"
+    )
     pool = tmp_path / "edr.fits"
-    ingest([str(path) for path in coadds], str(truth), GRID, str(pool), "edr", {**INGEST, "missing_truth": "drop"})
+    ingest(
+        [str(path) for path in coadds],
+        str(truth),
+        GRID,
+        str(pool),
+        "edr",
+        {**INGEST, "missing_truth": "drop"},
+    )
     output = tmp_path / "shifted.fits"
     spec = {"ops": [{"shift": {"ratio": "5/4"}}], "keep_native": True}
     assert augment.augment_variant(pool, output, spec, 1, "edr 5/4") == 3
@@ -277,6 +346,7 @@ def test_real_edr_spectra_shift_with_masked_pixels_kept_in_place(fixtures_dir, t
 # ---------------------------------------------------------------------------------------------
 # the IGM factor on its own
 
+
 def test_igm_correction_is_the_i14_mean_ratio_with_scatter_and_a_bounded_gain():
     from lymannet.desi import native_wavelength
     from lymannet.igm import InoueIGM
@@ -288,17 +358,24 @@ def test_igm_correction_is_the_i14_mean_ratio_with_scatter_and_a_bounded_gain():
     assert capped == 0 and up.shape[1] == np.searchsorted(wave, 1215.67 * 4.0, side="right")
     rest = wave[: up.shape[1]] / 4.0
     forest = (rest > 1050) & (rest < 1180)
-    expected = InoueIGM(wave * 1.25).transmission(np.array([4.0]))[0] / InoueIGM(wave).transmission(np.array([3.0]))[0]
+    expected = (
+        InoueIGM(wave * 1.25).transmission(np.array([4.0]))[0]
+        / InoueIGM(wave).transmission(np.array([3.0]))[0]
+    )
     # <t> over sightlines is the mean ratio (0.69 at rest 1100 A); one sightline scatters around it
     np.testing.assert_allclose(up[:, forest].mean(axis=0), expected[: up.shape[1]][forest], rtol=0.03)
     assert up[:, forest].std(axis=0).min() > 0.1 and (up <= 1.0).all()
     down, capped = igm_correction(wave, np.full(4, 3.8), np.full(4, 2.6), np.random.default_rng(1))
     assert capped > 0 and down.max() == pytest.approx(MAX_IGM_GAIN) and (down >= 1.0).all()
     rest = wave[: down.shape[1]] / 4.8
-    gain = InoueIGM(wave * 0.75).transmission(np.array([2.6]))[0] / InoueIGM(wave).transmission(np.array([3.8]))[0]
+    gain = (
+        InoueIGM(wave * 0.75).transmission(np.array([2.6]))[0]
+        / InoueIGM(wave).transmission(np.array([3.8]))[0]
+    )
     unbounded = (rest > 1050) & (rest < 1180) & (gain[: down.shape[1]] < MAX_IGM_GAIN)
-    np.testing.assert_allclose(down[:, unbounded], np.broadcast_to(gain[: down.shape[1]][unbounded], (4, unbounded.sum())),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        down[:, unbounded], np.broadcast_to(gain[: down.shape[1]][unbounded], (4, unbounded.sum())), rtol=1e-3
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,16 +392,23 @@ def online_shifted(spectra: SpectrumSet, z1: float, thesis: bool = False, seed: 
 
     z0 = np.array(spectra.truth["Z"], dtype=np.float64)
     dz = float(z1 - z0[0])
-    augmentation = OnlineAugmentation({"shift": {"p": 1.0, "z_range": [dz, dz], "thesis": thesis,
-                                                 "classes": {"LBG": [1.5, 4.5]}}}, GRID)
+    augmentation = OnlineAugmentation(
+        {"shift": {"p": 1.0, "z_range": [dz, dz], "thesis": thesis, "classes": {"LBG": [1.5, 4.5]}}}, GRID
+    )
     generator = torch.Generator().manual_seed(seed)
     codes = torch.as_tensor(spectype_codes(spectra.truth["SPECTYPE"].to_numpy()))
     parts = []
     for start in range(0, len(z0), 64):
         rows = slice(start, start + 64)
-        parts.append(augmentation(torch.from_numpy(np.ascontiguousarray(spectra.flux[rows])),
-                                  torch.from_numpy(np.ascontiguousarray(spectra.ivar[rows])),
-                                  torch.from_numpy(z0[rows]), generator, spectype=codes[rows]))
+        parts.append(
+            augmentation(
+                torch.from_numpy(np.ascontiguousarray(spectra.flux[rows])),
+                torch.from_numpy(np.ascontiguousarray(spectra.ivar[rows])),
+                torch.from_numpy(z0[rows]),
+                generator,
+                spectype=codes[rows],
+            )
+        )
     flux, ivar, z = (torch.cat([part[k] for part in parts]).numpy() for k in range(3))
     return SpectrumSet(GRID.wavelength, flux, ivar, spectra.truth.assign(Z=z.astype(np.float64)), GRID)
 

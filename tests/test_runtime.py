@@ -21,8 +21,10 @@ def test_pin_sets_and_clears_the_library_variables():
     environ = {"PATH": "/bin", "MKL_CBWR": "AUTO", "OPENBLAS_CORETYPE": "SkylakeX"}
     assert pin_cpu_isa("avx2", environ) == CPU_ISA_PINS["avx2"]
     assert environ == {"PATH": "/bin", **CPU_ISA_PINS["avx2"]}
-    assert CPU_ISA_PINS["avx2"].items() >= {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                                            "MKL_CBWR": "AVX2"}.items()
+    assert (
+        CPU_ISA_PINS["avx2"].items()
+        >= {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}.items()
+    )
     if HAS_AVX2:
         assert environ["OPENBLAS_CORETYPE"] == "Haswell"
         # numpy's AVX-512 dispatch targets, by the names this numpy uses (2.4: X86_V4 AVX512_ICL AVX512_SPR)
@@ -44,7 +46,9 @@ def test_a_pinned_process_runs_avx2_kernels():
     )
     environ = dict(os.environ)
     pin_cpu_isa("avx2", environ)
-    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    ).stdout
     record = json.loads(out)
     assert record["capability"] == "AVX2"
     assert record["ONEDNN_MAX_CPU_ISA"] == "AVX2" and record["MKL_CBWR"] == "AVX2"
@@ -65,5 +69,7 @@ def test_pinned_numpy_rounds_as_the_c_library():
     )
     environ = dict(os.environ)
     pin_cpu_isa("avx2", environ)
-    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["0", "0"]

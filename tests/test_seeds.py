@@ -52,15 +52,27 @@ def test_seeds_expand_into_member_aliases():
     assert run_seeds({"model": "m", "combo": "c"}) == [0]
     assert run_seeds({"model": "m", "combo": "c", "seeds": 3}) == [0, 1, 2]
     assert run_seeds({"model": "m", "combo": "c", "seeds": [2, 1, 2]}) == [2, 1]
-    config = {"runs": [{"model": "initial", "combo": "initial"},
-                       {"model": "classic", "combo": "d1", "seeds": 3, "ensemble": True},
-                       {"model": "hyp", "combo": "initial", "seeds": [1, 4]}]}
-    assert run_pairs(config) == [("initial", "initial"), ("classic", "d1"), ("classic.seed1", "d1"),
-                                 ("classic.seed2", "d1"), ("hyp.seed1", "initial"), ("hyp.seed4", "initial")]
+    config = {
+        "runs": [
+            {"model": "initial", "combo": "initial"},
+            {"model": "classic", "combo": "d1", "seeds": 3, "ensemble": True},
+            {"model": "hyp", "combo": "initial", "seeds": [1, 4]},
+        ]
+    }
+    assert run_pairs(config) == [
+        ("initial", "initial"),
+        ("classic", "d1"),
+        ("classic.seed1", "d1"),
+        ("classic.seed2", "d1"),
+        ("hyp.seed1", "initial"),
+        ("hyp.seed4", "initial"),
+    ]
     assert ensemble_runs(config) == [("classic.ensemble", "d1")]
     groups = seed_groups(config["runs"])
-    assert [(g["model"], g["seeds"], g["ensemble"]) for g in groups] == [("classic", [0, 1, 2], True),
-                                                                        ("hyp", [1, 4], False)]
+    assert [(g["model"], g["seeds"], g["ensemble"]) for g in groups] == [
+        ("classic", [0, 1, 2], True),
+        ("hyp", [1, 4], False),
+    ]
     models = ["initial", "classic", "hyp", "gamma_0.1"]
     assert base_model("classic", models) == ("classic", 0)
     assert base_model("classic.seed12", models) == ("classic", 12)
@@ -96,9 +108,15 @@ def test_seed_checks_name_the_culprit():
         run_seeds({"model": "m", "combo": "c", "seeds": 0})
     both = copy.deepcopy(config)
     both["runs"][1].update(seeds=3, ensemble=True)
-    both["experiments"] = {"s": {"kind": "seeds", "runs": [{"model": "classic", "combo": "data_to_train_1",
-                                                             "seeds": 5, "ensemble": True}]}}
-    with pytest.raises(ConfigError, match="classic.ensemble/data_to_train_1: runs and experiments.s give it other"):
+    both["experiments"] = {
+        "s": {
+            "kind": "seeds",
+            "runs": [{"model": "classic", "combo": "data_to_train_1", "seeds": 5, "ensemble": True}],
+        }
+    }
+    with pytest.raises(
+        ConfigError, match="classic.ensemble/data_to_train_1: runs and experiments.s give it other"
+    ):
         ensemble_members(both)
 
 
@@ -110,10 +128,18 @@ def test_seeds_experiment_checks():
     check_config(config)
     check_experiments(config)
     spec = config["experiments"]["seeds"]
-    assert experiment_testsets(config, spec) == ["test_z3", "test_lowz", "test_highz", "test_robust_physics",
-                                                 "test_robust_observing"]
+    assert experiment_testsets(config, spec) == [
+        "test_z3",
+        "test_lowz",
+        "test_highz",
+        "test_robust_physics",
+        "test_robust_observing",
+    ]
     assert "results/experiments/seeds/summary.md" in experiment_outputs(config)
-    assert set(ensemble_members(config)) == {("initial.ensemble", "initial"), ("classic.ensemble", "data_to_train_1")}
+    assert set(ensemble_members(config)) == {
+        ("initial.ensemble", "initial"),
+        ("classic.ensemble", "data_to_train_1"),
+    }
     one_seed = copy.deepcopy(config)
     one_seed["experiments"]["seeds"]["runs"] = [{"model": "initial", "combo": "initial"}]
     with pytest.raises(ConfigError, match="kind seeds needs a run with 2 seeds or more"):
@@ -143,11 +169,14 @@ def test_distinct_seeds_give_distinct_job_seeds():
 
 def test_seeds_overlay_plans_one_train_job_per_seed(tmp_path):
     workdir = copy_workflow(tmp_path / "seeds")
-    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml", "config/experiments/seeds.yaml",
-                        "--", "experiments")
+    jobs = planned_jobs(
+        workdir, "--configfile", "config/config.yaml", "config/experiments/seeds.yaml", "--", "experiments"
+    )
     trained = sorted((wc["model"], wc["combo"]) for rule, wc in jobs if rule == "train")
-    assert trained == sorted([(member_name("initial", k), "initial") for k in range(5)]
-                             + [(member_name("classic", k), "data_to_train_1") for k in range(5)])
+    assert trained == sorted(
+        [(member_name("initial", k), "initial") for k in range(5)]
+        + [(member_name("classic", k), "data_to_train_1") for k in range(5)]
+    )
     ensembles = {(wc["model"], wc["combo"], wc["testset"]) for rule, wc in jobs if rule == "predict_ensemble"}
     assert ("classic", "data_to_train_1", "test_lowz") in ensembles and len(ensembles) == 10
     scored = {wc["model"] for rule, wc in jobs if rule == "score"}
@@ -177,14 +206,32 @@ LINE = Line("LYA", 1215.67, "emission")
 
 def write_member(path: Path, prob, z_pred, zerr=None, target_ids=None) -> None:
     n = len(prob)
-    table = pd.DataFrame({
-        "TARGETID": np.arange(n) if target_ids is None else target_ids,
-        "Z": [3.0, 3.1, 2.9, 0.1, 0.2, 1.0][:n], "SPECTYPE": ["LBG", "LBG", "LBG", "ELG", "QSO", "STAR"][:n],
-        "Z_PRED": z_pred, "BEST_LINE": "LYA", "C_BEST": prob, "IS_LBG": np.asarray(prob) > 0.5,
-        "PROB": prob, "ZERR": np.full(n, 0.01) if zerr is None else zerr, "C_LYA": prob, "Z_LYA": z_pred,
-    })
-    write_catalogue(path, table, (LINE,), [{"name": "MODEL", "value": str(path)}, {"name": "MODELSHA", "value": "ab"},
-                                           {"name": "TARGCLS", "value": "LBG"}], {})
+    table = pd.DataFrame(
+        {
+            "TARGETID": np.arange(n) if target_ids is None else target_ids,
+            "Z": [3.0, 3.1, 2.9, 0.1, 0.2, 1.0][:n],
+            "SPECTYPE": ["LBG", "LBG", "LBG", "ELG", "QSO", "STAR"][:n],
+            "Z_PRED": z_pred,
+            "BEST_LINE": "LYA",
+            "C_BEST": prob,
+            "IS_LBG": np.asarray(prob) > 0.5,
+            "PROB": prob,
+            "ZERR": np.full(n, 0.01) if zerr is None else zerr,
+            "C_LYA": prob,
+            "Z_LYA": z_pred,
+        }
+    )
+    write_catalogue(
+        path,
+        table,
+        (LINE,),
+        [
+            {"name": "MODEL", "value": str(path)},
+            {"name": "MODELSHA", "value": "ab"},
+            {"name": "TARGCLS", "value": "LBG"},
+        ],
+        {},
+    )
 
 
 def test_ensemble_averages_prob_and_takes_the_most_confident_members_redshift(tmp_path):
@@ -199,8 +246,24 @@ def test_ensemble_averages_prob_and_takes_the_most_confident_members_redshift(tm
     catalogue = read_catalogue(tmp_path / "ens.fits")
     table = catalogue.table
     assert catalogue.line_names == ["ENSEMBLE"]
-    assert {"TARGETID", "Z", "SPECTYPE", "Z_PRED", "ZERR", "PROB", "PROB_STD", "BEST_SEED", "BEST_LINE", "IS_LBG",
-            "C_ENSEMBLE", "Z_ENSEMBLE", "PROB_S0", "PROB_S1", "PROB_S4", "ZPRED_S4"} <= set(table.columns)
+    assert {
+        "TARGETID",
+        "Z",
+        "SPECTYPE",
+        "Z_PRED",
+        "ZERR",
+        "PROB",
+        "PROB_STD",
+        "BEST_SEED",
+        "BEST_LINE",
+        "IS_LBG",
+        "C_ENSEMBLE",
+        "Z_ENSEMBLE",
+        "PROB_S0",
+        "PROB_S1",
+        "PROB_S4",
+        "ZPRED_S4",
+    } <= set(table.columns)
     assert table["PROB"].to_numpy() == pytest.approx(np.mean(probs, axis=0), abs=1e-6)
     assert table["C_ENSEMBLE"].to_numpy() == pytest.approx(table["PROB"].to_numpy())
     assert table["PROB_STD"].to_numpy() == pytest.approx(np.std(probs, axis=0, ddof=1), abs=1e-6)
@@ -208,15 +271,29 @@ def test_ensemble_averages_prob_and_takes_the_most_confident_members_redshift(tm
     assert table["BEST_SEED"].tolist() == [0, 1, 0, 1, 0, 0]
     assert table["Z_PRED"].to_numpy() == pytest.approx([3.0, 3.1, 2.9, 0.6, 2.0, 1.5], abs=1e-6)
     assert table["ZERR"].to_numpy() == pytest.approx([0.01, 0.02, 0.01, 0.02, 0.01, 0.01], abs=1e-6)
-    assert table["IS_LBG"].tolist() == [True, False, False, False, False, False]  # mean PROB 0.6, 0.5, 0.5, ...
+    assert table["IS_LBG"].tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]  # mean PROB 0.6, 0.5, 0.5, ...
     assert catalogue.header["ENSEMBLE"] == 3 and catalogue.header["CALIB"] is False
     assert [m["seed"] for m in catalogue.provenance["members"]] == [0, 1, 4]
     median = combine_members([read_catalogue(m).table for m in members], [0, 1, 4], z_rule="median")
     assert median["Z_PRED"].to_numpy() == pytest.approx(np.median(zs, axis=0), abs=1e-6)
     # the score stage reads it like any catalogue: the threshold scan runs over the mean PROB
     out = [str(tmp_path / f"s.{e}") for e in ("json", "csv", "png")]
-    summary = score_catalogue(str(tmp_path / "ens.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 11}},
-                              "m.ensemble", "c", "t", *out, calibration_figure=str(tmp_path / "cal.png"))
+    summary = score_catalogue(
+        str(tmp_path / "ens.fits"),
+        {"threshold_grid": {"start": 0, "stop": 1, "n": 11}},
+        "m.ensemble",
+        "c",
+        "t",
+        *out,
+        calibration_figure=str(tmp_path / "cal.png"),
+    )
     # targets 0 and 1 get a right redshift, 2 a right one too (2.9): at PROB > 0.35 two good of two
     assert summary["n_targets"] == 3 and np.isfinite(summary["score"])
 
@@ -234,7 +311,9 @@ def test_ensemble_refuses_members_of_other_spectra(tmp_path):
 # The summary's spread columns
 
 
-def _scores(tmp_path: Path, models: dict[str, list[float]], testsets: list[str]) -> tuple[list[str], list[str]]:
+def _scores(
+    tmp_path: Path, models: dict[str, list[float]], testsets: list[str]
+) -> tuple[list[str], list[str]]:
     """Score JSONs whose scores are given: catalogues that reach exactly that P = E score are
     not needed, the summary reads the JSON's numbers."""
     import json
@@ -244,13 +323,24 @@ def _scores(tmp_path: Path, models: dict[str, list[float]], testsets: list[str])
     for model, values in models.items():
         for testset, value in zip(testsets, values):
             paths = [tmp_path / f"{model}_{testset}.{e}" for e in ("json", "csv", "png")]
-            score_catalogue(str(tmp_path / "pred.fits"), {"threshold_grid": {"start": 0, "stop": 1, "n": 5},
-                                                          "bootstrap": {"n_resamples": 0}}, model, "c", testset,
-                            *map(str, paths))
+            score_catalogue(
+                str(tmp_path / "pred.fits"),
+                {"threshold_grid": {"start": 0, "stop": 1, "n": 5}, "bootstrap": {"n_resamples": 0}},
+                model,
+                "c",
+                testset,
+                *map(str, paths),
+            )
             record = json.loads(paths[0].read_text())
             record["score"] = value
-            record["score_interval"] = {"value": value, "lo68": value - 0.01, "hi68": value + 0.01, "lo95": value - 0.02,
-                                        "hi95": value + 0.02, "n_resamples": 100}
+            record["score_interval"] = {
+                "value": value,
+                "lo68": value - 0.01,
+                "hi68": value + 0.01,
+                "lo95": value - 0.02,
+                "hi95": value + 0.02,
+                "n_resamples": 100,
+            }
             paths[0].write_text(json.dumps(record))
             scores.append(str(paths[0]))
             curves.append(str(paths[1]))
@@ -259,11 +349,18 @@ def _scores(tmp_path: Path, models: dict[str, list[float]], testsets: list[str])
 
 def test_summary_gives_the_seed_spread_beside_the_bootstrap(tmp_path):
     testsets = ["test_z3", "test_lowz"]
-    models = {"m": [0.90, 0.50], "m.seed1": [0.92, 0.40], "m.seed2": [0.94, 0.60], "m.ensemble": [0.95, 0.58],
-              "other": [0.80, 0.30]}
+    models = {
+        "m": [0.90, 0.50],
+        "m.seed1": [0.92, 0.40],
+        "m.seed2": [0.94, 0.60],
+        "m.ensemble": [0.95, 0.58],
+        "other": [0.80, 0.30],
+    }
     scores, curves = _scores(tmp_path, models, testsets)
     figures = [str(tmp_path / f"cmp_{t}.png") for t in testsets]
-    groups = seed_groups([{"model": "m", "combo": "c", "seeds": 3, "ensemble": True}, {"model": "other", "combo": "c"}])
+    groups = seed_groups(
+        [{"model": "m", "combo": "c", "seeds": 3, "ensemble": True}, {"model": "other", "combo": "c"}]
+    )
     out = [str(tmp_path / "summary.csv"), str(tmp_path / "summary.md")]
     compare_scores(scores, curves, [], testsets, *out, figures, seed_groups=groups)
     table = pd.read_csv(out[0])
@@ -273,7 +370,9 @@ def test_summary_gives_the_seed_spread_beside_the_bootstrap(tmp_path):
     assert row["score_test_z3"] == pytest.approx(0.92) and row["score_test_z3_sd"] == pytest.approx(0.02)
     assert (row["score_test_lowz_min"], row["score_test_lowz_max"]) == pytest.approx((0.4, 0.6))
     assert row["score_test_z3_boot68"] == pytest.approx(0.01)
-    assert row["ensemble_test_z3"] == pytest.approx(0.95) and row["best_member_test_z3"] == pytest.approx(0.94)
+    assert row["ensemble_test_z3"] == pytest.approx(0.95) and row["best_member_test_z3"] == pytest.approx(
+        0.94
+    )
     assert row["ensemble_minus_best_test_lowz"] == pytest.approx(-0.02)
     # the members and the ensemble keep their own rows, with their bootstrap intervals
     members = table[table["aggregate"].isna()]
@@ -281,7 +380,10 @@ def test_summary_gives_the_seed_spread_beside_the_bootstrap(tmp_path):
     assert members["score_test_z3_lo"].tolist() == pytest.approx([0.89, 0.91, 0.93, 0.94, 0.79])
     markdown = (tmp_path / "summary.md").read_text()
     assert "## Seeds: the spread between trainings" in markdown
-    assert "| m / c | 0 1 2 | 0.920 ± 0.020 [0.900, 0.940] (boot ± 0.010); ensemble 0.950 ± 0.010 (+0.010 vs" in markdown
+    assert (
+        "| m / c | 0 1 2 | 0.920 ± 0.020 [0.900, 0.940] (boot ± 0.010); ensemble 0.950 ± 0.010 (+0.010 vs"
+        in markdown
+    )
     # without seeds the summary has none of these columns
     plain = [str(tmp_path / "plain.csv"), str(tmp_path / "plain.md")]
     compare_scores(scores, curves, [], testsets, *plain, figures)
@@ -307,15 +409,31 @@ def test_seeds_experiment_tables_the_spread_and_the_k_seed_ensembles(tmp_path):
         else:
             prob = np.clip(np.r_[rng.normal(0.7, 0.2, 40), rng.normal(0.3, 0.2, 60)], 0, 1)
             z = np.where(rng.random(100) < 0.9, truth_z, truth_z + 0.5)
-            table = pd.DataFrame({"TARGETID": np.arange(100), "Z": truth_z, "SPECTYPE": spectype, "Z_PRED": z,
-                                  "BEST_LINE": "LYA", "C_BEST": prob, "IS_LBG": prob > 0.5, "PROB": prob,
-                                  "ZERR": np.full(100, 0.01), "C_LYA": prob, "Z_LYA": z})
+            table = pd.DataFrame(
+                {
+                    "TARGETID": np.arange(100),
+                    "Z": truth_z,
+                    "SPECTYPE": spectype,
+                    "Z_PRED": z,
+                    "BEST_LINE": "LYA",
+                    "C_BEST": prob,
+                    "IS_LBG": prob > 0.5,
+                    "PROB": prob,
+                    "ZERR": np.full(100, 0.01),
+                    "C_LYA": prob,
+                    "Z_LYA": z,
+                }
+            )
             write_catalogue(path, table, (LINE,), [{"name": "MODEL", "value": model}], {})
             predictions.append(str(path))
         out = [str(tmp_path / f"{model}.{e}") for e in ("json", "csv", "png")]
         score_catalogue(str(path), {"bootstrap": {"n_resamples": 50}}, model, "c", "test_z3", *out)
         scores.append(out[0])
-    spec = {"kind": "seeds", "title": "seeds", "runs": [{"model": "m", "combo": "c", "seeds": 3, "ensemble": True}]}
+    spec = {
+        "kind": "seeds",
+        "title": "seeds",
+        "runs": [{"model": "m", "combo": "c", "seeds": 3, "ensemble": True}],
+    }
     paths = [str(tmp_path / n) for n in ("fig.png", "table.md", "table.csv")]
     result = compare_seeds(spec, scores, predictions, [], testsets, {}, *paths, name="seeds")
     row = result.iloc[0]

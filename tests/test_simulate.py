@@ -21,23 +21,36 @@ SMALL = {
     "mode": "continuous",
     "exptime": [1800, 7200],
     "mag_r": [22.5, 24.5],
-    "populations": {"LBG": {"n": 30, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22},
-                    "QSO": {"n": 10, "z": [1.8, 4.0]}, "ELG": {"n": 10, "z": [0.05, 0.2]}},
+    "populations": {
+        "LBG": {"n": 30, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22},
+        "QSO": {"n": 10, "z": [1.8, 4.0]},
+        "ELG": {"n": 10, "z": [0.05, 0.2]},
+    },
 }
-TEMPLATES = {"mode": "templates", "exptime": [7200, 1800], "z_grid": {"start": 2.0, "stop": 4.0, "step": 0.1},
-             "templates": [0, 1, 2, 3], "mag_levels": [22.5, 23.0, 23.5, 24.0, 24.5, 25.0], "copies": 2}
+TEMPLATES = {
+    "mode": "templates",
+    "exptime": [7200, 1800],
+    "z_grid": {"start": 2.0, "stop": 4.0, "step": 0.1},
+    "templates": [0, 1, 2, 3],
+    "mag_levels": [22.5, 23.0, 23.5, 24.0, 24.5, 25.0],
+    "copies": 2,
+}
 
 
 @pytest.fixture(scope="module")
 def small_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sim")
-    summary = simulate.simulate_dataset(SMALL, 7, "small", folder / "coadd.fits", folder / "truth.fits", chunk_rows=16)
+    summary = simulate.simulate_dataset(
+        SMALL, 7, "small", folder / "coadd.fits", folder / "truth.fits", chunk_rows=16
+    )
     return folder / "coadd.fits", folder / "truth.fits", summary
 
 
 def _objects(rows: list[dict]) -> pd.DataFrame:
     """A hand-made object table: draw parameters for a templates-mode set, then override."""
-    base = simulate.draw_objects(dict(TEMPLATES, copies=1, exptime=[7200]), 1, "hand").iloc[: len(rows)].copy()
+    base = (
+        simulate.draw_objects(dict(TEMPLATES, copies=1, exptime=[7200]), 1, "hand").iloc[: len(rows)].copy()
+    )
     for index, row in enumerate(rows):
         for key, value in row.items():
             base.iloc[index, base.columns.get_loc(key)] = value
@@ -46,7 +59,9 @@ def _objects(rows: list[dict]) -> pd.DataFrame:
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     with fitsio.FITS(str(path)) as fits:
-        return {f"{arm}_{kind}": fits[f"{arm}_{kind}"].read() for arm in desi.ARMS for kind in ("FLUX", "IVAR")}
+        return {
+            f"{arm}_{kind}": fits[f"{arm}_{kind}"].read() for arm in desi.ARMS for kind in ("FLUX", "IVAR")
+        }
 
 
 def test_coadd_has_desi_hdus_dtypes_and_shapes(small_files):
@@ -54,7 +69,9 @@ def test_coadd_has_desi_hdus_dtypes_and_shapes(small_files):
     assert summary["n_spectra"] == 50 and summary["n_by_spectype"] == {"ELG": 10, "LBG": 30, "QSO": 10}
     with fitsio.FITS(str(coadd)) as fits:
         names = [hdu.get_extname() for hdu in fits]
-        expected = ["", "FIBERMAP"] + [f"{arm}_{k}" for arm in desi.ARMS for k in ("WAVELENGTH", "FLUX", "IVAR", "MASK")]
+        expected = ["", "FIBERMAP"] + [
+            f"{arm}_{k}" for arm in desi.ARMS for k in ("WAVELENGTH", "FLUX", "IVAR", "MASK")
+        ]
         assert names == expected
         for arm in desi.ARMS:
             wave = fits[f"{arm}_WAVELENGTH"].read()
@@ -70,7 +87,13 @@ def test_coadd_has_desi_hdus_dtypes_and_shapes(small_files):
     assert fibermap["TARGETID"].dtype.kind == "i" and fibermap["TARGETID"].dtype.itemsize == 8
     assert fibermap["COADD_FIBERSTATUS"].dtype.itemsize == 4 and not fibermap["COADD_FIBERSTATUS"].any()
     assert set(np.char.strip(fibermap["OBJTYPE"].astype(str))) == {"TGT"}
-    for column, kind in (("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("FLUX_G", "f4"), ("FLUX_R", "f4"), ("FLUX_Z", "f4")):
+    for column, kind in (
+        ("TARGET_RA", "f8"),
+        ("TARGET_DEC", "f8"),
+        ("FLUX_G", "f4"),
+        ("FLUX_R", "f4"),
+        ("FLUX_Z", "f4"),
+    ):
         assert fibermap[column].dtype.newbyteorder("=") == np.dtype(kind)
     truth = records_to_truth(fitsio.read(str(truth_path), ext="TRUTH"))
     np.testing.assert_array_equal(truth["TARGETID"], fibermap["TARGETID"])
@@ -101,17 +124,26 @@ def test_hdu_layout_and_units_match_a_real_desi_coadd(small_files):
         for arm in desi.ARMS:
             assert ours[f"{arm}_WAVELENGTH"].get_dims() == real[f"{arm}_WAVELENGTH"].get_dims()
             for kind in ("FLUX", "IVAR", "WAVELENGTH"):
-                assert ours[f"{arm}_{kind}"].read_header()["BUNIT"] == real[f"{arm}_{kind}"].read_header()["BUNIT"]
+                assert (
+                    ours[f"{arm}_{kind}"].read_header()["BUNIT"]
+                    == real[f"{arm}_{kind}"].read_header()["BUNIT"]
+                )
         real_columns = set(real["FIBERMAP"].get_colnames())
         assert set(ours["FIBERMAP"].get_colnames()) <= real_columns
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [23, 24],
-            "populations": {"LBG": {"n": 8, "z": [2, 4]}, "QSO": {"n": 4, "z": [2, 3]}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [23, 24],
+        "populations": {"LBG": {"n": 8, "z": [2, 4]}, "QSO": {"n": 4, "z": [2, 3]}},
+    }
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        simulate.simulate_dataset(spec, seed, "det", tmp_path / f"{name}.fits", tmp_path / f"{name}_t.fits", chunk_rows=5)
+        simulate.simulate_dataset(
+            spec, seed, "det", tmp_path / f"{name}.fits", tmp_path / f"{name}_t.fits", chunk_rows=5
+        )
         runs[name] = _arrays(tmp_path / f"{name}.fits")
     for key in runs["a"]:
         assert runs["a"][key].tobytes() == runs["b"][key].tobytes()
@@ -142,9 +174,20 @@ def test_model_is_normalised_to_mag_r():
 
 
 def test_emission_lines_land_at_redshifted_wavelengths():
-    rows = [{"SPECTYPE": "ELG", "Z": 0.1, "TEMPLATE": -1, "LYA_EW": np.nan, "BETA": -1.2, "D4000": 1.1,
-             "HALPHA_EW": 80.0, "LINE_SIGMA_KMS": 50.0, "FIBER_FRAC": 0.5},
-            {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 3, "LYA_EW": 60.0, "LYA_VOFF_KMS": 300.0}]
+    rows = [
+        {
+            "SPECTYPE": "ELG",
+            "Z": 0.1,
+            "TEMPLATE": -1,
+            "LYA_EW": np.nan,
+            "BETA": -1.2,
+            "D4000": 1.1,
+            "HALPHA_EW": 80.0,
+            "LINE_SIGMA_KMS": 50.0,
+            "FIBER_FRAC": 0.5,
+        },
+        {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 3, "LYA_EW": 60.0, "LYA_VOFF_KMS": 300.0},
+    ]
     model = simulate.render_model(_objects(rows), np.random.default_rng(2))
     wave = simulate.instrument().wave
     halpha = np.abs(wave - 6564.61 * 1.1) < 10  # ([NII] 6549/6585 sit 16-20 A away at z = 0.1)
@@ -156,7 +199,16 @@ def test_emission_lines_land_at_redshifted_wavelengths():
 
 
 def test_interstellar_absorption_at_blueshifted_wavelength():
-    rows = [{"SPECTYPE": "LBG", "Z": 2.5, "TEMPLATE": 1, "LYA_EW": 5.0, "ISM_VOFF_KMS": -150.0, "ISM_EW_SCALE": 1.5}]
+    rows = [
+        {
+            "SPECTYPE": "LBG",
+            "Z": 2.5,
+            "TEMPLATE": 1,
+            "LYA_EW": 5.0,
+            "ISM_VOFF_KMS": -150.0,
+            "ISM_EW_SCALE": 1.5,
+        }
+    ]
     model = simulate.render_model(_objects(rows), np.random.default_rng(3))[0]
     wave = simulate.instrument().wave
     expected = 1334.53 * 3.5 * (1 - 150.0 / C_KMS)
@@ -182,8 +234,10 @@ def test_template_3_has_stronger_lya_than_template_0():
     by_template = objects[lbg].groupby("TEMPLATE")["LYA_EW"]
     assert by_template.max()[0] < 0 < by_template.min()[1]
     assert by_template.min()[3] >= 30 and by_template.max()[3] <= 80
-    rows = [{"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 0, "LYA_EW": -10.0},
-            {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 3, "LYA_EW": 50.0}]
+    rows = [
+        {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 0, "LYA_EW": -10.0},
+        {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 3, "LYA_EW": 50.0},
+    ]
     model = simulate.render_model(_objects(rows), np.random.default_rng(6))
     wave = simulate.instrument().wave
     line = np.abs(wave - LYA * 4.0) < 20
@@ -202,11 +256,17 @@ def test_templates_mode_counts_and_grid():
 
 
 def test_continuous_lbg_redshifts_follow_truncated_normal():
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
-            "populations": {"LBG": {"n": 4000, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [22.5, 24.5],
+        "populations": {"LBG": {"n": 4000, "z": [2.2, 3.8], "z_mean": 3.0, "z_sigma": 0.22}},
+    }
     objects = simulate.draw_objects(spec, 1, "normal")
     assert objects["Z"].between(2.2, 3.8).all()
-    assert objects["Z"].mean() == pytest.approx(3.0, abs=0.02) and objects["Z"].std() == pytest.approx(0.22, abs=0.02)
+    assert objects["Z"].mean() == pytest.approx(3.0, abs=0.02) and objects["Z"].std() == pytest.approx(
+        0.22, abs=0.02
+    )
     assert (objects["TEMPLATE"] == 0).mean() == pytest.approx(0.2, abs=0.03)
 
 
@@ -224,7 +284,10 @@ def test_overlap_regions_have_lower_ivar():
 
 
 def test_lbg_signal_to_noise_is_desi_like():
-    rows = [{"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 1, "LYA_EW": 5.0, "MAG_R": 24.0, "EXPTIME": t} for t in (7200, 1800)]
+    rows = [
+        {"SPECTYPE": "LBG", "Z": 3.0, "TEMPLATE": 1, "LYA_EW": 5.0, "MAG_R": 24.0, "EXPTIME": t}
+        for t in (7200, 1800)
+    ]
     objects = _objects(rows)
     model = simulate.render_model(objects, np.random.default_rng(9))
     cut = simulate.instrument().slices["R"]
@@ -233,13 +296,16 @@ def test_lbg_signal_to_noise_is_desi_like():
     assert snr[1] < 0.6 * snr[0]
 
 
-@pytest.mark.parametrize("bad", [
-    {"mode": "sideways"},
-    dict(SMALL, populations={"STAR": {"n": 3, "z": [0, 0.1]}}),
-    dict(SMALL, populations={"LBG": {"n": 3, "z": [4, 2]}}),
-    dict(SMALL, exptime=[-5]),
-    dict(TEMPLATES, templates=[5]),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mode": "sideways"},
+        dict(SMALL, populations={"STAR": {"n": 3, "z": [0, 0.1]}}),
+        dict(SMALL, populations={"LBG": {"n": 3, "z": [4, 2]}}),
+        dict(SMALL, exptime=[-5]),
+        dict(TEMPLATES, templates=[5]),
+    ],
+)
 def test_bad_config_raises_config_error(bad):
     with pytest.raises(ConfigError):
         simulate.draw_objects(bad, 1, "bad")
@@ -258,9 +324,16 @@ def test_failure_leaves_no_files(tmp_path, monkeypatch):
 # --- contaminants a real LBG target selection lets in (issue 17, part 2) ----------------------
 
 CONTAMINANTS = {
-    "mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5], "mag_slope": 0.35,
-    "populations": {"LBG": {"n": 20, "z": [2.5, 3.5]}, "QSO": {"n": 20, "z": [1.8, 4.0]},
-                    "GALAXY": {"n": 12, "z": [0.3, 1.6]}, "STAR": {"n": 16, "mag_slope": 0.12}},
+    "mode": "continuous",
+    "exptime": [7200],
+    "mag_r": [22.5, 24.5],
+    "mag_slope": 0.35,
+    "populations": {
+        "LBG": {"n": 20, "z": [2.5, 3.5]},
+        "QSO": {"n": 20, "z": [1.8, 4.0]},
+        "GALAXY": {"n": 12, "z": [0.3, 1.6]},
+        "STAR": {"n": 16, "mag_slope": 0.12},
+    },
 }
 
 
@@ -271,19 +344,32 @@ def _band_index(wave, flux, lo_band, hi_band):
 
 
 def test_bal_fraction_among_z_above_1p6_qsos():
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5],
-            "populations": {"QSO": {"n": 6000, "z": [1.0, 4.0], "bal_fraction": 0.15}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [22.5, 24.5],
+        "populations": {"QSO": {"n": 6000, "z": [1.0, 4.0], "bal_fraction": 0.15}},
+    }
     objects = simulate.draw_objects(spec, 3, "bal")
     high = objects["Z"] > 1.6
     bal = objects["SUBTYPE"] == "BAL"
     assert bal[high].mean() == pytest.approx(0.15, abs=0.015)
     assert not bal[~high].any()  # CIV leaves the DESI range below z ~ 1.6
-    assert objects.loc[bal, "BAL_DEPTH"].between(0.3, 0.95).all() and objects.loc[~bal, "BAL_DEPTH"].isna().all()
+    assert (
+        objects.loc[bal, "BAL_DEPTH"].between(0.3, 0.95).all() and objects.loc[~bal, "BAL_DEPTH"].isna().all()
+    )
     assert ((objects.loc[bal, "BAL_VMAX_KMS"] - objects.loc[bal, "BAL_VMIN_KMS"]) >= 2500).all()
 
 
 def test_bal_trough_depth_and_position():
-    base = {"SPECTYPE": "QSO", "Z": 2.5, "TEMPLATE": -1, "LYA_EW": np.nan, "BETA": -1.5, "LINE_SIGMA_KMS": 1900.0}
+    base = {
+        "SPECTYPE": "QSO",
+        "Z": 2.5,
+        "TEMPLATE": -1,
+        "LYA_EW": np.nan,
+        "BETA": -1.5,
+        "LINE_SIGMA_KMS": 1900.0,
+    }
     rows = [dict(base, SUBTYPE="BAL"), dict(base, SUBTYPE="")]
     objects = _objects(rows)
     objects["BAL_VMIN_KMS"], objects["BAL_VMAX_KMS"] = [3000.0, np.nan], [10000.0, np.nan]
@@ -298,7 +384,10 @@ def test_bal_trough_depth_and_position():
 
 
 def _stars(teffs):
-    rows = [{"SPECTYPE": "STAR", "Z": 0.0, "TEMPLATE": -1, "LYA_EW": np.nan, "LINE_SIGMA_KMS": 40.0} for _ in teffs]
+    rows = [
+        {"SPECTYPE": "STAR", "Z": 0.0, "TEMPLATE": -1, "LYA_EW": np.nan, "LINE_SIGMA_KMS": 40.0}
+        for _ in teffs
+    ]
     objects = _objects(rows)
     objects["SUBTYPE"] = ["M", "K", "G", "F"][: len(teffs)]
     objects["TEFF"] = teffs
@@ -326,7 +415,11 @@ def test_passive_galaxy_4000_break_and_weak_oii():
     rows = [{"SPECTYPE": "GALAXY", "Z": 0.6, "TEMPLATE": -1, "LYA_EW": np.nan, "LINE_SIGMA_KMS": 200.0}] * 2
     objects = _objects(rows)
     objects["SUBTYPE"], objects["D4000"], objects["BETA"], objects["OII_EW"] = (
-        ["PASSIVE", "WEAKLINE"], [1.9, 1.3], [-0.6, -1.1], [1.0, 10.0])
+        ["PASSIVE", "WEAKLINE"],
+        [1.9, 1.3],
+        [-0.6, -1.1],
+        [1.0, 10.0],
+    )
     model = simulate.render_model(objects, np.random.default_rng(0))
     wave = simulate.instrument().wave / 1.6
     f_nu = model * wave[None, :] ** 2
@@ -346,10 +439,18 @@ def test_number_counts_slope_of_drawn_magnitudes():
         counts, edges = np.histogram(mags, bins=10, range=(22.5, 24.5))
         fitted = np.polyfit(0.5 * (edges[1:] + edges[:-1]), np.log10(counts), 1)[0]
         assert fitted == pytest.approx(slope, abs=0.03)
-    objects = simulate.draw_objects(dict(CONTAMINANTS, populations={
-        "LBG": {"n": 4000, "z": [2.5, 3.5]}, "STAR": {"n": 4000, "mag_slope": 0.0}}), 1, "counts")
+    objects = simulate.draw_objects(
+        dict(
+            CONTAMINANTS,
+            populations={"LBG": {"n": 4000, "z": [2.5, 3.5]}, "STAR": {"n": 4000, "mag_slope": 0.0}},
+        ),
+        1,
+        "counts",
+    )
     lbg = objects["SPECTYPE"] == "LBG"
-    assert (objects.loc[lbg, "MAG_R"] > 23.5).mean() == pytest.approx(0.69, abs=0.03)  # 10^0.35 / (1 + 10^0.35)
+    assert (objects.loc[lbg, "MAG_R"] > 23.5).mean() == pytest.approx(
+        0.69, abs=0.03
+    )  # 10^0.35 / (1 + 10^0.35)
     assert (objects.loc[~lbg, "MAG_R"] > 23.5).mean() == pytest.approx(0.5, abs=0.03)
 
 
@@ -376,13 +477,25 @@ def test_contaminant_dataset_truth_subtypes_and_select(tmp_path):
     assert select_rows(truth.drop(columns="SUBTYPE"), {"subtype": [""]}, rng).all()  # e.g. a real VI table
 
 
-@pytest.mark.parametrize("population, message", [
-    ({"LBG": {"n": 5, "z": [2, 3], "bal_fraction": 0.1}}, "populations.LBG: unknown key(s) ['bal_fraction']"),
-    ({"QSO": {"n": 5, "z": [2, 3], "bal_fraction": 1.5}}, "populations.QSO.bal_fraction must be a number in [0, 1]"),
-    ({"STAR": {"n": 5, "subtypes": {"O": 1.0}}}, "populations.STAR.subtypes must map some of"),
-    ({"GALAXY": {"n": 5, "z": [0.3, 2.5]}}, "outside the simulator's range"),
-    ({"LBG": {"n": 5, "z": [2, 3], "mag_slope": 3}}, "populations.LBG.mag_slope = 3.0 is outside [-1, 1]"),
-])
+@pytest.mark.parametrize(
+    "population, message",
+    [
+        (
+            {"LBG": {"n": 5, "z": [2, 3], "bal_fraction": 0.1}},
+            "populations.LBG: unknown key(s) ['bal_fraction']",
+        ),
+        (
+            {"QSO": {"n": 5, "z": [2, 3], "bal_fraction": 1.5}},
+            "populations.QSO.bal_fraction must be a number in [0, 1]",
+        ),
+        ({"STAR": {"n": 5, "subtypes": {"O": 1.0}}}, "populations.STAR.subtypes must map some of"),
+        ({"GALAXY": {"n": 5, "z": [0.3, 2.5]}}, "outside the simulator's range"),
+        (
+            {"LBG": {"n": 5, "z": [2, 3], "mag_slope": 3}},
+            "populations.LBG.mag_slope = 3.0 is outside [-1, 1]",
+        ),
+    ],
+)
 def test_contaminant_config_errors_name_the_key(population, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         simulate.draw_objects({"mode": "continuous", "populations": population}, 1, "bad")
@@ -398,6 +511,7 @@ def test_renderers_cover_every_spectype():
 
 # --- robustness options: physics and observing conditions training never sees (issue 17, part 4) --
 
+
 def test_madau95_igm_values_and_difference_from_inoue14():
     from lymannet.igm import InoueIGM, MadauIGM
 
@@ -409,15 +523,23 @@ def test_madau95_igm_values_and_difference_from_inoue14():
     assert madau.tau(3.5)[0, at] == pytest.approx(0.480, abs=0.002)
     assert madau.tau(3.5)[0, wave > 1215.67 * 4.5].max() == 0.0
     rest = wave / 4.0  # z = 3
-    d_a = lambda model: 1 - model(wave).transmission(3.0)[0, (rest > 1050) & (rest < 1170)].mean()  # noqa: E731
-    d_b = lambda model: 1 - model(wave).transmission(3.0)[0, (rest > 920) & (rest < 1015)].mean()  # noqa: E731
+    d_a = (
+        lambda model: 1 - model(wave).transmission(3.0)[0, (rest > 1050) & (rest < 1170)].mean()
+    )  # noqa: E731
+    d_b = (
+        lambda model: 1 - model(wave).transmission(3.0)[0, (rest > 920) & (rest < 1015)].mean()
+    )  # noqa: E731
     assert d_a(MadauIGM) == pytest.approx(0.27, abs=0.02) and d_a(InoueIGM) == pytest.approx(0.25, abs=0.02)
     assert d_b(MadauIGM) - d_b(InoueIGM) > 0.08  # Madau's Ly-beta region is clearly more opaque
 
 
 def test_igm_option_changes_only_the_forest():
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [23, 23],
-            "populations": {"LBG": {"n": 40, "z": [3.2, 3.4]}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [23, 23],
+        "populations": {"LBG": {"n": 40, "z": [3.2, 3.4]}},
+    }
     inoue = simulate.draw_objects(spec, 1, "igm")
     madau = simulate.draw_objects(dict(spec, igm={"model": "madau95", "tau_scale": 1.5}), 1, "igm")
     assert set(inoue["IGM_MODEL"]) == {"inoue14"} and set(madau["IGM_MODEL"]) == {"madau95"}
@@ -434,7 +556,12 @@ def test_igm_option_changes_only_the_forest():
 
 
 def test_sky_scale_multiplies_the_sky_variance():
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [24.5, 24.5], "populations": {"LBG": {"n": 4, "z": [3, 3]}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [24.5, 24.5],
+        "populations": {"LBG": {"n": 4, "z": [3, 3]}},
+    }
     dark = simulate.draw_objects(spec, 1, "sky")
     grey = simulate.draw_objects(dict(spec, sky_scale=2.0), 1, "sky")
     model = simulate.render_model(dark, np.random.default_rng(0)) * 0.0  # no object photons
@@ -442,13 +569,19 @@ def test_sky_scale_multiplies_the_sky_variance():
     var_grey = simulate.arm_variance(model, grey, "R")
     no_sky = simulate.arm_variance(model, dark.assign(SKY_SCALE=1e-9), "R")
     np.testing.assert_allclose(var_grey - no_sky, 2.0 * (var_dark - no_sky), rtol=3e-3)  # float32 differences
-    assert 1.5 < np.median(var_grey / var_dark) < 2.0  # sky ~2/3 of the no-object variance in R, read noise the rest
+    assert (
+        1.5 < np.median(var_grey / var_dark) < 2.0
+    )  # sky ~2/3 of the no-object variance in R, read noise the rest
 
 
 def test_exponential_lya_ew_distribution():
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": [23, 24],
-            "populations": {"LBG": {"n": 8000, "z": [2.5, 3.5]}, "QSO": {"n": 50, "z": [2, 3]}},
-            "lya_ew": {"distribution": "exponential", "scale": 25.0, "absorber_fraction": 0.3}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "mag_r": [23, 24],
+        "populations": {"LBG": {"n": 8000, "z": [2.5, 3.5]}, "QSO": {"n": 50, "z": [2, 3]}},
+        "lya_ew": {"distribution": "exponential", "scale": 25.0, "absorber_fraction": 0.3},
+    }
     objects = simulate.draw_objects(spec, 4, "ew")
     lbg = objects[objects["SPECTYPE"] == "LBG"]
     ew = lbg["LYA_EW"]
@@ -463,12 +596,21 @@ def test_exponential_lya_ew_distribution():
     assert objects.loc[objects["SPECTYPE"] == "QSO", "LYA_EW"].isna().all()
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"igm": {"model": "meiksin"}}, "datasets.bad.simulate.igm.model must be one of ['inoue14', 'madau95']"),
-    ({"igm": {"tau_scale": 0}}, "datasets.bad.simulate.igm.tau_scale must be a positive number"),
-    ({"sky_scale": -1}, "datasets.bad.simulate.sky_scale must be a positive number"),
-    ({"lya_ew": {"distribution": "gaussian"}}, "lya_ew.distribution must be one of ['templates', 'exponential']"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            {"igm": {"model": "meiksin"}},
+            "datasets.bad.simulate.igm.model must be one of ['inoue14', 'madau95']",
+        ),
+        ({"igm": {"tau_scale": 0}}, "datasets.bad.simulate.igm.tau_scale must be a positive number"),
+        ({"sky_scale": -1}, "datasets.bad.simulate.sky_scale must be a positive number"),
+        (
+            {"lya_ew": {"distribution": "gaussian"}},
+            "lya_ew.distribution must be one of ['templates', 'exponential']",
+        ),
+    ],
+)
 def test_robustness_option_errors_name_the_key(extra, message):
     spec = {"mode": "continuous", "populations": {"LBG": {"n": 3, "z": [2, 3]}}, **extra}
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -505,33 +647,60 @@ def test_demo_config_has_the_contaminants_and_robustness_sets():
 
 # --- domain randomisation (issue 26, part 3): free choices drawn per object, recorded in the truth --
 
-RANDOMISE = {"igm_models": ["inoue14", "madau95"], "tau_scale": [0.8, 1.2],
-             "lya_ew": {"distributions": ["templates", "exponential"], "scale": [15.0, 40.0],
-                        "absorber_fraction": [0.2, 0.4]},
-             "line_width_scale": [0.8, 1.25], "ism_scale": [0.7, 1.4], "beta_shift": [-0.3, 0.3],
-             "exptime": [5400, 9000], "sky_scale": [0.8, 1.25], "mag_faint": [24.25, 24.75]}
-RANDOMISED_SPEC = {"mode": "continuous", "exptime": [7200], "mag_r": [22.5, 24.5], "mag_slope": 0.35,
-                   "populations": {"LBG": {"n": 60, "z": [2.2, 3.8]}, "QSO": {"n": 20, "z": [1.8, 4.0]},
-                                   "ELG": {"n": 10, "z": [0.05, 0.2]}, "STAR": {"n": 10},
-                                   "GALAXY": {"n": 10, "z": [0.3, 1.6]}},
-                   "randomise": RANDOMISE}
+RANDOMISE = {
+    "igm_models": ["inoue14", "madau95"],
+    "tau_scale": [0.8, 1.2],
+    "lya_ew": {
+        "distributions": ["templates", "exponential"],
+        "scale": [15.0, 40.0],
+        "absorber_fraction": [0.2, 0.4],
+    },
+    "line_width_scale": [0.8, 1.25],
+    "ism_scale": [0.7, 1.4],
+    "beta_shift": [-0.3, 0.3],
+    "exptime": [5400, 9000],
+    "sky_scale": [0.8, 1.25],
+    "mag_faint": [24.25, 24.75],
+}
+RANDOMISED_SPEC = {
+    "mode": "continuous",
+    "exptime": [7200],
+    "mag_r": [22.5, 24.5],
+    "mag_slope": 0.35,
+    "populations": {
+        "LBG": {"n": 60, "z": [2.2, 3.8]},
+        "QSO": {"n": 20, "z": [1.8, 4.0]},
+        "ELG": {"n": 10, "z": [0.05, 0.2]},
+        "STAR": {"n": 10},
+        "GALAXY": {"n": 10, "z": [0.3, 1.6]},
+    },
+    "randomise": RANDOMISE,
+}
 
 
 def test_randomised_parameters_are_drawn_within_their_ranges_and_recorded(tmp_path):
-    summary = simulate.simulate_dataset(RANDOMISED_SPEC, 3, "dr", tmp_path / "coadd.fits", tmp_path / "truth.fits",
-                                        chunk_rows=40)
+    summary = simulate.simulate_dataset(
+        RANDOMISED_SPEC, 3, "dr", tmp_path / "coadd.fits", tmp_path / "truth.fits", chunk_rows=40
+    )
     assert summary["n_spectra"] == 110
     truth = records_to_truth(fitsio.read(tmp_path / "truth.fits", ext="TRUTH"))
     drawn = simulate.draw_objects(RANDOMISED_SPEC, 3, "dr")
     lbg, star, qso = (truth["SPECTYPE"] == k for k in ("LBG", "STAR", "QSO"))
     assert set(truth["IGM_MODEL"]) == {"inoue14", "madau95"}
-    for column, key in (("IGM_TAU_SCALE", "tau_scale"), ("SKY_SCALE", "sky_scale"), ("EXPTIME", "exptime"),
-                        ("MAG_FAINT", "mag_faint")):
+    for column, key in (
+        ("IGM_TAU_SCALE", "tau_scale"),
+        ("SKY_SCALE", "sky_scale"),
+        ("EXPTIME", "exptime"),
+        ("MAG_FAINT", "mag_faint"),
+    ):
         low, high = RANDOMISE[key]
         assert truth[column].between(low, high).all(), column
         assert truth[column].std() > 0.2 * (high - low) / np.sqrt(12), f"{column} is not drawn per object"
-    for column, key, rows in (("LINE_WIDTH_SCALE", "line_width_scale", ~star), ("ISM_SCALE", "ism_scale", lbg),
-                              ("BETA_SHIFT", "beta_shift", ~star)):
+    for column, key, rows in (
+        ("LINE_WIDTH_SCALE", "line_width_scale", ~star),
+        ("ISM_SCALE", "ism_scale", lbg),
+        ("BETA_SHIFT", "beta_shift", ~star),
+    ):
         assert truth.loc[rows, column].between(*RANDOMISE[key]).all(), column
         assert truth.loc[rows, column].nunique() == rows.sum(), column
     # what does not apply stays neutral: star lines and slopes, non-LBG interstellar lines
@@ -546,9 +715,14 @@ def test_randomised_parameters_are_drawn_within_their_ranges_and_recorded(tmp_pa
     assert truth.loc[exponential, "LYA_EW_SCALE"].between(15.0, 40.0).all()
     assert truth.loc[exponential, "LYA_EW_ABSFRAC"].between(0.2, 0.4).all()
     assert truth.loc[lbg & ~exponential, "LYA_EW_SCALE"].isna().all()
-    np.testing.assert_array_equal(truth.loc[lbg, "TEMPLATE"],
-                                  np.select([truth.loc[lbg, "LYA_EW"] < 0, truth.loc[lbg, "LYA_EW"] < 10,
-                                             truth.loc[lbg, "LYA_EW"] < 30], [0, 1, 2], 3))
+    np.testing.assert_array_equal(
+        truth.loc[lbg, "TEMPLATE"],
+        np.select(
+            [truth.loc[lbg, "LYA_EW"] < 0, truth.loc[lbg, "LYA_EW"] < 10, truth.loc[lbg, "LYA_EW"] < 30],
+            [0, 1, 2],
+            3,
+        ),
+    )
     # the slope and alpha_nu move together for QSOs; the coadd's exposure time is the drawn one
     np.testing.assert_allclose(truth.loc[qso, "BETA"], -2.0 - truth.loc[qso, "ALPHA_NU"], rtol=1e-6)
     fibermap = fitsio.read(tmp_path / "coadd.fits", ext="FIBERMAP")
@@ -561,7 +735,9 @@ def test_randomise_multiplies_the_data_sets_own_draws_and_leaves_the_rest_alone(
     plain = simulate.draw_objects(spec, 5, "same")
     assert plain.equals(simulate.draw_objects(dict(spec, randomise={}), 5, "same"))
     assert (plain["LINE_WIDTH_SCALE"] == 1).all() and (plain["BETA_SHIFT"] == 0).all()
-    assert plain["MAG_FAINT"].isna().all() and set(plain.loc[plain["SPECTYPE"] == "LBG", "LYA_EW_MODEL"]) == {"templates"}
+    assert plain["MAG_FAINT"].isna().all() and set(plain.loc[plain["SPECTYPE"] == "LBG", "LYA_EW_MODEL"]) == {
+        "templates"
+    }
     knobs = {"line_width_scale": [0.8, 1.25], "ism_scale": [0.7, 1.4], "beta_shift": [-0.3, 0.3]}
     drawn = simulate.draw_objects(dict(spec, randomise=knobs), 5, "same")
     for column in ("Z", "SPECTYPE", "MAG_R", "TEMPLATE", "LYA_EW", "EXPTIME"):  # the main stream is untouched
@@ -579,7 +755,9 @@ def test_randomise_multiplies_the_data_sets_own_draws_and_leaves_the_rest_alone(
     bluer = one.assign(BETA=one["BETA"] - 0.5)
     a, b = (simulate.render_model(o, np.random.default_rng(0)) for o in (one, bluer))
     window = lambda m, lo, hi: m[:, (wave > lo) & (wave < hi)].sum(1)  # noqa: E731
-    assert (window(b, 6000, 7000) / window(b, 8500, 9500) > window(a, 6000, 7000) / window(a, 8500, 9500)).all()
+    assert (
+        window(b, 6000, 7000) / window(b, 8500, 9500) > window(a, 6000, 7000) / window(a, 8500, 9500)
+    ).all()
 
 
 def test_randomise_errors_name_the_knob():
@@ -588,10 +766,14 @@ def test_randomise_errors_name_the_knob():
         value = {"distributions": ["exponential"]} if knob == "lya_ew" else [24.0, 25.0]
         with pytest.raises(ConfigError, match=knob):
             simulate.draw_objects(dict(templates, randomise={knob: value}), 1, "t")
-    bad = [({"tau": [1, 2]}, "unknown knob"), ({"tau_scale": [1.2, 0.8]}, "tau_scale"),
-           ({"sky_scale": [0.0, 1.0]}, "sky_scale"), ({"igm_models": ["haardt12"]}, "igm_models"),
-           ({"lya_ew": {"distributions": ["gaussian"]}}, "distributions"),
-           ({"mag_faint": [22.0, 22.4]}, "mag_faint")]
+    bad = [
+        ({"tau": [1, 2]}, "unknown knob"),
+        ({"tau_scale": [1.2, 0.8]}, "tau_scale"),
+        ({"sky_scale": [0.0, 1.0]}, "sky_scale"),
+        ({"igm_models": ["haardt12"]}, "igm_models"),
+        ({"lya_ew": {"distributions": ["gaussian"]}}, "distributions"),
+        ({"mag_faint": [22.0, 22.4]}, "mag_faint"),
+    ]
     for block, match in bad:
         with pytest.raises(ConfigError, match=match):
             simulate.draw_objects(dict(SMALL, randomise=block), 1, "s")

@@ -77,8 +77,23 @@ def test_profile_dry_run_parses_without_cluster(tmp_path):
     """No cluster needed: the profile parses and plans the toy DAG with the train resources."""
     workdir = toy_workdir(tmp_path)
     result = subprocess.run(
-        ["timeout", "-s", "KILL", "300", SNAKEMAKE, "--profile", str(PROFILE), "--workflow-profile",
-         "none", "-n", *toy_args()], cwd=workdir, capture_output=True, text=True)
+        [
+            "timeout",
+            "-s",
+            "KILL",
+            "300",
+            SNAKEMAKE,
+            "--profile",
+            str(PROFILE),
+            "--workflow-profile",
+            "none",
+            "-n",
+            *toy_args(),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
     assert "train" in out and "gpu=1" in out and "cpus_per_gpu=" in out, out[-4000:]
@@ -87,7 +102,9 @@ def test_profile_dry_run_parses_without_cluster(tmp_path):
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1 and profile["rerun-incomplete"]
     for rule, res in profile["set-resources"].items():
-        assert "--gres" not in str(res.get("slurm_extra", "")) and "--gpus" not in str(res.get("slurm_extra", ""))
+        assert "--gres" not in str(res.get("slurm_extra", "")) and "--gpus" not in str(
+            res.get("slurm_extra", "")
+        )
 
 
 @pytest.mark.slurm
@@ -121,8 +138,12 @@ def test_failed_job_reported_others_finish_rerun_completes_only_missing(slurm_cl
     assert run.returncode != 0, run.tail()
     assert "Error in rule process" in run.output and "item=b" in run.output, run.tail()
     states = {rules_of([j])[0]: j["State"] for j in sacct_jobs(run.started)}
-    assert states == {"gpu_probe": "COMPLETED", "process:a": "COMPLETED", "process:b": "FAILED",
-                      "process:c": "COMPLETED"}, states
+    assert states == {
+        "gpu_probe": "COMPLETED",
+        "process:a": "COMPLETED",
+        "process:b": "FAILED",
+        "process:c": "COMPLETED",
+    }, states
     assert (workdir / "results/processed/a.txt").exists() and (workdir / "results/processed/c.txt").exists()
     # the failed job's partial output was removed; nothing downstream of it was made
     assert not (workdir / "results/processed/b.txt").exists()
@@ -155,8 +176,11 @@ def _checkpoint_step(workdir: Path) -> int:
 def _signal_train_when_started(workdir: Path, run, *scancel_args: str, min_step: int = 3):
     """Wait for the train job to run and make progress, then `scancel [args] <jobid>`."""
     job_id = wait_until(_train_job_id, 240, what="the train job to run")
-    wait_until(lambda: _checkpoint_step(workdir) >= min_step or run.proc.poll() is not None, 120,
-               what="training to make progress")
+    wait_until(
+        lambda: _checkpoint_step(workdir) >= min_step or run.proc.poll() is not None,
+        120,
+        what="training to make progress",
+    )
     assert run.proc.poll() is None, run.wait().tail()
     subprocess.run(["scancel", *scancel_args, job_id], check=True)
     return job_id, _checkpoint_step(workdir)
@@ -186,8 +210,9 @@ def test_scancel_of_training_then_rerun_resumes_from_checkpoint(slurm_cluster, t
     assert saved >= step > 0
     assert not squeue_jobs()
 
-    rerun = run_snakemake_on_slurm(workdir, extra_args=toy_args("--rerun-incomplete", "results/model.txt"),
-                                   timeout=400)
+    rerun = run_snakemake_on_slurm(
+        workdir, extra_args=toy_args("--rerun-incomplete", "results/model.txt"), timeout=400
+    )
     assert rerun.returncode == 0, rerun.tail()
     assert rules_of(sacct_jobs(rerun.started)) == ["train"]
     model = (workdir / "results/model.txt").read_text()
@@ -219,8 +244,13 @@ def test_time_limit_warning_signal_then_profile_retries_resume_training(slurm_cl
 def test_snakemake_killed_mid_run_then_rerun_completes_without_corruption(slurm_cluster, tmp_path):
     workdir = toy_workdir(tmp_path, process_sleep=6)
     run = start_snakemake_on_slurm(workdir, extra_args=toy_args(), timeout=300)
-    wait_until(lambda: any(j["State"] == "RUNNING" and j["Comment"].startswith("rule_process")
-                           for j in squeue_jobs()), 120, what="a process job to run")
+    wait_until(
+        lambda: any(
+            j["State"] == "RUNNING" and j["Comment"].startswith("rule_process") for j in squeue_jobs()
+        ),
+        120,
+        what="a process job to run",
+    )
     pid = run.snakemake_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -246,14 +276,22 @@ def test_snakemake_killed_mid_run_then_rerun_completes_without_corruption(slurm_
         processed[item] = lines[0]
     assert (workdir / "results/combined.txt").read_text().splitlines() == [processed[i] for i in "abc"]
     assert "lines=3" in (workdir / "results/model.txt").read_text()
-    nothing = subprocess.run(["timeout", "-s", "KILL", "120", SNAKEMAKE, "-n", "--cores", "1",
-                              "--rerun-incomplete", *toy_args()], cwd=workdir, capture_output=True,
-                             text=True)
+    nothing = subprocess.run(
+        ["timeout", "-s", "KILL", "120", SNAKEMAKE, "-n", "--cores", "1", "--rerun-incomplete", *toy_args()],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
     assert nothing.returncode == 0 and "Nothing to be done" in nothing.stdout + nothing.stderr, nothing.stdout
 
 
-SMALL_CONFIGS = ("config/small.yaml", "config/test.yaml", "config/ci.yaml", "tests/data/small.yaml",
-                 "tests/small_config.yaml")
+SMALL_CONFIGS = (
+    "config/small.yaml",
+    "config/test.yaml",
+    "config/ci.yaml",
+    "tests/data/small.yaml",
+    "tests/small_config.yaml",
+)
 
 
 @pytest.mark.slurm
@@ -269,8 +307,12 @@ def test_demo_dag_on_slurm(slurm_cluster, tmp_path):
     small = next((REPO / c for c in SMALL_CONFIGS if (REPO / c).exists()), None)
     if small is not None:
         extra += ["--configfile", str(small)]
-    run = run_snakemake_on_slurm(workdir, snakefile=workdir / "Snakefile", extra_args=extra,
-                                 timeout=int(os.environ.get("LYMANNET_SLURM_DEMO_TIMEOUT", "2400")))
+    run = run_snakemake_on_slurm(
+        workdir,
+        snakefile=workdir / "Snakefile",
+        extra_args=extra,
+        timeout=int(os.environ.get("LYMANNET_SLURM_DEMO_TIMEOUT", "2400")),
+    )
     assert run.returncode == 0, run.tail(12000)
     jobs = sacct_jobs(run.started)
     assert jobs and {j["State"] for j in jobs} == {"COMPLETED"}, jobs

@@ -16,8 +16,13 @@ GRID = Grid.from_config({"kind": "linear", "wave_min": 3600, "wave_max": 10000, 
 
 def make_set(n: int, seed: int = 0) -> SpectrumSet:
     rng = np.random.default_rng(seed)
-    truth = pd.DataFrame({"TARGETID": np.arange(n) + 100, "Z": rng.uniform(2, 4, n),
-                          "SPECTYPE": rng.choice(["LBG", "QSO", "ELG"], n)})
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(n) + 100,
+            "Z": rng.uniform(2, 4, n),
+            "SPECTYPE": rng.choice(["LBG", "QSO", "ELG"], n),
+        }
+    )
     flux = rng.normal(size=(n, GRID.n_pixels)).astype("f4")
     ivar = rng.uniform(0, 2, size=(n, GRID.n_pixels)).astype("f4")
     return SpectrumSet(GRID.wavelength, flux, ivar, truth, GRID)
@@ -35,7 +40,9 @@ def test_round_trip_keeps_arrays_truth_grid_and_provenance(tmp_path):
     assert back.grid == GRID
     assert list(back.truth["TARGETID"]) == list(spectra.truth["TARGETID"])
     assert list(back.truth["SPECTYPE"]) == list(spectra.truth["SPECTYPE"])
-    assert (back.truth["PARENT_TARGETID"] == back.truth["TARGETID"]).all()  # observed objects are their own parent
+    assert (
+        back.truth["PARENT_TARGETID"] == back.truth["TARGETID"]
+    ).all()  # observed objects are their own parent
     assert (back.truth["TEMPLATE"] == -1).all()
     # astronomers can open it with astropy
     with fits.open(path) as hdus:
@@ -68,8 +75,9 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 def test_native_layer_round_trip(tmp_path):
     spectra = make_set(3)
     native_wave = np.arange(3600, 9824.1, 0.8)
-    native = SpectrumSet(native_wave, np.ones((3, native_wave.size), "f4"), np.ones((3, native_wave.size), "f4"),
-                         spectra.truth)
+    native = SpectrumSet(
+        native_wave, np.ones((3, native_wave.size), "f4"), np.ones((3, native_wave.size), "f4"), spectra.truth
+    )
     write_spectra(tmp_path / "both.fits", spectra, native)
     with SpectraFile(tmp_path / "both.fits") as loaded:
         assert loaded.has_native
@@ -102,7 +110,12 @@ def test_log_grid_round_trips_exactly(tmp_path):
 
     qnet = _Grid.quasarnet()
     spectra = make_set(2)
-    log_set = SpectrumSet(qnet.wavelength, spectra.flux[:, : qnet.n_pixels], spectra.ivar[:, : qnet.n_pixels],
-                          spectra.truth, qnet)
+    log_set = SpectrumSet(
+        qnet.wavelength,
+        spectra.flux[:, : qnet.n_pixels],
+        spectra.ivar[:, : qnet.n_pixels],
+        spectra.truth,
+        qnet,
+    )
     write_spectra(tmp_path / "log.fits", log_set)
     assert read_spectra(tmp_path / "log.fits").grid == qnet

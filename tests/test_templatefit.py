@@ -14,8 +14,14 @@ from lymannet.metrics import ScoreOptions, evaluate
 from lymannet.predict import read_catalogue
 from lymannet.simulate import RENDERERS, draw_objects, instrument, simulate_chunk
 from lymannet.spectra import SpectrumSet, write_spectra
-from lymannet.templatefit import (ZWARN_NODATA, TemplateFitOptions, build_template_set, chi2_scan, fit_spectra,
-                                  predict_testset_templatefit)
+from lymannet.templatefit import (
+    ZWARN_NODATA,
+    TemplateFitOptions,
+    build_template_set,
+    chi2_scan,
+    fit_spectra,
+    predict_testset_templatefit,
+)
 
 GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
 DZ_MAX = 0.05
@@ -49,7 +55,12 @@ def z_ok(fit: dict, truth: pd.DataFrame, spectype: str) -> np.ndarray:
 
 def test_every_simulator_class_gets_templates(tset):
     assert set(tset.classes) == set(RENDERERS)
-    assert [label.split(":")[1] for label in tset.labels["LBG"]] == ["0", "1", "2", "3"]  # the four EW classes
+    assert [label.split(":")[1] for label in tset.labels["LBG"]] == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]  # the four EW classes
     for spectype in tset.classes:
         models = tset.models[spectype]
         assert models.shape[0] == TemplateFitOptions().templates_per_class
@@ -62,8 +73,14 @@ def test_every_simulator_class_gets_templates(tset):
 
 
 def test_noiseless_spectra_recover_redshift_and_class(tset):
-    flux, ivar, truth = simulated({"LBG": {"n": 40, "z": [2.0, 4.0]}, "QSO": {"n": 20, "z": [1.8, 4.0]},
-                                   "ELG": {"n": 20, "z": [0.05, 0.2]}}, noiseless=True)
+    flux, ivar, truth = simulated(
+        {
+            "LBG": {"n": 40, "z": [2.0, 4.0]},
+            "QSO": {"n": 20, "z": [1.8, 4.0]},
+            "ELG": {"n": 20, "z": [0.05, 0.2]},
+        },
+        noiseless=True,
+    )
     fit = fit_spectra(tset, flux, ivar)
     spectype = truth["SPECTYPE"].to_numpy()
     assert z_ok(fit, truth, "LBG").mean() >= 0.95
@@ -78,8 +95,14 @@ def test_noiseless_spectra_recover_redshift_and_class(tset):
 
 
 def test_noisy_spectra_recover_redshift_and_class(tset):
-    flux, ivar, truth = simulated({"LBG": {"n": 120, "z": [2.0, 4.0]}, "QSO": {"n": 60, "z": [1.8, 4.0]},
-                                   "ELG": {"n": 60, "z": [0.05, 0.2]}}, seed=2)
+    flux, ivar, truth = simulated(
+        {
+            "LBG": {"n": 120, "z": [2.0, 4.0]},
+            "QSO": {"n": 60, "z": [1.8, 4.0]},
+            "ELG": {"n": 60, "z": [0.05, 0.2]},
+        },
+        seed=2,
+    )
     fit = fit_spectra(tset, flux, ivar)
     spectype = truth["SPECTYPE"].to_numpy()
     assert z_ok(fit, truth, "LBG").mean() >= 0.9
@@ -111,7 +134,10 @@ def test_chi2_falls_towards_the_true_redshift(tset):
         assert far.min() > curve.min() + 25  # a deep, unambiguous minimum
         if noiseless:  # and chi2 falls steadily towards it from either side
             for side in (-1, 1):
-                steps = [curve[np.argmin(np.abs(z - (z_true + side * dz)))] for dz in (0.03, 0.02, 0.01, 0.005, 0.0)]
+                steps = [
+                    curve[np.argmin(np.abs(z - (z_true + side * dz)))]
+                    for dz in (0.03, 0.02, 0.01, 0.005, 0.0)
+                ]
                 assert all(a > b for a, b in zip(steps, steps[1:])), (side, steps)
 
 
@@ -124,7 +150,9 @@ def test_bad_input_gives_flagged_rows_not_a_traceback(tset):
     flux[3, :100] = np.nan  # a few NaN pixels: masked, the spectrum is still fitted
     fit = fit_spectra(tset, flux, ivar)
     for row in (0, 1, 2):
-        assert fit["zwarn"][row] & ZWARN_NODATA and fit["confidence"][row] == 0.0 and fit["z_pred"][row] == 0.0
+        assert (
+            fit["zwarn"][row] & ZWARN_NODATA and fit["confidence"][row] == 0.0 and fit["z_pred"][row] == 0.0
+        )
     assert not fit["zwarn"][3] & ZWARN_NODATA
     assert abs(fit["z_pred"][3] - truth["Z"].iloc[3]) < DZ_MAX and fit["confidence"][3] > 0.5
     for key in ("confidence", "z_pred", "z", "chi2", "deltachi2"):
@@ -134,8 +162,14 @@ def test_bad_input_gives_flagged_rows_not_a_traceback(tset):
 
 
 def test_catalogue_is_scored_like_a_network(tmp_path):
-    flux, ivar, truth = simulated({"LBG": {"n": 30, "z": [2.0, 4.0]}, "QSO": {"n": 15, "z": [1.8, 4.0]},
-                                   "ELG": {"n": 15, "z": [0.05, 0.2]}}, seed=6)
+    flux, ivar, truth = simulated(
+        {
+            "LBG": {"n": 30, "z": [2.0, 4.0]},
+            "QSO": {"n": 15, "z": [1.8, 4.0]},
+            "ELG": {"n": 15, "z": [0.05, 0.2]},
+        },
+        seed=6,
+    )
     flux[0], ivar[0] = np.nan, 0.0  # one dead fibre: a flagged row, not a failed job
     keep = ["TARGETID", "Z", "SPECTYPE", "TEMPLATE", "MAG_R", "EXPTIME"]
     testset = tmp_path / "testset.fits"
@@ -145,7 +179,9 @@ def test_catalogue_is_scored_like_a_network(tmp_path):
     catalogue = read_catalogue(output)
     assert catalogue.line_names == ["CLASS"]
     table = catalogue.table
-    assert len(table) == 60 and {"Z_PRED", "C_CLASS", "IS_LBG", "ZWARN", "SPECTYPE_FIT", "CHI2_QSO"} <= set(table)
+    assert len(table) == 60 and {"Z_PRED", "C_CLASS", "IS_LBG", "ZWARN", "SPECTYPE_FIT", "CHI2_QSO"} <= set(
+        table
+    )
     assert table["ZWARN"].iloc[0] & ZWARN_NODATA and table["C_CLASS"].iloc[0] == 0.0
     assert catalogue.header["MODEL"].startswith("template_fit")
     evaluation = evaluate(table, catalogue.c_line, ScoreOptions())
@@ -157,9 +193,13 @@ def test_defaults_equal_the_schema():
 
     import yaml
 
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+    )
     properties = schema["properties"]["baseline"]["properties"]["template_fit"]["properties"]
-    defaults = {name: prop["default"] for name, prop in properties.items() if name not in ("enabled", "name", "combo")}
+    defaults = {
+        name: prop["default"] for name, prop in properties.items() if name not in ("enabled", "name", "combo")
+    }
     assert {name: getattr(TemplateFitOptions(), name) for name in defaults} == defaults
 
 
@@ -173,10 +213,14 @@ def test_the_dag_predicts_and_scores_the_baseline_on_every_test_set(tmp_path):
     jobs = planned_jobs(workdir)
     assert {w["testset"] for rule, w in jobs if rule == "predict_templatefit"} == testsets
     scored = {w["testset"] for rule, w in jobs if rule == "score" and w["model"] == "template_fit"}
-    assert scored == testsets and all(w["combo"] == "simulator_templates" for rule, w in jobs
-                                      if rule == "score" and w["model"] == "template_fit")
-    edited = write_config(workdir, lambda c: c.setdefault("baseline", {}).setdefault("template_fit", {})
-                          .update(enabled=False))
+    assert scored == testsets and all(
+        w["combo"] == "simulator_templates"
+        for rule, w in jobs
+        if rule == "score" and w["model"] == "template_fit"
+    )
+    edited = write_config(
+        workdir, lambda c: c.setdefault("baseline", {}).setdefault("template_fit", {}).update(enabled=False)
+    )
     jobs = planned_jobs(workdir, "--configfile", edited)
     assert not [w for rule, w in jobs if rule == "predict_templatefit" or w.get("model") == "template_fit"]
 

@@ -9,17 +9,37 @@ import pytest
 
 import lymannet.simulate as simulate
 import lymannet.spectra as spectra_module
-from lymannet.learned_templates import (LearnOptions, build_learned_template_set, fill_windows, learn_templates,
-                                        load_learned, predict_testset_learned, read_training, save_learned)
+from lymannet.learned_templates import (
+    LearnOptions,
+    build_learned_template_set,
+    fill_windows,
+    learn_templates,
+    load_learned,
+    predict_testset_learned,
+    read_training,
+    save_learned,
+)
 from lymannet.metrics import ScoreOptions, evaluate
 from lymannet.predict import read_catalogue
 from lymannet.spectra import SpectrumSet, write_spectra
-from lymannet.templatefit import (TemplateFitOptions, TemplateSet, _chi2_basis, _prepare, chi2_scan, fit_spectra,
-                                  legendre_basis)
+from lymannet.templatefit import (
+    TemplateFitOptions,
+    TemplateSet,
+    _chi2_basis,
+    _prepare,
+    chi2_scan,
+    fit_spectra,
+    legendre_basis,
+)
 from test_templatefit import DZ_MAX, GRID, simulated
 
-TRAIN = {"LBG": {"n": 360, "z": [1.8, 4.2]}, "QSO": {"n": 160, "z": [1.8, 4.0]}, "ELG": {"n": 160, "z": [0.05, 0.2]},
-         "GALAXY": {"n": 90, "z": [0.3, 1.6]}, "STAR": {"n": 80, "z": [-0.001, 0.001]}}
+TRAIN = {
+    "LBG": {"n": 360, "z": [1.8, 4.2]},
+    "QSO": {"n": 160, "z": [1.8, 4.0]},
+    "ELG": {"n": 160, "z": [0.05, 0.2]},
+    "GALAXY": {"n": 90, "z": [0.3, 1.6]},
+    "STAR": {"n": 80, "z": [-0.001, 0.001]},
+}
 COLUMNS = ["TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME"]
 OPTIONS = {"components": 3, "iterations": 15}
 
@@ -54,8 +74,17 @@ def learned(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for spectype in list(simulate.RENDERERS):
             patch.setitem(simulate.RENDERERS, spectype, forbidden)
-        for name in ("draw_objects", "simulate_chunk", "instrument", "render_model", "_render_lbg", "_render_qso",
-                     "_render_elg", "_render_star", "_render_galaxy"):
+        for name in (
+            "draw_objects",
+            "simulate_chunk",
+            "instrument",
+            "render_model",
+            "_render_lbg",
+            "_render_qso",
+            "_render_elg",
+            "_render_star",
+            "_render_galaxy",
+        ):
             if hasattr(simulate, name):
                 patch.setattr(simulate, name, forbidden)
         patch.setattr(spectra_module.SpectraFile, "__init__", recording_init)
@@ -72,15 +101,21 @@ def test_every_training_class_gets_a_basis(learned):
     for basis in result.bases:
         assert basis.basis.shape[0] == OPTIONS["components"] + 1 and np.isfinite(basis.basis).all()
         assert abs(float(basis.basis[0].mean()) - 1.0) < 1e-5  # the mean at unit mean flux
-        assert np.all(np.abs(basis.basis[1:] @ basis.basis[0]) < 1e-3 * np.linalg.norm(basis.basis[0]) * np.sqrt(
-            basis.basis.shape[1]))  # eigenvectors orthogonal to the mean
+        assert np.all(
+            np.abs(basis.basis[1:] @ basis.basis[0])
+            < 1e-3 * np.linalg.norm(basis.basis[0]) * np.sqrt(basis.basis.shape[1])
+        )  # eigenvectors orthogonal to the mean
         assert np.all(np.diff(basis.explained) <= 1e-12) and abs(basis.explained.sum() - 1) < 1e-6
         assert basis.n_spectra == TRAIN[basis.spectype]["n"]
     # redshift ranges come from the training split, not from the simulator's population limits
     lo, hi = tset.z["LBG"][0], tset.z["LBG"][-1]
     assert 1.8 <= lo < 2.0 and 4.0 < hi <= 4.2, (lo, hi)
     for spectype in tset.classes:
-        assert tset.basis(spectype).shape[1:] == (OPTIONS["components"] + 1, tset.z[spectype].size, GRID.n_pixels)
+        assert tset.basis(spectype).shape[1:] == (
+            OPTIONS["components"] + 1,
+            tset.z[spectype].size,
+            GRID.n_pixels,
+        )
     # the LBG mean carries the IGM it learned: dark below the Lyman limit, bright redward of Ly-alpha
     lbg = result.of_class("LBG")[0]
     wave = lbg.rest_wave
@@ -92,8 +127,15 @@ def test_the_basis_reproduces_held_out_spectra_better_than_the_mean(learned):
     redshift: the eigenvectors cut the chi2 several times more than fitting noise would (K - 1 per
     spectrum), and cut the mismatch of noiseless spectra by more than 15% (LBG 43%, QSO 24%, ELG 27%)."""
     tset = learned["tset"]
-    mean_only = TemplateSet(tset.wavelength, tset.z, {c: tset.basis(c)[:, :1] for c in tset.classes}, tset.labels,
-                            tset.coarse_factor, mean_amplitude="nonnegative", source="test")
+    mean_only = TemplateSet(
+        tset.wavelength,
+        tset.z,
+        {c: tset.basis(c)[:, :1] for c in tset.classes},
+        tset.labels,
+        tset.coarse_factor,
+        mean_amplitude="nonnegative",
+        source="test",
+    )
     n_extra = OPTIONS["components"]
     for spectype, z_range in (("LBG", [2.2, 3.8]), ("QSO", [2.0, 3.8]), ("ELG", [0.06, 0.19])):
         for noiseless in (True, False):
@@ -111,9 +153,17 @@ def test_the_basis_reproduces_held_out_spectra_better_than_the_mean(learned):
 
 def test_learned_fit_finds_bright_lbgs(learned):
     tset = learned["tset"]
-    flux, ivar, truth = simulated({"LBG": {"n": 120, "z": [2.0, 4.0]}, "QSO": {"n": 50, "z": [1.8, 4.0]},
-                                   "ELG": {"n": 50, "z": [0.05, 0.2]}, "GALAXY": {"n": 30, "z": [0.35, 1.5]},
-                                   "STAR": {"n": 30, "z": [-0.001, 0.001]}}, seed=24, mag_r=(22.5, 23.5))
+    flux, ivar, truth = simulated(
+        {
+            "LBG": {"n": 120, "z": [2.0, 4.0]},
+            "QSO": {"n": 50, "z": [1.8, 4.0]},
+            "ELG": {"n": 50, "z": [0.05, 0.2]},
+            "GALAXY": {"n": 30, "z": [0.35, 1.5]},
+            "STAR": {"n": 30, "z": [-0.001, 0.001]},
+        },
+        seed=24,
+        mag_r=(22.5, 23.5),
+    )
     fit = fit_spectra(tset, flux, ivar)
     spectype, z = truth["SPECTYPE"].to_numpy(), truth["Z"].to_numpy()
     lbg = spectype == "LBG"
@@ -157,7 +207,11 @@ def test_basis_chi2_is_the_least_squares_optimum(learned):
                     branches.add("bound")
                 else:
                     branches.add("free")
-                assert chi2[row, 0, zi] == pytest.approx(expected, rel=1e-7, abs=1e-6), (mean_amplitude, row, zi)
+                assert chi2[row, 0, zi] == pytest.approx(expected, rel=1e-7, abs=1e-6), (
+                    mean_amplitude,
+                    row,
+                    zi,
+                )
     tset.mean_amplitude = "nonnegative"
     assert branches == {"bound", "free"}
     # a basis vector without support in a spectrum drops out instead of breaking the solve
@@ -173,10 +227,18 @@ def test_basis_chi2_is_the_least_squares_optimum(learned):
 
 def test_fill_windows_of_the_combo_are_not_learned(tmp_path):
     variants = {
-        "tmg": {"source": "survey", "ops": [{"select": {"spectype": ["LBG"]}}, {"mask_line": {"line": 1215.67, "width": 40}},
-                                           {"mask_region": {"center": 5800, "width": 40}}]},
-        "shifted": {"source": "survey", "ops": [{"mask_region": {"center": 5800, "width": 40}},
-                                                {"shift": {"ratio": "5/4"}}]},
+        "tmg": {
+            "source": "survey",
+            "ops": [
+                {"select": {"spectype": ["LBG"]}},
+                {"mask_line": {"line": 1215.67, "width": 40}},
+                {"mask_region": {"center": 5800, "width": 40}},
+            ],
+        },
+        "shifted": {
+            "source": "survey",
+            "ops": [{"mask_region": {"center": 5800, "width": 40}}, {"shift": {"ratio": "5/4"}}],
+        },
         "plain": {"source": "survey", "ops": []},
     }
     windows = fill_windows(variants)
@@ -200,14 +262,24 @@ def test_catalogue_is_scored_like_a_network(learned, tmp_path):
     again = load_learned(templates)
     assert [b.label for b in again.bases] == [b.label for b in learned["learned"].bases]
     np.testing.assert_array_equal(again.bases[0].basis, learned["learned"].bases[0].basis)
-    testset = write_set(tmp_path / "testset.fits", {"LBG": {"n": 30, "z": [2.0, 4.0]}, "QSO": {"n": 15, "z": [1.8, 4.0]},
-                                                    "ELG": {"n": 15, "z": [0.05, 0.2]}}, seed=27)
+    testset = write_set(
+        tmp_path / "testset.fits",
+        {
+            "LBG": {"n": 30, "z": [2.0, 4.0]},
+            "QSO": {"n": 15, "z": [1.8, 4.0]},
+            "ELG": {"n": 15, "z": [0.05, 0.2]},
+        },
+        seed=27,
+    )
     output = tmp_path / "predictions.fits"
-    predict_testset_learned(testset, templates, output, {"chunk_rows": 16, "mean_amplitude": "free"},
-                            {"target_class": "LBG"})
+    predict_testset_learned(
+        testset, templates, output, {"chunk_rows": 16, "mean_amplitude": "free"}, {"target_class": "LBG"}
+    )
     catalogue = read_catalogue(output)
     table = catalogue.table
-    assert len(table) == 60 and {"Z_PRED", "C_CLASS", "IS_LBG", "ZWARN", "SPECTYPE_FIT", "CHI2_STAR"} <= set(table)
+    assert len(table) == 60 and {"Z_PRED", "C_CLASS", "IS_LBG", "ZWARN", "SPECTYPE_FIT", "CHI2_STAR"} <= set(
+        table
+    )
     assert catalogue.header["MODEL"].startswith("template_fit_learned")
     assert evaluate(table, catalogue.c_line, ScoreOptions()).summary["score"] > 0.8
 
@@ -221,15 +293,19 @@ def test_options_are_checked_and_defaults_equal_the_schema():
 
     with pytest.raises(ConfigError, match="min_spectra"):
         LearnOptions.from_dict({"components": 30, "min_spectra": 10})
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+    )
     properties = schema["properties"]["baseline"]["properties"]["learned_templates"]["properties"]
     defaults = {name: prop["default"] for name, prop in properties.items()}
     assert {k: getattr(LearnOptions(), k) for k in LearnOptions.__dataclass_fields__ if k != "seed"} == {
-        k: defaults[k] for k in LearnOptions.__dataclass_fields__ if k != "seed"}
+        k: defaults[k] for k in LearnOptions.__dataclass_fields__ if k != "seed"
+    }
     fit_keys = set(defaults) & set(TemplateFitOptions.__dataclass_fields__)
     assert fit_keys >= {"z_step", "coarse_factor", "poly_order", "confidence_scale", "z_ranges", "chunk_rows"}
     assert {k: getattr(TemplateFitOptions(), k) for k in fit_keys - {"classes"}} == {
-        k: defaults[k] for k in fit_keys - {"classes"}}
+        k: defaults[k] for k in fit_keys - {"classes"}
+    }
     assert defaults["mean_amplitude"] == "nonnegative" and defaults["name"] == "template_fit_learned"
 
 
@@ -250,7 +326,9 @@ def test_the_dag_learns_from_the_train_split_and_scores_every_test_set(tmp_path)
     assert [w for rule, w in jobs if rule == "learn_templates"] == [{"combo": combo}]
     assert {w["testset"] for rule, w in jobs if rule == "predict_templatefit_learned"} == testsets
     scored = {w["testset"] for rule, w in jobs if rule == "score" and w["model"] == name}
-    assert scored == testsets and all(w["combo"] == combo for rule, w in jobs if rule == "score" and w["model"] == name)
+    assert scored == testsets and all(
+        w["combo"] == combo for rule, w in jobs if rule == "score" and w["model"] == name
+    )
     # the rule's only input is the combo's training split: no test set, no simulated data
     block = re.search(r"rule learn_templates:\n(.*?)\n\n", result.stdout, re.S).group(1)
     inputs = re.search(r"input: (.*)", block).group(1).split(", ")
@@ -259,5 +337,8 @@ def test_the_dag_learns_from_the_train_split_and_scores_every_test_set(tmp_path)
     assert {w["testset"] for rule, w in jobs if rule == "predict_templatefit"} == testsets
     edited = write_config(workdir, lambda c: c["baseline"]["learned_templates"].update(enabled=False))
     jobs = planned_jobs(workdir, "--configfile", edited)
-    assert not [w for rule, w in jobs if rule in ("learn_templates", "predict_templatefit_learned")
-                or w.get("model") == name]
+    assert not [
+        w
+        for rule, w in jobs
+        if rule in ("learn_templates", "predict_templatefit_learned") or w.get("model") == name
+    ]

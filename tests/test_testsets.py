@@ -24,12 +24,22 @@ def demo_like_testsets(fraction: float = 0.3) -> dict:
     """The demo's three survey test sets, and an experiment's (in_summary: false)."""
     return {
         "test_z3": {"members": [{"dataset": "survey"}]},
-        "test_lowz": {"members": [{"dataset": "templates", "select": {"spectype": ["LBG"], "z": [None, 2.6]}},
-                                  {"dataset": "survey", "select": {**CONTAMINANTS, "fraction": fraction}}]},
-        "test_highz": {"members": [{"dataset": "templates", "select": {"spectype": ["LBG"], "z": [3.4, None]}},
-                                   {"dataset": "survey", "select": {**CONTAMINANTS, "fraction": fraction}}]},
-        "test_exp": {"in_summary": False,
-                     "members": [{"dataset": "survey", "select": {**CONTAMINANTS, "fraction": fraction}}]},
+        "test_lowz": {
+            "members": [
+                {"dataset": "templates", "select": {"spectype": ["LBG"], "z": [None, 2.6]}},
+                {"dataset": "survey", "select": {**CONTAMINANTS, "fraction": fraction}},
+            ]
+        },
+        "test_highz": {
+            "members": [
+                {"dataset": "templates", "select": {"spectype": ["LBG"], "z": [3.4, None]}},
+                {"dataset": "survey", "select": {**CONTAMINANTS, "fraction": fraction}},
+            ]
+        },
+        "test_exp": {
+            "in_summary": False,
+            "members": [{"dataset": "survey", "select": {**CONTAMINANTS, "fraction": fraction}}],
+        },
     }
 
 
@@ -37,8 +47,10 @@ def demo_like_testsets(fraction: float = 0.3) -> dict:
 def holdouts(tmp_path):
     survey = make_truth(200, z=0.5, spectype=["LBG", "QSO", "ELG", "GALAXY", "STAR"] * 40, first_id=1)
     templates = make_truth(40, z=np.linspace(2.0, 3.95, 40), first_id=5000)
-    return {"survey": str(write_file(tmp_path / "survey.fits", survey, native=False)),
-            "templates": str(write_file(tmp_path / "templates.fits", templates, native=False))}
+    return {
+        "survey": str(write_file(tmp_path / "survey.fits", survey, native=False)),
+        "templates": str(write_file(tmp_path / "templates.fits", templates, native=False)),
+    }
 
 
 def build_all(tmp_path, holdouts, testsets, seed=7, disjoint=True):
@@ -54,8 +66,14 @@ def build_all(tmp_path, holdouts, testsets, seed=7, disjoint=True):
 def test_prior_draws_order_the_summarys_fractional_draws():
     testsets = demo_like_testsets()
     assert prior_draws(testsets, "test_highz") == []  # first by name
-    assert prior_draws(testsets, "test_lowz") == [{"testset": "test_highz", "index": 1, "dataset": "survey",
-                                                   "select": {**CONTAMINANTS, "fraction": 0.3}}]
+    assert prior_draws(testsets, "test_lowz") == [
+        {
+            "testset": "test_highz",
+            "index": 1,
+            "dataset": "survey",
+            "select": {**CONTAMINANTS, "fraction": 0.3},
+        }
+    ]
     assert prior_draws(testsets, "test_z3") == []  # takes the whole pool: no draw
     assert prior_draws(testsets, "test_exp") == []  # an experiment's test set moves nothing
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["testsets"]
@@ -86,11 +104,25 @@ def test_fractional_draws_are_disjoint_and_keep_their_sizes(tmp_path, holdouts):
 
 def test_draws_that_exhaust_the_pool_fail_naming_the_test_set(tmp_path, holdouts):
     testsets = demo_like_testsets(fraction=0.6)
-    build_testset(testsets["test_highz"]["members"], holdouts, 7, "test_highz", tmp_path / "h.fits",
-                  prior=prior_draws(testsets, "test_highz"))
-    with pytest.raises(ConfigError, match=r"testset 'test_lowz', member #2: fraction 0.6 asks for 96 of 160 .* left 64"):
-        build_testset(testsets["test_lowz"]["members"], holdouts, 7, "test_lowz", tmp_path / "l.fits",
-                      prior=prior_draws(testsets, "test_lowz"))
+    build_testset(
+        testsets["test_highz"]["members"],
+        holdouts,
+        7,
+        "test_highz",
+        tmp_path / "h.fits",
+        prior=prior_draws(testsets, "test_highz"),
+    )
+    with pytest.raises(
+        ConfigError, match=r"testset 'test_lowz', member #2: fraction 0.6 asks for 96 of 160 .* left 64"
+    ):
+        build_testset(
+            testsets["test_lowz"]["members"],
+            holdouts,
+            7,
+            "test_lowz",
+            tmp_path / "l.fits",
+            prior=prior_draws(testsets, "test_lowz"),
+        )
 
 
 def test_three_draws_from_one_pool_share_nothing(tmp_path, holdouts):

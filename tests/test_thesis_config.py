@@ -49,8 +49,9 @@ def test_thesis_keeps_the_demo_class_mix(dataset):
     assert sum(thesis_counts.values()) >= 3.9 * sum(demo_counts.values())
     # the merge keeps everything else the demo says about each population
     for kind, pop in demo["datasets"][dataset]["simulate"]["populations"].items():
-        assert {k: v for k, v in thesis["datasets"][dataset]["simulate"]["populations"][kind].items() if k != "n"} \
-            == {k: v for k, v in pop.items() if k != "n"}
+        assert {
+            k: v for k, v in thesis["datasets"][dataset]["simulate"]["populations"][kind].items() if k != "n"
+        } == {k: v for k, v in pop.items() if k != "n"}
 
 
 def test_thesis_sizes_are_those_its_comment_states():
@@ -62,8 +63,13 @@ def test_thesis_sizes_are_those_its_comment_states():
     assert held_out == pytest.approx(1667, abs=20)  # the thesis's test set around z = 3
     assert survey["LBG"] - held_out == pytest.approx(3000, rel=0.05)  # "~3,000 observed LBGs"
     spec = config["datasets"]["templates"]["simulate"]
-    n_templates = (len(template_z_grid(spec["z_grid"])) * len(spec["templates"]) * len(spec["mag_levels"])
-                   * len(spec["exptime"]) * spec["copies"])
+    n_templates = (
+        len(template_z_grid(spec["z_grid"]))
+        * len(spec["templates"])
+        * len(spec["mag_levels"])
+        * len(spec["exptime"])
+        * spec["copies"]
+    )
     assert n_templates == 25_200  # thesis 3.5.1
     assert sorted(spec["exptime"]) == [1800, 7200]  # data_to_train_2's 30-minute spectra
     check_config(config)
@@ -80,15 +86,31 @@ def test_thesis_networks_are_table_5_1():
     hyp_classic, hyp_snr = models["hyp_classic"], models["hyp_snr"]
     assert (hyp_classic["conv"]["layers"], hyp_classic["conv"]["filters"]) == (10, 420)
     assert hyp_classic["conv"]["dropout"] == 0.19 and hyp_classic["offset_activation"] == "sigmoid"
-    assert (hyp_snr["conv"]["layers"], hyp_snr["conv"]["filters"], hyp_snr["conv"]["dropout"]) == (8, 173, 0.05)
-    assert hyp_snr["offset_activation"] == "linear" and hyp_snr["snr_channel"] and hyp_snr["train"]["lr"] == 0.001
+    assert (hyp_snr["conv"]["layers"], hyp_snr["conv"]["filters"], hyp_snr["conv"]["dropout"]) == (
+        8,
+        173,
+        0.05,
+    )
+    assert (
+        hyp_snr["offset_activation"] == "linear"
+        and hyp_snr["snr_channel"]
+        and hyp_snr["train"]["lr"] == 0.001
+    )
     for name in ("initial", "classic"):
         assert (models[name]["conv"]["layers"], models[name]["conv"]["filters"]) == (4, 100)
     # the documented departures (thesis.yaml's table): lr 0.001 for Initial, Classic and Hyp Classic
     assert {models[name]["train"]["lr"] for name in ("initial", "classic", "hyp_classic")} == {0.001}
-    counts = {name: count_parameters(build_model(models[name], grid.n_pixels)) for name in ("hyp_classic", "hyp_snr")}
-    assert counts["hyp_classic"] == pytest.approx(16.6e6, rel=0.05) and counts["hyp_snr"] == pytest.approx(2.45e6, rel=0.1)
-    assert ("hyp_classic", "data_to_train_1") in run_pairs(config) and ("hyp_snr", "data_to_train_1") in run_pairs(config)
+    counts = {
+        name: count_parameters(build_model(models[name], grid.n_pixels))
+        for name in ("hyp_classic", "hyp_snr")
+    }
+    assert counts["hyp_classic"] == pytest.approx(16.6e6, rel=0.05) and counts["hyp_snr"] == pytest.approx(
+        2.45e6, rel=0.1
+    )
+    assert ("hyp_classic", "data_to_train_1") in run_pairs(config) and (
+        "hyp_snr",
+        "data_to_train_1",
+    ) in run_pairs(config)
 
 
 def test_thesis_overlay_dry_run_plans_every_run(tmp_path):
@@ -110,7 +132,9 @@ def test_merging_replaces_lists_and_merges_mappings():
     from snakemake.utils import update_config
 
     config = copy.deepcopy(yaml.safe_load(DEMO.read_text()))
-    update_config(config, {"datasets": {"survey": {"simulate": {"populations": {"LBG": {"n": 1}}}}}, "runs": []})
+    update_config(
+        config, {"datasets": {"survey": {"simulate": {"populations": {"LBG": {"n": 1}}}}}, "runs": []}
+    )
     assert class_counts(config, "survey")["STAR"] == 225 and config["runs"] == []
 
 
@@ -126,9 +150,15 @@ def test_thesis_networks_overlay_trains_and_scores_on_every_test_set(tmp_path):
     assert models["hyp_snr_nosnr"]["train"] == models["hyp_snr"]["train"]
     assert not models["classic_offline"]["train"].get("online_augmentation")
     workdir = copy_workflow(tmp_path)
-    jobs = planned_jobs(workdir, "--configfile", "config/config.yaml", "config/experiments/thesis_networks.yaml")
+    jobs = planned_jobs(
+        workdir, "--configfile", "config/config.yaml", "config/experiments/thesis_networks.yaml"
+    )
     trained = {(wc["model"], wc["combo"]) for rule, wc in jobs if rule == "train"}
-    new = {("hyp_snr", "data_to_train_1"), ("hyp_snr_nosnr", "data_to_train_1"), ("classic_offline", "data_to_train_1")}
+    new = {
+        ("hyp_snr", "data_to_train_1"),
+        ("hyp_snr_nosnr", "data_to_train_1"),
+        ("classic_offline", "data_to_train_1"),
+    }
     assert new <= trained and trained == set(run_pairs(config))
     scored = {(wc["model"], wc["testset"]) for rule, wc in jobs if rule == "score"}
     for model, _ in new:

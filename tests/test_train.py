@@ -160,7 +160,9 @@ def test_outputs_are_self_describing(trained):
     # Why training ended and what it cost, for the summary table and for sizing cluster jobs.
     last3 = history["val_loss"].iloc[-3:]
     assert loaded.training["stopped_by"] == "epoch limit" and loaded.training["epochs_run"] == 6
-    assert loaded.training["val_loss_spread_last3"] == pytest.approx((last3.max() - last3.min()) / last3.min())
+    assert loaded.training["val_loss_spread_last3"] == pytest.approx(
+        (last3.max() - last3.min()) / last3.min()
+    )
     assert loaded.training["train_seconds"] == pytest.approx(history["seconds"].sum())
     assert loaded.training["peak_rss_mb"] >= history["peak_rss_mb"].iloc[-1]
     assert loaded.training["cpu_arithmetic"]["capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX")
@@ -451,7 +453,9 @@ def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
 
         def __call__(self, flux, ivar, z, generator, shiftable=None, spectype=None):
             assert shiftable is not None and shiftable.dtype == torch.bool and len(shiftable) == len(z)
-            assert spectype is not None and len(spectype) == len(z)  # SPECTYPE codes: where each class may move
+            assert spectype is not None and len(spectype) == len(
+                z
+            )  # SPECTYPE codes: where each class may move
             calls.append(len(z))
             noise = torch.randn(flux.shape, generator=generator, device=flux.device)
             return flux + 0.1 * noise, ivar, z
@@ -467,9 +471,19 @@ def test_online_augmentation_is_applied_per_batch(combo, tmp_path, monkeypatch):
 def test_auto_device_and_thread_count(combo, tmp_path):
     """What the train rule asks for: device auto (the CPU here) and the rule's thread count."""
     spec = dict(TINY, train=dict(TINY["train"], epochs=1))
-    train_model("tiny", spec, train_path=combo / "train.fits", val_path=combo / "val.fits",
-                out_model=tmp_path / "m" / "model.pt", out_history=tmp_path / "m" / "history.csv",
-                out_curve=tmp_path / "m" / "curve.png", checkpoint_path=tmp_path / "c" / "ckpt", seed=7,
-                device="auto", threads=1, combo=combo.name)
+    train_model(
+        "tiny",
+        spec,
+        train_path=combo / "train.fits",
+        val_path=combo / "val.fits",
+        out_model=tmp_path / "m" / "model.pt",
+        out_history=tmp_path / "m" / "history.csv",
+        out_curve=tmp_path / "m" / "curve.png",
+        checkpoint_path=tmp_path / "c" / "ckpt",
+        seed=7,
+        device="auto",
+        threads=1,
+        combo=combo.name,
+    )
     assert (tmp_path / "m" / "model.pt").exists() and (tmp_path / "m" / "curve.png").exists()
     assert torch.get_num_threads() == 1

@@ -81,11 +81,7 @@ def make_spectra(path: Path, n: int, seed: int) -> None:
     flux = np.where(is_lbg[:, None], np.where(wavelength[None, :] < lya, 0.4 * flux, flux) + line, flux)
     flux = flux + rng.normal(0, 0.3, flux.shape)
     truth = pd.DataFrame(
-        {
-            "TARGETID": np.arange(n) + 1000 * seed,
-            "Z": z,
-            "SPECTYPE": np.where(is_lbg, "LBG", "QSO"),
-        }
+        {"TARGETID": np.arange(n) + 1000 * seed, "Z": z, "SPECTYPE": np.where(is_lbg, "LBG", "QSO")}
     )
     ivar = np.full_like(flux, 1 / 0.3**2)
     write_spectra(

@@ -65,8 +65,16 @@ def write_synthetic_coadd(path: Path, targetids: np.ndarray, seed: int, shift_pi
     too) and RESOLUTION (n, 11, pixels)."""
     rng = np.random.default_rng(seed)
     n = len(targetids)
-    fibermap = np.zeros(n, [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("OBJTYPE", "U3"),
-                            ("COADD_FIBERSTATUS", "i4")])
+    fibermap = np.zeros(
+        n,
+        [
+            ("TARGETID", "i8"),
+            ("TARGET_RA", "f8"),
+            ("TARGET_DEC", "f8"),
+            ("OBJTYPE", "U3"),
+            ("COADD_FIBERSTATUS", "i4"),
+        ],
+    )
     fibermap["TARGETID"], fibermap["OBJTYPE"] = targetids, "TGT"
     fibermap["TARGET_RA"], fibermap["TARGET_DEC"] = rng.uniform(0, 360, n), rng.uniform(-10, 30, n)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,17 +84,30 @@ def write_synthetic_coadd(path: Path, targetids: np.ndarray, seed: int, shift_pi
         for arm, (start, n_pixels) in SYNTHETIC_ARMS.items():
             wave = start + 0.8 * (shift_pixels + np.arange(n_pixels))
             fits.write(wave, extname=f"{arm}_WAVELENGTH", header=[{"name": "BUNIT", "value": "Angstrom"}])
-            fits.write(rng.normal(size=(n, n_pixels)).astype("f4"), extname=f"{arm}_FLUX",
-                       header=[{"name": "BUNIT", "value": "10**-17 erg/(s cm2 Angstrom)"}])
+            fits.write(
+                rng.normal(size=(n, n_pixels)).astype("f4"),
+                extname=f"{arm}_FLUX",
+                header=[{"name": "BUNIT", "value": "10**-17 erg/(s cm2 Angstrom)"}],
+            )
             fits.write(rng.uniform(0.5, 2.0, (n, n_pixels)).astype("f4"), extname=f"{arm}_IVAR")
             mask = np.where(rng.random((n, n_pixels)) < 0.05, np.uint32(2**31 + 5), np.uint32(0))
             fits.write(mask, extname=f"{arm}_MASK")
             fits.write(rng.random((n, 11, n_pixels)).astype("f4"), extname=f"{arm}_RESOLUTION")
 
 
-CATALOGUE_DTYPE = [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("COADD", "U48"),
-                   ("ROW", "i4"), ("Z", "f8"), ("ZERR", "f4"), ("CONFIDENCE", "f4"), ("PROB", "f4"),
-                   ("ZWARN", "i8"), ("IS_QSO_QN", "i2")]
+CATALOGUE_DTYPE = [
+    ("TARGETID", "i8"),
+    ("TARGET_RA", "f8"),
+    ("TARGET_DEC", "f8"),
+    ("COADD", "U48"),
+    ("ROW", "i4"),
+    ("Z", "f8"),
+    ("ZERR", "f4"),
+    ("CONFIDENCE", "f4"),
+    ("PROB", "f4"),
+    ("ZWARN", "i8"),
+    ("IS_QSO_QN", "i2"),
+]
 
 
 def write_catalogue(path: Path, table: dict[str, np.ndarray], header: dict) -> Path:
@@ -94,8 +115,13 @@ def write_catalogue(path: Path, table: dict[str, np.ndarray], header: dict) -> P
     records = np.zeros(n, [(name, dtype) for name, dtype in CATALOGUE_DTYPE if name in table])
     for name in records.dtype.names:
         records[name] = table[name]
-    fitsio.write(str(path), records, extname="QN_RR", header=[{"name": k, "value": v} for k, v in header.items()],
-                 clobber=True)
+    fitsio.write(
+        str(path),
+        records,
+        extname="QN_RR",
+        header=[{"name": k, "value": v} for k, v in header.items()],
+        clobber=True,
+    )
     return path
 
 
@@ -109,21 +135,35 @@ def synthetic_survey(tmp_path_factory) -> dict:
     n_per_file = 1500
     targetids = 39_000_000 + np.arange(2 * n_per_file)
     for k, name in enumerate(names):
-        write_synthetic_coadd(root / name, targetids[k * n_per_file:(k + 1) * n_per_file], seed=k)
+        write_synthetic_coadd(root / name, targetids[k * n_per_file : (k + 1) * n_per_file], seed=k)
     n = len(targetids)
     # Most of a survey at low probability, some confident targets, and every stratum populated.
-    prob = np.where(rng.random(n) < 0.3, rng.random(n), np.where(rng.random(n) < 0.75, rng.beta(0.4, 4, n),
-                                                                    rng.beta(6, 1, n)))
+    prob = np.where(
+        rng.random(n) < 0.3,
+        rng.random(n),
+        np.where(rng.random(n) < 0.75, rng.beta(0.4, 4, n), rng.beta(6, 1, n)),
+    )
     zwarn = np.where(rng.random(n) < 0.05, 4, 0)  # NODATA: not classified, NaN values
     zwarn[rng.random(n) < 0.02] |= 1  # flagged rows that still have values: never drawn either
     nodata = (zwarn & 4) > 0
-    table = {"TARGETID": targetids, "TARGET_RA": rng.uniform(0, 360, n), "TARGET_DEC": rng.uniform(-10, 30, n),
-             "COADD": np.repeat(names, n_per_file), "ROW": np.tile(np.arange(n_per_file), 2),
-             "Z": np.where(nodata, np.nan, rng.uniform(0.5, 4, n)), "ZERR": np.where(nodata, np.nan, 0.001),
-             "CONFIDENCE": np.where(nodata, np.nan, rng.random(n)), "PROB": np.where(nodata, np.nan, prob),
-             "ZWARN": zwarn, "IS_QSO_QN": (prob > 0.8).astype(int)}
-    catalogue = write_catalogue(root.parent / "catalogue.fits", table,
-                                {"WPPROB": 0.8, "SRCROOT": str(root), "CTHRESH": 0.5, "TARGCLS": "QSO"})
+    table = {
+        "TARGETID": targetids,
+        "TARGET_RA": rng.uniform(0, 360, n),
+        "TARGET_DEC": rng.uniform(-10, 30, n),
+        "COADD": np.repeat(names, n_per_file),
+        "ROW": np.tile(np.arange(n_per_file), 2),
+        "Z": np.where(nodata, np.nan, rng.uniform(0.5, 4, n)),
+        "ZERR": np.where(nodata, np.nan, 0.001),
+        "CONFIDENCE": np.where(nodata, np.nan, rng.random(n)),
+        "PROB": np.where(nodata, np.nan, prob),
+        "ZWARN": zwarn,
+        "IS_QSO_QN": (prob > 0.8).astype(int),
+    }
+    catalogue = write_catalogue(
+        root.parent / "catalogue.fits",
+        table,
+        {"WPPROB": 0.8, "SRCROOT": str(root), "CTHRESH": 0.5, "TARGCLS": "QSO"},
+    )
     truth = pd.DataFrame({"TARGETID": targetids, "TRUE": rng.random(n) < prob, "PROB": prob, "ZWARN": zwarn})
     return {"root": root, "catalogue": catalogue, "truth": truth, "table": table}
 
@@ -133,8 +173,9 @@ def synthetic_survey(tmp_path_factory) -> dict:
 
 def test_allocation_favours_weights_caps_full_strata_and_keeps_every_stratum():
     np.testing.assert_array_equal(allocate(np.array([100, 2, 100]), np.array([1.0, 4.0, 1.0]), 20), [9, 2, 9])
-    np.testing.assert_array_equal(allocate(np.array([100, 0, 100, 50]), np.array([1.0, 1.0, 4.0, 1.0]), 12),
-                                  [2, 0, 8, 2])
+    np.testing.assert_array_equal(
+        allocate(np.array([100, 0, 100, 50]), np.array([1.0, 1.0, 4.0, 1.0]), 12), [2, 0, 8, 2]
+    )
     assert allocate(np.array([5, 5, 5]), np.ones(3), 2).sum() == 2  # fewer draws than strata
     np.testing.assert_array_equal(allocate(np.array([3, 0, 4]), np.ones(3), 50), [3, 0, 4])  # all of them
     # One per non-empty stratum first: a stratum of weight 1 beside a heavy one still gets a draw.
@@ -178,13 +219,16 @@ def test_working_point_strata_are_over_represented(synthetic_survey, tmp_path, c
     assert header["VINELIG"] == n_eligible and header["VISEED"] == 3 and header["WPPROB"] == 0.8
     # Spectra: FIBERMAP rows and every arm HDU (MASK and RESOLUTION too) as in the source coadds.
     assert [hdu.get_extname() for hdu in out][1:] == ["FIBERMAP"] + [
-        f"{arm}_{kind}" for arm in ARMS for kind in ("WAVELENGTH", "FLUX", "IVAR", "MASK", "RESOLUTION")]
+        f"{arm}_{kind}" for arm in ARMS for kind in ("WAVELENGTH", "FLUX", "IVAR", "MASK", "RESOLUTION")
+    ]
     np.testing.assert_array_equal(out["FIBERMAP"].read()["TARGETID"], table["TARGETID"])
     assert out["B_MASK"].read().dtype == np.uint32 and out["B_RESOLUTION"].get_dims() == [200, 11, 60]
     assert out["B_FLUX"].read_header()["BUNIT"] == "10**-17 erg/(s cm2 Angstrom)"
     assert out["FIBERMAP"].read_header()["TUNIT2"] == "deg"  # TARGET_RA's unit, as in the source
     assert_rows_copied(table, out, survey["root"])
-    assert table["COADD"].nunique() == 2 and table["COADD"].is_monotonic_increasing  # in file order, not by PROB
+    assert (
+        table["COADD"].nunique() == 2 and table["COADD"].is_monotonic_increasing
+    )  # in file order, not by PROB
     coadd = CoaddFile(tmp_path / "coadd-vi.fits")
     assert coadd.n_rows == 200 and coadd.is_target.all() and coadd.read().flux["Z"].shape == (200, 40)
 
@@ -225,7 +269,8 @@ def test_fixture_sample_copies_the_spectra_and_repeats_with_its_seed(qnp_catalog
     assert 11 not in table["ROW"].to_numpy()  # no valid pixel: never classified, never drawn
     np.testing.assert_array_equal(out["FIBERMAP"].read()["TARGETID"], table["TARGETID"])
     assert [hdu.get_extname() for hdu in out][1:] == ["FIBERMAP"] + [
-        f"{arm}_{kind}" for arm in ARMS for kind in ("WAVELENGTH", "FLUX", "IVAR")]  # the source has no MASK
+        f"{arm}_{kind}" for arm in ARMS for kind in ("WAVELENGTH", "FLUX", "IVAR")
+    ]  # the source has no MASK
     assert out["B_FLUX"].read().dtype.kind == "f" and out["B_FLUX"].read().dtype.itemsize == 4
     assert out["B_WAVELENGTH"].read().dtype.itemsize == 8
     assert_rows_copied(table, out, root)
@@ -237,8 +282,9 @@ def test_fixture_sample_copies_the_spectra_and_repeats_with_its_seed(qnp_catalog
     # The same seed draws the same sample and writes the same files; another seed another sample.
     draw_vi_sample(catalogue, tmp_path / "b", n=10, coadd_root=root, seed=0)
     assert (tmp_path / "a" / "vi_sample.csv").read_bytes() == (tmp_path / "b" / "vi_sample.csv").read_bytes()
-    np.testing.assert_array_equal(fitsio.read(str(tmp_path / "b" / "coadd-vi.fits"), ext="Z_FLUX"),
-                                  out["Z_FLUX"].read())
+    np.testing.assert_array_equal(
+        fitsio.read(str(tmp_path / "b" / "coadd-vi.fits"), ext="Z_FLUX"), out["Z_FLUX"].read()
+    )
     draw_vi_sample(catalogue, tmp_path / "c", n=10, coadd_root=root, seed=1)
     assert set(pd.read_csv(tmp_path / "c" / "vi_sample.csv")["TARGETID"]) != set(table["TARGETID"])
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
@@ -262,7 +308,10 @@ def test_several_coadds_of_a_survey(survey_folder, tmp_path, caplog):
     n_eligible = eligible_count(out / "catalogue.fits")
     with caplog.at_level(logging.WARNING, logger="lymannet.visample"):
         sample = draw_vi_sample(out / "catalogue.fits", tmp_path / "vi", n=100, coadd_root=root)
-    assert sample.n_drawn == n_eligible and f"{n_eligible} eligible rows, fewer than the 100 asked" in caplog.text
+    assert (
+        sample.n_drawn == n_eligible
+        and f"{n_eligible} eligible rows, fewer than the 100 asked" in caplog.text
+    )
     assert "coadd-main-dark-10016.fits has no B_MASK HDU" in caplog.text
     table, vi = read_sample(tmp_path / "vi")
     assert table["COADD"].nunique() == 3 and (table["WEIGHT"] == 1).all()
@@ -273,7 +322,9 @@ def test_several_coadds_of_a_survey(survey_folder, tmp_path, caplog):
     assert_rows_copied(table, vi, root)
     assert CoaddFile(tmp_path / "vi" / "coadd-vi.fits").n_rows == n_eligible
     # A per-file catalogue of a full-format coadd keeps MASK (uint32) and RESOLUTION, bit for bit.
-    draw_vi_sample(out / "sv3/dark/260/26065/coadd-sv3-dark-26065.fits", tmp_path / "edr", n=5, coadd_root=root)
+    draw_vi_sample(
+        out / "sv3/dark/260/26065/coadd-sv3-dark-26065.fits", tmp_path / "edr", n=5, coadd_root=root
+    )
     table, edr = read_sample(tmp_path / "edr")
     assert edr["R_MASK"].read().dtype == np.uint32 and len(edr["R_RESOLUTION"].get_dims()) == 3
     assert_rows_copied(table, edr, root)
@@ -296,11 +347,16 @@ def test_errors_name_the_file(qnp_catalogue, tmp_path, caplog):
         draw_vi_sample(other, tmp_path / "out", coadd_root=root)
     with pytest.raises(ConfigError, match="n >= 1"):
         draw_vi_sample(catalogue, tmp_path / "out", n=0, coadd_root=root)
-    old = write_catalogue(tmp_path / "old.fits", {"TARGETID": [1], "COADD": ["test_coadd.fits"], "ROW": [1],
-                                                 "Z": [2.0], "CONFIDENCE": [0.5]}, {"CTHRESH": 0.5})
+    old = write_catalogue(
+        tmp_path / "old.fits",
+        {"TARGETID": [1], "COADD": ["test_coadd.fits"], "ROW": [1], "Z": [2.0], "CONFIDENCE": [0.5]},
+        {"CTHRESH": 0.5},
+    )
     with pytest.raises(InputFileError, match=r"old\.fits: no SRCROOT header"):  # per-file or older catalogues
         draw_vi_sample(old, tmp_path / "out", n=3)
-    with pytest.raises(InputFileError, match=r"empty/test_coadd\.fits: coadd of catalogue rows .* does not exist"):
+    with pytest.raises(
+        InputFileError, match=r"empty/test_coadd\.fits: coadd of catalogue rows .* does not exist"
+    ):
         draw_vi_sample(catalogue, tmp_path / "out", coadd_root=tmp_path / "empty")
     (tmp_path / "cut").mkdir()
     without_hdu(root / "test_coadd.fits", tmp_path / "cut" / "test_coadd.fits", "R_IVAR")
@@ -308,7 +364,9 @@ def test_errors_name_the_file(qnp_catalogue, tmp_path, caplog):
         draw_vi_sample(catalogue, tmp_path / "out", coadd_root=tmp_path / "cut")
     # Fewer eligible rows than asked: all of them, with a warning.
     with caplog.at_level(logging.WARNING, logger="lymannet.visample"):
-        assert draw_vi_sample(catalogue, tmp_path / "all", n=1000, coadd_root=root).n_drawn == eligible_count(catalogue)
+        assert draw_vi_sample(catalogue, tmp_path / "all", n=1000, coadd_root=root).n_drawn == eligible_count(
+            catalogue
+        )
     assert "fewer than the 1000 asked for: drawing them all" in caplog.text
     assert not (tmp_path / "out").exists()  # nothing written by a failed draw
 
@@ -317,11 +375,19 @@ def test_coadds_of_other_grids_or_targets_are_refused(tmp_path):
     root = tmp_path / "root"
     write_synthetic_coadd(root / "a.fits", np.arange(1, 4), seed=1)
     write_synthetic_coadd(root / "b.fits", np.arange(11, 14), seed=2, shift_pixels=1)
-    table = {"TARGETID": [1, 2, 11], "COADD": ["a.fits", "a.fits", "b.fits"], "ROW": [0, 1, 0], "Z": [2.0] * 3,
-             "CONFIDENCE": [0.1, 0.5, 0.9], "ZWARN": [0, 0, 0]}
+    table = {
+        "TARGETID": [1, 2, 11],
+        "COADD": ["a.fits", "a.fits", "b.fits"],
+        "ROW": [0, 1, 0],
+        "Z": [2.0] * 3,
+        "CONFIDENCE": [0.1, 0.5, 0.9],
+        "ZWARN": [0, 0, 0],
+    }
     catalogue = write_catalogue(tmp_path / "cat.fits", table, {"SRCROOT": str(root)})
-    with pytest.raises(InputFileError, match=r"b\.fits: B_WAVELENGTH \(60 pixels, 3600\.8000-.*differs from that of "
-                                             r".*a\.fits"):
+    with pytest.raises(
+        InputFileError,
+        match=r"b\.fits: B_WAVELENGTH \(60 pixels, 3600\.8000-.*differs from that of " r".*a\.fits",
+    ):
         draw_vi_sample(catalogue, tmp_path / "out", n=3)
     table["TARGETID"] = [1, 5, 11]
     table["COADD"] = ["a.fits"] * 3
@@ -348,10 +414,25 @@ def test_command_line(qnp_catalogue, tmp_path):
     result = run_cli("vi-sample", "--help")
     for flag in ("--output", "--n", "--coadd-root", "--seed", "--working-point"):
         assert flag in result.stdout
-    result = run_cli("vi-sample", str(catalogue), "--output", str(tmp_path / "vi"), "--n", "4", "--coadd-root",
-                     str(root), "--seed", "2", "--working-point", "0.9")
+    result = run_cli(
+        "vi-sample",
+        str(catalogue),
+        "--output",
+        str(tmp_path / "vi"),
+        "--n",
+        "4",
+        "--coadd-root",
+        str(root),
+        "--seed",
+        "2",
+        "--working-point",
+        "0.9",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "4 of 24 eligible objects drawn, stratified in CONFIDENCE (working point 0.9, seed 2)" in result.stdout
+    assert (
+        "4 of 24 eligible objects drawn, stratified in CONFIDENCE (working point 0.9, seed 2)"
+        in result.stdout
+    )
     assert len(pd.read_csv(tmp_path / "vi" / "vi_sample.csv")) == 4
     result = run_cli("vi-sample", str(tmp_path / "missing.fits"), "--output", str(tmp_path / "x"))
     assert result.returncode == 1 and "lymannet: error: " in result.stderr
@@ -375,14 +456,31 @@ def test_workflow_rule_draws_from_the_merged_catalogue(fixtures_dir, tmp_path):
     coadds = tmp_path / "coadds" / "main"
     coadds.mkdir(parents=True)
     shutil.copy(fixtures_dir / "quasarnp" / "test_coadd.fits", coadds / "coadd-main-dark-10016.fits")
-    extra = {"classify": {"qn": {"model": str(WEIGHTS),
-                                 "files": str(tmp_path / "coadds" / "*" / "coadd-*.fits"), "device": "cpu",
-                                 "vi_sample": {"n": 5, "seed": 4}}}}
+    extra = {
+        "classify": {
+            "qn": {
+                "model": str(WEIGHTS),
+                "files": str(tmp_path / "coadds" / "*" / "coadd-*.fits"),
+                "device": "cpu",
+                "vi_sample": {"n": 5, "seed": 4},
+            }
+        }
+    }
     (workdir / "extra.yaml").write_text(yaml.safe_dump(extra))
-    snakemake(workdir, "--configfile", "config/config.yaml", "extra.yaml", "--cores", "2",
-              "results/classify/qn/vi_sample/coadd-vi.fits", timeout=600)
+    snakemake(
+        workdir,
+        "--configfile",
+        "config/config.yaml",
+        "extra.yaml",
+        "--cores",
+        "2",
+        "results/classify/qn/vi_sample/coadd-vi.fits",
+        timeout=600,
+    )
     out = workdir / "results" / "classify" / "qn" / "vi_sample"
     table = pd.read_csv(out / "vi_sample.csv")
     assert len(table) == 5 and set(table["COADD"]) == {"main/coadd-main-dark-10016.fits"}
     assert fitsio.read_header(str(out / "coadd-vi.fits"), 0)["VISEED"] == 4
-    assert "5 of 24 eligible rows drawn" in (workdir / "logs" / "classify" / "qn" / "vi_sample.log").read_text()
+    assert (
+        "5 of 24 eligible rows drawn" in (workdir / "logs" / "classify" / "qn" / "vi_sample.log").read_text()
+    )

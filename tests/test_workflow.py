@@ -16,6 +16,7 @@ import yaml
 from conftest import REPO, copy_workflow, snakemake
 
 SNAKEFMT = str(Path(sys.executable).with_name("snakefmt"))
+BLACK = str(Path(sys.executable).with_name("black"))
 
 
 def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
@@ -42,8 +43,20 @@ def write_config(workdir: Path, mutate) -> str:
 def test_dry_run_plans_every_stage(tmp_path):
     workdir = copy_workflow(tmp_path)
     rules = {rule for rule, _ in planned_jobs(workdir)}
-    assert {"simulate", "ingest", "holdout", "testset", "resample_templates", "augment", "combine",
-            "train", "predict", "score", "compare", "check_leakage"} <= rules
+    assert {
+        "simulate",
+        "ingest",
+        "holdout",
+        "testset",
+        "resample_templates",
+        "augment",
+        "combine",
+        "train",
+        "predict",
+        "score",
+        "compare",
+        "check_leakage",
+    } <= rules
 
 
 def test_slurm_profile_dry_run_without_cluster(tmp_path):
@@ -53,11 +66,20 @@ def test_slurm_profile_dry_run_without_cluster(tmp_path):
 
 
 def test_lint_and_format_are_clean():
-    lint = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--lint"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    lint = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "--lint"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = subprocess.run([SNAKEFMT, "--check", "."], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    # the Python formatter at the project's width (pyproject.toml [tool.black])
+    python = ["src", "tests", "benchmarks", "workflow/scripts"]
+    black = subprocess.run([BLACK, "--check", *python], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert black.returncode == 0, black.stdout + black.stderr
 
 
 def test_unknown_variant_fails_at_dag_build_time(tmp_path):
@@ -81,7 +103,10 @@ def test_demo_scores_beat_chance(demo_run):
     classic = summary[summary["model"] == "classic"].iloc[0]
     initial = summary[summary["model"] == "initial"].iloc[0]
     for _, row in networks.iterrows():
-        assert row["stopped"].startswith("early stopping") or ", flat" in row["stopped"], (row["model"], row["stopped"])
+        assert row["stopped"].startswith("early stopping") or ", flat" in row["stopped"], (
+            row["model"],
+            row["stopped"],
+        )
     # The classical baseline (chi-square template fit, baseline.template_fit) has its row beside
     # them, well above chance everywhere (measured skill 0.72-0.98; 0.72 on test_robust_observing).
     baseline = summary[summary["model"] == "template_fit"]
@@ -132,13 +157,17 @@ def test_changing_one_learning_rate_reruns_only_that_models_jobs(demo_run):
 
 @pytest.mark.slow
 def test_editing_one_variant_reruns_only_what_uses_it(demo_run):
-    edited = write_config(demo_run, lambda c: c["variants"]["offset of 3/4"]["ops"][1]["shift"].update(jitter=0.15))
+    edited = write_config(
+        demo_run, lambda c: c["variants"]["offset of 3/4"]["ops"][1]["shift"].update(jitter=0.15)
+    )
     jobs = planned_jobs(demo_run, "--configfile", edited)
     augmented = {w["variant"] for rule, w in jobs if rule == "augment"}
     assert augmented == {"offset-of-3_4"}
     combined = {w["combo"] for rule, w in jobs if rule == "combine"}
     assert combined == {"data_to_train_1"}  # "initial" does not use it
-    assert {(w["model"], w["combo"]) for rule, w in jobs if rule == "train"} == {("classic", "data_to_train_1")}
+    assert {(w["model"], w["combo"]) for rule, w in jobs if rule == "train"} == {
+        ("classic", "data_to_train_1")
+    }
 
 
 @pytest.mark.slow

@@ -150,13 +150,22 @@ class ShiftOp(Op):
         ratio = chunk.truth[self.column].to_numpy(np.float64)
         if self.thesis:
             chunk.flux, chunk.ivar, chunk.native_flux, chunk.native_ivar = ops_np.shift_native(
-                layout.native_wavelength, chunk.native_flux, chunk.native_ivar, ratio, layout.grid)
+                layout.native_wavelength, chunk.native_flux, chunk.native_ivar, ratio, layout.grid
+            )
             return
         z0 = chunk.truth[f"_z0{self.index}"].to_numpy(np.float64)
         z1 = (1 + z0) * ratio - 1
         chunk.flux, chunk.ivar, chunk.native_flux, chunk.native_ivar, report = shift_galaxy(
-            layout.native_wavelength, chunk.native_flux, chunk.native_ivar, chunk.ivar, z0, z1, layout.grid, rng,
-            native=self.native_after)
+            layout.native_wavelength,
+            chunk.native_flux,
+            chunk.native_ivar,
+            chunk.ivar,
+            z0,
+            z1,
+            layout.grid,
+            rng,
+            native=self.native_after,
+        )
         self.report.add(report)
 
 
@@ -177,8 +186,9 @@ class MaskRegionOp(Op):
         centre, width = self.centres(chunk.truth)
         chunk.flux = ops_np.fill_windows(layout.centres, chunk.flux, chunk.ivar, centre, width, rng)
         if chunk.native_flux is not None and layout.native_wavelength is not None:
-            chunk.native_flux = ops_np.fill_windows(layout.native_wavelength, chunk.native_flux,
-                                                    chunk.native_ivar, centre, width, rng)
+            chunk.native_flux = ops_np.fill_windows(
+                layout.native_wavelength, chunk.native_flux, chunk.native_ivar, centre, width, rng
+            )
 
 
 class MaskLineOp(MaskRegionOp):
@@ -225,11 +235,13 @@ class AddNoiseOp(Op):
         if chunk.native_flux is not None and layout.native_wavelength is not None:
             scale = ops_np.native_noise_scale(layout.native_wavelength, layout.grid)
             chunk.native_flux, chunk.native_ivar = ops_np.add_noise(
-                chunk.native_flux, chunk.native_ivar, sigma[:, None] * scale[None, :], rng)
+                chunk.native_flux, chunk.native_ivar, sigma[:, None] * scale[None, :], rng
+            )
 
 
-OPERATIONS: dict[str, type[Op]] = {op.name: op for op in
-                                   (SelectOp, ShiftOp, MaskRegionOp, MaskLineOp, AddNoiseOp, SimulatedOp)}
+OPERATIONS: dict[str, type[Op]] = {
+    op.name: op for op in (SelectOp, ShiftOp, MaskRegionOp, MaskLineOp, AddNoiseOp, SimulatedOp)
+}
 
 
 def parse_recipe(variant: str, spec: dict) -> list[Op]:
@@ -241,9 +253,11 @@ def parse_recipe(variant: str, spec: dict) -> list[Op]:
     parsed = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"variant {variant!r}, op #{index + 1}: each op must be a one-key mapping "
-                              f"{{operation: {{parameters}}}}, not {item!r}; valid operations: {sorted(OPERATIONS)}")
-        (name, params), = item.items()
+            raise ConfigError(
+                f"variant {variant!r}, op #{index + 1}: each op must be a one-key mapping "
+                f"{{operation: {{parameters}}}}, not {item!r}; valid operations: {sorted(OPERATIONS)}"
+            )
+        ((name, params),) = item.items()
         where = f"variant {variant!r}, op #{index + 1} {name!r}"
         if name not in OPERATIONS:
             raise ConfigError(f"{where}: unknown operation; valid operations: {sorted(OPERATIONS)}")
@@ -263,8 +277,9 @@ def plan_recipe(truth: pd.DataFrame, recipe: list[Op], rng: np.random.Generator)
     return planned
 
 
-def augment_variant(source: str | Path, output: str | Path, spec: dict, seed: int, variant: str,
-                    chunk_rows: int = CHUNK_ROWS) -> int:
+def augment_variant(
+    source: str | Path, output: str | Path, spec: dict, seed: int, variant: str, chunk_rows: int = CHUNK_ROWS
+) -> int:
     """Apply a variant's recipe to a source file (training pool or resampled set); returns the
     number of spectra written. Output: network layer (plus native with `keep_native: true`)."""
     recipe = parse_recipe(variant, spec)
@@ -277,15 +292,26 @@ def augment_variant(source: str | Path, output: str | Path, spec: dict, seed: in
         layout = Layout.of(source_file)
         read_native = keep_native or last_native >= 0
         if read_native and not source_file.has_native:
-            raise InputFileError(f"variant {variant!r} shifts or keeps native spectra but the file has no "
-                                 "native layer (NATIVE_FLUX)", source)
-        planned = plan_recipe(source_file.truth, recipe, np.random.default_rng(job_seed(seed, "augment", variant)))
+            raise InputFileError(
+                f"variant {variant!r} shifts or keeps native spectra but the file has no "
+                "native layer (NATIVE_FLUX)",
+                source,
+            )
+        planned = plan_recipe(
+            source_file.truth, recipe, np.random.default_rng(job_seed(seed, "augment", variant))
+        )
         rows = planned["_row"].to_numpy()
         final_truth = copy_truth(planned, slugify(variant), variant)
         record = provenance({"variant": variant, "spec": spec, "seed": seed}, {"source": source})
         progress = Progress(len(planned), "spectra")
-        with SpectraWriter(output, len(planned), layout.wavelength, layout.grid,
-                           layout.native_wavelength if keep_native else None, record) as writer:
+        with SpectraWriter(
+            output,
+            len(planned),
+            layout.wavelength,
+            layout.grid,
+            layout.native_wavelength if keep_native else None,
+            record,
+        ) as writer:
             for index, start, stop in row_slices(len(source_file), chunk_rows):
                 first, last = np.searchsorted(rows, [start, stop])
                 if last == first:
@@ -296,8 +322,9 @@ def augment_variant(source: str | Path, output: str | Path, spec: dict, seed: in
                 chunk.truth = planned.iloc[first:last].reset_index(drop=True)
                 chunk_rng = np.random.default_rng(job_seed(seed, "augment", variant, f"chunk{index}"))
                 _apply_recipe(recipe, chunk, layout, chunk_rng, None if keep_native else last_native)
-                writer.write(chunk.flux, chunk.ivar, final_truth.iloc[first:last], chunk.native_flux,
-                             chunk.native_ivar)
+                writer.write(
+                    chunk.flux, chunk.ivar, final_truth.iloc[first:last], chunk.native_flux, chunk.native_ivar
+                )
                 progress.update(last - first)
         progress.done()
     log.info("variant %r: %d spectra from %d in %s", variant, len(planned), len(source_file), source)
@@ -307,8 +334,9 @@ def augment_variant(source: str | Path, output: str | Path, spec: dict, seed: in
     return len(planned)
 
 
-def _apply_recipe(recipe: list[Op], chunk: Chunk, layout: Layout, rng: np.random.Generator,
-                  drop_native_after: int | None) -> None:
+def _apply_recipe(
+    recipe: list[Op], chunk: Chunk, layout: Layout, rng: np.random.Generator, drop_native_after: int | None
+) -> None:
     """Spectral operations in order; the native layer is dropped as soon as no later operation
     needs it (drop_native_after; None = keep it), so masks and noise after the last shift only
     touch the 10x smaller network layer."""

@@ -24,7 +24,6 @@ import numpy as np
 from .grid import Grid
 from .preprocess import rebin
 
-
 # Overlaps below this (in pixels) are round-off of edges that coincide, not data.
 OVERLAP_EPSILON = 1e-9
 
@@ -45,8 +44,9 @@ def parse_ratio(value: object) -> float:
     return ratio
 
 
-def overlap_resample(flux: np.ndarray, ivar: np.ndarray, u_lo: np.ndarray, u_hi: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def overlap_resample(
+    flux: np.ndarray, ivar: np.ndarray, u_lo: np.ndarray, u_hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample (N, S) spectra onto target bins given in the source's pixel coordinate.
 
     Source pixel s covers [s, s+1); target bin t covers [u_lo[:, t], u_hi[:, t]) (N, T). With
@@ -81,9 +81,14 @@ def _uniform_step(wavelength: np.ndarray) -> float:
     return float(step[0])
 
 
-def shift_native(native_wavelength: np.ndarray, native_flux: np.ndarray, native_ivar: np.ndarray,
-                 ratio: np.ndarray, grid: Grid, block_rows: int = 128
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def shift_native(
+    native_wavelength: np.ndarray,
+    native_flux: np.ndarray,
+    native_ivar: np.ndarray,
+    ratio: np.ndarray,
+    grid: Grid,
+    block_rows: int = 128,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Move each row's spectrum by wavelength * ratio[row] (thesis eq. 3.1).
 
     Returns (network flux, network ivar, native flux, native ivar): the shifted native pixels
@@ -104,7 +109,9 @@ def shift_native(native_wavelength: np.ndarray, native_flux: np.ndarray, native_
         net_flux, net_ivar = rebin(shifted, native_flux[rows], native_ivar[rows], grid)
         # Target edges in the unshifted pixel coordinate: source pixel s covers [s, s+1).
         u_edges = (target_edges[None, :] / ratio[rows] - first_edge) / step
-        nat_flux, nat_ivar = overlap_resample(native_flux[rows], native_ivar[rows], u_edges[:, :-1], u_edges[:, 1:])
+        nat_flux, nat_ivar = overlap_resample(
+            native_flux[rows], native_ivar[rows], u_edges[:, :-1], u_edges[:, 1:]
+        )
         outputs.append((net_flux, net_ivar, nat_flux, nat_ivar))
     if not outputs:
         empty = np.zeros((0, grid.n_pixels), np.float32), np.zeros((0, len(native_wavelength)), np.float32)
@@ -119,8 +126,9 @@ def _window_mean(flux: np.ndarray, ivar: np.ndarray, inside: np.ndarray) -> tupl
     return mean, total > 0
 
 
-def local_continuum(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, centre: np.ndarray,
-                    width: np.ndarray) -> np.ndarray:
+def local_continuum(
+    wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, centre: np.ndarray, width: np.ndarray
+) -> np.ndarray:
     """(N, P) continuum under windows [centre - width/2, centre + width/2): the line through the
     ivar-weighted mean fluxes of the two side bands of the same width on either side (one band if
     the other has no data, 0 if neither has)."""
@@ -134,8 +142,14 @@ def local_continuum(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, 
     return (0.5 * (blue + red))[:, None] + slope * offset
 
 
-def fill_windows(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, centre: np.ndarray,
-                 width: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fill_windows(
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    centre: np.ndarray,
+    width: float | np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Replace the pixels whose wavelength lies in [centre - width/2, centre + width/2) (one window
     per row) by continuum + N(0, 1/sqrt(ivar)), the thesis's "fake noise".
 
@@ -180,8 +194,9 @@ def extra_noise_sigma(flux: np.ndarray, ivar: np.ndarray, fraction: float) -> np
     return fraction * np.nan_to_num(typical, nan=0.0)
 
 
-def add_noise(flux: np.ndarray, ivar: np.ndarray, sigma: np.ndarray, rng: np.random.Generator
-              ) -> tuple[np.ndarray, np.ndarray]:
+def add_noise(
+    flux: np.ndarray, ivar: np.ndarray, sigma: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """flux + N(0, sigma) on pixels with data; 1/ivar_new = 1/ivar + sigma^2. `sigma` is (N,) or
     (N, P). Pixels with ivar 0 stay flux 0, ivar 0."""
     sigma = np.asarray(sigma, np.float64)

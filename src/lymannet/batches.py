@@ -21,6 +21,7 @@ from .online import spectype_codes
 from .preprocess import network_input
 from .spectra import read_spectra
 
+
 def network_input_torch(flux: torch.Tensor, ivar: torch.Tensor, snr_channel: bool) -> torch.Tensor:
     """Torch twin of lymannet.preprocess.network_input (for batches augmented on the device)."""
     flux64, ivar64 = flux.double(), ivar.double()
@@ -100,9 +101,8 @@ class Batches:
             # Augment BEFORE target encoding (z may change) and standardisation (flux does). The
             # shift moves each class only where it is physical (online shift.classes; never a star).
             spectype = data.spectype[index] if data.spectype is not None else None
-            flux, ivar, z = self.augment(flux, ivar, z, self.generator, shiftable=data.is_target[index],
-                                         spectype=spectype)
+            flux, ivar, z = self.augment(
+                flux, ivar, z, self.generator, shiftable=data.is_target[index], spectype=spectype
+            )
         inputs = network_input_torch(flux, ivar, self.snr_channel)
         return inputs, encode_targets(z, data.is_target[index], self.lines, self.grid, self.n_boxes)
-
-

@@ -76,8 +76,10 @@ class Interval:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN -> None."""
-        return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-                for key, value in asdict(self).items()}
+        return {
+            key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Interval | None":
@@ -89,11 +91,19 @@ class Interval:
         def number(key: str) -> float:
             return nan if data.get(key) is None else float(data[key])
 
-        return cls(number("value"), number("lo68"), number("hi68"), number("lo95"), number("hi95"),
-                   int(data.get("n_resamples") or 0), int(data.get("n_dropped") or 0), int(data.get("seed") or SEED))
+        return cls(
+            number("value"),
+            number("lo68"),
+            number("hi68"),
+            number("lo95"),
+            number("hi95"),
+            int(data.get("n_resamples") or 0),
+            int(data.get("n_dropped") or 0),
+            int(data.get("seed") or SEED),
+        )
 
     def text(self, style: str = "pm", digits: int | None = None) -> str:
-        """"0.943 ± 0.012" (style "pm": the 68% half-width) or "0.943 [0.931, 0.955]" (style
+        """ "0.943 ± 0.012" (style "pm": the 68% half-width) or "0.943 [0.931, 0.955]" (style
         "range68") or "0.943 [0.92, 0.96]" with the 95% bounds (style "range95"). ``digits``:
         decimals; by default two significant digits of the half-width (at least 2, at most 4)."""
         if not math.isfinite(self.value):
@@ -143,8 +153,9 @@ def _strata_members(n_objects: int, strata: np.ndarray | None) -> list[np.ndarra
     return [np.flatnonzero(labels == k) for k in range(labels.max() + 1)] if n_objects else []
 
 
-def resample_indices(n_objects: int, *, n_resamples: int = N_RESAMPLES, seed: int = SEED,
-                     strata: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def resample_indices(
+    n_objects: int, *, n_resamples: int = N_RESAMPLES, seed: int = SEED, strata: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
     """Bootstrap resamples of ``n_objects`` objects, in chunks of shape (b, n_objects) (b rows at a
     time, bounded by MAX_CELLS): each row draws, within every stratum, as many objects as the
     stratum holds, with replacement. Columns keep the strata's positions: the objects of stratum k
@@ -176,8 +187,15 @@ def interval_from(value: float, samples: np.ndarray, n_resamples: int, seed: int
     return Interval(float(value), lo68, hi68, lo95, hi95, int(n_resamples), n_dropped, int(seed))
 
 
-def bootstrap_samples(statistic: Callable[[np.ndarray], Any], n_objects: int, *, n_resamples: int = N_RESAMPLES,
-                      seed: int = SEED, strata: np.ndarray | None = None, batched: bool = False) -> np.ndarray:
+def bootstrap_samples(
+    statistic: Callable[[np.ndarray], Any],
+    n_objects: int,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    strata: np.ndarray | None = None,
+    batched: bool = False,
+) -> np.ndarray:
     """The statistic on each resample: an array of shape (n_resamples,) or, for a statistic that
     returns k figures at once, (n_resamples, k). ``batched``: the statistic takes a (b, n_objects)
     index array and returns b values (or (b, k)), which spares a Python call per resample."""
@@ -190,9 +208,15 @@ def bootstrap_samples(statistic: Callable[[np.ndarray], Any], n_objects: int, *,
     return np.concatenate(values)
 
 
-def bootstrap_interval(statistic: Callable[[np.ndarray], float], n_objects: int, *,
-                       n_resamples: int = N_RESAMPLES, seed: int = SEED, strata: np.ndarray | None = None,
-                       batched: bool = False) -> Interval:
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    n_objects: int,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    strata: np.ndarray | None = None,
+    batched: bool = False,
+) -> Interval:
     """Percentile bootstrap interval of ``statistic(indices)``, the figure computed on the objects
     ``indices`` (an index array into the test set; ``np.arange(n_objects)`` is the test set itself,
     which gives :attr:`Interval.value`).
@@ -202,15 +226,21 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], n_objects: int,
     ``batched``: the statistic takes a (b, n_objects) array of b resamples and returns b values.
     Deterministic for a given seed."""
     identity = np.arange(n_objects)
-    value = float(np.asarray(statistic(identity[None, :]) if batched else statistic(identity), float).ravel()[0])
-    samples = bootstrap_samples(statistic, n_objects, n_resamples=n_resamples, seed=seed, strata=strata,
-                                batched=batched)
+    value = float(
+        np.asarray(statistic(identity[None, :]) if batched else statistic(identity), float).ravel()[0]
+    )
+    samples = bootstrap_samples(
+        statistic, n_objects, n_resamples=n_resamples, seed=seed, strata=strata, batched=batched
+    )
     return interval_from(value, samples, n_resamples, seed)
 
 
 # --- the P = E score and the purity / efficiency of resamples, vectorised -------------------------------
 
-def resample_counts(rows: np.ndarray, bins: np.ndarray, n_bins: int, weights: np.ndarray | None = None) -> np.ndarray:
+
+def resample_counts(
+    rows: np.ndarray, bins: np.ndarray, n_bins: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     """For each resample (row of object indices), the (weighted) number of its objects in each of
     ``n_bins`` bins, where ``bins[i]`` is object i's bin: an (b, n_bins) array, one bincount."""
     b = rows.shape[0]
@@ -226,8 +256,10 @@ def pe_crossings(n_detected: np.ndarray, n_good: np.ndarray, n_targets: np.ndarr
     linearly. NaN where there is no crossing."""
     n_detected = np.asarray(n_detected, float)
     n_good = np.asarray(n_good, float)
-    n_targets = np.broadcast_to(np.asarray(n_targets, float).reshape(-1, 1) if np.ndim(n_targets) else
-                                np.asarray(n_targets, float), n_detected.shape)
+    n_targets = np.broadcast_to(
+        np.asarray(n_targets, float).reshape(-1, 1) if np.ndim(n_targets) else np.asarray(n_targets, float),
+        n_detected.shape,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         purity = np.where(n_detected > 0, n_good / n_detected, np.nan)
         efficiency = np.where(n_targets > 0, n_good / n_targets, np.nan)
@@ -274,8 +306,9 @@ class PEResampler:
     the one :func:`lymannet.metrics.pe_crossing` finds on its own exact curve.
     """
 
-    def __init__(self, confidence: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray,
-                 thresholds: np.ndarray):
+    def __init__(
+        self, confidence: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray, thresholds: np.ndarray
+    ):
         self.confidence = np.asarray(confidence, float)
         self.is_target = np.asarray(is_target, bool)
         self.good = self.is_target & np.asarray(is_correct, bool)
@@ -313,7 +346,12 @@ class PEResampler:
         return np.stack([purity, efficiency], axis=1)
 
 
-def pe_score_resamples(confidence: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray,
-                       thresholds: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def pe_score_resamples(
+    confidence: np.ndarray,
+    is_target: np.ndarray,
+    is_correct: np.ndarray,
+    thresholds: np.ndarray,
+    rows: np.ndarray,
+) -> np.ndarray:
     """The P = E score of each resample ``rows`` (b, n): see :class:`PEResampler`."""
     return PEResampler(confidence, is_target, is_correct, thresholds).scores(rows)

@@ -53,8 +53,13 @@ def _beta_features(confidence: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log(c), -np.log1p(-c)])
 
 
-def _logistic_fit(features: np.ndarray, outcome: np.ndarray, ridge: float = 1e-4,
-                  iterations: int = 100, sample_weight: np.ndarray | None = None) -> np.ndarray:
+def _logistic_fit(
+    features: np.ndarray,
+    outcome: np.ndarray,
+    ridge: float = 1e-4,
+    iterations: int = 100,
+    sample_weight: np.ndarray | None = None,
+) -> np.ndarray:
     """Weights (..., intercept) of a logistic regression by Newton's method; a tiny ridge keeps a
     perfectly separated validation set from sending the weights to infinity. ``sample_weight``
     (default 1 each): importance weights of the examples, e.g. a validation split reweighted to
@@ -75,21 +80,26 @@ def _logistic_fit(features: np.ndarray, outcome: np.ndarray, ridge: float = 1e-4
     return weights
 
 
-def fit_logistic(features: np.ndarray, outcome: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+def fit_logistic(
+    features: np.ndarray, outcome: np.ndarray, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
     """Weights (one per feature column, then the intercept) of a (weighted) logistic regression:
     the Newton fit beta calibration uses, for a probability of several scores at once."""
     return _logistic_fit(np.asarray(features, float), np.asarray(outcome, float), sample_weight=sample_weight)
 
 
-def fit_beta(confidence: np.ndarray, outcome: np.ndarray,
-             sample_weight: np.ndarray | None = None) -> tuple[float, float, float]:
+def fit_beta(
+    confidence: np.ndarray, outcome: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[float, float, float]:
     """(a, b, m) of beta calibration with a, b >= 0 (a feature whose weight comes out negative is
     dropped and the rest refitted, as Kull et al. do), so PROB is non-decreasing in c.
     ``sample_weight``: optional importance weights of the validation examples."""
     outcome = np.asarray(outcome, float)
     if outcome.min(initial=1) == outcome.max(initial=0):
-        raise ConfigError("calibration needs both outcomes in the validation split (targets with a correct "
-                          "redshift and others)")
+        raise ConfigError(
+            "calibration needs both outcomes in the validation split (targets with a correct "
+            "redshift and others)"
+        )
     features = _beta_features(confidence)
     a, b, m = _logistic_fit(features, outcome, sample_weight=sample_weight)
     if a < 0 or b < 0:
@@ -116,8 +126,12 @@ def prior_shift(probability: np.ndarray, from_fraction: float, to_fraction: floa
     return odds / (1 + odds)
 
 
-def reliability(probability: np.ndarray, outcome: np.ndarray, n_bins: int = N_ECE_BINS,
-                sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+def reliability(
+    probability: np.ndarray,
+    outcome: np.ndarray,
+    n_bins: int = N_ECE_BINS,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Equal-count bins of the probability: mean probability, observed frequency, counts; and the
     expected calibration error ECE = sum_bins n_b / N |frequency_b - mean probability_b|. With
     ``sample_weight`` (importance weights) the means, frequencies and bin shares are weighted and
@@ -140,8 +154,12 @@ def reliability(probability: np.ndarray, outcome: np.ndarray, n_bins: int = N_EC
     count = np.array([len(b) for b in bins])
     share = np.array([sw[b].sum() for b in bins])
     ece = float(np.sum(share / share.sum() * np.abs(frequency - mean_p)))
-    return {"ece": ece, "mean_probability": mean_p.tolist(), "frequency": frequency.tolist(),
-            "count": count.tolist()}
+    return {
+        "ece": ece,
+        "mean_probability": mean_p.tolist(),
+        "frequency": frequency.tolist(),
+        "count": count.tolist(),
+    }
 
 
 # --------------------------------------------------------------------------- working point
@@ -168,8 +186,14 @@ class ValidationCounts:
             values = np.sort(score[mask])
             return len(values) - np.searchsorted(values, thresholds, side="right")
 
-        return cls(thresholds, above(is_good), above(is_target), above(~is_target),
-                   int(is_target.sum()), int((~is_target).sum()))
+        return cls(
+            thresholds,
+            above(is_good),
+            above(is_target),
+            above(~is_target),
+            int(is_target.sum()),
+            int((~is_target).sum()),
+        )
 
     def purity_efficiency(self, target_fraction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Purity and efficiency per threshold; with a target fraction, targets and contaminants
@@ -192,14 +216,15 @@ class ValidationCounts:
         return cls(**{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in data.items()})
 
 
-def choose_threshold(counts: ValidationCounts, working_point: dict[str, float],
-                     target_fraction: float | None = None) -> float:
+def choose_threshold(
+    counts: ValidationCounts, working_point: dict[str, float], target_fraction: float | None = None
+) -> float:
     """The detection-score threshold of a working point: for {purity: P} the lowest threshold from
     which purity stays >= P (the most efficient cut that keeps the purity asked for), for
     {efficiency: E} the highest threshold whose efficiency is still >= E."""
     if len(working_point) != 1 or next(iter(working_point)) not in ("purity", "efficiency"):
         raise ConfigError(f"working_point must be {{purity: P}} or {{efficiency: E}}, not {working_point}")
-    (kind, goal), = working_point.items()
+    ((kind, goal),) = working_point.items()
     purity, efficiency = counts.purity_efficiency(target_fraction)
     enough = (counts.target + counts.contaminant) >= MIN_WP_DETECTIONS
     if kind == "efficiency":
@@ -211,8 +236,12 @@ def choose_threshold(counts: ValidationCounts, working_point: dict[str, float],
         # Never reached with enough detections: the purest cut that still has them.
         usable = np.flatnonzero(enough)
         best = usable[np.nanargmax(purity[usable])] if len(usable) else len(counts.thresholds) - 1
-        log.warning("working point %s not reached on the validation split (best purity %.3f): using c >= %.4f",
-                    working_point, float(np.nan_to_num(purity[best])), counts.thresholds[best])
+        log.warning(
+            "working point %s not reached on the validation split (best purity %.3f): using c >= %.4f",
+            working_point,
+            float(np.nan_to_num(purity[best])),
+            counts.thresholds[best],
+        )
         return float(counts.thresholds[best])
     return float(counts.thresholds[start])
 
@@ -231,12 +260,14 @@ def line_spread(c_line: np.ndarray, z_line: np.ndarray, best_line: np.ndarray) -
     with np.errstate(invalid="ignore"):
         deviation = np.nan_to_num((z_line - z_best[:, None]) ** 2)
     total = weight.sum(axis=1)
-    return np.sqrt(np.divide((weight * deviation).sum(axis=1), total, out=np.zeros(len(rows)), where=total > 0))
+    return np.sqrt(
+        np.divide((weight * deviation).sum(axis=1), total, out=np.zeros(len(rows)), where=total > 0)
+    )
 
 
 def redshift_error(z_pred: np.ndarray, spread: np.ndarray, coefficients: tuple[float, float]) -> np.ndarray:
     a, b = coefficients
-    return (1.0 + np.asarray(z_pred, float)) * np.sqrt(b ** 2 + (a * np.asarray(spread, float)) ** 2)
+    return (1.0 + np.asarray(z_pred, float)) * np.sqrt(b**2 + (a * np.asarray(spread, float)) ** 2)
 
 
 def fit_redshift_error(z_pred: np.ndarray, dz: np.ndarray, spread: np.ndarray) -> tuple[float, float]:
@@ -247,7 +278,9 @@ def fit_redshift_error(z_pred: np.ndarray, dz: np.ndarray, spread: np.ndarray) -
     dz_scaled = np.abs(np.asarray(dz, float)) / (1.0 + np.asarray(z_pred, float))
     spread = np.asarray(spread, float)
     if len(dz_scaled) < 10:
-        raise ConfigError(f"ZERR needs at least 10 correctly detected validation targets, got {len(dz_scaled)}")
+        raise ConfigError(
+            f"ZERR needs at least 10 correctly detected validation targets, got {len(dz_scaled)}"
+        )
     agree = spread <= np.median(spread)
     if agree.all() or (~agree).sum() < 5:
         return 0.0, _scale_for_coverage(dz_scaled, np.zeros_like(dz_scaled), np.ones_like(dz_scaled), 0.68)
@@ -255,20 +288,22 @@ def fit_redshift_error(z_pred: np.ndarray, dz: np.ndarray, spread: np.ndarray) -
     # would give a single-line object no error at all), then a covers the other half given b.
     # Then one common factor brings the whole split back to 68% (b alone over-covers a little).
     b = float(np.quantile(dz_scaled[agree], 0.68))
-    a = _scale_for_coverage(dz_scaled[~agree], np.full((~agree).sum(), b ** 2), spread[~agree] ** 2, 0.68)
-    k = _scale_for_coverage(dz_scaled, np.zeros_like(dz_scaled), b ** 2 + (a * spread) ** 2, 0.68)
+    a = _scale_for_coverage(dz_scaled[~agree], np.full((~agree).sum(), b**2), spread[~agree] ** 2, 0.68)
+    k = _scale_for_coverage(dz_scaled, np.zeros_like(dz_scaled), b**2 + (a * spread) ** 2, 0.68)
     return float(k * a), float(k * b)
 
 
-def _scale_for_coverage(dz_scaled: np.ndarray, fixed: np.ndarray, per_unit: np.ndarray, coverage: float) -> float:
+def _scale_for_coverage(
+    dz_scaled: np.ndarray, fixed: np.ndarray, per_unit: np.ndarray, coverage: float
+) -> float:
     """The k >= 0 at which the share of dz_scaled < sqrt(fixed + k^2 per_unit) is `coverage`
     (bisection: the share grows with k)."""
     low, high = 0.0, 1.0
-    while np.mean(dz_scaled < np.sqrt(fixed + high ** 2 * per_unit)) < coverage and high < 1e6:
+    while np.mean(dz_scaled < np.sqrt(fixed + high**2 * per_unit)) < coverage and high < 1e6:
         high *= 2
     for _ in range(60):
         middle = (low + high) / 2
-        if np.mean(dz_scaled < np.sqrt(fixed + middle ** 2 * per_unit)) < coverage:
+        if np.mean(dz_scaled < np.sqrt(fixed + middle**2 * per_unit)) < coverage:
             low = middle
         else:
             high = middle
@@ -278,9 +313,11 @@ def _scale_for_coverage(dz_scaled: np.ndarray, fixed: np.ndarray, per_unit: np.n
 def zerr_coverage(dz: np.ndarray, zerr: np.ndarray) -> dict[str, float]:
     dz, zerr = np.abs(np.asarray(dz, float)), np.asarray(zerr, float)
     n = len(dz)
-    return {"n": int(n),
-            "within_1": float(np.mean(dz < zerr)) if n else float("nan"),
-            "within_2": float(np.mean(dz < 2 * zerr)) if n else float("nan")}
+    return {
+        "n": int(n),
+        "within_1": float(np.mean(dz < zerr)) if n else float("nan"),
+        "within_2": float(np.mean(dz < 2 * zerr)) if n else float("nan"),
+    }
 
 
 # --------------------------------------------------------------------------- the whole record
@@ -309,8 +346,9 @@ class Calibration:
             prob = prior_shift(prob, self.target_fraction, target_fraction)
         return prob
 
-    def threshold_for(self, target_fraction: float | None = None,
-                      working_point: dict[str, float] | None = None) -> float:
+    def threshold_for(
+        self, target_fraction: float | None = None, working_point: dict[str, float] | None = None
+    ) -> float:
         """The detection-score cut of the working point (this one, or another), for the stated
         class mix (None: the validation split's)."""
         if target_fraction is None and working_point is None:
@@ -332,9 +370,18 @@ class Calibration:
         return cls(**data)
 
 
-def fit_calibration(score: np.ndarray, is_target: np.ndarray, is_good: np.ndarray, z_pred: np.ndarray,
-                    z_true: np.ndarray, spread: np.ndarray, working_point: dict[str, float], min_lines: int,
-                    dz_max: float, dv_max_kms: float | None = None) -> Calibration:
+def fit_calibration(
+    score: np.ndarray,
+    is_target: np.ndarray,
+    is_good: np.ndarray,
+    z_pred: np.ndarray,
+    z_true: np.ndarray,
+    spread: np.ndarray,
+    working_point: dict[str, float],
+    min_lines: int,
+    dz_max: float,
+    dv_max_kms: float | None = None,
+) -> Calibration:
     """Everything `calibrate` fits, from the validation split's predictions."""
     is_target, is_good = np.asarray(is_target, bool), np.asarray(is_good, bool)
     warnings = []
@@ -342,8 +389,10 @@ def fit_calibration(score: np.ndarray, is_target: np.ndarray, is_good: np.ndarra
         beta = fit_beta(score, is_good)
     else:  # a network that never (or always) gets it right: nothing to fit, CONFIDENCE as it is
         beta = (1.0, 1.0, 0.0)
-        warnings.append(f"{int(is_good.sum())} of {len(is_good)} validation spectra are targets with a correct "
-                        "redshift: PROB is the uncalibrated CONFIDENCE")
+        warnings.append(
+            f"{int(is_good.sum())} of {len(is_good)} validation spectra are targets with a correct "
+            "redshift: PROB is the uncalibrated CONFIDENCE"
+        )
     counts = ValidationCounts.measure(score, is_target, is_good)
     threshold = choose_threshold(counts, working_point)
     detected_good = is_good & (np.asarray(score) > threshold)
@@ -354,23 +403,42 @@ def fit_calibration(score: np.ndarray, is_target: np.ndarray, is_good: np.ndarra
         zerr = fit_redshift_error(np.asarray(z_pred)[detected_good], dz[detected_good], spread[detected_good])
     else:  # a barely trained network: ZERR is half the correct-redshift tolerance, said so
         zerr = (0.0, dz_max / 2 / (1 + float(np.median(z_pred))) if len(z_pred) else dz_max / 2)
-        warnings.append(f"only {int(detected_good.sum())} correct validation detections: ZERR not fitted "
-                        f"(half of dz_max)")
+        warnings.append(
+            f"only {int(detected_good.sum())} correct validation detections: ZERR not fitted "
+            f"(half of dz_max)"
+        )
     for warning in warnings:
         log.warning("calibration: %s", warning)
     prob = apply_beta(score, beta)
-    coverage = zerr_coverage(dz[detected_good], redshift_error(np.asarray(z_pred)[detected_good],
-                                                               spread[detected_good], zerr))
+    coverage = zerr_coverage(
+        dz[detected_good], redshift_error(np.asarray(z_pred)[detected_good], spread[detected_good], zerr)
+    )
     purity, efficiency = counts.purity_efficiency()
     at = int(np.searchsorted(counts.thresholds, threshold))
-    validation = {"n_spectra": int(len(score)), "n_targets": int(is_target.sum()), "n_good": int(is_good.sum()),
-                  "ece_before": reliability(score, is_good)["ece"], "ece_after": reliability(prob, is_good)["ece"],
-                  "purity_at_working_point": float(purity[at]), "efficiency_at_working_point": float(efficiency[at]),
-                  "zerr_coverage": coverage, "warnings": warnings}
-    return Calibration(beta=beta, target_fraction=float(is_target.mean()), min_lines=min_lines, dz_max=dz_max,
-                       dv_max_kms=dv_max_kms, working_point=dict(working_point), threshold=threshold,
-                       threshold_prob=float(apply_beta(np.array([threshold]), beta)[0]), zerr=zerr,
-                       counts=counts, validation=validation)
+    validation = {
+        "n_spectra": int(len(score)),
+        "n_targets": int(is_target.sum()),
+        "n_good": int(is_good.sum()),
+        "ece_before": reliability(score, is_good)["ece"],
+        "ece_after": reliability(prob, is_good)["ece"],
+        "purity_at_working_point": float(purity[at]),
+        "efficiency_at_working_point": float(efficiency[at]),
+        "zerr_coverage": coverage,
+        "warnings": warnings,
+    }
+    return Calibration(
+        beta=beta,
+        target_fraction=float(is_target.mean()),
+        min_lines=min_lines,
+        dz_max=dz_max,
+        dv_max_kms=dv_max_kms,
+        working_point=dict(working_point),
+        threshold=threshold,
+        threshold_prob=float(apply_beta(np.array([threshold]), beta)[0]),
+        zerr=zerr,
+        counts=counts,
+        validation=validation,
+    )
 
 
 def detection_score(c_line: np.ndarray, votes: np.ndarray, min_lines: int) -> np.ndarray:
@@ -380,25 +448,36 @@ def detection_score(c_line: np.ndarray, votes: np.ndarray, min_lines: int) -> np
     return kth_confidence(np.asarray(c_line, float)[:, votes], min_lines)
 
 
-def object_columns(calibration: Calibration, c_line: np.ndarray, z_line: np.ndarray, votes: np.ndarray,
-                   z_pred: np.ndarray, target_fraction: float | None = None) -> dict[str, np.ndarray]:
+def object_columns(
+    calibration: Calibration,
+    c_line: np.ndarray,
+    z_line: np.ndarray,
+    votes: np.ndarray,
+    z_pred: np.ndarray,
+    target_fraction: float | None = None,
+) -> dict[str, np.ndarray]:
     """PROB and ZERR of each spectrum (a catalogue's columns), from its line outputs."""
     c_vote, z_vote = np.asarray(c_line, float)[:, votes], np.asarray(z_line, float)[:, votes]
     score = detection_score(c_line, votes, calibration.min_lines)
     best = c_vote.argmax(axis=1) if len(c_vote) else np.zeros(0, np.int64)
     spread = line_spread(c_vote, z_vote, best)
-    return {"PROB": calibration.probability(score, target_fraction).astype(np.float32),
-            "ZERR": redshift_error(z_pred, spread, calibration.zerr).astype(np.float32)}
+    return {
+        "PROB": calibration.probability(score, target_fraction).astype(np.float32),
+        "ZERR": redshift_error(z_pred, spread, calibration.zerr).astype(np.float32),
+    }
 
 
-def header_cards(calibration: Calibration | None, threshold: float | None = None,
-                 target_fraction: float | None = None,
-                 working_point: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def header_cards(
+    calibration: Calibration | None,
+    threshold: float | None = None,
+    target_fraction: float | None = None,
+    working_point: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """Header cards of a calibrated model's catalogue: the working point (the model's, or the one
     asked for instead) and the class mix PROB is for."""
     if calibration is None:
         return [{"name": "CALIB", "value": False, "comment": "uncalibrated: no PROB, ZERR or working point"}]
-    (kind, goal), = (working_point or calibration.working_point).items()
+    ((kind, goal),) = (working_point or calibration.working_point).items()
     threshold = calibration.threshold if threshold is None else threshold
     cards = [
         {"name": "CALIB", "value": True, "comment": "PROB calibrated on the validation split"},
@@ -406,11 +485,24 @@ def header_cards(calibration: Calibration | None, threshold: float | None = None
         {"name": "WPKIND", "value": kind, "comment": "working point: purity or efficiency"},
         {"name": "WPGOAL", "value": float(goal), "comment": "working point goal on validation"},
         {"name": "WPCTH", "value": float(threshold), "comment": "working point: detection score cut"},
-        {"name": "WPPROB", "value": float(calibration.probability(np.array([threshold]), target_fraction)[0]),
-         "comment": "working point as a cut on PROB"},
-        {"name": "PRIORVAL", "value": float(calibration.target_fraction), "comment": "target fraction of validation"},
-        {"name": "CALMINL", "value": int(calibration.min_lines), "comment": "min_lines of the detection score"},
+        {
+            "name": "WPPROB",
+            "value": float(calibration.probability(np.array([threshold]), target_fraction)[0]),
+            "comment": "working point as a cut on PROB",
+        },
+        {
+            "name": "PRIORVAL",
+            "value": float(calibration.target_fraction),
+            "comment": "target fraction of validation",
+        },
+        {
+            "name": "CALMINL",
+            "value": int(calibration.min_lines),
+            "comment": "min_lines of the detection score",
+        },
     ]
     if target_fraction is not None:
-        cards.append({"name": "PRIORSRV", "value": float(target_fraction), "comment": "stated survey target fraction"})
+        cards.append(
+            {"name": "PRIORSRV", "value": float(target_fraction), "comment": "stated survey target fraction"}
+        )
     return cards

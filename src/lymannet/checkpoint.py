@@ -57,25 +57,45 @@ class StopSignal:
             signal.signal(signum, handler)
 
 
-def save_checkpoint(path: str | Path, format: str, fingerprint: str, model: nn.Module, optimizer: Any,
-                    scheduler: Any, generators: Generators, state: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str | Path,
+    format: str,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    generators: Generators,
+    state: dict[str, Any],
+) -> None:
     """Everything a rerun needs to continue exactly where this one stopped, written atomically."""
     device = next(model.parameters()).device
-    payload = {"format": format, "fingerprint": fingerprint, "model": cpu_copy(model.state_dict()),
-               "optimizer": cpu_copy(optimizer.state_dict()),
-               "scheduler": scheduler.state_dict() if scheduler is not None else None,
-               "torch_rng": torch.get_rng_state(),
-               "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-               **{name: g.get_state() if g is not None else None for name, g in generators.items()},
-               "state": state}
+    payload = {
+        "format": format,
+        "fingerprint": fingerprint,
+        "model": cpu_copy(model.state_dict()),
+        "optimizer": cpu_copy(optimizer.state_dict()),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        **{name: g.get_state() if g is not None else None for name, g in generators.items()},
+        "state": state,
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path, format: str, fingerprint: str, model: nn.Module, optimizer: Any,
-                    scheduler: Any, generators: Generators, weights_only: bool = True) -> dict[str, Any] | None:
+def load_checkpoint(
+    path: str | Path,
+    format: str,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    generators: Generators,
+    weights_only: bool = True,
+) -> dict[str, Any] | None:
     """Restore this run's checkpoint into the model, optimiser, scheduler and generators; returns
     the loop state it saved, or None (nothing restored) when there is none or it belongs to another
     config or other inputs."""

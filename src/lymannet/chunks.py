@@ -69,8 +69,13 @@ def read_chunk(spectra_file: SpectraFile, start: int, stop: int, native: bool) -
 
 def take_rows(chunk: Chunk, rows: np.ndarray) -> Chunk:
     native = chunk.native_flux is not None
-    return Chunk(chunk.truth.iloc[rows].reset_index(drop=True), chunk.flux[rows], chunk.ivar[rows],
-                 chunk.native_flux[rows] if native else None, chunk.native_ivar[rows] if native else None)
+    return Chunk(
+        chunk.truth.iloc[rows].reset_index(drop=True),
+        chunk.flux[rows],
+        chunk.ivar[rows],
+        chunk.native_flux[rows] if native else None,
+        chunk.native_ivar[rows] if native else None,
+    )
 
 
 def row_slices(n_rows: int, chunk_rows: int) -> Iterable[tuple[int, int, int]]:
@@ -80,7 +85,9 @@ def row_slices(n_rows: int, chunk_rows: int) -> Iterable[tuple[int, int, int]]:
 
 
 def check_same_grid(reference: Layout, other: Layout, path: str | Path) -> None:
-    if reference.wavelength.shape != other.wavelength.shape or not np.allclose(reference.wavelength, other.wavelength):
+    if reference.wavelength.shape != other.wavelength.shape or not np.allclose(
+        reference.wavelength, other.wavelength
+    ):
         raise InputFileError("network grid differs from the other members'", path)
 
 
@@ -93,7 +100,9 @@ def copy_truth(truth: pd.DataFrame, label: str, source: str) -> pd.DataFrame:
     PARENT_TARGETID kept (the observed object, through any chain), SOURCE = `source`."""
     truth = public_truth(truth).copy()
     parent = truth["PARENT_TARGETID"] if "PARENT_TARGETID" in truth else truth["TARGETID"]
-    parent = np.where(parent.to_numpy(np.int64) >= 0, parent.to_numpy(np.int64), truth["TARGETID"].to_numpy(np.int64))
+    parent = np.where(
+        parent.to_numpy(np.int64) >= 0, parent.to_numpy(np.int64), truth["TARGETID"].to_numpy(np.int64)
+    )
     truth["PARENT_TARGETID"] = parent
     truth["TARGETID"] = ops_np.derived_targetids(job_seed(0, "targetid", label), truth["TARGETID"].to_numpy())
     truth["SOURCE"] = source

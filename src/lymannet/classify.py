@@ -50,7 +50,14 @@ import torch  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .calibration import Calibration, detection_score, header_cards, object_columns  # noqa: E402
-from .coadd import BLOCK_ROWS, NODATA, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums  # noqa: E402
+from .coadd import (
+    BLOCK_ROWS,
+    NODATA,
+    CoaddFile,
+    NativeRebinner,
+    check_grid_coverage,
+    merge_arm_sums,
+)  # noqa: E402
 from .errors import ConfigError, InputFileError, LymannetError  # noqa: E402
 from .fileio import atomic_path, file_sha256, first_line, git_revision, write_text_atomic  # noqa: E402
 from .figures import save_figure  # noqa: E402
@@ -70,12 +77,36 @@ log = logging.getLogger("lymannet.classify")
 EXTNAME = "QN_RR"  # DESI's afterburner extension
 CATALOGUE_FORMAT = "lymannet-classify-2"
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
-MANIFEST_FIELDS = ("file", "catalogue", "status", "n_rows", "n_non_science", "n_no_data", "n_classified",
-                   "n_selected", "reason")
+MANIFEST_FIELDS = (
+    "file",
+    "catalogue",
+    "status",
+    "n_rows",
+    "n_non_science",
+    "n_no_data",
+    "n_classified",
+    "n_selected",
+    "reason",
+)
 # Header keys that must match for an existing per-file catalogue to count as up to date.
-UP_TO_DATE_KEYS = ("LNFORMAT", "LNVER", "MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "PRIORSRV", "SRCSIZE",
-                   "SRCMTIME")
-SAME_RULE_KEYS = ("MODELSHA", "CTHRESH", "MINLINES", "FIBSTAT", "PRIORSRV")  # a merged catalogue has one of each
+UP_TO_DATE_KEYS = (
+    "LNFORMAT",
+    "LNVER",
+    "MODELSHA",
+    "CTHRESH",
+    "MINLINES",
+    "FIBSTAT",
+    "PRIORSRV",
+    "SRCSIZE",
+    "SRCMTIME",
+)
+SAME_RULE_KEYS = (
+    "MODELSHA",
+    "CTHRESH",
+    "MINLINES",
+    "FIBSTAT",
+    "PRIORSRV",
+)  # a merged catalogue has one of each
 CONFIDENCE_BINS = np.linspace(0.0, 1.0, 51)
 Z_BIN = 0.05
 
@@ -103,9 +134,17 @@ class ClassifyOptions:
         opts = cls(**known)
         if opts.target_fraction is not None and not 0.0 < opts.target_fraction < 1.0:
             raise ConfigError(f"classify target_fraction must be in (0, 1), not {opts.target_fraction}")
-        if opts.c_th is not None and not 0.0 <= opts.c_th <= 1.0 or opts.min_lines < 1 or opts.batch_size < 1 or opts.block_rows < 1:
-            raise ConfigError(f"classify options out of range: c_th {opts.c_th} (0-1), min_lines "
-                              f"{opts.min_lines}, batch_size {opts.batch_size}, block_rows {opts.block_rows} (>= 1)")
+        if (
+            opts.c_th is not None
+            and not 0.0 <= opts.c_th <= 1.0
+            or opts.min_lines < 1
+            or opts.batch_size < 1
+            or opts.block_rows < 1
+        ):
+            raise ConfigError(
+                f"classify options out of range: c_th {opts.c_th} (0-1), min_lines "
+                f"{opts.min_lines}, batch_size {opts.batch_size}, block_rows {opts.block_rows} (>= 1)"
+            )
         return opts
 
 
@@ -123,10 +162,14 @@ class DetectionRule:
     def resolve(cls, calibration: "Calibration | None", options: ClassifyOptions) -> "DetectionRule":
         if calibration is None:
             if options.working_point or options.target_fraction is not None:
-                raise ConfigError("working_point / target_fraction need a calibrated model (rule calibrate); "
-                                  "these weights are uncalibrated")
+                raise ConfigError(
+                    "working_point / target_fraction need a calibrated model (rule calibrate); "
+                    "these weights are uncalibrated"
+                )
             c_th = options.default_c_th if options.c_th is None else options.c_th
-            return cls(c_th, options.min_lines, None, "c_th given" if options.c_th is not None else "default c_th")
+            return cls(
+                c_th, options.min_lines, None, "c_th given" if options.c_th is not None else "default c_th"
+            )
         fraction = calibration.target_fraction if options.target_fraction is None else options.target_fraction
         if options.c_th is not None:
             return cls(options.c_th, options.min_lines, fraction, "c_th given")
@@ -170,8 +213,11 @@ def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
 
     loaded = load_model_file(path, device=pick_device(device))
     if not has_line_finder(loaded.spec):
-        raise InputFileError(f"model family {loaded.spec['family']!r} has no line finder: survey catalogues need "
-                             "per-line confidences (use a quasarnet or quasarnet_mlp_z model)", path)
+        raise InputFileError(
+            f"model family {loaded.spec['family']!r} has no line finder: survey catalogues need "
+            "per-line confidences (use a quasarnet or quasarnet_mlp_z model)",
+            path,
+        )
     trained = loaded.config or {}
     origin = f"lymannet model {trained.get('model', '?')} trained on {trained.get('combo', '?')}"
     return Classifier(loaded, path, origin)
@@ -179,13 +225,20 @@ def load_classifier(path: str | Path, device: str = "auto") -> Classifier:
 
 def _load_keras(path: Path, device: str) -> Any:
 
-
     model, spec = load_keras_quasarnet(path)
     n_pixels = spec.pop("n_pixels")
     grid = keras_grid(path, n_pixels)
-    return LoadedModel(model=model.to(torch.device(device)), spec=spec, grid=grid, lines=line_set(spec["lines"]),
-                       n_boxes=spec["n_boxes"], snr_channel=spec["snr_channel"], target_class="QSO",
-                       provenance={"origin": str(path)}, sha256=file_sha256(path))
+    return LoadedModel(
+        model=model.to(torch.device(device)),
+        spec=spec,
+        grid=grid,
+        lines=line_set(spec["lines"]),
+        n_boxes=spec["n_boxes"],
+        snr_channel=spec["snr_channel"],
+        target_class="QSO",
+        provenance={"origin": str(path)},
+        sha256=file_sha256(path),
+    )
 
 
 def keras_grid(path: Path, n_pixels: int) -> Grid:
@@ -200,11 +253,15 @@ def keras_grid(path: Path, n_pixels: int) -> Grid:
         grid = Grid(kind="linear", start=float(wave[0]), step=float(wave[1] - wave[0]), n_pixels=len(wave))
     else:
         log_wave = np.log10(wave)
-        grid = Grid(kind="log", start=float(log_wave[0]), step=float(log_wave[1] - log_wave[0]),
-                    n_pixels=len(wave))
+        grid = Grid(
+            kind="log", start=float(log_wave[0]), step=float(log_wave[1] - log_wave[0]), n_pixels=len(wave)
+        )
     if grid.n_pixels != n_pixels:
-        raise InputFileError(f"the network takes {n_pixels} pixels but its grid has {grid.n_pixels}; "
-                             "add the training grid as a 'model_grid' dataset", path)
+        raise InputFileError(
+            f"the network takes {n_pixels} pixels but its grid has {grid.n_pixels}; "
+            "add the training grid as a 'model_grid' dataset",
+            path,
+        )
     return grid
 
 
@@ -230,9 +287,19 @@ class FileOutcome:
 
 
 def catalogue_dtype(line_names: Sequence[str], target_class: str, coadd_width: int) -> np.dtype:
-    columns = [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("COADD", f"U{max(coadd_width, 1)}"),
-               ("ROW", "i4"), ("Z", "f8"), ("ZERR", "f4"), ("CONFIDENCE", "f4"), ("PROB", "f4"), ("ZWARN", "i8"),
-               ("BEST_LINE", f"U{max(map(len, line_names))}")]
+    columns = [
+        ("TARGETID", "i8"),
+        ("TARGET_RA", "f8"),
+        ("TARGET_DEC", "f8"),
+        ("COADD", f"U{max(coadd_width, 1)}"),
+        ("ROW", "i4"),
+        ("Z", "f8"),
+        ("ZERR", "f4"),
+        ("CONFIDENCE", "f4"),
+        ("PROB", "f4"),
+        ("ZWARN", "i8"),
+        ("BEST_LINE", f"U{max(map(len, line_names))}"),
+    ]
     columns += [(f"C_{name}", "f4") for name in line_names]
     columns += [(f"Z_{name}", "f8") for name in line_names]
     columns.append((f"IS_{target_class}_QN", "i2"))
@@ -255,9 +322,14 @@ def empty_rows(coadd: CoaddFile, coadd_name: str, dtype: np.dtype) -> np.ndarray
     return records
 
 
-def classify_coadd(classifier: Classifier, path: str, coadd_name: str, options: ClassifyOptions,
-                   progress: Progress | None = None,
-                   rule: DetectionRule | None = None) -> tuple[np.ndarray, dict[str, int]]:
+def classify_coadd(
+    classifier: Classifier,
+    path: str,
+    coadd_name: str,
+    options: ClassifyOptions,
+    progress: Progress | None = None,
+    rule: DetectionRule | None = None,
+) -> tuple[np.ndarray, dict[str, int]]:
     """(catalogue records, one per FIBERMAP row, and counts) of one coadd file; InputFileError if
     it cannot be used."""
     rule = rule or DetectionRule.resolve(classifier.calibration, options)
@@ -272,8 +344,9 @@ def classify_coadd(classifier: Classifier, path: str, coadd_name: str, options: 
         flux, ivar = rebinner.rebin_sums(*merge_arm_sums(block))
         has_data = ivar.sum(axis=1) > 0  # QuasarNET drops spectra with no weight on its grid
         records["ZWARN"][block.rows[~has_data]] |= NODATA
-        outputs = classifier.loaded.predict(flux[has_data], ivar[has_data], batch_size=options.batch_size,
-                                            bf16=options.bf16)
+        outputs = classifier.loaded.predict(
+            flux[has_data], ivar[has_data], batch_size=options.batch_size, bf16=options.bf16
+        )
         _check_finite(outputs, path)
         rows = records[block.rows[has_data]]
         rows["Z"], rows["CONFIDENCE"] = outputs["z_pred"], outputs["confidence"]
@@ -281,8 +354,14 @@ def classify_coadd(classifier: Classifier, path: str, coadd_name: str, options: 
         for j, name in enumerate(names):
             rows[f"C_{name}"], rows[f"Z_{name}"] = outputs["c_line"][:, j], outputs["z_line"][:, j]
         if calibration is not None:
-            columns = object_columns(calibration, outputs["c_line"], outputs["z_line"], votes, outputs["z_pred"],
-                                     rule.target_fraction)
+            columns = object_columns(
+                calibration,
+                outputs["c_line"],
+                outputs["z_line"],
+                votes,
+                outputs["z_pred"],
+                rule.target_fraction,
+            )
             rows["PROB"], rows["ZERR"] = columns["PROB"], columns["ZERR"]
         score = detection_score(outputs["c_line"], votes, rule.min_lines)
         rows[f"IS_{classifier.target_class}_QN"] = score > rule.c_th
@@ -290,23 +369,30 @@ def classify_coadd(classifier: Classifier, path: str, coadd_name: str, options: 
         if progress is not None:
             progress.update(len(block))
     classified = records["ZWARN"] == 0
-    counts = {"n_rows": coadd.n_rows, "n_non_science": coadd.n_rows - len(science_rows),
-              "n_no_data": int(np.count_nonzero(records["ZWARN"] & NODATA)), "n_classified": int(classified.sum()),
-              "n_selected": int(records[f"IS_{classifier.target_class}_QN"].sum())}
+    counts = {
+        "n_rows": coadd.n_rows,
+        "n_non_science": coadd.n_rows - len(science_rows),
+        "n_no_data": int(np.count_nonzero(records["ZWARN"] & NODATA)),
+        "n_classified": int(classified.sum()),
+        "n_selected": int(records[f"IS_{classifier.target_class}_QN"].sum()),
+    }
     return records, counts
 
 
 def _check_finite(outputs: dict[str, np.ndarray], path: str) -> None:
     bad = ~np.isfinite(outputs["c_line"]).all(axis=1) | ~np.isfinite(outputs["z_pred"])
     if bad.any():
-        raise InputFileError(f"the network gives NaN/inf for {int(bad.sum())} spectra (corrupt flux values?)", path)
+        raise InputFileError(
+            f"the network gives NaN/inf for {int(bad.sum())} spectra (corrupt flux values?)", path
+        )
 
 
 # --------------------------------------------------------------------------- catalogue files
 
 
-def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision: str,
-                     rule: DetectionRule | None = None) -> list[dict[str, Any]]:
+def catalogue_header(
+    classifier: Classifier, options: ClassifyOptions, revision: str, rule: DetectionRule | None = None
+) -> list[dict[str, Any]]:
     rule = rule or DetectionRule.resolve(classifier.calibration, options)
     calibration = classifier.calibration
     cards = [
@@ -315,9 +401,16 @@ def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision:
         {"name": "CTHRESH", "value": float(rule.c_th), "comment": "c_th: line confidence threshold"},
         {"name": "CTHSRC", "value": rule.source[:68], "comment": "where c_th comes from"},
         {"name": "MINLINES", "value": int(rule.min_lines), "comment": "non-BAL lines above c_th for IS_*_QN"},
-        {"name": "FIBSTAT", "value": options.fiberstatus, "comment": "COADD_FIBERSTATUS rule (zero_only/any)"},
-        {"name": "PRIORSRV", "value": float(rule.target_fraction) if rule.target_fraction is not None else -1.0,
-         "comment": "target fraction PROB is for (-1: uncalibrated)"},
+        {
+            "name": "FIBSTAT",
+            "value": options.fiberstatus,
+            "comment": "COADD_FIBERSTATUS rule (zero_only/any)",
+        },
+        {
+            "name": "PRIORSRV",
+            "value": float(rule.target_fraction) if rule.target_fraction is not None else -1.0,
+            "comment": "target fraction PROB is for (-1: uncalibrated)",
+        },
         {"name": "MODEL", "value": classifier.path.name, "comment": "model file"},
         {"name": "MODELSHA", "value": classifier.loaded.sha256, "comment": "sha256 of the model file"},
         {"name": "WORIGIN", "value": classifier.origin[:68], "comment": "where the weights come from"},
@@ -326,9 +419,16 @@ def catalogue_header(classifier: Classifier, options: ClassifyOptions, revision:
         {"name": "ZWBITS", "value": "1 NOT_TARGET, 2 BAD_FIBERSTATUS, 4 NODATA", "comment": "ZWARN bits"},
     ]
     if calibration is not None:
-        fitted = [c for c in header_cards(calibration, None if rule.source == "c_th given" else rule.c_th,
-                                          rule.target_fraction, options.working_point)
-                  if c["name"] not in {card["name"] for card in cards}]
+        fitted = [
+            c
+            for c in header_cards(
+                calibration,
+                None if rule.source == "c_th given" else rule.c_th,
+                rule.target_fraction,
+                options.working_point,
+            )
+            if c["name"] not in {card["name"] for card in cards}
+        ]
         return cards + fitted
     return cards + header_cards(None)
 
@@ -340,7 +440,11 @@ def _source_header(path: str, counts: Mapping[str, int]) -> list[dict[str, Any]]
         {"name": "SRCMTIME", "value": str(stat.st_mtime_ns), "comment": "coadd mtime (ns) when classified"},
         {"name": "NROWS", "value": counts["n_rows"], "comment": "rows of the coadd"},
         {"name": "NNONSCI", "value": counts["n_non_science"], "comment": "non-science fibres left out"},
-        {"name": "NNODATA", "value": counts["n_no_data"], "comment": "spectra without valid pixels (ZWARN NODATA)"},
+        {
+            "name": "NNODATA",
+            "value": counts["n_no_data"],
+            "comment": "spectra without valid pixels (ZWARN NODATA)",
+        },
         {"name": "NCLASSIF", "value": counts["n_classified"], "comment": "rows classified (ZWARN = 0)"},
         {"name": "NSELECT", "value": counts["n_selected"], "comment": "spectra with IS_<CLASS>_QN = 1"},
     ]
@@ -364,23 +468,33 @@ def _up_to_date(catalogue: Path, source: str, expected: Mapping[str, Any]) -> di
     wanted = {**expected, "SRCSIZE": int(stat.st_size), "SRCMTIME": str(stat.st_mtime_ns)}
     if any(key not in header or header[key] != wanted[key] for key in UP_TO_DATE_KEYS):
         return None
-    return {"n_rows": int(header["NROWS"]), "n_non_science": int(header["NNONSCI"]),
-            "n_no_data": int(header["NNODATA"]), "n_classified": int(header["NCLASSIF"]),
-            "n_selected": int(header["NSELECT"])}
+    return {
+        "n_rows": int(header["NROWS"]),
+        "n_non_science": int(header["NNONSCI"]),
+        "n_no_data": int(header["NNODATA"]),
+        "n_classified": int(header["NCLASSIF"]),
+        "n_selected": int(header["NSELECT"]),
+    }
 
 
 # --------------------------------------------------------------------------- a batch of files
 
 
-def classify_files(classifier: Classifier, files: Sequence[str], root: str, out_dir: str | Path,
-                   options: ClassifyOptions) -> list[FileOutcome]:
+def classify_files(
+    classifier: Classifier, files: Sequence[str], root: str, out_dir: str | Path, options: ClassifyOptions
+) -> list[FileOutcome]:
     """Classify every coadd of `files` into `out_dir`/<path below root>; return what became of each.
 
     A file that cannot be used is a failed outcome (with `strict`: an InputFileError naming it)."""
     out_dir = Path(out_dir)
     rule = DetectionRule.resolve(classifier.calibration, options)
-    log.info("IS_%s_QN: detection score > %.4f with min_lines %d (%s)", classifier.target_class, rule.c_th,
-             rule.min_lines, rule.source)
+    log.info(
+        "IS_%s_QN: detection score > %.4f with min_lines %d (%s)",
+        classifier.target_class,
+        rule.c_th,
+        rule.min_lines,
+        rule.source,
+    )
     header = catalogue_header(classifier, options, git_revision(), rule)
     expected = {card["name"]: card["value"] for card in header}
     progress = Progress(sum(_row_count(path) for path in files), what="spectra")
@@ -399,7 +513,9 @@ def classify_files(classifier: Classifier, files: Sequence[str], root: str, out_
             except (LymannetError, OSError, ValueError) as error:
                 reason = error.problem if isinstance(error, LymannetError) else first_line(error)
                 if options.strict:
-                    raise InputFileError(reason + " (classify.strict: a bad file stops the job)", path) from None
+                    raise InputFileError(
+                        reason + " (classify.strict: a bad file stops the job)", path
+                    ) from None
                 log.warning("%s: %s (skipped)", path, reason)
                 outcome.status, outcome.reason, counts = "failed", reason, {}
         for key, value in counts.items():
@@ -410,28 +526,53 @@ def classify_files(classifier: Classifier, files: Sequence[str], root: str, out_
     return outcomes
 
 
-def classify_batch(model: str | Path, files: Sequence[str], root: str, out_dir: str | Path,
-                   manifest: str | Path, options: Mapping[str, Any] | ClassifyOptions) -> list[FileOutcome]:
+def classify_batch(
+    model: str | Path,
+    files: Sequence[str],
+    root: str,
+    out_dir: str | Path,
+    manifest: str | Path,
+    options: Mapping[str, Any] | ClassifyOptions,
+) -> list[FileOutcome]:
     """One `classify` job: load the model once, classify its files, write the batch manifest."""
     opts = options if isinstance(options, ClassifyOptions) else ClassifyOptions.from_dict(options)
     classifier = load_classifier(model, opts.device)
-    log.info("model %s (%s), %d lines, target %s, on %s; %d files", model, classifier.origin,
-             len(classifier.line_names), classifier.target_class, classifier.loaded.device, len(files))
+    log.info(
+        "model %s (%s), %d lines, target %s, on %s; %d files",
+        model,
+        classifier.origin,
+        len(classifier.line_names),
+        classifier.target_class,
+        classifier.loaded.device,
+        len(files),
+    )
     outcomes = classify_files(classifier, files, root, out_dir, opts)
     write_manifest(manifest, outcomes)
     return outcomes
 
 
-def merge_batches(manifests: Sequence[str | Path], out_dir: str | Path, title: str = "", root: str | None = None,
-                  truth: str | None = None, score: Mapping[str, Any] | None = None) -> Summary:
+def merge_batches(
+    manifests: Sequence[str | Path],
+    out_dir: str | Path,
+    title: str = "",
+    root: str | None = None,
+    truth: str | None = None,
+    score: Mapping[str, Any] | None = None,
+) -> Summary:
     """The `classify_merge` job: every batch's outcomes -> catalogue.fits, failures.tsv, summary."""
     outcomes = [outcome for manifest in manifests for outcome in read_manifest(manifest)]
     return merge_catalogues(outcomes, out_dir, title, root=root, truth=truth, score=score)
 
 
-def classify_survey(model: str | Path, files: Sequence[str], out_dir: str | Path,
-                    options: Mapping[str, Any] | ClassifyOptions, root: str | None = None,
-                    truth: str | None = None, score: Mapping[str, Any] | None = None) -> Summary:
+def classify_survey(
+    model: str | Path,
+    files: Sequence[str],
+    out_dir: str | Path,
+    options: Mapping[str, Any] | ClassifyOptions,
+    root: str | None = None,
+    truth: str | None = None,
+    score: Mapping[str, Any] | None = None,
+) -> Summary:
     """The command `lymannet classify`: per-file catalogues mirrored below `out_dir`, then merged."""
     files = expand_files(files)
     if not files:
@@ -440,8 +581,10 @@ def classify_survey(model: str | Path, files: Sequence[str], out_dir: str | Path
     reserved = {MERGED_NAME, FAILURES_NAME, "summary.csv", "summary.md", "summary.png"}
     clash = [path for path in files if mirrored_name(path, root) in reserved]
     if clash:
-        raise ConfigError(f"{clash[0]} would be written over the merged output of the same name; "
-                          "put the coadds in a folder")
+        raise ConfigError(
+            f"{clash[0]} would be written over the merged output of the same name; "
+            "put the coadds in a folder"
+        )
     opts = options if isinstance(options, ClassifyOptions) else ClassifyOptions.from_dict(options)
     classifier = load_classifier(model, opts.device)
     outcomes = classify_files(classifier, files, root, out_dir, opts)
@@ -458,7 +601,9 @@ def _row_count(path: str) -> int:
 
 
 def _log_outcomes(outcomes: Sequence[FileOutcome]) -> None:
-    by_status = {status: sum(o.status == status for o in outcomes) for status in ("classified", "up to date", "failed")}
+    by_status = {
+        status: sum(o.status == status for o in outcomes) for status in ("classified", "up to date", "failed")
+    }
     log.info("%d files: %d classified, %d up to date, %d failed", len(outcomes), *by_status.values())
     if by_status["failed"]:
         print(f"lymannet classify: {by_status['failed']} of {len(outcomes)} files failed (see failures.tsv)")
@@ -500,15 +645,26 @@ class Summary:
 
     def table(self) -> list[tuple[str, int]]:
         c, cls = self.counts, self.target_class
-        return [("coadd files", c["files"]), ("files that failed (failures.tsv)", c["failed"]),
-                ("fibres read", c["n_rows"]), ("non-science fibres left out", c["n_non_science"]),
-                ("spectra without valid pixels, left out", c["n_no_data"]),
-                ("spectra classified", c["n_classified"]), (f"{cls} (IS_{cls}_QN = 1)", c["n_selected"]),
-                (f"not {cls}", c["n_classified"] - c["n_selected"])]
+        return [
+            ("coadd files", c["files"]),
+            ("files that failed (failures.tsv)", c["failed"]),
+            ("fibres read", c["n_rows"]),
+            ("non-science fibres left out", c["n_non_science"]),
+            ("spectra without valid pixels, left out", c["n_no_data"]),
+            ("spectra classified", c["n_classified"]),
+            (f"{cls} (IS_{cls}_QN = 1)", c["n_selected"]),
+            (f"not {cls}", c["n_classified"] - c["n_selected"]),
+        ]
 
 
-def merge_catalogues(outcomes: Sequence[FileOutcome], out_dir: str | Path, title: str = "", root: str | None = None,
-                     truth: str | None = None, score: Mapping[str, Any] | None = None) -> Summary:
+def merge_catalogues(
+    outcomes: Sequence[FileOutcome],
+    out_dir: str | Path,
+    title: str = "",
+    root: str | None = None,
+    truth: str | None = None,
+    score: Mapping[str, Any] | None = None,
+) -> Summary:
     """catalogue.fits (every per-file catalogue, in file order), failures.tsv and the summary
     (summary.csv, summary.md, summary.png) in `out_dir`, each written atomically; with a truth
     table, the summary also measures purity and efficiency against it."""
@@ -518,8 +674,11 @@ def merge_catalogues(outcomes: Sequence[FileOutcome], out_dir: str | Path, title
     _write_failures(out_dir / FAILURES_NAME, failed)
     if not good:
         first = failed[0] if failed else None
-        raise InputFileError(f"none of the {len(outcomes)} coadd files could be classified"
-                             + (f" (first: {first.file}: {first.reason})" if first else ""), out_dir)
+        raise InputFileError(
+            f"none of the {len(outcomes)} coadd files could be classified"
+            + (f" (first: {first.file}: {first.reason})" if first else ""),
+            out_dir,
+        )
     # COADD holds each catalogue's path below out_dir: the widest sets the merged column's width.
     width = max(len(os.path.relpath(o.catalogue, out_dir)) for o in good)
     summary = _merge(good, out_dir / MERGED_NAME, width, len(outcomes), len(failed), root)
@@ -539,25 +698,37 @@ def _read_catalogue(path: str) -> tuple[np.ndarray, Any]:
         with fitsio.FITS(path) as fits:
             return fits[EXTNAME].read(), fits[EXTNAME].read_header()
     except (OSError, ValueError) as error:
-        raise InputFileError(f"per-file catalogue unreadable ({first_line(error)}); delete the batch manifests "
-                             "under batches/ to classify again", path) from None
+        raise InputFileError(
+            f"per-file catalogue unreadable ({first_line(error)}); delete the batch manifests "
+            "under batches/ to classify again",
+            path,
+        ) from None
 
 
-def _merge(good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_failed: int,
-           root: str | None = None) -> Summary:
+def _merge(
+    good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_failed: int, root: str | None = None
+) -> Summary:
     first, header = _read_catalogue(good[0].catalogue)
     names = [n[2:] for n in first.dtype.names if n.startswith("C_")]
     target_class = str(header["TARGCLS"]).strip()
     dtype = catalogue_dtype(names, target_class, width)
     per_file = ("SRCSIZE", "SRCMTIME", "NROWS", "NNONSCI", "NNODATA", "NCLASSIF", "NSELECT", "EXTNAME")
-    cards = [{"name": key, "value": header[key], "comment": header.get_comment(key)} for key in header.keys()
-             if key not in per_file and key.isupper() and not key.startswith(("NAXIS", "TTYPE", "TFORM", "TDIM", "TUNIT"))
-             and key not in ("XTENSION", "BITPIX", "PCOUNT", "GCOUNT", "TFIELDS")]
-    cards += [{"name": "NFILES", "value": n_files, "comment": "coadd files asked for"},
-              {"name": "NFAILED", "value": n_failed, "comment": "files that could not be read (failures.tsv)"}]
+    cards = [
+        {"name": key, "value": header[key], "comment": header.get_comment(key)}
+        for key in header.keys()
+        if key not in per_file
+        and key.isupper()
+        and not key.startswith(("NAXIS", "TTYPE", "TFORM", "TDIM", "TUNIT"))
+        and key not in ("XTENSION", "BITPIX", "PCOUNT", "GCOUNT", "TFIELDS")
+    ]
+    cards += [
+        {"name": "NFILES", "value": n_files, "comment": "coadd files asked for"},
+        {"name": "NFAILED", "value": n_failed, "comment": "files that could not be read (failures.tsv)"},
+    ]
     if root:
-        cards.append({"name": "SRCROOT", "value": os.path.abspath(root),
-                      "comment": "folder COADD is relative to"})
+        cards.append(
+            {"name": "SRCROOT", "value": os.path.abspath(root), "comment": "folder COADD is relative to"}
+        )
     counts = dict.fromkeys(("n_rows", "n_non_science", "n_no_data", "n_classified", "n_selected"), 0)
     counts.update(files=n_files, failed=n_failed)
     histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
@@ -574,12 +745,18 @@ def _merge(good: Sequence[FileOutcome], path: Path, width: int, n_files: int, n_
             done = records["ZWARN"] == 0
             histogram += np.histogram(records["CONFIDENCE"][done], CONFIDENCE_BINS)[0]
             z_selected.append(records["Z"][selected].astype(np.float32))
-            for key, values in (("TARGETID", records["TARGETID"]), ("Z", records["Z"]), ("PROB", records["PROB"]),
-                                ("SELECTED", selected)):
+            for key, values in (
+                ("TARGETID", records["TARGETID"]),
+                ("Z", records["Z"]),
+                ("PROB", records["PROB"]),
+                ("SELECTED", selected),
+            ):
                 classified[key].append(values[done])
             for key in counts.keys() & set(MANIFEST_FIELDS):
                 counts[key] += getattr(outcome, key)
-    return Summary(target_class, counts, histogram, z_selected, {c["name"]: c["value"] for c in cards}, classified)
+    return Summary(
+        target_class, counts, histogram, z_selected, {c["name"]: c["value"] for c in cards}, classified
+    )
 
 
 def truth_report(summary: Summary, truth_path: str, score: Mapping[str, Any]) -> dict[str, Any]:
@@ -597,53 +774,83 @@ def truth_report(summary: Summary, truth_path: str, score: Mapping[str, Any]) ->
     is_target = rows["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == opts.target_class.upper()
     good = is_target & correct_redshift(z[known], rows["Z"].to_numpy(float), opts.dz_max, opts.dv_max_kms)
     sel = selected[known]
-    n_targets = int((truth["SPECTYPE"].astype(str).str.strip().str.upper() == opts.target_class.upper()).sum())
-    report = {"truth": str(truth_path), "correct_redshift": opts.correct_redshift_rule,
-              "n_matched": int(known.sum()), "n_true_targets": n_targets, "n_selected": int(sel.sum()),
-              "n_good_selected": int((sel & good).sum()),
-              "purity": float((sel & good).sum() / sel.sum()) if sel.any() else None,
-              "efficiency": float((sel & good).sum() / n_targets) if n_targets else None,
-              "expected_purity": float(np.nanmean(prob[known][sel])) if sel.any() and np.isfinite(prob).any() else None,
-              "selected_by_population": {}}
+    n_targets = int(
+        (truth["SPECTYPE"].astype(str).str.strip().str.upper() == opts.target_class.upper()).sum()
+    )
+    report = {
+        "truth": str(truth_path),
+        "correct_redshift": opts.correct_redshift_rule,
+        "n_matched": int(known.sum()),
+        "n_true_targets": n_targets,
+        "n_selected": int(sel.sum()),
+        "n_good_selected": int((sel & good).sum()),
+        "purity": float((sel & good).sum() / sel.sum()) if sel.any() else None,
+        "efficiency": float((sel & good).sum() / n_targets) if n_targets else None,
+        "expected_purity": (
+            float(np.nanmean(prob[known][sel])) if sel.any() and np.isfinite(prob).any() else None
+        ),
+        "selected_by_population": {},
+    }
     spectype = rows["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy()
     for population in sorted(set(spectype[sel])):
         report["selected_by_population"][population] = int((sel & (spectype == population)).sum())
     return report
 
 
-
 def _check_same_rule(header: Any, reference: Any, path: str) -> None:
     for key in SAME_RULE_KEYS:
         if header.get(key) != reference.get(key):
-            raise InputFileError(f"{key} = {header.get(key)!r} but the first catalogue has {reference.get(key)!r}: "
-                                 "catalogues of different models or detection rules cannot be merged", path)
+            raise InputFileError(
+                f"{key} = {header.get(key)!r} but the first catalogue has {reference.get(key)!r}: "
+                "catalogues of different models or detection rules cannot be merged",
+                path,
+            )
 
 
 def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
     """summary.csv (quantity, count), summary.md (the same, with the rule) and summary.png."""
     rows = summary.table()
     measured = truth_rows(summary.truth)
-    table = pd.DataFrame(rows + [(q, None if v is None else round(v, 6)) for q, v in measured],
-                         columns=["quantity", "count"])
+    table = pd.DataFrame(
+        rows + [(q, None if v is None else round(v, 6)) for q, v in measured], columns=["quantity", "count"]
+    )
     write_text_atomic(out_dir / "summary.csv", table.to_csv(index=False))  # quoted: names hold commas
     h = summary.header
     z = np.concatenate(summary.z_selected) if summary.z_selected else np.zeros(0)
-    lines = [f"# Survey catalogue {title}".rstrip(), "",
-             f"Model `{h.get('MODEL')}` ({h.get('WORIGIN')}, sha256 {str(h.get('MODELSHA'))[:12]}...), "
-             f"c_th = {float(h.get('CTHRESH')):.4f} ({h.get('CTHSRC', 'given')}), min_lines = {h.get('MINLINES')}.",
-             "", _calibration_sentence(h), "",
-             "| | count |", "|---|---:|"] + [f"| {q} | {n:,} |" for q, n in rows]
+    lines = [
+        f"# Survey catalogue {title}".rstrip(),
+        "",
+        f"Model `{h.get('MODEL')}` ({h.get('WORIGIN')}, sha256 {str(h.get('MODELSHA'))[:12]}...), "
+        f"c_th = {float(h.get('CTHRESH')):.4f} ({h.get('CTHSRC', 'given')}), min_lines = {h.get('MINLINES')}.",
+        "",
+        _calibration_sentence(h),
+        "",
+        "| | count |",
+        "|---|---:|",
+    ] + [f"| {q} | {n:,} |" for q, n in rows]
     if summary.truth:
         t = summary.truth
         goal = f"{h.get('WPKIND')} {h.get('WPGOAL')}" if h.get("CALIB") else "none (uncalibrated)"
-        lines += ["", f"Against the truth `{t['truth']}` ({t['n_matched']:,} classified rows matched; correct "
-                      f"redshift: {t['correct_redshift']}); working point asked for: {goal}.", "",
-                  "| | value |", "|---|---:|"] + [f"| {q} | {_value(v)} |" for q, v in measured]
-        lines += ["", "Selected, by true SPECTYPE: " + ", ".join(f"{k} {n:,}" for k, n in
-                                                                 t["selected_by_population"].items()) + "."]
+        lines += [
+            "",
+            f"Against the truth `{t['truth']}` ({t['n_matched']:,} classified rows matched; correct "
+            f"redshift: {t['correct_redshift']}); working point asked for: {goal}.",
+            "",
+            "| | value |",
+            "|---|---:|",
+        ] + [f"| {q} | {_value(v)} |" for q, v in measured]
+        lines += [
+            "",
+            "Selected, by true SPECTYPE: "
+            + ", ".join(f"{k} {n:,}" for k, n in t["selected_by_population"].items())
+            + ".",
+        ]
     if len(z):
-        lines += ["", f"Redshift of the {summary.target_class} selected: median {np.median(z):.3f}, "
-                      f"5-95% {np.percentile(z, 5):.3f}-{np.percentile(z, 95):.3f}."]
+        lines += [
+            "",
+            f"Redshift of the {summary.target_class} selected: median {np.median(z):.3f}, "
+            f"5-95% {np.percentile(z, 5):.3f}-{np.percentile(z, 95):.3f}.",
+        ]
     write_text_atomic(out_dir / "summary.md", "\n".join(lines) + "\n")
     _summary_figure(summary, z, out_dir / "summary.png", title)
 
@@ -651,10 +858,13 @@ def _write_summary(summary: Summary, out_dir: Path, title: str) -> None:
 def truth_rows(truth: Mapping[str, Any] | None) -> list[tuple[str, float | None]]:
     if not truth:
         return []
-    return [("purity against the truth", truth["purity"]), ("efficiency against the truth", truth["efficiency"]),
-            ("expected purity (mean PROB of the selected)", truth["expected_purity"]),
-            ("true targets in the truth", truth["n_true_targets"]),
-            ("selected with a correct redshift", truth["n_good_selected"])]
+    return [
+        ("purity against the truth", truth["purity"]),
+        ("efficiency against the truth", truth["efficiency"]),
+        ("expected purity (mean PROB of the selected)", truth["expected_purity"]),
+        ("true targets in the truth", truth["n_true_targets"]),
+        ("selected with a correct redshift", truth["n_good_selected"]),
+    ]
 
 
 def _value(value: Any) -> str:
@@ -667,15 +877,15 @@ def _calibration_sentence(header: Mapping[str, Any]) -> str:
     if not header.get("CALIB"):
         return "Uncalibrated weights: no PROB or ZERR (NaN columns), c_th is not a working point."
     prior = float(header.get("PRIORSRV", header.get("PRIORVAL")))
-    return (f"PROB: calibrated on the model's validation split (target fraction {float(header['PRIORVAL']):.3f}), "
-            f"given here for a target fraction of {prior:.3f}; working point {header.get('WPKIND')} "
-            f"{header.get('WPGOAL')} = PROB > {float(header.get('WPPROB')):.3f}. ZWARN != 0: not classified "
-            f"({header.get('ZWBITS')}).")
+    return (
+        f"PROB: calibrated on the model's validation split (target fraction {float(header['PRIORVAL']):.3f}), "
+        f"given here for a target fraction of {prior:.3f}; working point {header.get('WPKIND')} "
+        f"{header.get('WPGOAL')} = PROB > {float(header.get('WPPROB')):.3f}. ZWARN != 0: not classified "
+        f"({header.get('ZWBITS')})."
+    )
 
 
 def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> None:
-
-
 
     fig, (ax_z, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
     cls, h = summary.target_class, summary.header
@@ -684,15 +894,23 @@ def _summary_figure(summary: Summary, z: np.ndarray, path: Path, title: str) -> 
         ax_z.hist(z, edges, histtype="stepfilled", alpha=0.7)
     else:
         ax_z.text(0.5, 0.5, f"no {cls} selected", ha="center", va="center", transform=ax_z.transAxes)
-    ax_z.set(xlabel="Z (most confident line)", ylabel=f"{cls} per {Z_BIN} in z",
-             title=f"N(z) of the {summary.counts['n_selected']:,} {cls} selected")
+    ax_z.set(
+        xlabel="Z (most confident line)",
+        ylabel=f"{cls} per {Z_BIN} in z",
+        title=f"N(z) of the {summary.counts['n_selected']:,} {cls} selected",
+    )
     ax_c.stairs(summary.confidence_histogram, CONFIDENCE_BINS, fill=True, alpha=0.7)
-    ax_c.axvline(float(h.get("CTHRESH", DEFAULT_C_TH)), color="k", linestyle="--", label=f"c_th = {h.get('CTHRESH')}")
+    ax_c.axvline(
+        float(h.get("CTHRESH", DEFAULT_C_TH)), color="k", linestyle="--", label=f"c_th = {h.get('CTHRESH')}"
+    )
     ax_c.set_yscale("log")  # the few confident spectra would vanish beside the many others
     ax_c.set_ylim(bottom=0.7)
     ax_c.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax_c.set(xlabel="CONFIDENCE (best line)", ylabel="spectra",
-             title=f"{summary.counts['n_classified']:,} spectra classified")
+    ax_c.set(
+        xlabel="CONFIDENCE (best line)",
+        ylabel="spectra",
+        title=f"{summary.counts['n_classified']:,} spectra classified",
+    )
     ax_c.legend()
     fig.suptitle(f"{title} - {h.get('MODEL')}, min_lines = {h.get('MINLINES')}".lstrip(" -"))
     save_figure(fig, path)

@@ -1,12 +1,12 @@
 """Command line (`lymannet`, or `python -m lymannet.cli`):
 
-  lymannet where                                   where the demo's results are
-  lymannet classify --model MODEL COADD [...] --output DIR
-                                                   classify DESI coadds into survey catalogues
-  lymannet vi-sample CATALOGUE --output DIR [...]  draw a stratified visual-inspection sample of a
-                                                   catalogue: its spectra as a DESI coadd, and weights
-  lymannet check-demo [--manifest FILE] [--write]  check a finished demo's data files against a
-                                                   manifest (or write it), first difference in DAG order
+lymannet where                                   where the demo's results are
+lymannet classify --model MODEL COADD [...] --output DIR
+                                                 classify DESI coadds into survey catalogues
+lymannet vi-sample CATALOGUE --output DIR [...]  draw a stratified visual-inspection sample of a
+                                                 catalogue: its spectra as a DESI coadd, and weights
+lymannet check-demo [--manifest FILE] [--write]  check a finished demo's data files against a
+                                                 manifest (or write it), first difference in DAG order
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from typing import Any
 
 from .preprocess import INFERENCE_BATCH
 
-VI_SAMPLE_DESCRIPTION = ("Draw objects of a survey catalogue (lymannet classify's catalogue.fits) in 10 equal-width "
-                         "strata of PROB (CONFIDENCE where the catalogue has no calibrated PROB), more of them around "
-                         "the working point; rows with ZWARN != 0 are never drawn.")
+VI_SAMPLE_DESCRIPTION = (
+    "Draw objects of a survey catalogue (lymannet classify's catalogue.fits) in 10 equal-width "
+    "strata of PROB (CONFIDENCE where the catalogue has no calibrated PROB), more of them around "
+    "the working point; rows with ZWARN != 0 are never drawn."
+)
 
 
 def where(results: Path) -> int:
@@ -51,68 +53,117 @@ def classify(args: argparse.Namespace) -> int:
     from .runtime import setup_logging
 
     setup_logging()
-    working_point = ({"purity": args.purity} if args.purity is not None else
-                     {"efficiency": args.efficiency} if args.efficiency is not None else None)
+    working_point = (
+        {"purity": args.purity}
+        if args.purity is not None
+        else {"efficiency": args.efficiency} if args.efficiency is not None else None
+    )
     try:
-        options = ClassifyOptions.from_dict({
-            "c_th": args.c_th, "min_lines": args.min_lines, "batch_size": args.batch_size, "bf16": args.bf16,
-            "device": args.device, "strict": args.strict, "fiberstatus": args.fiberstatus,
-            "target_fraction": args.target_fraction, "working_point": working_point})
+        options = ClassifyOptions.from_dict(
+            {
+                "c_th": args.c_th,
+                "min_lines": args.min_lines,
+                "batch_size": args.batch_size,
+                "bf16": args.bf16,
+                "device": args.device,
+                "strict": args.strict,
+                "fiberstatus": args.fiberstatus,
+                "target_fraction": args.target_fraction,
+                "working_point": working_point,
+            }
+        )
         summary = classify_survey(args.model, args.coadds, args.output, options, truth=args.truth)
     except LymannetError as error:
         print(f"lymannet classify: error: {error}", file=sys.stderr)
         return 1
     for quantity, count in summary.table():
         print(f"  {quantity}: {count:,}")
-    print(f"catalogue: {args.output / 'catalogue.fits'}; summary: {args.output / 'summary.md'}, "
-          f"{args.output / 'summary.png'}")
+    print(
+        f"catalogue: {args.output / 'catalogue.fits'}; summary: {args.output / 'summary.md'}, "
+        f"{args.output / 'summary.png'}"
+    )
     return 0
 
 
 def _classify_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "classify", help="classify DESI coadd files with a trained model into survey catalogues",
+        "classify",
+        help="classify DESI coadd files with a trained model into survey catalogues",
         description="Run a lymannet model.pt or QuasarNET Keras weights (.h5) over DESI coadd files (tile-based "
-                    "or healpix; quote a glob such as 'healpix/*/*/*/*/coadd-*.fits' to let lymannet expand "
-                    "it). Writes one catalogue per coadd, mirroring its path below the coadds' common folder, "
-                    "plus catalogue.fits (merged), failures.tsv and summary.md/.csv/.png in --output.")
+        "or healpix; quote a glob such as 'healpix/*/*/*/*/coadd-*.fits' to let lymannet expand "
+        "it). Writes one catalogue per coadd, mirroring its path below the coadds' common folder, "
+        "plus catalogue.fits (merged), failures.tsv and summary.md/.csv/.png in --output.",
+    )
     parser.add_argument("coadds", nargs="+", metavar="COADD", help="coadd files or glob patterns")
-    parser.add_argument("--model", required=True, type=Path, help="model.pt of a lymannet run, or a Keras .h5")
+    parser.add_argument(
+        "--model", required=True, type=Path, help="model.pt of a lymannet run, or a Keras .h5"
+    )
     parser.add_argument("--output", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--c-th", type=float, default=None,
-                        help="line confidence threshold (default: the model's working point; 0.5 for uncalibrated "
-                             "weights)")
-    parser.add_argument("--target-fraction", type=float, default=None,
-                        help="the survey's expected target fraction: PROB is corrected to it and the working point "
-                             "chosen again for it (calibrated models)")
+    parser.add_argument(
+        "--c-th",
+        type=float,
+        default=None,
+        help="line confidence threshold (default: the model's working point; 0.5 for uncalibrated "
+        "weights)",
+    )
+    parser.add_argument(
+        "--target-fraction",
+        type=float,
+        default=None,
+        help="the survey's expected target fraction: PROB is corrected to it and the working point "
+        "chosen again for it (calibrated models)",
+    )
     point = parser.add_mutually_exclusive_group()
     point.add_argument("--purity", type=float, default=None, help="working point: this validation purity")
-    point.add_argument("--efficiency", type=float, default=None, help="working point: this validation efficiency")
-    parser.add_argument("--truth", default=None,
-                        help="truth table (TARGETID, SPECTYPE, Z) to measure purity and efficiency in the summary")
-    parser.add_argument("--min-lines", type=int, default=1, help="lines above c_th for IS_<CLASS>_QN (default 1)")
+    point.add_argument(
+        "--efficiency", type=float, default=None, help="working point: this validation efficiency"
+    )
+    parser.add_argument(
+        "--truth",
+        default=None,
+        help="truth table (TARGETID, SPECTYPE, Z) to measure purity and efficiency in the summary",
+    )
+    parser.add_argument(
+        "--min-lines", type=int, default=1, help="lines above c_th for IS_<CLASS>_QN (default 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the network (fp32 by default)")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
-    parser.add_argument("--fiberstatus", choices=("zero_only", "any"), default="zero_only",
-                        help="keep fibres with COADD_FIBERSTATUS != 0 with 'any'")
+    parser.add_argument(
+        "--fiberstatus",
+        choices=("zero_only", "any"),
+        default="zero_only",
+        help="keep fibres with COADD_FIBERSTATUS != 0 with 'any'",
+    )
 
 
 def _vi_sample_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "vi-sample", help="draw a stratified visual-inspection sample of a survey catalogue",
+        "vi-sample",
+        help="draw a stratified visual-inspection sample of a survey catalogue",
         description=f"{VI_SAMPLE_DESCRIPTION} Writes coadd-vi.fits (their spectra, a DESI coadd) and "
-                    "vi_sample.csv (stratum, inclusion probability and weight of each object) in --output.")
-    parser.add_argument("catalogue", type=Path, metavar="CATALOGUE", help="catalogue.fits or a per-file catalogue")
+        "vi_sample.csv (stratum, inclusion probability and weight of each object) in --output.",
+    )
+    parser.add_argument(
+        "catalogue", type=Path, metavar="CATALOGUE", help="catalogue.fits or a per-file catalogue"
+    )
     parser.add_argument("--output", required=True, type=Path, metavar="DIR")
     parser.add_argument("--n", type=int, default=100, help="objects to draw (default 100)")
-    parser.add_argument("--coadd-root", type=Path, metavar="DIR",
-                        help="folder the catalogue's COADD paths are below (default: its SRCROOT header)")
+    parser.add_argument(
+        "--coadd-root",
+        type=Path,
+        metavar="DIR",
+        help="folder the catalogue's COADD paths are below (default: its SRCROOT header)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
-    parser.add_argument("--working-point", type=float, metavar="P",
-                        help="threshold on the score the strata around it favour (default: the catalogue's "
-                             "WPPROB for PROB, CTHRESH for CONFIDENCE, else 0.5)")
+    parser.add_argument(
+        "--working-point",
+        type=float,
+        metavar="P",
+        help="threshold on the score the strata around it favour (default: the catalogue's "
+        "WPPROB for PROB, CTHRESH for CONFIDENCE, else 0.5)",
+    )
 
 
 def vi_sample(args: argparse.Namespace) -> int:
@@ -121,11 +172,20 @@ def vi_sample(args: argparse.Namespace) -> int:
     from .runtime import run
     from .visample import draw_vi_sample
 
-    sample = run(draw_vi_sample, catalogue_path=args.catalogue, out_dir=args.output, n=args.n,
-                 coadd_root=args.coadd_root, seed=args.seed, working_point=args.working_point)
+    sample = run(
+        draw_vi_sample,
+        catalogue_path=args.catalogue,
+        out_dir=args.output,
+        n=args.n,
+        coadd_root=args.coadd_root,
+        seed=args.seed,
+        working_point=args.working_point,
+    )
     design = sample.design
-    print(f"{sample.n_drawn} of {design.n_eligible.sum():,} eligible objects drawn, stratified in {design.score} "
-          f"(working point {design.working_point:g}, seed {args.seed})")
+    print(
+        f"{sample.n_drawn} of {design.n_eligible.sum():,} eligible objects drawn, stratified in {design.score} "
+        f"(working point {design.working_point:g}, seed {args.seed})"
+    )
     print(f"spectra: {sample.coadd}; objects, strata and weights: {sample.table}")
     return 0
 
@@ -135,15 +195,21 @@ DEMO_MANIFEST = Path("docs/demo-manifest.sha256")
 
 def _check_demo_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "check-demo", help="check a finished demo's data files against a manifest (or write one)",
+        "check-demo",
+        help="check a finished demo's data files against a manifest (or write one)",
         description="Compare every data file of a finished demo (FITS, CSV, TSV, NPY/NPZ, .pt, JSON, YAML, "
-                    "Markdown under --results) with a manifest of digests, and name the first differing file "
-                    "in DAG order. Digests leave out what records when, where or how fast a file was made "
-                    "(provenance, timings, memory peaks, model-file hashes; see lymannet.manifest). A plain "
-                    "`sha256sum` file is checked on the files' bytes. Exit 1 when a file differs or is missing.")
+        "Markdown under --results) with a manifest of digests, and name the first differing file "
+        "in DAG order. Digests leave out what records when, where or how fast a file was made "
+        "(provenance, timings, memory peaks, model-file hashes; see lymannet.manifest). A plain "
+        "`sha256sum` file is checked on the files' bytes. Exit 1 when a file differs or is missing.",
+    )
     parser.add_argument("--manifest", type=Path, default=DEMO_MANIFEST, help=f"default {DEMO_MANIFEST}")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the demo's results (default results)")
-    parser.add_argument("--write", action="store_true", help="write the manifest of --results instead of checking")
+    parser.add_argument(
+        "--results", type=Path, default=Path("results"), help="the demo's results (default results)"
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="write the manifest of --results instead of checking"
+    )
 
 
 def check_demo(args: argparse.Namespace) -> int:
@@ -157,18 +223,26 @@ def check_demo(args: argparse.Namespace) -> int:
         print(f"wrote {args.manifest}: {count} data files of {args.results}")
         return 0
     if not args.manifest.is_file():
-        print(f"lymannet check-demo: error: no manifest {args.manifest} (write one with --write)", file=sys.stderr)
+        print(
+            f"lymannet check-demo: error: no manifest {args.manifest} (write one with --write)",
+            file=sys.stderr,
+        )
         return 1
     result = check_manifest(args.results, args.manifest)
     kind = "content without volatile fields" if result.content else "bytes (a plain sha256sum manifest)"
-    print(f"{args.results} against {args.manifest} ({kind}): {result.checked} files checked, "
-          f"{len(result.differing)} differ, {len(result.missing)} missing, {len(result.extra)} not in the manifest")
+    print(
+        f"{args.results} against {args.manifest} ({kind}): {result.checked} files checked, "
+        f"{len(result.differing)} differ, {len(result.missing)} missing, {len(result.extra)} not in the manifest"
+    )
     first = result.first()
     if first is not None:
         what = "missing" if first in result.missing else "differs"
         print(f"first in DAG order: results/{first} (rule {rule_of(first) or '?'}) {what}")
-    for what, names in (("differs", result.differing), ("missing", result.missing),
-                        ("not in the manifest", result.extra)):
+    for what, names in (
+        ("differs", result.differing),
+        ("missing", result.missing),
+        ("not in the manifest", result.extra),
+    ):
         for name in names[:20]:
             print(f"  {what}: results/{name}")
         if len(names) > 20:
@@ -179,8 +253,9 @@ def check_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lymannet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lymannet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     where_parser = commands.add_parser("where", help="print where the demo's plots and score table are")
     where_parser.add_argument("--results", type=Path, default=Path("results"))

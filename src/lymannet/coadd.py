@@ -64,8 +64,16 @@ NATIVE_START = float(native_wavelength()[0])
 N_NATIVE = len(native_wavelength())
 # Columns of FIBERMAP that the reader keeps: selection, fallbacks for truth columns, and the
 # target coordinates survey catalogues carry (lymannet.classify).
-FIBERMAP_COLUMNS = ("TARGETID", "OBJTYPE", "COADD_FIBERSTATUS", "FIBERSTATUS", "COADD_EXPTIME", "FLUX_R",
-                    "TARGET_RA", "TARGET_DEC")
+FIBERMAP_COLUMNS = (
+    "TARGETID",
+    "OBJTYPE",
+    "COADD_FIBERSTATUS",
+    "FIBERSTATUS",
+    "COADD_EXPTIME",
+    "FLUX_R",
+    "TARGET_RA",
+    "TARGET_DEC",
+)
 
 
 # --------------------------------------------------------------------------- options
@@ -222,8 +230,9 @@ class CoaddFile:
         if data_end > size:
             raise InputFileError(f"truncated file: {size} bytes, but its HDUs need {data_end}", self.path)
         if size % 2880:
-            raise InputFileError(f"truncated file: {size} bytes is not a whole number of 2880-byte FITS "
-                                 "blocks", self.path)
+            raise InputFileError(
+                f"truncated file: {size} bytes is not a whole number of 2880-byte FITS " "blocks", self.path
+            )
 
     def _arm_layout(self, fits: fitsio.FITS, names: set[str], arm: str) -> _ArmLayout:
         for kind in ("WAVELENGTH", "FLUX", "IVAR"):
@@ -231,8 +240,9 @@ class CoaddFile:
                 raise InputFileError(f"missing HDU {arm}_{kind}; is this a DESI coadd file?", self.path)
         wavelength = self._read_hdu(fits, f"{arm}_WAVELENGTH").astype(np.float64)
         if wavelength.ndim != 1 or len(wavelength) < 2:
-            raise InputFileError(f"{arm}_WAVELENGTH has shape {wavelength.shape}, expected (n_pixels,)",
-                                 self.path)
+            raise InputFileError(
+                f"{arm}_WAVELENGTH has shape {wavelength.shape}, expected (n_pixels,)", self.path
+            )
         return _ArmLayout(wavelength, _native_offset(wavelength, arm, self.path), f"{arm}_MASK" in names)
 
     def _check_shapes(self, fits: fitsio.FITS, names: set[str]) -> int:
@@ -244,9 +254,12 @@ class CoaddFile:
                 name = f"{arm}_{kind}"
                 dims = _image_dims(fits, name, self.path)
                 if len(dims) != 2 or dims[1] != len(layout.wavelength):
-                    raise InputFileError(f"{name} has shape {tuple(dims)}, but {arm}_WAVELENGTH has "
-                                         f"{len(layout.wavelength)} pixels: expected (n_spectra, "
-                                         f"{len(layout.wavelength)})", self.path)
+                    raise InputFileError(
+                        f"{name} has shape {tuple(dims)}, but {arm}_WAVELENGTH has "
+                        f"{len(layout.wavelength)} pixels: expected (n_spectra, "
+                        f"{len(layout.wavelength)})",
+                        self.path,
+                    )
                 n_rows[name] = dims[0]
         if len(set(n_rows.values())) > 1:
             detail = ", ".join(f"{name} {n}" for name, n in n_rows.items())
@@ -255,8 +268,9 @@ class CoaddFile:
         if "FIBERMAP" in names:
             n_fibermap = fits["FIBERMAP"].get_nrows()
             if n_fibermap != n:
-                raise InputFileError(f"FIBERMAP has {n_fibermap} rows but the spectra HDUs have {n}",
-                                     self.path)
+                raise InputFileError(
+                    f"FIBERMAP has {n_fibermap} rows but the spectra HDUs have {n}", self.path
+                )
         return n
 
     def _read_fibermap(self, fits: fitsio.FITS) -> pd.DataFrame:
@@ -268,8 +282,7 @@ class CoaddFile:
         try:
             table = hdu.read(columns=columns)
         except OSError as error:
-            raise InputFileError(f"truncated or corrupt FIBERMAP ({first_line(error)})",
-                                 self.path) from None
+            raise InputFileError(f"truncated or corrupt FIBERMAP ({first_line(error)})", self.path) from None
         fibermap = pd.DataFrame({name: native_column(table[name]) for name in columns})
         if "OBJTYPE" in fibermap:
             fibermap["OBJTYPE"] = fibermap["OBJTYPE"].str.strip()
@@ -280,8 +293,9 @@ class CoaddFile:
         try:
             return fits[name].read() if rows is None else fits[name][rows, :]
         except OSError as error:
-            raise InputFileError(f"truncated or corrupt HDU {name} ({first_line(error)})",
-                                 self.path) from None
+            raise InputFileError(
+                f"truncated or corrupt HDU {name} ({first_line(error)})", self.path
+            ) from None
 
     # -- reading spectra ------------------------------------------------------------------------
 
@@ -296,8 +310,9 @@ class CoaddFile:
         with self._open() as fits, open(self.path, "rb") as handle:
             yield fits, handle
 
-    def read(self, rows: np.ndarray | None = None,
-             handles: tuple[fitsio.FITS, Any] | None = None) -> CoaddSpectra:
+    def read(
+        self, rows: np.ndarray | None = None, handles: tuple[fitsio.FITS, Any] | None = None
+    ) -> CoaddSpectra:
         """Spectra of the given file rows (sorted indices; all rows by default), cleaned."""
         rows = np.arange(self.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
         if handles is None:
@@ -309,9 +324,15 @@ class CoaddFile:
             n_masked += clean_pixels(arm_flux, arm_ivar, arm_mask)
             flux[arm], ivar[arm] = arm_flux, arm_ivar
         return CoaddSpectra(
-            path=self.path, rows=rows, fibermap=self.fibermap.iloc[rows].reset_index(drop=True),
+            path=self.path,
+            rows=rows,
+            fibermap=self.fibermap.iloc[rows].reset_index(drop=True),
             wavelength={arm: layout.wavelength for arm, layout in self.arms.items()},
-            flux=flux, ivar=ivar, is_target=self.is_target[rows], n_masked=n_masked)
+            flux=flux,
+            ivar=ivar,
+            is_target=self.is_target[rows],
+            n_masked=n_masked,
+        )
 
     def _read_arm(self, handles: tuple[fitsio.FITS, Any], arm: str, layout: _ArmLayout, rows: np.ndarray):
         """(flux, ivar) float32 and mask (or None) of the given sorted file rows of one arm."""
@@ -348,8 +369,9 @@ class CoaddFile:
                 start = stop
 
 
-def read_coadd(path: str | Path, options: Mapping[str, Any] | None = None,
-               rows: np.ndarray | None = None) -> CoaddSpectra:
+def read_coadd(
+    path: str | Path, options: Mapping[str, Any] | None = None, rows: np.ndarray | None = None
+) -> CoaddSpectra:
     """Read and validate a DESI coadd file (all rows by default); bad pixels cleaned to ivar 0."""
     return CoaddFile(str(path), dict(options or {})).read(rows)
 
@@ -394,8 +416,9 @@ def fibre_flags(fibermap: pd.DataFrame, options: Mapping[str, Any], has_fibermap
     return flags
 
 
-def select_targets(fibermap: pd.DataFrame, options: Mapping[str, Any],
-                   has_fibermap: bool = True) -> np.ndarray:
+def select_targets(
+    fibermap: pd.DataFrame, options: Mapping[str, Any], has_fibermap: bool = True
+) -> np.ndarray:
     """Real targets: OBJTYPE 'TGT', TARGETID > 0, and COADD_FIBERSTATUS 0 unless fiberstatus is 'any'."""
     return fibre_flags(fibermap, options, has_fibermap) == 0
 
@@ -425,7 +448,9 @@ def _native_offset(wavelength: np.ndarray, arm: str, path: str) -> int:
         raise InputFileError(
             f"{arm}_WAVELENGTH ({wavelength[0]:.2f}-{wavelength[-1]:.2f} A, {len(wavelength)} pixels) is not "
             f"on the DESI native grid ({NATIVE_START:.0f}-{native_wavelength()[-1]:.0f} A in {PIXEL_STEP} A "
-            "steps)", path)
+            "steps)",
+            path,
+        )
     return offset
 
 
@@ -458,10 +483,10 @@ def merge_arm_sums(coadd: CoaddSpectra) -> tuple[np.ndarray, np.ndarray]:
             weighted[:, filled:offset] = 0
             weight[:, filled:offset] = 0
         overlap = max(0, min(filled - offset, n_pixels))
-        weighted[:, offset:offset + overlap] += arm_weighted[:, :overlap]
-        weight[:, offset:offset + overlap] += arm_weight[:, :overlap]
-        weighted[:, offset + overlap:offset + n_pixels] = arm_weighted[:, overlap:]
-        weight[:, offset + overlap:offset + n_pixels] = arm_weight[:, overlap:]
+        weighted[:, offset : offset + overlap] += arm_weighted[:, :overlap]
+        weight[:, offset : offset + overlap] += arm_weight[:, :overlap]
+        weighted[:, offset + overlap : offset + n_pixels] = arm_weighted[:, overlap:]
+        weight[:, offset + overlap : offset + n_pixels] = arm_weight[:, overlap:]
         filled = max(filled, offset + n_pixels)
     weighted[:, filled:] = 0
     weight[:, filled:] = 0
@@ -536,5 +561,7 @@ def check_grid_coverage(grid: Grid, data_range: tuple[float, float], path: str) 
         raise InputFileError(
             f"the network grid ({grid.kind}, {grid.wave_min:.1f}-{grid.wave_max:.1f} A) does not cover the "
             f"data ({data_range[0]:.1f}-{data_range[1]:.1f} A): only {100 * fraction:.0f}% of the grid "
-            f"overlaps, at least {100 * MIN_GRID_COVERAGE:.0f}% needed", path)
+            f"overlaps, at least {100 * MIN_GRID_COVERAGE:.0f}% needed",
+            path,
+        )
     return fraction

@@ -28,7 +28,9 @@ log = logging.getLogger("lymannet.combine")
 TARGET_CLASS = "LBG"  # everything else (QSO, ELG, GALAXY, STAR) is a contaminant
 
 
-def balance_contaminants(spectype: np.ndarray, fraction: float | None, rng: np.random.Generator) -> np.ndarray:
+def balance_contaminants(
+    spectype: np.ndarray, fraction: float | None, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean keep-mask bringing (non-LBG)/(all) to `fraction` by dropping random objects of the
     over-represented side (thesis: 0.48); None keeps everything. The achieved count is within
     half an object of fraction x total."""
@@ -42,8 +44,12 @@ def balance_contaminants(spectype: np.ndarray, fraction: float | None, rng: np.r
     if n_contaminants == 0 or n_targets == 0:
         # Balancing against an absent class would drop everything: keep the set and say so.
         if n_contaminants + n_targets:
-            log.warning("contaminant_fraction %s ignored: the set has %d LBG and %d contaminants",
-                        fraction, n_targets, n_contaminants)
+            log.warning(
+                "contaminant_fraction %s ignored: the set has %d LBG and %d contaminants",
+                fraction,
+                n_targets,
+                n_contaminants,
+            )
         return keep
     current = n_contaminants / (n_contaminants + n_targets)
     if current > fraction:
@@ -62,8 +68,11 @@ def balance_contaminants(spectype: np.ndarray, fraction: float | None, rng: np.r
 def split_by_parent(parent: np.ndarray, validation_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean validation mask: whole PARENT_TARGETID groups (all copies of one observed object on
     one side), as close as possible to validation_fraction x n rows."""
-    if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
-            or not 0 <= validation_fraction < 1:
+    if (
+        isinstance(validation_fraction, bool)
+        or not isinstance(validation_fraction, (int, float))
+        or not 0 <= validation_fraction < 1
+    ):
         raise ConfigError(f"validation_fraction must be in [0, 1), not {validation_fraction!r}")
     groups, inverse, sizes = np.unique(parent, return_inverse=True, return_counts=True)
     order = rng.permutation(len(groups))
@@ -102,8 +111,17 @@ class RowReader:
             image._mmap.close()  # type: ignore[attr-defined]  # unmap now: bounded resident memory
 
 
-def combine(members: dict[str, str], spec: dict, seed: int, combo: str, train: str | Path, val: str | Path,
-            summary_csv: str | Path, summary_png: str | Path, chunk_rows: int = 4096) -> pd.DataFrame:
+def combine(
+    members: dict[str, str],
+    spec: dict,
+    seed: int,
+    combo: str,
+    train: str | Path,
+    val: str | Path,
+    summary_csv: str | Path,
+    summary_png: str | Path,
+    chunk_rows: int = 4096,
+) -> pd.DataFrame:
     """Concatenate the members' network layers, balance the contaminant fraction, split
     train/validation by PARENT_TARGETID, shuffle, and write train/val files plus a summary."""
     spec = spec or {}
@@ -122,9 +140,13 @@ def combine(members: dict[str, str], spec: dict, seed: int, combo: str, train: s
     rng = np.random.default_rng(job_seed(seed, "combine", combo))
     keep = balance_contaminants(truth["SPECTYPE"].to_numpy(), spec.get("contaminant_fraction"), rng)
     kept = truth[keep].reset_index(drop=True)
-    in_validation = split_by_parent(kept["PARENT_TARGETID"].to_numpy(), spec.get("validation_fraction", 0.1), rng)
+    in_validation = split_by_parent(
+        kept["PARENT_TARGETID"].to_numpy(), spec.get("validation_fraction", 0.1), rng
+    )
     sides = {"train": kept[~in_validation], "val": kept[in_validation]}
-    sides = {side: rows.iloc[rng.permutation(len(rows))].reset_index(drop=True) for side, rows in sides.items()}
+    sides = {
+        side: rows.iloc[rng.permutation(len(rows))].reset_index(drop=True) for side, rows in sides.items()
+    }
     record = provenance({"combo": combo, "spec": spec, "seed": seed}, members)
     assert layout is not None
     readers = {name: (RowReader(path, "FLUX"), RowReader(path, "IVAR")) for name, path in members.items()}
@@ -135,13 +157,25 @@ def combine(members: dict[str, str], spec: dict, seed: int, combo: str, train: s
     plot_combo(sides, summary, combo, summary_png)
     n_train, n_val = len(sides["train"]), len(sides["val"])
     fraction = (kept["SPECTYPE"] != TARGET_CLASS).mean() if len(kept) else float("nan")
-    log.info("combo %s: %d train + %d val spectra (of %d), contaminant fraction %.3f", combo, n_train, n_val,
-             len(truth), fraction)
+    log.info(
+        "combo %s: %d train + %d val spectra (of %d), contaminant fraction %.3f",
+        combo,
+        n_train,
+        n_val,
+        len(truth),
+        fraction,
+    )
     return summary
 
 
-def _write_gathered(rows: pd.DataFrame, readers: dict[str, tuple[RowReader, RowReader]], layout: Layout,
-                    path: str | Path, record: dict, chunk_rows: int) -> None:
+def _write_gathered(
+    rows: pd.DataFrame,
+    readers: dict[str, tuple[RowReader, RowReader]],
+    layout: Layout,
+    path: str | Path,
+    record: dict,
+    chunk_rows: int,
+) -> None:
     progress = Progress(len(rows), "spectra")
     with SpectraWriter(path, len(rows), layout.wavelength, layout.grid, provenance=record) as writer:
         for _, start, stop in row_slices(len(rows), chunk_rows):
@@ -162,15 +196,23 @@ def _write_gathered(rows: pd.DataFrame, readers: dict[str, tuple[RowReader, RowR
 def combo_summary(truth: pd.DataFrame, sides: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Counts per member and SPECTYPE: before balancing (n_input), in train, in val; member ALL
     for the totals."""
+
     def counts(frame: pd.DataFrame) -> pd.Series:
         return frame.groupby(["_member", "SPECTYPE"]).size()
 
-    table = pd.DataFrame({"n_input": counts(truth), "n_train": counts(sides["train"]),
-                          "n_val": counts(sides["val"])}).fillna(0).astype(int)
+    table = (
+        pd.DataFrame(
+            {"n_input": counts(truth), "n_train": counts(sides["train"]), "n_val": counts(sides["val"])}
+        )
+        .fillna(0)
+        .astype(int)
+    )
     table.index.names = ["member", "spectype"]
     table = table.reset_index()
     members_order = {name: i for i, name in enumerate(dict.fromkeys(truth["_member"]))}
-    table = table.sort_values(["member", "spectype"], key=lambda c: c.map(members_order) if c.name == "member" else c)
+    table = table.sort_values(
+        ["member", "spectype"], key=lambda c: c.map(members_order) if c.name == "member" else c
+    )
     totals = table.groupby("spectype", as_index=False)[["n_input", "n_train", "n_val"]].sum()
     totals.insert(0, "member", "ALL")
     table = pd.concat([table, totals], ignore_index=True)
@@ -190,11 +232,16 @@ def plot_combo(sides: dict[str, pd.DataFrame], summary: pd.DataFrame, combo: str
     bins = np.linspace(0, max(float(both["Z"].max()) if len(both) else 1.0, 0.5) + 0.05, 60)
     for spectype, group in both.groupby("SPECTYPE"):
         left.hist(group["Z"], bins=bins, histtype="step", lw=1.5, label=f"{spectype} ({len(group)})")
-    left.set(xlabel="redshift", ylabel="spectra", title=f"{combo}: {len(sides['train'])} train + {len(sides['val'])} val")
+    left.set(
+        xlabel="redshift",
+        ylabel="spectra",
+        title=f"{combo}: {len(sides['train'])} train + {len(sides['val'])} val",
+    )
     if len(both):
         left.legend()
-    per_member = summary[summary["member"] != "ALL"].pivot_table(index="member", columns="spectype",
-                                                                   values="n_total", aggfunc="sum", sort=False)
+    per_member = summary[summary["member"] != "ALL"].pivot_table(
+        index="member", columns="spectype", values="n_total", aggfunc="sum", sort=False
+    )
     if len(per_member):
         per_member.plot.barh(stacked=True, ax=right)
     right.set(xlabel="spectra (train + val)", ylabel="", title="per member")

@@ -37,7 +37,9 @@ def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict
 
     with open(path) as handle:
         config = yaml.safe_load(handle)
-    schema = schema_path or Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    schema = (
+        schema_path or Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    )
     validate(config, str(schema))
     check_config(config)
     return config
@@ -50,7 +52,7 @@ def _unknown(kind: str, where: str, name: str, valid: list[str]) -> ConfigError:
 def variant_source_dataset(source: str) -> tuple[str, bool]:
     """'resampled:templates' -> ('templates', True); 'survey' -> ('survey', False)."""
     if source.startswith(RESAMPLED_PREFIX):
-        return source[len(RESAMPLED_PREFIX):], True
+        return source[len(RESAMPLED_PREFIX) :], True
     return source, False
 
 
@@ -60,8 +62,10 @@ def whole_holdout_datasets(config: dict[str, Any]) -> list[str]:
 
 
 def _test_only(dataset: str, where: str) -> ConfigError:
-    return ConfigError(f"{where}: data set {dataset!r} is test-only (holdout.{dataset}.fraction: 1), so it has "
-                       "no training pool; use it in testsets only")
+    return ConfigError(
+        f"{where}: data set {dataset!r} is test-only (holdout.{dataset}.fraction: 1), so it has "
+        "no training pool; use it in testsets only"
+    )
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -110,12 +114,16 @@ def _check_slugs(kind: str, names: list[str]) -> None:
     for name in names:
         slug = slugify(name)
         if slug in seen:
-            raise ConfigError(f"{kind} {seen[slug]!r} and {name!r} share the file name slug {slug!r}; rename one")
+            raise ConfigError(
+                f"{kind} {seen[slug]!r} and {name!r} share the file name slug {slug!r}; rename one"
+            )
         seen[slug] = name
     if kind != "variants":
         for name in names:
             if slugify(name) != name:
-                raise ConfigError(f"{kind} name {name!r} must be file-name safe (letters, digits, _ . -), e.g. {slugify(name)!r}")
+                raise ConfigError(
+                    f"{kind} name {name!r} must be file-name safe (letters, digits, _ . -), e.g. {slugify(name)!r}"
+                )
 
 
 def variants_by_slug(config: dict[str, Any]) -> dict[str, str]:
@@ -165,16 +173,19 @@ def run_seeds(run: dict[str, Any]) -> list[int]:
     repeats dropped); absent: [0]."""
     seeds = run.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
-        raise ConfigError(f"run {run.get('model')}/{run.get('combo')}: seeds must be a count or a list of "
-                          f"seed indices, not {seeds!r}")
+        raise ConfigError(
+            f"run {run.get('model')}/{run.get('combo')}: seeds must be a count or a list of "
+            f"seed indices, not {seeds!r}"
+        )
     if isinstance(seeds, int):
         if seeds < 1:
             raise ConfigError(f"run {run.get('model')}/{run.get('combo')}: seeds must be >= 1, not {seeds}")
         return list(range(seeds))
     indices = list(dict.fromkeys(seeds))
     if not indices or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in indices):
-        raise ConfigError(f"run {run.get('model')}/{run.get('combo')}: seeds must list seed indices >= 0, "
-                          f"not {seeds!r}")
+        raise ConfigError(
+            f"run {run.get('model')}/{run.get('combo')}: seeds must list seed indices >= 0, " f"not {seeds!r}"
+        )
     return indices
 
 
@@ -202,8 +213,10 @@ def base_model(name: str, models: dict[str, Any] | list[str]) -> tuple[str, int 
         return match["model"], int(match["seed"])
     if name.endswith(ENSEMBLE_SUFFIX) and name[: -len(ENSEMBLE_SUFFIX)] in models:
         return name[: -len(ENSEMBLE_SUFFIX)], None
-    raise ConfigError(f"unknown model {name!r}; valid models: {sorted(models)} (and <model>.seed<k> for "
-                      "the seeds of a run with `seeds`)")
+    raise ConfigError(
+        f"unknown model {name!r}; valid models: {sorted(models)} (and <model>.seed<k> for "
+        "the seeds of a run with `seeds`)"
+    )
 
 
 def seed_groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -244,9 +257,11 @@ def ensemble_members(config: dict[str, Any]) -> dict[tuple[str, str], list[tuple
                 continue
             key = (ensemble_name(group["model"]), group["combo"])
             if key in found and found[key] != group["members"]:
-                raise ConfigError(f"ensemble {key[0]}/{key[1]}: {declared[key]} and {where} give it other seeds "
-                                  f"({[m for m, _ in found[key]]} vs {[m for m, _ in group['members']]}); "
-                                  "give both the same seeds")
+                raise ConfigError(
+                    f"ensemble {key[0]}/{key[1]}: {declared[key]} and {where} give it other seeds "
+                    f"({[m for m, _ in found[key]]} vs {[m for m, _ in group['members']]}); "
+                    "give both the same seeds"
+                )
             found.setdefault(key, group["members"])
             declared.setdefault(key, where)
     return found
@@ -257,13 +272,16 @@ def check_seeds(runs: list[dict[str, Any]], models: dict[str, Any], where: str =
     for index, run in enumerate(runs):
         seeds = run_seeds(run)
         if run.get("ensemble") and len(seeds) < 2:
-            raise ConfigError(f"{where}[{index}] ({run['model']}/{run['combo']}): ensemble: true needs at least "
-                              f"2 seeds, the run has {seeds}")
+            raise ConfigError(
+                f"{where}[{index}] ({run['model']}/{run['combo']}): ensemble: true needs at least "
+                f"2 seeds, the run has {seeds}"
+            )
     for name in models:
         try:
             base, seed = base_model(name, [m for m in models if m != name])
         except ConfigError:
             continue
         what = "the ensemble" if seed is None else f"seed {seed}"
-        raise ConfigError(f"model name {name!r} is the name of {what} of model {base!r} (runs with `seeds`); "
-                          "rename it")
+        raise ConfigError(
+            f"model name {name!r} is the name of {what} of model {base!r} (runs with `seeds`); " "rename it"
+        )

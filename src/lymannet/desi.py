@@ -11,7 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 ARMS = ("B", "R", "Z")
-ARM_RANGES: dict[str, tuple[float, float]] = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}
+ARM_RANGES: dict[str, tuple[float, float]] = {
+    "B": (3600.0, 5800.0),
+    "R": (5760.0, 7620.0),
+    "Z": (7520.0, 9824.0),
+}
 PIXEL_STEP = 0.8  # Angstrom
 # Dichroic overlaps where both arms have low throughput; the 5800 A one is the thesis's "critical region".
 ARM_OVERLAPS: tuple[tuple[float, float], ...] = ((5760.0, 5800.0), (7520.0, 7620.0))

@@ -15,6 +15,10 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 110, tight: bool = Tru
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi,
-                       bbox_inches="tight" if tight else None)
+        figure.savefig(
+            tmp,
+            format=Path(path).suffix.lstrip(".") or "png",
+            dpi=dpi,
+            bbox_inches="tight" if tight else None,
+        )
     plt.close(figure)

@@ -51,8 +51,16 @@ def choose_holdout(truth: pd.DataFrame, fraction: float, rng: np.random.Generato
     return np.isin(parent, np.concatenate(held) if held else np.zeros(0, np.int64))
 
 
-def split_holdout(ingested: str | Path, pool: str | Path, holdout: str | Path, fraction: float, seed: int,
-                  dataset: str, config_slice: Any = None, chunk_rows: int = CHUNK_ROWS) -> dict[str, int]:
+def split_holdout(
+    ingested: str | Path,
+    pool: str | Path,
+    holdout: str | Path,
+    fraction: float,
+    seed: int,
+    dataset: str,
+    config_slice: Any = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> dict[str, int]:
     """Write the training pool and the held-out objects of one ingested file (both layers)."""
     with SpectraFile(ingested) as source:
         rng = np.random.default_rng(job_seed(seed, "holdout", dataset))
@@ -60,10 +68,14 @@ def split_holdout(ingested: str | Path, pool: str | Path, holdout: str | Path, f
         layout = Layout.of(source)
         record = provenance(config_slice, {"ingested": ingested})
         progress = Progress(len(source), "spectra")
-        with SpectraWriter(pool, int((~held).sum()), layout.wavelength, layout.grid, layout.native_wavelength,
-                           record) as pool_writer, \
-             SpectraWriter(holdout, int(held.sum()), layout.wavelength, layout.grid, layout.native_wavelength,
-                           record) as held_writer:
+        with (
+            SpectraWriter(
+                pool, int((~held).sum()), layout.wavelength, layout.grid, layout.native_wavelength, record
+            ) as pool_writer,
+            SpectraWriter(
+                holdout, int(held.sum()), layout.wavelength, layout.grid, layout.native_wavelength, record
+            ) as held_writer,
+        ):
             for _, start, stop in row_slices(len(source), chunk_rows):
                 chunk = read_chunk(source, start, stop, source.has_native)
                 for writer, rows in ((pool_writer, ~held[start:stop]), (held_writer, held[start:stop])):
@@ -105,12 +117,19 @@ def prior_draws(testsets: dict[str, dict], name: str) -> list[dict[str, Any]]:
         for index, member in enumerate(other_spec.get("members") or []):
             dataset = member.get("dataset") if isinstance(member, dict) else None
             if dataset in last and _draws_fraction(member) and (other, index) < (name, last[dataset]):
-                draws.append({"testset": other, "index": index, "dataset": dataset, "select": member["select"]})
+                draws.append(
+                    {"testset": other, "index": index, "dataset": dataset, "select": member["select"]}
+                )
     return draws
 
 
-def _draw(truth: pd.DataFrame, criteria: dict[str, Any], rng: np.random.Generator,
-          taken: np.ndarray | None, where: str) -> np.ndarray:
+def _draw(
+    truth: pd.DataFrame,
+    criteria: dict[str, Any],
+    rng: np.random.Generator,
+    taken: np.ndarray | None,
+    where: str,
+) -> np.ndarray:
     """Rows of one member: select_rows' selection; a `fraction` draws round(fraction x n) of the n
     matching rows (the size it has alone) from those not `taken` by earlier draws."""
     if "fraction" not in criteria or taken is None or not taken.any():
@@ -119,13 +138,22 @@ def _draw(truth: pd.DataFrame, criteria: dict[str, Any], rng: np.random.Generato
     n_draw = int(round(criteria["fraction"] * len(passed)))
     available = passed[~taken[passed]]
     if n_draw > len(available):
-        raise ConfigError(f"{where}: fraction {criteria['fraction']} asks for {n_draw} of {len(passed)} matching "
-                          f"held-out objects, but earlier test sets' draws left {len(available)}: lower a fraction")
+        raise ConfigError(
+            f"{where}: fraction {criteria['fraction']} asks for {n_draw} of {len(passed)} matching "
+            f"held-out objects, but earlier test sets' draws left {len(available)}: lower a fraction"
+        )
     return np.sort(available[rng.choice(len(available), size=n_draw, replace=False)])
 
 
-def build_testset(members: list[dict], holdouts: dict[str, str], seed: int, name: str, output: str | Path,
-                  chunk_rows: int = 4096, prior: list[dict[str, Any]] | None = None) -> int:
+def build_testset(
+    members: list[dict],
+    holdouts: dict[str, str],
+    seed: int,
+    name: str,
+    output: str | Path,
+    chunk_rows: int = 4096,
+    prior: list[dict[str, Any]] | None = None,
+) -> int:
     """Concatenate selected held-out objects (network layer, TARGETIDs kept) into a test set.
 
     `prior` (:func:`prior_draws`): earlier test sets' fractional draws from the same held-out
@@ -135,8 +163,14 @@ def build_testset(members: list[dict], holdouts: dict[str, str], seed: int, name
     for index, member in enumerate(members):
         draws.append((name, index, member, True))
     for draw in prior or []:
-        draws.append((draw["testset"], int(draw["index"]), {"dataset": draw["dataset"], "select": draw["select"]},
-                      False))
+        draws.append(
+            (
+                draw["testset"],
+                int(draw["index"]),
+                {"dataset": draw["dataset"], "select": draw["select"]},
+                False,
+            )
+        )
     draws.sort(key=lambda d: (d[0], d[1]))
     taken: dict[str, np.ndarray] = {}
     plans: list[tuple[int, str, np.ndarray]] = []
@@ -146,8 +180,9 @@ def build_testset(members: list[dict], holdouts: dict[str, str], seed: int, name
         if "dataset" not in member or unknown:
             raise ConfigError(f"{where}: members are {{dataset: <name>, select: {{...}}}}, got {member!r}")
         if member["dataset"] not in holdouts:
-            raise ConfigError(f"{where}: no held-out file for dataset {member['dataset']!r}; "
-                              f"known: {sorted(holdouts)}")
+            raise ConfigError(
+                f"{where}: no held-out file for dataset {member['dataset']!r}; " f"known: {sorted(holdouts)}"
+            )
         criteria = validate_select(member.get("select"), where)
         path = holdouts[member["dataset"]]
         rng = np.random.default_rng(job_seed(seed, "testset", testset, str(index)))
@@ -168,8 +203,7 @@ def build_testset(members: list[dict], holdouts: dict[str, str], seed: int, name
     config_slice = {"testset": name, "members": members, "seed": seed}
     if prior:
         config_slice["prior_draws"] = prior
-    record = provenance(config_slice,
-                        {f"holdout_{i}": path for i, (path, _) in enumerate(plans)})
+    record = provenance(config_slice, {f"holdout_{i}": path for i, (path, _) in enumerate(plans)})
     with SpectraWriter(output, n_rows, reference.wavelength, reference.grid, provenance=record) as writer:
         for path, rows in plans:
             with SpectraFile(path) as source:
@@ -179,15 +213,24 @@ def build_testset(members: list[dict], holdouts: dict[str, str], seed: int, name
                     chunk = read_chunk(source, int(part[0]), int(part[-1]) + 1, native=False)
                     chunk = take_rows(chunk, part - part[0])
                     writer.write(chunk.flux, chunk.ivar, chunk.truth)
-    log.info("testset %s: %d spectra from %d member(s)%s", name, n_rows, len(members),
-             f", none of them in the {len(prior)} earlier draw(s) {sorted({d['testset'] for d in prior})}"
-             if prior else "")
+    log.info(
+        "testset %s: %d spectra from %d member(s)%s",
+        name,
+        n_rows,
+        len(members),
+        (
+            f", none of them in the {len(prior)} earlier draw(s) {sorted({d['testset'] for d in prior})}"
+            if prior
+            else ""
+        ),
+    )
     return n_rows
 
 
 def check_no_leakage(train_paths: Iterable[str | Path], test_paths: Iterable[str | Path]) -> dict[str, int]:
     """Raise LeakageError if an object of a training set (its PARENT_TARGETID or TARGETID) is an
     object of a test set (TARGETID or PARENT_TARGETID); return counts when clean."""
+
     def ids(paths: Iterable[str | Path]) -> tuple[dict[int, str], int]:
         found: dict[int, str] = {}
         n_rows = 0

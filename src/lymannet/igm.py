@@ -51,11 +51,7 @@ def inoue14_coefficients() -> dict[str, np.ndarray]:
     if not np.array_equal(laf[:, 1], dla[:, 1]):
         raise RuntimeError("inoue14 LAF and DLA tables list different lines")
     order = np.argsort(-laf[:, 1])  # Ly-alpha first: the cumulative sum below relies on it
-    return {
-        "wavelength": laf[order, 1],
-        "laf": laf[order, 2:5],
-        "dla": dla[order, 2:4],
-    }
+    return {"wavelength": laf[order, 1], "laf": laf[order, 2:5], "dla": dla[order, 2:4]}
 
 
 class InoueIGM:
@@ -186,8 +182,12 @@ class MadauIGM:
         z = np.atleast_1d(np.asarray(z, dtype=np.float64))
         xc = (self.wave / LYMAN_LIMIT)[None, :]
         xe = (1.0 + z)[:, None]
-        tau = (0.25 * xc**3 * (xe**0.46 - xc**0.46) + 9.4 * xc**1.5 * (xe**0.18 - xc**0.18)
-               - 0.7 * xc**3 * (xc**-1.32 - xe**-1.32) - 0.023 * (xe**1.68 - xc**1.68))
+        tau = (
+            0.25 * xc**3 * (xe**0.46 - xc**0.46)
+            + 9.4 * xc**1.5 * (xe**0.18 - xc**0.18)
+            - 0.7 * xc**3 * (xc**-1.32 - xe**-1.32)
+            - 0.023 * (xe**1.68 - xc**1.68)
+        )
         return np.where(xc < xe, np.maximum(tau, 0.0), 0.0)
 
     def tau(self, z: np.ndarray) -> np.ndarray:
@@ -225,8 +225,12 @@ def _tau0_of_mean_tau(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     return mean_tau, tau0
 
 
-def correlated_gaussian_field(rng: np.random.Generator, shape: tuple[int, int], pixel_angstrom: float,
-                              correlation_angstrom: float = CORRELATION_ANGSTROM) -> np.ndarray:
+def correlated_gaussian_field(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pixel_angstrom: float,
+    correlation_angstrom: float = CORRELATION_ANGSTROM,
+) -> np.ndarray:
     """Unit-variance Gaussian field (float32), correlated along axis 1 over `correlation_angstrom`."""
     white = rng.standard_normal(shape, dtype=np.float32)
     width = correlation_angstrom / pixel_angstrom

@@ -24,8 +24,15 @@ import fitsio
 import numpy as np
 import pandas as pd
 
-from .coadd import (BLOCK_ROWS, CoaddFile, NativeRebinner, check_grid_coverage, ingest_options,
-                    merge_arm_sums, sums_to_flux)
+from .coadd import (
+    BLOCK_ROWS,
+    CoaddFile,
+    NativeRebinner,
+    check_grid_coverage,
+    ingest_options,
+    merge_arm_sums,
+    sums_to_flux,
+)
 from .desi import native_wavelength
 from .errors import ConfigError, InputFileError
 from .fileio import first_line, native_column, provenance
@@ -58,13 +65,17 @@ def load_truth(path: str | Path) -> pd.DataFrame:
         raise InputFileError(f"duplicate column names {duplicated}", path)
     for required in ("TARGETID", "Z"):
         if required not in table:
-            raise InputFileError(f"truth catalogue has no {required} column (columns: "
-                                 f"{list(table.columns)})", path)
+            raise InputFileError(
+                f"truth catalogue has no {required} column (columns: " f"{list(table.columns)})", path
+            )
     table["TARGETID"] = _integer_targetid(table["TARGETID"], path)
     duplicated = table["TARGETID"].duplicated()
     if duplicated.any():
-        raise InputFileError(f"duplicate TARGETID {int(table['TARGETID'][duplicated].iloc[0])} in the truth "
-                             f"catalogue ({int(duplicated.sum())} duplicates)", path)
+        raise InputFileError(
+            f"duplicate TARGETID {int(table['TARGETID'][duplicated].iloc[0])} in the truth "
+            f"catalogue ({int(duplicated.sum())} duplicates)",
+            path,
+        )
     return _type_truth_columns(table, path)
 
 
@@ -85,8 +96,9 @@ def _read_truth_fits(path: str) -> pd.DataFrame:
                 raise InputFileError("truth FITS file has no table HDU", path)
             records = (named or tables)[0].read()
     except OSError as error:
-        raise InputFileError(f"truth catalogue is not a readable FITS table ({first_line(error)})",
-                             path) from None
+        raise InputFileError(
+            f"truth catalogue is not a readable FITS table ({first_line(error)})", path
+        ) from None
     scalar = [name for name in records.dtype.names if records[name].ndim == 1]
     skipped = sorted(set(records.dtype.names) - set(scalar))
     if skipped:
@@ -99,8 +111,9 @@ def _read_truth_csv(path: str) -> pd.DataFrame:
         # TARGETIDs exceed 2**53: read them as text first, never through float.
         return pd.read_csv(path, dtype={"TARGETID": str, "targetid": str}, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputFileError(f"truth catalogue is not a readable CSV file ({first_line(error)})",
-                             path) from None
+        raise InputFileError(
+            f"truth catalogue is not a readable CSV file ({first_line(error)})", path
+        ) from None
 
 
 def _integer_targetid(values: pd.Series, path: str) -> pd.Series:
@@ -126,8 +139,11 @@ def _type_truth_columns(table: pd.DataFrame, path: str) -> pd.DataFrame:
         bad = numeric.isna() & column.notna() & (column.astype(str).str.strip().str.lower() != "nan")
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputFileError(f"column {name} has non-numeric value {column.iloc[row]!r} "
-                                 f"(TARGETID {int(table['TARGETID'].iloc[row])})", path)
+            raise InputFileError(
+                f"column {name} has non-numeric value {column.iloc[row]!r} "
+                f"(TARGETID {int(table['TARGETID'].iloc[row])})",
+                path,
+            )
         if dtype.startswith("i"):
             numeric = numeric.fillna(fill)
             if not np.all(numeric == np.round(numeric)):
@@ -148,8 +164,15 @@ class _Plan:
     truth: pd.DataFrame  # one row per entry of `rows`
 
 
-def ingest(coadd_paths: list[str], truth_path: str | None, grid: Grid, output: str, dataset: str,
-           options: dict, config_slice: dict | None = None) -> dict:
+def ingest(
+    coadd_paths: list[str],
+    truth_path: str | None,
+    grid: Grid,
+    output: str,
+    dataset: str,
+    options: dict,
+    config_slice: dict | None = None,
+) -> dict:
     """DESI coadds + truth -> spectra file at `output` (network + native layers, TRUTH, PROVENANCE).
 
     Returns counts: files, read, kept, dropped_not_target, dropped_missing_truth,
@@ -164,8 +187,11 @@ def ingest(coadd_paths: list[str], truth_path: str | None, grid: Grid, output: s
     data_range = (min(c.wavelength_range[0] for c in coadds), max(c.wavelength_range[1] for c in coadds))
     check_grid_coverage(grid, data_range, coadds[0].path)
     truth = load_truth(truth_path) if truth_path else None
-    counts: dict[str, Any] = {"files": len(coadds), "read": sum(c.n_rows for c in coadds),
-                              "dropped_not_target": sum(int((~c.is_target).sum()) for c in coadds)}
+    counts: dict[str, Any] = {
+        "files": len(coadds),
+        "read": sum(c.n_rows for c in coadds),
+        "dropped_not_target": sum(int((~c.is_target).sum()) for c in coadds),
+    }
     plans, counts["dropped_missing_truth"] = _plan(coadds, truth, truth_path, dataset, options)
     n_candidates = sum(len(plan.rows) for plan in plans)
     if n_candidates == 0:
@@ -196,16 +222,24 @@ def _check_duplicate_targets(coadds: list[CoaddFile]) -> None:
         ids = coadd.fibermap["TARGETID"].to_numpy()[coadd.is_target]
         unique, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
-            raise InputFileError(f"duplicate TARGETID {int(unique[counts > 1][0])} "
-                                 f"({int((counts > 1).sum())} duplicated targets)", coadd.path)
+            raise InputFileError(
+                f"duplicate TARGETID {int(unique[counts > 1][0])} "
+                f"({int((counts > 1).sum())} duplicated targets)",
+                coadd.path,
+            )
         for target in unique.tolist():
             if target in seen:
                 raise InputFileError(f"TARGETID {target} also appears in {seen[target]}", coadd.path)
             seen[target] = coadd.path
 
 
-def _plan(coadds: list[CoaddFile], truth: pd.DataFrame | None, truth_path: str | None, dataset: str,
-          options: Mapping[str, Any]) -> tuple[list[_Plan], int]:
+def _plan(
+    coadds: list[CoaddFile],
+    truth: pd.DataFrame | None,
+    truth_path: str | None,
+    dataset: str,
+    options: Mapping[str, Any],
+) -> tuple[list[_Plan], int]:
     """Per file: target rows with a truth row (error or drop for the others), and their truth."""
     plans, n_missing = [], 0
     indexed = None if truth is None else truth.set_index("TARGETID", drop=False)
@@ -219,7 +253,9 @@ def _plan(coadds: list[CoaddFile], truth: pd.DataFrame | None, truth_path: str |
                 raise InputFileError(
                     f"{int(missing.sum())} of {len(rows)} targets have no row in the truth catalogue "
                     f"{truth_path} (first TARGETID {int(fibermap['TARGETID'][missing].iloc[0])}); set "
-                    "ingest.missing_truth: drop to skip them", coadd.path)
+                    "ingest.missing_truth: drop to skip them",
+                    coadd.path,
+                )
             if missing.any():
                 log.info("%s: dropping %d targets absent from the truth catalogue", coadd.path, missing.sum())
             n_missing += int(missing.sum())
@@ -236,8 +272,11 @@ def _plan(coadds: list[CoaddFile], truth: pd.DataFrame | None, truth_path: str |
 def _check_redshifts(matched: pd.DataFrame, truth_path: str | None) -> None:
     bad = matched["Z"].isna().to_numpy()
     if bad.any():
-        raise InputFileError(f"Z is NaN for {int(bad.sum())} targets (first TARGETID "
-                             f"{int(matched['TARGETID'][bad].iloc[0])})", truth_path)
+        raise InputFileError(
+            f"Z is NaN for {int(bad.sum())} targets (first TARGETID "
+            f"{int(matched['TARGETID'][bad].iloc[0])})",
+            truth_path,
+        )
 
 
 def _truth_rows(matched: pd.DataFrame, fibermap: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -256,8 +295,9 @@ def _truth_rows(matched: pd.DataFrame, fibermap: pd.DataFrame, dataset: str) -> 
     return truth
 
 
-def _write(plans: list[_Plan], n_rows: int, grid: Grid, output: Path, record: dict,
-           chunk_rows: int) -> dict[str, Any]:
+def _write(
+    plans: list[_Plan], n_rows: int, grid: Grid, output: Path, record: dict, chunk_rows: int
+) -> dict[str, Any]:
     """Stream all planned spectra into `output`; empty spectra are removed by a final copy."""
     rebinner = NativeRebinner(grid)
     block_rows = max(1, min(chunk_rows, BLOCK_ROWS))
@@ -292,8 +332,10 @@ def _write(plans: list[_Plan], n_rows: int, grid: Grid, output: Path, record: di
             os.replace(staging, output)
         else:
             if not keep.any():
-                raise InputFileError(f"none of the {len(keep)} target spectra has a valid pixel on the "
-                                     "network grid", plans[0].coadd.path)
+                raise InputFileError(
+                    f"none of the {len(keep)} target spectra has a valid pixel on the " "network grid",
+                    plans[0].coadd.path,
+                )
             _copy_rows(staging, output, keep, record, chunk_rows)
         _lap(seconds, "write", clock)
     finally:
@@ -312,9 +354,17 @@ def _copy_rows(source: Path, output: Path, keep: np.ndarray, record: dict, chunk
     """Copy the kept rows of a spectra file into `output` (atomically), chunk by chunk."""
     n_kept = int(keep.sum())
     log.info("dropping %d spectra without a valid pixel on the network grid", len(keep) - n_kept)
-    with SpectraFile(source) as spectra, SpectraWriter(
-            output, n_kept, spectra.wavelength_of("network"), spectra.grid,
-            spectra.wavelength_of("native"), record) as writer:
+    with (
+        SpectraFile(source) as spectra,
+        SpectraWriter(
+            output,
+            n_kept,
+            spectra.wavelength_of("network"),
+            spectra.grid,
+            spectra.wavelength_of("native"),
+            record,
+        ) as writer,
+    ):
         for start in range(0, len(keep), chunk_rows):
             stop = min(start + chunk_rows, len(keep))
             rows = np.flatnonzero(keep[start:stop])

@@ -72,7 +72,9 @@ log = logging.getLogger("lymannet.learned_templates")
 
 FORMAT = "lymannet-learned-templates-1"
 RIDGE_SPECTRA = 10.0  # eigenvector ridge: worth this many average spectra without departure from the mean
-MIN_INFORMATION = 1e-3  # rest pixels where the mean's inverse variance is below this x its median are not learned
+MIN_INFORMATION = (
+    1e-3  # rest pixels where the mean's inverse variance is below this x its median are not learned
+)
 MEAN_AMPLITUDES = ("nonnegative", "free")
 
 
@@ -96,11 +98,15 @@ class LearnOptions:
         options = dict(options or {})
         opts = options_of(cls, options)
         if opts.components < 0 or opts.rest_step <= 0 or opts.iterations < 1 or opts.min_coverage < 1:
-            raise ConfigError(f"baseline.learned_templates: components >= 0, rest_step > 0, iterations >= 1 and "
-                              f"min_coverage >= 1 needed, got {options}")
+            raise ConfigError(
+                f"baseline.learned_templates: components >= 0, rest_step > 0, iterations >= 1 and "
+                f"min_coverage >= 1 needed, got {options}"
+            )
         if opts.min_spectra < opts.components + 2 or opts.max_spectra < opts.min_spectra:
-            raise ConfigError(f"baseline.learned_templates: min_spectra must be at least components + 2 "
-                              f"({opts.components + 2}) and max_spectra at least min_spectra, got {options}")
+            raise ConfigError(
+                f"baseline.learned_templates: min_spectra must be at least components + 2 "
+                f"({opts.components + 2}) and max_spectra at least min_spectra, got {options}"
+            )
         opts.classes = [str(c).upper() for c in opts.classes]
         opts.subtype_classes = [str(c).upper() for c in opts.subtype_classes]
         return opts
@@ -138,6 +144,7 @@ class LearnedTemplates:
 # Training data
 # --------------------------------------------------------------------------------------------
 
+
 def fill_windows(variants: dict[str, dict[str, Any]] | None) -> dict[str, list[tuple[str, float, float]]]:
     """Per variant name (the truth's SOURCE), the windows its ``mask_region`` / ``mask_line`` ops
     replaced by continuum + noise, as (frame, centre, half width): ("observed", A, A) for a region,
@@ -149,26 +156,34 @@ def fill_windows(variants: dict[str, dict[str, Any]] | None) -> dict[str, list[t
     """
     windows: dict[str, list[tuple[str, float, float]]] = {}
     for name, spec in (variants or {}).items():
-        ops = [(next(iter(op)), next(iter(op.values())) or {}) for op in (spec or {}).get("ops") or []
-               if isinstance(op, dict) and op]
+        ops = [
+            (next(iter(op)), next(iter(op.values())) or {})
+            for op in (spec or {}).get("ops") or []
+            if isinstance(op, dict) and op
+        ]
         found = []
         for i, (kind, params) in enumerate(ops):
-            shifted_after = any(k == "shift" for k, _ in ops[i + 1:])
+            shifted_after = any(k == "shift" for k, _ in ops[i + 1 :])
             if kind == "mask_region":
                 if shifted_after:
-                    log.warning("variant %r: a mask_region before a shift cannot be placed; its window is kept", name)
+                    log.warning(
+                        "variant %r: a mask_region before a shift cannot be placed; its window is kept", name
+                    )
                     continue
                 found.append(("observed", float(params["center"]), 0.5 * float(params["width"])))
             elif kind == "mask_line":
                 half = 0.5 * float(params["width"]) * (2.0 if shifted_after else 1.0)
-                found.append(("rest_fixed" if params.get("rest_frame") else "rest", float(params["line"]), half))
+                found.append(
+                    ("rest_fixed" if params.get("rest_frame") else "rest", float(params["line"]), half)
+                )
         if found:
             windows[name] = found
     return windows
 
 
-def _mask_windows(ivar: np.ndarray, centres: np.ndarray, z: np.ndarray, windows: list[tuple[str, float, float]]
-                  ) -> None:
+def _mask_windows(
+    ivar: np.ndarray, centres: np.ndarray, z: np.ndarray, windows: list[tuple[str, float, float]]
+) -> None:
     """Zero `ivar` (N, P) in place inside each window (observed-frame pixel centres `centres`)."""
     for frame, centre, half in windows:
         if frame == "observed":
@@ -182,8 +197,9 @@ def _mask_windows(ivar: np.ndarray, centres: np.ndarray, z: np.ndarray, windows:
         ivar[inside] = 0.0
 
 
-def read_training(path: str | Path, windows: dict[str, list] | None = None, chunk_rows: int = 4096
-                  ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, Grid]:
+def read_training(
+    path: str | Path, windows: dict[str, list] | None = None, chunk_rows: int = 4096
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, Grid]:
     """(flux, ivar, truth, grid) of a training split, bad pixels and fill windows at ivar 0."""
     from .spectra import SpectraFile
 
@@ -214,8 +230,16 @@ def read_training(path: str | Path, windows: dict[str, list] | None = None, chun
     return flux, ivar, truth, grid
 
 
-def to_rest_frame(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, ln_start: float, step: float,
-                  n_rest: int, chunk_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def to_rest_frame(
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    z: np.ndarray,
+    grid: Grid,
+    ln_start: float,
+    step: float,
+    n_rest: int,
+    chunk_rows: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, R) flux and ivar on the rest grid exp(ln_start + step (j + 1/2)): each rest pixel takes
     the observed pixel that contains it, its ivar times the share of that pixel it covers."""
     rest = np.exp(ln_start + step * (np.arange(n_rest) + 0.5))
@@ -238,6 +262,7 @@ def to_rest_frame(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid,
 # --------------------------------------------------------------------------------------------
 # Weighted low-rank factorisation
 # --------------------------------------------------------------------------------------------
+
 
 def _pair_matrix(pairs: np.ndarray, n_basis: int) -> np.ndarray:
     """(..., K(K+1)/2) pair values i <= j (np.triu_indices order) -> symmetric (..., K, K)."""
@@ -274,7 +299,9 @@ def _interpolate_columns(basis: np.ndarray, x: np.ndarray, poor: np.ndarray) -> 
     return out
 
 
-def weighted_mean(flux: np.ndarray, ivar: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weighted_mean(
+    flux: np.ndarray, ivar: np.ndarray, iterations: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank-1 weighted factorisation flux_i ~ a_i mean: (amplitudes (N,), mean (R,), the mean's
     inverse variance sum_i ivar a_i^2 (R,)), alternating least squares from the weighted stack."""
     w = np.asarray(ivar, np.float64)
@@ -285,14 +312,21 @@ def weighted_mean(flux: np.ndarray, ivar: np.ndarray, iterations: int = 10) -> t
         amplitude = (wf @ mean) / np.maximum(w @ (mean * mean), 1e-300)
         information = (amplitude * amplitude) @ w
         mean = np.where(information > 0, (amplitude @ wf) / np.maximum(information, 1e-300), 0.0)
-        scale = np.sum(information * mean) / max(np.sum(information), 1e-300)  # information-weighted mean flux 1
+        scale = np.sum(information * mean) / max(
+            np.sum(information), 1e-300
+        )  # information-weighted mean flux 1
         mean, amplitude = mean / scale, amplitude * scale
     return amplitude, mean, (amplitude * amplitude) @ w
 
 
-def weighted_eigenvectors(resid: np.ndarray, weight: np.ndarray, n_vectors: int, iterations: int,
-                          rng: np.random.Generator, prior_spectra: float = 10.0
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+def weighted_eigenvectors(
+    resid: np.ndarray,
+    weight: np.ndarray,
+    n_vectors: int,
+    iterations: int,
+    rng: np.random.Generator,
+    prior_spectra: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
     """Weighted PCA with missing data: resid (N, R) ~ C E, minimising sum weight (resid - C E)^2 +
     lambda |E|^2 by alternating least squares (EM-PCA with weights, Bailey 2012; pixels of weight
     0 do not enter), E's rows orthonormalised at each step. The ridge lambda is worth
@@ -310,7 +344,12 @@ def weighted_eigenvectors(resid: np.ndarray, weight: np.ndarray, n_vectors: int,
         coeffs = _solve_batched(v @ _pair_products(vectors).T, vr @ vectors.T, n_vectors)  # (N, n)
         gram = v_t @ _pair_products(coeffs.T).T  # (R, n(n+1)/2): per pixel sum_i v c c'
         # one average spectrum's contribution to a pixel's diagonal, times prior_spectra
-        average = np.trace(_pair_matrix(gram.sum(axis=0), n_vectors)) / n_vectors / r.shape[1] / observations_per_pixel
+        average = (
+            np.trace(_pair_matrix(gram.sum(axis=0), n_vectors))
+            / n_vectors
+            / r.shape[1]
+            / observations_per_pixel
+        )
         vectors = _solve_batched(gram, vr_t @ coeffs, n_vectors, prior_spectra * average).T
         q, upper = np.linalg.qr(vectors.T)
         vectors, coeffs = q.T, coeffs @ upper.T
@@ -331,8 +370,17 @@ def weighted_eigenvectors(resid: np.ndarray, weight: np.ndarray, n_vectors: int,
 # Learning from a training split
 # --------------------------------------------------------------------------------------------
 
-def learn_basis(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, options: LearnOptions,
-                spectype: str, label: str, rng: np.random.Generator) -> LearnedBasis:
+
+def learn_basis(
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    z: np.ndarray,
+    grid: Grid,
+    options: LearnOptions,
+    spectype: str,
+    label: str,
+    rng: np.random.Generator,
+) -> LearnedBasis:
     """One class's (or group's) basis from its training spectra (network grid, bad pixels at ivar 0)."""
     edges = np.asarray(grid.edges, np.float64)
     has_data = ivar > 0
@@ -343,7 +391,9 @@ def learn_basis(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, o
     first = np.argmax(has_data, axis=1)
     last = grid.n_pixels - 1 - np.argmax(has_data[:, ::-1], axis=1)
     ln_start = math.log(float(np.min(edges[first] / (1 + z))))
-    n_rest = int(math.ceil((math.log(float(np.max(edges[last + 1] / (1 + z)))) - ln_start) / options.rest_step))
+    n_rest = int(
+        math.ceil((math.log(float(np.max(edges[last + 1] / (1 + z)))) - ln_start) / options.rest_step)
+    )
     rest_flux, rest_ivar = to_rest_frame(flux, ivar, z, grid, ln_start, options.rest_step, n_rest)
     x = ln_start + options.rest_step * (np.arange(n_rest) + 0.5)
     # 1. The mean, with every spectrum's amplitude. Its rest grid: where at least min_coverage
@@ -355,8 +405,10 @@ def learn_basis(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, o
     enough &= information >= MIN_INFORMATION * np.median(information[enough]) if enough.any() else enough
     well = np.flatnonzero(enough)
     if well.size < 2:
-        raise ConfigError(f"learned templates: no rest wavelength of {label} has data in min_coverage "
-                          f"({options.min_coverage}) training spectra")
+        raise ConfigError(
+            f"learned templates: no rest wavelength of {label} has data in min_coverage "
+            f"({options.min_coverage}) training spectra"
+        )
     span = slice(int(well[0]), int(well[-1]) + 1)
     rest_flux, rest_ivar, coverage, x = rest_flux[:, span], rest_ivar[:, span], coverage[span], x[span]
     poor = ~enough[span]
@@ -370,8 +422,10 @@ def learn_basis(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, o
     positive = amplitude > 0
     n_used = int(np.count_nonzero(positive & (rest_ivar > 0).any(axis=1)))
     if n_used < options.components + 2:
-        raise ConfigError(f"learned templates: {label} has {n_used} spectra with data and a positive amplitude, "
-                          f"too few for {options.components} eigenvectors")
+        raise ConfigError(
+            f"learned templates: {label} has {n_used} spectra with data and a positive amplitude, "
+            f"too few for {options.components} eigenvectors"
+        )
     vectors = np.zeros((0, x.size))
     explained = np.zeros(0)
     chi2: list[float] = []
@@ -379,8 +433,9 @@ def learn_basis(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, o
         a = np.where(positive, amplitude, 1.0)[:, None]
         weight = np.where(positive[:, None], rest_ivar * a * a, 0.0)
         resid = np.where(weight > 0, rest_flux / a - mean[None, :], 0.0)
-        vectors, _, variance, chi2 = weighted_eigenvectors(resid, weight, options.components, options.iterations, rng,
-                                                           RIDGE_SPECTRA)
+        vectors, _, variance, chi2 = weighted_eigenvectors(
+            resid, weight, options.components, options.iterations, rng, RIDGE_SPECTRA
+        )
         vectors = _interpolate_columns(vectors, x, poor)
         # orthogonal to the mean (a scale, not a shape), rms 1, sign by the largest component
         unit = mean / np.linalg.norm(mean)
@@ -389,24 +444,50 @@ def learn_basis(flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, grid: Grid, o
         vectors *= np.sign(vectors[np.arange(len(vectors)), np.argmax(np.abs(vectors), axis=1)])[:, None]
         explained = variance / max(variance.sum(), 1e-300)
     rest_wave = np.exp(x)
-    log.info("%s: %d spectra, z %.3f-%.3f, rest %.0f-%.0f A (%d pixels, %d interpolated), residual chi2 %s over "
-             "%d iterations, eigenvectors hold %s of the departures' variance", label, len(z), z.min(), z.max(),
-             rest_wave[0], rest_wave[-1], rest_wave.size, int(poor.sum()),
-             f"{chi2[0]:.6g} -> {chi2[-1]:.6g}" if chi2 else "-", len(chi2), ", ".join(f"{v:.2f}" for v in explained))
-    return LearnedBasis(spectype, label, rest_wave, np.vstack([mean, vectors]).astype(np.float32),
-                        coverage.astype(np.int32), explained, int(len(z)), (float(z.min()), float(z.max())), observed)
+    log.info(
+        "%s: %d spectra, z %.3f-%.3f, rest %.0f-%.0f A (%d pixels, %d interpolated), residual chi2 %s over "
+        "%d iterations, eigenvectors hold %s of the departures' variance",
+        label,
+        len(z),
+        z.min(),
+        z.max(),
+        rest_wave[0],
+        rest_wave[-1],
+        rest_wave.size,
+        int(poor.sum()),
+        f"{chi2[0]:.6g} -> {chi2[-1]:.6g}" if chi2 else "-",
+        len(chi2),
+        ", ".join(f"{v:.2f}" for v in explained),
+    )
+    return LearnedBasis(
+        spectype,
+        label,
+        rest_wave,
+        np.vstack([mean, vectors]).astype(np.float32),
+        coverage.astype(np.int32),
+        explained,
+        int(len(z)),
+        (float(z.min()), float(z.max())),
+        observed,
+    )
 
 
-def learn_templates(train: str | Path, options: LearnOptions | dict[str, Any] | None = None,
-                    variants: dict[str, dict[str, Any]] | None = None) -> LearnedTemplates:
+def learn_templates(
+    train: str | Path,
+    options: LearnOptions | dict[str, Any] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
+) -> LearnedTemplates:
     """Every class's basis from a training split (a lymannet spectra file): the only file read."""
     started = time.perf_counter()
     options = options if isinstance(options, LearnOptions) else LearnOptions.from_dict(options)
     windows = fill_windows(variants)
     flux, ivar, truth, grid = read_training(train, windows)
     spectype = truth["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy()
-    subtype = (truth["SUBTYPE"].astype(str).str.strip().to_numpy() if "SUBTYPE" in truth
-               else np.full(len(truth), "", object))
+    subtype = (
+        truth["SUBTYPE"].astype(str).str.strip().to_numpy()
+        if "SUBTYPE" in truth
+        else np.full(len(truth), "", object)
+    )
     z = truth["Z"].to_numpy(np.float64)
     valid = np.isfinite(z) & (z > -1) & ((ivar > 0).sum(axis=1) > 0)
     classes = options.classes or sorted(set(spectype[valid]))
@@ -416,11 +497,17 @@ def learn_templates(train: str | Path, options: LearnOptions | dict[str, Any] | 
         rows = np.flatnonzero(valid & (spectype == cls))
         groups = [(cls, rows)]
         if cls in options.subtype_classes:
-            groups = [(f"{cls}:{s}" if s not in ("", "-1", "nan", "None") else cls, rows[subtype[rows] == s])
-                      for s in sorted(set(subtype[rows]))]
+            groups = [
+                (f"{cls}:{s}" if s not in ("", "-1", "nan", "None") else cls, rows[subtype[rows] == s])
+                for s in sorted(set(subtype[rows]))
+            ]
             if any(len(g) < options.min_spectra for _, g in groups):
-                log.warning("%s: a SUBTYPE group has fewer than %d spectra (%s): one basis for the class",
-                            cls, options.min_spectra, {label: len(g) for label, g in groups})
+                log.warning(
+                    "%s: a SUBTYPE group has fewer than %d spectra (%s): one basis for the class",
+                    cls,
+                    options.min_spectra,
+                    {label: len(g) for label, g in groups},
+                )
                 groups = [(cls, rows)]
         for label, group in groups:
             if len(group) < options.min_spectra:
@@ -430,15 +517,24 @@ def learn_templates(train: str | Path, options: LearnOptions | dict[str, Any] | 
                 group = np.sort(rng.choice(group, options.max_spectra, replace=False))
             bases.append(learn_basis(flux[group], ivar[group], z[group], grid, options, cls, label, rng))
     if skipped:
-        log.warning("no template for %s: fewer than min_spectra (%d) training spectra", skipped, options.min_spectra)
+        log.warning(
+            "no template for %s: fewer than min_spectra (%d) training spectra", skipped, options.min_spectra
+        )
     if not bases:
-        raise ConfigError(f"learned templates: no class of {train} has min_spectra ({options.min_spectra}) spectra")
+        raise ConfigError(
+            f"learned templates: no class of {train} has min_spectra ({options.min_spectra}) spectra"
+        )
     from .fileio import file_sha256
 
-    meta = {"format": FORMAT, "options": asdict(options), "grid": grid.to_dict(),
-            "train": {"path": str(train), "sha256": file_sha256(train), "n_spectra": int(len(truth))},
-            "fill_windows": {k: [list(w) for w in v] for k, v in windows.items()}, "skipped": skipped,
-            "seconds": round(time.perf_counter() - started, 2)}
+    meta = {
+        "format": FORMAT,
+        "options": asdict(options),
+        "grid": grid.to_dict(),
+        "train": {"path": str(train), "sha256": file_sha256(train), "n_spectra": int(len(truth))},
+        "fill_windows": {k: [list(w) for w in v] for k, v in windows.items()},
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     return LearnedTemplates(bases, meta)
 
 
@@ -451,8 +547,15 @@ def save_learned(path: str | Path, learned: LearnedTemplates, record: dict[str, 
     for i, b in enumerate(learned.bases):
         for name in ("rest_wave", "basis", "coverage", "explained"):
             arrays[f"b{i}_{name}"] = getattr(b, name)
-        groups.append({"spectype": b.spectype, "label": b.label, "n_spectra": b.n_spectra,
-                       "z_range": list(b.z_range), "observed": list(b.observed)})
+        groups.append(
+            {
+                "spectype": b.spectype,
+                "label": b.label,
+                "n_spectra": b.n_spectra,
+                "z_range": list(b.z_range),
+                "observed": list(b.observed),
+            }
+        )
     meta = {**learned.meta, "groups": groups, "provenance": record or {}}
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True, default=str))
     with atomic_path(path) as tmp:
@@ -466,10 +569,20 @@ def load_learned(path: str | Path) -> LearnedTemplates:
             meta = json.loads(str(data["meta"]))
             if meta.get("format") != FORMAT:
                 raise InputFileError(f"not a learned-templates file (format {meta.get('format')!r})", path)
-            bases = [LearnedBasis(g["spectype"], g["label"], data[f"b{i}_rest_wave"], data[f"b{i}_basis"],
-                                  data[f"b{i}_coverage"], data[f"b{i}_explained"], int(g["n_spectra"]),
-                                  tuple(g["z_range"]), tuple(g["observed"]))
-                     for i, g in enumerate(meta["groups"])]
+            bases = [
+                LearnedBasis(
+                    g["spectype"],
+                    g["label"],
+                    data[f"b{i}_rest_wave"],
+                    data[f"b{i}_basis"],
+                    data[f"b{i}_coverage"],
+                    data[f"b{i}_explained"],
+                    int(g["n_spectra"]),
+                    tuple(g["z_range"]),
+                    tuple(g["observed"]),
+                )
+                for i, g in enumerate(meta["groups"])
+            ]
     except (OSError, ValueError, KeyError) as error:
         raise InputFileError(f"unreadable learned-templates file ({error})", path) from None
     return LearnedTemplates(bases, meta)
@@ -479,13 +592,19 @@ def load_learned(path: str | Path) -> LearnedTemplates:
 # Learned bases -> a TemplateSet for lymannet.templatefit's fit
 # --------------------------------------------------------------------------------------------
 
-def class_z_range(spectype: str, bases: list[LearnedBasis], options: TemplateFitOptions) -> tuple[float, float]:
+
+def class_z_range(
+    spectype: str, bases: list[LearnedBasis], options: TemplateFitOptions
+) -> tuple[float, float]:
     """The configured range, else the class's training redshifts narrowed to those at which every
-    basis covers the observed range with data: lambda_obs,max / rest_max - 1 <= z <= lambda_obs,min / rest_min - 1."""
+    basis covers the observed range with data: lambda_obs,max / rest_max - 1 <= z <= lambda_obs,min / rest_min - 1.
+    """
     if spectype in options.z_ranges:
         lo, hi = (float(v) for v in options.z_ranges[spectype])
         if hi < lo or lo <= -1:
-            raise ConfigError(f"baseline.learned_templates.z_ranges.{spectype} must be [low, high] with -1 < low <= high")
+            raise ConfigError(
+                f"baseline.learned_templates.z_ranges.{spectype} must be [low, high] with -1 < low <= high"
+            )
         return lo, hi
     lo = min(b.z_range[0] for b in bases)
     hi = max(b.z_range[1] for b in bases)
@@ -494,32 +613,51 @@ def class_z_range(spectype: str, bases: list[LearnedBasis], options: TemplateFit
     if max(lo, fit_lo) <= min(hi, fit_hi):
         lo, hi = max(lo, fit_lo), min(hi, fit_hi)
     else:
-        log.warning("%s: no redshift sees its templates over the whole observed range; fitting its training "
-                    "range %.3f-%.3f with the templates' end values beyond them", spectype, lo, hi)
+        log.warning(
+            "%s: no redshift sees its templates over the whole observed range; fitting its training "
+            "range %.3f-%.3f with the templates' end values beyond them",
+            spectype,
+            lo,
+            hi,
+        )
     return lo, hi
 
 
-def build_learned_template_set(grid: Grid, learned: LearnedTemplates | str | Path,
-                               options: TemplateFitOptions | dict[str, Any] | None = None,
-                               mean_amplitude: str = "nonnegative") -> TemplateSet:
+def build_learned_template_set(
+    grid: Grid,
+    learned: LearnedTemplates | str | Path,
+    options: TemplateFitOptions | dict[str, Any] | None = None,
+    mean_amplitude: str = "nonnegative",
+) -> TemplateSet:
     """Every learned class's basis on `grid` over its fine redshift grid (no IGM: the training
     spectra carried theirs): models (V, K, Z, P), V the class's SUBTYPE groups (1 without)."""
     started = time.perf_counter()
-    source = str(learned) if not isinstance(learned, LearnedTemplates) else learned.meta.get("train", {}).get("path")
+    source = (
+        str(learned)
+        if not isinstance(learned, LearnedTemplates)
+        else learned.meta.get("train", {}).get("path")
+    )
     learned = learned if isinstance(learned, LearnedTemplates) else load_learned(learned)
     options = options if isinstance(options, TemplateFitOptions) else TemplateFitOptions.from_dict(options)
     if mean_amplitude not in MEAN_AMPLITUDES:
-        raise ConfigError(f"baseline.learned_templates.mean_amplitude must be one of {MEAN_AMPLITUDES}, "
-                          f"not {mean_amplitude!r}")
+        raise ConfigError(
+            f"baseline.learned_templates.mean_amplitude must be one of {MEAN_AMPLITUDES}, "
+            f"not {mean_amplitude!r}"
+        )
     classes = [c.upper() for c in options.classes] or learned.classes
     missing = sorted(set(classes) - set(learned.classes))
     if missing:
-        raise ConfigError(f"baseline.learned_templates.classes: {missing} have no learned template; "
-                          f"learned: {learned.classes}")
+        raise ConfigError(
+            f"baseline.learned_templates.classes: {missing} have no learned template; "
+            f"learned: {learned.classes}"
+        )
     trained_on = learned.meta.get("grid")
     if trained_on and Grid(**trained_on) != grid:
-        log.warning("templates learned on grid %s, fitted on %s: they carry the training grid's pixel width",
-                    trained_on, grid.to_dict())
+        log.warning(
+            "templates learned on grid %s, fitted on %s: they carry the training grid's pixel width",
+            trained_on,
+            grid.to_dict(),
+        )
     ln_centres = np.log(np.asarray(grid.centres, np.float64))
     z_by_class, models, labels = {}, {}, {}
     for spectype in classes:
@@ -527,7 +665,9 @@ def build_learned_template_set(grid: Grid, learned: LearnedTemplates | str | Pat
         z = z_grid(*class_z_range(spectype, bases, options), options.z_step)
         n_basis = {b.basis.shape[0] for b in bases}
         if len(n_basis) != 1:
-            raise InputFileError(f"{spectype}: its groups have different numbers of basis vectors {n_basis}", source)
+            raise InputFileError(
+                f"{spectype}: its groups have different numbers of basis vectors {n_basis}", source
+            )
         out = np.empty((len(bases), n_basis.pop(), z.size, grid.n_pixels), np.float32)
         ln_rest = ln_centres[None, :] - np.log1p(z)[:, None]  # (Z, P)
         for v, b in enumerate(bases):
@@ -535,22 +675,40 @@ def build_learned_template_set(grid: Grid, learned: LearnedTemplates | str | Pat
             for k in range(b.basis.shape[0]):
                 out[v, k] = np.interp(ln_rest, x, b.basis[k].astype(np.float64))
         z_by_class[spectype], models[spectype], labels[spectype] = z, out, [b.label for b in bases]
-    tset = TemplateSet(np.asarray(grid.wavelength, float), z_by_class, models, labels, options.coarse_factor,
-                       mean_amplitude=mean_amplitude, source=f"learned from {source}")
+    tset = TemplateSet(
+        np.asarray(grid.wavelength, float),
+        z_by_class,
+        models,
+        labels,
+        options.coarse_factor,
+        mean_amplitude=mean_amplitude,
+        source=f"learned from {source}",
+    )
     for spectype in classes:
         tset.coarse_matrices(spectype)  # built here, so that the fit's timing is the fit's alone
         tset.fine_models(spectype)
     tset.build_seconds = time.perf_counter() - started
-    log.info("learned template set: %s on a %d-pixel grid, built in %.1f s",
-             ", ".join(f"{c} {models[c].shape[0]}x{models[c].shape[1]} vectors x {z_by_class[c].size} z "
-                       f"({z_by_class[c][0]:.3f}-{z_by_class[c][-1]:.3f})" for c in classes),
-             grid.n_pixels, tset.build_seconds)
+    log.info(
+        "learned template set: %s on a %d-pixel grid, built in %.1f s",
+        ", ".join(
+            f"{c} {models[c].shape[0]}x{models[c].shape[1]} vectors x {z_by_class[c].size} z "
+            f"({z_by_class[c][0]:.3f}-{z_by_class[c][-1]:.3f})"
+            for c in classes
+        ),
+        grid.n_pixels,
+        tset.build_seconds,
+    )
     return tset
 
 
-def predict_testset_learned(testset: str | Path, templates: str | Path, output: str | Path,
-                            fit_options: dict[str, Any] | None = None, predict_options: dict[str, Any] | None = None,
-                            name: str = "template_fit_learned") -> pd.DataFrame:
+def predict_testset_learned(
+    testset: str | Path,
+    templates: str | Path,
+    output: str | Path,
+    fit_options: dict[str, Any] | None = None,
+    predict_options: dict[str, Any] | None = None,
+    name: str = "template_fit_learned",
+) -> pd.DataFrame:
     """The template fit of :func:`lymannet.templatefit.predict_testset_templatefit` with learned templates."""
     from .templatefit import predict_testset_templatefit
 
@@ -561,6 +719,17 @@ def predict_testset_learned(testset: str | Path, templates: str | Path, output: 
     def source(grid: Grid, opts: TemplateFitOptions) -> TemplateSet:
         return build_learned_template_set(grid, learned, opts, mean_amplitude)
 
-    config = {"mean_amplitude": mean_amplitude, "learned": {k: learned.meta.get(k) for k in ("options", "train", "groups")}}
-    return predict_testset_templatefit(testset, output, fit_options, predict_options, name, template_source=source,
-                                       source_inputs={"templates": templates}, source_config=config)
+    config = {
+        "mean_amplitude": mean_amplitude,
+        "learned": {k: learned.meta.get(k) for k in ("options", "train", "groups")},
+    }
+    return predict_testset_templatefit(
+        testset,
+        output,
+        fit_options,
+        predict_options,
+        name,
+        template_source=source,
+        source_inputs={"templates": templates},
+        source_config=config,
+    )

@@ -54,12 +54,25 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["DATA_SUFFIXES", "RULE_ORDER", "VOLATILE_FIELDS", "CheckResult", "check_manifest", "dag_key",
-           "data_files", "file_digest", "read_manifest", "rule_of", "write_manifest"]
+__all__ = [
+    "DATA_SUFFIXES",
+    "RULE_ORDER",
+    "VOLATILE_FIELDS",
+    "CheckResult",
+    "check_manifest",
+    "dag_key",
+    "data_files",
+    "file_digest",
+    "read_manifest",
+    "rule_of",
+    "write_manifest",
+]
 
 HEADER = "# lymannet-demo-manifest 1"
-HEADER_LINE = (f"{HEADER}: <digest>  <path> per data file in DAG order; digest = sha256 of the file, "
-               "or of its content without volatile fields (lymannet.manifest); check with `lymannet check-demo`")
+HEADER_LINE = (
+    f"{HEADER}: <digest>  <path> per data file in DAG order; digest = sha256 of the file, "
+    "or of its content without volatile fields (lymannet.manifest); check with `lymannet check-demo`"
+)
 RESULTS_PREFIX = "results"
 DATA_SUFFIXES = (".fits", ".fit", ".csv", ".tsv", ".npy", ".npz", ".pt", ".json", ".yaml", ".yml", ".md")
 
@@ -67,10 +80,32 @@ DATA_SUFFIXES = (".fits", ".fit", ".csv", ".tsv", ".npy", ".npz", ".pt", ".json"
 # first rule of RULE_PATTERNS whose pattern matches its path below results/ ("*" spans folders);
 # a file no pattern matches comes last.
 RULE_ORDER = (
-    "simulate", "fourmost_simulate", "ingest", "fourmost_ingest", "holdout", "testset", "resample_templates",
-    "augment", "combine", "check_leakage", "tune", "train", "calibrate", "select_model", "fourmost_train",
-    "learn_templates", "predict", "score", "compare", "fourmost_score", "fourmost_summary", "fourmost_study",
-    "classify", "classify_merge", "vi_sample", "experiments",
+    "simulate",
+    "fourmost_simulate",
+    "ingest",
+    "fourmost_ingest",
+    "holdout",
+    "testset",
+    "resample_templates",
+    "augment",
+    "combine",
+    "check_leakage",
+    "tune",
+    "train",
+    "calibrate",
+    "select_model",
+    "fourmost_train",
+    "learn_templates",
+    "predict",
+    "score",
+    "compare",
+    "fourmost_score",
+    "fourmost_summary",
+    "fourmost_study",
+    "classify",
+    "classify_merge",
+    "vi_sample",
+    "experiments",
 )
 RULE_PATTERNS = (
     ("simulated/*", "simulate"),
@@ -111,13 +146,27 @@ RULE_PATTERNS = (
 
 # Keys (JSON, YAML, model payloads) and table columns (CSV, TSV, Markdown) that record when, where
 # or how fast a file was made, or hash a file that does: left out of the digest. Lower case.
-VOLATILE_FIELDS = frozenset({
-    "provenance", "created_utc", "command", "git_revision",
-    "seconds", "train_seconds", "spectra_per_s", "peak_rss_mb", "peak_gpu_mb",
-    "datetime_start", "datetime_complete", "duration",
-    "user_attrs_heartbeat", "user_attrs_host", "user_attrs_pid",
-    "sha256", "model_sha256",
-})
+VOLATILE_FIELDS = frozenset(
+    {
+        "provenance",
+        "created_utc",
+        "command",
+        "git_revision",
+        "seconds",
+        "train_seconds",
+        "spectra_per_s",
+        "peak_rss_mb",
+        "peak_gpu_mb",
+        "datetime_start",
+        "datetime_complete",
+        "duration",
+        "user_attrs_heartbeat",
+        "user_attrs_host",
+        "user_attrs_pid",
+        "sha256",
+        "model_sha256",
+    }
+)
 # FITS header cards of the same kind (the PROVENANCE HDU is left out whole).
 # CFGHASH: a config hash that may cover input-file hashes (the learned templates' training file).
 VOLATILE_FITS_CARDS = frozenset({"GITREV", "MODELSHA", "SRCMTIME", "CFGHASH", "DATE", "CHECKSUM", "DATASUM"})
@@ -223,8 +272,11 @@ def _fits_digest(path: Path) -> str:
             if values.get("EXTNAME", "").strip() == PROVENANCE_EXTNAME:
                 handle.seek(size, 1)
                 continue
-            kept = [card for card in cards
-                    if card[:8].decode("ascii", "replace").strip() not in VOLATILE_FITS_CARDS]
+            kept = [
+                card
+                for card in cards
+                if card[:8].decode("ascii", "replace").strip() not in VOLATILE_FITS_CARDS
+            ]
             if len(kept) == len(cards):
                 digest.update(header)
             else:  # blanks for the dropped cards keep the header's length
@@ -480,8 +532,9 @@ class CheckResult:
         return bad[0] if bad else None
 
 
-def check_manifest(results: str | Path, manifest: str | Path,
-                   names: Iterable[str] | None = None) -> CheckResult:
+def check_manifest(
+    results: str | Path, manifest: str | Path, names: Iterable[str] | None = None
+) -> CheckResult:
     """Compare the data files in `results` with `manifest` (see the module's docstring)."""
     results = Path(results)
     content, expected = read_manifest(manifest)

@@ -111,8 +111,9 @@ def threshold_grid(spec: dict[str, Any]) -> np.ndarray:
     return np.linspace(start, stop, n)
 
 
-def correct_redshift(z_pred: np.ndarray, z_true: np.ndarray, dz_max: float = 0.05,
-                     dv_max_kms: float | None = None) -> np.ndarray:
+def correct_redshift(
+    z_pred: np.ndarray, z_true: np.ndarray, dz_max: float = 0.05, dv_max_kms: float | None = None
+) -> np.ndarray:
     """True where the predicted redshift is within tolerance (NaN anywhere -> False)."""
     z_pred, z_true = np.asarray(z_pred, float), np.asarray(z_true, float)
     dz = np.abs(z_pred - z_true)
@@ -136,8 +137,9 @@ def kth_confidence(c_line: np.ndarray, min_lines: int = 1) -> np.ndarray:
     return np.sort(c_line, axis=1)[:, -min_lines]
 
 
-def is_detected(c_line: np.ndarray, threshold: float, min_lines: int = 1,
-                lines: Sequence[Line] | None = None) -> np.ndarray:
+def is_detected(
+    c_line: np.ndarray, threshold: float, min_lines: int = 1, lines: Sequence[Line] | None = None
+) -> np.ndarray:
     """The class decision (QuasarNET's): at least ``min_lines`` line confidences strictly above
     ``threshold``. Given the lines of the columns, BAL heads do not count (DESI's afterburner counts
     the lines of QuasarNP's process_preds c_line, which holds no BAL head)."""
@@ -155,8 +157,13 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def purity_efficiency_curve(c_line: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray,
-                            thresholds: np.ndarray, min_lines: int = 1) -> pd.DataFrame:
+def purity_efficiency_curve(
+    c_line: np.ndarray,
+    is_target: np.ndarray,
+    is_correct: np.ndarray,
+    thresholds: np.ndarray,
+    min_lines: int = 1,
+) -> pd.DataFrame:
     """Purity and efficiency at each threshold.
 
     Returns one row per threshold: THRESHOLD, N_DETECTED, N_GOOD (true targets detected with a
@@ -169,14 +176,16 @@ def purity_efficiency_curve(c_line: np.ndarray, is_target: np.ndarray, is_correc
     n_detected = _count_above(kth, thresholds)
     n_good = _count_above(kth[good], thresholds)
     n_targets = int(np.count_nonzero(is_target))
-    return pd.DataFrame({
-        "THRESHOLD": thresholds,
-        "N_DETECTED": n_detected,
-        "N_GOOD": n_good,
-        "N_TARGETS": np.full(len(thresholds), n_targets),
-        "PURITY": _ratio(n_good, n_detected),
-        "EFFICIENCY": _ratio(n_good, np.full(len(thresholds), n_targets)),
-    })
+    return pd.DataFrame(
+        {
+            "THRESHOLD": thresholds,
+            "N_DETECTED": n_detected,
+            "N_GOOD": n_good,
+            "N_TARGETS": np.full(len(thresholds), n_targets),
+            "PURITY": _ratio(n_good, n_detected),
+            "EFFICIENCY": _ratio(n_good, np.full(len(thresholds), n_targets)),
+        }
+    )
 
 
 def exact_thresholds(c_line: np.ndarray, thresholds: np.ndarray, min_lines: int = 1) -> np.ndarray:
@@ -236,16 +245,18 @@ def pe_crossing(curve: pd.DataFrame) -> Crossing:
         return Crossing(float(purity[i]), float(c_th[i]), True, "")
     if not change.size:
         side = "above" if diff[0] > 0 else "below"
-        return Crossing(np.nan, np.nan, False,
-                        f"no crossing over the threshold range: purity stays {side} efficiency")
+        return Crossing(
+            np.nan, np.nan, False, f"no crossing over the threshold range: purity stays {side} efficiency"
+        )
     i = change[0]
     t = diff[i] / (diff[i] - diff[i + 1])
     score = purity[i] + t * (purity[i + 1] - purity[i])
     return Crossing(float(score), float(c_th[i] + t * (c_th[i + 1] - c_th[i])), False, "")
 
 
-def purity_efficiency_at(c_line: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray,
-                         threshold: float, min_lines: int = 1) -> tuple[float, float]:
+def purity_efficiency_at(
+    c_line: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray, threshold: float, min_lines: int = 1
+) -> tuple[float, float]:
     """(purity, efficiency) at one threshold (NaN where undefined)."""
     curve = purity_efficiency_curve(c_line, is_target, is_correct, np.array([threshold]), min_lines)
     return float(curve["PURITY"].iloc[0]), float(curve["EFFICIENCY"].iloc[0])
@@ -266,8 +277,16 @@ def binned_efficiency(values: np.ndarray, is_good: np.ndarray, edges: np.ndarray
     efficiency = _ratio(n_good, n)
     with np.errstate(invalid="ignore"):
         error = np.sqrt(efficiency * (1 - efficiency) / np.where(n > 0, n, np.nan))
-    return pd.DataFrame({"CENTER": 0.5 * (edges[:-1] + edges[1:]), "LOW": edges[:-1], "HIGH": edges[1:],
-                         "N": n, "EFFICIENCY": efficiency, "ERROR": error})
+    return pd.DataFrame(
+        {
+            "CENTER": 0.5 * (edges[:-1] + edges[1:]),
+            "LOW": edges[:-1],
+            "HIGH": edges[1:],
+            "N": n,
+            "EFFICIENCY": efficiency,
+            "ERROR": error,
+        }
+    )
 
 
 def best_line_counts(c_line: np.ndarray, line_names: list[str]) -> pd.DataFrame:
@@ -279,8 +298,9 @@ def best_line_counts(c_line: np.ndarray, line_names: list[str]) -> pd.DataFrame:
     order = np.argsort(-c_line, axis=1, kind="stable")
     n_lines = c_line.shape[1]
     first = np.bincount(order[:, 0], minlength=n_lines) if len(c_line) else np.zeros(n_lines, int)
-    second = (np.bincount(order[:, 1], minlength=n_lines) if len(c_line) and n_lines > 1
-              else np.zeros(n_lines, int))
+    second = (
+        np.bincount(order[:, 1], minlength=n_lines) if len(c_line) and n_lines > 1 else np.zeros(n_lines, int)
+    )
     return pd.DataFrame({"LINE": list(line_names), "N_FIRST": first, "N_SECOND": second})
 
 
@@ -313,9 +333,14 @@ class Evaluation:
     summary: dict[str, Any]
 
 
-def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
-             chance_redshifts: np.ndarray | None = None, chance_nz: str = "training split",
-             intervals: bool = False) -> Evaluation:
+def evaluate(
+    catalogue: pd.DataFrame,
+    c_line: np.ndarray,
+    options: ScoreOptions,
+    chance_redshifts: np.ndarray | None = None,
+    chance_nz: str = "training split",
+    intervals: bool = False,
+) -> Evaluation:
     """Score a prediction catalogue (columns Z, SPECTYPE, Z_PRED) with line confidences ``c_line``.
 
     ``chance_redshifts``: the N(z) a random guess draws its redshifts from (the training split's
@@ -324,16 +349,26 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
     the score, skill, chance and the purity / efficiency at the default threshold."""
     z_true = catalogue["Z"].to_numpy(float)
     z_pred = catalogue["Z_PRED"].to_numpy(float)
-    is_target = catalogue["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
+    is_target = (
+        catalogue["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
+    )
     is_correct = correct_redshift(z_pred, z_true, options.dz_max, options.dv_max_kms)
-    curve = purity_efficiency_curve(c_line, is_target, is_correct,
-                                    curve_thresholds(c_line, options.thresholds, options.min_lines), options.min_lines)
-    exact_curve = purity_efficiency_curve(c_line, is_target, is_correct,
-                                          exact_thresholds(c_line, options.thresholds, options.min_lines),
-                                          options.min_lines)
+    curve = purity_efficiency_curve(
+        c_line,
+        is_target,
+        is_correct,
+        curve_thresholds(c_line, options.thresholds, options.min_lines),
+        options.min_lines,
+    )
+    exact_curve = purity_efficiency_curve(
+        c_line,
+        is_target,
+        is_correct,
+        exact_thresholds(c_line, options.thresholds, options.min_lines),
+        options.min_lines,
+    )
     crossing = pe_crossing(exact_curve)
-    purity, efficiency = purity_efficiency_at(c_line, is_target, is_correct, options.c_th,
-                                              options.min_lines)
+    purity, efficiency = purity_efficiency_at(c_line, is_target, is_correct, options.c_th, options.min_lines)
     detected = is_detected(c_line, options.c_th, options.min_lines)
     warnings = [crossing.note] if crossing.note else []
     if not is_target.any():
@@ -355,49 +390,81 @@ def evaluate(catalogue: pd.DataFrame, c_line: np.ndarray, options: ScoreOptions,
         "n_detected_at_default": int(detected.sum()),
         "n_contaminants_detected_at_default": int((detected & ~is_target).sum()),
         "correct_redshift": options.correct_redshift_rule,
-        "targets_redshift": {k: _json_float(v) for k, v in
-                             redshift_summary(z_pred[is_target], z_true[is_target], options.dz_max).items()},
-        "definitions": ("purity = true targets detected with a correct redshift / all detected; "
-                        "efficiency = true targets detected with a correct redshift / all true targets "
-                        "(the thesis text, section 2.3, swaps the two names)"),
+        "targets_redshift": {
+            k: _json_float(v)
+            for k, v in redshift_summary(z_pred[is_target], z_true[is_target], options.dz_max).items()
+        },
+        "definitions": (
+            "purity = true targets detected with a correct redshift / all detected; "
+            "efficiency = true targets detected with a correct redshift / all true targets "
+            "(the thesis text, section 2.3, swaps the two names)"
+        ),
         "warnings": warnings,
     }
     summary["frac_catastrophic"] = summary["targets_redshift"]["frac_catastrophic"]
     # where the false positives come from, at the threshold the score is quoted at
-    at_crossing = is_detected(c_line, crossing.threshold if np.isfinite(crossing.threshold)
-                              else options.c_th, options.min_lines)
+    at_crossing = is_detected(
+        c_line, crossing.threshold if np.isfinite(crossing.threshold) else options.c_th, options.min_lines
+    )
     summary["false_positives_at_crossing"] = false_positives_by_population(catalogue, at_crossing, is_target)
     hit = np.zeros(len(catalogue))
     if chance_redshifts is None:
         chance_nz = "the test set's own targets (no training split), each one's own redshift left out"
-        hit[is_target] = redshift_hit_probability(z_true[is_target], z_true[is_target], options.dz_max,
-                                                  options.dv_max_kms, exclude_self=True)
+        hit[is_target] = redshift_hit_probability(
+            z_true[is_target], z_true[is_target], options.dz_max, options.dv_max_kms, exclude_self=True
+        )
     else:
-        hit[is_target] = redshift_hit_probability(z_true[is_target], chance_redshifts, options.dz_max,
-                                                  options.dv_max_kms)
+        hit[is_target] = redshift_hit_probability(
+            z_true[is_target], chance_redshifts, options.dz_max, options.dv_max_kms
+        )
     q = float(hit[is_target].mean()) if is_target.any() else float("nan")
     chance = chance_score(summary["n_targets"], summary["n_contaminants"], q)
     summary["chance"] = _json_float(chance)
-    summary["chance_classification"] = _json_float(chance_score(summary["n_targets"], summary["n_contaminants"]))
+    summary["chance_classification"] = _json_float(
+        chance_score(summary["n_targets"], summary["n_contaminants"])
+    )
     summary["chance_redshift_hit"] = _json_float(q)
     summary["chance_nz"] = chance_nz
-    summary["chance_rule"] = ("P = E score of a random guess: random confidence, redshift drawn from the N(z) of "
-                              f"{chance_nz}; chance = target fraction x P(drawn redshift correct, "
-                              f"{options.correct_redshift_rule})")
+    summary["chance_rule"] = (
+        "P = E score of a random guess: random confidence, redshift drawn from the N(z) of "
+        f"{chance_nz}; chance = target fraction x P(drawn redshift correct, "
+        f"{options.correct_redshift_rule})"
+    )
     summary["skill"] = _json_float(skill_score(crossing.score, chance))
     if intervals and options.n_resamples > 0 and len(catalogue):
         kth = kth_confidence(c_line, options.min_lines)
-        summary.update(score_intervals(kth, is_target, is_correct, hit, crossing.score, chance, purity, efficiency,
-                                       options, exact_thresholds(c_line, options.thresholds, options.min_lines)))
+        summary.update(
+            score_intervals(
+                kth,
+                is_target,
+                is_correct,
+                hit,
+                crossing.score,
+                chance,
+                purity,
+                efficiency,
+                options,
+                exact_thresholds(c_line, options.thresholds, options.min_lines),
+            )
+        )
     return Evaluation(curve, crossing, summary)
 
 
 INTERVAL_FIGURES = ("score", "skill", "chance", "purity_at_default", "efficiency_at_default")
 
 
-def score_intervals(confidence: np.ndarray, is_target: np.ndarray, is_correct: np.ndarray, hit: np.ndarray,
-                    score: float, chance: float, purity: float, efficiency: float, options: ScoreOptions,
-                    thresholds: np.ndarray) -> dict[str, Any]:
+def score_intervals(
+    confidence: np.ndarray,
+    is_target: np.ndarray,
+    is_correct: np.ndarray,
+    hit: np.ndarray,
+    score: float,
+    chance: float,
+    purity: float,
+    efficiency: float,
+    options: ScoreOptions,
+    thresholds: np.ndarray,
+) -> dict[str, Any]:
     """Bootstrap intervals of the score, skill, chance and the purity / efficiency at the default
     threshold: {"<figure>_interval": Interval.to_dict(), "bootstrap": how}. ``confidence``: each
     object's detection confidence (the min_lines-th line confidence); ``hit``: each target's
@@ -417,17 +484,28 @@ def score_intervals(confidence: np.ndarray, is_target: np.ndarray, is_correct: n
             skills = np.where(chances < 1, (scores - chances) / (1 - chances), np.nan)
         return np.column_stack([scores, skills, chances, at_default[:, 0], at_default[:, 1]])
 
-    samples = bootstrap_samples(figures, n_objects, n_resamples=options.n_resamples, seed=options.bootstrap_seed,
-                                strata=is_target, batched=True)
+    samples = bootstrap_samples(
+        figures,
+        n_objects,
+        n_resamples=options.n_resamples,
+        seed=options.bootstrap_seed,
+        strata=is_target,
+        batched=True,
+    )
     values = (score, skill_score(score, chance), chance, purity, efficiency)
     out: dict[str, Any] = {
-        f"{name}_interval": interval_from(np.nan if value is None else value, samples[:, k], options.n_resamples,
-                                          options.bootstrap_seed).to_dict()
-        for k, (name, value) in enumerate(zip(INTERVAL_FIGURES, values))}
-    out["bootstrap"] = {"n_resamples": options.n_resamples, "seed": options.bootstrap_seed,
-                        "method": "percentile bootstrap over the test objects, targets and contaminants resampled "
-                                  "separately (class counts fixed); intervals are central 68% (lo68, hi68) and "
-                                  "95% (lo95, hi95)"}
+        f"{name}_interval": interval_from(
+            np.nan if value is None else value, samples[:, k], options.n_resamples, options.bootstrap_seed
+        ).to_dict()
+        for k, (name, value) in enumerate(zip(INTERVAL_FIGURES, values))
+    }
+    out["bootstrap"] = {
+        "n_resamples": options.n_resamples,
+        "seed": options.bootstrap_seed,
+        "method": "percentile bootstrap over the test objects, targets and contaminants resampled "
+        "separately (class counts fixed); intervals are central 68% (lo68, hi68) and "
+        "95% (lo95, hi95)",
+    }
     return out
 
 
@@ -441,8 +519,9 @@ def populations(catalogue: pd.DataFrame) -> np.ndarray:
     return np.where(subtype.isin(["", "nan", "None"]), spectype, spectype + "/" + subtype)
 
 
-def false_positives_by_population(catalogue: pd.DataFrame, detected: np.ndarray,
-                                  is_target: np.ndarray) -> dict[str, dict[str, Any]]:
+def false_positives_by_population(
+    catalogue: pd.DataFrame, detected: np.ndarray, is_target: np.ndarray
+) -> dict[str, dict[str, Any]]:
     """Contaminants detected as targets, per population, most detected first:
     {population: {"n": contaminants, "detected": detected, "rate": detected / n}}."""
     population = populations(catalogue)[~is_target]
@@ -463,8 +542,13 @@ def chance_score(n_targets: int, n_contaminants: int, redshift_hit: float = 1.0)
     return n_targets / n_spectra * redshift_hit if n_spectra else float("nan")
 
 
-def redshift_hit_probability(z_true: np.ndarray, z_drawn: np.ndarray, dz_max: float = 0.05,
-                             dv_max_kms: float | None = None, exclude_self: bool = False) -> np.ndarray:
+def redshift_hit_probability(
+    z_true: np.ndarray,
+    z_drawn: np.ndarray,
+    dz_max: float = 0.05,
+    dv_max_kms: float | None = None,
+    exclude_self: bool = False,
+) -> np.ndarray:
     """For each true redshift, the probability that a redshift drawn from ``z_drawn`` (an empirical
     N(z), e.g. the training split's target redshifts) is correct under the rule of
     :func:`correct_redshift`: the fraction of ``z_drawn`` strictly within tolerance, counted
@@ -472,8 +556,11 @@ def redshift_hit_probability(z_true: np.ndarray, z_drawn: np.ndarray, dz_max: fl
     object's own redshift is left out (leave-one-out). NaN when nothing is left to draw from."""
     z_true = np.asarray(z_true, float)
     drawn = np.sort(np.asarray(z_drawn, float)[np.isfinite(np.asarray(z_drawn, float))])
-    tolerance = (np.full(z_true.shape, float(dz_max)) if dv_max_kms is None
-                 else dv_max_kms * (1.0 + z_true) / C_LIGHT_KMS)
+    tolerance = (
+        np.full(z_true.shape, float(dz_max))
+        if dv_max_kms is None
+        else dv_max_kms * (1.0 + z_true) / C_LIGHT_KMS
+    )
     # surely inside: within tolerance (1 - 1e-9); at the edges (1 +- 1e-9), the rule itself decides,
     # so a redshift counts here exactly when correct_redshift calls it correct
     wide, narrow = tolerance * (1 + 1e-9), tolerance * (1 - 1e-9)
@@ -482,8 +569,10 @@ def redshift_hit_probability(z_true: np.ndarray, z_drawn: np.ndarray, dz_max: fl
     inner_hi = np.maximum(inner_lo, np.searchsorted(drawn, z_true + narrow, "left"))
     inside = (inner_hi - inner_lo).astype(float)
     for i in np.flatnonzero((inner_lo > lo) | (hi > inner_hi)):
-        edges = np.concatenate([drawn[lo[i]:inner_lo[i]], drawn[inner_hi[i]:hi[i]]])
-        inside[i] += np.count_nonzero(correct_redshift(edges, np.full(len(edges), z_true[i]), dz_max, dv_max_kms))
+        edges = np.concatenate([drawn[lo[i] : inner_lo[i]], drawn[inner_hi[i] : hi[i]]])
+        inside[i] += np.count_nonzero(
+            correct_redshift(edges, np.full(len(edges), z_true[i]), dz_max, dv_max_kms)
+        )
     n = float(len(drawn))
     if exclude_self:
         inside, n = inside - np.isfinite(z_true), n - 1

@@ -22,8 +22,14 @@ from .lines import Line
 from .models import build_model, count_parameters, decode, fold_batchnorm, has_line_finder
 from .preprocess import INFERENCE_BATCH, network_input
 
-__all__ = ["MODEL_FORMAT", "LoadedModel", "cpu_copy", "load_model_file", "write_calibrated_model_file",
-           "write_model_file"]
+__all__ = [
+    "MODEL_FORMAT",
+    "LoadedModel",
+    "cpu_copy",
+    "load_model_file",
+    "write_calibrated_model_file",
+    "write_model_file",
+]
 
 MODEL_FORMAT = "lymannet-model-1"
 
@@ -173,16 +179,31 @@ def write_calibrated_model_file(source: str | Path, path: str | Path, calibratio
 FOURMOST_MODEL_FORMAT = "lymannet-4most-model-1"
 
 
-def write_fourmost_model_file(path: str | Path, model: nn.Module, kind: str, spec: dict[str, Any],
-                              info: dict[str, Any], history: Any, train_seconds: float,
-                              provenance: dict[str, Any]) -> None:
+def write_fourmost_model_file(
+    path: str | Path,
+    model: nn.Module,
+    kind: str,
+    spec: dict[str, Any],
+    info: dict[str, Any],
+    history: Any,
+    train_seconds: float,
+    provenance: dict[str, Any],
+) -> None:
     """A trained 4MOST network: kind, completed spec, input description (`info`), weights,
     per-epoch history (a DataFrame), training time and provenance; written atomically."""
     from .fourmost.models import complete_spec as complete_fourmost_spec
 
-    payload = {"format": FOURMOST_MODEL_FORMAT, "kind": kind, "spec": complete_fourmost_spec(kind, spec),
-               "info": info, "state_dict": model.state_dict(), "parameters": count_parameters(model),
-               "history": history.to_dict("list"), "train_seconds": train_seconds, "provenance": provenance}
+    payload = {
+        "format": FOURMOST_MODEL_FORMAT,
+        "kind": kind,
+        "spec": complete_fourmost_spec(kind, spec),
+        "info": info,
+        "state_dict": model.state_dict(),
+        "parameters": count_parameters(model),
+        "history": history.to_dict("list"),
+        "train_seconds": train_seconds,
+        "provenance": provenance,
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -201,4 +222,3 @@ def load_fourmost_model_file(path: str | Path) -> tuple[nn.Module, dict[str, Any
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
-

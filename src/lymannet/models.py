@@ -103,7 +103,9 @@ class ConvBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        left, right = keras_same_padding(x.shape[-1], self.kernel, self.stride) if self.padding == "same" else (0, 0)
+        left, right = (
+            keras_same_padding(x.shape[-1], self.kernel, self.stride) if self.padding == "same" else (0, 0)
+        )
         if left == right:  # the convolution pads symmetrically itself, without a padded copy of x
             x = F.conv1d(x, self.conv.weight, self.conv.bias, self.stride, padding=left)
         else:

@@ -54,8 +54,9 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def overlap_resample(flux: torch.Tensor, ivar: torch.Tensor, u_lo: torch.Tensor, u_hi: torch.Tensor,
-                     noise_ivar: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def overlap_resample(
+    flux: torch.Tensor, ivar: torch.Tensor, u_lo: torch.Tensor, u_hi: torch.Tensor, noise_ivar: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch twin of :func:`lymannet.augment_ops.overlap_resample`: target bins [u_lo, u_hi) in
     the source pixel coordinate (pixel s covers [s, s+1)): flux = sum(a ivar flux)/sum(a ivar),
     ivar = sum(a ivar), a = overlap of source pixel and target bin (information conserved).
@@ -72,7 +73,9 @@ def overlap_resample(flux: torch.Tensor, ivar: torch.Tensor, u_lo: torch.Tensor,
     sum_aw = torch.zeros_like(u_lo)
     for k in range(n_overlaps):
         source = first + k
-        overlap = torch.minimum(u_hi, (source + 1).to(u_lo.dtype)) - torch.maximum(u_lo, source.to(u_lo.dtype))
+        overlap = torch.minimum(u_hi, (source + 1).to(u_lo.dtype)) - torch.maximum(
+            u_lo, source.to(u_lo.dtype)
+        )
         valid = (overlap > OVERLAP_EPSILON) & (source >= 0) & (source < n_source)
         clipped = source.clamp(0, n_source - 1)
         overlap = torch.where(valid, overlap, torch.zeros_like(overlap))
@@ -82,10 +85,13 @@ def overlap_resample(flux: torch.Tensor, ivar: torch.Tensor, u_lo: torch.Tensor,
         if noise_ivar:
             sum_aw += overlap * weight
     has_w = sum_w > 0
-    out_flux = torch.where(has_w, sum_wf / torch.where(has_w, sum_w, torch.ones_like(sum_w)), torch.zeros_like(sum_w))
+    out_flux = torch.where(
+        has_w, sum_wf / torch.where(has_w, sum_w, torch.ones_like(sum_w)), torch.zeros_like(sum_w)
+    )
     if noise_ivar:
-        return out_flux, torch.where(has_w, sum_w**2 / torch.where(has_w, sum_aw, torch.ones_like(sum_aw)),
-                                     torch.zeros_like(sum_w))
+        return out_flux, torch.where(
+            has_w, sum_w**2 / torch.where(has_w, sum_aw, torch.ones_like(sum_aw)), torch.zeros_like(sum_w)
+        )
     return out_flux, sum_w
 
 
@@ -121,7 +127,7 @@ def _transmission_table() -> tuple[np.ndarray, np.ndarray]:
     wave = np.arange(TABLE_WAVE[0], TABLE_WAVE[1] + TABLE_WAVE[2] / 2, TABLE_WAVE[2])
     z = np.arange(0.0, TABLE_Z_MAX + TABLE_Z_STEP / 2, TABLE_Z_STEP)
     model = InoueIGM(wave)
-    table = np.vstack([model.transmission(z[i:i + 64]).astype(np.float32) for i in range(0, len(z), 64)])
+    table = np.vstack([model.transmission(z[i : i + 64]).astype(np.float32) for i in range(0, len(z), 64)])
     return table, wave
 
 
@@ -134,18 +140,32 @@ def mean_transmission(z: np.ndarray, wave: np.ndarray) -> np.ndarray:
     z0, w0 = np.floor(zi).astype(np.int64), np.floor(wi).astype(np.int64)
     fz, fw = zi - z0, wi - w0
     z0 = np.broadcast_to(z0, w0.shape)
-    value = ((1 - fz) * ((1 - fw) * table[z0, w0] + fw * table[z0, w0 + 1])
-             + fz * ((1 - fw) * table[z0 + 1, w0] + fw * table[z0 + 1, w0 + 1]))
+    value = (1 - fz) * ((1 - fw) * table[z0, w0] + fw * table[z0, w0 + 1]) + fz * (
+        (1 - fw) * table[z0 + 1, w0] + fw * table[z0 + 1, w0 + 1]
+    )
     # Redward of Ly-alpha nothing absorbs (the interpolation would smear the edge over a z step).
     return np.where(np.asarray(wave) >= LYA * (1.0 + z), 1.0, value)
 
 
-def physical_shift(moved_flux: np.ndarray, moved_ivar: np.ndarray, unshifted_ivar: np.ndarray, z0: np.ndarray,
-                   z1: np.ndarray, centres: np.ndarray, rng: np.random.Generator):
+def physical_shift(
+    moved_flux: np.ndarray,
+    moved_ivar: np.ndarray,
+    unshifted_ivar: np.ndarray,
+    z0: np.ndarray,
+    z1: np.ndarray,
+    centres: np.ndarray,
+    rng: np.random.Generator,
+):
     """Eq. 3.1-moved network rows -> the galaxy at z1 seen by the unshifted spectrum's instrument
     (module docstring). Returns float64 (flux, ivar) and a :class:`lymannet.reshift.ShiftReport`."""
-    from .reshift import (LYC_ESCAPE, MAX_IGM_GAIN, MIN_TRANSMISSION, fit_power_law, half_widths_in_pixels,
-                          to_destination)
+    from .reshift import (
+        LYC_ESCAPE,
+        MAX_IGM_GAIN,
+        MIN_TRANSMISSION,
+        fit_power_law,
+        half_widths_in_pixels,
+        to_destination,
+    )
 
     z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
     ratio = ((1.0 + z1) / (1.0 + z0))[:, None]
@@ -164,7 +184,9 @@ def physical_shift(moved_flux: np.ndarray, moved_ivar: np.ndarray, unshifted_iva
     model = np.where(rest < LYMAN_LIMIT, LYC_ESCAPE * model, model) * t_destination
     # The noise of the wavelengths the galaxy now sits at; a stretch spreads each pixel's information.
     target = np.asarray(unshifted_ivar, np.float64) / np.maximum(ratio, 1.0)
-    return to_destination(flux, ivar, target, model, rng, half_widths_in_pixels(centres), instrument_ivar=moved_ivar)
+    return to_destination(
+        flux, ivar, target, model, rng, half_widths_in_pixels(centres), instrument_ivar=moved_ivar
+    )
 
 
 def _range(block: dict, key: str, name: str) -> tuple[float, float]:
@@ -185,13 +207,17 @@ class OnlineAugmentation:
         self.spec: dict[str, dict[str, Any]] = {}
         for name, block in (spec or {}).items():
             if name not in OPERATIONS:
-                raise ConfigError(f"online augmentation: unknown operation {name!r}; valid operations: "
-                                  f"{sorted(OPERATIONS)}")
+                raise ConfigError(
+                    f"online augmentation: unknown operation {name!r}; valid operations: "
+                    f"{sorted(OPERATIONS)}"
+                )
             block = dict(block or {})
             unknown = sorted(set(block) - set(OPERATIONS[name]))
             if unknown:
-                raise ConfigError(f"online augmentation {name}: unknown parameter(s) {unknown}; "
-                                  f"valid: {list(OPERATIONS[name])}")
+                raise ConfigError(
+                    f"online augmentation {name}: unknown parameter(s) {unknown}; "
+                    f"valid: {list(OPERATIONS[name])}"
+                )
             p = float(block.get("p", 1.0))
             if not 0 <= p <= 1:
                 raise ConfigError(f"online augmentation {name}: p must be in [0, 1], not {p}")
@@ -213,10 +239,14 @@ class OnlineAugmentation:
             if key == "ratio_range" and shift[key][0] <= 0:
                 raise ConfigError("online augmentation shift: ratio_range must be positive")
             if not isinstance(shift.get("thesis", False), bool):
-                raise ConfigError(f"online augmentation shift: thesis must be true or false, not {shift['thesis']!r}")
+                raise ConfigError(
+                    f"online augmentation shift: thesis must be true or false, not {shift['thesis']!r}"
+                )
             if not isinstance(shift.get("contaminants", False), bool):
-                raise ConfigError("online augmentation shift: contaminants must be true or false, "
-                                  f"not {shift['contaminants']!r}")
+                raise ConfigError(
+                    "online augmentation shift: contaminants must be true or false, "
+                    f"not {shift['contaminants']!r}"
+                )
             classes = shift.get("classes")
             if classes is None:
                 names = list(DEFAULT_CLASS_Z) if shift.get("contaminants", False) else [self.target_class]
@@ -224,14 +254,20 @@ class OnlineAugmentation:
             elif shift.get("contaminants") is not None:
                 raise ConfigError("online augmentation shift: give classes or contaminants, not both")
             if not isinstance(classes, dict):
-                raise ConfigError(f"online augmentation shift: classes must map a class to [z_min, z_max], not {classes!r}")
+                raise ConfigError(
+                    f"online augmentation shift: classes must map a class to [z_min, z_max], not {classes!r}"
+                )
             if "STAR" in classes:
-                raise ConfigError("online augmentation shift: stars are never shifted (their Z is a radial "
-                                  "velocity, z ~ 0); remove STAR from classes")
+                raise ConfigError(
+                    "online augmentation shift: stars are never shifted (their Z is a radial "
+                    "velocity, z ~ 0); remove STAR from classes"
+                )
             unknown = sorted(set(classes) - set(SPECTYPE_CODES))
             if unknown:
-                raise ConfigError(f"online augmentation shift: unknown class(es) {unknown}; valid: "
-                                  f"{[c for c in SPECTYPE_CODES if c != 'STAR']}")
+                raise ConfigError(
+                    f"online augmentation shift: unknown class(es) {unknown}; valid: "
+                    f"{[c for c in SPECTYPE_CODES if c != 'STAR']}"
+                )
             shift["classes"] = {name: _range(classes, name, "shift.classes") for name in classes}
             if any(low < 0 for low, _ in shift["classes"].values()):
                 raise ConfigError("online augmentation shift: class redshift ranges must be >= 0")
@@ -256,17 +292,27 @@ class OnlineAugmentation:
     def _grid_tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         key = (device, dtype)
         if key not in self._cache:
-            self._cache[key] = (torch.as_tensor(self._edges, dtype=dtype, device=device),
-                                torch.as_tensor(self._centres, dtype=dtype, device=device))
+            self._cache[key] = (
+                torch.as_tensor(self._edges, dtype=dtype, device=device),
+                torch.as_tensor(self._centres, dtype=dtype, device=device),
+            )
         return self._cache[key]
 
     @staticmethod
-    def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _uniform(
+        n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator, device=like.device, dtype=like.dtype)
 
-    def __call__(self, flux: torch.Tensor, ivar: torch.Tensor, z: torch.Tensor, generator: torch.Generator,
-                 shiftable: torch.Tensor | None = None, spectype: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        flux: torch.Tensor,
+        ivar: torch.Tensor,
+        z: torch.Tensor,
+        generator: torch.Generator,
+        shiftable: torch.Tensor | None = None,
+        spectype: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Augmented copies of (flux, ivar, z); inputs are not modified. `spectype` (int codes of
         SPECTYPE_CODES, (N,)) says which rows the shift may move and where to (shift.classes).
         Without it, `shiftable` (bool (N,), SPECTYPE == target) marks the target class's rows and
@@ -275,7 +321,9 @@ class OnlineAugmentation:
         z = z.to(flux.dtype)
         if "shift" in self.spec:
             if spectype is None:
-                target = SPECTYPE_CODES.index(self.target_class) if self.target_class in SPECTYPE_CODES else -2
+                target = (
+                    SPECTYPE_CODES.index(self.target_class) if self.target_class in SPECTYPE_CODES else -2
+                )
                 spectype = torch.full(z.shape, target, dtype=torch.int8, device=z.device)
                 if shiftable is not None:
                     spectype[~shiftable.to(device=z.device, dtype=torch.bool)] = -1
@@ -284,8 +332,11 @@ class OnlineAugmentation:
             block = self.spec["mask_region"]
             rows = self._draw_rows(block["p"], flux, generator)
             low, high = block.get("center_range", (self.grid.wave_min, self.grid.wave_max))
-            centre = torch.full((len(rows),), float(block["center"]), dtype=flux.dtype, device=flux.device) \
-                if "center" in block else self._uniform(len(rows), low, high, flux, generator)
+            centre = (
+                torch.full((len(rows),), float(block["center"]), dtype=flux.dtype, device=flux.device)
+                if "center" in block
+                else self._uniform(len(rows), low, high, flux, generator)
+            )
             self._mask(flux, ivar, rows, centre, block["width"], generator)
         if "mask_line" in self.spec:
             block = self.spec["mask_line"]
@@ -300,14 +351,17 @@ class OnlineAugmentation:
         return flux, ivar, z
 
     @staticmethod
-    def _draw_rows(p: float, flux: torch.Tensor, generator: torch.Generator,
-                   allowed: torch.Tensor | None = None) -> torch.Tensor:
+    def _draw_rows(
+        p: float, flux: torch.Tensor, generator: torch.Generator, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         chosen = torch.rand(flux.shape[0], generator=generator, device=flux.device) < p
         if allowed is not None:
             chosen &= allowed.to(device=flux.device, dtype=torch.bool)
         return torch.nonzero(chosen, as_tuple=False).flatten()
 
-    def _destination_bounds(self, spectype: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _destination_bounds(
+        self, spectype: torch.Tensor, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row [z_min, z_max] where its class may land (NaN: not shifted)."""
         low = torch.full(spectype.shape, float("nan"), dtype=like.dtype, device=like.device)
         high = low.clone()
@@ -316,8 +370,14 @@ class OnlineAugmentation:
             low[rows], high[rows] = z_min, z_max
         return low, high
 
-    def _shift(self, flux: torch.Tensor, ivar: torch.Tensor, z: torch.Tensor, generator: torch.Generator,
-               spectype: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _shift(
+        self,
+        flux: torch.Tensor,
+        ivar: torch.Tensor,
+        z: torch.Tensor,
+        generator: torch.Generator,
+        spectype: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         block = self.spec["shift"]
         spectype = spectype.to(z.device)
         z_min, z_max = self._destination_bounds(spectype, z)
@@ -342,27 +402,46 @@ class OnlineAugmentation:
         ratio64 = ratio.to(torch.float64)
         if self.grid.kind == "log":
             # A log grid: the shift is a translation by log10(ratio)/step pixels.
-            u_edges = torch.arange(len(edges), device=flux.device, dtype=torch.float64)[None, :] \
+            u_edges = (
+                torch.arange(len(edges), device=flux.device, dtype=torch.float64)[None, :]
                 - (torch.log10(ratio64) / self.grid.step)[:, None]
+            )
         else:
             u_edges = (edges[None, :] / ratio64[:, None] - self.grid.start) / self.grid.step
         physical = not block.get("thesis", False)
-        new_flux, new_ivar = overlap_resample(flux[rows].to(torch.float64), ivar[rows].to(torch.float64),
-                                              u_edges[:, :-1], u_edges[:, 1:], noise_ivar=physical)
+        new_flux, new_ivar = overlap_resample(
+            flux[rows].to(torch.float64),
+            ivar[rows].to(torch.float64),
+            u_edges[:, :-1],
+            u_edges[:, 1:],
+            noise_ivar=physical,
+        )
         if physical:
             # A numpy generator seeded from the torch one: deterministic, and resumed with it.
             seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=flux.device).item())
             out_flux, out_ivar, self.last_report = physical_shift(
-                new_flux.cpu().numpy(), new_ivar.cpu().numpy(), ivar[rows].to(torch.float64).cpu().numpy(),
-                z0.to(torch.float64).cpu().numpy(), z1.to(torch.float64).cpu().numpy(),
-                self._centres, np.random.default_rng(seed))
+                new_flux.cpu().numpy(),
+                new_ivar.cpu().numpy(),
+                ivar[rows].to(torch.float64).cpu().numpy(),
+                z0.to(torch.float64).cpu().numpy(),
+                z1.to(torch.float64).cpu().numpy(),
+                self._centres,
+                np.random.default_rng(seed),
+            )
             new_flux = torch.from_numpy(out_flux).to(flux.device)
             new_ivar = torch.from_numpy(out_ivar).to(flux.device)
         flux[rows], ivar[rows], z[rows] = new_flux.to(flux.dtype), new_ivar.to(ivar.dtype), z1
         return flux, ivar, z
 
-    def _mask(self, flux: torch.Tensor, ivar: torch.Tensor, rows: torch.Tensor, centre: torch.Tensor,
-              width: float, generator: torch.Generator) -> None:
+    def _mask(
+        self,
+        flux: torch.Tensor,
+        ivar: torch.Tensor,
+        rows: torch.Tensor,
+        centre: torch.Tensor,
+        width: float,
+        generator: torch.Generator,
+    ) -> None:
         """Windows [centre - width/2, centre + width/2) of the chosen rows -> continuum + noise;
         the continuum is the line through the ivar-weighted means of the side bands."""
         if len(rows) == 0:
@@ -391,8 +470,13 @@ class OnlineAugmentation:
         flux[rows] = part_flux
 
     @staticmethod
-    def _add_noise(flux: torch.Tensor, ivar: torch.Tensor, rows: torch.Tensor, fraction: float,
-                   generator: torch.Generator) -> None:
+    def _add_noise(
+        flux: torch.Tensor,
+        ivar: torch.Tensor,
+        rows: torch.Tensor,
+        fraction: float,
+        generator: torch.Generator,
+    ) -> None:
         if len(rows) == 0:
             return
         part_flux, part_ivar = flux[rows], ivar[rows]

@@ -78,15 +78,21 @@ def sky_lines() -> tuple[np.ndarray, np.ndarray]:
     return air_to_vacuum(table[:, 0]), table[:, 1]
 
 
-def gaussian_lines(wave: np.ndarray, centres: np.ndarray, integrals: np.ndarray,
-                   sigma: np.ndarray | float) -> np.ndarray:
+def gaussian_lines(
+    wave: np.ndarray, centres: np.ndarray, integrals: np.ndarray, sigma: np.ndarray | float
+) -> np.ndarray:
     """Sum of Gaussian lines of the given integrals (flux x A) and sigma [A] (one, or one per line)."""
     offsets = (wave[:, None] - centres[None, :]) / sigma
     return (integrals / (sigma * math.sqrt(2 * math.pi)) * np.exp(-0.5 * offsets**2)).sum(1)
 
 
-def sky_surface_brightness(wave: np.ndarray, continuum_ab: np.ndarray | float, *,
-                           sigma_angstrom: float | None = None, resolution: float | None = None) -> np.ndarray:
+def sky_surface_brightness(
+    wave: np.ndarray,
+    continuum_ab: np.ndarray | float,
+    *,
+    sigma_angstrom: float | None = None,
+    resolution: float | None = None,
+) -> np.ndarray:
     """Dark-sky spectrum [FLUX_UNIT / arcsec2]: an AB continuum (mag/arcsec2, scalar or per pixel)
     plus the night-sky lines of :func:`sky_lines`, seen through a Gaussian LSF of constant
     `sigma_angstrom` or of FWHM lambda / `resolution` (give one)."""
@@ -175,8 +181,9 @@ def dx_dz(z: np.ndarray | float, omega_m: float = 0.3) -> np.ndarray:
     return (1 + z) ** 2 / np.sqrt(omega_m * (1 + z) ** 3 + 1 - omega_m)
 
 
-def absorption_distance(z_lo: np.ndarray | float, z_hi: np.ndarray | float, omega_m: float = 0.3,
-                        steps: int = 64) -> np.ndarray:
+def absorption_distance(
+    z_lo: np.ndarray | float, z_hi: np.ndarray | float, omega_m: float = 0.3, steps: int = 64
+) -> np.ndarray:
     """X(z_hi) - X(z_lo) (0 where z_hi <= z_lo), by the trapezoidal rule in z."""
     z_lo, z_hi = np.broadcast_arrays(np.asarray(z_lo, float), np.asarray(z_hi, float))
     t = np.linspace(0.0, 1.0, steps)
@@ -184,15 +191,24 @@ def absorption_distance(z_lo: np.ndarray | float, z_hi: np.ndarray | float, omeg
     return np.trapezoid(dx_dz(z, omega_m), z, axis=-1)
 
 
-def draw_redshifts_dx(rng: np.random.Generator, z_lo: np.ndarray, z_hi: np.ndarray, gamma: float = 0.0,
-                      omega_m: float = 0.3, steps: int = 256) -> np.ndarray:
+def draw_redshifts_dx(
+    rng: np.random.Generator,
+    z_lo: np.ndarray,
+    z_hi: np.ndarray,
+    gamma: float = 0.0,
+    omega_m: float = 0.3,
+    steps: int = 256,
+) -> np.ndarray:
     """One redshift per (z_lo, z_hi) pair with density dN/dz ~ dX/dz (1+z)^gamma: absorbers
     uniform in absorption distance (gamma = 0) or with an evolving incidence."""
     z_lo, z_hi = np.asarray(z_lo, float), np.asarray(z_hi, float)
     t = np.linspace(0.0, 1.0, steps)
     z = z_lo[:, None] + (z_hi - z_lo)[:, None] * t
     pdf = dx_dz(z, omega_m) * (1 + z) ** gamma
-    cdf = np.concatenate([np.zeros((len(z), 1)), np.cumsum(0.5 * (pdf[:, 1:] + pdf[:, :-1]) * np.diff(z, axis=1), axis=1)], axis=1)
+    cdf = np.concatenate(
+        [np.zeros((len(z), 1)), np.cumsum(0.5 * (pdf[:, 1:] + pdf[:, :-1]) * np.diff(z, axis=1), axis=1)],
+        axis=1,
+    )
     u = rng.uniform(size=len(z_lo)) * cdf[:, -1]
     return np.array([np.interp(u[k], cdf[k], z[k]) for k in range(len(z_lo))])
 
@@ -219,9 +235,15 @@ BAL_LINES: tuple[tuple[str, float, float], ...] = (
 BAL_EDGE_KMS = 400.0  # logistic softening of the trough edges
 
 
-def bal_transmission(wave: np.ndarray, one_plus_z, v_min, v_max, depth,
-                     lines: tuple[tuple[str, float, float], ...] = BAL_LINES,
-                     edge_kms: float = BAL_EDGE_KMS) -> np.ndarray:
+def bal_transmission(
+    wave: np.ndarray,
+    one_plus_z,
+    v_min,
+    v_max,
+    depth,
+    lines: tuple[tuple[str, float, float], ...] = BAL_LINES,
+    edge_kms: float = BAL_EDGE_KMS,
+) -> np.ndarray:
     """Multiplicative transmission of broad absorption troughs at observed wavelengths `wave`
     [A]: in every line, outflow velocities v_min..v_max [km/s, positive = blueshifted] absorb a
     fraction `depth` (0-1) x the line's relative strength, flat-bottomed with logistic edges of

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .config import check_seeds, ensemble_name, run_members, run_seeds, seed_groups, slugify, variant_source_dataset
+from .config import (
+    check_seeds,
+    ensemble_name,
+    run_members,
+    run_seeds,
+    seed_groups,
+    slugify,
+    variant_source_dataset,
+)
 from .errors import ConfigError
 from .fourmost.settings import TRAIN_DEFAULTS as FOURMOST_TRAIN_DEFAULTS
 from .metrics import DEFAULT_C_TH
@@ -59,8 +67,10 @@ def experiment_testsets(config: dict[str, Any], spec: dict[str, Any]) -> list[st
     """The test sets an experiment scores on: `testset` (kind runs), `testsets` (kind seeds;
     default the summary's, those without `in_summary: false`)."""
     if spec.get("kind") == "seeds":
-        return list(spec.get("testsets") or [name for name, test in (config.get("testsets") or {}).items()
-                                                 if test.get("in_summary", True)])
+        return list(
+            spec.get("testsets")
+            or [name for name, test in (config.get("testsets") or {}).items() if test.get("in_summary", True)]
+        )
     return [spec["testset"]] if spec.get("testset") else []
 
 
@@ -80,7 +90,9 @@ def check_experiments(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}: kind {kind} needs a non-empty 'runs' list")
             if kind == "runs":
                 if spec.get("testset") not in tests:
-                    raise ConfigError(f"{where}: unknown testset {spec.get('testset')!r}; valid: {sorted(tests)}")
+                    raise ConfigError(
+                        f"{where}: unknown testset {spec.get('testset')!r}; valid: {sorted(tests)}"
+                    )
                 seeded = [run_label(run) for run in spec["runs"] if "seeds" in run or "ensemble" in run]
                 if seeded:
                     raise ConfigError(f"{where}: runs {seeded} have seeds or ensemble: that is kind seeds")
@@ -96,9 +108,13 @@ def check_experiments(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}: two runs share a label: {labels}")
             for index, run in enumerate(spec["runs"]):
                 if run["model"] not in models:
-                    raise ConfigError(f"{where}.runs[{index}]: unknown model {run['model']!r}; valid: {sorted(models)}")
+                    raise ConfigError(
+                        f"{where}.runs[{index}]: unknown model {run['model']!r}; valid: {sorted(models)}"
+                    )
                 if run["combo"] not in combos:
-                    raise ConfigError(f"{where}.runs[{index}]: unknown combo {run['combo']!r}; valid: {sorted(combos)}")
+                    raise ConfigError(
+                        f"{where}.runs[{index}]: unknown combo {run['combo']!r}; valid: {sorted(combos)}"
+                    )
         elif kind == "gallery":
             if not spec.get("panels"):
                 raise ConfigError(f"{where}: kind gallery needs a non-empty 'panels' list")
@@ -114,12 +130,16 @@ def check_experiments(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}: kind search_chain needs a non-empty 'searches' list")
             for index, search in enumerate(chain):
                 if search not in searches(config):
-                    raise ConfigError(f"{where}: unknown search {search!r}; valid: {sorted(searches(config))}")
+                    raise ConfigError(
+                        f"{where}: unknown search {search!r}; valid: {sorted(searches(config))}"
+                    )
                 if index:
                     base = models[searches(config)[search]["model"]]
                     if base.get("from_search") != chain[index - 1]:
-                        raise ConfigError(f"{where}: search {search!r} must start from {chain[index - 1]!r} "
-                                          f"(its base model needs from_search: {chain[index - 1]})")
+                        raise ConfigError(
+                            f"{where}: search {search!r} must start from {chain[index - 1]!r} "
+                            f"(its base model needs from_search: {chain[index - 1]})"
+                        )
 
 
 def gallery_panel_files(config: dict[str, Any], panel: dict[str, Any]) -> tuple[str, list[str]]:
@@ -127,8 +147,12 @@ def gallery_panel_files(config: dict[str, Any], panel: dict[str, Any]) -> tuple[
     the data set the variants descend from, and results/variants/<slug>.fits each."""
     datasets = {variant_source_dataset(config["variants"][v]["source"])[0] for v in panel["variants"]}
     if len(datasets) != 1:
-        raise ConfigError(f"gallery panel {panel['name']!r}: its variants come from several data sets {sorted(datasets)}")
-    return f"results/pool/{datasets.pop()}.fits", [f"results/variants/{slugify(v)}.fits" for v in panel["variants"]]
+        raise ConfigError(
+            f"gallery panel {panel['name']!r}: its variants come from several data sets {sorted(datasets)}"
+        )
+    return f"results/pool/{datasets.pop()}.fits", [
+        f"results/variants/{slugify(v)}.fits" for v in panel["variants"]
+    ]
 
 
 def experiment_outputs(config: dict[str, Any]) -> list[str]:
@@ -145,15 +169,19 @@ def experiment_outputs(config: dict[str, Any]) -> list[str]:
 def experiment_run_inputs(spec: dict[str, Any]) -> dict[str, list[str]]:
     """kind runs: each run's prediction catalogue on the experiment's test set, and its history."""
     runs = [(run["model"], run["combo"]) for run in spec["runs"]]
-    return {"predictions": [f"results/predictions/{m}/{c}/{spec['testset']}.fits" for m, c in runs],
-            "histories": [f"results/models/{m}/{c}/history.csv" for m, c in runs]}
+    return {
+        "predictions": [f"results/predictions/{m}/{c}/{spec['testset']}.fits" for m, c in runs],
+        "histories": [f"results/models/{m}/{c}/history.csv" for m, c in runs],
+    }
 
 
 def experiment_leakage_inputs(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, list[str]]:
     combos = sorted({run["combo"] for run in spec["runs"]})
-    return {"train": [f"results/combos/{c}/train.fits" for c in combos],
-            "val": [f"results/combos/{c}/val.fits" for c in combos],
-            "testsets": [f"results/testsets/{t}.fits" for t in experiment_testsets(config, spec)]}
+    return {
+        "train": [f"results/combos/{c}/train.fits" for c in combos],
+        "val": [f"results/combos/{c}/val.fits" for c in combos],
+        "testsets": [f"results/testsets/{t}.fits" for t in experiment_testsets(config, spec)],
+    }
 
 
 def experiment_seeds_inputs(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, list[str]]:
@@ -166,14 +194,18 @@ def experiment_seeds_inputs(config: dict[str, Any], spec: dict[str, Any]) -> dic
         members += [pair for pair in group["members"] if pair not in members]
         if group["ensemble"]:
             ensembles.append((ensemble_name(group["model"]), group["combo"]))
-    return {"scores": [f"results/scores/{m}/{c}/{t}.json" for m, c in members + ensembles for t in testsets],
-            "predictions": [f"results/predictions/{m}/{c}/{t}.fits" for m, c in members for t in testsets],
-            "models": [f"results/models/{m}/{c}/calibrated.pt" for m, c in members]}
+    return {
+        "scores": [f"results/scores/{m}/{c}/{t}.json" for m, c in members + ensembles for t in testsets],
+        "predictions": [f"results/predictions/{m}/{c}/{t}.fits" for m, c in members for t in testsets],
+        "models": [f"results/models/{m}/{c}/calibrated.pt" for m, c in members],
+    }
 
 
 def experiment_search_inputs(spec: dict[str, Any]) -> dict[str, list[str]]:
-    return {"tables": [f"results/tune/{s}/best_params.csv" for s in spec["searches"]],
-            "trials": [f"results/tune/{s}/trials.csv" for s in spec["searches"]]}
+    return {
+        "tables": [f"results/tune/{s}/best_params.csv" for s in spec["searches"]],
+        "trials": [f"results/tune/{s}/trials.csv" for s in spec["searches"]],
+    }
 
 
 def gallery_inputs(config: dict[str, Any], spec: dict[str, Any], panel_name: str) -> dict[str, Any]:
@@ -276,8 +308,10 @@ def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
             model = SELECTED_MODEL
         elif isinstance(model, Mapping):
             if (model["model"], model["combo"]) not in runs:
-                raise ConfigError(f"classify.{name}: model {{model: {model['model']}, combo: {model['combo']}}} is "
-                                  f"not a run of this config; runs: {sorted(runs)}")
+                raise ConfigError(
+                    f"classify.{name}: model {{model: {model['model']}, combo: {model['combo']}}} is "
+                    f"not a run of this config; runs: {sorted(runs)}"
+                )
             model = f"results/models/{model['model']}/{model['combo']}/calibrated.pt"
         patterns = [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
         files = expand_files(patterns)
@@ -286,19 +320,33 @@ def classify_plan(config: Mapping[str, Any]) -> dict[str, CatalogueJobs]:
         root = mirror_root(patterns)
         for path in files:
             if mirrored_name(path, root).split(os.sep)[0] in RESERVED_NAMES:
-                raise ConfigError(f"classify.{name}: {path} would be written over the merged output "
-                                  f"{mirrored_name(path, root)}; use a pattern one folder higher")
-        options = {"c_th": spec.get("c_th"), "min_lines": spec.get("min_lines"), "strict": spec.get("strict", False),
-                   "target_fraction": spec.get("target_fraction"), "working_point": spec.get("working_point"),
-                   "batch_size": spec.get("batch_size", INFERENCE_BATCH), "bf16": spec.get("bf16", False),
-                   "device": spec.get("device", "auto"),
-                   "fiberstatus": (config.get("ingest") or {}).get("fiberstatus", "zero_only")}
+                raise ConfigError(
+                    f"classify.{name}: {path} would be written over the merged output "
+                    f"{mirrored_name(path, root)}; use a pattern one folder higher"
+                )
+        options = {
+            "c_th": spec.get("c_th"),
+            "min_lines": spec.get("min_lines"),
+            "strict": spec.get("strict", False),
+            "target_fraction": spec.get("target_fraction"),
+            "working_point": spec.get("working_point"),
+            "batch_size": spec.get("batch_size", INFERENCE_BATCH),
+            "bf16": spec.get("bf16", False),
+            "device": spec.get("device", "auto"),
+            "fiberstatus": (config.get("ingest") or {}).get("fiberstatus", "zero_only"),
+        }
         score = config.get("score") or {}
         if options["min_lines"] is None:
             options["min_lines"] = score.get("min_lines", 1)
         options["default_c_th"] = score.get("c_th", DEFAULT_C_TH)
-        plans[name] = CatalogueJobs(name, str(model), root, plan_batches(files, spec.get("files_per_job", 20)),
-                                    options, spec.get("truth"))
+        plans[name] = CatalogueJobs(
+            name,
+            str(model),
+            root,
+            plan_batches(files, spec.get("files_per_job", 20)),
+            options,
+            spec.get("truth"),
+        )
     return plans
 
 
@@ -348,14 +396,25 @@ class FourmostPlan:
 
     def calibrate_dla_inputs(self, size: str) -> dict[str, Any]:
         root = self.root(size)
-        return self._with_presence(size, {"ingested": f"{root}/ingested.fits",
-                                          "localisers": [f"{root}/models/{m}.pt" for m in self.localisers()]})
+        return self._with_presence(
+            size,
+            {
+                "ingested": f"{root}/ingested.fits",
+                "localisers": [f"{root}/models/{m}.pt" for m in self.localisers()],
+            },
+        )
 
     def score_dla_location_inputs(self, size: str) -> dict[str, Any]:
         root = self.root(size)
-        return self._with_presence(size, {"ingested": f"{root}/ingested.fits", "model": f"{root}/models/location.pt",
-                                          "localisers": [f"{root}/models/{m}.pt" for m in self.localisers()],
-                                          "calibrated": f"{root}/models/location_calibrated.pt"})
+        return self._with_presence(
+            size,
+            {
+                "ingested": f"{root}/ingested.fits",
+                "model": f"{root}/models/location.pt",
+                "localisers": [f"{root}/models/{m}.pt" for m in self.localisers()],
+                "calibrated": f"{root}/models/location_calibrated.pt",
+            },
+        )
 
     def train_settings(self, size: str, model: str) -> dict[str, Any]:
         """The model's train settings; the size's `epochs` wins."""
@@ -366,24 +425,43 @@ class FourmostPlan:
         return settings
 
     # dla/redshift options read only after training (catalogue, calibration, BAL handling, scores)
-    AFTER_TRAINING = ("calibration", "bal", "slide_stride", "merge_threshold", "merge_radius_angstrom",
-                      "match_tolerance_angstrom", "snr_min", "catastrophic_dz")
+    AFTER_TRAINING = (
+        "calibration",
+        "bal",
+        "slide_stride",
+        "merge_threshold",
+        "merge_radius_angstrom",
+        "match_tolerance_angstrom",
+        "snr_min",
+        "catastrophic_dz",
+    )
 
     def train_options(self, model: str) -> dict[str, Any]:
         """The options a network's training reads (window and segment layout, sampling, augmentation,
         redshift range), without those only the catalogue and scores read, so that changing a
         working point or the BAL handling reruns calibration and scoring, not training."""
-        options = {**self.config["dla"], **self.config["redshift"], "z": self.config["simulate"]["z"],
-                   "z_grid": self.config["ingest"]["z_grid"],
-                   # location_bal: the localiser with BAL troughs taught as negatives
-                   "bal_trough_windows": self.config["dla"]["bal"]["trough_windows"] if model == "location_bal" else 0}
+        options = {
+            **self.config["dla"],
+            **self.config["redshift"],
+            "z": self.config["simulate"]["z"],
+            "z_grid": self.config["ingest"]["z_grid"],
+            # location_bal: the localiser with BAL troughs taught as negatives
+            "bal_trough_windows": (
+                self.config["dla"]["bal"]["trough_windows"] if model == "location_bal" else 0
+            ),
+        }
         return {key: value for key, value in options.items() if key not in self.AFTER_TRAINING}
 
     def summary_inputs(self, size: str) -> dict[str, Any]:
         root = self.root(size)
-        inputs: dict[str, Any] = {"redshift": [f"{root}/redshift/{m}/metrics.json" for m in self.redshift_models],
-                                  "models": [f"{root}/models/{m}.pt" for m in self.redshift_models]}
-        for pipeline, key, model in (("dla_presence", "presence", "presence"), ("dla_location", "location", "location")):
+        inputs: dict[str, Any] = {
+            "redshift": [f"{root}/redshift/{m}/metrics.json" for m in self.redshift_models],
+            "models": [f"{root}/models/{m}.pt" for m in self.redshift_models],
+        }
+        for pipeline, key, model in (
+            ("dla_presence", "presence", "presence"),
+            ("dla_location", "location", "location"),
+        ):
             if self.config["pipelines"][pipeline]:
                 inputs[key] = f"{root}/{pipeline}/metrics.json"
                 inputs["models"].append(f"{root}/models/{model}.pt")
@@ -412,7 +490,9 @@ class FourmostPlan:
         the main models)."""
         variants = self.study(study)["variants"]
         if variant not in variants:
-            raise ConfigError(f"fourmost.studies.{study}: unknown variant {variant!r}; valid: {sorted(variants)}")
+            raise ConfigError(
+                f"fourmost.studies.{study}: unknown variant {variant!r}; valid: {sorted(variants)}"
+            )
         settings = {**self.train_settings(size, model), **variants[variant]}
         epochs = self.size_spec(size).get("epochs")
         if epochs:
@@ -430,7 +510,11 @@ class FourmostPlan:
         metrics, histories = [], []
         for model in self.study(study)["models"]:
             for variant in self.study(study)["variants"]:
-                base = root if self.variant_is_base(size, model, study, variant) else f"{root}/studies/{study}/{variant}"
+                base = (
+                    root
+                    if self.variant_is_base(size, model, study, variant)
+                    else f"{root}/studies/{study}/{variant}"
+                )
                 metrics.append(f"{base}/redshift/{model}/metrics.json")
                 histories.append(f"{base}/models/{model}_history.csv")
         return {"metrics": metrics, "histories": histories}

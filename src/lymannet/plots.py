@@ -62,22 +62,42 @@ def chance_line(ax: plt.Axes, chance: float | Sequence[float] | None) -> None:
         ax.axhline(level, label=chance_label(chance) if k == 0 else "_chance", **CHANCE_STYLE)
 
 
-def pe_curve_axes(ax: plt.Axes, curve: pd.DataFrame, crossing: Crossing, label: str | None = None,
-                  color: str | None = None, annotate: bool = True) -> None:
+def pe_curve_axes(
+    ax: plt.Axes,
+    curve: pd.DataFrame,
+    crossing: Crossing,
+    label: str | None = None,
+    color: str | None = None,
+    annotate: bool = True,
+) -> None:
     """Purity (solid) and efficiency (dashed) vs c_th, the P = E point marked (thesis fig 3.2, 5.1)."""
     color = color or COLORS[0]
     prefix = f"{label}: " if label else ""
     ax.plot(curve["THRESHOLD"], curve["PURITY"], color=color, label=f"{prefix}purity", **PURITY_STYLE)
-    ax.plot(curve["THRESHOLD"], curve["EFFICIENCY"], color=color, label=f"{prefix}efficiency", **EFFICIENCY_STYLE)
+    ax.plot(
+        curve["THRESHOLD"], curve["EFFICIENCY"], color=color, label=f"{prefix}efficiency", **EFFICIENCY_STYLE
+    )
     if np.isfinite(crossing.score):
-        ax.plot([crossing.threshold], [crossing.score], "o", color=color, markersize=7,
-                markeredgecolor="black", zorder=5)
+        ax.plot(
+            [crossing.threshold],
+            [crossing.score],
+            "o",
+            color=color,
+            markersize=7,
+            markeredgecolor="black",
+            zorder=5,
+        )
         if annotate:
             # in the empty lower middle of the axes (the curves run along the top), boxed
-            ax.annotate(f"score: P = E = {crossing.score:.3f}\nat $c_{{th}}$ = {crossing.threshold:.3f}",
-                        (crossing.threshold, crossing.score), textcoords="axes fraction", xytext=(0.42, 0.12),
-                        fontsize=9, bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"},
-                        arrowprops={"arrowstyle": "-", "color": "0.5"})
+            ax.annotate(
+                f"score: P = E = {crossing.score:.3f}\nat $c_{{th}}$ = {crossing.threshold:.3f}",
+                (crossing.threshold, crossing.score),
+                textcoords="axes fraction",
+                xytext=(0.42, 0.12),
+                fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"},
+                arrowprops={"arrowstyle": "-", "color": "0.5"},
+            )
     ax.set_xlabel("confidence threshold $c_{th}$")
     ax.set_ylabel("purity / efficiency")
     ax.set_xlim(float(curve["THRESHOLD"].min()), float(curve["THRESHOLD"].max()))
@@ -85,8 +105,9 @@ def pe_curve_axes(ax: plt.Axes, curve: pd.DataFrame, crossing: Crossing, label: 
     ax.grid(alpha=0.3)
 
 
-def plot_pe_curve(path: str | Path, curve: pd.DataFrame, crossing: Crossing, title: str,
-                  chance: float | None = None) -> None:
+def plot_pe_curve(
+    path: str | Path, curve: pd.DataFrame, crossing: Crossing, title: str, chance: float | None = None
+) -> None:
     """The purity/efficiency curve of one model on one test set, on its own."""
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     pe_curve_axes(ax, curve, crossing)
@@ -96,8 +117,14 @@ def plot_pe_curve(path: str | Path, curve: pd.DataFrame, crossing: Crossing, tit
     save_figure(fig, path)
 
 
-def efficiency_vs_redshift_axes(ax: plt.Axes, z_true: np.ndarray, is_good: np.ndarray,
-                                edges: np.ndarray, label: str = "model", color: str | None = None) -> None:
+def efficiency_vs_redshift_axes(
+    ax: plt.Axes,
+    z_true: np.ndarray,
+    is_good: np.ndarray,
+    edges: np.ndarray,
+    label: str = "model",
+    color: str | None = None,
+) -> None:
     """Efficiency in bins of true redshift, mean efficiency in the legend (thesis fig 4.2, left)."""
     if not len(z_true):
         _empty(ax, "no true target in this test set")
@@ -105,8 +132,16 @@ def efficiency_vs_redshift_axes(ax: plt.Axes, z_true: np.ndarray, is_good: np.nd
     table = binned_efficiency(z_true, is_good, edges)
     shown = table["N"] > 0
     mean = float(np.mean(is_good))
-    ax.errorbar(table["CENTER"][shown], table["EFFICIENCY"][shown], yerr=table["ERROR"][shown],
-                fmt="o-", color=color or COLORS[0], markersize=4, capsize=2, label=f"{label} (mean eff. {mean:.3f})")
+    ax.errorbar(
+        table["CENTER"][shown],
+        table["EFFICIENCY"][shown],
+        yerr=table["ERROR"][shown],
+        fmt="o-",
+        color=color or COLORS[0],
+        markersize=4,
+        capsize=2,
+        label=f"{label} (mean eff. {mean:.3f})",
+    )
     ax.set_xlabel("true redshift $z$")
     ax.set_ylabel("efficiency")
     ax.set_ylim(0, 1.03)
@@ -123,22 +158,51 @@ def redshift_edges(z_true: np.ndarray, width: float = 0.1) -> np.ndarray:
     return np.arange(low, high + width / 2, width) if high > low else np.array([low, low + width])
 
 
-def redshift_scatter_axes(ax: plt.Axes, z_true: np.ndarray, z_pred: np.ndarray, confidence: np.ndarray,
-                          is_target: np.ndarray, dz_max: float, target_class: str) -> None:
+def redshift_scatter_axes(
+    ax: plt.Axes,
+    z_true: np.ndarray,
+    z_pred: np.ndarray,
+    confidence: np.ndarray,
+    is_target: np.ndarray,
+    dz_max: float,
+    target_class: str,
+) -> None:
     """Predicted vs true redshift, true targets coloured by confidence (thesis figs 3.5, 3.8)."""
     others = ~is_target
     if others.any():
-        ax.scatter(z_true[others], z_pred[others], s=6, marker="x", color="0.65", linewidths=0.6,
-                   label=f"contaminants ({int(others.sum())})")
+        ax.scatter(
+            z_true[others],
+            z_pred[others],
+            s=6,
+            marker="x",
+            color="0.65",
+            linewidths=0.6,
+            label=f"contaminants ({int(others.sum())})",
+        )
     order = np.argsort(confidence[is_target])  # confident points drawn last, on top
-    points = ax.scatter(z_true[is_target][order], z_pred[is_target][order], c=confidence[is_target][order],
-                        s=7, cmap="viridis", vmin=0, vmax=1, label=f"{target_class} ({int(is_target.sum())})")
+    points = ax.scatter(
+        z_true[is_target][order],
+        z_pred[is_target][order],
+        c=confidence[is_target][order],
+        s=7,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        label=f"{target_class} ({int(is_target.sum())})",
+    )
     lo = float(np.nanmin(np.concatenate([z_true, z_pred]))) if len(z_true) else 0.0
     hi = float(np.nanmax(np.concatenate([z_true, z_pred]))) if len(z_true) else 1.0
     line = np.array([lo, hi])
     ax.plot(line, line, color="crimson", linewidth=1, label="$z_{pred} = z_{true}$")
-    ax.fill_between(line, line - dz_max, line + dz_max, color="crimson", alpha=0.15, linewidth=0,
-                    label=f"$|\\Delta z| < {dz_max:g}$")
+    ax.fill_between(
+        line,
+        line - dz_max,
+        line + dz_max,
+        color="crimson",
+        alpha=0.15,
+        linewidth=0,
+        label=f"$|\\Delta z| < {dz_max:g}$",
+    )
     ax.set_xlabel("true redshift $z_{true}$")
     ax.set_ylabel("predicted redshift $z_{pred}$")
     ax.grid(alpha=0.3)
@@ -158,8 +222,15 @@ def dz_histogram_axes(ax: plt.Axes, dz: np.ndarray, dz_max: float, target_class:
     ax.hist(np.clip(dz, floor, None), bins=edges, color=COLORS[0], alpha=0.85)
     ax.axvline(dz_max, color="crimson", linestyle="--", linewidth=1, label=f"$|\\Delta z|$ = {dz_max:g}")
     share = float(np.mean(dz > dz_max))
-    ax.text(0.97, 0.95, f"$|\\Delta z| > {dz_max:g}$: {share:.1%}\nof {len(dz)} {target_class}",
-            ha="right", va="top", transform=ax.transAxes, fontsize=9)
+    ax.text(
+        0.97,
+        0.95,
+        f"$|\\Delta z| > {dz_max:g}$: {share:.1%}\nof {len(dz)} {target_class}",
+        ha="right",
+        va="top",
+        transform=ax.transAxes,
+        fontsize=9,
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"$|z_{{pred}} - z_{{true}}|$ (true targets; < {floor:g} in the first bin)")
@@ -185,14 +256,17 @@ def magnitude_edges(mag: np.ndarray, max_levels: int = 12) -> np.ndarray:
     levels = np.unique(mag[np.isfinite(mag)])
     if 1 < len(levels) <= max_levels:
         mids = 0.5 * (levels[:-1] + levels[1:])
-        return np.concatenate([[levels[0] - (mids[0] - levels[0])], mids, [levels[-1] + (levels[-1] - mids[-1])]])
+        return np.concatenate(
+            [[levels[0] - (mids[0] - levels[0])], mids, [levels[-1] + (levels[-1] - mids[-1])]]
+        )
     if len(levels) == 1:
         return np.array([levels[0] - 0.125, levels[0] + 0.125])
     return np.arange(np.floor(levels.min() * 4) / 4, np.ceil(levels.max() * 4) / 4 + 0.25, 0.25)
 
 
-def efficiency_vs_magnitude_axes(ax: plt.Axes, truth: pd.DataFrame, is_good: np.ndarray,
-                                 z_split: float = 3.0) -> None:
+def efficiency_vs_magnitude_axes(
+    ax: plt.Axes, truth: pd.DataFrame, is_good: np.ndarray, z_split: float = 3.0
+) -> None:
     """Efficiency vs r magnitude per template, below/above z_split (thesis fig 6.3).
 
     ``truth`` holds the true targets only (TEMPLATE, MAG_R, Z); templates < 0 are unknown.
@@ -213,8 +287,15 @@ def efficiency_vs_magnitude_axes(ax: plt.Axes, truth: pd.DataFrame, is_good: np.
             table = binned_efficiency(mag[rows], is_good[rows], edges)
             shown = table["N"] > 0
             zlabel = f"z < {z_split:g}" if below else f"z ≥ {z_split:g}"
-            ax.plot(table["CENTER"][shown], table["EFFICIENCY"][shown], style, marker="o", markersize=3,
-                    color=COLORS[k % len(COLORS)], label=f"template {value}, {zlabel}")
+            ax.plot(
+                table["CENTER"][shown],
+                table["EFFICIENCY"][shown],
+                style,
+                marker="o",
+                markersize=3,
+                color=COLORS[k % len(COLORS)],
+                label=f"template {value}, {zlabel}",
+            )
     ax.set_xlabel("r magnitude (fainter →)")
     ax.set_ylabel("efficiency")
     ax.set_ylim(0, 1.03)
@@ -222,10 +303,21 @@ def efficiency_vs_magnitude_axes(ax: plt.Axes, truth: pd.DataFrame, is_good: np.
     ax.legend(fontsize=7, ncol=2, loc="lower left")
 
 
-def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, table: pd.DataFrame,
-                 is_target: np.ndarray, is_good_default: np.ndarray, line_counts: pd.DataFrame,
-                 dz_max: float, target_class: str, c_th: float, title: str,
-                 chance: float | None = None) -> None:
+def score_figure(
+    path: str | Path,
+    *,
+    curve: pd.DataFrame,
+    crossing: Crossing,
+    table: pd.DataFrame,
+    is_target: np.ndarray,
+    is_good_default: np.ndarray,
+    line_counts: pd.DataFrame,
+    dz_max: float,
+    target_class: str,
+    c_th: float,
+    title: str,
+    chance: float | None = None,
+) -> None:
     """The six-panel summary of one (model, combo, test set)."""
     fig, axes = plt.subplots(2, 3, figsize=(18, 10.5))
     z_true = table["Z"].to_numpy(float)
@@ -237,12 +329,18 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
     axes[0, 0].legend(loc="lower left", fontsize=9)
     axes[0, 0].set_title("purity and efficiency vs confidence threshold")
 
-    efficiency_vs_redshift_axes(axes[0, 1], z_true[is_target], is_good_default[is_target],
-                                redshift_edges(z_true[is_target]), label=f"$c_{{th}}$ = {c_th:g}")
+    efficiency_vs_redshift_axes(
+        axes[0, 1],
+        z_true[is_target],
+        is_good_default[is_target],
+        redshift_edges(z_true[is_target]),
+        label=f"$c_{{th}}$ = {c_th:g}",
+    )
     axes[0, 1].set_title(f"efficiency vs true redshift ($c_{{th}}$ = {c_th:g})")
 
-    redshift_scatter_axes(axes[0, 2], z_true, z_pred, table["C_BEST"].to_numpy(float), is_target, dz_max,
-                          target_class)
+    redshift_scatter_axes(
+        axes[0, 2], z_true, z_pred, table["C_BEST"].to_numpy(float), is_target, dz_max, target_class
+    )
     axes[0, 2].set_title("predicted vs true redshift")
 
     dz_histogram_axes(axes[1, 0], z_pred[is_target] - z_true[is_target], dz_max, target_class)
@@ -259,9 +357,14 @@ def score_figure(path: str | Path, *, curve: pd.DataFrame, crossing: Crossing, t
     save_figure(fig, path)
 
 
-def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, Crossing]], title: str,
-                      zoom: bool = True, chance: float | Sequence[float] | None = None,
-                      intervals: Sequence[Any] | None = None) -> None:
+def compare_pe_figure(
+    path: str | Path,
+    entries: list[tuple[str, pd.DataFrame, Crossing]],
+    title: str,
+    zoom: bool = True,
+    chance: float | Sequence[float] | None = None,
+    intervals: Sequence[Any] | None = None,
+) -> None:
     """Several models' P/E curves on one test set (thesis figs 5.1-5.3), with a zoom on the crossings
     and the chance level (a random guess's score) as a dotted line. ``intervals``: each entry's
     score Interval (lymannet.bootstrap) or None; its 68% interval is an error bar on the P = E point."""
@@ -272,8 +375,14 @@ def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, C
         chance_line(ax, chance)
         for k, (label, curve, crossing) in enumerate(entries):
             score = f"{crossing.score:.3f}" if np.isfinite(crossing.score) else "n/a"
-            pe_curve_axes(ax, curve, crossing, label=f"{label} [score {score}]", color=COLORS[k % len(COLORS)],
-                          annotate=False)
+            pe_curve_axes(
+                ax,
+                curve,
+                crossing,
+                label=f"{label} [score {score}]",
+                color=COLORS[k % len(COLORS)],
+                annotate=False,
+            )
             _interval_bar(ax, crossing, intervals[k], COLORS[k % len(COLORS)])
     axes[0, 0].set_title(title, fontsize=11)
     _compact_legend(axes[0, 0], entries, chance, intervals)
@@ -295,11 +404,22 @@ def compare_pe_figure(path: str | Path, entries: list[tuple[str, pd.DataFrame, C
 
 def _interval_bar(ax: plt.Axes, crossing: Crossing, interval: Any, color: str) -> None:
     """The 68% interval of a P = E score, a vertical error bar on its point."""
-    if interval is None or not np.isfinite(crossing.score) or not np.isfinite([interval.lo68, interval.hi68]).all():
+    if (
+        interval is None
+        or not np.isfinite(crossing.score)
+        or not np.isfinite([interval.lo68, interval.hi68]).all()
+    ):
         return
-    ax.errorbar([crossing.threshold], [crossing.score],
-                yerr=[[max(0.0, crossing.score - interval.lo68)], [max(0.0, interval.hi68 - crossing.score)]],
-                fmt="none", ecolor=color, elinewidth=1.5, capsize=4, zorder=4)
+    ax.errorbar(
+        [crossing.threshold],
+        [crossing.score],
+        yerr=[[max(0.0, crossing.score - interval.lo68)], [max(0.0, interval.hi68 - crossing.score)]],
+        fmt="none",
+        ecolor=color,
+        elinewidth=1.5,
+        capsize=4,
+        zorder=4,
+    )
 
 
 def _score_label(crossing: Crossing, interval: Any) -> str:
@@ -310,24 +430,43 @@ def _score_label(crossing: Crossing, interval: Any) -> str:
     return f"score {crossing.score:.3f}"
 
 
-def _compact_legend(ax: plt.Axes, entries: list[tuple[str, pd.DataFrame, Crossing]],
-                    chance: float | Sequence[float] | None = None, intervals: Sequence[Any] | None = None) -> None:
+def _compact_legend(
+    ax: plt.Axes,
+    entries: list[tuple[str, pd.DataFrame, Crossing]],
+    chance: float | Sequence[float] | None = None,
+    intervals: Sequence[Any] | None = None,
+) -> None:
     """One legend entry per model (colour) plus the two line styles, instead of 2 per model."""
     from matplotlib.lines import Line2D
 
     intervals = list(intervals) if intervals is not None else [None] * len(entries)
-    handles = [Line2D([], [], color=COLORS[k % len(COLORS)], marker="o", markeredgecolor="black",
-                      label=f"{label}: {_score_label(c, intervals[k])}")
-               for k, (label, _, c) in enumerate(entries)]
-    handles += [Line2D([], [], color="black", label="purity", **PURITY_STYLE),
-                Line2D([], [], color="black", label="efficiency", **EFFICIENCY_STYLE)]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=COLORS[k % len(COLORS)],
+            marker="o",
+            markeredgecolor="black",
+            label=f"{label}: {_score_label(c, intervals[k])}",
+        )
+        for k, (label, _, c) in enumerate(entries)
+    ]
+    handles += [
+        Line2D([], [], color="black", label="purity", **PURITY_STYLE),
+        Line2D([], [], color="black", label="efficiency", **EFFICIENCY_STYLE),
+    ]
     if _chance_levels(chance):
         handles.append(Line2D([], [], label=chance_label(chance), **CHANCE_STYLE))
     ax.legend(handles=handles, loc="lower left", fontsize=8)
 
 
-def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], title: str,
-                  chances: dict[str, float] | None = None) -> None:
+def combos_figure(
+    path: str | Path,
+    table: pd.DataFrame,
+    testsets: list[str],
+    title: str,
+    chances: dict[str, float] | None = None,
+) -> None:
     """Grouped bars: one group per (model, combo), one bar per test set (thesis appendix C), each
     bar with its 68% interval (columns score_<test set>_lo/_hi, where the table has them) and its
     chance level drawn across it (the row's chance_<test set>, else ``chances``)."""
@@ -341,20 +480,38 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
     width = 0.8 / max(1, len(testsets))
     for k, testset in enumerate(testsets):
         values = pd.to_numeric(table.get(f"score_{testset}"), errors="coerce").to_numpy(float)
-        lo, hi = (pd.to_numeric(table[f"score_{testset}{s}"], errors="coerce").to_numpy(float)
-                  if f"score_{testset}{s}" in table else np.full(len(table), np.nan) for s in ("_lo", "_hi"))
-        error = np.where(np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values),
-                         [np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)], 0.0)
-        bars = ax.bar(x - 0.4 + width * (k + 0.5), np.nan_to_num(values), width, label=testset,
-                      color=COLORS[k % len(COLORS)], yerr=error, error_kw={"elinewidth": 1, "capsize": 2})
-        row_chances = (pd.to_numeric(table[f"chance_{testset}"], errors="coerce").to_numpy(float)
-                       if f"chance_{testset}" in table else np.full(len(table), (chances or {}).get(testset, np.nan)))
+        lo, hi = (
+            (
+                pd.to_numeric(table[f"score_{testset}{s}"], errors="coerce").to_numpy(float)
+                if f"score_{testset}{s}" in table
+                else np.full(len(table), np.nan)
+            )
+            for s in ("_lo", "_hi")
+        )
+        error = np.where(
+            np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values),
+            [np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)],
+            0.0,
+        )
+        bars = ax.bar(
+            x - 0.4 + width * (k + 0.5),
+            np.nan_to_num(values),
+            width,
+            label=testset,
+            color=COLORS[k % len(COLORS)],
+            yerr=error,
+            error_kw={"elinewidth": 1, "capsize": 2},
+        )
+        row_chances = (
+            pd.to_numeric(table[f"chance_{testset}"], errors="coerce").to_numpy(float)
+            if f"chance_{testset}" in table
+            else np.full(len(table), (chances or {}).get(testset, np.nan))
+        )
         for bar, value, chance, top in zip(bars, values, row_chances, np.nan_to_num(values) + error[1]):
             if chance is not None and np.isfinite(chance):
                 ax.hlines(chance, bar.get_x(), bar.get_x() + bar.get_width(), label="_chance", **CHANCE_STYLE)
             text = f"{value:.2f}" if np.isfinite(value) else "n/a"
-            ax.text(bar.get_x() + bar.get_width() / 2, top + 0.01, text, ha="center",
-                    va="bottom", fontsize=8)
+            ax.text(bar.get_x() + bar.get_width() / 2, top + 0.01, text, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=9)
     ax.set_ylabel("score (purity = efficiency)")
@@ -364,7 +521,9 @@ def combos_figure(path: str | Path, table: pd.DataFrame, testsets: list[str], ti
     if chances and any(np.isfinite(v) for v in chances.values()):
         from matplotlib.lines import Line2D
 
-        handles, names = handles + [Line2D([], [], **CHANCE_STYLE)], names + ["chance level (dotted, random guess)"]
+        handles, names = handles + [Line2D([], [], **CHANCE_STYLE)], names + [
+            "chance level (dotted, random guess)"
+        ]
     ax.legend(handles, names, title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -383,12 +542,22 @@ def crossing_from(summary: dict[str, Any]) -> Crossing:
     """A Crossing back from a score JSON (None -> NaN)."""
     score = summary.get("score")
     threshold = summary.get("threshold_at_crossing")
-    return Crossing(np.nan if score is None else float(score), np.nan if threshold is None else float(threshold),
-                    bool(summary.get("crossing_on_grid_point", False)), "")
+    return Crossing(
+        np.nan if score is None else float(score),
+        np.nan if threshold is None else float(threshold),
+        bool(summary.get("crossing_on_grid_point", False)),
+        "",
+    )
 
 
-def false_positive_figure(path: str | Path, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
-                          rows: pd.DataFrame, title: str) -> None:
+def false_positive_figure(
+    path: str | Path,
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    rows: pd.DataFrame,
+    title: str,
+) -> None:
     """The most confident false positives of a model, one panel each: the spectrum as the network
     sees it (8-pixel inverse-variance bins), its true population and redshift, and where the
     model put Ly-alpha (``Z_PRED``), so a person can see what fooled it."""
@@ -405,8 +574,11 @@ def false_positive_figure(path: str | Path, wavelength: np.ndarray, flux: np.nda
         lya = LYA * (1 + row.Z_PRED)
         if wave[0] < lya < wave[-1]:
             ax.axvline(lya, color="tab:blue", ls="--", lw=0.8)
-        ax.set_title(f"{row.POPULATION} at z = {row.Z:.3f} (r = {row.MAG_R:.2f}): detected with c = {row.C_DETECT:.3f},"
-                     f" Ly-alpha put at z = {row.Z_PRED:.3f} (dashed)", fontsize=8)
+        ax.set_title(
+            f"{row.POPULATION} at z = {row.Z:.3f} (r = {row.MAG_R:.2f}): detected with c = {row.C_DETECT:.3f},"
+            f" Ly-alpha put at z = {row.Z_PRED:.3f} (dashed)",
+            fontsize=8,
+        )
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("observed wavelength [A]; black: flux, red: 1-sigma noise")
     fig.suptitle(title, fontsize=10)

@@ -68,8 +68,12 @@ def as_line_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs of a model without line finder, expressed with the single CLASS pseudo-line."""
     confidence = np.asarray(outputs["confidence"], float)
     z_pred = np.asarray(outputs["z_pred"], float)
-    return dict(outputs, c_line=confidence[:, None], z_line=z_pred[:, None],
-                best_line=np.zeros(len(confidence), np.int64))
+    return dict(
+        outputs,
+        c_line=confidence[:, None],
+        z_line=z_pred[:, None],
+        best_line=np.zeros(len(confidence), np.int64),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,20 +98,30 @@ def check_outputs(outputs: dict[str, np.ndarray], n_rows: int, n_lines: int, mod
             raise LymannetError(f"model predict() returned no {key!r}", model_path)
     for key in ("c_line", "z_line"):
         if np.shape(outputs[key]) != (n_rows, n_lines):
-            raise LymannetError(f"model output {key} has shape {np.shape(outputs[key])}, "
-                                f"expected ({n_rows}, {n_lines})", model_path)
+            raise LymannetError(
+                f"model output {key} has shape {np.shape(outputs[key])}, " f"expected ({n_rows}, {n_lines})",
+                model_path,
+            )
     bad = np.zeros(n_rows, bool)
     for key in ("c_line", "z_line", "z_pred", "confidence"):
         values = np.asarray(outputs[key], float).reshape(n_rows, -1)
         bad |= ~np.isfinite(values).all(axis=1)
     if bad.any():
-        raise LymannetError(f"model outputs contain NaN/inf for {int(bad.sum())} of {n_rows} spectra "
-                            f"(first row {int(np.flatnonzero(bad)[0])})", model_path)
+        raise LymannetError(
+            f"model outputs contain NaN/inf for {int(bad.sum())} of {n_rows} spectra "
+            f"(first row {int(np.flatnonzero(bad)[0])})",
+            model_path,
+        )
 
 
-def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_names: list[str],
-                   target_class: str, options: PredictOptions,
-                   calibration: Calibration | None = None) -> pd.DataFrame:
+def catalogue_rows(
+    truth: pd.DataFrame,
+    outputs: dict[str, np.ndarray],
+    line_names: list[str],
+    target_class: str,
+    options: PredictOptions,
+    calibration: Calibration | None = None,
+) -> pd.DataFrame:
     """The catalogue columns for one chunk of spectra."""
     c_line = np.asarray(outputs["c_line"], np.float32)
     z_line = np.asarray(outputs["z_line"], np.float32)
@@ -118,15 +132,17 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
     is_target = is_detected(c_line[:, votes], options.c_th, options.min_lines)
     cls = target_class.upper()
     table = {name: truth[name].to_numpy() for name in TRUTH_KEEP if name in truth}
-    table.update({
-        "Z_PRED": np.asarray(outputs["z_pred"], np.float32),
-        "BEST_LINE": np.asarray(line_names)[best],
-        "C_BEST": c_line[rows, best],
-        f"IS_{cls}": is_target,
-        "Z_QN": np.asarray(outputs["z_pred"], np.float32),
-        "Z_QN_CONF": np.asarray(outputs["confidence"], np.float32),
-        f"IS_{cls}_QN": is_target.astype(np.int16),
-    })
+    table.update(
+        {
+            "Z_PRED": np.asarray(outputs["z_pred"], np.float32),
+            "BEST_LINE": np.asarray(line_names)[best],
+            "C_BEST": c_line[rows, best],
+            f"IS_{cls}": is_target,
+            "Z_QN": np.asarray(outputs["z_pred"], np.float32),
+            "Z_QN_CONF": np.asarray(outputs["confidence"], np.float32),
+            f"IS_{cls}_QN": is_target.astype(np.int16),
+        }
+    )
     if calibration is not None:
         table.update(object_columns(calibration, c_line, z_line, votes, table["Z_PRED"]))
     for j, name in enumerate(line_names):
@@ -136,14 +152,24 @@ def catalogue_rows(truth: pd.DataFrame, outputs: dict[str, np.ndarray], line_nam
     return pd.DataFrame(table)
 
 
-def _header(model_path: Path, model_sha: str, target_class: str, options: PredictOptions,
-            record: dict[str, Any], n_lines: int, calibration: Calibration | None = None) -> list[dict[str, Any]]:
+def _header(
+    model_path: Path,
+    model_sha: str,
+    target_class: str,
+    options: PredictOptions,
+    record: dict[str, Any],
+    n_lines: int,
+    calibration: Calibration | None = None,
+) -> list[dict[str, Any]]:
     git = record.get("git_revision", "unknown")
     return header_cards(calibration) + [
         {"name": "MODEL", "value": str(model_path), "comment": "trained model file"},
         {"name": "MODELSHA", "value": model_sha, "comment": "sha256 of the model file"},
-        {"name": "TESTSET", "value": str(record.get("inputs", {}).get("testset", {}).get("path", "")),
-         "comment": "test set spectra file"},
+        {
+            "name": "TESTSET",
+            "value": str(record.get("inputs", {}).get("testset", {}).get("path", "")),
+            "comment": "test set spectra file",
+        },
         {"name": "TARGCLS", "value": target_class, "comment": "class the model detects"},
         {"name": "CTHRESH", "value": options.c_th, "comment": "confidence threshold of IS_*"},
         {"name": "MINLINES", "value": options.min_lines, "comment": "lines above CTHRESH for IS_*"},
@@ -154,8 +180,9 @@ def _header(model_path: Path, model_sha: str, target_class: str, options: Predic
     ]
 
 
-def predict_testset(loaded: Any, testset: str | Path, options: PredictOptions,
-                    model_path: str | Path) -> pd.DataFrame:
+def predict_testset(
+    loaded: Any, testset: str | Path, options: PredictOptions, model_path: str | Path
+) -> pd.DataFrame:
     """Run ``loaded.predict`` over a spectra file chunk by chunk; return the catalogue."""
     line_finder = has_line_finder(loaded)
     line_names = [line.name for line in catalogue_lines(loaded)]
@@ -168,7 +195,9 @@ def predict_testset(loaded: Any, testset: str | Path, options: PredictOptions,
             if not line_finder:
                 outputs = as_line_outputs(outputs)
             check_outputs(outputs, len(chunk), len(line_names), model_path)
-            chunks.append(catalogue_rows(chunk.truth, outputs, line_names, loaded.target_class, options, calibration))
+            chunks.append(
+                catalogue_rows(chunk.truth, outputs, line_names, loaded.target_class, options, calibration)
+            )
             progress.update(len(chunk))
         progress.done()
     if not chunks:
@@ -186,20 +215,31 @@ def box_edges(loaded: Any) -> list[float]:
     grid, n_boxes = loaded.grid, getattr(loaded, "n_boxes", 0)
     if not n_boxes:
         return []
-    return [float(w) for w in np.atleast_1d(grid.wavelength_at(np.arange(n_boxes + 1) * grid.n_pixels / n_boxes))]
+    return [
+        float(w) for w in np.atleast_1d(grid.wavelength_at(np.arange(n_boxes + 1) * grid.n_pixels / n_boxes))
+    ]
 
 
-def write_catalogue(path: str | Path, catalogue: pd.DataFrame, lines: tuple, header: list[dict[str, Any]],
-                    record: dict[str, Any]) -> None:
+def write_catalogue(
+    path: str | Path,
+    catalogue: pd.DataFrame,
+    lines: tuple,
+    header: list[dict[str, Any]],
+    record: dict[str, Any],
+) -> None:
     """Write QN_RR + LINES + PROVENANCE atomically."""
-    line_table = np.array([(line.name, float(line.wavelength)) for line in lines],
-                          dtype=[("NAME", f"U{max(len(line.name) for line in lines)}"), ("WAVELENGTH", "f8")])
+    line_table = np.array(
+        [(line.name, float(line.wavelength)) for line in lines],
+        dtype=[("NAME", f"U{max(len(line.name) for line in lines)}"), ("WAVELENGTH", "f8")],
+    )
     with atomic_path(path) as tmp:
         with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
             fits.write(None, header={"LNFORMAT": "lymannet-predictions-1"})
             fits.write(truth_to_records(catalogue), extname=EXTNAME, header=header)
             fits.write(line_table, extname="LINES")
-            fits.write({"JSON": np.array([json.dumps(record, sort_keys=True, default=str)])}, extname="PROVENANCE")
+            fits.write(
+                {"JSON": np.array([json.dumps(record, sort_keys=True, default=str)])}, extname="PROVENANCE"
+            )
 
 
 @dataclass
@@ -235,7 +275,9 @@ def read_catalogue(path: str | Path) -> Catalogue:
             names = {hdu.get_extname() for hdu in fits}
             extname = EXTNAME if EXTNAME in names else "PREDICTIONS"
             if extname not in names:
-                raise InputFileError(f"no {EXTNAME} or PREDICTIONS extension; is this a prediction catalogue?", path)
+                raise InputFileError(
+                    f"no {EXTNAME} or PREDICTIONS extension; is this a prediction catalogue?", path
+                )
             table = records_to_truth(fits[extname].read())
             header = {key: fits[extname].read_header()[key] for key in fits[extname].read_header().keys()}
             lines = [str(n).strip() for n in fits["LINES"].read()["NAME"]] if "LINES" in names else None
@@ -243,21 +285,26 @@ def read_catalogue(path: str | Path) -> Catalogue:
     except OSError as error:
         raise InputFileError(f"unreadable FITS file ({error})", path) from None
     if lines is None:  # fall back on the column names: C_<LINE> with a matching Z_<LINE>
-        lines = [c[2:] for c in table.columns if c.startswith("C_") and c != "C_BEST" and f"Z_{c[2:]}" in table]
+        lines = [
+            c[2:] for c in table.columns if c.startswith("C_") and c != "C_BEST" and f"Z_{c[2:]}" in table
+        ]
     missing = [c for c in ("Z", "SPECTYPE", "Z_PRED") if c not in table]
     if missing or not lines:
         raise InputFileError(f"catalogue lacks columns {missing or 'C_<LINE>'}", path)
     return Catalogue(table, lines, header, record, path)
 
 
-def predict_file(model: str | Path, testset: str | Path, output: str | Path,
-                 options: dict[str, Any] | None = None) -> pd.DataFrame:
+def predict_file(
+    model: str | Path, testset: str | Path, output: str | Path, options: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """Load a model file, predict a test set, write the catalogue; return the table."""
     from .modelfile import load_model_file  # imported here: torch is heavy and only needed here
 
     opts = PredictOptions.from_dict(options)
     loaded = load_model_file(model)
-    log.info("model %s (%d lines, target %s), test set %s", model, len(loaded.lines), loaded.target_class, testset)
+    log.info(
+        "model %s (%d lines, target %s), test set %s", model, len(loaded.lines), loaded.target_class, testset
+    )
     catalogue = predict_testset(loaded, testset, opts, model)
     record = provenance(dict(options or {}), {"model": model, "testset": testset})
     record["model_provenance"] = getattr(loaded, "provenance", {})
@@ -266,10 +313,17 @@ def predict_file(model: str | Path, testset: str | Path, output: str | Path,
     record["calibration"] = getattr(loaded, "calibration", None)
     model_sha = getattr(loaded, "sha256", None) or file_sha256(model)
     lines = catalogue_lines(loaded)
-    header = _header(Path(model), model_sha, loaded.target_class, opts, record, len(lines),
-                     model_calibration(loaded))
+    header = _header(
+        Path(model), model_sha, loaded.target_class, opts, record, len(lines), model_calibration(loaded)
+    )
     write_catalogue(output, catalogue, lines, header, record)
     n_target = int(catalogue[f"IS_{loaded.target_class.upper()}"].sum())
-    log.info("wrote %s: %d spectra, %d flagged %s at c_th=%g", output, len(catalogue), n_target,
-             loaded.target_class, opts.c_th)
+    log.info(
+        "wrote %s: %d spectra, %d flagged %s at c_th=%g",
+        output,
+        len(catalogue),
+        n_target,
+        loaded.target_class,
+        opts.c_th,
+    )
     return catalogue

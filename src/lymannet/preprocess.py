@@ -13,13 +13,15 @@ import numpy as np
 
 from .grid import Grid
 
-
 # Spectra per forward pass at inference. 128 is the fastest on a 2-core CPU (a batch's activations
 # stay in cache: initial 1,886 spectra/s at 128 against 1,189 at 512; the 6-layer QuasarNET 2,533
 # against 1,848); a GPU wants more (predict.batch_size, --batch-size).
 INFERENCE_BATCH = 128
 
-def rebin(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+
+def rebin(
+    wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: Grid
+) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-variance weighted rebinning of (N, P) spectra onto `grid`.
 
     `wavelength` is (P,) shared by all rows, or (N, P) when each row has its own (shifted)

@@ -119,20 +119,31 @@ class ShiftReport:
     igm_capped: int = 0  # of those, how many had their mean correction capped at MAX_IGM_GAIN
     by_half_width: dict[int, int] = field(default_factory=dict)  # inpainted pixels per window
 
-
     def add(self, other: "ShiftReport") -> None:
-        for name in ("pixels", "renoised", "inpainted", "kept_noisier", "modelled", "gap_filled", "forest_pixels",
-                     "igm_capped"):
+        for name in (
+            "pixels",
+            "renoised",
+            "inpainted",
+            "kept_noisier",
+            "modelled",
+            "gap_filled",
+            "forest_pixels",
+            "igm_capped",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for half, count in other.by_half_width.items():
             self.by_half_width[half] = self.by_half_width.get(half, 0) + count
 
     def describe(self) -> str:
-        share = {name: getattr(self, name) / max(self.pixels, 1) for name in
-                 ("renoised", "inpainted", "kept_noisier", "modelled", "gap_filled")}
+        share = {
+            name: getattr(self, name) / max(self.pixels, 1)
+            for name in ("renoised", "inpainted", "kept_noisier", "modelled", "gap_filled")
+        }
         share["igm_capped (of forest pixels)"] = self.igm_capped / max(self.forest_pixels, 1)
-        windows = ", ".join(f"{100 * count / max(self.pixels, 1):.2f}% within +-{half} bins"
-                            for half, count in sorted(self.by_half_width.items()))
+        windows = ", ".join(
+            f"{100 * count / max(self.pixels, 1):.2f}% within +-{half} bins"
+            for half, count in sorted(self.by_half_width.items())
+        )
         return ", ".join(f"{name} {100 * value:.2f}%" for name, value in share.items()) + f" ({windows})"
 
 
@@ -145,8 +156,9 @@ def _igm_on(wave: np.ndarray, n: int) -> InoueIGM:
     return _igm(float(wave[0]), _uniform_step(wave), int(n))
 
 
-def igm_correction(wave: np.ndarray, z0: np.ndarray, z1: np.ndarray, rng: np.random.Generator,
-                   max_gain: float = MAX_IGM_GAIN) -> tuple[np.ndarray, int]:
+def igm_correction(
+    wave: np.ndarray, z0: np.ndarray, z1: np.ndarray, rng: np.random.Generator, max_gain: float = MAX_IGM_GAIN
+) -> tuple[np.ndarray, int]:
     """Factors (N, n) for the first n source pixels (those blueward of some row's Ly-alpha) that
     turn z0's IGM into z1's once the pixel is moved to r x lambda; and how many were capped."""
     z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
@@ -163,7 +175,9 @@ def igm_correction(wave: np.ndarray, z0: np.ndarray, z1: np.ndarray, rng: np.ran
     position = np.clip((moved - start) / step, 0, tau1_grid.shape[1] - 1.000001)
     low = np.floor(position).astype(np.int64)
     frac = position - low
-    tau1 = np.take_along_axis(tau1_grid, low, 1) * (1 - frac) + np.take_along_axis(tau1_grid, low + 1, 1) * frac
+    tau1 = (
+        np.take_along_axis(tau1_grid, low, 1) * (1 - frac) + np.take_along_axis(tau1_grid, low + 1, 1) * frac
+    )
     delta = tau1 - tau0
     field = correlated_gaussian_field(rng, delta.shape, step).astype(np.float64)
     extra = np.exp(-fluctuate_tau(np.clip(delta, 0.0, None), field))
@@ -181,8 +195,9 @@ def window_sums(values: np.ndarray, half: int) -> np.ndarray:
     return cumulative[:, np.minimum(index + half + 1, n)] - cumulative[:, np.maximum(index - half, 0)]
 
 
-def fit_power_law(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def fit_power_law(
+    wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(A, beta) per row of f = A (lambda_rest / 1500)^beta over CONTINUUM_REST_RANGE, weighted
     least squares on coarse bins of FIT_BIN_PIXELS pixels, beta on BETA_GRID (A exact for each).
     Rows with fewer than MIN_FIT_BINS bins there: all their data redward of rest 1270 A; fewer
@@ -222,8 +237,9 @@ def fit_power_law(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.nd
     return np.clip(amplitude, 0.0, None), beta  # a negative continuum is noise, not a galaxy
 
 
-def gap_model(wave: np.ndarray, z1: np.ndarray, amplitude: np.ndarray, beta: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
+def gap_model(
+    wave: np.ndarray, z1: np.ndarray, amplitude: np.ndarray, beta: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Noiseless (N, P) LBG continuum at z1 for filling gaps: power law x LYC_ESCAPE below the
     Lyman limit x one fluctuating I14 sightline at z1."""
     z1 = np.asarray(z1, np.float64)
@@ -232,7 +248,9 @@ def gap_model(wave: np.ndarray, z1: np.ndarray, amplitude: np.ndarray, beta: np.
     model = np.where(rest < LYMAN_LIMIT, LYC_ESCAPE * model, model)
     n = int(np.searchsorted(wave, LYA * (1.0 + z1.max()), side="right")) if len(z1) else 0
     if n:
-        tau = fluctuate_tau(_igm_on(wave, n).tau(z1), correlated_gaussian_field(rng, (len(z1), n), _uniform_step(wave)))
+        tau = fluctuate_tau(
+            _igm_on(wave, n).tau(z1), correlated_gaussian_field(rng, (len(z1), n), _uniform_step(wave))
+        )
         model[:, :n] *= np.exp(-tau)
     return model
 
@@ -243,9 +261,16 @@ def half_widths_in_pixels(wave: np.ndarray) -> tuple[int, ...]:
     return tuple(sorted({max(1, int(round(width / step))) for width in INPAINT_HALF_WIDTHS}))
 
 
-def to_destination(flux: np.ndarray, ivar: np.ndarray, target_ivar: np.ndarray, model: np.ndarray,
-                   rng: np.random.Generator, half_widths: tuple[int, ...], instrument_ivar: np.ndarray | None = None,
-                   tolerance: float = EXCESS_TOLERANCE) -> tuple[np.ndarray, np.ndarray, ShiftReport]:
+def to_destination(
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    target_ivar: np.ndarray,
+    model: np.ndarray,
+    rng: np.random.Generator,
+    half_widths: tuple[int, ...],
+    instrument_ivar: np.ndarray | None = None,
+    tolerance: float = EXCESS_TOLERANCE,
+) -> tuple[np.ndarray, np.ndarray, ShiftReport]:
     """Give shifted (N, P) spectra the noise of `target_ivar` (the unshifted spectra's ivar at the
     same wavelengths): add noise where they are quieter; where noisier, replace by the mean of the
     quiet pixels within the smallest of `half_widths` (pixels) whose mean is quiet enough, else
@@ -278,7 +303,9 @@ def to_destination(flux: np.ndarray, ivar: np.ndarray, target_ivar: np.ndarray, 
         total = window_sums(weight, half)
         ok = total > 0
         mean = np.divide(window_sums(weighted_flux, half), total, out=np.zeros_like(total), where=ok)
-        v_mean = np.divide(window_sums(weighted_var, half), total**2, out=np.full_like(total, np.inf), where=ok)
+        v_mean = np.divide(
+            window_sums(weighted_var, half), total**2, out=np.full_like(total, np.inf), where=ok
+        )
         replace = pending & ok & (v_mean <= v_target)
         out_flux[replace], out_var[replace] = mean[replace], v_mean[replace]
         by_half_width[half] = int(replace.sum())
@@ -298,15 +325,21 @@ def to_destination(flux: np.ndarray, ivar: np.ndarray, target_ivar: np.ndarray, 
     out_flux[~has_target] = 0.0
     out_ivar = np.divide(1.0, out_var, out=np.zeros_like(out_var), where=has_target & np.isfinite(out_var))
     replaced = excess & ~pending & ~modelled
-    report = ShiftReport(pixels=int(has_target.sum()), renoised=int((add & ~gap & ~replaced).sum()),
-                         inpainted=int(replaced.sum()), kept_noisier=int(pending.sum()),
-                         modelled=int(modelled.sum()), gap_filled=int((gap & ~modelled).sum()),
-                         by_half_width=by_half_width)
+    report = ShiftReport(
+        pixels=int(has_target.sum()),
+        renoised=int((add & ~gap & ~replaced).sum()),
+        inpainted=int(replaced.sum()),
+        kept_noisier=int(pending.sum()),
+        modelled=int(modelled.sum()),
+        gap_filled=int((gap & ~modelled).sum()),
+        by_half_width=by_half_width,
+    )
     return out_flux, out_ivar, report
 
 
-def rebin_by_instrument(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, instrument_ivar: np.ndarray,
-                        grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rebin_by_instrument(
+    wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, instrument_ivar: np.ndarray, grid: Grid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Network bins of IGM-corrected native pixels, weighted by the instrument ivar w (before the
     IGM factor): flux = sum(w f) / sum(w), ivar = sum(w)^2 / sum(w^2 / ivar), and sum(w).
 
@@ -318,14 +351,24 @@ def rebin_by_instrument(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, in
     variance_terms = np.divide(weight**2, ivar, out=np.zeros_like(weight), where=ivar > 0)
     _, net_variance_sum = rebin(wave, np.zeros_like(flux), variance_terms, grid)
     net_weight = net_weight.astype(np.float64)
-    net_ivar = np.divide(net_weight**2, net_variance_sum, out=np.zeros_like(net_weight), where=net_variance_sum > 0)
+    net_ivar = np.divide(
+        net_weight**2, net_variance_sum, out=np.zeros_like(net_weight), where=net_variance_sum > 0
+    )
     return net_flux.astype(np.float64), net_ivar, net_weight
 
 
-def shift_galaxy(native_wavelength: np.ndarray, native_flux: np.ndarray, native_ivar: np.ndarray,
-                 network_ivar: np.ndarray, z0: np.ndarray, z1: np.ndarray, grid: Grid, rng: np.random.Generator,
-                 native: bool = True, block_rows: int = 128
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, ShiftReport]:
+def shift_galaxy(
+    native_wavelength: np.ndarray,
+    native_flux: np.ndarray,
+    native_ivar: np.ndarray,
+    network_ivar: np.ndarray,
+    z0: np.ndarray,
+    z1: np.ndarray,
+    grid: Grid,
+    rng: np.random.Generator,
+    native: bool = True,
+    block_rows: int = 128,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, ShiftReport]:
     """Move each row from z0 to z1 (module docstring): IGM of z1, noise of the destination
     wavelengths, no empty ends. `network_ivar` is the unshifted network layer's ivar (the
     network target). Returns (network flux, network ivar, native flux, native ivar) float32 and
@@ -364,20 +407,34 @@ def shift_galaxy(native_wavelength: np.ndarray, native_flux: np.ndarray, native_
         # (eq. 3.1 spreads each pixel over r pixels): its target is a spectrum of exposure t / r.
         stretch = np.maximum(ratio, 1.0)
         if native:
-            nat_flux, nat_ivar, _ = to_destination(moved_flux, moved_ivar, source_ivar / stretch, model, rng,
-                                                   native_half, moved_instrument)
+            nat_flux, nat_ivar, _ = to_destination(
+                moved_flux, moved_ivar, source_ivar / stretch, model, rng, native_half, moved_instrument
+            )
         else:
             nat_flux = nat_ivar = np.zeros((moved_flux.shape[0], 0))
         net_moved_flux, net_moved_ivar, net_instrument = rebin_by_instrument(
-            native_wavelength, moved_flux, moved_ivar, moved_instrument, grid)
+            native_wavelength, moved_flux, moved_ivar, moved_instrument, grid
+        )
         net_model, _ = rebin(native_wavelength, model, np.ones_like(model), grid)
-        net_flux, net_ivar, part = to_destination(net_moved_flux, net_moved_ivar,
-                                                  np.asarray(network_ivar[rows], np.float64) / stretch,
-                                                  net_model, rng, network_half, net_instrument)
+        net_flux, net_ivar, part = to_destination(
+            net_moved_flux,
+            net_moved_ivar,
+            np.asarray(network_ivar[rows], np.float64) / stretch,
+            net_model,
+            rng,
+            network_half,
+            net_instrument,
+        )
         part.forest_pixels, part.igm_capped = factor.size, capped
         report.add(part)
-        outputs.append((net_flux.astype(np.float32), net_ivar.astype(np.float32),
-                        nat_flux.astype(np.float32), nat_ivar.astype(np.float32)))
+        outputs.append(
+            (
+                net_flux.astype(np.float32),
+                net_ivar.astype(np.float32),
+                nat_flux.astype(np.float32),
+                nat_ivar.astype(np.float32),
+            )
+        )
     if not outputs:
         empty = np.zeros((0, grid.n_pixels), np.float32), np.zeros((0, len(native_wavelength)), np.float32)
         return empty[0], empty[0], empty[1], empty[1], report

@@ -67,8 +67,13 @@ def _avx2_pins() -> dict[str, str]:
 
 CPU_ISA_PINS = {"avx2": _avx2_pins(), "native": {}}
 # Every variable a pin may set: pin_cpu_isa clears them all first, so that `native` unpins.
-_PIN_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES",
-                  "OPENBLAS_CORETYPE")
+_PIN_VARIABLES = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "NPY_DISABLE_CPU_FEATURES",
+    "OPENBLAS_CORETYPE",
+)
 
 
 def pin_cpu_isa(isa: str, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -99,8 +104,12 @@ def pick_device(device: str = "auto") -> Any:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device here (use auto or cpu)")
-    log.info("CUDA_VISIBLE_DEVICES=%s; computing on %s", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), device)
+        raise ConfigError(
+            f"device {device!r} asked for, but torch sees no CUDA device here (use auto or cpu)"
+        )
+    log.info(
+        "CUDA_VISIBLE_DEVICES=%s; computing on %s", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), device
+    )
     return torch.device(device)
 
 
@@ -176,8 +185,9 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="a"))
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
 
 
 def run(main: Callable[..., Any], log_path: str | Path | None = None, **kwargs: Any) -> Any:
@@ -199,7 +209,9 @@ class Progress:
     >>> progress.done()
     """
 
-    def __init__(self, total: int, what: str = "items", every_seconds: float = 10.0, logger: logging.Logger = log):
+    def __init__(
+        self, total: int, what: str = "items", every_seconds: float = 10.0, logger: logging.Logger = log
+    ):
         self.total, self.what, self.every, self.logger = total, what, every_seconds, logger
         self.count = 0
         self.start = self.last = time.perf_counter()
@@ -215,12 +227,20 @@ class Progress:
         elapsed = max((now or time.perf_counter()) - self.start, 1e-9)
         rate = self.count / elapsed
         remaining = (self.total - self.count) / rate if rate > 0 else float("inf")
-        return (f"{self.count}/{self.total} {self.what} ({100 * self.count / max(self.total, 1):.0f}%), "
-                f"{rate:,.0f} {self.what}/s, elapsed {elapsed:.0f}s, ETA {remaining:.0f}s")
+        return (
+            f"{self.count}/{self.total} {self.what} ({100 * self.count / max(self.total, 1):.0f}%), "
+            f"{rate:,.0f} {self.what}/s, elapsed {elapsed:.0f}s, ETA {remaining:.0f}s"
+        )
 
     def done(self) -> float:
         """Log the final rate; return it (items per second)."""
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        self.logger.info("done: %d %s in %.1fs (%,.0f %s/s)".replace("%,", "%"), self.count, self.what,
-                         elapsed, self.count / elapsed, self.what)
+        self.logger.info(
+            "done: %d %s in %.1fs (%,.0f %s/s)".replace("%,", "%"),
+            self.count,
+            self.what,
+            elapsed,
+            self.count / elapsed,
+            self.what,
+        )
         return self.count / elapsed

@@ -240,8 +240,9 @@ def search_chain(config: dict[str, Any], search: str) -> list[str]:
             return chain
         previous = base["from_search"]
         if previous in chain:
-            raise ConfigError(f"tune.searches.{search}: searches chain in a circle: "
-                              + " -> ".join([previous, *chain]))
+            raise ConfigError(
+                f"tune.searches.{search}: searches chain in a circle: " + " -> ".join([previous, *chain])
+            )
         if previous not in searches(config):
             return chain  # reported by check_tune_config
         chain.insert(0, previous)

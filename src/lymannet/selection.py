@@ -66,8 +66,11 @@ def select_rows(truth: pd.DataFrame, criteria: dict[str, Any], rng: np.random.Ge
     if "spectype" in criteria:
         keep &= truth["SPECTYPE"].astype(str).str.strip().isin(criteria["spectype"]).to_numpy()
     if "subtype" in criteria:
-        subtype = truth["SUBTYPE"].fillna("").astype(str).str.strip() if "SUBTYPE" in truth else \
-            pd.Series("", index=truth.index)
+        subtype = (
+            truth["SUBTYPE"].fillna("").astype(str).str.strip()
+            if "SUBTYPE" in truth
+            else pd.Series("", index=truth.index)
+        )
         keep &= subtype.isin(criteria["subtype"]).to_numpy()
     for key, column in (("z", "Z"), ("mag_r", "MAG_R")):
         if key in criteria:
@@ -80,7 +83,9 @@ def select_rows(truth: pd.DataFrame, criteria: dict[str, Any], rng: np.random.Ge
     for key, column in (("template", "TEMPLATE"), ("exptime", "EXPTIME")):
         if key in criteria:
             values = truth[column].to_numpy(np.float64)
-            keep &= np.isclose(values[:, None], np.asarray(criteria[key])[None, :], rtol=0, atol=1e-3).any(axis=1)
+            keep &= np.isclose(values[:, None], np.asarray(criteria[key])[None, :], rtol=0, atol=1e-3).any(
+                axis=1
+            )
     if "fraction" in criteria:
         passed = np.flatnonzero(keep)
         chosen = rng.choice(len(passed), size=int(round(criteria["fraction"] * len(passed))), replace=False)

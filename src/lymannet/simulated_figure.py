@@ -25,18 +25,50 @@ from .lines import LBG_LINES, LYA, LYMAN_LIMIT, QSO_LINES  # noqa: E402
 from .spectra import records_to_truth  # noqa: E402
 
 SMOOTH_PIXELS = 8
-ELG_MARKS = ((3728.5, "[OII]"), (4862.68, "Hb"), (5008.24, "[OIII]"), (6564.61, "Ha"), (6585.27, "[NII]"),
-             (6725.0, "[SII]"))
+ELG_MARKS = (
+    (3728.5, "[OII]"),
+    (4862.68, "Hb"),
+    (5008.24, "[OIII]"),
+    (6564.61, "Ha"),
+    (6585.27, "[NII]"),
+    (6725.0, "[SII]"),
+)
 QSO_MARKS = tuple((line.wavelength, line.name) for line in QSO_LINES) + ((1399.8, "SIIV"),)
 LBG_MARKS = tuple((line.wavelength, line.name) for line in LBG_LINES) + ((LYMAN_LIMIT, "LL"),)
-STAR_MARKS = ((3934.78, "CaK"), (3969.59, "CaH"), (4305.0, "G"), (4862.68, "Hb"), (5176.7, "Mgb"),
-              (5895.6, "NaD"), (6564.61, "Ha"), (7055.0, "TiO"), (8544.4, "CaT"))
-GALAXY_MARKS = ((2798.75, "MgII"), (3728.5, "[OII]"), (3934.78, "CaK"), (3969.59, "CaH"), (4000.0, "D4000"),
-                (4305.0, "G"), (5176.7, "Mgb"), (5895.6, "NaD"))
+STAR_MARKS = (
+    (3934.78, "CaK"),
+    (3969.59, "CaH"),
+    (4305.0, "G"),
+    (4862.68, "Hb"),
+    (5176.7, "Mgb"),
+    (5895.6, "NaD"),
+    (6564.61, "Ha"),
+    (7055.0, "TiO"),
+    (8544.4, "CaT"),
+)
+GALAXY_MARKS = (
+    (2798.75, "MgII"),
+    (3728.5, "[OII]"),
+    (3934.78, "CaK"),
+    (3969.59, "CaH"),
+    (4000.0, "D4000"),
+    (4305.0, "G"),
+    (5176.7, "Mgb"),
+    (5895.6, "NaD"),
+)
 MARKS = {"QSO": QSO_MARKS, "ELG": ELG_MARKS, "STAR": STAR_MARKS, "GALAXY": GALAXY_MARKS}
 # Contaminant panels: (SPECTYPE, SUBTYPE) in this order, the brightest of each.
-CONTAMINANT_PANELS = (("QSO", ""), ("QSO", "BAL"), ("ELG", ""), ("GALAXY", "PASSIVE"), ("GALAXY", "WEAKLINE"),
-                      ("STAR", "M"), ("STAR", "K"), ("STAR", "G"), ("STAR", "F"))
+CONTAMINANT_PANELS = (
+    ("QSO", ""),
+    ("QSO", "BAL"),
+    ("ELG", ""),
+    ("GALAXY", "PASSIVE"),
+    ("GALAXY", "WEAKLINE"),
+    ("STAR", "M"),
+    ("STAR", "K"),
+    ("STAR", "G"),
+    ("STAR", "F"),
+)
 
 
 def smooth(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,7 +76,9 @@ def smooth(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.nda
     n = wave.size // SMOOTH_PIXELS * SMOOTH_PIXELS
     w = ivar[:n].reshape(-1, SMOOTH_PIXELS)
     total = w.sum(1)
-    binned = np.divide((flux[:n].reshape(-1, SMOOTH_PIXELS) * w).sum(1), total, out=np.zeros(total.size), where=total > 0)
+    binned = np.divide(
+        (flux[:n].reshape(-1, SMOOTH_PIXELS) * w).sum(1), total, out=np.zeros(total.size), where=total > 0
+    )
     sigma = np.divide(1.0, np.sqrt(total), out=np.full(total.size, np.nan), where=total > 0)
     return wave[:n].reshape(-1, SMOOTH_PIXELS).mean(1), binned, sigma
 
@@ -58,7 +92,9 @@ def pick_rows(truth) -> list[tuple[int, str]]:
         pool = truth[(truth["SPECTYPE"] == "LBG") & (truth["TEMPLATE"] == template)]
         if pool.empty:
             continue
-        score = (pool["Z"] - 3.0).abs() + 0.5 * (~bright[pool.index]) + (pool["EXPTIME"] < pool["EXPTIME"].max())
+        score = (
+            (pool["Z"] - 3.0).abs() + 0.5 * (~bright[pool.index]) + (pool["EXPTIME"] < pool["EXPTIME"].max())
+        )
         row = int(score.idxmin())
         picks.append((row, f"LBG template {template}"))
     subtype = truth["SUBTYPE"].astype(str) if "SUBTYPE" in truth else ""
@@ -83,14 +119,18 @@ def plot_panel(ax, wave, flux, sigma, entry, label: str) -> None:
         observed = rest * (1 + z)
         if wave[0] < observed < wave[-1]:
             ax.axvline(observed, color="tab:blue", lw=0.5, ls=":")
-            ax.text(observed, top * 0.97, name, rotation=90, fontsize=6, va="top", ha="right", color="tab:blue")
+            ax.text(
+                observed, top * 0.97, name, rotation=90, fontsize=6, va="top", ha="right", color="tab:blue"
+            )
     for lo, hi in desi.ARM_OVERLAPS:
         ax.axvspan(lo, hi, color="0.85", zorder=0)
     ew = entry["LYA_EW"]
     ew_text = f", Lya EW {ew:+.0f} A" if np.isfinite(ew) else ""
     teff = float(entry.get("TEFF", np.nan))
     ew_text += f", Teff {teff:.0f} K" if np.isfinite(teff) else ""
-    ax.set_title(f"{label}: z = {z:.3f}, r = {entry['MAG_R']:.2f}, {entry['EXPTIME']:.0f} s{ew_text}", fontsize=8)
+    ax.set_title(
+        f"{label}: z = {z:.3f}, r = {entry['MAG_R']:.2f}, {entry['EXPTIME']:.0f} s{ew_text}", fontsize=8
+    )
     ax.tick_params(labelsize=7)
 
 

@@ -162,15 +162,24 @@ def _grid_header(grid: Grid | None) -> dict[str, Any]:
     if grid is None:
         return {"GRIDKIND": "native"}
     # Strings keep every digit, so a grid read back compares equal to the one written.
-    return {"GRIDKIND": grid.kind, "GRIDSTRT": repr(grid.start), "GRIDSTEP": repr(grid.step), "GRIDNPIX": grid.n_pixels}
+    return {
+        "GRIDKIND": grid.kind,
+        "GRIDSTRT": repr(grid.start),
+        "GRIDSTEP": repr(grid.step),
+        "GRIDNPIX": grid.n_pixels,
+    }
 
 
 def _grid_from_header(header: Any) -> Grid | None:
     kind = str(header.get("GRIDKIND", "native")).strip()
     if kind == "native":
         return None
-    return Grid(kind=kind, start=float(header["GRIDSTRT"]), step=float(header["GRIDSTEP"]),
-                n_pixels=int(header["GRIDNPIX"]))
+    return Grid(
+        kind=kind,
+        start=float(header["GRIDSTRT"]),
+        step=float(header["GRIDSTEP"]),
+        n_pixels=int(header["GRIDNPIX"]),
+    )
 
 
 class SpectraWriter:
@@ -209,13 +218,24 @@ class SpectraWriter:
         for layer, wavelength, header in layers:
             wave_name, flux_name, ivar_name = _hdu_names(layer)
             self._fits.write(wavelength, extname=wave_name, header=dict(header, BUNIT="Angstrom"))
-            for name, unit in ((flux_name, "1e-17 erg/(s cm2 Angstrom)"), (ivar_name, "1e+34 (s2 cm4 Angstrom2)/erg2")):
-                self._fits.create_image_hdu(dims=[max(self.n_rows, 1), len(wavelength)], dtype="f4", extname=name)
+            for name, unit in (
+                (flux_name, "1e-17 erg/(s cm2 Angstrom)"),
+                (ivar_name, "1e+34 (s2 cm4 Angstrom2)/erg2"),
+            ):
+                self._fits.create_image_hdu(
+                    dims=[max(self.n_rows, 1), len(wavelength)], dtype="f4", extname=name
+                )
                 self._fits[name].write_key("BUNIT", unit)  # fitsio ignores create_image_hdu's header
         return self
 
-    def write(self, flux: np.ndarray, ivar: np.ndarray, truth: pd.DataFrame,
-              native_flux: np.ndarray | None = None, native_ivar: np.ndarray | None = None) -> None:
+    def write(
+        self,
+        flux: np.ndarray,
+        ivar: np.ndarray,
+        truth: pd.DataFrame,
+        native_flux: np.ndarray | None = None,
+        native_ivar: np.ndarray | None = None,
+    ) -> None:
         n_new = len(truth)
         if self._rows_written + n_new > self.n_rows:
             raise ValueError(f"{self.path}: writing more rows than the {self.n_rows} declared")
@@ -229,8 +249,10 @@ class SpectraWriter:
             for name, array in ((flux_name, layer_flux), (ivar_name, layer_ivar)):
                 array = np.ascontiguousarray(array, dtype=np.float32)
                 if array.shape != (n_new, len(wavelength)):
-                    raise ValueError(f"{self.path}: {name} chunk has shape {array.shape}, "
-                                     f"expected ({n_new}, {len(wavelength)})")
+                    raise ValueError(
+                        f"{self.path}: {name} chunk has shape {array.shape}, "
+                        f"expected ({n_new}, {len(wavelength)})"
+                    )
                 if n_new:
                     self._fits[name].write(array, start=[self._rows_written, 0])
         self._truth_chunks.append(truth)
@@ -239,8 +261,9 @@ class SpectraWriter:
     def _finish(self) -> None:
         if self._rows_written != self.n_rows:
             raise ValueError(f"{self.path}: {self._rows_written} rows written, {self.n_rows} declared")
-        truth = complete_truth(pd.concat(self._truth_chunks, ignore_index=True)
-                               if self._truth_chunks else pd.DataFrame())
+        truth = complete_truth(
+            pd.concat(self._truth_chunks, ignore_index=True) if self._truth_chunks else pd.DataFrame()
+        )
         self._fits.write(truth_to_records(truth), extname="TRUTH")
         record = np.array([json.dumps(self.provenance, sort_keys=True, default=str)])
         self._fits.write({"JSON": record}, extname="PROVENANCE")
@@ -257,13 +280,28 @@ class SpectraWriter:
         return bool(self._context.__exit__(exc_type, exc, tb))
 
 
-def write_spectra(path: str | Path, spectra: SpectrumSet, native: SpectrumSet | None = None,
-                  provenance: dict[str, Any] | None = None) -> None:
+def write_spectra(
+    path: str | Path,
+    spectra: SpectrumSet,
+    native: SpectrumSet | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> None:
     """Write a whole set (and optionally its native layer) atomically."""
-    with SpectraWriter(path, len(spectra), spectra.wavelength, spectra.grid,
-                       None if native is None else native.wavelength, provenance) as writer:
-        writer.write(spectra.flux, spectra.ivar, spectra.truth,
-                     None if native is None else native.flux, None if native is None else native.ivar)
+    with SpectraWriter(
+        path,
+        len(spectra),
+        spectra.wavelength,
+        spectra.grid,
+        None if native is None else native.wavelength,
+        provenance,
+    ) as writer:
+        writer.write(
+            spectra.flux,
+            spectra.ivar,
+            spectra.truth,
+            None if native is None else native.flux,
+            None if native is None else native.ivar,
+        )
 
 
 class SpectraFile:
@@ -292,7 +330,9 @@ class SpectraFile:
                     n_expected = len(self.wavelength_of(layer))
                     if self.n_rows and list(dims) != [self.n_rows, n_expected]:
                         raise InputFileError(
-                            f"HDU {name} has shape {tuple(dims)}, expected ({self.n_rows}, {n_expected})", self.path)
+                            f"HDU {name} has shape {tuple(dims)}, expected ({self.n_rows}, {n_expected})",
+                            self.path,
+                        )
         except OSError as error:
             raise InputFileError(f"truncated or corrupt FITS file ({error})", self.path) from None
 
@@ -337,7 +377,9 @@ class SpectraFile:
             else:
                 flux = ivar = np.zeros((0, len(wavelength)), np.float32)
         except OSError as error:
-            raise InputFileError(f"truncated or corrupt data in {flux_name}/{ivar_name} ({error})", self.path) from None
+            raise InputFileError(
+                f"truncated or corrupt data in {flux_name}/{ivar_name} ({error})", self.path
+            ) from None
         grid = self.grid if layer == "network" else None
         return SpectrumSet(wavelength, flux, ivar, self.truth.iloc[start:stop].reset_index(drop=True), grid)
 

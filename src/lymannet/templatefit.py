@@ -78,8 +78,17 @@ SMALL_DELTA_CHI2 = 9.0  # Redrock's threshold for SMALL_DELTA_CHI2
 RENDER_OVERLAP = 0.97  # consecutive rest-frame renders overlap by 3% of the native range
 IGM_BLOCK = 256  # trial redshifts per block when building the model matrices (bounded memory)
 # Columns of a drawn object that are not its spectral shape: never replaced by a group median.
-IDENTITY_COLUMNS = {"TARGETID", "Z", "Z_GRID", "MAG_R", "EXPTIME", "TARGET_RA", "TARGET_DEC", "TEMPLATE",
-                    "LINE_SEED"}
+IDENTITY_COLUMNS = {
+    "TARGETID",
+    "Z",
+    "Z_GRID",
+    "MAG_R",
+    "EXPTIME",
+    "TARGET_RA",
+    "TARGET_DEC",
+    "TEMPLATE",
+    "LINE_SEED",
+}
 
 
 def options_of(cls: Any, options: dict[str, Any]) -> Any:
@@ -106,16 +115,21 @@ class TemplateFitOptions:
         options = dict(options or {})
         opts = options_of(cls, options)
         if opts.z_step <= 0 or opts.coarse_factor < 1 or opts.templates_per_class < 1 or opts.poly_order < 0:
-            raise ConfigError(f"baseline.template_fit: z_step > 0, coarse_factor >= 1, templates_per_class >= 1 "
-                              f"and poly_order >= 0 needed, got {options}")
+            raise ConfigError(
+                f"baseline.template_fit: z_step > 0, coarse_factor >= 1, templates_per_class >= 1 "
+                f"and poly_order >= 0 needed, got {options}"
+            )
         if opts.confidence_scale <= 0:
-            raise ConfigError(f"baseline.template_fit.confidence_scale must be positive, got {opts.confidence_scale}")
+            raise ConfigError(
+                f"baseline.template_fit.confidence_scale must be positive, got {opts.confidence_scale}"
+            )
         return opts
 
 
 # --------------------------------------------------------------------------------------------
 # The template set
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TemplateSet:
@@ -163,8 +177,10 @@ class TemplateSet:
             centres = np.arange(0, n_z, factor)
             offsets = np.arange(-(factor // 2), factor // 2 + 1)
             window = np.clip(centres[:, None] + offsets[None, :], 0, n_z - 1)
-            coarse = np.stack([models[:, k][:, window, :].mean(axis=2, dtype=np.float32)
-                               for k in range(models.shape[1])], axis=2)  # (V, Zc, K, P)
+            coarse = np.stack(
+                [models[:, k][:, window, :].mean(axis=2, dtype=np.float32) for k in range(models.shape[1])],
+                axis=2,
+            )  # (V, Zc, K, P)
             i, j = np.triu_indices(models.shape[1])
             m = np.ascontiguousarray(coarse.reshape(-1, coarse.shape[3]).T)
             pairs = coarse[:, :, i, :] * coarse[:, :, j, :]
@@ -180,9 +196,15 @@ class TemplateSet:
         return sum(m.shape[0] for m in self.models.values())
 
     def describe(self) -> dict[str, Any]:
-        return {c: {"templates": self.labels[c], "basis_vectors": self.n_basis(c),
-                    "z": [float(self.z[c][0]), float(self.z[c][-1])], "n_z": int(self.z[c].size)}
-                for c in self.classes}
+        return {
+            c: {
+                "templates": self.labels[c],
+                "basis_vectors": self.n_basis(c),
+                "z": [float(self.z[c][0]), float(self.z[c][-1])],
+                "n_z": int(self.z[c].size),
+            }
+            for c in self.classes
+        }
 
 
 def class_z_range(spectype: str, options: TemplateFitOptions) -> tuple[float, float]:
@@ -193,10 +215,14 @@ def class_z_range(spectype: str, options: TemplateFitOptions) -> tuple[float, fl
     elif spectype in POPULATION_Z_LIMITS:
         lo, hi = POPULATION_Z_LIMITS[spectype]
     else:
-        raise ConfigError(f"baseline.template_fit: no redshift range for class {spectype}; "
-                          f"give one in baseline.template_fit.z_ranges")
+        raise ConfigError(
+            f"baseline.template_fit: no redshift range for class {spectype}; "
+            f"give one in baseline.template_fit.z_ranges"
+        )
     if hi < lo or lo <= -1:
-        raise ConfigError(f"baseline.template_fit.z_ranges.{spectype} must be [low, high] with -1 < low <= high")
+        raise ConfigError(
+            f"baseline.template_fit.z_ranges.{spectype} must be [low, high] with -1 < low <= high"
+        )
     return lo, hi
 
 
@@ -216,7 +242,11 @@ def template_objects(spectype: str, options: TemplateFitOptions) -> pd.DataFrame
 
     n_draw = max(64, 16 * options.templates_per_class)
     z_lo, z_hi = POPULATION_Z_LIMITS.get(spectype, class_z_range(spectype, options))
-    spec = {"mode": "continuous", "exptime": [7200], "populations": {spectype: {"n": n_draw, "z": [z_lo, z_hi]}}}
+    spec = {
+        "mode": "continuous",
+        "exptime": [7200],
+        "populations": {spectype: {"n": n_draw, "z": [z_lo, z_hi]}},
+    }
     objects = draw_objects(spec, options.seed, f"templatefit-{spectype}").reset_index(drop=True)
     keys = [c for c in ("TEMPLATE", "SUBTYPE") if c in objects and objects[c].nunique() > 1]
     shape_columns = [c for c in objects.columns if c not in IDENTITY_COLUMNS and objects[c].dtype.kind == "f"]
@@ -232,7 +262,9 @@ def template_objects(spectype: str, options: TemplateFitOptions) -> pd.DataFrame
         chosen.append(row)
         labels.append(":".join([spectype, *(str(k) for k in key if str(k) not in ("", "-1")), "typical"]))
         used.add(int(group.index[0]))
-    extra = [i for i in range(len(objects)) if i not in used][:max(0, options.templates_per_class - len(chosen))]
+    extra = [i for i in range(len(objects)) if i not in used][
+        : max(0, options.templates_per_class - len(chosen))
+    ]
     for k, i in enumerate(extra):
         chosen.append(objects.iloc[[i]].copy())
         group = ":".join(str(objects.at[i, c]) for c in keys if str(objects.at[i, c]) not in ("", "-1"))
@@ -273,8 +305,10 @@ def rest_templates(spectype: str, options: TemplateFitOptions) -> tuple[np.ndarr
     rest_wave, rest_flux = np.concatenate(rest_wave), np.concatenate(rest_flux, axis=1)
     scale = np.abs(rest_flux).mean(axis=1, keepdims=True)
     if not np.all(np.isfinite(rest_flux)) or np.any(scale <= 0):
-        raise ConfigError(f"baseline.template_fit: the simulator's {spectype} renderer gave empty or non-finite "
-                          "templates")
+        raise ConfigError(
+            f"baseline.template_fit: the simulator's {spectype} renderer gave empty or non-finite "
+            "templates"
+        )
     return rest_wave, rest_flux / scale, list(objects["LABEL"])
 
 
@@ -290,10 +324,10 @@ def _binned_igm(grid: Grid, native: np.ndarray, z: np.ndarray) -> np.ndarray | N
     igm = InoueIGM(native[:n_forest])
     out = np.ones((z.size, grid.n_pixels), np.float32)
     for start in range(0, z.size, IGM_BLOCK):
-        block = z[start:start + IGM_BLOCK]
+        block = z[start : start + IGM_BLOCK]
         transmission = igm.transmission(block).astype(np.float32)
         binned = rebinner.rebin_sums(transmission, np.ones_like(transmission))[0]
-        out[start:start + block.size] = np.where(has_forest, binned, 1.0)
+        out[start : start + block.size] = np.where(has_forest, binned, 1.0)
     return out
 
 
@@ -308,8 +342,10 @@ def build_template_set(grid: Grid, options: TemplateFitOptions | dict[str, Any] 
     classes = list(options.classes) or list(RENDERERS)
     unknown = sorted(set(classes) - set(RENDERERS))
     if unknown:
-        raise ConfigError(f"baseline.template_fit.classes: {unknown} have no renderer in the simulator; "
-                          f"valid: {sorted(RENDERERS)}")
+        raise ConfigError(
+            f"baseline.template_fit.classes: {unknown} have no renderer in the simulator; "
+            f"valid: {sorted(RENDERERS)}"
+        )
     native = instrument().wave
     edges = np.asarray(grid.edges, np.float64)
     # Network bins that receive native pixels (ingestion leaves the others at ivar 0): models 0 there.
@@ -321,7 +357,9 @@ def build_template_set(grid: Grid, options: TemplateFitOptions | dict[str, Any] 
         # Bin means are exact integrals of the rest template: a cumulative (trapezoid) integral
         # evaluated at each bin's edges moved to the rest frame, (Z, P + 1) interpolations per template.
         cumulative = np.zeros_like(rest_flux)
-        cumulative[:, 1:] = np.cumsum(0.5 * (rest_flux[:, 1:] + rest_flux[:, :-1]) * np.diff(rest_wave), axis=1)
+        cumulative[:, 1:] = np.cumsum(
+            0.5 * (rest_flux[:, 1:] + rest_flux[:, :-1]) * np.diff(rest_wave), axis=1
+        )
         z = z_grid(*class_z_range(spectype, options), options.z_step)
         transmission = _binned_igm(grid, native, z)
         out = np.empty((len(names), z.size, grid.n_pixels), np.float32)
@@ -339,15 +377,21 @@ def build_template_set(grid: Grid, options: TemplateFitOptions | dict[str, Any] 
     for spectype in classes:
         tset.coarse_matrices(spectype)  # built here, so that the fit's timing is the fit's alone
     tset.build_seconds = time.perf_counter() - started
-    log.info("template set: %d templates in %d classes (%s) on a %d-pixel grid, built in %.1f s", tset.n_templates,
-             len(classes), ", ".join(f"{c} {models[c].shape[0]}x{z_by_class[c].size} z" for c in classes),
-             grid.n_pixels, tset.build_seconds)
+    log.info(
+        "template set: %d templates in %d classes (%s) on a %d-pixel grid, built in %.1f s",
+        tset.n_templates,
+        len(classes),
+        ", ".join(f"{c} {models[c].shape[0]}x{z_by_class[c].size} z" for c in classes),
+        grid.n_pixels,
+        tset.build_seconds,
+    )
     return tset
 
 
 # --------------------------------------------------------------------------------------------
 # The fit
 # --------------------------------------------------------------------------------------------
+
 
 def legendre_basis(n_pixels: int, order: int) -> np.ndarray:
     """(order + 1, P) Legendre polynomials over the pixel index mapped onto [-1, 1]."""
@@ -475,8 +519,9 @@ def _coarse_scan(s: _Spectra, tset: TemplateSet, spectype: str) -> np.ndarray:
     return _chi2_basis(s, b, a, c, tset.mean_amplitude).reshape(n, n_variants, -1)
 
 
-def _fine_scan(s: _Spectra, tset: TemplateSet, spectype: str, variant: np.ndarray, centre: np.ndarray,
-               half_width: int) -> tuple[np.ndarray, np.ndarray]:
+def _fine_scan(
+    s: _Spectra, tset: TemplateSet, spectype: str, variant: np.ndarray, centre: np.ndarray, half_width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """chi2 (N, F) of each spectrum's template (or basis) on the fine grid around `centre` (fine indices)."""
     models = tset.basis(spectype)  # (V, K, Z, P)
     n_z = models.shape[2]
@@ -505,7 +550,9 @@ def _fine_scan(s: _Spectra, tset: TemplateSet, spectype: str, variant: np.ndarra
     return _chi2_basis(s, b, a, np.moveaxis(c, 3, 1), tset.mean_amplitude), index
 
 
-def _parabola(chi2: np.ndarray, index: np.ndarray, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parabola(
+    chi2: np.ndarray, index: np.ndarray, x_grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Minimum of each row's fine scan refined by a parabola through its three points:
     (ln(1+z), chi2, zwarn)."""
     n, n_f = chi2.shape
@@ -530,8 +577,13 @@ def _parabola(chi2: np.ndarray, index: np.ndarray, x_grid: np.ndarray) -> tuple[
     return x, chi2_min, zwarn
 
 
-def chi2_scan(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, spectype: str,
-              options: TemplateFitOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
+def chi2_scan(
+    tset: TemplateSet,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    spectype: str,
+    options: TemplateFitOptions | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """chi2 (N, V, Z) of every template (or basis) of one class at every fine redshift, in float64
     (for inspection and tests; the fit itself scans the coarse grid, then the fine one near its minimum)."""
     options = options or TemplateFitOptions()
@@ -553,16 +605,23 @@ def chi2_scan(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, spectype: s
     return tset.z[spectype], _chi2_basis(s, b, a, c, tset.mean_amplitude).reshape(n, n_v, n_z)
 
 
-def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_class: str = "LBG",
-                options: TemplateFitOptions | None = None) -> dict[str, np.ndarray]:
+def fit_spectra(
+    tset: TemplateSet,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    target_class: str = "LBG",
+    options: TemplateFitOptions | None = None,
+) -> dict[str, np.ndarray]:
     """Fit (N, P) spectra on the template set's grid: per class chi2, z and template, the best class,
     the target confidence. NaN flux and bad ivar count as masked pixels; a spectrum with too few
     valid pixels is flagged NODATA (confidence 0, Z_PRED 0), never an exception."""
     options = options or TemplateFitOptions()
     flux, ivar = np.atleast_2d(flux), np.atleast_2d(ivar)
     if flux.shape != ivar.shape or flux.shape[1] != tset.wavelength.size:
-        raise InputFileError(f"spectra of shape {flux.shape} / ivar {ivar.shape} do not match the template grid "
-                             f"({tset.wavelength.size} pixels)")
+        raise InputFileError(
+            f"spectra of shape {flux.shape} / ivar {ivar.shape} do not match the template grid "
+            f"({tset.wavelength.size} pixels)"
+        )
     target = target_class.upper()
     if target not in tset.models:
         raise ConfigError(f"target class {target} has no templates; classes: {tset.classes}")
@@ -606,9 +665,17 @@ def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_cl
     for spectype in tset.classes:
         out[f"CHI2_{spectype}"][nodata] = 0.0
         out[f"Z_{spectype}"][nodata] = 0.0
-    out.update(confidence=confidence, z_pred=z_pred, spectype=classes[best], z=z_best,
-               chi2=chi2_all[rows, best], deltachi2=delta, delta_chi2_target=delta_target, zwarn=zwarn,
-               npix=np.count_nonzero(s.w > 0, axis=1))
+    out.update(
+        confidence=confidence,
+        z_pred=z_pred,
+        spectype=classes[best],
+        z=z_best,
+        chi2=chi2_all[rows, best],
+        deltachi2=delta,
+        delta_chi2_target=delta_target,
+        zwarn=zwarn,
+        npix=np.count_nonzero(s.w > 0, axis=1),
+    )
     return out
 
 
@@ -616,12 +683,18 @@ def fit_spectra(tset: TemplateSet, flux: np.ndarray, ivar: np.ndarray, target_cl
 # Test sets -> prediction catalogues (the format of lymannet.predict)
 # --------------------------------------------------------------------------------------------
 
+
 def catalogue_columns(fit: dict[str, np.ndarray], classes: list[str]) -> dict[str, np.ndarray]:
     """The template fit's own columns (Redrock names where there is one), beside the CNN columns."""
-    columns = {"SPECTYPE_FIT": np.asarray(fit["spectype"]).astype("U8"), "Z_FIT": fit["z"].astype(np.float32),
-               "CHI2": fit["chi2"].astype(np.float32), "DELTACHI2": fit["deltachi2"].astype(np.float32),
-               "DELTACHI2_TARGET": fit["delta_chi2_target"].astype(np.float32),
-               "ZWARN": fit["zwarn"].astype(np.int64), "NPIXELS": fit["npix"].astype(np.int32)}
+    columns = {
+        "SPECTYPE_FIT": np.asarray(fit["spectype"]).astype("U8"),
+        "Z_FIT": fit["z"].astype(np.float32),
+        "CHI2": fit["chi2"].astype(np.float32),
+        "DELTACHI2": fit["deltachi2"].astype(np.float32),
+        "DELTACHI2_TARGET": fit["delta_chi2_target"].astype(np.float32),
+        "ZWARN": fit["zwarn"].astype(np.int64),
+        "NPIXELS": fit["npix"].astype(np.int32),
+    }
     for spectype in classes:
         columns[f"CHI2_{spectype}"] = fit[f"CHI2_{spectype}"].astype(np.float32)
         columns[f"ZFIT_{spectype}"] = fit[f"Z_{spectype}"].astype(np.float32)
@@ -637,10 +710,16 @@ def template_set_sha(tset: TemplateSet, options: TemplateFitOptions) -> str:
     return digest.hexdigest()
 
 
-def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_options: dict[str, Any] | None = None,
-                                predict_options: dict[str, Any] | None = None, name: str = "template_fit",
-                                template_source: Any = None, source_inputs: dict[str, str | Path] | None = None,
-                                source_config: dict[str, Any] | None = None) -> pd.DataFrame:
+def predict_testset_templatefit(
+    testset: str | Path,
+    output: str | Path,
+    fit_options: dict[str, Any] | None = None,
+    predict_options: dict[str, Any] | None = None,
+    name: str = "template_fit",
+    template_source: Any = None,
+    source_inputs: dict[str, str | Path] | None = None,
+    source_config: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """Fit every spectrum of a test set, write a prediction catalogue the score rule reads unchanged.
 
     `template_source(grid, options) -> TemplateSet` gives the templates (default
@@ -667,9 +746,13 @@ def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_opt
         started = time.perf_counter()
         for chunk in spectra_file.iter_chunks("network", opts.chunk_rows):
             fit = fit_spectra(tset, chunk.flux, chunk.ivar, target, opts)
-            outputs = {"c_line": fit["confidence"][:, None], "z_line": fit["z_pred"][:, None],
-                       "z_pred": fit["z_pred"], "best_line": np.zeros(len(chunk), np.int64),
-                       "confidence": fit["confidence"]}
+            outputs = {
+                "c_line": fit["confidence"][:, None],
+                "z_line": fit["z_pred"][:, None],
+                "z_pred": fit["z_pred"],
+                "best_line": np.zeros(len(chunk), np.int64),
+                "confidence": fit["confidence"],
+            }
             table = catalogue_rows(chunk.truth, outputs, [CLASS_LINE.name], target, popts)
             for key, values in catalogue_columns(fit, tset.classes).items():
                 table[key] = values
@@ -685,13 +768,22 @@ def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_opt
         config["templates"] = source_config
     record = provenance(config, {"testset": testset, **(source_inputs or {})})
     record["template_set"] = {"source": tset.source, "mean_amplitude": tset.mean_amplitude, **tset.describe()}
-    record["timing"] = {"build_seconds": round(tset.build_seconds, 3), "fit_seconds": round(fit_seconds, 3),
-                        "spectra_per_second": round(len(catalogue) / max(fit_seconds, 1e-9), 1)}
+    record["timing"] = {
+        "build_seconds": round(tset.build_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),
+        "spectra_per_second": round(len(catalogue) / max(fit_seconds, 1e-9), 1),
+    }
     sha = template_set_sha(tset, opts)
     header = [
-        {"name": "MODEL", "value": f"{name} (lymannet.templatefit)",
-         "comment": "chi2 template fit, no trained model" if tset.source == "simulator"
-         else "chi2 fit, templates learned from a training set"},
+        {
+            "name": "MODEL",
+            "value": f"{name} (lymannet.templatefit)",
+            "comment": (
+                "chi2 template fit, no trained model"
+                if tset.source == "simulator"
+                else "chi2 fit, templates learned from a training set"
+            ),
+        },
         {"name": "MODELSHA", "value": sha, "comment": "sha256 of the template set and options"},
         {"name": "TESTSET", "value": str(testset), "comment": "test set spectra file"},
         {"name": "TARGCLS", "value": target, "comment": "class the fit detects"},
@@ -701,11 +793,22 @@ def predict_testset_templatefit(testset: str | Path, output: str | Path, fit_opt
         {"name": "NTEMPL", "value": tset.n_templates, "comment": "templates in the fit"},
         {"name": "CFGHASH", "value": record.get("config_hash", ""), "comment": "hash of the fit options"},
         {"name": "LNVER", "value": __version__, "comment": "lymannet version"},
-        {"name": "GITREV", "value": record.get("git_revision", "unknown"), "comment": "git describe of the code"},
+        {
+            "name": "GITREV",
+            "value": record.get("git_revision", "unknown"),
+            "comment": "git describe of the code",
+        },
     ]
     write_catalogue(output, catalogue, (CLASS_LINE,), header, record)
     n_target = int(catalogue[f"IS_{target}"].sum())
-    log.info("wrote %s: %d spectra (%.0f spectra/s after a %.1f s template build), %d flagged %s, %d NODATA", output,
-             len(catalogue), record["timing"]["spectra_per_second"], tset.build_seconds, n_target, target,
-             int(((catalogue["ZWARN"] & ZWARN_NODATA) > 0).sum()))
+    log.info(
+        "wrote %s: %d spectra (%.0f spectra/s after a %.1f s template build), %d flagged %s, %d NODATA",
+        output,
+        len(catalogue),
+        record["timing"]["spectra_per_second"],
+        tset.build_seconds,
+        n_target,
+        target,
+        int(((catalogue["ZWARN"] & ZWARN_NODATA) > 0).sum()),
+    )
     return catalogue

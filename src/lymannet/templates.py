@@ -24,14 +24,24 @@ from .runtime import Progress
 from .spectra import SpectraFile, SpectraWriter
 
 
-def resample_templates(pool: str | Path, output: str | Path, plot: str | Path, offset_width: float, seed: int,
-                       dataset: str, config_slice: Any = None, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+def resample_templates(
+    pool: str | Path,
+    output: str | Path,
+    plot: str | Path,
+    offset_width: float,
+    seed: int,
+    dataset: str,
+    config_slice: Any = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> pd.DataFrame:
     """Thesis 3.5.2: z1 = z0 + U(-w/2, w/2) per spectrum, wavelengths scaled by (1+z1)/(1+z0)
     on the native layer (eq. 3.1) with z1's IGM, noise and ends (:func:`lymannet.reshift.shift_galaxy`),
     on the network and native grids (both kept, so that variants can shift again). Returns the
     new truth; plots z before/after."""
     if isinstance(offset_width, bool) or not isinstance(offset_width, (int, float)) or offset_width < 0:
-        raise ConfigError(f"resample_templates.{dataset}.offset_width must be a number >= 0, not {offset_width!r}")
+        raise ConfigError(
+            f"resample_templates.{dataset}.offset_width must be a number >= 0, not {offset_width!r}"
+        )
     label = f"resampled:{dataset}"
     with SpectraFile(pool) as source:
         if not source.has_native:
@@ -45,13 +55,21 @@ def resample_templates(pool: str | Path, output: str | Path, plot: str | Path, o
         truth = copy_truth(truth, label, label)
         record = provenance(config_slice, {"pool": pool})
         progress = Progress(len(source), "spectra")
-        with SpectraWriter(output, len(source), layout.wavelength, layout.grid, layout.native_wavelength,
-                           record) as writer:
+        with SpectraWriter(
+            output, len(source), layout.wavelength, layout.grid, layout.native_wavelength, record
+        ) as writer:
             for _, start, stop in row_slices(len(source), chunk_rows):
                 chunk = read_chunk(source, start, stop, native=True)
                 flux, ivar, native_flux, native_ivar, _ = shift_galaxy(
-                    layout.native_wavelength, chunk.native_flux, chunk.native_ivar, chunk.ivar, z0[start:stop],
-                    z1[start:stop], layout.grid, rng)
+                    layout.native_wavelength,
+                    chunk.native_flux,
+                    chunk.native_ivar,
+                    chunk.ivar,
+                    z0[start:stop],
+                    z1[start:stop],
+                    layout.grid,
+                    rng,
+                )
                 writer.write(flux, ivar, truth.iloc[start:stop], native_flux, native_ivar)
                 progress.update(stop - start)
         progress.done()

@@ -34,13 +34,7 @@ from .errors import ConfigError, InputFileError
 from .figures import save_figure
 from .fileio import atomic_path, config_hash, provenance
 from .lines import Line
-from .models import (
-    build_model,
-    combine_terms,
-    complete_spec,
-    count_parameters,
-    loss_terms,
-)
+from .models import build_model, combine_terms, complete_spec, count_parameters, loss_terms
 from .modelfile import cpu_copy, write_model_file
 from .runtime import Progress, configure_torch, cpu_arithmetic, cpu_has_native_bf16, pick_device
 from .transfer import freeze_batchnorm_statistics, frozen_modules, set_frozen, transfer_weights
@@ -198,7 +192,9 @@ def train_model(
     bf16 = uses_bf16(settings["precision"], torch_device)
     log.info("precision: %s", "bf16 autocast" if bf16 else "fp32")
     if bf16 and torch_device.type == "cpu" and not cpu_has_native_bf16():
-        log.warning("bf16 on a CPU without AVX-512 BF16 or AMX is emulated: expect ~30x slower training than fp32")
+        log.warning(
+            "bf16 on a CPU without AVX-512 BF16 or AMX is emulated: expect ~30x slower training than fp32"
+        )
 
     inputs = {"train": train_path, "val": val_path}
     transfer = settings["transfer"]
@@ -239,7 +235,9 @@ def train_model(
     if settings["online_augmentation"]:
         from .online import OnlineAugmentation  # lazily: only runs that augment need it
 
-        augment = OnlineAugmentation(settings["online_augmentation"], grid, target_class=settings["target_class"])
+        augment = OnlineAugmentation(
+            settings["online_augmentation"], grid, target_class=settings["target_class"]
+        )
         augment_generator = torch.Generator(device=torch_device).manual_seed(rng_seed ^ 0x5EED)
     batches = Batches(model, grid, spec["snr_channel"], augment, augment_generator)
     if augment is None:
@@ -322,10 +320,24 @@ def train_model(
     return summary
 
 
-def _resume(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, generator: torch.Generator,
-            augment_generator: torch.Generator | None) -> LoopState:
-    saved = load_checkpoint(path, CHECKPOINT_FORMAT, fingerprint, model, optimizer, scheduler,
-                            {"generator": generator, "augment_generator": augment_generator})
+def _resume(
+    path: Path,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    generator: torch.Generator,
+    augment_generator: torch.Generator | None,
+) -> LoopState:
+    saved = load_checkpoint(
+        path,
+        CHECKPOINT_FORMAT,
+        fingerprint,
+        model,
+        optimizer,
+        scheduler,
+        {"generator": generator, "augment_generator": augment_generator},
+    )
     if saved is None:
         return LoopState(history=[])
     state = LoopState(**saved)
@@ -336,10 +348,26 @@ def _resume(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler
     return state
 
 
-def _checkpoint(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, generator: torch.Generator,
-                augment_generator: torch.Generator | None, state: LoopState) -> None:
-    save_checkpoint(path, CHECKPOINT_FORMAT, fingerprint, model, optimizer, scheduler,
-                    {"generator": generator, "augment_generator": augment_generator}, state.to_dict())
+def _checkpoint(
+    path: Path,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    generator: torch.Generator,
+    augment_generator: torch.Generator | None,
+    state: LoopState,
+) -> None:
+    save_checkpoint(
+        path,
+        CHECKPOINT_FORMAT,
+        fingerprint,
+        model,
+        optimizer,
+        scheduler,
+        {"generator": generator, "augment_generator": augment_generator},
+        state.to_dict(),
+    )
 
 
 def _loop(
@@ -405,7 +433,17 @@ def _loop(
                 save()
                 raise TrainingInterrupted(128 + stop.signum)
         _finish_epoch(
-            model, batches, val_data, settings, state, scheduler, optimizer, start_time, n_train, total_epochs, bf16
+            model,
+            batches,
+            val_data,
+            settings,
+            state,
+            scheduler,
+            optimizer,
+            start_time,
+            n_train,
+            total_epochs,
+            bf16,
         )
         save()
         if stop.signum is not None:
@@ -479,7 +517,9 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     """Peak memory so far, to size a cluster job's `mem`/GPU request from a first run: the
     process's resident set, and on CUDA the largest allocation torch has held."""
     peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}  # KiB on Linux
-    peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
+    peak["peak_gpu_mb"] = (
+        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
+    )
     return peak
 
 

@@ -16,6 +16,7 @@ from .modelfile import load_model_file
 
 log = logging.getLogger("lymannet")
 
+
 def _source_state(path: str | Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], int]:
     """(state_dict, line names, n_boxes) of a Keras .h5 or a lymannet model.pt."""
     path = Path(path)
@@ -88,5 +89,3 @@ def freeze_batchnorm_statistics(modules: list[nn.Module]) -> None:
         for sub in module.modules():
             if isinstance(sub, nn.BatchNorm1d):
                 sub.eval()
-
-

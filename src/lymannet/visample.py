@@ -130,7 +130,9 @@ def read_catalogue(path: str | Path) -> Catalogue:
             missing = [name for name in REQUIRED_COLUMNS if name not in names]
             if missing:
                 raise InputFileError(f"{EXTNAME} has no column {', '.join(missing)}", path)
-            columns = [name for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if name in names and name != "COADD"]
+            columns = [
+                name for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if name in names and name != "COADD"
+            ]
             records, header = hdu.read(columns=columns), hdu.read_header()
     except (OSError, ValueError) as error:
         raise InputFileError(f"not a readable FITS catalogue ({first_line(error)})", path) from None
@@ -157,9 +159,12 @@ class StratifiedDesign:
 
     def describe(self) -> list[str]:
         """One line per stratum, for the log."""
-        return [f"{self.score} [{lo:.2f}, {hi:.2f}): weight {w:.2f}, {big_n} eligible, {n} drawn"
-                for lo, hi, w, big_n, n in zip(self.edges[:-1], self.edges[1:], self.weights, self.n_eligible,
-                                               self.n_drawn)]
+        return [
+            f"{self.score} [{lo:.2f}, {hi:.2f}): weight {w:.2f}, {big_n} eligible, {n} drawn"
+            for lo, hi, w, big_n, n in zip(
+                self.edges[:-1], self.edges[1:], self.weights, self.n_eligible, self.n_drawn
+            )
+        ]
 
 
 def stratum_of(score: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -170,7 +175,9 @@ def stratum_of(score: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def stratum_weights(edges: np.ndarray, working_point: float) -> np.ndarray:
     """1 + WP_BOOST, falling linearly with the bin centre's distance to the working point."""
     centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-    return 1.0 + WP_BOOST * np.clip(1.0 - np.abs(centres - working_point) / (WP_HALF_WIDTH * width), 0.0, None)
+    return 1.0 + WP_BOOST * np.clip(
+        1.0 - np.abs(centres - working_point) / (WP_HALF_WIDTH * width), 0.0, None
+    )
 
 
 def allocate(n_eligible: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
@@ -191,42 +198,65 @@ def allocate(n_eligible: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
     return n_drawn
 
 
-def stratified_draw(score: np.ndarray, n: int, working_point: float, seed: int, score_name: str,
-                    n_bins: int = N_BINS) -> tuple[np.ndarray, StratifiedDesign]:
+def stratified_draw(
+    score: np.ndarray, n: int, working_point: float, seed: int, score_name: str, n_bins: int = N_BINS
+) -> tuple[np.ndarray, StratifiedDesign]:
     """(sorted indices into `score` of the objects drawn, the design)."""
     edges = np.arange(n_bins + 1) / n_bins  # exact decimal edges (0.7, not 0.7000000000000001)
     stratum = stratum_of(score, edges)
     n_eligible = np.bincount(stratum, minlength=n_bins)
     weights = stratum_weights(edges, working_point)
-    design = StratifiedDesign(score_name, working_point, edges, weights, n_eligible,
-                              allocate(n_eligible, weights, n))
+    design = StratifiedDesign(
+        score_name, working_point, edges, weights, n_eligible, allocate(n_eligible, weights, n)
+    )
     rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(stratum == h), size=k, replace=False)
-             for h, k in enumerate(design.n_drawn) if k]
+    picks = [
+        rng.choice(np.flatnonzero(stratum == h), size=k, replace=False)
+        for h, k in enumerate(design.n_drawn)
+        if k
+    ]
     return np.sort(np.concatenate(picks)), design
 
 
-def sample_table(catalogue: Catalogue, n: int, seed: int, working_point: float | None = None,
-                 n_bins: int = N_BINS) -> tuple[pd.DataFrame, StratifiedDesign]:
+def sample_table(
+    catalogue: Catalogue, n: int, seed: int, working_point: float | None = None, n_bins: int = N_BINS
+) -> tuple[pd.DataFrame, StratifiedDesign]:
     """The drawn objects (the CSV's columns), ordered by coadd and row, and the design."""
     score = catalogue.score
     eligible = catalogue.table[catalogue.eligible()]  # its index: the rows of the catalogue
     if eligible.empty:
         raise InputFileError(f"no eligible row (ZWARN 0, finite {score} and Z) to draw from", catalogue.path)
     if len(eligible) < n:
-        log.warning("%s: %d eligible rows, fewer than the %d asked for: drawing them all", catalogue.path,
-                    len(eligible), n)
-    chosen, design = stratified_draw(eligible[score].to_numpy(np.float64), n, catalogue.working_point(working_point),
-                                     seed, score, n_bins)
+        log.warning(
+            "%s: %d eligible rows, fewer than the %d asked for: drawing them all",
+            catalogue.path,
+            len(eligible),
+            n,
+        )
+    chosen, design = stratified_draw(
+        eligible[score].to_numpy(np.float64), n, catalogue.working_point(working_point), seed, score, n_bins
+    )
     drawn = eligible.iloc[chosen]
     stratum = stratum_of(drawn[score].to_numpy(np.float64), design.edges)
     probability = design.inclusion_probability(stratum)
-    table = pd.DataFrame({
-        "TARGETID": drawn["TARGETID"], "TARGET_RA": drawn.get("TARGET_RA", np.nan),
-        "TARGET_DEC": drawn.get("TARGET_DEC", np.nan), "COADD": catalogue.coadd_names(drawn.index.to_numpy()),
-        "ROW": drawn["ROW"], score: drawn[score], "Z": drawn["Z"], "ZERR": drawn.get("ZERR", np.nan),
-        "STRATUM": stratum, "STRATUM_LO": design.edges[stratum], "STRATUM_HI": design.edges[stratum + 1],
-        "N_STRATUM": design.n_eligible[stratum], "P_INCLUSION": probability, "WEIGHT": 1.0 / probability})
+    table = pd.DataFrame(
+        {
+            "TARGETID": drawn["TARGETID"],
+            "TARGET_RA": drawn.get("TARGET_RA", np.nan),
+            "TARGET_DEC": drawn.get("TARGET_DEC", np.nan),
+            "COADD": catalogue.coadd_names(drawn.index.to_numpy()),
+            "ROW": drawn["ROW"],
+            score: drawn[score],
+            "Z": drawn["Z"],
+            "ZERR": drawn.get("ZERR", np.nan),
+            "STRATUM": stratum,
+            "STRATUM_LO": design.edges[stratum],
+            "STRATUM_HI": design.edges[stratum + 1],
+            "N_STRATUM": design.n_eligible[stratum],
+            "P_INCLUSION": probability,
+            "WEIGHT": 1.0 / probability,
+        }
+    )
     return table.sort_values(["COADD", "ROW"], kind="stable").reset_index(drop=True), design
 
 
@@ -277,8 +307,11 @@ def read_coadd_rows(path: str, objects: pd.DataFrame) -> CoaddRows:
 
 def check_rows(rows: np.ndarray, n_rows: int, what: str, path: str) -> None:
     if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
-        raise InputFileError(f"catalogue row {rows.max()} is beyond the {n_rows} rows of {what}: has the coadd "
-                             "changed since it was classified?", path)
+        raise InputFileError(
+            f"catalogue row {rows.max()} is beyond the {n_rows} rows of {what}: has the coadd "
+            "changed since it was classified?",
+            path,
+        )
 
 
 def read_image_rows(hdu: Any, rows: np.ndarray | None, path: str) -> np.ndarray:
@@ -289,12 +322,17 @@ def read_image_rows(hdu: Any, rows: np.ndarray | None, path: str) -> np.ndarray:
     check_rows(rows, dims[0], hdu.get_extname(), path)
     rest = (slice(None),) * (len(dims) - 1)
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    return np.concatenate([hdu[(slice(int(rows[start]), int(rows[stop - 1]) + 1),) + rest]
-                           for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)])])
+    return np.concatenate(
+        [
+            hdu[(slice(int(rows[start]), int(rows[stop - 1]) + 1),) + rest]
+            for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)])
+        ]
+    )
 
 
-def read_fibermap_rows(fits: fitsio.FITS, names: set[str], objects: pd.DataFrame,
-                       path: str) -> tuple[np.ndarray, dict[str, str]]:
+def read_fibermap_rows(
+    fits: fitsio.FITS, names: set[str], objects: pd.DataFrame, path: str
+) -> tuple[np.ndarray, dict[str, str]]:
     """FIBERMAP records of the objects, checked against the catalogue's TARGETIDs."""
     if "FIBERMAP" not in names:
         return index_fibermap(objects), {"TARGET_RA": "deg", "TARGET_DEC": "deg"}
@@ -304,17 +342,21 @@ def read_fibermap_rows(fits: fitsio.FITS, names: set[str], objects: pd.DataFrame
     records = hdu.read(rows=rows)
     wrong = np.flatnonzero(records["TARGETID"] != objects["TARGETID"].to_numpy())
     if len(wrong):
-        raise InputFileError(f"FIBERMAP row {rows[wrong[0]]} has TARGETID {records['TARGETID'][wrong[0]]}, the "
-                             f"catalogue says {objects['TARGETID'].iloc[wrong[0]]}: has the coadd changed since it "
-                             "was classified?", path)
+        raise InputFileError(
+            f"FIBERMAP row {rows[wrong[0]]} has TARGETID {records['TARGETID'][wrong[0]]}, the "
+            f"catalogue says {objects['TARGETID'].iloc[wrong[0]]}: has the coadd changed since it "
+            "was classified?",
+            path,
+        )
     return records, column_units(hdu.read_header())
 
 
 def index_fibermap(objects: pd.DataFrame) -> np.ndarray:
     """A coadd without FIBERMAP (QuasarNP's test file): TARGETID, as lymannet.coadd numbers its rows,
     and the coordinates the catalogue has."""
-    records = np.zeros(len(objects), [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"),
-                                      ("OBJTYPE", "U3")])
+    records = np.zeros(
+        len(objects), [("TARGETID", "i8"), ("TARGET_RA", "f8"), ("TARGET_DEC", "f8"), ("OBJTYPE", "U3")]
+    )
     for name in ("TARGETID", "TARGET_RA", "TARGET_DEC"):
         records[name] = objects[name] if name in objects else np.nan
     records["OBJTYPE"] = "TGT"
@@ -323,8 +365,11 @@ def index_fibermap(objects: pd.DataFrame) -> np.ndarray:
 
 def column_units(header: Any) -> dict[str, str]:
     n_columns = int(header.get("TFIELDS", 0))
-    return {str(header[f"TTYPE{i}"]).strip(): str(header[f"TUNIT{i}"]).strip()
-            for i in range(1, n_columns + 1) if f"TUNIT{i}" in header}
+    return {
+        str(header[f"TTYPE{i}"]).strip(): str(header[f"TUNIT{i}"]).strip()
+        for i in range(1, n_columns + 1)
+        if f"TUNIT{i}" in header
+    }
 
 
 def merged_fibermap(parts: list[CoaddRows]) -> np.ndarray:
@@ -342,11 +387,15 @@ def merged_fibermap(parts: list[CoaddRows]) -> np.ndarray:
     start = 0
     for part in parts:
         for name in part.fibermap.dtype.names:
-            merged[name][start:start + len(part.fibermap)] = part.fibermap[name]
+            merged[name][start : start + len(part.fibermap)] = part.fibermap[name]
         start += len(part.fibermap)
     if lacking:
-        log.warning("%d FIBERMAP columns missing from some coadds, filled with NaN, 0 or '' there: %s%s",
-                    len(lacking), ", ".join(lacking[:8]), ", ..." if len(lacking) > 8 else "")
+        log.warning(
+            "%d FIBERMAP columns missing from some coadds, filled with NaN, 0 or '' there: %s%s",
+            len(lacking),
+            ", ".join(lacking[:8]),
+            ", ..." if len(lacking) > 8 else "",
+        )
     return merged
 
 
@@ -356,8 +405,9 @@ def common_dtype(current: np.dtype | None, new: np.dtype, column: str, path: str
     try:
         return np.promote_types(new if current is None else current, new)
     except TypeError:
-        raise InputFileError(f"FIBERMAP column {column} ({new}) does not merge with another coadd's ({current})",
-                             path) from None
+        raise InputFileError(
+            f"FIBERMAP column {column} ({new}) does not merge with another coadd's ({current})", path
+        ) from None
 
 
 def shared_hdus(parts: list[CoaddRows]) -> list[str]:
@@ -377,13 +427,19 @@ def stacked_hdu(parts: list[CoaddRows], name: str) -> np.ndarray:
     first = parts[0].images[name]
     for part in parts[1:]:
         data = part.images[name]
-        if name.endswith("_WAVELENGTH") and (data.shape != first.shape
-                                             or not np.allclose(data, first, rtol=0, atol=WAVELENGTH_ATOL)):
-            raise InputFileError(f"{name} ({grid_text(data)}) differs from that of {parts[0].path} "
-                                 f"({grid_text(first)}): a coadd holds one wavelength grid per arm", part.path)
+        if name.endswith("_WAVELENGTH") and (
+            data.shape != first.shape or not np.allclose(data, first, rtol=0, atol=WAVELENGTH_ATOL)
+        ):
+            raise InputFileError(
+                f"{name} ({grid_text(data)}) differs from that of {parts[0].path} "
+                f"({grid_text(first)}): a coadd holds one wavelength grid per arm",
+                part.path,
+            )
         if data.shape[1:] != first.shape[1:]:
-            raise InputFileError(f"{name} rows have shape {data.shape[1:]}, those of {parts[0].path} "
-                                 f"{first.shape[1:]}", part.path)
+            raise InputFileError(
+                f"{name} rows have shape {data.shape[1:]}, those of {parts[0].path} " f"{first.shape[1:]}",
+                part.path,
+            )
     return first if name.endswith("_WAVELENGTH") else np.concatenate([part.images[name] for part in parts])
 
 
@@ -420,13 +476,17 @@ class VISample:
 def coadd_root_of(catalogue: Catalogue, coadd_root: str | Path | None) -> str:
     root = coadd_root if coadd_root is not None else catalogue.header.get("SRCROOT")
     if not root:
-        raise InputFileError("no SRCROOT header (the coadds' folder): give the coadds' root folder "
-                             "(coadd_root, --coadd-root)", catalogue.path)
+        raise InputFileError(
+            "no SRCROOT header (the coadds' folder): give the coadds' root folder "
+            "(coadd_root, --coadd-root)",
+            catalogue.path,
+        )
     return str(root).strip()
 
 
-def primary_cards(catalogue: Catalogue, design: StratifiedDesign, n: int, seed: int,
-                  root: str) -> list[dict[str, Any]]:
+def primary_cards(
+    catalogue: Catalogue, design: StratifiedDesign, n: int, seed: int, root: str
+) -> list[dict[str, Any]]:
     """The VI coadd's primary header: how the sample was drawn, and from what."""
     cards = [
         {"name": "LNFORMAT", "value": SAMPLE_FORMAT, "comment": "lymannet visual-inspection sample"},
@@ -441,32 +501,54 @@ def primary_cards(catalogue: Catalogue, design: StratifiedDesign, n: int, seed: 
         {"name": "VINELIG", "value": int(design.n_eligible.sum()), "comment": "eligible catalogue rows"},
         {"name": "LNVER", "value": __version__, "comment": "lymannet version"},
     ]
-    return cards + [{"name": key, "value": catalogue.header[key]} for key in PROVENANCE_KEYS
-                    if key in catalogue.header]
+    return cards + [
+        {"name": key, "value": catalogue.header[key]} for key in PROVENANCE_KEYS if key in catalogue.header
+    ]
 
 
-def draw_vi_sample(catalogue_path: str | Path, out_dir: str | Path, n: int = 100,
-                   coadd_root: str | Path | None = None, seed: int = 0, working_point: float | None = None,
-                   n_bins: int = N_BINS) -> VISample:
+def draw_vi_sample(
+    catalogue_path: str | Path,
+    out_dir: str | Path,
+    n: int = 100,
+    coadd_root: str | Path | None = None,
+    seed: int = 0,
+    working_point: float | None = None,
+    n_bins: int = N_BINS,
+) -> VISample:
     """Draw `n` objects of a survey catalogue (see the module's docstring for the design) and write
     `out_dir`/coadd-vi.fits (their spectra, from `coadd_root`/COADD; coadd_root defaults to the
     catalogue's SRCROOT header) and `out_dir`/vi_sample.csv (stratum, inclusion probability, weight)."""
     if n < 1 or n_bins < 1:
-        raise ConfigError(f"a VI sample needs n >= 1 objects and n_bins >= 1 strata, not n={n}, n_bins={n_bins}")
+        raise ConfigError(
+            f"a VI sample needs n >= 1 objects and n_bins >= 1 strata, not n={n}, n_bins={n_bins}"
+        )
     catalogue = read_catalogue(catalogue_path)
     root = coadd_root_of(catalogue, coadd_root)
     table, design = sample_table(catalogue, n, seed, working_point, n_bins)
     why = "" if design.score == "PROB" else " (the catalogue has no calibrated PROB)"
-    log.info("%s: %d of %d eligible rows drawn, stratified in %s%s, working point %.3f, seed %d", catalogue.path,
-             len(table), design.n_eligible.sum(), design.score, why, design.working_point, seed)
+    log.info(
+        "%s: %d of %d eligible rows drawn, stratified in %s%s, working point %.3f, seed %d",
+        catalogue.path,
+        len(table),
+        design.n_eligible.sum(),
+        design.score,
+        why,
+        design.working_point,
+        seed,
+    )
     for line in design.describe():
         log.info("  %s", line)
     n_strata, n_drawn_strata = np.count_nonzero(design.n_eligible), np.count_nonzero(design.n_drawn)
     if n_drawn_strata < n_strata:  # n smaller than the number of non-empty strata
-        log.warning("%d of %d non-empty strata got no draw: the weights do not cover their objects",
-                    n_strata - n_drawn_strata, n_strata)
-    parts = [read_coadd_rows(locate_coadd(root, name), objects)
-             for name, objects in table.groupby("COADD", sort=False)]
+        log.warning(
+            "%d of %d non-empty strata got no draw: the weights do not cover their objects",
+            n_strata - n_drawn_strata,
+            n_strata,
+        )
+    parts = [
+        read_coadd_rows(locate_coadd(root, name), objects)
+        for name, objects in table.groupby("COADD", sort=False)
+    ]
     out_dir = Path(out_dir)
     write_vi_coadd(out_dir / COADD_NAME, parts, primary_cards(catalogue, design, n, seed, root))
     write_text_atomic(out_dir / CSV_NAME, table.to_csv(index=False))

@@ -84,9 +84,7 @@ ENSEMBLE_RUNS = ensemble_runs(config)
 ENSEMBLES = ensemble_members(config)
 # Test sets of the summary and comparison figures; `in_summary: false` ones (an experiment's own)
 # are scored only where an experiment asks.
-TESTSETS = [
-    name for name, spec in config["testsets"].items() if spec.get("in_summary", True)
-]
+TESTSETS = [name for name, spec in config["testsets"].items() if spec.get("in_summary", True)]
 EXPERIMENTS = experiments(config)
 SEARCHES = searches(config)
 # Survey catalogues: coadd globs are expanded once, here; files grouped into batch jobs.
@@ -105,18 +103,10 @@ def all_outputs():
         "results/plots/compare_combos.png",
     ]
     outputs += [f"results/plots/compare_{test}.png" for test in TESTSETS]
-    outputs += [
-        f"results/plots/simulated_examples_{ds}.png"
-        for ds in config["datasets"]
-        if simulated(ds)
-    ]
-    outputs += [
-        f"results/plots/resampled_z_{ds}.png" for ds in config["resample_templates"]
-    ]
+    outputs += [f"results/plots/simulated_examples_{ds}.png" for ds in config["datasets"] if simulated(ds)]
+    outputs += [f"results/plots/resampled_z_{ds}.png" for ds in config["resample_templates"]]
     outputs += [f"results/combos/{combo}/summary.png" for combo in used_combos(config)]
-    outputs += [
-        f"results/models/{model}/{combo}/learning_curve.png" for model, combo in RUNS
-    ]
+    outputs += [f"results/models/{model}/{combo}/learning_curve.png" for model, combo in RUNS]
     tune_files = ("best_model.yaml", "best_params.md", "history.png", "importance.png")
     outputs += [f"results/tune/{s}/{name}" for s in SEARCHES for name in tune_files]
     return outputs
@@ -166,17 +156,13 @@ def training_spec(model):
 
 def working_point(model):
     """The model's own working point, else calibration.working_point."""
-    return model_spec(model).get(
-        "working_point", config["calibration"]["working_point"]
-    )
+    return model_spec(model).get("working_point", config["calibration"]["working_point"])
 
 
 def searched_model_spec(wildcards):
     """The best spec of the search a `{from_search: ...}` model comes from (nothing otherwise):
     train reruns when the search's result changes."""
-    search = searched_models(config).get(
-        base_model(wildcards.model, config["models"])[0]
-    )
+    search = searched_models(config).get(base_model(wildcards.model, config["models"])[0])
     return {"best_spec": best_spec_path(search)} if search else {}
 
 

@@ -95,9 +95,7 @@ rule fourmost_train:
         spec=lambda w: FOURMOST_PLAN.model_config(w.fourmost_model).get("spec", {}),
         # Outside the declared outputs so that a failed or preempted job keeps it to resume from.
         checkpoint="results/fourmost/checkpoints/{fourmost_size}/{fourmost_model}.pt",
-        settings=lambda w: FOURMOST_PLAN.train_settings(
-            w.fourmost_size, w.fourmost_model
-        ),
+        settings=lambda w: FOURMOST_PLAN.train_settings(w.fourmost_size, w.fourmost_model),
         # only what training reads: a new working point or BAL handling does not retrain
         options=lambda w: FOURMOST_PLAN.train_options(w.fourmost_model),
         seed=FOURMOST["seed"],
@@ -158,9 +156,7 @@ rule fourmost_calibrate_dla:
         unpack(lambda w: FOURMOST_PLAN.calibrate_dla_inputs(w.fourmost_size)),
     output:
         **(
-            {
-                "presence": "results/fourmost/{fourmost_size}/models/presence_calibrated.pt"
-            }
+            {"presence": "results/fourmost/{fourmost_size}/models/presence_calibrated.pt"}
             if FOURMOST["pipelines"]["dla_presence"]
             else {}
         ),

@@ -24,9 +24,7 @@ rule predict:
 # template fit written as a prediction catalogue under its own model/combo names, then scored by
 # the score rule and listed by compare like any run.
 TEMPLATE_FIT = config["baseline"]["template_fit"]
-BASELINE_RUNS = (
-    [(TEMPLATE_FIT["name"], TEMPLATE_FIT["combo"])] if TEMPLATE_FIT["enabled"] else []
-)
+BASELINE_RUNS = [(TEMPLATE_FIT["name"], TEMPLATE_FIT["combo"])] if TEMPLATE_FIT["enabled"] else []
 if any(TEMPLATE_FIT["name"] == model for model, _ in RUNS):
     raise ValueError(
         f"baseline.template_fit.name {TEMPLATE_FIT['name']!r} is also a model of runs:"
@@ -58,9 +56,7 @@ if LEARNED_TEMPLATES["enabled"]:
             f"baseline.learned_templates.combo {LEARNED_TEMPLATES['combo']!r} is not a"
             f" combo; combos: {sorted(config['combos'])}"
         )
-    BASELINE_RUNS = BASELINE_RUNS + [
-        (LEARNED_TEMPLATES["name"], LEARNED_TEMPLATES["combo"])
-    ]
+    BASELINE_RUNS = BASELINE_RUNS + [(LEARNED_TEMPLATES["name"], LEARNED_TEMPLATES["combo"])]
 
 
 ruleorder: predict_templatefit > predict
@@ -84,11 +80,7 @@ rule predict_templatefit:
         mem_mb=2000,  # peak RSS ~400 MB on the demo's test sets (chunks of 512 spectra)
     params:
         fit={
-            **{
-                k: v
-                for k, v in TEMPLATE_FIT.items()
-                if k not in ("enabled", "name", "combo")
-            },
+            **{k: v for k, v in TEMPLATE_FIT.items() if k not in ("enabled", "name", "combo")},
             "seed": config["seed"],
         },
         options=lambda w: {**config["predict"], **config["score"]},
@@ -118,10 +110,7 @@ rule learn_templates:
             **{k: LEARNED_TEMPLATES[k] for k in LEARN_KEYS},
             "seed": config["seed"],
         },
-        variants=lambda w: {
-            name: config["variants"][name]
-            for name in config["combos"][w.combo]["members"]
-        },
+        variants=lambda w: {name: config["variants"][name] for name in config["combos"][w.combo]["members"]},
     script:
         "../scripts/learn_templates.py"
 
@@ -143,11 +132,7 @@ rule predict_templatefit_learned:
         runtime=30,
         mem_mb=3000,
     params:
-        fit={
-            k: v
-            for k, v in LEARNED_TEMPLATES.items()
-            if k not in ("enabled", "name", "combo", *LEARN_KEYS)
-        },
+        fit={k: v for k, v in LEARNED_TEMPLATES.items() if k not in ("enabled", "name", "combo", *LEARN_KEYS)},
         options=lambda w: {**config["predict"], **config["score"]},
         name=LEARNED_TEMPLATES["name"],
     script:

@@ -6,7 +6,6 @@ snakemake: input.source = training pool (`results/pool/<ds>.fits`) or resampled 
 keep_native?}); params.seed; params.name = the variant's human name.
 """
 
-
 from lymannet.augment import augment_variant
 from lymannet.runtime import run
 
@@ -16,5 +15,12 @@ def main(source: str, spec: dict, seed: int, variant: str, output: str) -> int:
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], source=snakemake.input.source, spec=snakemake.params.spec,  # noqa: F821
-        seed=snakemake.params.seed, variant=snakemake.params.name, output=snakemake.output[0])  # noqa: F821
+    run(
+        main,
+        snakemake.log[0],
+        source=snakemake.input.source,
+        spec=snakemake.params.spec,  # noqa: F821
+        seed=snakemake.params.seed,
+        variant=snakemake.params.name,
+        output=snakemake.output[0],
+    )  # noqa: F821

@@ -9,7 +9,15 @@ from lymannet.calibrate import calibrate_model
 from lymannet.runtime import run
 
 if "snakemake" in globals():
-    run(calibrate_model, snakemake.log[0], model=snakemake.input.model, val=snakemake.input.val,
-        out_model=snakemake.output.model, out_json=snakemake.output.record, out_figure=snakemake.output.figure,
-        score=snakemake.params.score, predict=snakemake.params.predict,
-        working_point=snakemake.params.working_point)
+    run(
+        calibrate_model,
+        snakemake.log[0],
+        model=snakemake.input.model,
+        val=snakemake.input.val,
+        out_model=snakemake.output.model,
+        out_json=snakemake.output.record,
+        out_figure=snakemake.output.figure,
+        score=snakemake.params.score,
+        predict=snakemake.params.predict,
+        working_point=snakemake.params.working_point,
+    )

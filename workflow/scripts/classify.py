@@ -12,8 +12,15 @@ from lymannet.classify import classify_batch
 from lymannet.runtime import run
 
 
-def main(model: str, coadds: list[str], root: str, folder: str, manifest: str, options: dict[str, Any],
-         threads: int) -> None:
+def main(
+    model: str,
+    coadds: list[str],
+    root: str,
+    folder: str,
+    manifest: str,
+    options: dict[str, Any],
+    threads: int,
+) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -21,6 +28,14 @@ def main(model: str, coadds: list[str], root: str, folder: str, manifest: str, o
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], model=snakemake.input.model, coadds=list(snakemake.input.coadds),
-        root=snakemake.params.root, folder=snakemake.params.folder, manifest=snakemake.output.manifest,
-        options=dict(snakemake.params.options), threads=snakemake.threads)
+    run(
+        main,
+        snakemake.log[0],
+        model=snakemake.input.model,
+        coadds=list(snakemake.input.coadds),
+        root=snakemake.params.root,
+        folder=snakemake.params.folder,
+        manifest=snakemake.output.manifest,
+        options=dict(snakemake.params.options),
+        threads=snakemake.threads,
+    )

@@ -16,6 +16,13 @@ def main(manifests: list[str], folder: str, name: str, root: str, truth: str | N
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], manifests=list(snakemake.input.manifests),
-        folder=str(Path(snakemake.output.catalogue).parent), name=snakemake.wildcards.catalogue,
-        root=snakemake.params.root, truth=snakemake.input.get("truth"), score=snakemake.params.score)
+    run(
+        main,
+        snakemake.log[0],
+        manifests=list(snakemake.input.manifests),
+        folder=str(Path(snakemake.output.catalogue).parent),
+        name=snakemake.wildcards.catalogue,
+        root=snakemake.params.root,
+        truth=snakemake.input.get("truth"),
+        score=snakemake.params.score,
+    )

@@ -14,9 +14,16 @@ from lymannet.score import compare_scores
 if "snakemake" in globals():
     # The model files may come as input.model_files or input.models; combos_png is optional.
     model_files = getattr(snakemake.input, "model_files", None) or getattr(snakemake.input, "models", [])
-    run(compare_scores, snakemake.log[0], scores=list(snakemake.input.scores),
-        curves=list(snakemake.input.curves), model_files=list(model_files),
-        testsets=list(snakemake.params.testsets), summary_csv=snakemake.output.summary_csv,
-        summary_md=snakemake.output.summary_md, figures=list(snakemake.output.figures),
+    run(
+        compare_scores,
+        snakemake.log[0],
+        scores=list(snakemake.input.scores),
+        curves=list(snakemake.input.curves),
+        model_files=list(model_files),
+        testsets=list(snakemake.params.testsets),
+        summary_csv=snakemake.output.summary_csv,
+        summary_md=snakemake.output.summary_md,
+        figures=list(snakemake.output.figures),
         combos_png=getattr(snakemake.output, "combos_png", None),
-        seed_groups=seed_groups(snakemake.config.get("runs") or []))
+        seed_groups=seed_groups(snakemake.config.get("runs") or []),
+    )

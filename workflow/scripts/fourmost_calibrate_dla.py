@@ -2,7 +2,6 @@
 DLA incidence -> prior correction, beta calibration, the working point, BAL handling (mask or taught,
 measured), NHI_ERR; the calibrated model files, the record and the reliability diagrams."""
 
-
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,22 @@ def write_calibrated(source: str, path: str, calibration: dict[str, Any]) -> Non
         torch.save(payload, tmp)
 
 
-def main(ingested: str, localisers: list[str], presence: str | None, options: dict[str, Any],
-         simulate: dict[str, Any], location_out: str, presence_out: str | None, record_out: str, figure: str) -> None:
+def main(
+    ingested: str,
+    localisers: list[str],
+    presence: str | None,
+    options: dict[str, Any],
+    simulate: dict[str, Any],
+    location_out: str,
+    presence_out: str | None,
+    record_out: str,
+    figure: str,
+) -> None:
     data = read_ingested(ingested, parts=("DLA",))
     models = {Path(path).stem: load_model_file(path) for path in localisers}
-    hashes = {Path(path).stem: sha256_short(path) for path in list(localisers) + ([presence] if presence else [])}
+    hashes = {
+        Path(path).stem: sha256_short(path) for path in list(localisers) + ([presence] if presence else [])
+    }
     loaded_presence = load_model_file(presence) if presence else None
     record = calibrate_dla(data, loaded_presence, models, options, simulate, hashes)
     chosen = record["variants"][record["bal_method"]]["model"]
@@ -40,8 +50,16 @@ def main(ingested: str, localisers: list[str], presence: str | None, options: di
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], ingested=snakemake.input.ingested, localisers=list(snakemake.input.localisers),  # noqa: F821
-        presence=snakemake.input.get("presence"), options=snakemake.params.options,  # noqa: F821
-        simulate=snakemake.params.simulate, location_out=snakemake.output.location,  # noqa: F821
-        presence_out=snakemake.output.get("presence"), record_out=snakemake.output.record,  # noqa: F821
-        figure=snakemake.output.figure)  # noqa: F821
+    run(
+        main,
+        snakemake.log[0],
+        ingested=snakemake.input.ingested,
+        localisers=list(snakemake.input.localisers),  # noqa: F821
+        presence=snakemake.input.get("presence"),
+        options=snakemake.params.options,  # noqa: F821
+        simulate=snakemake.params.simulate,
+        location_out=snakemake.output.location,  # noqa: F821
+        presence_out=snakemake.output.get("presence"),
+        record_out=snakemake.output.record,  # noqa: F821
+        figure=snakemake.output.figure,
+    )  # noqa: F821

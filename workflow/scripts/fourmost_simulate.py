@@ -1,6 +1,5 @@
 """Snakemake `fourmost_simulate`: 4MOST-like quasar spectra, one FITS file each, + truth list + DLA table."""
 
-
 from typing import Any
 
 from lymannet.fourmost import plots
@@ -14,6 +13,13 @@ def main(spec: dict[str, Any], seed: int, spectra: str, truth: str, dlas: str, e
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], spec=snakemake.params.spec, seed=snakemake.params.seed,  # noqa: F821
-        spectra=snakemake.output.spectra, truth=snakemake.output.truth, dlas=snakemake.output.dlas,  # noqa: F821
-        examples=snakemake.output.examples)  # noqa: F821
+    run(
+        main,
+        snakemake.log[0],
+        spec=snakemake.params.spec,
+        seed=snakemake.params.seed,  # noqa: F821
+        spectra=snakemake.output.spectra,
+        truth=snakemake.output.truth,
+        dlas=snakemake.output.dlas,  # noqa: F821
+        examples=snakemake.output.examples,
+    )  # noqa: F821

@@ -5,7 +5,6 @@ snakemake: input.train (results/combos/<combo>/train.fits), output[0] (.npz), pa
 their mask windows are left out of the stack), log[0].
 """
 
-
 from typing import Any
 
 from lymannet.fileio import provenance
@@ -19,5 +18,11 @@ def main(train: str, output: str, options: dict[str, Any], variants: dict[str, A
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], train=snakemake.input.train, output=snakemake.output[0],
-        options=snakemake.params.options, variants=snakemake.params.variants)
+    run(
+        main,
+        snakemake.log[0],
+        train=snakemake.input.train,
+        output=snakemake.output[0],
+        options=snakemake.params.options,
+        variants=snakemake.params.variants,
+    )

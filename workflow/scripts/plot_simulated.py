@@ -7,5 +7,10 @@ from lymannet.runtime import run
 from lymannet.simulated_figure import plot_simulated_examples
 
 if "snakemake" in globals():
-    run(plot_simulated_examples, snakemake.log[0], coadd=snakemake.input.coadd, truth=snakemake.input.truth,
-        png=snakemake.output.png)
+    run(
+        plot_simulated_examples,
+        snakemake.log[0],
+        coadd=snakemake.input.coadd,
+        truth=snakemake.input.truth,
+        png=snakemake.output.png,
+    )

@@ -4,7 +4,6 @@ snakemake: input.model (model.pt), input.testset (spectra file), output[0] (cata
 params.options ({c_th, min_lines, batch_size, bf16}), log[0].
 """
 
-
 from typing import Any
 
 from lymannet.predict import predict_file
@@ -16,5 +15,11 @@ def main(model: str, testset: str, output: str, options: dict[str, Any]) -> None
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], model=snakemake.input.model, testset=snakemake.input.testset,
-        output=snakemake.output[0], options=snakemake.params.options)
+    run(
+        main,
+        snakemake.log[0],
+        model=snakemake.input.model,
+        testset=snakemake.input.testset,
+        output=snakemake.output[0],
+        options=snakemake.params.options,
+    )

@@ -8,6 +8,11 @@ from lymannet.ensemble import ensemble_file
 from lymannet.runtime import run
 
 if "snakemake" in globals():
-    run(ensemble_file, snakemake.log[0], members=list(snakemake.input.members),  # noqa: F821
-        seeds=list(snakemake.params.seeds), output=snakemake.output[0],  # noqa: F821
-        name=snakemake.params.name)  # noqa: F821
+    run(
+        ensemble_file,
+        snakemake.log[0],
+        members=list(snakemake.input.members),  # noqa: F821
+        seeds=list(snakemake.params.seeds),
+        output=snakemake.output[0],  # noqa: F821
+        name=snakemake.params.name,
+    )  # noqa: F821

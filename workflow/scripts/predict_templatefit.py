@@ -5,7 +5,6 @@ snakemake: input.testset (spectra file), output[0] (catalogue .fits), params.fit
 name), log[0].
 """
 
-
 from typing import Any
 
 from lymannet.runtime import run
@@ -17,5 +16,12 @@ def main(testset: str, output: str, fit: dict[str, Any], options: dict[str, Any]
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], testset=snakemake.input.testset, output=snakemake.output[0],
-        fit=snakemake.params.fit, options=snakemake.params.options, name=snakemake.params.name)
+    run(
+        main,
+        snakemake.log[0],
+        testset=snakemake.input.testset,
+        output=snakemake.output[0],
+        fit=snakemake.params.fit,
+        options=snakemake.params.options,
+        name=snakemake.params.name,
+    )

@@ -13,13 +13,22 @@ from lymannet.score import score_catalogue
 
 if "snakemake" in globals():
     # model/combo/testset: params if the rule gives them, else the wildcards; pe_figure is optional.
-    names = {key: getattr(snakemake.params, key, None) or getattr(snakemake.wildcards, key)
-             for key in ("model", "combo", "testset")}
-    run(score_catalogue, snakemake.log[0], prediction=snakemake.input.prediction,
-        options=snakemake.params.options, score_json=snakemake.output.score_json,
-        curve_csv=snakemake.output.curve_csv, figure=snakemake.output.figure,
+    names = {
+        key: getattr(snakemake.params, key, None) or getattr(snakemake.wildcards, key)
+        for key in ("model", "combo", "testset")
+    }
+    run(
+        score_catalogue,
+        snakemake.log[0],
+        prediction=snakemake.input.prediction,
+        options=snakemake.params.options,
+        score_json=snakemake.output.score_json,
+        curve_csv=snakemake.output.curve_csv,
+        figure=snakemake.output.figure,
         pe_figure=getattr(snakemake.output, "pe_figure", None),
         testset_file=getattr(snakemake.input, "testset", None),
         train_file=getattr(snakemake.input, "train", None),
         fp_figure=getattr(snakemake.output, "false_positives", None),
-        calibration_figure=getattr(snakemake.output, "calibration", None), **names)
+        calibration_figure=getattr(snakemake.output, "calibration", None),
+        **names,
+    )

@@ -7,5 +7,10 @@ from lymannet.calibrate import select_model
 from lymannet.runtime import run
 
 if "snakemake" in globals():
-    run(select_model, snakemake.log[0], models=list(snakemake.input.models), out_model=snakemake.output.model,
-        out_json=snakemake.output.record)
+    run(
+        select_model,
+        snakemake.log[0],
+        models=list(snakemake.input.models),
+        out_model=snakemake.output.model,
+        out_json=snakemake.output.record,
+    )

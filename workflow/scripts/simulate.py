@@ -1,6 +1,5 @@
 """Snakemake script: simulate one data set (DESI coadd + truth table) from its config block."""
 
-
 import logging
 
 from lymannet.runtime import run
@@ -15,5 +14,12 @@ def main(spec: dict, seed: int, dataset: str, coadd: str, truth: str) -> None:
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], spec=snakemake.params.spec, seed=snakemake.params.seed,  # noqa: F821
-        dataset=snakemake.wildcards.dataset, coadd=snakemake.output.coadd, truth=snakemake.output.truth)  # noqa: F821
+    run(
+        main,
+        snakemake.log[0],
+        spec=snakemake.params.spec,
+        seed=snakemake.params.seed,  # noqa: F821
+        dataset=snakemake.wildcards.dataset,
+        coadd=snakemake.output.coadd,
+        truth=snakemake.output.truth,
+    )  # noqa: F821

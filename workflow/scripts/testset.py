@@ -7,18 +7,29 @@ draws from the same data sets (lymannet.holdout.prior_draws: no object drawn twi
 wildcards.testset = the test set's name.
 """
 
-
 from lymannet.holdout import build_testset
 from lymannet.runtime import run
 
 
-def main(members: list[dict], holdouts: dict[str, str], seed: int, name: str, output: str,
-         prior: list[dict] | None = None) -> int:
+def main(
+    members: list[dict],
+    holdouts: dict[str, str],
+    seed: int,
+    name: str,
+    output: str,
+    prior: list[dict] | None = None,
+) -> int:
     return build_testset(members, holdouts, seed, name, output, prior=prior)
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], members=snakemake.params.members,  # noqa: F821
-        holdouts=dict(snakemake.input.items()), seed=snakemake.params.seed,  # noqa: F821
-        name=snakemake.wildcards.testset, output=snakemake.output[0],  # noqa: F821
-        prior=snakemake.params.prior)  # noqa: F821
+    run(
+        main,
+        snakemake.log[0],
+        members=snakemake.params.members,  # noqa: F821
+        holdouts=dict(snakemake.input.items()),
+        seed=snakemake.params.seed,  # noqa: F821
+        name=snakemake.wildcards.testset,
+        output=snakemake.output[0],  # noqa: F821
+        prior=snakemake.params.prior,
+    )  # noqa: F821

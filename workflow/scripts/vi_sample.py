@@ -18,6 +18,11 @@ def main(catalogue: str, folder: str, coadd_root: str, options: dict[str, Any]) 
 
 
 if "snakemake" in globals():
-    run(main, snakemake.log[0], catalogue=snakemake.input.catalogue,
-        folder=str(Path(snakemake.output.coadd).parent), coadd_root=snakemake.params.coadd_root,
-        options=dict(snakemake.params.options))
+    run(
+        main,
+        snakemake.log[0],
+        catalogue=snakemake.input.catalogue,
+        folder=str(Path(snakemake.output.coadd).parent),
+        coadd_root=snakemake.params.coadd_root,
+        options=dict(snakemake.params.options),
+    )

@@ -41,13 +41,16 @@ def bal_flags(data: Ingested) -> np.ndarray:
     """Per sightline: a BAL quasar (the truth list's BAL column)."""
     flags = data.sightlines["BAL"].to_numpy().astype(bool)
     if not flags.any():
-        log.warning("no sightline is flagged BAL (a truth list without a BAL column ingests as 0): "
-                    "BAL handling changes nothing")
+        log.warning(
+            "no sightline is flagged BAL (a truth list without a BAL column ingests as 0): "
+            "BAL handling changes nothing"
+        )
     return flags
 
 
-def trough_pixel_ranges(data: Ingested, flagged_only: bool = True,
-                        margin_pixels: float = 0.0) -> dict[int, list[tuple[float, float]]]:
+def trough_pixel_ranges(
+    data: Ingested, flagged_only: bool = True, margin_pixels: float = 0.0
+) -> dict[int, list[tuple[float, float]]]:
     """row -> [(first, last pixel)] of each trough (CIV, SiIV, NV, Ly-alpha) on the DLA grid,
     widened by `margin_pixels` on both sides. ``flagged_only``: only the sightlines flagged BAL
     (a flagged one missing from the BALS table gets DEFAULT_TROUGH_KMS); else every BALS row (the
@@ -55,8 +58,9 @@ def trough_pixel_ranges(data: Ingested, flagged_only: bool = True,
     z_qso = data.sightlines["Z_QSO"].to_numpy()
     velocities: dict[int, tuple[float, float]] = {}
     if data.bals is not None and len(data.bals):
-        for row, v_min, v_max in zip(data.bals["ROW"].to_numpy(), data.bals["V_MIN"].to_numpy(),
-                                     data.bals["V_MAX"].to_numpy()):
+        for row, v_min, v_max in zip(
+            data.bals["ROW"].to_numpy(), data.bals["V_MIN"].to_numpy(), data.bals["V_MAX"].to_numpy()
+        ):
             velocities[int(row)] = (float(v_min), float(v_max))
     if flagged_only:
         flagged = np.flatnonzero(data.sightlines["BAL"].to_numpy().astype(bool))
@@ -72,7 +76,9 @@ def trough_pixel_ranges(data: Ingested, flagged_only: bool = True,
     return out
 
 
-def in_troughs(rows: np.ndarray, positions: np.ndarray, ranges: dict[int, list[tuple[float, float]]]) -> np.ndarray:
+def in_troughs(
+    rows: np.ndarray, positions: np.ndarray, ranges: dict[int, list[tuple[float, float]]]
+) -> np.ndarray:
     """Per (row, position): does the position lie inside one of its row's troughs?"""
     rows, positions = np.asarray(rows), np.asarray(positions, float)
     inside = np.zeros(len(rows), bool)
@@ -90,11 +96,13 @@ def vote_mask(data: Ingested, margin_angstrom: float):
 
     def keep(windows: ft.Windows, votes: ft.WindowVotes) -> np.ndarray:
         return ~in_troughs(windows.rows, votes.position, ranges)
+
     return keep
 
 
-def trough_window_centres(data: Ingested, rows: np.ndarray, per_sightline: int,
-                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def trough_window_centres(
+    data: Ingested, rows: np.ndarray, per_sightline: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, centre pixels) of `per_sightline` training windows per flagged BAL quasar among
     `rows`, centred uniformly inside its troughs' parts that overlap the DLA search window."""
     if per_sightline <= 0:

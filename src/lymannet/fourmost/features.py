@@ -35,8 +35,9 @@ def redshift_input(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
     return standardise(flux, ivar)[:, None, :]
 
 
-def dla_channels(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z_qso: np.ndarray,
-                 median_window: int) -> np.ndarray:
+def dla_channels(
+    wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z_qso: np.ndarray, median_window: int
+) -> np.ndarray:
     """(N, 2, P) float32: rolling-median continuum-normalised flux and normalised noise."""
     rest = wave[None, :] / (1 + z_qso[:, None])
     inside = (rest > SNR_WINDOW[0]) & (rest < SNR_WINDOW[1]) & (ivar > 0)
@@ -126,8 +127,14 @@ def presence_segments(data: Ingested, rows: np.ndarray, length: int, stride: int
         out["log_n"].append(np.where(anywhere, log_n[None, :], -np.inf).max(axis=1, initial=-np.inf))
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
     cat["log_n"] = np.where(np.isfinite(cat["log_n"]), cat["log_n"], np.nan)
-    return Segments(cat["rows"].astype(np.int64), cat["starts"].astype(np.int64), cat["label"].astype(np.float32),
-                    cat["ambiguous"].astype(bool), cat["log_n"], cat["label_any"].astype(np.float32))
+    return Segments(
+        cat["rows"].astype(np.int64),
+        cat["starts"].astype(np.int64),
+        cat["label"].astype(np.float32),
+        cat["ambiguous"].astype(bool),
+        cat["log_n"],
+        cat["label_any"].astype(np.float32),
+    )
 
 
 def balance(segments: Segments, rng: np.random.Generator, negatives_per_positive: float = 1.0) -> np.ndarray:
@@ -153,8 +160,9 @@ class Windows:
     log_n: np.ndarray  # log N_HI of that DLA, 0 if none
 
 
-def label_windows(rows: np.ndarray, centres: np.ndarray, length: int,
-                  by_row: dict[int, tuple[np.ndarray, np.ndarray]]) -> Windows:
+def label_windows(
+    rows: np.ndarray, centres: np.ndarray, length: int, by_row: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> Windows:
     """Encode the truth per window: the nearest DLA centre within a quarter window of the centre."""
     quarter = quarter_window(length)
     present = np.zeros(len(rows), np.float32)
@@ -169,8 +177,15 @@ def label_windows(rows: np.ndarray, centres: np.ndarray, length: int,
     return Windows(np.asarray(rows, np.int64), np.asarray(centres, float), present, offset, log_n)
 
 
-def training_windows(data: Ingested, rows: np.ndarray, length: int, per_dla: int, per_sightline: int,
-                     rng: np.random.Generator, extra: tuple[np.ndarray, np.ndarray] | None = None) -> Windows:
+def training_windows(
+    data: Ingested,
+    rows: np.ndarray,
+    length: int,
+    per_dla: int,
+    per_sightline: int,
+    rng: np.random.Generator,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Windows:
     """Windows around each DLA (centre offset uniform within a quarter window) plus random
     windows along the forest (mostly negatives) and the `extra` (rows, centres) ones (e.g. on BAL
     troughs), labelled by :func:`label_windows`."""
@@ -192,19 +207,30 @@ def training_windows(data: Ingested, rows: np.ndarray, length: int, per_dla: int
     return label_windows(np.array(win_rows, np.int64), centres, length, by_row)
 
 
-def absorber_window_centres(data: Ingested, rows: np.ndarray, log_n_range: tuple[float, float], per_absorber: int,
-                            length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def absorber_window_centres(
+    data: Ingested,
+    rows: np.ndarray,
+    log_n_range: tuple[float, float],
+    per_absorber: int,
+    length: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, centre pixels) of `per_absorber` training windows around each HI absorber of
     `rows` with log N_HI in `log_n_range` (sub-DLAs: the confusers a DLA finder must learn to
     reject), offsets uniform within a quarter window as for the DLAs; empty without an ABSORBERS table."""
     if per_absorber <= 0 or data.absorbers is None or not len(data.absorbers):
         return np.zeros(0, np.int64), np.zeros(0)
-    table = data.absorbers[data.absorbers["ROW"].isin(np.asarray(rows))
-                           & (data.absorbers["LOG_NHI"] >= log_n_range[0]) & (data.absorbers["LOG_NHI"] < log_n_range[1])]
+    table = data.absorbers[
+        data.absorbers["ROW"].isin(np.asarray(rows))
+        & (data.absorbers["LOG_NHI"] >= log_n_range[0])
+        & (data.absorbers["LOG_NHI"] < log_n_range[1])
+    ]
     centres = pixel_of(data.dla_wave, LYA * (1 + table["Z_ABS"].to_numpy()))
     offsets = rng.uniform(-0.95, 0.95, (len(centres), per_absorber)) * quarter_window(length)
-    return (np.repeat(table["ROW"].to_numpy().astype(np.int64), per_absorber),
-            np.rint((centres[:, None] - offsets).ravel()))
+    return (
+        np.repeat(table["ROW"].to_numpy().astype(np.int64), per_absorber),
+        np.rint((centres[:, None] - offsets).ravel()),
+    )
 
 
 def sliding_windows(data: Ingested, rows: np.ndarray, length: int, stride: int) -> Windows:

@@ -49,48 +49,81 @@ SNR_WINDOW = (1270.0, 1350.0)  # rest frame, A: continuum between Ly-alpha/NV an
 # --- writing the simulated set -----------------------------------------------------------------
 
 
-def write_spectrum(path: str | Path, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
-                   header: dict[str, Any] | None = None) -> None:
+def write_spectrum(
+    path: str | Path,
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    header: dict[str, Any] | None = None,
+) -> None:
     with atomic_path(path) as tmp:
         with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
             fits.write(np.asarray(wavelength, np.float64), extname="WAVELENGTH")
-            fits.write(np.asarray(flux, np.float32), extname="FLUX",
-                       header=[{"name": k, "value": v} for k, v in (header or {}).items()])
+            fits.write(
+                np.asarray(flux, np.float32),
+                extname="FLUX",
+                header=[{"name": k, "value": v} for k, v in (header or {}).items()],
+            )
             fits.write(np.asarray(ivar, np.float32), extname="IVAR")
 
 
-def write_truth_list(path: str | Path, files: list[str], z_qso: np.ndarray, n_abs: np.ndarray,
-                     n_dla: np.ndarray, extra: dict[str, Any] | None = None) -> None:
+def write_truth_list(
+    path: str | Path,
+    files: list[str],
+    z_qso: np.ndarray,
+    n_abs: np.ndarray,
+    n_dla: np.ndarray,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """The slides' four columns, then optional ones (`extra`: name -> values, e.g. BAL, SPLIT)."""
     extra = extra or {}
     lines = ["\t".join(TRUTH_COLUMNS + tuple(extra))]
     for k, (f, z, a, d) in enumerate(zip(files, z_qso, n_abs, n_dla)):
-        lines.append("\t".join([f, f"{z:.16f}", str(int(a)), str(int(d))] + [str(v[k]) for v in extra.values()]))
+        lines.append(
+            "\t".join([f, f"{z:.16f}", str(int(a)), str(int(d))] + [str(v[k]) for v in extra.values()])
+        )
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def _absorber_records(files: list[str], z_abs: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray) -> np.ndarray:
+def _absorber_records(
+    files: list[str], z_abs: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray
+) -> np.ndarray:
     width = max([len(f) for f in files] + [1])
-    table = np.zeros(len(files), dtype=[("FILE", f"S{width}"), ("Z_ABS", "f8"), ("LOG_NHI", "f4"), ("B_KMS", "f4")])
+    table = np.zeros(
+        len(files), dtype=[("FILE", f"S{width}"), ("Z_ABS", "f8"), ("LOG_NHI", "f4"), ("B_KMS", "f4")]
+    )
     table["FILE"], table["Z_ABS"], table["LOG_NHI"], table["B_KMS"] = files, z_abs, log_n, b_kms
     return table
 
 
-def write_dla_table(path: str | Path, files: list[str], z_abs: np.ndarray, log_n: np.ndarray,
-                    b_kms: np.ndarray, absorbers: dict[str, Any] | None = None, bals: dict[str, Any] | None = None) -> None:
+def write_dla_table(
+    path: str | Path,
+    files: list[str],
+    z_abs: np.ndarray,
+    log_n: np.ndarray,
+    b_kms: np.ndarray,
+    absorbers: dict[str, Any] | None = None,
+    bals: dict[str, Any] | None = None,
+) -> None:
     """DLAS (the truth the DLA networks are scored on); optionally ABSORBERS (every HI absorber,
     LLS and sub-DLAs included: FILE, Z_ABS, LOG_NHI, B_KMS) and BALS (FILE, V_MIN, V_MAX, TAU_MAX)."""
     with atomic_path(path) as tmp:
         with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
             fits.write(_absorber_records(files, z_abs, log_n, b_kms), extname="DLAS")
             if absorbers is not None:
-                fits.write(_absorber_records(absorbers["FILE"], absorbers["Z_ABS"], absorbers["LOG_NHI"],
-                                             absorbers["B_KMS"]), extname="ABSORBERS")
+                fits.write(
+                    _absorber_records(
+                        absorbers["FILE"], absorbers["Z_ABS"], absorbers["LOG_NHI"], absorbers["B_KMS"]
+                    ),
+                    extname="ABSORBERS",
+                )
             if bals is not None:
                 width = max([len(f) for f in bals["FILE"]] + [1])
-                table = np.zeros(len(bals["FILE"]), dtype=[("FILE", f"S{width}"), ("V_MIN", "f4"), ("V_MAX", "f4"),
-                                                            ("TAU_MAX", "f4")])
+                table = np.zeros(
+                    len(bals["FILE"]),
+                    dtype=[("FILE", f"S{width}"), ("V_MIN", "f4"), ("V_MAX", "f4"), ("TAU_MAX", "f4")],
+                )
                 for name in ("FILE", "V_MIN", "V_MAX", "TAU_MAX"):
                     table[name] = bals[name]
                 fits.write(table, extname="BALS")
@@ -102,8 +135,14 @@ def write_dla_table(path: str | Path, files: list[str], z_abs: np.ndarray, log_n
 Example = tuple[np.ndarray, float, list[tuple[float, float]]]  # (flux, z_qso, [(z_abs, log N_HI)])
 
 
-def write_simulation(spec: dict[str, Any], seed: int, spectra_dir: str | Path, truth_path: str | Path,
-                     dla_path: str | Path, n_examples: int = 4) -> list[Example]:
+def write_simulation(
+    spec: dict[str, Any],
+    seed: int,
+    spectra_dir: str | Path,
+    truth_path: str | Path,
+    dla_path: str | Path,
+    n_examples: int = 4,
+) -> list[Example]:
     """Simulate (:func:`.simulate.simulate`) into one file per spectrum, the truth list and the DLA
     table; returns a few spectra for the examples figure (sightlines with DLAs first)."""
     out_dir = Path(spectra_dir)
@@ -116,26 +155,55 @@ def write_simulation(spec: dict[str, Any], seed: int, spectra_dir: str | Path, t
 
     def write_chunk(rows: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> None:
         for k, row in enumerate(rows):
-            header = {"Z_QSO": float(params["z_qso"][row]), "MAG_R": float(params["mag"][row]),
-                      "EXPTIME": float(params["exptime"][row]), "N_DLA": int(params["n_dla"][row]),
-                      "BAL": int(params["bal"]["flag"][row])}
+            header = {
+                "Z_QSO": float(params["z_qso"][row]),
+                "MAG_R": float(params["mag"][row]),
+                "EXPTIME": float(params["exptime"][row]),
+                "N_DLA": int(params["n_dla"][row]),
+                "BAL": int(params["bal"]["flag"][row]),
+            }
             write_spectrum(out_dir / sim.spectrum_name(int(row)), wave, flux[k], ivar[k], header)
             if len(examples) < n_examples and (params["n_dla"][row] > 0 or len(examples) == n_examples - 1):
                 pick = dla["sightline"] == row
-                examples.append((flux[k].copy(), float(params["z_qso"][row]),
-                                 list(zip(dla["z_abs"][pick], dla["log_n"][pick]))))
+                examples.append(
+                    (
+                        flux[k].copy(),
+                        float(params["z_qso"][row]),
+                        list(zip(dla["z_abs"][pick], dla["log_n"][pick])),
+                    )
+                )
 
     sim.simulate(full, seed, write_chunk)
     files = [f"{out_dir.name}/{sim.spectrum_name(i)}" for i in range(len(params["z_qso"]))]
-    write_truth_list(truth_path, files, params["z_qso"], params["n_abs"], params["n_dla"],
-                     {"BAL": params["bal"]["flag"].astype(int), "SPLIT": params["split"]})
+    write_truth_list(
+        truth_path,
+        files,
+        params["z_qso"],
+        params["n_abs"],
+        params["n_dla"],
+        {"BAL": params["bal"]["flag"].astype(int), "SPLIT": params["split"]},
+    )
     hi, bal = params["absorbers"], params["bal"]
     bal_rows = np.flatnonzero(bal["flag"])
-    write_dla_table(dla_path, [files[i] for i in dla["sightline"]], dla["z_abs"], dla["log_n"], dla["b_kms"],
-                    absorbers={"FILE": [files[i] for i in hi["sightline"]], "Z_ABS": hi["z_abs"], "LOG_NHI": hi["log_n"],
-                               "B_KMS": hi["b_kms"]},
-                    bals={"FILE": [files[i] for i in bal_rows], "V_MIN": bal["v_min"][bal_rows],
-                          "V_MAX": bal["v_max"][bal_rows], "TAU_MAX": bal["tau"][bal_rows]})
+    write_dla_table(
+        dla_path,
+        [files[i] for i in dla["sightline"]],
+        dla["z_abs"],
+        dla["log_n"],
+        dla["b_kms"],
+        absorbers={
+            "FILE": [files[i] for i in hi["sightline"]],
+            "Z_ABS": hi["z_abs"],
+            "LOG_NHI": hi["log_n"],
+            "B_KMS": hi["b_kms"],
+        },
+        bals={
+            "FILE": [files[i] for i in bal_rows],
+            "V_MIN": bal["v_min"][bal_rows],
+            "V_MAX": bal["v_max"][bal_rows],
+            "TAU_MAX": bal["tau"][bal_rows],
+        },
+    )
     return examples
 
 
@@ -150,12 +218,16 @@ def read_truth_list(path: str | Path) -> pd.DataFrame:
         raise InputFileError(f"cannot parse truth list ({error})", path) from None
     missing = [c for c in TRUTH_COLUMNS if c not in table.columns]
     if missing:
-        raise InputFileError(f"truth list lacks column(s) {missing}; expected header {' '.join(TRUTH_COLUMNS)}", path)
+        raise InputFileError(
+            f"truth list lacks column(s) {missing}; expected header {' '.join(TRUTH_COLUMNS)}", path
+        )
     for column, kind in (("Z_QSO", float), ("N_ABS", int), ("N_DLA", int)):
         values = pd.to_numeric(table[column], errors="coerce")
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise InputFileError(f"row {row + 2}: {column} is not a number ({table[column].iloc[row]!r})", path)
+            raise InputFileError(
+                f"row {row + 2}: {column} is not a number ({table[column].iloc[row]!r})", path
+            )
         if kind is int and not np.all(values == np.round(values)):
             raise InputFileError(f"{column} must hold integers", path)
         table[column] = values.astype(kind)
@@ -170,7 +242,9 @@ def read_truth_list(path: str | Path) -> pd.DataFrame:
         table["BAL"] = bal.astype(int)
     if "SPLIT" in table.columns and not table["SPLIT"].isin(SPLITS).all():
         raise InputFileError(f"SPLIT column must hold one of {list(SPLITS)} on every row", path)
-    return table[list(TRUTH_COLUMNS) + [c for c in OPTIONAL_TRUTH_COLUMNS if c in table.columns]].reset_index(drop=True)
+    return table[list(TRUTH_COLUMNS) + [c for c in OPTIONAL_TRUTH_COLUMNS if c in table.columns]].reset_index(
+        drop=True
+    )
 
 
 def resolve(truth_path: str | Path, name: str) -> Path:
@@ -182,7 +256,9 @@ def resolve(truth_path: str | Path, name: str) -> Path:
     return beside if beside.exists() or not candidate.exists() else candidate
 
 
-def read_spectrum(path: str | Path, expected_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def read_spectrum(
+    path: str | Path, expected_pixels: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(wavelength, flux, ivar, header) of one spectrum file; InputFileError naming the file."""
     path = Path(path)
     if not path.is_file():
@@ -198,7 +274,9 @@ def read_spectrum(path: str | Path, expected_pixels: int | None = None) -> tuple
     except OSError as error:
         raise InputFileError(f"unreadable FITS ({error})", path) from None
     if not (wave.ndim == flux.ndim == ivar.ndim == 1 and wave.shape == flux.shape == ivar.shape):
-        raise InputFileError(f"WAVELENGTH {wave.shape}, FLUX {flux.shape}, IVAR {ivar.shape} must be equal 1-D shapes", path)
+        raise InputFileError(
+            f"WAVELENGTH {wave.shape}, FLUX {flux.shape}, IVAR {ivar.shape} must be equal 1-D shapes", path
+        )
     if expected_pixels is not None and wave.size != expected_pixels:
         raise InputFileError(f"{wave.size} pixels, the first spectrum had {expected_pixels}", path)
     for name, values in (("WAVELENGTH", wave), ("FLUX", flux), ("IVAR", ivar)):
@@ -217,29 +295,52 @@ def read_dla_table(path: str | Path) -> pd.DataFrame:
         data = fitsio.read(str(path), ext="DLAS")
     except (OSError, ValueError) as error:
         raise InputFileError(f"cannot read DLAS table ({error})", path) from None
-    table = pd.DataFrame({name: data[name].astype(str) if name == "FILE" else data[name].astype(float)
-                          for name in ("FILE", "Z_ABS", "LOG_NHI")})
+    table = pd.DataFrame(
+        {
+            name: data[name].astype(str) if name == "FILE" else data[name].astype(float)
+            for name in ("FILE", "Z_ABS", "LOG_NHI")
+        }
+    )
     return table
 
 
 def read_confusers(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ABSORBERS, BALS) of a DLA table file, empty tables where the file has no such HDU."""
-    absorbers = pd.DataFrame({"FILE": pd.Series(dtype=str), "Z_ABS": pd.Series(dtype=float), "LOG_NHI": pd.Series(dtype=float)})
-    bals = pd.DataFrame({"FILE": pd.Series(dtype=str), "V_MIN": pd.Series(dtype=float), "V_MAX": pd.Series(dtype=float),
-                         "TAU_MAX": pd.Series(dtype=float)})
+    absorbers = pd.DataFrame(
+        {"FILE": pd.Series(dtype=str), "Z_ABS": pd.Series(dtype=float), "LOG_NHI": pd.Series(dtype=float)}
+    )
+    bals = pd.DataFrame(
+        {
+            "FILE": pd.Series(dtype=str),
+            "V_MIN": pd.Series(dtype=float),
+            "V_MAX": pd.Series(dtype=float),
+            "TAU_MAX": pd.Series(dtype=float),
+        }
+    )
     with fitsio.FITS(str(path)) as fits:
         if "ABSORBERS" in fits and fits["ABSORBERS"].get_nrows():
             data = fits["ABSORBERS"].read()
-            absorbers = pd.DataFrame({"FILE": np.char.strip(data["FILE"].astype(str)), "Z_ABS": data["Z_ABS"].astype(float),
-                                      "LOG_NHI": data["LOG_NHI"].astype(float)})
+            absorbers = pd.DataFrame(
+                {
+                    "FILE": np.char.strip(data["FILE"].astype(str)),
+                    "Z_ABS": data["Z_ABS"].astype(float),
+                    "LOG_NHI": data["LOG_NHI"].astype(float),
+                }
+            )
         if "BALS" in fits and fits["BALS"].get_nrows():
             data = fits["BALS"].read()
-            bals = pd.DataFrame({"FILE": np.char.strip(data["FILE"].astype(str)),
-                                 **{k: data[k].astype(float) for k in ("V_MIN", "V_MAX", "TAU_MAX")}})
+            bals = pd.DataFrame(
+                {
+                    "FILE": np.char.strip(data["FILE"].astype(str)),
+                    **{k: data[k].astype(float) for k in ("V_MIN", "V_MAX", "TAU_MAX")},
+                }
+            )
     return absorbers, bals
 
 
-def iter_spectra(truth_path: str | Path, truth: pd.DataFrame, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]]:
+def iter_spectra(
+    truth_path: str | Path, truth: pd.DataFrame, chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]]:
     """(rows, wavelength, flux, ivar, headers) per chunk of the truth list; all files share one grid."""
     reference: np.ndarray | None = None
     for start in range(0, len(truth), chunk):
@@ -296,18 +397,29 @@ class IngestOptions:
     seed: int
 
 
-def ingest(truth_path: str | Path, dla_path: str | Path, out_path: str | Path, options: IngestOptions,
-           provenance: dict[str, Any]) -> dict[str, int]:
+def ingest(
+    truth_path: str | Path,
+    dla_path: str | Path,
+    out_path: str | Path,
+    options: IngestOptions,
+    provenance: dict[str, Any],
+) -> dict[str, int]:
     """Read every listed spectrum (chunked), rebin onto both analysis grids, write one FITS."""
     truth = read_truth_list(truth_path)
     dlas = read_dla_table(dla_path)
     unknown = set(dlas["FILE"]) - set(truth["FILE"])
     if unknown:
-        raise InputFileError(f"{len(unknown)} DLA(s) on files absent from the truth list, e.g. {sorted(unknown)[0]!r}", dla_path)
+        raise InputFileError(
+            f"{len(unknown)} DLA(s) on files absent from the truth list, e.g. {sorted(unknown)[0]!r}",
+            dla_path,
+        )
     counts = dlas.groupby("FILE").size().reindex(truth["FILE"], fill_value=0).to_numpy()
     if not np.array_equal(counts, truth["N_DLA"].to_numpy()):
         bad = int(np.flatnonzero(counts != truth["N_DLA"].to_numpy())[0])
-        raise InputFileError(f"N_DLA of {truth['FILE'][bad]} is {truth['N_DLA'][bad]} but the DLA table lists {counts[bad]}", truth_path)
+        raise InputFileError(
+            f"N_DLA of {truth['FILE'][bad]} is {truth['N_DLA'][bad]} but the DLA table lists {counts[bad]}",
+            truth_path,
+        )
     z_grid = Grid.from_config(options.z_grid)
     n = len(truth)
     z_flux = np.zeros((n, z_grid.n_pixels), np.float32)
@@ -333,14 +445,33 @@ def ingest(truth_path: str | Path, dla_path: str | Path, out_path: str | Path, o
     split = assign_splits(list(truth["FILE"]), options.seed, options.split)
     if "SPLIT" in truth.columns and not np.array_equal(truth["SPLIT"].to_numpy().astype(str), split):
         bad = int(np.flatnonzero(truth["SPLIT"].to_numpy().astype(str) != split)[0])
-        raise InputFileError(f"SPLIT of {truth['FILE'][bad]} is {truth['SPLIT'][bad]!r} in the truth list but {split[bad]!r} "
-                             "from fourmost.seed and fourmost.ingest.split: simulate and ingest with the same ones", truth_path)
+        raise InputFileError(
+            f"SPLIT of {truth['FILE'][bad]} is {truth['SPLIT'][bad]!r} in the truth list but {split[bad]!r} "
+            "from fourmost.seed and fourmost.ingest.split: simulate and ingest with the same ones",
+            truth_path,
+        )
     sightlines = truth.drop(columns=[c for c in ("SPLIT",) if c in truth.columns]).assign(
-        BAL=truth["BAL"].to_numpy() if "BAL" in truth.columns else np.zeros(n, int), MAG_R=mag, EXPTIME=exptime,
-        SNR=snr, SPLIT=split)
+        BAL=truth["BAL"].to_numpy() if "BAL" in truth.columns else np.zeros(n, int),
+        MAG_R=mag,
+        EXPTIME=exptime,
+        SNR=snr,
+        SPLIT=split,
+    )
     absorbers, bals = read_confusers(dla_path)
-    write_ingested(out_path, z_grid.wavelength, z_flux, z_ivar, dla_wave, dla_flux, dla_ivar, sightlines, dlas, provenance,
-                   absorbers, bals)
+    write_ingested(
+        out_path,
+        z_grid.wavelength,
+        z_flux,
+        z_ivar,
+        dla_wave,
+        dla_flux,
+        dla_ivar,
+        sightlines,
+        dlas,
+        provenance,
+        absorbers,
+        bals,
+    )
     return {split_name: int((split == split_name).sum()) for split_name in SPLITS}
 
 
@@ -358,17 +489,40 @@ def _records(table: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def write_ingested(path: str | Path, z_wave, z_flux, z_ivar, dla_wave, dla_flux, dla_ivar,
-                   sightlines: pd.DataFrame, dlas: pd.DataFrame, provenance: dict[str, Any],
-                   absorbers: pd.DataFrame | None = None, bals: pd.DataFrame | None = None) -> None:
+def write_ingested(
+    path: str | Path,
+    z_wave,
+    z_flux,
+    z_ivar,
+    dla_wave,
+    dla_flux,
+    dla_ivar,
+    sightlines: pd.DataFrame,
+    dlas: pd.DataFrame,
+    provenance: dict[str, Any],
+    absorbers: pd.DataFrame | None = None,
+    bals: pd.DataFrame | None = None,
+) -> None:
     with atomic_path(path) as tmp:
         with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
-            for name, array in (("Z_WAVELENGTH", z_wave), ("Z_FLUX", z_flux), ("Z_IVAR", z_ivar),
-                                ("DLA_WAVELENGTH", dla_wave), ("DLA_FLUX", dla_flux), ("DLA_IVAR", dla_ivar)):
+            for name, array in (
+                ("Z_WAVELENGTH", z_wave),
+                ("Z_FLUX", z_flux),
+                ("Z_IVAR", z_ivar),
+                ("DLA_WAVELENGTH", dla_wave),
+                ("DLA_FLUX", dla_flux),
+                ("DLA_IVAR", dla_ivar),
+            ):
                 fits.write(np.ascontiguousarray(array), extname=name)
             fits.write(_records(sightlines), extname="SIGHTLINES")
-            fits.write(_records(dlas if len(dlas) else pd.DataFrame({"FILE": ["none"], "Z_ABS": [np.nan], "LOG_NHI": [np.nan]})[:0]),
-                       extname="DLAS")
+            fits.write(
+                _records(
+                    dlas
+                    if len(dlas)
+                    else pd.DataFrame({"FILE": ["none"], "Z_ABS": [np.nan], "LOG_NHI": [np.nan]})[:0]
+                ),
+                extname="DLAS",
+            )
             for name, table in (("ABSORBERS", absorbers), ("BALS", bals)):
                 if table is not None and len(table):
                     fits.write(_records(table), extname=name)
@@ -403,18 +557,32 @@ def read_ingested(path: str | Path, parts: tuple[str, ...] = ("Z", "DLA")) -> In
         for part in ("Z", "DLA"):
             for kind in ("WAVELENGTH", "FLUX", "IVAR"):
                 name = f"{part}_{kind}"
-                arrays[name] = fits[name].read() if (part in parts or kind == "WAVELENGTH") else np.zeros((0, 0), np.float32)
-        sightlines = pd.DataFrame({name: np.asarray(value) for name, value in
-                                   zip(fits["SIGHTLINES"].get_colnames(), _columns(fits["SIGHTLINES"].read()))})
+                arrays[name] = (
+                    fits[name].read()
+                    if (part in parts or kind == "WAVELENGTH")
+                    else np.zeros((0, 0), np.float32)
+                )
+        sightlines = pd.DataFrame(
+            {
+                name: np.asarray(value)
+                for name, value in zip(fits["SIGHTLINES"].get_colnames(), _columns(fits["SIGHTLINES"].read()))
+            }
+        )
         raw = fits["DLAS"].read() if fits["DLAS"].get_nrows() else None
         extra = {}
         for name in ("ABSORBERS", "BALS"):
             if name in fits:
                 records = fits[name].read()
-                extra[name] = pd.DataFrame({c: np.asarray(v) for c, v in zip(records.dtype.names, _columns(records))})
-    dlas = pd.DataFrame({"FILE": [] if raw is None else raw["FILE"].astype(str),
-                         "Z_ABS": [] if raw is None else raw["Z_ABS"].astype(float),
-                         "LOG_NHI": [] if raw is None else raw["LOG_NHI"].astype(float)})
+                extra[name] = pd.DataFrame(
+                    {c: np.asarray(v) for c, v in zip(records.dtype.names, _columns(records))}
+                )
+    dlas = pd.DataFrame(
+        {
+            "FILE": [] if raw is None else raw["FILE"].astype(str),
+            "Z_ABS": [] if raw is None else raw["Z_ABS"].astype(float),
+            "LOG_NHI": [] if raw is None else raw["LOG_NHI"].astype(float),
+        }
+    )
     for column in ("FILE", "SPLIT"):
         sightlines[column] = sightlines[column].astype(str).str.strip()
     dlas["FILE"] = dlas["FILE"].astype(str).str.strip()
@@ -425,16 +593,33 @@ def read_ingested(path: str | Path, parts: tuple[str, ...] = ("Z", "DLA")) -> In
         table["ROW"] = table["FILE"].map(row_of).astype(np.int64)
     if "BAL" not in sightlines.columns:
         sightlines["BAL"] = 0
-    return Ingested(arrays["Z_WAVELENGTH"], arrays["Z_FLUX"], arrays["Z_IVAR"], arrays["DLA_WAVELENGTH"],
-                    arrays["DLA_FLUX"], arrays["DLA_IVAR"], sightlines, dlas, extra.get("ABSORBERS"), extra.get("BALS"))
+    return Ingested(
+        arrays["Z_WAVELENGTH"],
+        arrays["Z_FLUX"],
+        arrays["Z_IVAR"],
+        arrays["DLA_WAVELENGTH"],
+        arrays["DLA_FLUX"],
+        arrays["DLA_IVAR"],
+        sightlines,
+        dlas,
+        extra.get("ABSORBERS"),
+        extra.get("BALS"),
+    )
 
 
 def _columns(records: np.ndarray) -> list[np.ndarray]:
-    return [records[name].astype(str) if records[name].dtype.kind in "SU" else records[name].astype(records[name].dtype.newbyteorder("="))
-            for name in records.dtype.names]
+    return [
+        (
+            records[name].astype(str)
+            if records[name].dtype.kind in "SU"
+            else records[name].astype(records[name].dtype.newbyteorder("="))
+        )
+        for name in records.dtype.names
+    ]
 
 
 def dla_rest_window(z_qso: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Observed Ly-beta and Ly-alpha emission wavelengths: where DLAs are searched."""
     from ..lines import LYB
+
     return LYB * (1 + np.asarray(z_qso)), LYA * (1 + np.asarray(z_qso))

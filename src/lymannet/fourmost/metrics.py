@@ -17,7 +17,9 @@ def mape(z_pred: np.ndarray, z_true: np.ndarray) -> float:
     return float(100.0 * np.mean(np.abs(z_pred - z_true) / np.abs(z_true))) if z_true.size else float("nan")
 
 
-def redshift_metrics(z_pred: np.ndarray, z_true: np.ndarray, catastrophic_dz: float = 0.1) -> dict[str, float]:
+def redshift_metrics(
+    z_pred: np.ndarray, z_true: np.ndarray, catastrophic_dz: float = 0.1
+) -> dict[str, float]:
     """The slides' MAPE beside :func:`lymannet.metrics.redshift_summary` (catastrophic: |dz| > catastrophic_dz)."""
     z_pred, z_true = np.asarray(z_pred, float), np.asarray(z_true, float)
     summary = redshift_summary(z_pred, z_true, catastrophic_dz)
@@ -39,7 +41,9 @@ def roc_curve(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
     score, label = np.asarray(score, float), np.asarray(label).astype(bool)
     order = np.argsort(-score, kind="mergesort")
     score, label = score[order], label[order]
-    last_of_group = np.r_[np.flatnonzero(np.diff(score) != 0), score.size - 1] if score.size else np.zeros(0, int)
+    last_of_group = (
+        np.r_[np.flatnonzero(np.diff(score) != 0), score.size - 1] if score.size else np.zeros(0, int)
+    )
     tp = np.cumsum(label)[last_of_group]
     fp = np.cumsum(~label)[last_of_group]
     n_pos, n_neg = max(label.sum(), 1), max((~label).sum(), 1)
@@ -66,13 +70,27 @@ def binned_rate(values: np.ndarray, good: np.ndarray, edges: np.ndarray) -> pd.D
         members = which == k
         n = int(members.sum())
         p = float(good[members].mean()) if n else float("nan")
-        rows.append({"lo": edges[k], "hi": edges[k + 1], "n": n, "rate": p,
-                     "error": float(np.sqrt(p * (1 - p) / n)) if n else float("nan")})
+        rows.append(
+            {
+                "lo": edges[k],
+                "hi": edges[k + 1],
+                "n": n,
+                "rate": p,
+                "error": float(np.sqrt(p * (1 - p) / n)) if n else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def merge_windows(rows: np.ndarray, position: np.ndarray, log_n: np.ndarray, probability: np.ndarray,
-                  threshold: float, radius: float, vote_value: np.ndarray | None = None) -> pd.DataFrame:
+def merge_windows(
+    rows: np.ndarray,
+    position: np.ndarray,
+    log_n: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    radius: float,
+    vote_value: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Per-sightline DLA catalogue from sliding-window predictions by non-maximum suppression.
 
     Every window with probability >= threshold votes for an absolute position. Per sightline,
@@ -96,16 +114,28 @@ def merge_windows(rows: np.ndarray, position: np.ndarray, log_n: np.ndarray, pro
             group = idx[np.abs(position[idx] - position[seed]) <= radius]
             weight = probability[group]
             mean_log_n = float(np.average(log_n[group], weights=weight))
-            out.append({"ROW": int(row), "POSITION": float(np.average(position[group], weights=weight)),
-                        "LOG_NHI": mean_log_n, "CONFIDENCE": float(probability[seed]), "N_WINDOWS": int(group.size),
-                        "LOG_NHI_SPREAD": float(np.sqrt(np.average((log_n[group] - mean_log_n) ** 2, weights=weight))),
-                        "VOTE_SUM": float(vote_value[group].sum())})
+            out.append(
+                {
+                    "ROW": int(row),
+                    "POSITION": float(np.average(position[group], weights=weight)),
+                    "LOG_NHI": mean_log_n,
+                    "CONFIDENCE": float(probability[seed]),
+                    "N_WINDOWS": int(group.size),
+                    "LOG_NHI_SPREAD": float(
+                        np.sqrt(np.average((log_n[group] - mean_log_n) ** 2, weights=weight))
+                    ),
+                    "VOTE_SUM": float(vote_value[group].sum()),
+                }
+            )
             idx = idx[np.abs(position[idx] - position[seed]) > radius]
-    return pd.DataFrame(out, columns=["ROW", "POSITION", "LOG_NHI", "CONFIDENCE", "N_WINDOWS", "LOG_NHI_SPREAD",
-                                      "VOTE_SUM"])
+    return pd.DataFrame(
+        out, columns=["ROW", "POSITION", "LOG_NHI", "CONFIDENCE", "N_WINDOWS", "LOG_NHI_SPREAD", "VOTE_SUM"]
+    )
 
 
-def match_catalogue(truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def match_catalogue(
+    truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Greedy one-to-one matching per sightline (closest pairs first) within `tolerance` (same unit
     as POSITION). Returns truth with MATCH (catalogue index or -1), DELTA, PRED_LOG_NHI, and the
     catalogue with TRUE_MATCH (truth index or -1)."""
@@ -118,16 +148,23 @@ def match_catalogue(truth: pd.DataFrame, catalogue: pd.DataFrame, tolerance: flo
         c_idx = np.flatnonzero(catalogue["ROW"].to_numpy() == row) if len(catalogue) else np.zeros(0, int)
         if not c_idx.size:
             continue
-        distance = np.abs(truth["POSITION"].to_numpy()[t_idx, None] - catalogue["POSITION"].to_numpy()[None, c_idx])
+        distance = np.abs(
+            truth["POSITION"].to_numpy()[t_idx, None] - catalogue["POSITION"].to_numpy()[None, c_idx]
+        )
         for flat in np.argsort(distance, axis=None, kind="mergesort"):
             i, j = np.unravel_index(flat, distance.shape)
             if distance[i, j] > tolerance:
                 break
             ti, cj = t_idx[i], c_idx[j]
-            if truth.iat[ti, truth.columns.get_loc("MATCH")] >= 0 or catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] >= 0:
+            if (
+                truth.iat[ti, truth.columns.get_loc("MATCH")] >= 0
+                or catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] >= 0
+            ):
                 continue
             truth.iat[ti, truth.columns.get_loc("MATCH")] = cj
-            truth.iat[ti, truth.columns.get_loc("DELTA")] = catalogue["POSITION"].iat[cj] - truth["POSITION"].iat[ti]
+            truth.iat[ti, truth.columns.get_loc("DELTA")] = (
+                catalogue["POSITION"].iat[cj] - truth["POSITION"].iat[ti]
+            )
             truth.iat[ti, truth.columns.get_loc("PRED_LOG_NHI")] = catalogue["LOG_NHI"].iat[cj]
             catalogue.iat[cj, catalogue.columns.get_loc("TRUE_MATCH")] = ti
     return truth, catalogue
@@ -143,8 +180,13 @@ def bin_label(lo: float, hi: float) -> str:
     return f">{lo:g}" if not np.isfinite(hi) else f"{lo:g}-{hi:g}"
 
 
-def purity_completeness_by_bin(truth_value: np.ndarray, truth_found: np.ndarray, pred_value: np.ndarray,
-                               pred_correct: np.ndarray, edges: tuple[float, ...]) -> dict[str, dict[str, float]]:
+def purity_completeness_by_bin(
+    truth_value: np.ndarray,
+    truth_found: np.ndarray,
+    pred_value: np.ndarray,
+    pred_correct: np.ndarray,
+    edges: tuple[float, ...],
+) -> dict[str, dict[str, float]]:
     """Per bin: completeness (found / true objects whose `truth_value` lies in the bin) and purity
     (correct / detections whose `pred_value` lies in it), with the counts behind them."""
     out = {}
@@ -154,19 +196,26 @@ def purity_completeness_by_bin(truth_value: np.ndarray, truth_found: np.ndarray,
         t = (truth_value >= lo) & (truth_value < hi)
         d = (pred_value >= lo) & (pred_value < hi)
         out[bin_label(lo, hi)] = {
-            "completeness": float(truth_found[t].mean()) if t.any() else float("nan"), "n_true": int(t.sum()),
-            "purity": float(pred_correct[d].mean()) if d.any() else float("nan"), "n_detected": int(d.sum())}
+            "completeness": float(truth_found[t].mean()) if t.any() else float("nan"),
+            "n_true": int(t.sum()),
+            "purity": float(pred_correct[d].mean()) if d.any() else float("nan"),
+            "n_detected": int(d.sum()),
+        }
     return out
 
 
-def redshift_by_bin(z_pred: np.ndarray, z_true: np.ndarray, groups: dict[str, np.ndarray],
-                    catastrophic_dz: float) -> dict[str, dict[str, float]]:
+def redshift_by_bin(
+    z_pred: np.ndarray, z_true: np.ndarray, groups: dict[str, np.ndarray], catastrophic_dz: float
+) -> dict[str, dict[str, float]]:
     """MAPE and catastrophic fraction per named group (boolean masks)."""
     out = {}
     for name, mask in groups.items():
         m = redshift_metrics(z_pred[mask], z_true[mask], catastrophic_dz) if np.any(mask) else None
-        out[name] = {"n": int(np.sum(mask)), "mape_percent": m["mape_percent"] if m else float("nan"),
-                     "catastrophic_fraction": m["catastrophic_fraction"] if m else float("nan")}
+        out[name] = {
+            "n": int(np.sum(mask)),
+            "mape_percent": m["mape_percent"] if m else float("nan"),
+            "catastrophic_fraction": m["catastrophic_fraction"] if m else float("nan"),
+        }
     return out
 
 
@@ -174,7 +223,13 @@ def snr_groups(snr: np.ndarray, edges: tuple[float, ...] = SNR_EDGES) -> dict[st
     return {f"S/N {bin_label(lo, hi)}": (snr >= lo) & (snr < hi) for lo, hi in zip(edges[:-1], edges[1:])}
 
 
-CONFUSER_ORDER = ("DLA next to it", "sub-DLA (19-20.3)", "BAL trough", "Lyman-limit system (17-19)", "none of these")
+CONFUSER_ORDER = (
+    "DLA next to it",
+    "sub-DLA (19-20.3)",
+    "BAL trough",
+    "Lyman-limit system (17-19)",
+    "none of these",
+)
 
 
 def confuser_of(max_log_n: float, dla_near: bool, bal_trough: bool) -> str:
@@ -216,8 +271,14 @@ def cluster_counts(n_clusters: int, n_resamples: int, seed: int) -> Any:
         yield resample_counts(rows, bins, n_clusters)
 
 
-def ratio_interval(value: float, numerator: np.ndarray, denominator: np.ndarray, cluster: np.ndarray | None = None,
-                   n_resamples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+def ratio_interval(
+    value: float,
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    cluster: np.ndarray | None = None,
+    n_resamples: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
     """Bootstrap interval (Interval.to_dict()) of sum(numerator) / sum(denominator) over objects
     (a fraction: numerator a 0/1 flag, denominator 1; a mean: denominator 1), resampling clusters
     (sightlines) with replacement. NaN resamples (an empty denominator) are dropped and counted."""
@@ -259,8 +320,13 @@ def weighted_auc(score: np.ndarray, label: np.ndarray, weights: np.ndarray) -> n
     return np.where((n_pos > 0) & (n_neg > 0), area, np.nan)
 
 
-def auc_interval(score: np.ndarray, label: np.ndarray, cluster: np.ndarray | None = None,
-                 n_resamples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+def auc_interval(
+    score: np.ndarray,
+    label: np.ndarray,
+    cluster: np.ndarray | None = None,
+    n_resamples: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
     """Bootstrap interval (Interval.to_dict()) of the AUC, resampling clusters (sightlines)."""
     from ..bootstrap import N_RESAMPLES, SEED, interval_from
 
@@ -273,6 +339,9 @@ def auc_interval(score: np.ndarray, label: np.ndarray, cluster: np.ndarray | Non
     from ..bootstrap import MAX_CELLS
 
     step = max(1, MAX_CELLS // (4 * max(len(index), 1)))  # (b, n) weights in bounded pieces
-    samples = [weighted_auc(score, label, counts[start:start + step][:, index])
-               for counts in cluster_counts(k, n_resamples, seed) for start in range(0, len(counts), step)]
+    samples = [
+        weighted_auc(score, label, counts[start : start + step][:, index])
+        for counts in cluster_counts(k, n_resamples, seed)
+        for start in range(0, len(counts), step)
+    ]
     return interval_from(value, np.concatenate(samples), n_resamples, seed).to_dict()

@@ -47,11 +47,23 @@ SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
     # quantile-transformed target. width = the number of input pixels reproduces their square first
     # layer (23,411^2 = 548M weights at 0.25 A; 137M on our 0.5 A grid); the default keeps it trainable here.
     "dense_slides": {"width": 2048, "hidden": [10, 10, 10], "dropout": 0.0, "n_quantiles": 1000},
-    "gru": {"conv_channels": [32, 48, 64, 64], "conv_kernel": 7, "conv_strides": [2, 2, 2, 2], "hidden": 64,
-            "bidirectional": True, "head": 64, "dropout": 0.1},
-    "quasarnet": {"family": "quasarnet", "lines": "qso", "n_boxes": 20,
-                  "conv": {"layers": 4, "filters": 64, "kernel": 10, "stride": 2, "padding": "valid", "dropout": 0.0},
-                  "dense_units": 100, "offset_activation": "rescaled_sigmoid"},
+    "gru": {
+        "conv_channels": [32, 48, 64, 64],
+        "conv_kernel": 7,
+        "conv_strides": [2, 2, 2, 2],
+        "hidden": 64,
+        "bidirectional": True,
+        "head": 64,
+        "dropout": 0.1,
+    },
+    "quasarnet": {
+        "family": "quasarnet",
+        "lines": "qso",
+        "n_boxes": 20,
+        "conv": {"layers": 4, "filters": 64, "kernel": 10, "stride": 2, "padding": "valid", "dropout": 0.0},
+        "dense_units": 100,
+        "offset_activation": "rescaled_sigmoid",
+    },
     "presence": {"channels": [16, 32, 64, 64], "kernel": 9, "dense": 128, "dropout": 0.2},
     "location": {"channels": [16, 32, 64, 64], "kernel": 9, "dense": 128, "dropout": 0.1},
 }
@@ -62,7 +74,9 @@ def complete_spec(kind: str, spec: dict[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"unknown 4MOST model {kind!r}; valid: {list(KINDS)}")
     full = copy.deepcopy(SPEC_DEFAULTS[kind])
     for key, value in (spec or {}).items():
-        full[key] = {**full[key], **value} if isinstance(full.get(key), dict) and isinstance(value, dict) else value
+        full[key] = (
+            {**full[key], **value} if isinstance(full.get(key), dict) and isinstance(value, dict) else value
+        )
     return full
 
 
@@ -100,16 +114,28 @@ class SlidesDenseRegressor(nn.Module):
 
 
 class GruRegressor(nn.Module):
-    def __init__(self, n_pixels: int, conv_channels: Sequence[int], conv_kernel: int, conv_strides: Sequence[int],
-                 hidden: int, bidirectional: bool, head: int, dropout: float):
+    def __init__(
+        self,
+        n_pixels: int,
+        conv_channels: Sequence[int],
+        conv_kernel: int,
+        conv_strides: Sequence[int],
+        hidden: int,
+        bidirectional: bool,
+        head: int,
+        dropout: float,
+    ):
         super().__init__()
         if len(conv_channels) != len(conv_strides):
             raise ConfigError("gru: conv_channels and conv_strides need the same length")
         blocks: list[nn.Module] = []
         in_channels = 1
         for channels, stride in zip(conv_channels, conv_strides):
-            blocks += [nn.Conv1d(in_channels, channels, conv_kernel, stride=stride, padding=conv_kernel // 2),
-                       nn.BatchNorm1d(channels), nn.ReLU()]
+            blocks += [
+                nn.Conv1d(in_channels, channels, conv_kernel, stride=stride, padding=conv_kernel // 2),
+                nn.BatchNorm1d(channels),
+                nn.ReLU(),
+            ]
             in_channels = channels
         self.front = nn.Sequential(*blocks)
         self.gru = nn.GRU(in_channels, hidden, batch_first=True, bidirectional=bidirectional)
@@ -125,23 +151,40 @@ class GruRegressor(nn.Module):
 class DlaCnn(nn.Module):
     """Conv -> BN -> ReLU -> MaxPool(2) blocks, flatten, Dense; n_outputs logits/values."""
 
-    def __init__(self, n_pixels: int, n_outputs: int, channels: Sequence[int], kernel: int, dense: int,
-                 dropout: float, in_channels: int = 2):
+    def __init__(
+        self,
+        n_pixels: int,
+        n_outputs: int,
+        channels: Sequence[int],
+        kernel: int,
+        dense: int,
+        dropout: float,
+        in_channels: int = 2,
+    ):
         super().__init__()
         blocks: list[nn.Module] = []
         length = n_pixels
         for k, width in enumerate(channels):
             # A strided first layer: 0.5 A pixels oversample the R~5000 resolution ~2.5x.
             stride = 2 if k == 0 else 1
-            blocks += [nn.Conv1d(in_channels, width, kernel, stride=stride, padding=kernel // 2),
-                       nn.BatchNorm1d(width), nn.ReLU(), nn.MaxPool1d(2)]
+            blocks += [
+                nn.Conv1d(in_channels, width, kernel, stride=stride, padding=kernel // 2),
+                nn.BatchNorm1d(width),
+                nn.ReLU(),
+                nn.MaxPool1d(2),
+            ]
             length = ((length + 2 * (kernel // 2) - kernel) // stride + 1) // 2
             in_channels = width
         if length < 1:
             raise ConfigError(f"{len(channels)} conv blocks leave no pixel of {n_pixels}")
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(length * in_channels, dense), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(dense, n_outputs))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(length * in_channels, dense),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dense, n_outputs),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.features(x))
@@ -156,8 +199,16 @@ def build(kind: str, spec: dict[str, Any] | None, n_pixels: int) -> nn.Module:
     if kind == "dense_slides":
         return SlidesDenseRegressor(n_pixels, int(spec["width"]), spec["hidden"], float(spec["dropout"]))
     if kind == "gru":
-        return GruRegressor(n_pixels, spec["conv_channels"], spec["conv_kernel"], spec["conv_strides"],
-                            spec["hidden"], spec["bidirectional"], spec["head"], spec["dropout"])
+        return GruRegressor(
+            n_pixels,
+            spec["conv_channels"],
+            spec["conv_kernel"],
+            spec["conv_strides"],
+            spec["hidden"],
+            spec["bidirectional"],
+            spec["head"],
+            spec["dropout"],
+        )
     if kind == "quasarnet":
         from ..models import build_model  # the main pipeline's QuasarNET
 
@@ -171,11 +222,20 @@ def mape_loss(z_pred: torch.Tensor, z_true: torch.Tensor) -> torch.Tensor:
     return 100.0 * ((z_pred - z_true).abs() / z_true.abs().clamp_min(1e-6)).mean()
 
 
-def location_loss(output: torch.Tensor, present: torch.Tensor, offset: torch.Tensor, log_n: torch.Tensor,
-                  log_n_centre: float = LOG_NHI_CENTRE) -> torch.Tensor:
+def location_loss(
+    output: torch.Tensor,
+    present: torch.Tensor,
+    offset: torch.Tensor,
+    log_n: torch.Tensor,
+    log_n_centre: float = LOG_NHI_CENTRE,
+) -> torch.Tensor:
     """BCE on presence + (only where a DLA is present) smooth-L1 on offset and on log N_HI."""
     bce = F.binary_cross_entropy_with_logits(output[:, 0], present)
     weight = present.sum().clamp_min(1.0)
-    offset_term = (F.smooth_l1_loss(output[:, 1], offset, reduction="none", beta=0.1) * present).sum() / weight
-    log_n_term = (F.smooth_l1_loss(output[:, 2], log_n - log_n_centre, reduction="none", beta=0.1) * present).sum() / weight
+    offset_term = (
+        F.smooth_l1_loss(output[:, 1], offset, reduction="none", beta=0.1) * present
+    ).sum() / weight
+    log_n_term = (
+        F.smooth_l1_loss(output[:, 2], log_n - log_n_centre, reduction="none", beta=0.1) * present
+    ).sum() / weight
     return bce + 2.0 * offset_term + log_n_term

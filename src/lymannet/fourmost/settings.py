@@ -6,6 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
-                                  "patience": 5, "lr_factor": 0.5, "lr_patience": 2, "max_minutes": None,
-                                  "n_train": None, "loss": "mape"}
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "patience": 5,
+    "lr_factor": 0.5,
+    "lr_patience": 2,
+    "max_minutes": None,
+    "n_train": None,
+    "loss": "mape",
+}

@@ -51,9 +51,24 @@ from ..config import job_seed
 from ..errors import ConfigError
 from ..igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
 from ..lines import LYA, LYB
-from ..physics import (LYMAN_LIMIT as LYMAN_LIMIT_ANGSTROM, C_CMS, C_KMS, FWHM_PER_SIGMA, PW14_Z_PIVOT, QSO_BROAD_LINES, ab_to_f_nu, bal_transmission,
-                       band_f_nu_weights, counts_per_flux, draw_log_nhi, draw_redshifts_dx, dx_dz, incidence_per_dx,
-                       lyman_limit_tau, sky_surface_brightness)
+from ..physics import (
+    LYMAN_LIMIT as LYMAN_LIMIT_ANGSTROM,
+    C_CMS,
+    C_KMS,
+    FWHM_PER_SIGMA,
+    PW14_Z_PIVOT,
+    QSO_BROAD_LINES,
+    ab_to_f_nu,
+    bal_transmission,
+    band_f_nu_weights,
+    counts_per_flux,
+    draw_log_nhi,
+    draw_redshifts_dx,
+    dx_dz,
+    incidence_per_dx,
+    lyman_limit_tau,
+    sky_surface_brightness,
+)
 from ..runtime import Progress
 
 log = logging.getLogger("lymannet.fourmost")
@@ -73,10 +88,22 @@ LYA_TRANSITION = Transition(LYA, 0.4164, 6.265e8)
 LYB_TRANSITION = Transition(LYB, 0.07912, 1.897e8)
 
 # Metal lines of an absorption system: rest wavelength [A], strength relative to the system's EW scale.
-METAL_LINES = np.array([
-    (2796.35, 1.0), (2803.53, 0.8), (2600.17, 0.6), (2382.77, 0.5), (1548.20, 0.9), (1550.78, 0.6),
-    (1393.76, 0.5), (1402.77, 0.3), (1526.71, 0.3), (1334.53, 0.4), (1670.79, 0.3), (1215.67, 1.5),
-])
+METAL_LINES = np.array(
+    [
+        (2796.35, 1.0),
+        (2803.53, 0.8),
+        (2600.17, 0.6),
+        (2382.77, 0.5),
+        (1548.20, 0.9),
+        (1550.78, 0.6),
+        (1393.76, 0.5),
+        (1402.77, 0.3),
+        (1526.71, 0.3),
+        (1334.53, 0.4),
+        (1670.79, 0.3),
+        (1215.67, 1.5),
+    ]
+)
 
 DEFAULTS: dict[str, Any] = {
     "n_spectra": 10000,
@@ -90,23 +117,41 @@ DEFAULTS: dict[str, Any] = {
     "resolution": 5000.0,
     # HI absorbers (LLS, sub-DLAs, DLAs) from the Prochaska et al. 2014 f(N), uniform in X (with
     # (1+z)^gamma evolution); DLA incidence x dla_boost per split (1 = nature)
-    "absorbers": {"log_n_min": 17.0, "log_n_max": 22.5, "gamma": 1.5,
-                  "dla_boost": {"train": 5.0, "val": 5.0, "test": 1.0}},
+    "absorbers": {
+        "log_n_min": 17.0,
+        "log_n_max": 22.5,
+        "gamma": 1.5,
+        "dla_boost": {"train": 5.0, "val": 5.0, "test": 1.0},
+    },
     "split": {"train": 0.8, "val": 0.1, "test": 0.1},
     "dla_b_kms": [15.0, 40.0],
     "proximity_kms": 3000.0,
-    "bal": {"fraction": 0.15, "z_min": 1.6, "v_min_kms": [0.0, 15000.0], "width_kms": [2000.0, 20000.0],
-            "v_max_kms": 30000.0, "tau": [0.3, 5.0]},
-    "continuum": {"alpha_nu": [-0.44, 0.3], "alpha_euv": [-1.7, 0.3], "euv_break": 1000.0,
-                  "line_scatter": 0.15, "pca_scales": [0.25, 0.2, 0.2, 0.5], "fe_bump": 0.15},
+    "bal": {
+        "fraction": 0.15,
+        "z_min": 1.6,
+        "v_min_kms": [0.0, 15000.0],
+        "width_kms": [2000.0, 20000.0],
+        "v_max_kms": 30000.0,
+        "tau": [0.3, 5.0],
+    },
+    "continuum": {
+        "alpha_nu": [-0.44, 0.3],
+        "alpha_euv": [-1.7, 0.3],
+        "euv_break": 1000.0,
+        "line_scatter": 0.15,
+        "pca_scales": [0.25, 0.2, 0.2, 0.5],
+        "fe_bump": 0.15,
+    },
     "metal_absorbers_mean": 4.0,
     "metal_ew_median": 0.3,
     "chunk": 256,
 }
 DLA_LOG_N = 20.3  # a DLA: log N_HI >= 20.3 (Wolfe et al. 1986)
-REMOVED_KEYS = {"n_dla_probabilities": "absorbers.dla_boost (DLAs now come from the f(N) incidence)",
-                "cddf": "absorbers (the Prochaska et al. 2014 f(N) of lymannet.physics)",
-                "min_separation_kms": "nothing (absorbers are independent, Poisson in X)"}
+REMOVED_KEYS = {
+    "n_dla_probabilities": "absorbers.dla_boost (DLAs now come from the f(N) incidence)",
+    "cddf": "absorbers (the Prochaska et al. 2014 f(N) of lymannet.physics)",
+    "min_separation_kms": "nothing (absorbers are independent, Poisson in X)",
+}
 
 
 def wavelength_grid() -> np.ndarray:
@@ -116,7 +161,11 @@ def wavelength_grid() -> np.ndarray:
 def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     out = dict(defaults)
     for key, value in given.items():
-        out[key] = _merge(defaults[key], value) if isinstance(defaults.get(key), dict) and isinstance(value, dict) else value
+        out[key] = (
+            _merge(defaults[key], value)
+            if isinstance(defaults.get(key), dict) and isinstance(value, dict)
+            else value
+        )
     return out
 
 
@@ -130,17 +179,25 @@ def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
         full["exptime"], full["exptime_probabilities"] = [float(full["exptime"])], [1.0]
     probs = np.asarray(full["exptime_probabilities"], float)
     if probs.size != len(full["exptime"]) or np.any(probs < 0) or not np.isclose(probs.sum(), 1.0):
-        raise ConfigError(f"fourmost.simulate.exptime_probabilities must be {len(full['exptime'])} non-negative "
-                          f"numbers summing to 1, got {list(probs)}")
+        raise ConfigError(
+            f"fourmost.simulate.exptime_probabilities must be {len(full['exptime'])} non-negative "
+            f"numbers summing to 1, got {list(probs)}"
+        )
     if full["z"][0] >= full["z"][1] or full["mag"][0] >= full["mag"][1]:
-        raise ConfigError(f"fourmost.simulate: z and mag ranges must be [low, high], got z={full['z']}, mag={full['mag']}")
+        raise ConfigError(
+            f"fourmost.simulate: z and mag ranges must be [low, high], got z={full['z']}, mag={full['mag']}"
+        )
     absorbers = full["absorbers"]
     if not absorbers["log_n_min"] < DLA_LOG_N < absorbers["log_n_max"]:
-        raise ConfigError(f"fourmost.simulate.absorbers: need log_n_min < {DLA_LOG_N} < log_n_max, got "
-                          f"[{absorbers['log_n_min']}, {absorbers['log_n_max']}]")
+        raise ConfigError(
+            f"fourmost.simulate.absorbers: need log_n_min < {DLA_LOG_N} < log_n_max, got "
+            f"[{absorbers['log_n_min']}, {absorbers['log_n_max']}]"
+        )
     boost = absorbers["dla_boost"]
     if set(boost) != {"train", "val", "test"} or any(float(v) < 0 for v in boost.values()):
-        raise ConfigError(f"fourmost.simulate.absorbers.dla_boost needs train, val and test >= 0, got {boost}")
+        raise ConfigError(
+            f"fourmost.simulate.absorbers.dla_boost needs train, val and test >= 0, got {boost}"
+        )
     if not 0 <= full["bal"]["fraction"] <= 1:
         raise ConfigError(f"fourmost.simulate.bal.fraction must be in [0, 1], got {full['bal']['fraction']}")
     return full
@@ -158,8 +215,9 @@ def split_of(names: list[str], seed: int, fractions: dict[str, float]) -> np.nda
 # --- physics ---------------------------------------------------------------------------------
 
 
-def voigt_tau(wave_rest: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray,
-              line: Transition = LYA_TRANSITION) -> np.ndarray:
+def voigt_tau(
+    wave_rest: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray, line: Transition = LYA_TRANSITION
+) -> np.ndarray:
     """Optical depth tau(lambda_rest) = N sigma0 f phi(nu) of a Voigt profile (broadcasting)."""
     nu0 = C_CMS / (line.wavelength * 1e-8)
     nu = C_CMS / (np.asarray(wave_rest, float) * 1e-8)
@@ -175,8 +233,9 @@ def damped_equivalent_width(log_n: float, line: Transition = LYA_TRANSITION) -> 
     return float((line.wavelength * 1e-8) ** 2 / C_CMS * w_nu * 1e8)
 
 
-def dla_redshift_window(z_qso: np.ndarray, proximity_kms: float, wave_min: float = WAVE_MIN,
-                        margin_angstrom: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+def dla_redshift_window(
+    z_qso: np.ndarray, proximity_kms: float, wave_min: float = WAVE_MIN, margin_angstrom: float = 20.0
+) -> tuple[np.ndarray, np.ndarray]:
     """[z_lo, z_hi] of DLA redshifts: Ly-alpha absorption between Ly-beta and Ly-alpha emission,
     outside the proximity zone, and on the grid (margin_angstrom above its blue end)."""
     z_lo = np.maximum((1 + z_qso) * LYB / LYA - 1, (wave_min + margin_angstrom) / LYA - 1)
@@ -220,7 +279,7 @@ def smooth_to_resolution(flux: np.ndarray, resolution: float) -> np.ndarray:
         sigma_pix = wave[(lo + hi) // 2] / resolution / FWHM_PER_SIGMA / WAVE_STEP
         pad = int(5 * sigma_pix) + 1
         a, b = max(lo - pad, 0), min(hi + pad, N_PIXELS)
-        out[:, lo:hi] = gaussian_filter1d(flux[:, a:b], sigma_pix, axis=1, mode="nearest")[:, lo - a:hi - a]
+        out[:, lo:hi] = gaussian_filter1d(flux[:, a:b], sigma_pix, axis=1, mode="nearest")[:, lo - a : hi - a]
     return out
 
 
@@ -237,7 +296,9 @@ def _draw_magnitudes(rng: np.random.Generator, n: int, mag: list[float], slope: 
     return np.log(lo + u * (hi - lo)) / k
 
 
-def expected_absorbers(z_lo: np.ndarray, z_hi: np.ndarray, log_n_lo: float, log_n_hi: float, gamma: float) -> np.ndarray:
+def expected_absorbers(
+    z_lo: np.ndarray, z_hi: np.ndarray, log_n_lo: float, log_n_hi: float, gamma: float
+) -> np.ndarray:
     """Mean number of HI absorbers with log N in [log_n_lo, log_n_hi) between z_lo and z_hi:
     l(X) at the pivot x ((1+z)/(1+z_pivot))^gamma, integrated over the absorption path."""
     t = np.linspace(0.0, 1.0, 64)
@@ -275,8 +336,12 @@ def draw_sightlines(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     mean_dla = expected_absorbers(z_lo, z_hi, DLA_LOG_N, absorbers["log_n_max"], absorbers["gamma"]) * boost
     n_sub, n_dla = rng.poisson(mean_sub), rng.poisson(mean_dla)
     sightline = np.concatenate([np.repeat(np.arange(n), n_sub), np.repeat(np.arange(n), n_dla)])
-    log_n = np.concatenate([draw_log_nhi(rng, int(n_sub.sum()), absorbers["log_n_min"], DLA_LOG_N),
-                            draw_log_nhi(rng, int(n_dla.sum()), DLA_LOG_N, absorbers["log_n_max"])])
+    log_n = np.concatenate(
+        [
+            draw_log_nhi(rng, int(n_sub.sum()), absorbers["log_n_min"], DLA_LOG_N),
+            draw_log_nhi(rng, int(n_dla.sum()), DLA_LOG_N, absorbers["log_n_max"]),
+        ]
+    )
     z_abs = draw_redshifts_dx(rng, z_lo[sightline], z_hi[sightline], absorbers["gamma"])
     b_kms = rng.uniform(*spec["dla_b_kms"], size=sightline.size)
     order = np.lexsort((z_abs, sightline))
@@ -295,13 +360,26 @@ def draw_sightlines(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     metal_ew = spec["metal_ew_median"] * np.exp(rng.normal(0.0, 0.6, size=metal_sightline.size))
     n_dla_per = np.bincount(hi["sightline"][is_dla], minlength=n)
     return {
-        "z_qso": z_qso, "mag": mag, "exptime": exptime, "alpha_nu": alpha_nu, "alpha_euv": alpha_euv,
-        "ew_scatter": ew_scatter, "pca": pca, "split": split, "dla_boost": boost,
-        "expected_dla": mean_dla, "n_dla": n_dla_per, "n_abs": np.bincount(hi["sightline"], minlength=n) + n_metal,
+        "z_qso": z_qso,
+        "mag": mag,
+        "exptime": exptime,
+        "alpha_nu": alpha_nu,
+        "alpha_euv": alpha_euv,
+        "ew_scatter": ew_scatter,
+        "pca": pca,
+        "split": split,
+        "dla_boost": boost,
+        "expected_dla": mean_dla,
+        "n_dla": n_dla_per,
+        "n_abs": np.bincount(hi["sightline"], minlength=n) + n_metal,
         "absorbers": hi,
         "dla": {k: v[is_dla] for k, v in hi.items()},
-        "bal": {"flag": bal, "v_min": np.where(bal, v_min, 0.0), "v_max": np.where(bal, v_max, 0.0),
-                "tau": np.where(bal, bal_tau, 0.0)},
+        "bal": {
+            "flag": bal,
+            "v_min": np.where(bal, v_min, 0.0),
+            "v_max": np.where(bal, v_max, 0.0),
+            "tau": np.where(bal, bal_tau, 0.0),
+        },
         "metal": {"sightline": metal_sightline, "z_abs": metal_z, "ew": metal_ew},
     }
 
@@ -309,9 +387,15 @@ def draw_sightlines(spec: dict[str, Any], seed: int) -> dict[str, Any]:
 HIGH_IONISATION = {"LYA", "NV", "SIIV_OIV", "CIV", "HEII", "LYB_OVI"}
 
 
-def quasar_continuum(wave: np.ndarray, z: np.ndarray, alpha_nu: np.ndarray, ew_scatter: np.ndarray,
-                     alpha_euv: np.ndarray | None = None, pca: np.ndarray | None = None,
-                     continuum: dict[str, Any] | None = None) -> np.ndarray:
+def quasar_continuum(
+    wave: np.ndarray,
+    z: np.ndarray,
+    alpha_nu: np.ndarray,
+    ew_scatter: np.ndarray,
+    alpha_euv: np.ndarray | None = None,
+    pca: np.ndarray | None = None,
+    continuum: dict[str, Any] | None = None,
+) -> np.ndarray:
     """Unabsorbed quasar (N, P), continuum = 1 at 1450 A rest.
 
     A power law f_nu ~ nu^alpha_nu (Vanden Berk et al. 2001: -0.44) breaking to alpha_euv below
@@ -336,8 +420,14 @@ def quasar_continuum(wave: np.ndarray, z: np.ndarray, alpha_nu: np.ndarray, ew_s
 
     continuum_flux = power_law(rest)
     bump = cont["fe_bump"] * np.exp(0.4 * pca[:, 4])[:, None]
-    continuum_flux = continuum_flux * (1 + bump * (np.exp(-0.5 * ((rest - 2500.0) / 250.0) ** 2)
-                                                   + 0.6 * np.exp(-0.5 * ((rest - 3200.0) / 300.0) ** 2)))
+    continuum_flux = continuum_flux * (
+        1
+        + bump
+        * (
+            np.exp(-0.5 * ((rest - 2500.0) / 250.0) ** 2)
+            + 0.6 * np.exp(-0.5 * ((rest - 3200.0) / 300.0) ** 2)
+        )
+    )
     lines = np.zeros_like(rest)
     width = np.exp(s3 * pca[:, 2])
     blueshift = 600.0 * np.exp(s4 * pca[:, 3] - 0.5 * s2 * pca[:, 1])  # km/s
@@ -364,8 +454,15 @@ def scale_to_magnitude(flux: np.ndarray, wave: np.ndarray, mag: np.ndarray) -> n
     return flux * (ab_to_f_nu(mag) / f_nu)[:, None]
 
 
-def _add_metal_lines(tau: np.ndarray, rows: np.ndarray, z_abs: np.ndarray, ew: np.ndarray, wave: np.ndarray,
-                     b_kms: float = 40.0, half_window: int = 40) -> None:
+def _add_metal_lines(
+    tau: np.ndarray,
+    rows: np.ndarray,
+    z_abs: np.ndarray,
+    ew: np.ndarray,
+    wave: np.ndarray,
+    b_kms: float = 40.0,
+    half_window: int = 40,
+) -> None:
     """Add Gaussian optical-depth metal lines (all lines of each system) in small pixel windows."""
     if rows.size == 0:
         return
@@ -383,7 +480,9 @@ def _add_metal_lines(tau: np.ndarray, rows: np.ndarray, z_abs: np.ndarray, ew: n
     np.add.at(tau, (row_index[inside], safe[inside]), values[inside])
 
 
-def _absorber_tau(tau: np.ndarray, row: int, wave: np.ndarray, z_abs: float, log_n: float, b_kms: float) -> None:
+def _absorber_tau(
+    tau: np.ndarray, row: int, wave: np.ndarray, z_abs: float, log_n: float, b_kms: float
+) -> None:
     """Add one HI absorber's Voigt Ly-alpha and Ly-beta and its Lyman continuum to tau[row], the
     Voigt lines within a window where the damping wings still matter (tau > ~1e-4)."""
     half_rest = max(5.0, 28.0 * damped_equivalent_width(log_n))
@@ -412,40 +511,65 @@ def absorber_metal_ew(log_n: np.ndarray, ew_median: float) -> np.ndarray:
     return ew_median * np.where(log_n >= DLA_LOG_N, 2.0, np.where(log_n >= 19.0, 1.0, 0.5))
 
 
-def bal_trough_transmission(wave: np.ndarray, z_qso: float, v_min: float, v_max: float, tau: float) -> np.ndarray:
+def bal_trough_transmission(
+    wave: np.ndarray, z_qso: float, v_min: float, v_max: float, tau: float
+) -> np.ndarray:
     """A BAL quasar's trough transmission: the DESI simulator's profile
     (:func:`lymannet.physics.bal_transmission`) with the CIV trough's central optical depth `tau`,
     a trough depth of 1 - exp(-tau)."""
     return bal_transmission(wave, 1 + z_qso, v_min, v_max, -np.expm1(-tau))
 
 
-def simulate_chunk(params: dict[str, Any], rows: np.ndarray, spec: dict[str, Any], rng: np.random.Generator,
-                   igm: InoueIGM) -> tuple[np.ndarray, np.ndarray]:
+def simulate_chunk(
+    params: dict[str, Any], rows: np.ndarray, spec: dict[str, Any], rng: np.random.Generator, igm: InoueIGM
+) -> tuple[np.ndarray, np.ndarray]:
     """Observed (flux, ivar) float32 (len(rows), P) for the sightlines `rows`."""
     wave = wavelength_grid()
     z = params["z_qso"][rows]
-    flux = quasar_continuum(wave, z, params["alpha_nu"][rows], params["ew_scatter"][rows], params["alpha_euv"][rows],
-                            params["pca"][rows], spec["continuum"])
+    flux = quasar_continuum(
+        wave,
+        z,
+        params["alpha_nu"][rows],
+        params["ew_scatter"][rows],
+        params["alpha_euv"][rows],
+        params["pca"][rows],
+        spec["continuum"],
+    )
     flux = scale_to_magnitude(flux, wave, params["mag"][rows])
     bal = params["bal"]
     for k, row in enumerate(rows):
         if bal["flag"][row]:
-            flux[k] *= bal_trough_transmission(wave, z[k], bal["v_min"][row], bal["v_max"][row], bal["tau"][row])
+            flux[k] *= bal_trough_transmission(
+                wave, z[k], bal["v_min"][row], bal["v_max"][row], bal["tau"][row]
+            )
     field = correlated_gaussian_field(rng, (rows.size, wave.size), WAVE_STEP)
     tau = fluctuate_tau(igm.tau(z), field).astype(np.float64)
     local = {int(r): k for k, r in enumerate(rows)}
     metal = params["metal"]
     pick = np.isin(metal["sightline"], rows)
-    _add_metal_lines(tau, np.array([local[s] for s in metal["sightline"][pick]], dtype=np.int64),
-                     metal["z_abs"][pick], metal["ew"][pick], wave)
+    _add_metal_lines(
+        tau,
+        np.array([local[s] for s in metal["sightline"][pick]], dtype=np.int64),
+        metal["z_abs"][pick],
+        metal["ew"][pick],
+        wave,
+    )
     hi = params["absorbers"]
     pick = np.flatnonzero(np.isin(hi["sightline"], rows))
     if pick.size:
         hi_rows = np.array([local[s] for s in hi["sightline"][pick]], dtype=np.int64)
         for k, j in zip(hi_rows, pick):
-            _absorber_tau(tau, int(k), wave, float(hi["z_abs"][j]), float(hi["log_n"][j]), float(hi["b_kms"][j]))
+            _absorber_tau(
+                tau, int(k), wave, float(hi["z_abs"][j]), float(hi["log_n"][j]), float(hi["b_kms"][j])
+            )
         # low-ionisation metal lines at the absorber's redshift
-        _add_metal_lines(tau, hi_rows, hi["z_abs"][pick], absorber_metal_ew(hi["log_n"][pick], spec["metal_ew_median"]), wave)
+        _add_metal_lines(
+            tau,
+            hi_rows,
+            hi["z_abs"][pick],
+            absorber_metal_ew(hi["log_n"][pick], spec["metal_ew_median"]),
+            wave,
+        )
     model = smooth_to_resolution(flux * np.exp(-tau), spec["resolution"])
     per_flux = electrons_per_flux(wave, 1.0)[None, :] * params["exptime"][rows][:, None]
     variance_counts = np.clip(model, 0, None) * per_flux + sky_flux() * per_flux + READ_NOISE_E**2

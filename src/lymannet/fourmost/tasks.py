@@ -29,7 +29,7 @@ Tensors = dict[str, torch.Tensor]
 def _batches(n: int, batch_size: int, generator: torch.Generator | None):
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 SUBDLA_RANGE = (19.0, 20.3)  # log N_HI of the sub-DLAs the localiser may be shown as hard negatives
@@ -51,7 +51,9 @@ def training_rows(data: Ingested, n_train: int | None) -> np.ndarray:
     if n_train is None:
         return rows
     if int(n_train) > rows.size:
-        raise ConfigError(f"fourmost: n_train = {n_train} but the training split has only {rows.size} spectra")
+        raise ConfigError(
+            f"fourmost: n_train = {n_train} but the training split has only {rows.size} spectra"
+        )
     return rows[: int(n_train)]
 
 
@@ -90,11 +92,21 @@ def slides_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any]):
         return nn.functional.mse_loss(m(b["x"]), b["u"])
 
     def accuracy_fn(m, b):
-        z_pred = torch.as_tensor(quantile_inverse(m(b["x"]).detach().cpu().numpy(), table), dtype=b["z"].dtype,
-                                 device=b["z"].device)
+        z_pred = torch.as_tensor(
+            quantile_inverse(m(b["x"]).detach().cpu().numpy(), table),
+            dtype=b["z"].dtype,
+            device=b["z"].device,
+        )
         return ((z_pred - b["z"]).abs() / (1 + b["z"]) < REDSHIFT_ACCURACY_DZ).float().mean()
-    return (model, {k: v[train_rows] for k, v in tensors.items()}, {k: v[val_rows] for k, v in tensors.items()},
-            loss_fn, info, accuracy_fn)
+
+    return (
+        model,
+        {k: v[train_rows] for k, v in tensors.items()},
+        {k: v[val_rows] for k, v in tensors.items()},
+        loss_fn,
+        info,
+        accuracy_fn,
+    )
 
 
 def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict[str, Any]):
@@ -106,8 +118,13 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
     n_pixels = x.shape[-1]
     model = build(kind, spec, n_pixels)
     centre, scale = z_norm(options["z"])
-    info = {"task": "redshift", "n_pixels": n_pixels, "z_centre": centre, "z_scale": scale,
-            "z_grid": options["z_grid"]}
+    info = {
+        "task": "redshift",
+        "n_pixels": n_pixels,
+        "z_centre": centre,
+        "z_scale": scale,
+        "z_grid": options["z_grid"],
+    }
     tensors: Tensors = {"x": x, "z": z}
     if kind == "quasarnet":
         from ..models import encode_targets, quasarnet_loss
@@ -123,8 +140,11 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
         from ..models import decode
 
         def accuracy_fn(m, b):
-            z_pred = torch.as_tensor(decode(m(b["x"]), lines, grid)["z_pred"], device=b["z"].device, dtype=b["z"].dtype)
+            z_pred = torch.as_tensor(
+                decode(m(b["x"]), lines, grid)["z_pred"], device=b["z"].device, dtype=b["z"].dtype
+            )
             return ((z_pred - b["z"]).abs() / (1 + b["z"]) < REDSHIFT_ACCURACY_DZ).float().mean()
+
     else:
         use_mape = options.get("loss", "mape") == "mape"
 
@@ -135,9 +155,16 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
         def accuracy_fn(m, b):
             z_pred = centre + scale * m(b["x"])
             return ((z_pred - b["z"]).abs() / (1 + b["z"]) < REDSHIFT_ACCURACY_DZ).float().mean()
+
     train_rows, val_rows = training_rows(data, options.get("n_train")), data.rows("val")
-    return (model, {k: v[train_rows] for k, v in tensors.items()}, {k: v[val_rows] for k, v in tensors.items()},
-            loss_fn, info, accuracy_fn)
+    return (
+        model,
+        {k: v[train_rows] for k, v in tensors.items()},
+        {k: v[val_rows] for k, v in tensors.items()},
+        loss_fn,
+        info,
+        accuracy_fn,
+    )
 
 
 def redshift_parts(kind: str) -> tuple[str, ...]:
@@ -145,13 +172,24 @@ def redshift_parts(kind: str) -> tuple[str, ...]:
     return ("DLA",) if kind == "dense_slides" else ("Z",)
 
 
-def predict_redshift(model: nn.Module, info: dict[str, Any], data: Ingested, rows: np.ndarray,
-                     kind: str, spec: dict[str, Any], batch_size: int = 256) -> np.ndarray:
+def predict_redshift(
+    model: nn.Module,
+    info: dict[str, Any],
+    data: Ingested,
+    rows: np.ndarray,
+    kind: str,
+    spec: dict[str, Any],
+    batch_size: int = 256,
+) -> np.ndarray:
     if kind == "dense_slides":
         x = torch.from_numpy(ft.redshift_input(data.dla_flux[rows], data.dla_ivar[rows]))
         model.eval()
         with torch.no_grad():
-            u = np.concatenate([model(x[i]).numpy() for i in _batches(len(x), batch_size, None)]) if len(x) else np.zeros(0)
+            u = (
+                np.concatenate([model(x[i]).numpy() for i in _batches(len(x), batch_size, None)])
+                if len(x)
+                else np.zeros(0)
+            )
         return quantile_inverse(u, info["quantiles"])
     x = torch.from_numpy(ft.redshift_input(data.z_flux[rows], data.z_ivar[rows]))
     model.eval()
@@ -170,12 +208,18 @@ def predict_redshift(model: nn.Module, info: dict[str, Any], data: Ingested, row
 
 
 def dla_inputs(data: Ingested, options: dict[str, Any]) -> np.ndarray:
-    return ft.dla_channels(data.dla_wave, data.dla_flux, data.dla_ivar, data.sightlines["Z_QSO"].to_numpy(),
-                           int(options["median_window"]))
+    return ft.dla_channels(
+        data.dla_wave,
+        data.dla_flux,
+        data.dla_ivar,
+        data.sightlines["Z_QSO"].to_numpy(),
+        int(options["median_window"]),
+    )
 
 
-def augment_windows(x: torch.Tensor, offset: torch.Tensor | None, flip: bool, noise: float
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def augment_windows(
+    x: torch.Tensor, offset: torch.Tensor | None, flip: bool, noise: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Training-time augmentation of DLA windows (flux, noise channels), drawn from torch's seeded
     generator: half of them mirrored in wavelength (a DLA profile is symmetric and the forest has no
     direction; the centre offset changes sign), and extra Gaussian noise of up to `noise` times each
@@ -189,7 +233,7 @@ def augment_windows(x: torch.Tensor, offset: torch.Tensor | None, flip: bool, no
     if noise > 0:
         scale = noise * torch.rand(len(x), 1, device=x.device)
         flux = x[:, 0] + scale * x[:, 1] * torch.randn_like(x[:, 0])
-        sigma = torch.clamp(x[:, 1] * torch.sqrt(1 + scale ** 2), max=ft.MAX_SIGMA)
+        sigma = torch.clamp(x[:, 1] * torch.sqrt(1 + scale**2), max=ft.MAX_SIGMA)
         x = torch.stack([flux, sigma], dim=1)
     return x, offset
 
@@ -201,8 +245,9 @@ def presence_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
     parts = {}
     for split in ("train", "val"):
         rows = training_rows(data, options.get("n_train")) if split == "train" else data.rows(split)
-        segments = ft.presence_segments(data, rows, length, int(options["segment_stride"]),
-                                        int(options["edge_pixels"]))
+        segments = ft.presence_segments(
+            data, rows, length, int(options["segment_stride"]), int(options["edge_pixels"])
+        )
         keep = ft.balance(segments, rng, float(options.get("presence_negatives_per_positive") or 1.0))
         x = ft.cut_windows(channels, segments.rows[keep], segments.starts[keep], length)
         parts[split] = {"x": torch.from_numpy(x), "y": torch.from_numpy(segments.label[keep])}
@@ -219,8 +264,15 @@ def presence_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
 
     def accuracy_fn(m, b):
         return ((m(b["x"]) > 0).float() == b["y"]).float().mean()
-    return (model, parts["train"], parts["val"], loss_fn,
-            {"task": "presence", "n_pixels": length, "positive_fraction": positive_fraction}, accuracy_fn)
+
+    return (
+        model,
+        parts["train"],
+        parts["val"],
+        loss_fn,
+        {"task": "presence", "n_pixels": length, "positive_fraction": positive_fraction},
+        accuracy_fn,
+    )
 
 
 def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any], seed: int):
@@ -232,16 +284,35 @@ def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
     subdla_windows = int(options.get("subdla_windows") or 0)  # sub-DLAs (19-20.3) as hard negatives
     for split in ("train", "val"):
         rows = training_rows(data, options.get("n_train")) if split == "train" else data.rows(split)
-        extra_rows, extra_centres = zip(trough_window_centres(data, rows, trough_windows, rng),
-                                        ft.absorber_window_centres(data, rows, SUBDLA_RANGE, subdla_windows, length, rng))
+        extra_rows, extra_centres = zip(
+            trough_window_centres(data, rows, trough_windows, rng),
+            ft.absorber_window_centres(data, rows, SUBDLA_RANGE, subdla_windows, length, rng),
+        )
         extra = (np.concatenate(extra_rows), np.concatenate(extra_centres))
-        windows = ft.training_windows(data, rows, length, int(options["windows_per_dla"]),
-                                      int(options["windows_per_sightline"]), rng, extra)
+        windows = ft.training_windows(
+            data,
+            rows,
+            length,
+            int(options["windows_per_dla"]),
+            int(options["windows_per_sightline"]),
+            rng,
+            extra,
+        )
         x = ft.cut_windows(channels, windows.rows, ft.window_starts(windows.centres, length), length)
-        parts[split] = {"x": torch.from_numpy(x), "present": torch.from_numpy(windows.present),
-                        "offset": torch.from_numpy(windows.offset), "log_n": torch.from_numpy(windows.log_n)}
-        log.info("%s: %d windows (%d with a DLA in the central half; %d on BAL troughs, %d on sub-DLAs)", split, len(x),
-                 int(windows.present.sum()), len(extra_rows[0]), len(extra_rows[1]))
+        parts[split] = {
+            "x": torch.from_numpy(x),
+            "present": torch.from_numpy(windows.present),
+            "offset": torch.from_numpy(windows.offset),
+            "log_n": torch.from_numpy(windows.log_n),
+        }
+        log.info(
+            "%s: %d windows (%d with a DLA in the central half; %d on BAL troughs, %d on sub-DLAs)",
+            split,
+            len(x),
+            int(windows.present.sum()),
+            len(extra_rows[0]),
+            len(extra_rows[1]),
+        )
     positive_fraction = float(parts["train"]["present"].mean()) if len(parts["train"]["present"]) else 0.5
     model = build("location", spec, length)
 
@@ -253,9 +324,21 @@ def location_task(spec: dict[str, Any], data: Ingested, options: dict[str, Any],
 
     def accuracy_fn(m, b):  # the presence part: is a DLA centre in the window's central half?
         return ((m(b["x"])[:, 0] > 0).float() == b["present"]).float().mean()
-    return (model, parts["train"], parts["val"], loss_fn,
-            {"task": "location", "n_pixels": length, "positive_fraction": positive_fraction,
-             "bal_trough_windows": trough_windows, "subdla_windows": subdla_windows}, accuracy_fn)
+
+    return (
+        model,
+        parts["train"],
+        parts["val"],
+        loss_fn,
+        {
+            "task": "location",
+            "n_pixels": length,
+            "positive_fraction": positive_fraction,
+            "bal_trough_windows": trough_windows,
+            "subdla_windows": subdla_windows,
+        },
+        accuracy_fn,
+    )
 
 
 MODEL_KINDS = {"location_bal": "location"}  # model names that are another kind trained differently
@@ -280,5 +363,5 @@ def predict_batches(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> n
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            out.append(model(torch.from_numpy(x[start:start + batch_size])).numpy())
+            out.append(model(torch.from_numpy(x[start : start + batch_size])).numpy())
     return np.concatenate(out) if out else np.zeros((0,))
