@@ -177,10 +177,7 @@ def transfer_source(wildcards):
 
 def tune_combo(wildcards):
     combo = SEARCHES[wildcards.search]["combo"]
-    return {
-        "train": f"results/combos/{combo}/train.fits",
-        "val": f"results/combos/{combo}/val.fits",
-    }
+    return {"train": f"results/combos/{combo}/train.fits", "val": f"results/combos/{combo}/val.fits"}
 
 
 def score_training_split(wildcards):
@@ -188,10 +185,7 @@ def score_training_split(wildcards):
     from (lymannet.metrics); none for the oracle template fit, which trains on nothing (its chance
     level takes the test set's own N(z)); the learned-template fit learns from its combo's split.
     """
-    if (wildcards.model, wildcards.combo) == (
-        TEMPLATE_FIT["name"],
-        TEMPLATE_FIT["combo"],
-    ):
+    if (wildcards.model, wildcards.combo) == (TEMPLATE_FIT["name"], TEMPLATE_FIT["combo"]):
         return {}
     return {"train": f"results/combos/{wildcards.combo}/train.fits"}
 

@@ -57,10 +57,7 @@ rule fourmost_ingest:
     conda:
         ENV_DATA
     params:
-        options=lambda w: {
-            **FOURMOST["ingest"],
-            "split": FOURMOST_PLAN.split(w.fourmost_size),
-        },
+        options=lambda w: {**FOURMOST["ingest"], "split": FOURMOST_PLAN.split(w.fourmost_size)},
         seed=FOURMOST["seed"],
     script:
         "../scripts/fourmost_ingest.py"

@@ -106,10 +106,7 @@ rule learn_templates:
         runtime=30,
         mem_mb=4000,
     params:
-        options={
-            **{k: LEARNED_TEMPLATES[k] for k in LEARN_KEYS},
-            "seed": config["seed"],
-        },
+        options={**{k: LEARNED_TEMPLATES[k] for k in LEARN_KEYS}, "seed": config["seed"]},
         variants=lambda w: {name: config["variants"][name] for name in config["combos"][w.combo]["members"]},
     script:
         "../scripts/learn_templates.py"

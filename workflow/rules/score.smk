@@ -55,20 +55,14 @@ rule compare:
         models=[f"results/models/{m}/{c}/calibrated.pt" for m, c in RUNS],
     output:
         summary_csv="results/summary.csv",
-        summary_md=report(
-            "results/summary.md",
-            caption="../report/summary.rst",
-            category="5. Comparison",
-        ),
+        summary_md=report("results/summary.md", caption="../report/summary.rst", category="5. Comparison"),
         figures=report(
             expand("results/plots/compare_{testset}.png", testset=TESTSETS),
             caption="../report/compare.rst",
             category="5. Comparison",
         ),
         combos_png=report(
-            "results/plots/compare_combos.png",
-            caption="../report/combos.rst",
-            category="5. Comparison",
+            "results/plots/compare_combos.png", caption="../report/combos.rst", category="5. Comparison"
         ),
     log:
         "logs/compare.log",
