@@ -7,7 +7,7 @@ test_coadd.fits with added noise (full coadd layout: FIBERMAP with a few sky fib
 WAVELENGTH/FLUX/IVAR/MASK), then, in this one run and on the same files with the same 6-layer
 QuasarNET weights:
 
-- lymannet: `lymannet.classify.classify_survey` (read, merge arms, rebin, standardise, network,
+- lymannet: `lymannet.survey.classify_survey` (read, merge arms, rebin, standardise, network,
   decode, per-file catalogues, merged catalogue and summary), fp32 (and bf16 where the CPU has it);
 - QuasarNP (../shared/peers/quasarnp): `load_desi_coadd` + `predict` + `process_preds` per file
   (no catalogue written: its own loop gives it nothing to write).
@@ -81,7 +81,8 @@ def make_coadd(path: Path, n_rows: int, seed: int) -> None:
 
 
 def run_lymannet(files: list[Path], out: Path, bf16: bool) -> tuple[float, int]:
-    from lymannet.classify import ClassifyOptions, classify_survey
+    from lymannet.classify import ClassifyOptions
+    from lymannet.survey import classify_survey
 
     start = time.perf_counter()
     summary = classify_survey(WEIGHTS, [str(f) for f in files], out, ClassifyOptions(device="cpu", bf16=bf16))

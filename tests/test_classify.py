@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from lymannet.classify import ClassifyOptions, classify_files, classify_survey, load_classifier
+from lymannet.classify import ClassifyOptions, classify_files, load_classifier
+from lymannet.survey import classify_survey
 from lymannet.coadd import ZWARN_BITS
 from lymannet.errors import ConfigError
 from lymannet.grid import Grid

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from lymannet.classify import classify_survey
+from lymannet.survey import classify_survey
 from lymannet.coadd import CoaddFile
 from lymannet.errors import ConfigError, InputFileError
 from lymannet.visample import allocate, draw_vi_sample, stratum_weights

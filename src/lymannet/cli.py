@@ -48,7 +48,8 @@ def where(results: Path) -> int:
 def classify(args: argparse.Namespace) -> int:
     """Per-file catalogues mirrored below --output, merged into catalogue.fits, failures.tsv and
     a summary; the same code as the workflow's classify rule (lymannet.classify)."""
-    from .classify import ClassifyOptions, classify_survey
+    from .classify import ClassifyOptions
+    from .survey import classify_survey
     from .errors import LymannetError
     from .runtime import setup_logging
 

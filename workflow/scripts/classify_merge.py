@@ -7,7 +7,7 @@ mirror root, header SRCROOT), params.score (config slice), wildcards.catalogue (
 
 from pathlib import Path
 
-from lymannet.classify import merge_batches
+from lymannet.survey import merge_batches
 from lymannet.runtime import run
 
 
