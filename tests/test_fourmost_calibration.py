@@ -10,6 +10,8 @@ import pytest
 from lymannet import calibration
 from lymannet.fourmost import bal as balmod
 from lymannet.fourmost import dla_calibration as dc
+from lymannet.fourmost import dla_catalogue as dcat
+from lymannet.fourmost import dla_probability as dp
 from lymannet.fourmost import features as ft
 from lymannet.fourmost import metrics, score
 from lymannet.fourmost.io import Ingested
@@ -22,16 +24,16 @@ from lymannet.lines import LYA
 def test_natural_weights_turn_a_boosted_poisson_split_into_natures():
     rng = np.random.default_rng(1)
     z = rng.uniform(2.0, 4.0, 40_000)
-    mu = dc.expected_dlas(z, {})
+    mu = dp.expected_dlas(z, {})
     boost = 5.0
     k = rng.poisson(boost * mu)
-    w = dc.natural_weights(z, k, boost, {})
+    w = dp.natural_weights(z, k, boost, {})
     assert w.mean() == pytest.approx(1.0)
     assert np.average(k, weights=w) == pytest.approx(mu.mean(), rel=0.05)  # nature's mean count
     assert np.average(k > 0, weights=w) == pytest.approx(np.mean(1 - np.exp(-mu)), rel=0.05)
-    assert np.all(dc.natural_weights(z[:10], k[:10], 1.0, {}) == 1.0)  # a natural split: untouched
+    assert np.all(dp.natural_weights(z[:10], k[:10], 1.0, {}) == 1.0)  # a natural split: untouched
     with pytest.raises(Exception):
-        dc.natural_weights(z[:10], k[:10], 0.0, {})
+        dp.natural_weights(z[:10], k[:10], 0.0, {})
 
 
 # --- prior correction and calibration on synthetic data -----------------------------------------
@@ -52,7 +54,7 @@ def test_prior_correction_and_weighted_beta_give_natures_probabilities():
     y_val, p_val = _synthetic(rng, 20_000, boosted)
     w_val = np.where(y_val, natural / boosted, (1 - natural) / (1 - boosted))
     y_test, p_test = _synthetic(rng, 50_000, natural)
-    assert dc.weighted_fraction(y_val, w_val) == pytest.approx(natural, rel=0.05)
+    assert dp.weighted_fraction(y_val, w_val) == pytest.approx(natural, rel=0.05)
     corrected_test = calibration.prior_shift(p_test, 0.5, natural)
     raw_ece = calibration.reliability(p_test, y_test)["ece"]
     corrected_ece = calibration.reliability(corrected_test, y_test)["ece"]
@@ -61,8 +63,8 @@ def test_prior_correction_and_weighted_beta_give_natures_probabilities():
     sharp = 1.0 / (1.0 + np.exp(-2.0 * np.log(p_val / (1 - p_val))))
     sharp_test = 1.0 / (1.0 + np.exp(-2.0 * np.log(p_test / (1 - p_test))))
     corrected_val = calibration.prior_shift(sharp, 0.5, natural)
-    record = dc.calibrate_scores(sharp, corrected_val, y_val, w_val, 0.5, natural, "synthetic")
-    test_prob = dc.presence_probability(sharp_test, record)
+    record = dp.calibrate_scores(sharp, corrected_val, y_val, w_val, 0.5, natural, "synthetic")
+    test_prob = dp.presence_probability(sharp_test, record)
     assert (
         calibration.reliability(calibration.prior_shift(sharp_test, 0.5, natural), y_test)["ece"]
         > calibration.reliability(test_prob, y_test)["ece"]
@@ -83,7 +85,7 @@ def test_weighted_fit_beta_equals_replication_and_reliability_reduces_to_unweigh
 
 
 def test_safe_fit_beta_falls_back_to_the_identity():
-    assert dc.safe_fit_beta(np.array([0.2, 0.9]), np.array([1, 1]), np.ones(2), "x") == dc.IDENTITY_BETA
+    assert dp.safe_fit_beta(np.array([0.2, 0.9]), np.array([1, 1]), np.ones(2), "x") == dp.IDENTITY_BETA
 
 
 # --- the working point ---------------------------------------------------------------------------
@@ -94,7 +96,7 @@ def test_working_point_is_the_lowest_threshold_that_keeps_the_purity():
     correct = score_ > 0.4  # below 0.4 all false, above all true
     correct[[50, 60]] = False  # two false ones high up
     w = np.ones(99)
-    point = dc.choose_working_point(score_, correct, w, n_true=float(correct.sum()), purity=0.9)
+    point = dp.choose_working_point(score_, correct, w, n_true=float(correct.sum()), purity=0.9)
     selected = score_ > point["threshold"]
     assert correct[selected].mean() >= 0.9
     assert point["validation_purity"] == pytest.approx(correct[selected].mean())
@@ -102,7 +104,7 @@ def test_working_point_is_the_lowest_threshold_that_keeps_the_purity():
     lower = score_ > point["threshold"] - 0.011  # one more candidate: below the goal
     assert correct[lower].mean() < 0.9
     # weights count: false ones weighted up push the threshold up
-    heavier = dc.choose_working_point(score_, correct, np.where(correct, 1.0, 3.0), float(correct.sum()), 0.9)
+    heavier = dp.choose_working_point(score_, correct, np.where(correct, 1.0, 3.0), float(correct.sum()), 0.9)
     assert heavier["threshold"] >= point["threshold"]
 
 
@@ -264,11 +266,11 @@ def test_weighted_rates_count_each_sightline_by_its_weight():
 def test_support_dla_prob_and_nhi_err():
     _, _, cat = _candidates()
     record = {"expected_votes": 20.0, "beta": [1.0, 1.0, 0.0]}
-    sup = dc.support(cat, record)
+    sup = dp.support(cat, record)
     assert sup.tolist() == pytest.approx([0.9, 0.2, 0.05, 0.3])
-    assert dc.dla_probability(cat, record) == pytest.approx(sup)  # the identity calibration
+    assert dp.dla_probability(cat, record) == pytest.approx(sup)  # the identity calibration
     record["beta"] = [2.0, 0.5, -1.0]
-    prob = dc.dla_probability(cat, record)
+    prob = dp.dla_probability(cat, record)
     assert np.all(np.diff(prob[np.argsort(sup)]) >= 0)  # monotonic in the support
     cat["NHI_ERR"] = dc.nhi_err(cat, (2.0, 0.1))
     assert cat["NHI_ERR"].iloc[3] == pytest.approx(np.hypot(0.1, 0.2))
@@ -290,7 +292,7 @@ def test_fit_nhi_err_reaches_68_percent_on_validation():
     coverage = dc.nhi_err_coverage(cat, np.ones(n, bool))
     assert coverage["within_1"] == pytest.approx(0.68, abs=0.03)
     assert coverage["within_2"] == pytest.approx(0.95, abs=0.04)
-    assert dc.fit_nhi_err(cat.iloc[:3], np.ones(3, bool)) == dc.DEFAULT_NHI_ERR  # too few: the default
+    assert dc.fit_nhi_err(cat.iloc[:3], np.ones(3, bool)) == dp.DEFAULT_NHI_ERR  # too few: the default
 
 
 # --- the catalogue file --------------------------------------------------------------------------
@@ -325,7 +327,7 @@ def test_catalogue_columns_and_header(tmp_path):
     cat["SELECTED"] = cat["DLA_PROB"] > 0.42
     cat["Z_ABS"] = ft.wavelength_of(data.dla_wave, cat["POSITION"]) / LYA - 1
     path = tmp_path / "dla_catalogue.fits"
-    dc.write_catalogue(path, dc.catalogue_table(data, cat), dc.catalogue_header(_record(), "test"))
+    dcat.write_catalogue(path, dcat.catalogue_table(data, cat), dcat.catalogue_header(_record(), "test"))
     with fitsio.FITS(str(path)) as fits:
         table, header = fits["DLACAT"].read(), fits["DLACAT"].read_header()
     assert list(table.dtype.names) == [
@@ -354,14 +356,14 @@ def test_catalogue_columns_and_header(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically: no leftovers
     # with TARGETID in the sightlines, it comes first
     data.sightlines["TARGETID"] = [11, 12, 13]
-    assert dc.catalogue_table(data, cat).dtype.names[0] == "TARGETID"
+    assert dcat.catalogue_table(data, cat).dtype.names[0] == "TARGETID"
 
 
 def test_summary_rows_of_a_calibrated_location_score():
     data, truth, cat = _candidates()
     selected = np.ones(4, bool)
     ladder = {
-        key: dc.rung_scores(
+        key: dcat.rung_scores(
             data,
             truth,
             cat.assign(BAL=data.sightlines["BAL"].to_numpy()[cat["ROW"]]),
@@ -370,7 +372,7 @@ def test_summary_rows_of_a_calibrated_location_score():
             key == "neutral",
             20.0,
         )
-        for key, _ in dc.RUNGS
+        for key, _ in dcat.RUNGS
     }
     rel = {
         k: calibration.reliability(np.array([0.1, 0.9]), np.array([0, 1]))
@@ -389,7 +391,7 @@ def test_summary_rows_of_a_calibrated_location_score():
         "log_nhi_rms_dex": 0.1,
         "calibrated": {
             "reliability": rel,
-            "rungs": dict(dc.RUNGS),
+            "rungs": dict(dcat.RUNGS),
             "ladder": ladder,
             "bal_method": "mask",
             "nhi_err": [1.0, 0.1],
@@ -402,8 +404,8 @@ def test_summary_rows_of_a_calibrated_location_score():
     table = score.summary_table([], None, m)
     figures = table["figure"].tolist()
     assert any(f.startswith("ECE of DLA_PROB") for f in figures)
-    assert sum(f.startswith("per DLA purity, ") for f in figures) == len(dc.RUNGS)
-    neutral = table[table["figure"] == f"per DLA purity, {dict(dc.RUNGS)['neutral']}"].iloc[0]
+    assert sum(f.startswith("per DLA purity, ") for f in figures) == len(dcat.RUNGS)
+    neutral = table[table["figure"] == f"per DLA purity, {dict(dcat.RUNGS)['neutral']}"].iloc[0]
     assert neutral["value"] == pytest.approx(1 / 3) and "1 neutral" in neutral["detail"]
     assert np.isfinite(neutral["lo68"])
     assert any("S/N 0-2" in f for f in figures) and any("log N_HI 20.5-21" in f for f in figures)
@@ -421,7 +423,7 @@ def test_presence_at_takes_the_segments_that_hold_the_candidate_away_from_their_
     )
     prob = np.array([0.1, 0.7, 0.3, 0.9])
     cat = pd.DataFrame({"ROW": [0, 0, 2], "POSITION": [1390.0, 1405.0, 1100.0]})
-    out = dc.presence_at(cat, seg, prob, 400, 20, default=0.05)
+    out = dp.presence_at(cat, seg, prob, 400, 20, default=0.05)
     # 1390: inside segments 1200 (rel 190) and 1000 (rel 390: within 20 of its end) -> 0.7
     # 1405: 1200 (rel 205) and 1400 (rel 5: at its edge) -> 0.7; row 2 has no segment -> default
     assert out.tolist() == pytest.approx([0.7, 0.7, 0.05])
@@ -438,18 +440,18 @@ def test_fused_dla_prob_rises_with_each_feature_it_was_fitted_on():
             "LOG_NHI": rng.uniform(20.0, 21.5, n),
         }
     )
-    logit = 2 * dc._logit(cat["SUPPORT"]) + dc._logit(cat["PRESENCE"]) + np.log(cat["SNR"]) - 2
+    logit = 2 * dp._logit(cat["SUPPORT"]) + dp._logit(cat["PRESENCE"]) + np.log(cat["SNR"]) - 2
     true = rng.uniform(size=n) < 1 / (1 + np.exp(-logit))
     features = ["support", "presence", "snr"]
     record = {
         "features": features,
-        "combiner": calibration.fit_logistic(dc.candidate_features(cat, features), true).tolist(),
+        "combiner": calibration.fit_logistic(dp.candidate_features(cat, features), true).tolist(),
     }
     assert record["combiner"][:3] == pytest.approx([2.0, 1.0, 1.0], abs=0.35)
-    prob = dc.dla_probability(cat, record)
+    prob = dp.dla_probability(cat, record)
     assert calibration.reliability(prob, true)["ece"] < 0.04
     with pytest.raises(Exception):
-        dc.candidate_features(cat, ["colour"])
+        dp.candidate_features(cat, ["colour"])
 
 
 def test_window_augmentation_mirrors_with_the_offset_and_adds_noise_with_its_sigma():

@@ -10,7 +10,7 @@ import torch
 
 from lymannet.fileio import atomic_path, write_json_atomic
 from lymannet.fourmost import plots
-from lymannet.fourmost.dla_calibration import (
+from lymannet.fourmost.dla_catalogue import (
     catalogue_header,
     catalogue_table,
     score_dla_catalogue,

@@ -286,7 +286,7 @@ def dla_reliability_figure(path: str | Path, record: dict, title: str, ladder: b
         )
     if ladder:
         ax = axes[0][-1]
-        from .dla_calibration import RUNGS
+        from .dla_catalogue import RUNGS
 
         steps = [key for key, _ in RUNGS if key in record["ladder"]]
         for key, marker, label in (("completeness", "o", "completeness"), ("purity", "s", "purity")):

@@ -731,7 +731,7 @@ def summary_table(
                 )
             )
         if "calibrated" in m:  # the DLA catalogue at nature's incidence (lymannet.fourmost.dla_calibration)
-            from .dla_calibration import summary_rows
+            from .dla_catalogue import summary_rows
 
             rows += summary_rows(m)
     table = pd.DataFrame(rows).rename(columns={"catastrophic (|dz|>0.1)": "detail"})
