@@ -82,3 +82,71 @@ def synthetic_calibration(n: int = 600, seed: int = 8, target_fraction: float = 
         ),
         score,
     )
+
+
+# --- synthetic spectra files (the augment, holdout, templates, combine and test-set tests) ----------
+# A flat continuum plus one Gaussian emission line at (1+z) x LINE, with constant ivar, on the DESI
+# native grid and rebinned onto the network grid as ingestion does.
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from lymannet import augment  # noqa: E402
+from lymannet.desi import native_wavelength  # noqa: E402
+from lymannet.grid import Grid  # noqa: E402
+from lymannet.preprocess import rebin  # noqa: E402
+from lymannet.spectra import SpectraFile, SpectrumSet, write_spectra  # noqa: E402
+
+GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
+LOG_GRID = Grid.quasarnet()
+NATIVE = native_wavelength()
+LINE = 1215.67
+CONTINUUM, NATIVE_IVAR = 1.0, 4.0
+
+
+def make_truth(
+    n: int, z: np.ndarray | float = 3.0, spectype: list[str] | str = "LBG", first_id: int = 1000, **columns
+) -> pd.DataFrame:
+    truth = pd.DataFrame(
+        {
+            "TARGETID": np.arange(first_id, first_id + n),
+            "Z": np.broadcast_to(z, (n,)),
+            "SPECTYPE": np.broadcast_to(np.asarray(spectype), (n,)),
+        }
+    )
+    for name, value in columns.items():
+        truth[name] = np.broadcast_to(np.asarray(value), (n,))
+    return truth
+
+
+def write_spectra_file(
+    path: Path,
+    truth: pd.DataFrame,
+    native: bool = True,
+    line_amplitude: float = 20.0,
+    noise_seed: int | None = None,
+) -> Path:
+    """Continuum + a Gaussian line (sigma 2 A) at (1+z) LINE, native ivar 4; network = rebin."""
+    z = truth["Z"].to_numpy()[:, None]
+    flux = CONTINUUM + line_amplitude * np.exp(-0.5 * ((NATIVE[None, :] - LINE * (1 + z)) / 2.0) ** 2)
+    ivar = np.full_like(flux, NATIVE_IVAR)
+    if noise_seed is not None:
+        flux = flux + np.random.default_rng(noise_seed).normal(0, 1 / np.sqrt(NATIVE_IVAR), flux.shape)
+    net_flux, net_ivar = rebin(NATIVE, flux, ivar, GRID)
+    network = SpectrumSet(GRID.wavelength, net_flux, net_ivar, truth, GRID)
+    native_set = (
+        SpectrumSet(NATIVE, flux.astype(np.float32), ivar.astype(np.float32), truth) if native else None
+    )
+    write_spectra(path, network, native_set)
+    return path
+
+
+def read_both(path: Path) -> tuple[SpectrumSet, SpectrumSet | None]:
+    with SpectraFile(path) as spectra_file:
+        return spectra_file.read("network"), spectra_file.read("native") if spectra_file.has_native else None
+
+
+def run_variant(tmp_path: Path, source: Path, ops: list, name: str = "v", seed: int = 7, **extra) -> Path:
+    output = tmp_path / f"{name.replace('/', '_')}.fits"
+    augment.augment_variant(source, output, {"source": "survey", "ops": ops, **extra}, seed, name)
+    return output

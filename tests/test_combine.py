@@ -12,7 +12,7 @@ from lymannet.config import slugify
 from lymannet.errors import ConfigError
 from lymannet.holdout import LeakageError, build_testset, check_no_leakage, split_holdout
 from lymannet.spectra import SpectraFile, read_spectra
-from test_augment import make_truth, write_file
+from conftest import make_truth, write_spectra_file
 
 
 @pytest.mark.parametrize("n_lbg, n_contaminants", [(100, 300), (300, 40), (1000, 1000), (7, 3)])
@@ -53,7 +53,7 @@ def _variants(tmp_path):
         z=np.r_[np.linspace(2.5, 3.5, 60), np.linspace(0.05, 3.0, 60)],
         spectype=["LBG"] * 60 + ["QSO", "ELG"] * 30,
     )
-    pool = write_file(tmp_path / "pool.fits", truth)
+    pool = write_spectra_file(tmp_path / "pool.fits", truth)
     recipes = {
         "offset of 5/4": [{"select": {"spectype": ["LBG"]}}, {"shift": {"ratio": "5/4", "jitter": 0.1}}],
         "normal dataset with fake_noise": [
@@ -125,7 +125,7 @@ def test_combine_is_deterministic_and_null_fraction_keeps_all(tmp_path):
 
 def test_leakage_check_catches_a_planted_leak(tmp_path):
     truth = make_truth(80, z=np.linspace(2.5, 3.5, 80), spectype=["LBG", "QSO"] * 40)
-    ingested = write_file(tmp_path / "ingested.fits", truth)
+    ingested = write_spectra_file(tmp_path / "ingested.fits", truth)
     pool, held = tmp_path / "pool.fits", tmp_path / "holdout.fits"
     split_holdout(ingested, pool, held, 0.25, 1, "survey")
     test = tmp_path / "test.fits"
@@ -163,8 +163,8 @@ def test_workflow_scripts_chain(tmp_path):
         40, z=np.repeat(np.round(np.arange(2.0, 4.0, 0.1), 1), 2), first_id=5000, TEMPLATE=1, EXPTIME=7200.0
     )
     paths = {
-        "survey": write_file(tmp_path / "survey.fits", survey),
-        "templates": write_file(tmp_path / "templates.fits", templates),
+        "survey": write_spectra_file(tmp_path / "survey.fits", survey),
+        "templates": write_spectra_file(tmp_path / "templates.fits", templates),
     }
     holdouts = {}
     for dataset, ingested in paths.items():

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
-from test_augment import make_truth, write_file
+from conftest import REPO, make_truth, write_spectra_file
 
 from lymannet.errors import ConfigError
 from lymannet.holdout import build_testset, prior_draws
@@ -48,8 +47,8 @@ def holdouts(tmp_path):
     survey = make_truth(200, z=0.5, spectype=["LBG", "QSO", "ELG", "GALAXY", "STAR"] * 40, first_id=1)
     templates = make_truth(40, z=np.linspace(2.0, 3.95, 40), first_id=5000)
     return {
-        "survey": str(write_file(tmp_path / "survey.fits", survey, native=False)),
-        "templates": str(write_file(tmp_path / "templates.fits", templates, native=False)),
+        "survey": str(write_spectra_file(tmp_path / "survey.fits", survey, native=False)),
+        "templates": str(write_spectra_file(tmp_path / "templates.fits", templates, native=False)),
     }
 
 
