@@ -1,4 +1,5 @@
-"""The model file (`model.pt`): what `train` writes and `predict`, `tune` and `compare` load.
+"""Model files: the line finder's (`model.pt`: what `train` writes and `predict`, `tune` and `compare`
+load) and, at the end, the 4MOST wing's (what `fourmost_train` writes and its scoring loads).
 
 A torch.save'd dict that holds everything prediction needs: state_dict, model spec, grid, lines,
 n_boxes, snr_channel, target class, the config slice, provenance and the training summary. Loading
@@ -26,8 +27,10 @@ __all__ = [
     "MODEL_FORMAT",
     "LoadedModel",
     "cpu_copy",
+    "load_fourmost_model_file",
     "load_model_file",
     "write_calibrated_model_file",
+    "write_fourmost_model_file",
     "write_model_file",
 ]
 
