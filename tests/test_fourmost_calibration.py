@@ -14,7 +14,7 @@ from lymannet.fourmost import dla_catalogue as dcat
 from lymannet.fourmost import dla_probability as dp
 from lymannet.fourmost import features as ft
 from lymannet.fourmost import metrics, score
-from lymannet.fourmost.io import Ingested
+from lymannet.fourmost.ingest import Ingested
 from lymannet.physics import C_KMS
 from lymannet.lines import LYA
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lymannet.errors import InputFileError
-from lymannet.fourmost import io
+from lymannet.fourmost import ingest, io
 
 SLIDES_LINES = """FILE	Z_QSO	N_ABS	N_DLA
 output/abs_templates/PAQS_absorber_000001.fits	2.2085301947956900	2	0
@@ -89,10 +89,10 @@ def test_chunked_reader_names_the_bad_file(tmp_path):
 
 def test_splits_are_stable_per_object():
     files = [f"PAQS_absorber_{i:06d}.fits" for i in range(2000)]
-    split = io.assign_splits(files, 1, {"train": 0.8, "val": 0.1, "test": 0.1})
+    split = ingest.assign_splits(files, 1, {"train": 0.8, "val": 0.1, "test": 0.1})
     assert 0.75 < np.mean(split == "train") < 0.85
     assert np.array_equal(
-        io.assign_splits(files[:100], 1, {"train": 0.8, "val": 0.1, "test": 0.1}), split[:100]
+        ingest.assign_splits(files[:100], 1, {"train": 0.8, "val": 0.1, "test": 0.1}), split[:100]
     )
 
 
@@ -120,5 +120,5 @@ def test_write_simulation_files_and_examples(tmp_path):
     # the simulator's split is the ingestion's
     assert (
         truth["SPLIT"].tolist()
-        == io.assign_splits(truth["FILE"].tolist(), 3, {"train": 0.8, "val": 0.1, "test": 0.1}).tolist()
+        == ingest.assign_splits(truth["FILE"].tolist(), 3, {"train": 0.8, "val": 0.1, "test": 0.1}).tolist()
     )

@@ -10,7 +10,7 @@ import torch
 from lymannet.fileio import atomic_path, write_json_atomic
 from lymannet.fourmost import plots
 from lymannet.fourmost.dla_calibration import calibrate_dla, sha256_short
-from lymannet.fourmost.io import read_ingested
+from lymannet.fourmost.ingest import read_ingested
 from lymannet.modelfile import load_fourmost_model_file as load_model_file
 from lymannet.runtime import run
 

@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from lymannet.fileio import provenance
-from lymannet.fourmost.io import IngestOptions, ingest
+from lymannet.fourmost.ingest import IngestOptions, ingest
 from lymannet.runtime import run
 
 

@@ -16,7 +16,7 @@ from lymannet.fourmost.dla_catalogue import (
     score_dla_catalogue,
     write_catalogue,
 )
-from lymannet.fourmost.io import read_ingested
+from lymannet.fourmost.ingest import read_ingested
 from lymannet.fourmost.score import CATALOGUE_COLUMNS, score_location, window_votes
 from lymannet.modelfile import load_fourmost_model_file as load_model_file
 from lymannet.runtime import run

@@ -4,7 +4,7 @@ from typing import Any
 
 from lymannet.fileio import atomic_path, write_json_atomic
 from lymannet.fourmost import plots
-from lymannet.fourmost.io import read_ingested
+from lymannet.fourmost.ingest import read_ingested
 from lymannet.fourmost.score import PRESENCE_THRESHOLD, presence_roc, score_presence
 from lymannet.modelfile import load_fourmost_model_file as load_model_file
 from lymannet.runtime import run

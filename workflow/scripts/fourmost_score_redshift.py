@@ -2,7 +2,7 @@
 
 from lymannet.fileio import atomic_path, write_json_atomic
 from lymannet.fourmost import plots
-from lymannet.fourmost.io import read_ingested
+from lymannet.fourmost.ingest import read_ingested
 from lymannet.fourmost.score import score_redshift
 from lymannet.fourmost.tasks import redshift_parts
 from lymannet.modelfile import load_fourmost_model_file as load_model_file

@@ -8,7 +8,7 @@ from lymannet.modelfile import write_fourmost_model_file
 from lymannet.fourmost import plots
 from lymannet.fourmost import train as tr
 from lymannet.fourmost.tasks import kind_of, redshift_parts
-from lymannet.fourmost.io import read_ingested
+from lymannet.fourmost.ingest import read_ingested
 from lymannet.fourmost.models import REDSHIFT_KINDS
 from lymannet.runtime import configure_torch, pick_device, run
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..physics import BAL_LINES, C_KMS
 from . import features as ft
-from .io import Ingested
+from .ingest import Ingested
 
 log = logging.getLogger("lymannet.fourmost")
 

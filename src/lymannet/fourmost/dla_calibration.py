@@ -68,7 +68,7 @@ from ..errors import ConfigError
 from ..lines import LYA
 from . import features as ft
 from .bal import BAL_SOURCE, bal_flags, vote_mask
-from .io import Ingested
+from .ingest import Ingested
 from .metrics import bin_label, ratio_interval
 from .dla_probability import (
     CALIBRATION_FORMAT,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from ..calibration import reliability
 from . import features as ft
-from .io import Ingested
+from .ingest import Ingested
 from .metrics import NHI_EDGES, SNR_EDGES, ratio_interval
 from .dla_probability import DLA_LOG_N, presence_probability, weighted_fraction
 from .dla_calibration import (

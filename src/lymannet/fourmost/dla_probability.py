@@ -12,7 +12,7 @@ import pandas as pd
 from ..calibration import ValidationCounts, apply_beta, choose_threshold, fit_beta, prior_shift, reliability
 from ..errors import ConfigError
 from . import features as ft
-from .io import Ingested
+from .ingest import Ingested
 
 log = logging.getLogger("lymannet.fourmost")
 

@@ -17,7 +17,8 @@ from scipy.ndimage import median_filter
 
 from ..lines import LYA, LYB
 from ..preprocess import standardise
-from .io import SNR_WINDOW, Ingested
+from .ingest import Ingested
+from .io import SNR_WINDOW
 
 PAD_FLUX, PAD_SIGMA, MAX_SIGMA = 0.0, 4.0, 4.0
 # The location network's targets are O(1): centre offset in quarter windows, log N_HI about 20.8

@@ -18,7 +18,7 @@ from torch import nn
 from ..bootstrap import N_RESAMPLES, Interval
 from ..lines import LYA
 from . import features as ft
-from .io import Ingested
+from .ingest import Ingested
 from .bal import trough_pixel_ranges
 from .metrics import (
     CONFUSER_ORDER,

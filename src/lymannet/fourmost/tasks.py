@@ -18,7 +18,7 @@ from ..grid import Grid
 from ..lines import line_set
 from . import features as ft
 from .bal import trough_window_centres
-from .io import Ingested
+from .ingest import Ingested
 from .models import REDSHIFT_KINDS, build, complete_spec, location_loss, mape_loss
 
 log = logging.getLogger("lymannet.fourmost")

@@ -34,7 +34,7 @@ from ..config import job_seed
 from ..modelfile import cpu_copy
 from ..models import count_parameters
 from ..runtime import pick_device
-from .io import Ingested
+from .ingest import Ingested
 from .settings import TRAIN_DEFAULTS
 from .tasks import Tensors, _batches, make_task
 
