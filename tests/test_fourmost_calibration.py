@@ -401,7 +401,7 @@ def test_summary_rows_of_a_calibrated_location_score():
             },
         },
     }
-    table = score.summary_table([], None, m)
+    table = score.summary_table([], None, m, dcat.summary_rows(m))
     figures = table["figure"].tolist()
     assert any(f.startswith("ECE of DLA_PROB") for f in figures)
     assert sum(f.startswith("per DLA purity, ") for f in figures) == len(dcat.RUNGS)

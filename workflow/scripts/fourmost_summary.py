@@ -8,6 +8,7 @@ import pandas as pd
 
 from lymannet.fileio import atomic_path, write_text_atomic
 from lymannet.fourmost import plots
+from lymannet.fourmost.dla_catalogue import summary_rows
 from lymannet.fourmost.score import summary_markdown, summary_table
 from lymannet.runtime import run
 
@@ -25,7 +26,10 @@ def main(
     md: str,
     comparison: str,
 ) -> None:
-    table = summary_table([_load(path) for path in redshift], _load(presence), _load(location))
+    metrics = _load(location)
+    # the DLA catalogue at nature's incidence (lymannet.fourmost.dla_catalogue), when calibrated
+    catalogue = summary_rows(metrics) if metrics and "calibrated" in metrics else []
+    table = summary_table([_load(path) for path in redshift], _load(presence), metrics, catalogue)
     with atomic_path(csv) as tmp:
         table.to_csv(tmp, index=False)
     write_text_atomic(md, summary_markdown(table, size))

@@ -550,10 +550,14 @@ def _catastrophic_detail(m: dict[str, Any]) -> str:
 
 
 def summary_table(
-    redshift: list[dict[str, Any]], presence: dict[str, Any] | None, location: dict[str, Any] | None
+    redshift: list[dict[str, Any]],
+    presence: dict[str, Any] | None,
+    location: dict[str, Any] | None,
+    catalogue_rows: list[dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per figure of merit (from the scoring rules' metrics), with the slides' value: the
-    headline first, then the breakdowns (S/N, BAL, log N_HI bins) under the same pipeline."""
+    headline first, then the breakdowns (S/N, BAL, log N_HI bins) under the same pipeline; then
+    `catalogue_rows`, the calibrated DLA catalogue's (:func:`.dla_catalogue.summary_rows`)."""
     rows = []
     for m in redshift:
         rows.append(
@@ -730,10 +734,7 @@ def summary_table(
                     str(m["false_positive_causes"]),
                 )
             )
-        if "calibrated" in m:  # the DLA catalogue at nature's incidence (lymannet.fourmost.dla_calibration)
-            from .dla_catalogue import summary_rows
-
-            rows += summary_rows(m)
+    rows += catalogue_rows or []
     table = pd.DataFrame(rows).rename(columns={"catastrophic (|dz|>0.1)": "detail"})
     if len(table):  # the slides' figure once per model, on its headline row
         table.loc[table.duplicated(["pipeline", "model"]), "slides"] = ""
