@@ -24,9 +24,14 @@ from lymannet.manifest import (
 
 
 def write_fits(
-    path: Path, flux: np.ndarray, created: str = "2026-12-06T04:46:35+00:00", gitrev: str = "8f22584b7d0d"
+    path: Path,
+    flux: np.ndarray,
+    created: str = "2026-12-06T04:46:35+00:00",
+    gitrev: str = "8f22584b7d0d",
+    srcroot: str = "/tmp/clone-a/results/simulated/survey",
 ) -> None:
-    """A lymannet-style FITS file: data HDUs, a header card with the git revision, PROVENANCE (JSON)."""
+    """A lymannet-style FITS file: data HDUs, header cards with the git revision and the folder the
+    inputs were read from (a survey catalogue's SRCROOT), PROVENANCE (JSON)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"created_utc": created, "command": f"/tmp/{created}.py", "config": {"seed": 1}})
     table = fits.BinTableHDU.from_columns(
@@ -34,6 +39,7 @@ def write_fits(
     )
     flux_hdu = fits.ImageHDU(flux.astype(np.float32), name="FLUX")
     flux_hdu.header["GITREV"] = gitrev
+    flux_hdu.header["SRCROOT"] = srcroot
     fits.HDUList([fits.PrimaryHDU(), flux_hdu, table]).writeto(path)
 
 
@@ -117,13 +123,20 @@ def test_files_without_volatile_fields_keep_their_sha256(results: Path):
 
 
 def test_times_hashes_and_provenance_do_not_count(results: Path, tmp_path: Path):
-    """A second run on the same machine: other times, provenance, git revision and model hash."""
+    """A second run, in another clone: other times, provenance, git revision, model hash and the
+    absolute folder its inputs were read from."""
     manifest = tmp_path / "m.sha256"
     write_manifest(results, manifest)
     flux = np.arange(12, dtype=np.float32).reshape(3, 4)
     for path in (results / "simulated" / "survey" / "coadd.fits",):
         path.unlink()
-        write_fits(path, flux, created="2026-12-07T11:02:03.5+00:00", gitrev="5589758abcde-dirty")
+        write_fits(
+            path,
+            flux,
+            created="2026-12-07T11:02:03.5+00:00",
+            gitrev="5589758abcde-dirty",
+            srcroot="/home/b/clone",
+        )
     write_model(results / "models" / "initial" / "initial" / "model.pt", torch.ones(2, 3), seconds=99.25)
     (results / "models" / "initial" / "initial" / "history.csv").write_text(
         "epoch,val_loss,seconds\n1,0.5,3.1\n2,0.25,2.7\n"

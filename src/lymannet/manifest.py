@@ -15,7 +15,8 @@ which hold provenance themselves), training and search timings (`seconds`, `trai
 Optuna's `datetime_*`, `duration`, and each trial's heartbeat, host, pid), peak memory, and
 digests of model or training files, which hold such timings (MODELSHA, CFGHASH, `model_sha256`).
 The git revision (GITREV, `git_revision`) and the package versions of the provenance change with
-every commit or environment and are left out too. A digest covers a file without those fields
+every commit or environment, and a survey catalogue's SRCROOT (the absolute folder of its coadds)
+with every clone: they are left out too. A digest covers a file without those fields
 (:data:`VOLATILE_FIELDS`, :data:`VOLATILE_FITS_CARDS`):
 
 * FITS: every HDU but ``PROVENANCE``, header cards and data, less the cards in
@@ -169,7 +170,10 @@ VOLATILE_FIELDS = frozenset(
 )
 # FITS header cards of the same kind (the PROVENANCE HDU is left out whole).
 # CFGHASH: a config hash that may cover input-file hashes (the learned templates' training file).
-VOLATILE_FITS_CARDS = frozenset({"GITREV", "MODELSHA", "SRCMTIME", "CFGHASH", "DATE", "CHECKSUM", "DATASUM"})
+# SRCROOT: the absolute folder a survey catalogue's coadds were read from (where the run was made).
+VOLATILE_FITS_CARDS = frozenset(
+    {"GITREV", "MODELSHA", "SRCMTIME", "SRCROOT", "CFGHASH", "DATE", "CHECKSUM", "DATASUM"}
+)
 PROVENANCE_EXTNAME = "PROVENANCE"
 
 BLOCK = 2880
