@@ -276,15 +276,11 @@ def _fits_digest(path: Path) -> str:
             if values.get("EXTNAME", "").strip() == PROVENANCE_EXTNAME:
                 handle.seek(size, 1)
                 continue
-            kept = [
-                card
-                for card in cards
-                if card[:8].decode("ascii", "replace").strip() not in VOLATILE_FITS_CARDS
-            ]
-            if len(kept) == len(cards):
+            kept = _kept_cards(cards)
+            if kept is None:  # nothing volatile: the header's bytes as they are
                 digest.update(header)
-            else:  # blanks for the dropped cards keep the header's length
-                digest.update(b"".join(kept) + b" " * CARD * (len(cards) - len(kept)))
+            else:
+                digest.update(b"".join(kept) + b"END-OF-HEADER")
             while size > 0:
                 chunk = handle.read(min(size, CHUNK))
                 if not chunk:
@@ -292,6 +288,22 @@ def _fits_digest(path: Path) -> str:
                 digest.update(chunk)
                 size -= len(chunk)
     return digest.hexdigest()
+
+
+def _kept_cards(cards: list[bytes]) -> list[bytes] | None:
+    """A header's cards without the volatile ones (and their CONTINUE cards: a long string such as
+    an absolute path spans several) and without blank padding, whose amount follows the header's
+    length; None when the header holds no volatile card."""
+    kept, dropping, dropped = [], False, False
+    for card in cards:
+        key = card[:8].decode("ascii", "replace").strip()
+        if key == "CONTINUE" and dropping:
+            continue
+        dropping = key in VOLATILE_FITS_CARDS
+        dropped |= dropping
+        if not dropping and card.strip():
+            kept.append(card)
+    return kept if dropped else None
 
 
 def _read_fits_header(handle: Any) -> bytes | None:
