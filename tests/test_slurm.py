@@ -323,6 +323,6 @@ def test_demo_dag_on_slurm(slurm_cluster, tmp_path):
     assert train_logs
     for log_file in train_logs:
         text = log_file.read_text()
-        assert "CUDA_VISIBLE_DEVICES=0; training on device cpu" in text, (log_file, text[-2000:])
+        assert "CUDA_VISIBLE_DEVICES=0; computing on cpu" in text, (log_file, text[-2000:])
     # The two tune workers ran as separate Slurm jobs.
     assert sum(j["Comment"].startswith("rule_tune_worker") for j in jobs) >= 2, jobs
