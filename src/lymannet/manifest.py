@@ -13,7 +13,8 @@ config/small.yaml: 436 data files, 50 with other bytes, none with other content)
 records (creation time, the command with Snakemake's temporary script path, sha256 of the inputs,
 which hold provenance themselves), training and search timings (`seconds`, `train_seconds`,
 Optuna's `datetime_*`, `duration`, and each trial's heartbeat, host, pid), peak memory, and
-digests of model or training files, which hold such timings (MODELSHA, CFGHASH, `model_sha256`).
+digests of model or training files, which hold such timings (MODELSHA, CFGHASH, `model_sha256`, the
+DLA catalogue's LOCHASH, LBALHASH, PREHASH).
 The git revision (GITREV, `git_revision`) and the package versions of the provenance change with
 every commit or environment, and a survey catalogue's SRCROOT (the absolute folder of its coadds)
 with every clone: they are left out too. A digest covers a file without those fields
@@ -171,8 +172,10 @@ VOLATILE_FIELDS = frozenset(
 # FITS header cards of the same kind (the PROVENANCE HDU is left out whole).
 # CFGHASH: a config hash that may cover input-file hashes (the learned templates' training file).
 # SRCROOT: the absolute folder a survey catalogue's coadds were read from (where the run was made).
+# LOCHASH, LBALHASH, PREHASH: the DLA catalogue's model-file digests (as MODELSHA).
 VOLATILE_FITS_CARDS = frozenset(
-    {"GITREV", "MODELSHA", "SRCMTIME", "SRCROOT", "CFGHASH", "DATE", "CHECKSUM", "DATASUM"}
+    {"GITREV", "MODELSHA", "LOCHASH", "LBALHASH", "PREHASH", "SRCMTIME", "SRCROOT", "CFGHASH", "DATE"}
+    | {"CHECKSUM", "DATASUM"}
 )
 PROVENANCE_EXTNAME = "PROVENANCE"
 
