@@ -8,11 +8,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
+QUASARNP = FIXTURES / "quasarnp"
+EDR_TILE = FIXTURES / "desi-edr" / "coadd-5-169-thru20210419.fits"
+EDR_HEALPIX = FIXTURES / "desi-edr" / "coadd-sv3-dark-26065.fits"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -22,6 +26,12 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"real-data fixtures not found at {FIXTURES} (a plain clone has no ../shared)")
     return FIXTURES
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real-data fixture {path} not found (a plain clone has no ../shared/fixtures)")
+    return path
 
 
 def copy_workflow(destination: Path) -> Path:
@@ -88,11 +98,12 @@ def synthetic_calibration(n: int = 600, seed: int = 8, target_fraction: float = 
 # A flat continuum plus one Gaussian emission line at (1+z) x LINE, with constant ivar, on the DESI
 # native grid and rebinned onto the network grid as ingestion does.
 
+import fitsio  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lymannet import augment  # noqa: E402
-from lymannet.desi import native_wavelength  # noqa: E402
+from lymannet.desi import ARMS, arm_wavelength, native_wavelength  # noqa: E402
 from lymannet.grid import Grid  # noqa: E402
 from lymannet.preprocess import rebin  # noqa: E402
 from lymannet.spectra import SpectraFile, SpectrumSet, write_spectra  # noqa: E402
@@ -150,3 +161,88 @@ def run_variant(tmp_path: Path, source: Path, ops: list, name: str = "v", seed: 
     output = tmp_path / f"{name.replace('/', '_')}.fits"
     augment.augment_variant(source, output, {"source": "survey", "ops": ops, **extra}, seed, name)
     return output
+
+
+# Redshifts of the parity tests: Ly-alpha at the blue edge of the linear grid (3600 A), mid-grid,
+# and near the red end of the data (9824 A).
+PARITY_Z = np.array([1.97, 2.5, 3.0, 4.0, 4.7, 7.05])
+
+
+def network_batch(grid: Grid, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 network-layer (flux, ivar) rows as ingestion makes them (the numpy/torch parity tests
+    of the online and batches tests): continuum with a Lyman break + the line at (1+z) LINE + noise,
+    native pixels without data (the 5760-5800 A arm overlap, 2% scattered, the first and last 40)
+    set to flux 0, ivar 0, then rebinned onto `grid`."""
+    rng = np.random.default_rng(seed)
+    line = LINE * (1 + np.asarray(z, np.float64)[:, None])
+    flux = CONTINUUM * np.where(NATIVE < line, 0.3, 1.0) + 20.0 * np.exp(-0.5 * ((NATIVE - line) / 2.0) ** 2)
+    flux = flux + rng.normal(0, 1 / np.sqrt(NATIVE_IVAR), flux.shape)
+    ivar = np.full_like(flux, NATIVE_IVAR)
+    ivar[:, (NATIVE >= 5760.0) & (NATIVE < 5800.0)] = 0.0
+    ivar[rng.random(ivar.shape) < 0.02] = 0.0
+    ivar[:, :40] = ivar[:, -40:] = 0.0
+    flux[ivar == 0] = 0.0
+    return rebin(NATIVE, flux, ivar, grid)
+
+
+# --- synthetic DESI coadd files (the coadd and ingest tests) ----------------------------------------
+
+
+def coadd_hdus(n: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    """HDUs of a small, plausible DESI coadd: TARGETIDs 1001.., all real targets, unmasked."""
+    rng = np.random.default_rng(seed)
+    fibermap = np.zeros(
+        n,
+        dtype=[
+            ("TARGETID", "i8"),
+            ("OBJTYPE", "S3"),
+            ("COADD_FIBERSTATUS", "i4"),
+            ("COADD_EXPTIME", "f4"),
+            ("FLUX_R", "f4"),
+        ],
+    )
+    fibermap["TARGETID"] = 1001 + np.arange(n)
+    fibermap["OBJTYPE"] = b"TGT"
+    fibermap["COADD_EXPTIME"] = 7200.0
+    fibermap["FLUX_R"] = 1.0  # nanomaggies: r = 22.5
+    hdus: dict[str, np.ndarray] = {"FIBERMAP": fibermap}
+    for arm in ARMS:
+        wavelength = arm_wavelength(arm)
+        hdus[f"{arm}_WAVELENGTH"] = wavelength
+        hdus[f"{arm}_FLUX"] = (2.0 + rng.normal(0, 1, (n, len(wavelength)))).astype("f4")
+        hdus[f"{arm}_IVAR"] = rng.uniform(0.5, 2.0, (n, len(wavelength))).astype("f4")
+        hdus[f"{arm}_MASK"] = np.zeros((n, len(wavelength)), "u4")
+    return hdus
+
+
+def write_coadd(path: Path, hdus: dict[str, np.ndarray]) -> Path:
+    with fitsio.FITS(str(path), "rw", clobber=True) as fits:
+        fits.write(None)
+        for name, data in hdus.items():
+            fits.write(data, extname=name)
+    return path
+
+
+def make_coadd(
+    tmp_path: Path,
+    name: str = "coadd.fits",
+    n: int = 6,
+    edit: Callable[[dict], None] | None = None,
+    seed: int = 0,
+) -> Path:
+    hdus = coadd_hdus(n, seed)
+    if edit:
+        edit(hdus)
+    return write_coadd(tmp_path / name, hdus)
+
+
+def spoil_pixels(hdus: dict) -> None:
+    hdus["B_MASK"][0, 100:110] = 4
+    hdus["B_FLUX"][1, 200] = np.nan
+    hdus["R_FLUX"][1, 50] = np.inf
+    hdus["Z_IVAR"][2, 300:305] = -1.0
+    hdus["Z_IVAR"][2, 305] = np.nan
+    for arm in ARMS:  # row 3: nothing valid at all (masked, or zero ivar)
+        hdus[f"{arm}_MASK"][3, :] = 1
+    hdus["FIBERMAP"]["OBJTYPE"][4] = b"SKY"
+    hdus["FIBERMAP"]["TARGETID"][5] = -5

@@ -1,4 +1,5 @@
-"""lymannet.online: augmentation of training batches on the device (shift, masks, noise)."""
+"""lymannet.online: augmentation of training batches on the device (shift, masks, noise), and its
+overlap resampling against the numpy twin of the offline shift (lymannet.augment_ops)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import GRID, LOG_GRID
+from conftest import GRID, LOG_GRID, PARITY_Z, network_batch
+from lymannet import augment_ops, online
 from lymannet.errors import ConfigError
 from lymannet.grid import Grid
 from lymannet.online import OnlineAugmentation, spectype_codes
@@ -182,3 +184,56 @@ def test_online_spec_errors():
         OnlineAugmentation({"shift": {"p": 0.5}}, GRID)
     with pytest.raises(ConfigError):
         OnlineAugmentation({"add_noise": {"p": 2}}, GRID)
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy/torch parity of the overlap resampling (augment_ops.overlap_resample, online.overlap_resample)
+
+
+@pytest.mark.parametrize("grid", [GRID, LOG_GRID], ids=["linear", "log"])
+@pytest.mark.parametrize("ratio", [0.4, 0.97, 1.3, 2.5])
+def test_torch_overlap_resample_matches_numpy(grid, ratio):
+    """Bins narrower and up to 2.5x wider than a pixel, most of them off the data at 0.4; rows with
+    ivar-0 bins (grid ends, the arm overlap) and one without any data. Both sum in float64; numpy
+    rounds to float32, so they agree to float32 round-off (rtol 1e-6) and on which bins are empty."""
+    flux, ivar = network_batch(grid, PARITY_Z)
+    flux[1], ivar[1] = 0.0, 0.0
+    u = np.repeat(grid.fractional_index(grid.edges / ratio)[None, :], len(flux), axis=0)
+    expected_flux, expected_ivar = augment_ops.overlap_resample(flux, ivar, u[:, :-1], u[:, 1:])
+    got_flux, got_ivar = online.overlap_resample(
+        torch.from_numpy(flux).double(),
+        torch.from_numpy(ivar).double(),
+        torch.from_numpy(u[:, :-1]),
+        torch.from_numpy(u[:, 1:]),
+    )
+    got_flux, got_ivar = got_flux.numpy(), got_ivar.numpy()
+    np.testing.assert_array_equal(got_ivar > 0, expected_ivar > 0)
+    assert (expected_ivar[1] == 0).all() and (expected_ivar > 0).any()
+    np.testing.assert_allclose(got_ivar, expected_ivar, rtol=1e-6, atol=1e-6 * expected_ivar.max())
+    np.testing.assert_allclose(got_flux, expected_flux, rtol=1e-6, atol=1e-6 * np.abs(expected_flux).max())
+
+
+@pytest.mark.parametrize("grid", [GRID, LOG_GRID], ids=["linear", "log"])
+@pytest.mark.parametrize("dz", [-0.6, -0.05, 0.05, 0.6])
+def test_online_eq31_shift_is_the_numpy_overlap_resample(grid, dz):
+    """The online shift (eq. 3.1 alone) on float32 batches, bin edges and all, is numpy's overlap
+    resampling onto edges / ratio: within float32 round-off (rtol 1e-5), with the same empty bins
+    (at the end a shift empties, in the arm overlap)."""
+    flux, ivar = network_batch(grid, PARITY_Z)
+    z0 = PARITY_Z.astype(np.float32)
+    shift = OnlineAugmentation(
+        {"shift": {"z_range": [dz, dz], "thesis": True, "classes": {"LBG": [0.0, 8.0]}}}, grid
+    )
+    got_flux, got_ivar, z1 = shift(
+        torch.from_numpy(flux), torch.from_numpy(ivar), torch.from_numpy(z0), torch.Generator().manual_seed(0)
+    )
+    z1 = z1.numpy()
+    np.testing.assert_allclose(z1, z0 + np.float32(dz), rtol=1e-6)
+    ratio = ((1 + z1) / (1 + z0)).astype(np.float64)  # as the online shift computes it (float32)
+    u = grid.fractional_index(grid.edges[None, :] / ratio[:, None])
+    expected_flux, expected_ivar = augment_ops.overlap_resample(flux, ivar, u[:, :-1], u[:, 1:])
+    got_flux, got_ivar = got_flux.numpy(), got_ivar.numpy()
+    assert got_flux.dtype == got_ivar.dtype == np.float32
+    np.testing.assert_array_equal(got_ivar > 0, expected_ivar > 0)
+    np.testing.assert_allclose(got_ivar, expected_ivar, rtol=1e-5, atol=1e-5 * expected_ivar.max())
+    np.testing.assert_allclose(got_flux, expected_flux, rtol=1e-5, atol=1e-5 * np.abs(expected_flux).max())

@@ -29,7 +29,8 @@ def network_input_torch(flux: torch.Tensor, ivar: torch.Tensor, snr_channel: boo
     safe_weight = torch.where(total_weight > 0, total_weight, torch.ones_like(total_weight))
     mean = (flux64 * ivar64).sum(dim=1, keepdim=True) / safe_weight
     rms = torch.sqrt((ivar64 * (flux64 - mean) ** 2).sum(dim=1, keepdim=True) / safe_weight)
-    ok = (total_weight > 0) & (rms > 0)
+    # as preprocess.standardise: a constant spectrum's rms is round-off, not a scale
+    ok = (total_weight > 0) & (rms > 1e-6 * mean.abs().clamp_min(1e-30))
     channels = [torch.where(ok, (flux64 - mean) / torch.where(ok, rms, torch.ones_like(rms)), flux64)]
     if snr_channel:
         channels.append(flux64 * torch.sqrt(ivar64.clamp_min(0)))
