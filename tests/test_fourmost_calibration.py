@@ -13,7 +13,7 @@ from lymannet.fourmost import dla_calibration as dc
 from lymannet.fourmost import dla_catalogue as dcat
 from lymannet.fourmost import dla_probability as dp
 from lymannet.fourmost import features as ft
-from lymannet.fourmost import metrics, score
+from lymannet.fourmost import localisation, metrics, summary
 from lymannet.fourmost.ingest import Ingested
 from lymannet.physics import C_KMS
 from lymannet.lines import LYA
@@ -227,7 +227,7 @@ def _candidates():
             "VOTE_SUM": [18.0, 4.0, 1.0, 6.0],
         }
     )
-    truth, cat = score.match_truth(data, cat, 10.0, rows=np.arange(3))
+    truth, cat = localisation.match_truth(data, cat, 10.0, rows=np.arange(3))
     cat["NEUTRAL"] = dc.neutral_candidates(data, cat, 20.0)
     cat["SNR"] = data.sightlines["SNR"].to_numpy()[cat["ROW"]]
     return data, truth, cat
@@ -254,6 +254,22 @@ def test_sub_dla_neutral_scoring():
         and by_snr["0-2"]["n_selected"] == 3
     )
     assert by_snr["2-8"]["n_selected"] == 1 and by_snr["2-8"]["purity"] == 0.0
+
+
+def test_footprint_keeps_the_sightlines_of_high_snr_and_scores_only_them():
+    data, truth, cat = _candidates()  # sightline S/N 1, 5, 9; the DLA on sightline 0
+    assert dc.in_footprint(data, np.arange(3), 2.0).tolist() == [1, 2]
+    assert dc.in_footprint(data, np.array([0, 2]), 0.0).tolist() == [0, 2]
+    inside = dc.in_footprint(data, np.arange(3), 2.0)
+    in_cat = np.isin(cat["ROW"].to_numpy(), inside)
+    in_truth = truth[np.isin(truth["ROW"].to_numpy(), inside)]
+    rates = dc.catalogue_rates(in_truth, cat, in_cat, inside)
+    # the footprint holds one candidate (the false one on the BAL sightline) and no DLA
+    assert rates["n_true"] == 0 and rates["n_selected"] == 1 and rates["purity"] == 0.0
+    assert np.isnan(rates["completeness"])
+    record = _record() | {"footprint_snr_min": 2.0}
+    header = {card["name"]: card["value"] for card in dcat.catalogue_header(record, "test")}
+    assert header["SNRMIN"] == 2.0
 
 
 def test_weighted_rates_count_each_sightline_by_its_weight():
@@ -401,7 +417,7 @@ def test_summary_rows_of_a_calibrated_location_score():
             },
         },
     }
-    table = score.summary_table([], None, m, dcat.summary_rows(m))
+    table = summary.summary_table([], None, m, dcat.summary_rows(m))
     figures = table["figure"].tolist()
     assert any(f.startswith("ECE of DLA_PROB") for f in figures)
     assert sum(f.startswith("per DLA purity, ") for f in figures) == len(dcat.RUNGS)
@@ -410,7 +426,7 @@ def test_summary_rows_of_a_calibrated_location_score():
     assert np.isfinite(neutral["lo68"])
     assert any("S/N 0-2" in f for f in figures) and any("log N_HI 20.5-21" in f for f in figures)
     assert "(chosen)" in figures[-1]
-    score.summary_markdown(table, "demo")
+    summary.summary_markdown(table, "demo")
 
 
 def test_presence_at_takes_the_segments_that_hold_the_candidate_away_from_their_edges():

@@ -1,23 +1,12 @@
-"""4MOST simulator physics: Voigt equivalent widths, f(N) and dN/dX of HI absorbers, DLA incidence per split,
-BAL troughs, the survey depth, determinism."""
+"""4MOST simulator physics: f(N) and dN/dX of HI absorbers, DLA incidence per split, BAL troughs,
+the survey depth, determinism."""
 
 import numpy as np
 import pytest
 
 from lymannet import physics
+from lymannet.fourmost import absorption, spectrograph
 from lymannet.fourmost import simulate as sim
-
-
-@pytest.mark.parametrize("log_n", [20.3, 21.0])
-def test_voigt_equivalent_width_matches_damped_regime(log_n):
-    wave_rest = np.linspace(1215.67 - 400, 1215.67 + 400, 400_001)  # 0.002 A steps
-    tau = sim.voigt_tau(wave_rest, log_n, 30.0)
-    ew = np.trapezoid(1 - np.exp(-tau), wave_rest)
-    analytic = sim.damped_equivalent_width(log_n)
-    # tau = W^2 / (4 pi dlambda^2) in the wings: the two beyond +-400 A carry W^2 / (2 pi 400)
-    tail = analytic**2 / (2 * np.pi * 400.0)
-    assert ew + tail == pytest.approx(analytic, rel=0.01)
-    assert analytic == pytest.approx({20.3: 10.3, 21.0: 23.1}[log_n], abs=0.1)
 
 
 def test_fn_sampler_follows_prochaska_2014_slopes():
@@ -111,14 +100,6 @@ def test_removed_simulation_keys_are_named():
         sim.complete_spec({"absorbers": {"dla_boost": {"test": -1.0}}})
 
 
-def test_dla_window_between_lyman_beta_and_alpha():
-    z_lo, z_hi = sim.dla_redshift_window(np.array([3.0]), 3000.0)
-    assert z_lo[0] == pytest.approx(4 * 1025.72 / 1215.67 - 1)
-    assert z_hi[0] == pytest.approx(4 * (1 - 3000 / 299792.458) - 1)
-    z_lo, z_hi = sim.dla_redshift_window(np.array([2.0]), 3000.0)
-    assert z_hi[0] < z_lo[0]  # Ly-alpha of a z=2.0 DLA-host lies below the grid: no DLA possible
-
-
 def test_simulation_is_deterministic_and_sane():
     boost = {"train": 40.0, "val": 40.0, "test": 40.0}
     spec = {
@@ -134,8 +115,8 @@ def test_simulation_is_deterministic_and_sane():
         params = sim.simulate(spec, 7, lambda rows, f, iv: chunks.update({int(rows[0]): (f, iv)}))
         outputs.append((params, np.concatenate([chunks[k][0] for k in sorted(chunks)])))
     (p1, f1), (p2, f2) = outputs
-    assert np.array_equal(f1, f2) and f1.shape == (6, sim.N_PIXELS) and f1.dtype == np.float32
+    assert np.array_equal(f1, f2) and f1.shape == (6, spectrograph.N_PIXELS) and f1.dtype == np.float32
     assert np.all(p1["n_dla"] >= 1) and np.all(p1["n_abs"] >= p1["n_dla"])
-    z_lo, z_hi = sim.dla_redshift_window(p1["z_qso"][p1["dla"]["sightline"]], 3000.0)
+    z_lo, z_hi = absorption.dla_redshift_window(p1["z_qso"][p1["dla"]["sightline"]], 3000.0)
     assert np.all((p1["dla"]["z_abs"] >= z_lo) & (p1["dla"]["z_abs"] <= z_hi))
-    assert sim.wavelength_grid()[-1] == pytest.approx(9524.0)
+    assert spectrograph.wavelength_grid()[-1] == pytest.approx(9524.0)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import REPO, copy_workflow, snakemake
@@ -38,9 +39,20 @@ def test_demo_runs_the_fourmost_pipelines(demo_run):
     import fitsio
 
     header = fitsio.read_header(str(root / "dla_location" / "dla_catalogue.fits"), ext="DLACAT")
-    assert {"WPPROB", "WPGOAL", "LOCHASH", "BALMETH", "PROBFOR"} <= set(header.keys())
+    assert {"WPPROB", "WPGOAL", "LOCHASH", "BALMETH", "PROBFOR", "SNRMIN"} <= set(header.keys())
     calibrated = json.loads((root / "dla_location" / "metrics.json").read_text())["calibrated"]
-    assert set(calibrated["ladder"]) == {"network", "calibrated", "working_point", "bal", "neutral"}
+    assert set(calibrated["ladder"]) == {
+        "network",
+        "calibrated",
+        "working_point",
+        "bal",
+        "neutral",
+        "footprint",
+        "footprint_neutral",
+    }
+    # the footprint: SELECTED only on sightlines of S/N >= SNRMIN
+    table = fitsio.read(str(root / "dla_location" / "dla_catalogue.fits"), ext="DLACAT")
+    assert header["SNRMIN"] == 2.0 and not np.any(table["SELECTED"] & (table["SNR"] < header["SNRMIN"]))
     assert "ECE of DLA_PROB" in (root / "summary.md").read_text()
     assert (root / "models" / "location_calibrated.pt").exists() and (
         root / "dla_calibration" / "reliability.png"

@@ -7,6 +7,7 @@ import pytest
 
 from lymannet import physics, simulate
 from lymannet.fourmost import simulate as fourmost_simulate
+from lymannet.fourmost import spectrograph as fourmost_spectrograph
 from lymannet.simulate import render
 
 OI_5577_AIR = 5577.34  # [OI] in lymannet/data/sky_lines.txt (air, Osterbrock et al. 1996)
@@ -36,7 +37,7 @@ def _sky(simulator: str) -> tuple[np.ndarray, np.ndarray]:
     if simulator == "desi":
         wave = simulate.instrument().wave
         return wave, simulate.dark_sky(wave)
-    return fourmost_simulate.wavelength_grid(), fourmost_simulate.sky_flux()
+    return fourmost_spectrograph.wavelength_grid(), fourmost_spectrograph.sky_flux()
 
 
 @pytest.mark.parametrize("simulator", ["desi", "fourmost"])
@@ -83,7 +84,7 @@ def test_both_simulators_draw_the_same_bal_trough():
     objects = pd.DataFrame({"Z": [z], "BAL_DEPTH": [depth], "BAL_VMIN_KMS": [v_min], "BAL_VMAX_KMS": [v_max]})
     desi_wave = simulate.instrument().wave
     desi = render._bal_transmission(objects)[0]
-    fourmost_wave = fourmost_simulate.wavelength_grid()
+    fourmost_wave = fourmost_spectrograph.wavelength_grid()
     fourmost = fourmost_simulate.bal_trough_transmission(fourmost_wave, z, v_min, v_max, -np.log(1 - depth))
     shared = (fourmost_wave > desi_wave[0]) & (fourmost_wave < desi_wave[-1])
     assert np.interp(fourmost_wave[shared], desi_wave, desi) == pytest.approx(fourmost[shared], abs=0.01)

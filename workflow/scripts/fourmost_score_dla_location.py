@@ -17,7 +17,7 @@ from lymannet.fourmost.dla_catalogue import (
     write_catalogue,
 )
 from lymannet.fourmost.ingest import read_ingested
-from lymannet.fourmost.score import CATALOGUE_COLUMNS, score_location, window_votes
+from lymannet.fourmost.localisation import CATALOGUE_COLUMNS, score_location, window_votes
 from lymannet.modelfile import load_fourmost_model_file as load_model_file
 from lymannet.runtime import run
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from lymannet.fourmost import plots
 from lymannet.fourmost.io import write_simulation
-from lymannet.fourmost.simulate import wavelength_grid
+from lymannet.fourmost.spectrograph import wavelength_grid
 from lymannet.runtime import run
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from lymannet.fileio import atomic_path, write_text_atomic
 from lymannet.fourmost import plots
 from lymannet.fourmost.dla_catalogue import summary_rows
-from lymannet.fourmost.score import summary_markdown, summary_table
+from lymannet.fourmost.summary import summary_markdown, summary_table
 from lymannet.runtime import run
 
 

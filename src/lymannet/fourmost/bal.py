@@ -90,7 +90,7 @@ def in_troughs(
 
 
 def vote_mask(data: Ingested, margin_angstrom: float):
-    """keep_vote for :func:`.score.dla_catalogue`: drop the votes inside a flagged sightline's troughs."""
+    """keep_vote for :func:`.localisation.dla_catalogue`: drop the votes inside a flagged sightline's troughs."""
     step = float(data.dla_wave[1] - data.dla_wave[0])
     ranges = trough_pixel_ranges(data, flagged_only=True, margin_pixels=margin_angstrom / step)
 

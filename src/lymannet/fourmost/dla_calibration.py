@@ -47,6 +47,10 @@ probabilities for *that* class mix; read at p = 0.5 on a survey at nature's inci
    measured, not fitted).
 7. **The sub-DLA boundary** (:func:`neutral_candidates`): the test scores are given strictly and
    with candidates that sit on an absorber of log N_HI 20.0-20.3 counted as neither true nor false.
+8. **The footprint** (:func:`in_footprint`): the catalogue covers the sightlines of continuum S/N
+   >= ``dla.calibration.footprint_snr_min`` (2, as DESI's DR2 DLA catalogue); the working point is
+   chosen on the validation sightlines there, and the test scores are given there and on every
+   sightline (the same threshold), so that what the footprint buys is seen.
 """
 
 from __future__ import annotations
@@ -69,7 +73,9 @@ from ..lines import LYA
 from . import features as ft
 from .bal import BAL_SOURCE, bal_flags, vote_mask
 from .ingest import Ingested
+from .localisation import dla_catalogue, match_truth, window_votes
 from .metrics import bin_label, ratio_interval
+from .score import presence_predictions
 from .dla_probability import (
     CALIBRATION_FORMAT,
     DEFAULT_NHI_ERR,
@@ -129,8 +135,6 @@ def candidates(
     """(merged candidates on `rows` matched to the truth, with SNR, BAL, NEUTRAL, TRUE_LOG_NHI and
     VOTE_SUM = the sum of `vote_value` over their votes; the true DLAs on `rows` with MATCH),
     optionally with the flagged BAL troughs masked in the search."""
-    from .score import dla_catalogue, match_truth
-
     keep = vote_mask(data, margin_angstrom) if mask_bal else None
     cat = dla_catalogue(data, None, 0, options, rows=rows, keep_vote=keep, votes=votes, vote_value=vote_value)
     truth, cat = match_truth(data, cat, float(options["match_tolerance_angstrom"]), rows=rows)
@@ -152,6 +156,14 @@ def candidates(
     return cat, truth
 
 
+def in_footprint(data: Ingested, rows: np.ndarray, snr_min: float) -> np.ndarray:
+    """The sightlines of `rows` in the catalogue's footprint: continuum S/N >= `snr_min` (DESI's DR2
+    DLA catalogue covers S/N > 2 the same way; below it a DLA is found by chance more than by its
+    damping wings, and a survey publishes the footprint it can stand behind)."""
+    rows = np.asarray(rows)
+    return rows[data.sightlines["SNR"].to_numpy(float)[rows] >= float(snr_min)]
+
+
 def window_prior(windows: ft.Windows, weights: np.ndarray) -> float:
     """Nature's share of sliding windows with a DLA centre in their central half."""
     return weighted_fraction(windows.present, weights[windows.rows])
@@ -161,8 +173,11 @@ def window_prior(windows: ft.Windows, weights: np.ndarray) -> float:
 
 
 def _per_row(rows: np.ndarray, values: np.ndarray, position: dict[int, int], n: int) -> np.ndarray:
-    index = np.array([position[int(r)] for r in rows], dtype=int)
-    return np.bincount(index, weights=np.asarray(values, float), minlength=n) if index.size else np.zeros(n)
+    """Sum of `values` per scored sightline; entries on sightlines outside them (a footprint) drop."""
+    index = np.array([position.get(int(r), -1) for r in rows], dtype=int)
+    keep = index >= 0
+    values = np.asarray(values, float)[keep] if index.size else np.zeros(0)
+    return np.bincount(index[keep], weights=values, minlength=n) if keep.any() else np.zeros(n)
 
 
 def catalogue_rates(
@@ -367,10 +382,12 @@ def calibrate_variant(
     what: str,
     features: list[str] | None = None,
     presence: tuple[ft.Segments, np.ndarray] | None = None,
+    footprint_snr_min: float = 0.0,
 ) -> dict[str, Any]:
     """One localiser with or without the BAL mask, on the validation split: window prior
     correction, candidate calibration (DLA_PROB: beta of the support, or the logistic fusion of
-    `features`), the working point, NHI_ERR."""
+    `features`, fitted on every sightline), the working point (chosen on the catalogue's
+    footprint: sightlines of S/N >= `footprint_snr_min`), NHI_ERR."""
     windows, _ = votes
     features = list(features or ["support"])
     if presence is None and "presence" in features:
@@ -406,17 +423,27 @@ def calibrate_variant(
             dla_probability(cat, record), correct, sample_weight=w_cat
         )
     cat["DLA_PROB"] = dla_probability(cat, record)
-    n_true = float(np.sum(weights[truth["ROW"].to_numpy().astype(int)])) if len(truth) else 0.0
-    point = choose_working_point(cat["DLA_PROB"].to_numpy(float), correct, w_cat, n_true, purity)
+    inside = in_footprint(data, rows, footprint_snr_min)
+    cat_inside = np.isin(cat["ROW"].to_numpy(), inside) if len(cat) else np.zeros(0, bool)
+    truth_inside = truth[np.isin(truth["ROW"].to_numpy(), inside)] if len(truth) else truth
+    n_true = float(np.sum(weights[truth_inside["ROW"].to_numpy().astype(int)])) if len(truth_inside) else 0.0
+    point = choose_working_point(
+        cat["DLA_PROB"].to_numpy(float)[cat_inside], correct[cat_inside], w_cat[cat_inside], n_true, purity
+    )
     selected = cat["DLA_PROB"].to_numpy(float) > point["threshold"]
     coefficients = fit_nhi_err(
         cat, selected & correct if (selected & correct).sum() >= MIN_NHI_FIT else correct
     )
     cat["NHI_ERR"] = nhi_err(cat, coefficients)
-    validation = catalogue_rates(truth, cat, selected, rows, weights=weights)
+    validation = catalogue_rates(truth_inside, cat, selected & cat_inside, inside, weights=weights)
     everything = catalogue_rates(truth, cat, np.ones(len(cat), bool), rows, weights=weights)
     record.update(
         {
+            "footprint_snr_min": float(footprint_snr_min),
+            "validation_footprint_sightlines": int(len(inside)),
+            "validation_every_sightline_at_working_point": catalogue_rates(
+                truth, cat, selected, rows, weights=weights
+            ),
             "bal_trough_windows": int(payload["info"].get("bal_trough_windows", 0) or 0),
             "subdla_windows": int(payload["info"].get("subdla_windows", 0) or 0),
             "working_point": point,
@@ -460,8 +487,6 @@ def calibrate_presence(
     purity: float,
 ) -> dict[str, Any]:
     """The presence CNN on the validation segments: prior correction, beta calibration, a working point."""
-    from .score import presence_predictions
-
     seg, raw = presence_predictions(data, network, payload, options, rows)
     label = seg.label_any == 1
     w = weights[seg.rows]
@@ -522,8 +547,6 @@ def calibrate_dla(
     hashes: dict[str, str],
 ) -> dict[str, Any]:
     """Everything rule `fourmost_calibrate_dla` fits on the validation split (see the module docstring)."""
-    from .score import window_votes
-
     settings = options["calibration"]
     bal = options["bal"]
     rows = data.rows("val")
@@ -548,6 +571,7 @@ def calibrate_dla(
         "bal_source": BAL_SOURCE,
         "bal_mask_margin_angstrom": float(bal["mask_margin_angstrom"]),
         "purity_goal": float(settings["purity"]),
+        "footprint_snr_min": float(settings.get("footprint_snr_min", 0.0)),
         "model_sha256": hashes,
         "merge_threshold": float(options["merge_threshold"]),
     }
@@ -578,6 +602,7 @@ def calibrate_dla(
             f"localiser {model}, BAL {name}",
             list(settings.get("features", ["support"])),
             val_presence,
+            float(settings.get("footprint_snr_min", 0.0)),
         )
         variants[name]["model"] = model
     if not variants:

@@ -1,5 +1,6 @@
 """Rule `fourmost_score_dla_location`'s catalogue: the calibration applied to the test split,
-scored step by step (network, calibrated, working point, BAL handling, 20.0-20.3 neutral) with
+scored step by step (network, calibrated, working point, BAL handling, 20.0-20.3 neutral, the
+S/N footprint) with
 bootstrap intervals, the DESI-style `dla_catalogue.fits` (written atomically) and its summary
 rows."""
 
@@ -7,16 +8,22 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+import fitsio
 import numpy as np
 import pandas as pd
 from ..calibration import reliability
+from ..fileio import atomic_path
 from . import features as ft
 from .ingest import Ingested
-from .metrics import NHI_EDGES, SNR_EDGES, ratio_interval
+from .localisation import catalogue_false_positive_causes, window_votes
+from .metrics import CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, ratio_interval
+from .score import presence_predictions
+from .summary import _row
 from .dla_probability import DLA_LOG_N, presence_probability, weighted_fraction
 from .dla_calibration import (
     VARIANTS,
     catalogue_rates,
+    in_footprint,
     localiser_candidates,
     nhi_err,
     nhi_err_coverage,
@@ -32,8 +39,10 @@ RUNGS = (
     ("network", "before: every candidate (network p >= merge threshold)"),
     ("calibrated", "step 1: DLA_PROB >= 0.5 (nature's incidence)"),
     ("working_point", "step 2: DLA_PROB > validation working point"),
-    ("bal", "step 3: + BAL handling = THE CATALOGUE"),
+    ("bal", "step 3: + BAL handling, every sightline"),
     ("neutral", "step 4: the catalogue, 20.0-20.3 neither true nor false"),
+    ("footprint", "step 5: THE CATALOGUE on its footprint (sightline S/N >= footprint S/N)"),
+    ("footprint_neutral", "step 5 and 20.0-20.3 neither true nor false"),
 )
 
 
@@ -41,10 +50,7 @@ def false_on_bal(
     cat: pd.DataFrame, selected: np.ndarray, data: Ingested, tolerance_pixels: float, truth: pd.DataFrame
 ) -> dict[str, int]:
     """False selected candidates on BAL quasars, and those attributed to a BAL trough (the first
-    cause that applies, :func:`.score.catalogue_false_positive_causes`)."""
-    from .metrics import CONFUSER_ORDER
-    from .score import catalogue_false_positive_causes
-
+    cause that applies, :func:`.localisation.catalogue_false_positive_causes`)."""
     pick = np.asarray(selected, bool)
     sub = cat[pick]
     causes = catalogue_false_positive_causes(data, truth, sub, tolerance_pixels) if len(sub) else []
@@ -95,9 +101,7 @@ def score_dla_catalogue(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The calibrated DLA catalogue on the test split (nature's incidence) and the ladder of its
     scores before and after each step. Returns (catalogue of the chosen BAL handling, its truth
-    table, metrics). `votes`: the localisers' test votes (:func:`.score.window_votes`) at hand."""
-    from .score import presence_predictions, window_votes
-
+    table, metrics). `votes`: the localisers' test votes (:func:`.localisation.window_votes`) at hand."""
     rows = data.rows("test")
     step = float(data.dla_wave[1] - data.dla_wave[0])
     tolerance = float(options["match_tolerance_angstrom"]) / step
@@ -117,7 +121,11 @@ def score_dla_catalogue(
     cat, truth = localiser_candidates(data, votes[chosen["model"]], chosen, options, rows, margin, fused)
     cat["NHI_ERR"] = nhi_err(cat, chosen["nhi_err"])
     selected = cat["DLA_PROB"].to_numpy(float) > chosen["working_point"]["threshold"]
-    cat["SELECTED"] = selected
+    snr_min = float(record.get("footprint_snr_min", 0.0))
+    inside = in_footprint(data, rows, snr_min)
+    cat_inside = np.isin(cat["ROW"].to_numpy(), inside) if len(cat) else np.zeros(0, bool)
+    truth_inside = truth[np.isin(truth["ROW"].to_numpy(), inside)] if len(truth) else truth
+    cat["SELECTED"] = selected & cat_inside
     prob0 = cat0["DLA_PROB"].to_numpy(float)
     ladder = {
         "network": rung_scores(data, truth0, cat0, np.ones(len(cat0), bool), rows, False, tolerance),
@@ -127,6 +135,10 @@ def score_dla_catalogue(
         ),
         "bal": rung_scores(data, truth, cat, selected, rows, False, tolerance),
         "neutral": rung_scores(data, truth, cat, selected, rows, True, tolerance),
+        "footprint": rung_scores(data, truth_inside, cat, selected & cat_inside, inside, False, tolerance),
+        "footprint_neutral": rung_scores(
+            data, truth_inside, cat, selected & cat_inside, inside, True, tolerance
+        ),
     }
     correct = cat["TRUE_MATCH"].to_numpy() >= 0 if len(cat) else np.zeros(0, bool)
     correct0 = cat0["TRUE_MATCH"].to_numpy() >= 0 if len(cat0) else np.zeros(0, bool)
@@ -139,6 +151,9 @@ def score_dla_catalogue(
         "working_point": chosen["working_point"],
         "working_point_none": plain["working_point"],
         "purity_goal": record["purity_goal"],
+        "footprint_snr_min": snr_min,
+        "n_footprint_sightlines": int(len(inside)),
+        "n_footprint_dlas": int(len(truth_inside)),
         "reliability": test_reliability(
             cat["CONFIDENCE"].to_numpy(float),
             cat["SUPPORT"].to_numpy(float),
@@ -152,7 +167,9 @@ def score_dla_catalogue(
         "nhi_err_coverage": nhi_err_coverage(cat, selected & correct),
         "nhi_err_coverage_validation": chosen["validation_nhi_err_coverage"],
         "expected_purity_at_working_point": (
-            float(cat["DLA_PROB"][selected].mean()) if selected.any() else float("nan")
+            float(cat["DLA_PROB"][selected & cat_inside].mean())
+            if (selected & cat_inside).any()
+            else float("nan")
         ),
         "validation": {
             name: {
@@ -199,7 +216,7 @@ def score_dla_catalogue(
                 ),
             },
         }
-    final = ladder["bal"]
+    final = ladder["footprint"]
     log.info(
         "test DLA catalogue (%d DLAs on %d sightlines): %s",
         len(truth),
@@ -297,6 +314,11 @@ def catalogue_header(record: dict[str, Any], split: str) -> list[dict[str, Any]]
         },
         {"name": "MINNHI", "value": DLA_LOG_N, "comment": "a true DLA: log N_HI >= MINNHI"},
         {
+            "name": "SNRMIN",
+            "value": float(record.get("footprint_snr_min", 0.0)),
+            "comment": "footprint: SELECTED only where sightline SNR >= SNRMIN",
+        },
+        {
             "name": "PRIORTRN",
             "value": float(chosen["prior_train"]),
             "comment": "windows with a DLA, training",
@@ -330,10 +352,6 @@ def catalogue_header(record: dict[str, Any], split: str) -> list[dict[str, Any]]
 
 def write_catalogue(path: str | Path, table: np.ndarray, header: list[dict[str, Any]]) -> None:
     """The catalogue as a FITS table (extension DLACAT), written atomically."""
-    import fitsio
-
-    from ..fileio import atomic_path
-
     with atomic_path(path) as tmp, fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
         fits.write(table, extname=CATALOGUE_EXTNAME, header=header)
 
@@ -351,11 +369,9 @@ def _pm(value: float, interval: dict[str, Any] | None) -> str:
 
 
 def summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
-    """Summary-table rows (:func:`.score.summary_table`'s columns) of the calibrated DLA catalogue:
+    """Summary-table rows (:func:`.summary.summary_table`'s columns) of the calibrated DLA catalogue:
     ECE before/after, the ladder of steps, the working point per S/N and log N_HI bin (strict and
     sub-DLA-neutral), NHI_ERR coverage, the BAL comparison on validation."""
-    from .score import _row
-
     c = m["calibrated"]
     rows = []
     rel = c["reliability"]
@@ -399,6 +415,9 @@ def summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     for key, label in RUNGS:  # in the order of the steps (the JSON holds them sorted)
+        if key not in c["ladder"]:  # scored before the footprint existed
+            continue
+        label = label.replace("footprint S/N", f"{c.get('footprint_snr_min', 0.0):g}")
         g = c["ladder"][key]
         bal = g["false_on_bal"]
         rows.append(

@@ -12,7 +12,9 @@ import pandas as pd
 from ..calibration import ValidationCounts, apply_beta, choose_threshold, fit_beta, prior_shift, reliability
 from ..errors import ConfigError
 from . import features as ft
+from .absorption import dla_redshift_window
 from .ingest import Ingested
+from .simulate import DLA_LOG_N as SIM_DLA_LOG_N, complete_spec, expected_absorbers
 
 log = logging.getLogger("lymannet.fourmost")
 
@@ -30,8 +32,6 @@ MIN_NHI_FIT = 10
 
 def expected_dlas(z_qso: np.ndarray, simulate_spec: dict[str, Any]) -> np.ndarray:
     """mu: nature's mean number of DLAs in each sightline's DLA redshift window (the simulator's f(N))."""
-    from .simulate import DLA_LOG_N as SIM_DLA_LOG_N, complete_spec, dla_redshift_window, expected_absorbers
-
     spec = complete_spec(dict(simulate_spec))
     z_lo, z_hi = dla_redshift_window(np.asarray(z_qso, float), spec["proximity_kms"])
     absorbers = spec["absorbers"]
@@ -57,8 +57,6 @@ def natural_weights(
 
 def split_weights(data: Ingested, rows: np.ndarray, split: str, simulate_spec: dict[str, Any]) -> np.ndarray:
     """Per sightline of the whole set (0 outside `rows`): the weight to nature's incidence."""
-    from .simulate import complete_spec
-
     boost = float(complete_spec(dict(simulate_spec))["absorbers"]["dla_boost"][split])
     n_dla = np.bincount(data.dlas["ROW"].to_numpy(), minlength=len(data.sightlines))[rows]
     weights = np.zeros(len(data.sightlines))

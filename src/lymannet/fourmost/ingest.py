@@ -22,7 +22,7 @@ import pandas as pd
 from ..errors import InputFileError
 from ..fileio import atomic_path
 from ..grid import Grid
-from ..lines import LYA
+from ..lines import LYA, LYB
 from ..preprocess import rebin
 from ..runtime import Progress
 from . import simulate as sim
@@ -292,6 +292,4 @@ def _columns(records: np.ndarray) -> list[np.ndarray]:
 
 def dla_rest_window(z_qso: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Observed Ly-beta and Ly-alpha emission wavelengths: where DLAs are searched."""
-    from ..lines import LYB
-
     return LYB * (1 + np.asarray(z_qso)), LYA * (1 + np.asarray(z_qso))

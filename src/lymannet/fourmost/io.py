@@ -28,6 +28,7 @@ import pandas as pd
 from ..errors import InputFileError
 from ..fileio import atomic_path
 from . import simulate as sim
+from .spectrograph import wavelength_grid
 
 log = logging.getLogger("lymannet.fourmost")
 
@@ -138,7 +139,7 @@ def write_simulation(
     table; returns a few spectra for the examples figure (sightlines with DLAs first)."""
     out_dir = Path(spectra_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wave, full = sim.wavelength_grid(), sim.complete_spec(spec)
+    wave, full = wavelength_grid(), sim.complete_spec(spec)
     # the sightline draws come first and do not depend on the pixels: known before any chunk
     params = sim.draw_sightlines(full, seed)
     dla = params["dla"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from ..bootstrap import MAX_CELLS, N_RESAMPLES, SEED, interval_from, resample_counts, resample_indices
 from ..metrics import nmad, redshift_summary
 
 
@@ -264,8 +265,6 @@ def _clusters(cluster: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
 
 def cluster_counts(n_clusters: int, n_resamples: int, seed: int) -> Any:
     """Per resample, how often each cluster is drawn: (b, n_clusters) chunks."""
-    from ..bootstrap import resample_counts, resample_indices
-
     bins = np.arange(n_clusters)
     for rows in resample_indices(n_clusters, n_resamples=n_resamples, seed=seed):
         yield resample_counts(rows, bins, n_clusters)
@@ -282,8 +281,6 @@ def ratio_interval(
     """Bootstrap interval (Interval.to_dict()) of sum(numerator) / sum(denominator) over objects
     (a fraction: numerator a 0/1 flag, denominator 1; a mean: denominator 1), resampling clusters
     (sightlines) with replacement. NaN resamples (an empty denominator) are dropped and counted."""
-    from ..bootstrap import N_RESAMPLES, SEED, interval_from
-
     n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
     seed = SEED if seed is None else seed
     numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
@@ -328,16 +325,12 @@ def auc_interval(
     seed: int | None = None,
 ) -> dict[str, Any]:
     """Bootstrap interval (Interval.to_dict()) of the AUC, resampling clusters (sightlines)."""
-    from ..bootstrap import N_RESAMPLES, SEED, interval_from
-
     n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
     seed = SEED if seed is None else seed
     index, k = _clusters(cluster, len(np.asarray(score)))
     value = auc(score, label)
     if k == 0:
         return interval_from(value, np.full(n_resamples, np.nan), n_resamples, seed).to_dict()
-    from ..bootstrap import MAX_CELLS
-
     step = max(1, MAX_CELLS // (4 * max(len(index), 1)))  # (b, n) weights in bounded pieces
     samples = [
         weighted_auc(score, label, counts[start : start + step][:, index])

@@ -11,8 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..calibrate import reliability_axes  # noqa: E402
 from ..figures import save_figure  # noqa: E402
 from ..lines import LYA  # noqa: E402
+from .dla_catalogue import RUNGS  # noqa: E402
 from .metrics import binned_rate  # noqa: E402
 
 
@@ -269,8 +271,6 @@ def dla_reliability_figure(path: str | Path, record: dict, title: str, ladder: b
     (``record["presence"]["reliability"]``, ``record["variants"][method]["reliability"]``) or from the
     test metrics (``record["presence"]["reliability"]``, ``record["reliability"]``); with
     ``ladder``, a third panel of purity and completeness per DLA at each step (test metrics)."""
-    from ..calibrate import reliability_axes
-
     names = {"raw": "network output", "prior_corrected": "prior-corrected", "calibrated": "calibrated"}
     panels = []
     if record.get("presence", {}).get("reliability"):
@@ -286,8 +286,6 @@ def dla_reliability_figure(path: str | Path, record: dict, title: str, ladder: b
         )
     if ladder:
         ax = axes[0][-1]
-        from .dla_catalogue import RUNGS
-
         steps = [key for key, _ in RUNGS if key in record["ladder"]]
         for key, marker, label in (("completeness", "o", "completeness"), ("purity", "s", "purity")):
             values = [record["ladder"][s][key] for s in steps]

@@ -32,28 +32,23 @@ and read noise. Ingredients:
 - the observation: r-band magnitudes 18-22.7 (number counts ~10^(0.3 m)) and exposures of 1-3
   20-min visits (4MOST-CRS-like, assumed), so that S/N runs from ~1 to ~50 per 0.5 A pixel.
 
-Everything is vectorised over a chunk of spectra; output depends only on (seed, spec).
+Everything is vectorised over a chunk of spectra; output depends only on (seed, spec). The grid and
+the instrument (throughput, sky, LSF) live in :mod:`.spectrograph`, the absorbers' optical depths
+(Voigt HI lines, Lyman continuum, metal lines) in :mod:`.absorption`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
-from scipy.special import voigt_profile
 
 from ..config import job_seed
 from ..errors import ConfigError
 from ..igm import InoueIGM, correlated_gaussian_field, fluctuate_tau
-from ..lines import LYA, LYB
 from ..physics import (
-    LYMAN_LIMIT as LYMAN_LIMIT_ANGSTROM,
-    C_CMS,
     C_KMS,
     FWHM_PER_SIGMA,
     PW14_Z_PIVOT,
@@ -61,49 +56,23 @@ from ..physics import (
     ab_to_f_nu,
     bal_transmission,
     band_f_nu_weights,
-    counts_per_flux,
     draw_log_nhi,
     draw_redshifts_dx,
     dx_dz,
     incidence_per_dx,
-    lyman_limit_tau,
-    sky_surface_brightness,
 )
 from ..runtime import Progress
+from .absorption import _absorber_tau, _add_metal_lines, dla_redshift_window
+from .spectrograph import (
+    READ_NOISE_E,
+    WAVE_STEP,
+    electrons_per_flux,
+    sky_flux,
+    smooth_to_resolution,
+    wavelength_grid,
+)
 
 log = logging.getLogger("lymannet.fourmost")
-
-WAVE_MIN, WAVE_STEP, N_PIXELS = 3671.5, 0.25, 23411  # the slides' grid: 3671.5 ... 9524.0 A
-SIGMA0 = 0.0265400  # pi e^2 / (m_e c) in cm^2 Hz
-
-
-@dataclass(frozen=True)
-class Transition:
-    wavelength: float  # rest, Angstrom
-    oscillator_strength: float
-    damping: float  # Gamma, s^-1
-
-
-LYA_TRANSITION = Transition(LYA, 0.4164, 6.265e8)
-LYB_TRANSITION = Transition(LYB, 0.07912, 1.897e8)
-
-# Metal lines of an absorption system: rest wavelength [A], strength relative to the system's EW scale.
-METAL_LINES = np.array(
-    [
-        (2796.35, 1.0),
-        (2803.53, 0.8),
-        (2600.17, 0.6),
-        (2382.77, 0.5),
-        (1548.20, 0.9),
-        (1550.78, 0.6),
-        (1393.76, 0.5),
-        (1402.77, 0.3),
-        (1526.71, 0.3),
-        (1334.53, 0.4),
-        (1670.79, 0.3),
-        (1215.67, 1.5),
-    ]
-)
 
 DEFAULTS: dict[str, Any] = {
     "n_spectra": 10000,
@@ -152,10 +121,6 @@ REMOVED_KEYS = {
     "cddf": "absorbers (the Prochaska et al. 2014 f(N) of lymannet.physics)",
     "min_separation_kms": "nothing (absorbers are independent, Poisson in X)",
 }
-
-
-def wavelength_grid() -> np.ndarray:
-    return WAVE_MIN + WAVE_STEP * np.arange(N_PIXELS)
 
 
 def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -210,77 +175,6 @@ def split_of(names: list[str], seed: int, fractions: dict[str, float]) -> np.nda
     val_edge = fractions["train"]
     test_edge = fractions["train"] + fractions["val"]
     return np.where(u < val_edge, "train", np.where(u < test_edge, "val", "test"))
-
-
-# --- physics ---------------------------------------------------------------------------------
-
-
-def voigt_tau(
-    wave_rest: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray, line: Transition = LYA_TRANSITION
-) -> np.ndarray:
-    """Optical depth tau(lambda_rest) = N sigma0 f phi(nu) of a Voigt profile (broadcasting)."""
-    nu0 = C_CMS / (line.wavelength * 1e-8)
-    nu = C_CMS / (np.asarray(wave_rest, float) * 1e-8)
-    sigma_nu = np.asarray(b_kms, float) / C_KMS * nu0 / np.sqrt(2.0)  # Gaussian std of the Doppler core
-    gamma_nu = line.damping / (4.0 * np.pi)  # Lorentzian HWHM
-    phi = voigt_profile(nu - nu0, sigma_nu, gamma_nu)
-    return 10.0 ** np.asarray(log_n, float) * SIGMA0 * line.oscillator_strength * phi
-
-
-def damped_equivalent_width(log_n: float, line: Transition = LYA_TRANSITION) -> float:
-    """Rest EW [A] in the damped (square-root) regime: W = lambda0^2/c sqrt(N sigma0 f Gamma / pi)."""
-    w_nu = np.sqrt(10.0**log_n * SIGMA0 * line.oscillator_strength * line.damping / np.pi)
-    return float((line.wavelength * 1e-8) ** 2 / C_CMS * w_nu * 1e8)
-
-
-def dla_redshift_window(
-    z_qso: np.ndarray, proximity_kms: float, wave_min: float = WAVE_MIN, margin_angstrom: float = 20.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """[z_lo, z_hi] of DLA redshifts: Ly-alpha absorption between Ly-beta and Ly-alpha emission,
-    outside the proximity zone, and on the grid (margin_angstrom above its blue end)."""
-    z_lo = np.maximum((1 + z_qso) * LYB / LYA - 1, (wave_min + margin_angstrom) / LYA - 1)
-    z_hi = (1 + z_qso) * (1 - proximity_kms / C_KMS) - 1
-    return z_lo, z_hi
-
-
-# --- instrument ------------------------------------------------------------------------------
-
-COLLECTING_AREA_CM2 = 1.0e5  # VISTA 4.1 m minus obstruction, ~10 m^2
-FIBRE_AREA_ARCSEC2 = np.pi * (1.45 / 2) ** 2
-READ_NOISE_E = 5.0  # per 0.25 A pixel, summed over the spatial profile
-SKY_CONTINUUM_AB = 21.3  # dark sky, AB mag / arcsec^2
-SKY_LINE_RESOLUTION = 5000.0  # the LRS resolving power the sky lines are seen at
-
-
-def throughput(wave: np.ndarray) -> np.ndarray:
-    """Smooth end-to-end throughput of the 4MOST LRS (atmosphere to detector), ~0.28 peak."""
-    return 0.28 * np.exp(-0.5 * ((wave - 6300.0) / 2400.0) ** 2)
-
-
-@lru_cache(maxsize=1)
-def sky_flux() -> np.ndarray:
-    """Sky in the fibre, 1e-17 erg/s/cm2/A: flat AB continuum + night-sky lines at R = 5000."""
-    wave = wavelength_grid()
-    return sky_surface_brightness(wave, SKY_CONTINUUM_AB, resolution=SKY_LINE_RESOLUTION) * FIBRE_AREA_ARCSEC2
-
-
-def electrons_per_flux(wave: np.ndarray, exptime: float) -> np.ndarray:
-    """Electrons per pixel per unit flux (1e-17 erg/s/cm2/A) in `exptime` seconds."""
-    return counts_per_flux(wave, COLLECTING_AREA_CM2, WAVE_STEP) * exptime * throughput(wave)
-
-
-def smooth_to_resolution(flux: np.ndarray, resolution: float) -> np.ndarray:
-    """Gaussian LSF of FWHM lambda/R: three wavelength thirds with their own kernel width, since the
-    pixel size is constant in Angstrom while the LSF grows with lambda."""
-    wave = wavelength_grid()
-    out = np.empty_like(flux)
-    edges = np.linspace(0, N_PIXELS, 4).astype(int)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sigma_pix = wave[(lo + hi) // 2] / resolution / FWHM_PER_SIGMA / WAVE_STEP
-        pad = int(5 * sigma_pix) + 1
-        a, b = max(lo - pad, 0), min(hi + pad, N_PIXELS)
-        out[:, lo:hi] = gaussian_filter1d(flux[:, a:b], sigma_pix, axis=1, mode="nearest")[:, lo - a : hi - a]
-    return out
 
 
 # --- the sightlines ----------------------------------------------------------------------------
@@ -452,57 +346,6 @@ def scale_to_magnitude(flux: np.ndarray, wave: np.ndarray, mag: np.ndarray) -> n
     top_hat = ((wave >= 5650) & (wave <= 7100)).astype(float)
     f_nu = flux @ band_f_nu_weights(wave, top_hat)
     return flux * (ab_to_f_nu(mag) / f_nu)[:, None]
-
-
-def _add_metal_lines(
-    tau: np.ndarray,
-    rows: np.ndarray,
-    z_abs: np.ndarray,
-    ew: np.ndarray,
-    wave: np.ndarray,
-    b_kms: float = 40.0,
-    half_window: int = 40,
-) -> None:
-    """Add Gaussian optical-depth metal lines (all lines of each system) in small pixel windows."""
-    if rows.size == 0:
-        return
-    centres = (1 + z_abs[:, None]) * METAL_LINES[None, :, 0]  # (S, L) observed
-    strength = ew[:, None] * METAL_LINES[None, :, 1] * (1 + z_abs[:, None])  # observed EW
-    sigma = centres * b_kms / C_KMS / np.sqrt(2)
-    tau0 = strength / (np.sqrt(2 * np.pi) * sigma)
-    pixel = np.rint((centres - WAVE_MIN) / WAVE_STEP).astype(np.int64)
-    offsets = np.arange(-half_window, half_window + 1)
-    index = pixel[..., None] + offsets  # (S, L, W)
-    inside = (index >= 0) & (index < wave.size)
-    safe = np.clip(index, 0, wave.size - 1)
-    values = tau0[..., None] * np.exp(-0.5 * ((wave[safe] - centres[..., None]) / sigma[..., None]) ** 2)
-    row_index = np.broadcast_to(rows[:, None, None], index.shape)
-    np.add.at(tau, (row_index[inside], safe[inside]), values[inside])
-
-
-def _absorber_tau(
-    tau: np.ndarray, row: int, wave: np.ndarray, z_abs: float, log_n: float, b_kms: float
-) -> None:
-    """Add one HI absorber's Voigt Ly-alpha and Ly-beta and its Lyman continuum to tau[row], the
-    Voigt lines within a window where the damping wings still matter (tau > ~1e-4)."""
-    half_rest = max(5.0, 28.0 * damped_equivalent_width(log_n))
-    for line in (LYA_TRANSITION, LYB_TRANSITION):
-        centre = line.wavelength * (1 + z_abs)
-        half = half_rest * (1 + z_abs) * line.wavelength / LYA
-        lo, hi = np.searchsorted(wave, [centre - half, centre + half])
-        if hi > lo:
-            tau[row, lo:hi] += voigt_tau(wave[lo:hi] / (1 + z_abs), log_n, b_kms, line)
-    edge = int(np.searchsorted(wave, LYMAN_LIMIT_ANGSTROM * (1 + z_abs), side="right"))
-    if edge > 0:
-        tau[row, :edge] += lyman_limit_tau(wave[:edge], z_abs, log_n)
-
-
-def _dla_tau(wave: np.ndarray, z_abs: np.ndarray, log_n: np.ndarray, b_kms: np.ndarray) -> np.ndarray:
-    """(n, P) Ly-alpha + Ly-beta Voigt optical depth and Lyman continuum of each absorber."""
-    tau = np.zeros((len(z_abs), wave.size))
-    for k in range(len(z_abs)):
-        _absorber_tau(tau, k, wave, float(z_abs[k]), float(log_n[k]), float(b_kms[k]))
-    return tau
 
 
 def absorber_metal_ew(log_n: np.ndarray, ew_median: float) -> np.ndarray:

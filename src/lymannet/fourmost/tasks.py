@@ -16,6 +16,7 @@ from ..config import job_seed
 from ..errors import ConfigError
 from ..grid import Grid
 from ..lines import line_set
+from ..models import decode, encode_targets, quasarnet_loss
 from . import features as ft
 from .bal import trough_window_centres
 from .ingest import Ingested
@@ -45,8 +46,6 @@ def z_norm(z_range: list[float]) -> tuple[float, float]:
 def training_rows(data: Ingested, n_train: int | None) -> np.ndarray:
     """The training split's rows, or its first `n_train` (the sample-size study: a fixed subset,
     the same for every model; file order is random already)."""
-    from ..errors import ConfigError
-
     rows = data.rows("train")
     if n_train is None:
         return rows
@@ -127,8 +126,6 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
     }
     tensors: Tensors = {"x": x, "z": z}
     if kind == "quasarnet":
-        from ..models import encode_targets, quasarnet_loss
-
         grid = Grid.from_config(options["z_grid"])
         lines = line_set(complete_spec(kind, spec)["lines"])
         targets = encode_targets(z, torch.ones_like(z), lines, grid, model.n_boxes)
@@ -136,8 +133,6 @@ def redshift_task(kind: str, spec: dict[str, Any], data: Ingested, options: dict
 
         def loss_fn(m, b):
             return quasarnet_loss(m(b["x"]), {"box": b["box"], "offset": b["offset"]})[0]
-
-        from ..models import decode
 
         def accuracy_fn(m, b):
             z_pred = torch.as_tensor(
@@ -197,8 +192,6 @@ def predict_redshift(
     with torch.no_grad():
         for index in _batches(len(x), batch_size, None):
             if kind == "quasarnet":
-                from ..models import decode
-
                 grid = Grid.from_config(info["z_grid"])
                 lines = line_set(complete_spec(kind, spec)["lines"])
                 out.append(decode(model(x[index]), lines, grid)["z_pred"])
