@@ -64,8 +64,9 @@ def main() -> None:
     import tempfile
     from pathlib import Path
 
-    from lymannet.learned_templates import LearnOptions, build_learned_template_set, learn_templates
+    from lymannet.learned_templates import LearnOptions, learn_templates
     from lymannet.spectra import SpectrumSet, write_spectra
+    from lymannet.templatefit_learned import build_learned_template_set
 
     train_flux, train_ivar, train_truth = simulate_set(grid, populations, args.seed + 1000, args.n_train)
     with tempfile.TemporaryDirectory() as folder:
@@ -125,8 +126,10 @@ def report(args, title, build, flux, ivar, truth) -> None:
     """Build a template set (timed), fit every spectrum in chunks (best of --repeats), print."""
     import numpy as np
 
-    from lymannet.metrics import ScoreOptions, evaluate
-    from lymannet.templatefit import TemplateFitOptions, fit_spectra
+    from lymannet.chi2fit import fit_spectra
+    from lymannet.evaluation import evaluate
+    from lymannet.metrics import ScoreOptions
+    from lymannet.templatefit import TemplateFitOptions
 
     options = TemplateFitOptions()
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Experiments (config/experiments/*.yaml, lymannet.experiments, workflow/rules/experiments.smk):
 every overlay validates over the demo config and plans its rules; chained searches; the numbers
-and figures of the experiment kinds on small synthetic inputs."""
+and figures of kinds runs and search_chain on small synthetic inputs (gallery, seeds:
+test_experiment_gallery.py, test_experiment_seeds.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from conftest import REPO, copy_workflow
 from test_workflow import planned_jobs
 
 from lymannet.errors import ConfigError
-from lymannet.experiments import chain_table, gallery_figure, run_metrics
+from lymannet.experiments import chain_table, run_metrics
 from lymannet.metrics import ScoreOptions
 from lymannet.plan import check_experiments, experiment_outputs, experiment_run_pairs
 from lymannet.search import base_best_spec, check_tune_config, search_chain
@@ -261,49 +262,6 @@ def test_chain_table_is_thesis_table_4_1():
     assert (
         table.set_index("hyper-parameter").loc["train.lr", "search range"] == "[0.0001, 0.1] (float, log) / x"
     )
-
-
-def test_gallery_pairs_an_original_with_its_copies(tmp_path):
-    from lymannet.augment import augment_variant
-    from lymannet.grid import Grid
-    from lymannet.spectra import SpectrumSet, write_spectra
-
-    grid = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
-    wave = grid.wavelength
-    n = 6
-    rng = np.random.default_rng(0)
-    truth = pd.DataFrame(
-        {
-            "TARGETID": np.arange(1, n + 1),
-            "Z": np.linspace(2.8, 3.2, n),
-            "SPECTYPE": ["LBG"] * 4 + ["QSO"] * 2,
-            "MAG_R": np.linspace(22.5, 24.5, n),
-        }
-    )
-    flux = (1 + 0.1 * rng.normal(size=(n, len(wave)))).astype(np.float32)
-    pool = tmp_path / "pool.fits"
-    write_spectra(pool, SpectrumSet(wave, flux, np.ones_like(flux), truth, grid=grid))
-    variant = tmp_path / "masked.fits"
-    augment_variant(
-        pool,
-        variant,
-        {
-            "source": "x",
-            "ops": [{"select": {"spectype": ["LBG"]}}, {"mask_line": {"line": 1215.67, "width": 40}}],
-        },
-        seed=1,
-        variant="masked",
-    )
-    figure = tmp_path / "panel.png"
-    facts = gallery_figure(
-        {"name": "lya_mask", "variants": ["masked"], "mark": ["lya", "overlap"]},
-        str(pool),
-        [str(variant)],
-        str(figure),
-    )
-    assert figure.stat().st_size > 10_000
-    assert facts["parent_targetid"] in range(1, 5)  # an LBG, present in the variant
-    assert facts["copies"][0]["z"] == pytest.approx(facts["z_original"])
 
 
 def _catalogue(

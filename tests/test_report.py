@@ -233,7 +233,7 @@ def test_report_of_a_small_workflow(tmp_path):
     if chromium_executable() is None:
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_metrics import write_hand_catalogue
+    from test_score import write_hand_catalogue
 
     write_hand_catalogue(tmp_path / "pred.fits")
     (tmp_path / "Snakefile").write_text(MINI_SNAKEFILE.format(repo=REPO))

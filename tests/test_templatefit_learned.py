@@ -1,6 +1,6 @@
-"""The learned-template baseline (lymannet.learned_templates): templates learned from a training
-split only (never the simulator's renderers, never a test set), fitted by lymannet.templatefit's
-machinery, and planned by the workflow beside the oracle template fit."""
+"""The learned-template baseline (lymannet.learned_templates, lymannet.templatefit_learned):
+templates learned from a training split only (never the simulator's renderers, never a test set),
+fitted by lymannet.chi2fit's machinery, and planned by the workflow beside the oracle template fit."""
 
 from __future__ import annotations
 
@@ -9,28 +9,21 @@ import pytest
 
 import lymannet.simulate as simulate
 import lymannet.spectra as spectra_module
+from lymannet.chi2fit import _chi2_basis, _prepare, chi2_scan, fit_spectra, legendre_basis
+from lymannet.evaluation import evaluate
 from lymannet.learned_templates import (
     LearnOptions,
-    build_learned_template_set,
     fill_windows,
     learn_templates,
     load_learned,
-    predict_testset_learned,
     read_training,
     save_learned,
 )
-from lymannet.metrics import ScoreOptions, evaluate
+from lymannet.metrics import ScoreOptions
 from lymannet.predict import read_catalogue
 from lymannet.spectra import SpectrumSet, write_spectra
-from lymannet.templatefit import (
-    TemplateFitOptions,
-    TemplateSet,
-    _chi2_basis,
-    _prepare,
-    chi2_scan,
-    fit_spectra,
-    legendre_basis,
-)
+from lymannet.templatefit import TemplateFitOptions, TemplateSet
+from lymannet.templatefit_learned import build_learned_template_set, predict_testset_learned
 from test_templatefit import DZ_MAX, GRID, simulated
 
 TRAIN = {

@@ -5,18 +5,19 @@ An experiment gathers what the other stages made into one figure and one table u
 ``results/experiments/<name>/``:
 
 - ``kind: runs``: trained runs (model, combo), each scored on the same test set with the score
-  stage's P = E and |dz| rules (:func:`lymannet.metrics.evaluate`): P/E curves, z_pred vs z_true
+  stage's P = E and |dz| rules (:func:`lymannet.evaluation.evaluate`): P/E curves, z_pred vs z_true
   per run (thesis figs 3.2, 3.5, 3.8), efficiency vs true z (fig 4.2), the |dz| distribution
   (fig D.3, section 6.3) and the validation learning curves. ``mark_z`` counts the predictions
   that pile up around one redshift (z = 3.77: Ly-alpha in the 5800 A arm overlap).
-- ``kind: gallery``: an original spectrum from its data set's training pool and its copies in
-  augmented variant files, one figure per panel (thesis figs 3.3, 3.6, 3.9, 3.10, 3.12).
+- ``kind: gallery`` (`lymannet.experiment_gallery`): an original spectrum from its data set's
+  training pool and its copies in augmented variant files, one figure per panel (thesis figs 3.3,
+  3.6, 3.9, 3.10, 3.12).
 - ``kind: search_chain``: searches each starting from the previous one's best spec; the table of
   thesis tables 4.1/4.2 (before, 1st search, 2nd search) and the optimisation histories.
-- ``kind: seeds``: runs trained with several seeds (``runs[].seeds``, ``.ensemble``), scored on
-  several test sets (default: the summary's): the seed-to-seed spread of each P = E score beside
-  the members' bootstrap intervals, each ensemble against its best member, and the spread of the
-  ensembles of k seeds (every k-subset of the members) for k = 1..n.
+- ``kind: seeds`` (`lymannet.experiment_seeds`): runs trained with several seeds (``runs[].seeds``,
+  ``.ensemble``), scored on several test sets (default: the summary's): the seed-to-seed spread of
+  each P = E score beside the members' bootstrap intervals, each ensemble against its best member,
+  and the spread of the ensembles of k seeds (every k-subset of the members) for k = 1..n.
 
 Experiment runs are not in `runs:` (Snakemake replaces lists when it merges config files, so an
 overlay's `runs:` would drop the demo's): they are listed under their experiment and trained by the
@@ -25,8 +26,7 @@ same `train` rule. Their test sets are ordinary `testsets:` entries with `in_sum
 
 from __future__ import annotations
 
-from itertools import combinations
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -37,26 +37,25 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .bootstrap import Interval  # noqa: E402
-from .config import seed_groups  # noqa: E402
-from .ensemble import ENSEMBLE_LINE, combine_members  # noqa: E402
+from .compare_plots import interval_bar  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 from .figures import save_figure  # noqa: E402
 from .fileio import write_text_atomic  # noqa: E402
-from .lines import LYA, votes_by_name  # noqa: E402
-from .metrics import ScoreOptions, correct_redshift, evaluate, is_detected  # noqa: E402
+from .lines import votes_by_name  # noqa: E402
+from .metrics import ScoreOptions, correct_redshift, is_detected  # noqa: E402
 from .plan import run_label  # noqa: E402
-from .plots import (
+from .plots import (  # noqa: E402
     COLORS,
-    _interval_bar,
+    confidence_scatter,
     efficiency_vs_redshift_axes,
     pe_curve_axes,
     redshift_edges,
-)  # noqa: E402
+)
 from .predict import read_catalogue  # noqa: E402
-from .score import model_facts, read_score, seed_spread, summary_table  # noqa: E402
-from .spectra import SpectraFile  # noqa: E402
+from .summary import EXPERIMENT_STYLE, INTERVAL_COLUMNS, cell, with_error  # noqa: E402
 
-INTERVAL_SUFFIXES = {"_lo": "lo68", "_hi": "hi68", "_lo95": "lo95", "_hi95": "hi95"}
-OVERLAP_A = 5800.0
+_cell = partial(cell, **EXPERIMENT_STYLE)
+_with_error = partial(with_error, **EXPERIMENT_STYLE)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ def run_metrics(
     # bootstrap intervals (lymannet.bootstrap): <figure>_lo/_hi (68%), _lo95/_hi95
     for figure in ("score", "efficiency_at_default", "purity_at_default"):
         interval = summary.get(f"{figure}_interval") or {}
-        for suffix, key in INTERVAL_SUFFIXES.items():
+        for suffix, key in INTERVAL_COLUMNS.items():
             row[f"{figure}{suffix}"] = np.nan if interval.get(key) is None else interval[key]
     row["n_resamples"] = (summary.get("bootstrap") or {}).get("n_resamples", 0)
     if mark_z is not None:
@@ -171,16 +170,7 @@ def compare_runs(
             tab["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy() == options.target_class.upper()
         )
         conf = np.sort(c_line, axis=1)[:, -options.min_lines]
-        order = np.argsort(conf[is_target])
-        points = ax.scatter(
-            z_true[is_target][order],
-            z_pred[is_target][order],
-            c=conf[is_target][order],
-            s=6,
-            cmap="viridis",
-            vmin=0,
-            vmax=1,
-        )
+        points = confidence_scatter(ax, z_true, z_pred, conf, is_target, size=6)
         lo, hi = zoom if zoom else (np.nanmin(z_true[is_target]), np.nanmax(z_true[is_target]))
         lo = np.nanmin(z_true[is_target]) if lo is None else lo
         hi = np.nanmax(z_true[is_target]) if hi is None else hi
@@ -228,7 +218,7 @@ def compare_runs(
     dz_edges = np.logspace(-4, np.log10(max(3.0, 10 * options.dz_max)), 40)
     for (label, tab, c_line, evaluation, hist), color in zip(loaded, colors):
         pe_curve_axes(ax_pe, evaluation.curve, evaluation.crossing, label=label, color=color, annotate=False)
-        _interval_bar(
+        interval_bar(
             ax_pe, evaluation.crossing, Interval.from_dict(evaluation.summary.get("score_interval")), color
         )
         is_target = (
@@ -267,25 +257,6 @@ def compare_runs(
     write_text_atomic(table_csv, table.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(table_md, runs_markdown(table, spec, name, options))
     return table
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def _with_error(row: Any, column: str) -> str:
-    """ "0.943 ± 0.012": the value and the half-width of its 68% interval (<column>_lo/_hi), or the
-    value alone where there is none."""
-    value, lo, hi = (
-        row.get(f"{column}{suffix}") if hasattr(row, "get") else None for suffix in ("", "_lo", "_hi")
-    )
-    if not all(isinstance(v, (int, float, np.number)) and np.isfinite(v) for v in (value, lo, hi)):
-        return _cell(value)
-    return f"{value:.3f} ± {0.5 * (hi - lo):.3f}"
 
 
 def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options: Any) -> str:
@@ -329,310 +300,6 @@ def runs_markdown(table: pd.DataFrame, spec: dict[str, Any], name: str, options:
             + " |"
         )
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------
-# kind: seeds
-
-MAX_SUBSETS = 50  # k-subsets of the members scored per k (all of them up to 50; else a seeded sample)
-
-
-def subset_ensemble_scores(
-    catalogues: dict[int, pd.DataFrame], options: Any, seed: int = 0
-) -> dict[int, list[float]]:
-    """P = E scores of the ensembles of k members, for every k-subset of the members (a seeded
-    sample of MAX_SUBSETS where there are more), k = 1..n: k = 1 gives the members' own scores on
-    their PROB (the same as on their line confidences: PROB is monotonic in the detection score),
-    k = n the full ensemble's. The subsets share members, so the spread at k is that of the
-    k-ensembles one could have trained, not of independent ones."""
-
-    seeds = sorted(catalogues)
-    rng = np.random.default_rng(seed)
-    scores: dict[int, list[float]] = {}
-    for k in range(1, len(seeds) + 1):
-        subsets = list(combinations(seeds, k))
-        if len(subsets) > MAX_SUBSETS:
-            subsets = [subsets[i] for i in sorted(rng.choice(len(subsets), MAX_SUBSETS, replace=False))]
-        scores[k] = []
-        for subset in subsets:
-            if k == 1:
-                table = catalogues[subset[0]].assign(
-                    **{f"C_{ENSEMBLE_LINE.name}": catalogues[subset[0]]["PROB"]}
-                )
-            else:
-                table = combine_members([catalogues[s] for s in subset], list(subset))
-            c_line = table[[f"C_{ENSEMBLE_LINE.name}"]].to_numpy(float)
-            scores[k].append(float(evaluate(table, c_line, options).summary["score"] or np.nan))
-    return scores
-
-
-def compare_seeds(
-    spec: dict[str, Any],
-    scores: list[str],
-    predictions: list[str],
-    model_files: list[str],
-    testsets: list[str],
-    score_options: dict[str, Any],
-    figure: str,
-    table_md: str,
-    table_csv: str,
-    name: str = "",
-) -> pd.DataFrame:
-    """kind seeds: per run and test set the members' scores (mean, sd, min-max, bootstrap
-    half-width), the ensemble against its best member and the spread of k-seed ensembles."""
-
-    options = ScoreOptions.from_config(score_options)
-    groups = seed_groups(spec["runs"])
-    records = [read_score(path) for path in scores]
-    table = summary_table(records, model_facts(list(model_files)), list(testsets))
-    spread = seed_spread(table, groups, list(testsets))
-    by_path = {}
-    for path in predictions:
-        model, combo, testset = Path(path).parts[-3], Path(path).parts[-2], Path(path).stem
-        by_path[(model, combo, testset)] = path
-    rows = []
-    for group, (_, summary) in zip(groups, spread.iterrows()):
-        for testset in testsets:
-            row: dict[str, Any] = {
-                "run": f"{group['model']}/{group['combo']}",
-                "model": group["model"],
-                "combo": group["combo"],
-                "testset": testset,
-                "seeds": summary["seeds"],
-                "n_seeds": summary["n_seeds"],
-            }
-            for key, column in (
-                ("mean", ""),
-                ("sd", "_sd"),
-                ("min", "_min"),
-                ("max", "_max"),
-                ("boot68", "_boot68"),
-            ):
-                row[key] = summary[f"score_{testset}{column}"]
-            members = table[
-                table["model"].isin([m for m, _ in group["members"]]) & (table["combo"] == group["combo"])
-            ]
-            for (member, _), seed in zip(group["members"], group["seeds"]):
-                hit = members[members["model"] == member]
-                row[f"seed{seed}"] = float(hit[f"score_{testset}"].iloc[0]) if len(hit) else np.nan
-            if group["ensemble"]:
-                row["ensemble"] = summary[f"ensemble_{testset}"]
-                row["ensemble_boot68"] = 0.5 * (
-                    summary[f"ensemble_{testset}_hi"] - summary[f"ensemble_{testset}_lo"]
-                )
-                row["best_member"] = summary[f"best_member_{testset}"]
-                row["ensemble_minus_best"] = summary[f"ensemble_minus_best_{testset}"]
-                row["ensemble_minus_mean"] = row["ensemble"] - row["mean"]
-                catalogues = {
-                    seed: read_catalogue(by_path[(member, combo, testset)]).table
-                    for (member, combo), seed in zip(group["members"], group["seeds"])
-                    if (member, combo, testset) in by_path
-                }
-                if len(catalogues) >= 2:
-                    for k, values in subset_ensemble_scores(catalogues, options).items():
-                        row[f"k{k}_mean"] = float(np.mean(values))
-                        row[f"k{k}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
-                        row[f"k{k}_n"] = len(values)
-            rows.append(row)
-    result = pd.DataFrame(rows)
-
-    fig, axes = plt.subplots(1, len(testsets), figsize=(3.2 * len(testsets), 4.0), squeeze=False)
-    for ax, testset in zip(axes[0], testsets):
-        subset = result[result["testset"] == testset].reset_index(drop=True)
-        for x, row in subset.iterrows():
-            seeds = [c for c in row.index if c.startswith("seed") and c != "seeds" and pd.notna(row[c])]
-            values = np.array([row[c] for c in seeds], float)
-            ax.errorbar(
-                np.full(len(values), x) + np.linspace(-0.15, 0.15, len(values)),
-                values,
-                yerr=row["boot68"],
-                fmt="o",
-                color="tab:blue",
-                markersize=3,
-                capsize=1.5,
-                linewidth=0.8,
-                label="seeds (± bootstrap 68%)" if x == 0 else None,
-            )
-            ax.errorbar(
-                [x + 0.3],
-                [row["mean"]],
-                yerr=[row["sd"]],
-                fmt="s",
-                color="black",
-                markersize=4,
-                capsize=3,
-                label="mean ± sd" if x == 0 else None,
-            )
-            if pd.notna(row.get("ensemble", np.nan)):
-                ax.errorbar(
-                    [x + 0.45],
-                    [row["ensemble"]],
-                    yerr=[row["ensemble_boot68"]],
-                    fmt="*",
-                    color="crimson",
-                    markersize=9,
-                    capsize=2,
-                    label="ensemble" if x == 0 else None,
-                )
-        ax.set_xticks(range(len(subset)))
-        ax.set_xticklabels(subset["model"], rotation=30, fontsize=8)
-        ax.set_title(testset, fontsize=9)
-        ax.set_ylabel("P = E score")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(spec.get("title") or name, fontsize=11)
-    fig.tight_layout()
-    save_figure(fig, figure)
-    write_text_atomic(table_csv, result.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(table_md, seeds_markdown(result, spec, name))
-    return result
-
-
-def seeds_markdown(result: pd.DataFrame, spec: dict[str, Any], name: str) -> str:
-    ks = sorted({int(c[1:-5]) for c in result.columns if c.startswith("k") and c.endswith("_mean")})
-    head = [
-        "test set",
-        "seeds",
-        "mean ± sd",
-        "min-max",
-        "boot ± (members)",
-        "ensemble ± boot",
-        "best member",
-        "ensemble - best",
-        "ensemble - mean",
-    ] + [f"sd of {k}-seed ensembles" for k in ks]
-    lines = [
-        f"# {spec.get('title') or name}",
-        "",
-        "P = E scores of each run's seeds: mean ± standard deviation over the seeds, range, and the mean "
-        "half-width of the members' 68% bootstrap intervals (the test set's noise). Ensemble: mean of the "
-        "members' calibrated PROB, Z from the most confident member. sd of k-seed ensembles: over every "
-        "k-subset of the seeds (k = 1: the members).",
-        "",
-    ]
-    for run, group in result.groupby("run", sort=False):
-        lines += [f"## {run}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for _, row in group.iterrows():
-            seeds = " ".join(
-                f"{row[c]:.3f}"
-                for c in row.index
-                if c.startswith("seed") and c != "seeds" and pd.notna(row[c])
-            )
-            cells = [
-                row["testset"],
-                seeds,
-                f"{_cell(row['mean'])} ± {_cell(row['sd'])}",
-                f"{_cell(row['min'])}-{_cell(row['max'])}",
-                _cell(row["boot68"]),
-            ]
-            if pd.notna(row.get("ensemble", np.nan)):
-                cells += [
-                    f"{_cell(row['ensemble'])} ± {_cell(row['ensemble_boot68'])}",
-                    _cell(row["best_member"]),
-                    f"{row['ensemble_minus_best']:+.3f}",
-                    f"{row['ensemble_minus_mean']:+.3f}",
-                ]
-            else:
-                cells += ["-"] * 4
-            cells += [_cell(row.get(f"k{k}_sd", np.nan)) for k in ks]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# kind: gallery
-
-
-def _pick_parent(original: pd.DataFrame, variants: list[pd.DataFrame], seed: int = 0) -> int:
-    """An LBG present in the original and in every variant: the brightest of those within 0.3 of
-    the median redshift (lines and breaks then show best, away from the grid's edges), ties
-    broken by TARGETID."""
-    parents = set(original["TARGETID"].to_numpy(np.int64))
-    for truth in variants:
-        parents &= set(truth["PARENT_TARGETID"].to_numpy(np.int64))
-    candidates = original[original["TARGETID"].isin(parents)]
-    lbg = candidates[candidates["SPECTYPE"].astype(str).str.strip() == "LBG"]
-    candidates = lbg if len(lbg) else candidates
-    if not len(candidates):
-        raise ValueError("no object of the original file has a copy in every variant of the panel")
-    z = candidates["Z"].to_numpy(float)
-    if np.isfinite(z).any():
-        central = np.abs(z - np.nanmedian(z)) < 0.3
-        candidates = candidates[central] if central.any() else candidates
-    if "MAG_R" in candidates and np.isfinite(candidates["MAG_R"].to_numpy(float)).any():
-        candidates = candidates.sort_values(["MAG_R", "TARGETID"])
-    return int(candidates["TARGETID"].iloc[0])
-
-
-def _smooth(flux: np.ndarray, ivar: np.ndarray, width: int = 3) -> np.ndarray:
-    kernel = np.ones(width) / width
-    return np.convolve(np.where(ivar > 0, flux, 0.0), kernel, mode="same")
-
-
-def gallery_figure(
-    panel: dict[str, Any], original: str, variant_files: list[str], figure: str
-) -> dict[str, Any]:
-    """One panel: the original spectrum on top, each variant's copy below it (thesis figs 3.3,
-    3.6, 3.9, 3.10), the overlap window and the Ly-alpha line marked where asked."""
-
-    with SpectraFile(original) as handle:
-        truth0 = handle.truth
-        copies = []
-        for path in variant_files:
-            with SpectraFile(path) as vhandle:
-                copies.append(vhandle.truth)
-        parent = _pick_parent(truth0, copies)
-        row0 = int(np.flatnonzero(truth0["TARGETID"].to_numpy(np.int64) == parent)[0])
-        spectra0 = handle.read("network", row0, row0 + 1)
-        wave = handle.wavelength_of("network")
-    fig, axes = plt.subplots(
-        1 + len(variant_files), 1, figsize=(11, 2.6 * (1 + len(variant_files))), sharex=True, squeeze=False
-    )
-    axes = axes[:, 0]
-    z0 = float(truth0["Z"].iloc[row0])
-
-    def draw(ax: Any, flux: np.ndarray, ivar: np.ndarray, z: float, title: str, color: str) -> None:
-        ax.plot(wave, _smooth(flux, ivar), color=color, linewidth=0.8)
-        if "overlap" in panel.get("mark", []):
-            width = 40.0
-            ax.axvspan(OVERLAP_A - width / 2, OVERLAP_A + width / 2, color="orange", alpha=0.3, linewidth=0)
-        if "lya" in panel.get("mark", []) and np.isfinite(z):
-            ax.axvline(LYA * (1 + z), color="crimson", linestyle="--", linewidth=0.8)
-            ax.axvspan(LYA * (1 + z) - 20, LYA * (1 + z) + 20, color="crimson", alpha=0.12, linewidth=0)
-        ax.set_title(title, fontsize=9, loc="left")
-        ax.set_ylabel("network input")
-        ax.grid(alpha=0.3)
-
-    draw(
-        axes[0],
-        spectra0.flux[0],
-        spectra0.ivar[0],
-        z0,
-        f"original (training pool {Path(original).stem}): " f"TARGETID {parent}, z = {z0:.3f}",
-        "tab:blue",
-    )
-    facts = {"parent_targetid": parent, "z_original": z0, "copies": []}
-    for ax, path, truth in zip(axes[1:], variant_files, copies):
-        row = int(np.flatnonzero(truth["PARENT_TARGETID"].to_numpy(np.int64) == parent)[0])
-        with SpectraFile(path) as vhandle:
-            spectra = vhandle.read("network", row, row + 1)
-        z = float(truth["Z"].iloc[row])
-        source = str(truth["SOURCE"].iloc[row]) if "SOURCE" in truth else Path(path).stem
-        draw(
-            ax,
-            spectra.flux[0],
-            spectra.ivar[0],
-            z,
-            f"variant {source!r} ({Path(path).name}): z = {z:.3f}",
-            "tab:orange",
-        )
-        facts["copies"].append({"variant": source, "z": z})
-    axes[-1].set_xlabel("observed wavelength [A]")
-    fig.suptitle(panel.get("title") or panel["name"], fontsize=11)
-    fig.tight_layout()
-    save_figure(fig, figure)
-    return facts
 
 
 # ----------------------------------------------------------------------------------------------

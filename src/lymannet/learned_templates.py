@@ -3,7 +3,7 @@
 The ``template_fit`` baseline (:mod:`lymannet.templatefit`) fits templates rendered by the
 simulator's own noiseless models: on simulated data it knows the generating model, an oracle.
 Here the templates come from the spectra of a training split only, as Redrock's do (PCA bases of
-archetype spectra), and the fit is the same code (:func:`lymannet.templatefit.fit_spectra`: coarse
+archetype spectra), and the fit is the same code (:func:`lymannet.chi2fit.fit_spectra`: coarse
 and fine redshift scan, Legendre polynomial, ZWARN, Delta-chi2 confidence); only the template
 source differs. Nothing here calls the simulator or reads a test set.
 
@@ -24,10 +24,11 @@ source differs. Nothing here calls the simulator or reads a test set.
 2. A weighted rank-K factorisation F ~ C B (K = 1 + ``components``), every pixel weighted by its
    ivar, by alternating weighted least squares (heteroscedastic matrix factorisation, Tsalmantza
    & Hogg 2012, ApJ 753, 122; the same fixed point as the EM-PCA with noise weights of Bailey 2012,
-   PASP 124, 1015). Each spectrum has its own K coefficients, so its normalisation is fitted, not
-   guessed from a rest range it may only partly cover, and pixels without data simply do not
-   enter its fit: gaps are handled by the weights, not filled. Rest pixels that fewer than
-   ``min_coverage`` spectra reach take the basis interpolated from their neighbours.
+   PASP 124, 1015; :mod:`lymannet.empca`). Each spectrum has its own K coefficients, so its
+   normalisation is fitted, not guessed from a rest range it may only partly cover, and pixels
+   without data simply do not enter its fit: gaps are handled by the weights, not filled. Rest
+   pixels that fewer than ``min_coverage`` spectra reach take the basis interpolated from their
+   neighbours.
 3. The subspace is written as Redrock writes a template: vector 0 the mean spectrum (the
    S/N-weighted mean of every spectrum's model normalised to unit norm over the rest grid, gaps
    thus filled by its own model), then ``components`` eigenvectors of the scatter of those
@@ -42,13 +43,8 @@ line galaxies need signed departures from a mean. NMF's non-negative components 
 with non-negative coefficients, a non-negative least-squares solve per spectrum and redshift,
 many times the cost of the scan. Redrock uses PCA for the same reason.
 
-**Fit** (:func:`build_learned_template_set`): a class's basis vectors are interpolated at each
-network pixel centre moved to the rest frame of every trial redshift (they already carry the
-observed pixels' width: no further bin averaging), over the class's redshift range in the
-training split (``z_ranges`` overrides it) narrowed so that every trial redshift sees the
-template over the whole observed range. Coefficients: the mean's amplitude >= 0 and the
-eigenvectors free (``mean_amplitude: nonnegative``, default), or all free as Redrock does
-(``free``).
+The fit of these templates (a template set on the network grid, a test set's catalogue) is
+:mod:`lymannet.templatefit_learned`.
 """
 
 from __future__ import annotations
@@ -64,9 +60,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .empca import weighted_eigenvectors, weighted_mean
 from .errors import ConfigError, InputFileError
 from .grid import Grid
-from .templatefit import TemplateFitOptions, TemplateSet, options_of, z_grid
+from .templatefit import options_of
 
 log = logging.getLogger("lymannet.learned_templates")
 
@@ -75,7 +72,6 @@ RIDGE_SPECTRA = 10.0  # eigenvector ridge: worth this many average spectra witho
 MIN_INFORMATION = (
     1e-3  # rest pixels where the mean's inverse variance is below this x its median are not learned
 )
-MEAN_AMPLITUDES = ("nonnegative", "free")
 
 
 @dataclass
@@ -260,32 +256,8 @@ def to_rest_frame(
 
 
 # --------------------------------------------------------------------------------------------
-# Weighted low-rank factorisation
+# Learning from a training split
 # --------------------------------------------------------------------------------------------
-
-
-def _pair_matrix(pairs: np.ndarray, n_basis: int) -> np.ndarray:
-    """(..., K(K+1)/2) pair values i <= j (np.triu_indices order) -> symmetric (..., K, K)."""
-    i, j = np.triu_indices(n_basis)
-    out = np.empty(pairs.shape[:-1] + (n_basis, n_basis), pairs.dtype)
-    out[..., i, j] = pairs
-    out[..., j, i] = pairs
-    return out
-
-
-def _solve_batched(gram_pairs: np.ndarray, rhs: np.ndarray, n_basis: int, ridge: float = 0.0) -> np.ndarray:
-    """Solve (M, K, K) x = (M, K) given the upper triangles (M, K(K+1)/2), plus `ridge` on the
-    diagonal and a relative 1e-9 so that a system without data gives 0, not an exception."""
-    gram = _pair_matrix(gram_pairs, n_basis)
-    scale = np.maximum(np.einsum("mkk->m", gram) / n_basis, 1e-30)
-    gram = gram + (1e-9 * scale + ridge)[:, None, None] * np.eye(n_basis)
-    return np.linalg.solve(gram, rhs[..., None])[..., 0]
-
-
-def _pair_products(vectors: np.ndarray) -> np.ndarray:
-    """(K, M) -> (K(K+1)/2, M): products of every pair i <= j (np.triu_indices order)."""
-    i, j = np.triu_indices(vectors.shape[0])
-    return vectors[i] * vectors[j]
 
 
 def _interpolate_columns(basis: np.ndarray, x: np.ndarray, poor: np.ndarray) -> np.ndarray:
@@ -297,78 +269,6 @@ def _interpolate_columns(basis: np.ndarray, x: np.ndarray, poor: np.ndarray) -> 
     for k in range(basis.shape[0]):
         out[k, poor] = np.interp(x[poor], x[good], basis[k, good])
     return out
-
-
-def weighted_mean(
-    flux: np.ndarray, ivar: np.ndarray, iterations: int = 10
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rank-1 weighted factorisation flux_i ~ a_i mean: (amplitudes (N,), mean (R,), the mean's
-    inverse variance sum_i ivar a_i^2 (R,)), alternating least squares from the weighted stack."""
-    w = np.asarray(ivar, np.float64)
-    wf = w * np.asarray(flux, np.float64)
-    mean = wf.sum(axis=0) / np.maximum(w.sum(axis=0), 1e-300)
-    amplitude = np.ones(w.shape[0])
-    for _ in range(iterations):
-        amplitude = (wf @ mean) / np.maximum(w @ (mean * mean), 1e-300)
-        information = (amplitude * amplitude) @ w
-        mean = np.where(information > 0, (amplitude @ wf) / np.maximum(information, 1e-300), 0.0)
-        scale = np.sum(information * mean) / max(
-            np.sum(information), 1e-300
-        )  # information-weighted mean flux 1
-        mean, amplitude = mean / scale, amplitude * scale
-    return amplitude, mean, (amplitude * amplitude) @ w
-
-
-def weighted_eigenvectors(
-    resid: np.ndarray,
-    weight: np.ndarray,
-    n_vectors: int,
-    iterations: int,
-    rng: np.random.Generator,
-    prior_spectra: float = 10.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """Weighted PCA with missing data: resid (N, R) ~ C E, minimising sum weight (resid - C E)^2 +
-    lambda |E|^2 by alternating least squares (EM-PCA with weights, Bailey 2012; pixels of weight
-    0 do not enter), E's rows orthonormalised at each step. The ridge lambda is worth
-    `prior_spectra` average spectra without departure from the mean, so that an eigenvector goes
-    to 0 where fewer spectra than that reach instead of fitting their noise. Returns (E (n, R) in
-    order of decreasing variance, C (N, n), each eigenvector's variance (n,), chi2 per iteration)."""
-    r = np.asarray(resid, np.float64)
-    v = np.asarray(weight, np.float64)
-    vr = v * r
-    vr_t, v_t = np.ascontiguousarray(vr.T), np.ascontiguousarray(v.T)
-    observations_per_pixel = max(np.count_nonzero(v), 1) / r.shape[1]
-    vectors = np.linalg.qr(rng.standard_normal((r.shape[1], n_vectors)))[0].T
-    history: list[float] = []
-    for _ in range(iterations):
-        coeffs = _solve_batched(v @ _pair_products(vectors).T, vr @ vectors.T, n_vectors)  # (N, n)
-        gram = v_t @ _pair_products(coeffs.T).T  # (R, n(n+1)/2): per pixel sum_i v c c'
-        # one average spectrum's contribution to a pixel's diagonal, times prior_spectra
-        average = (
-            np.trace(_pair_matrix(gram.sum(axis=0), n_vectors))
-            / n_vectors
-            / r.shape[1]
-            / observations_per_pixel
-        )
-        vectors = _solve_batched(gram, vr_t @ coeffs, n_vectors, prior_spectra * average).T
-        q, upper = np.linalg.qr(vectors.T)
-        vectors, coeffs = q.T, coeffs @ upper.T
-        history.append(float((v * (r - coeffs @ vectors) ** 2).sum()))
-    coeffs = _solve_batched(v @ _pair_products(vectors).T, vr @ vectors.T, n_vectors)
-    # within the span, the principal directions of the coefficients' scatter, each spectrum
-    # weighted by its information I / (I + median I) so that noisy coefficients do not decide the order
-    info = v.sum(axis=1)
-    omega = info / (info + max(np.median(info[info > 0]) if (info > 0).any() else 1.0, 1e-300))
-    centred = coeffs - omega @ coeffs / max(omega.sum(), 1e-300)
-    cov = (centred * omega[:, None]).T @ centred / max(omega.sum(), 1e-300)
-    values, rotation = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1]
-    return rotation[:, order].T @ vectors, coeffs @ rotation[:, order], values[order].clip(min=0), history
-
-
-# --------------------------------------------------------------------------------------------
-# Learning from a training split
-# --------------------------------------------------------------------------------------------
 
 
 def learn_basis(
@@ -586,150 +486,3 @@ def load_learned(path: str | Path) -> LearnedTemplates:
     except (OSError, ValueError, KeyError) as error:
         raise InputFileError(f"unreadable learned-templates file ({error})", path) from None
     return LearnedTemplates(bases, meta)
-
-
-# --------------------------------------------------------------------------------------------
-# Learned bases -> a TemplateSet for lymannet.templatefit's fit
-# --------------------------------------------------------------------------------------------
-
-
-def class_z_range(
-    spectype: str, bases: list[LearnedBasis], options: TemplateFitOptions
-) -> tuple[float, float]:
-    """The configured range, else the class's training redshifts narrowed to those at which every
-    basis covers the observed range with data: lambda_obs,max / rest_max - 1 <= z <= lambda_obs,min / rest_min - 1.
-    """
-    if spectype in options.z_ranges:
-        lo, hi = (float(v) for v in options.z_ranges[spectype])
-        if hi < lo or lo <= -1:
-            raise ConfigError(
-                f"baseline.learned_templates.z_ranges.{spectype} must be [low, high] with -1 < low <= high"
-            )
-        return lo, hi
-    lo = min(b.z_range[0] for b in bases)
-    hi = max(b.z_range[1] for b in bases)
-    fit_lo = max(b.observed[1] / b.rest_wave[-1] - 1 for b in bases)
-    fit_hi = min(b.observed[0] / b.rest_wave[0] - 1 for b in bases)
-    if max(lo, fit_lo) <= min(hi, fit_hi):
-        lo, hi = max(lo, fit_lo), min(hi, fit_hi)
-    else:
-        log.warning(
-            "%s: no redshift sees its templates over the whole observed range; fitting its training "
-            "range %.3f-%.3f with the templates' end values beyond them",
-            spectype,
-            lo,
-            hi,
-        )
-    return lo, hi
-
-
-def build_learned_template_set(
-    grid: Grid,
-    learned: LearnedTemplates | str | Path,
-    options: TemplateFitOptions | dict[str, Any] | None = None,
-    mean_amplitude: str = "nonnegative",
-) -> TemplateSet:
-    """Every learned class's basis on `grid` over its fine redshift grid (no IGM: the training
-    spectra carried theirs): models (V, K, Z, P), V the class's SUBTYPE groups (1 without)."""
-    started = time.perf_counter()
-    source = (
-        str(learned)
-        if not isinstance(learned, LearnedTemplates)
-        else learned.meta.get("train", {}).get("path")
-    )
-    learned = learned if isinstance(learned, LearnedTemplates) else load_learned(learned)
-    options = options if isinstance(options, TemplateFitOptions) else TemplateFitOptions.from_dict(options)
-    if mean_amplitude not in MEAN_AMPLITUDES:
-        raise ConfigError(
-            f"baseline.learned_templates.mean_amplitude must be one of {MEAN_AMPLITUDES}, "
-            f"not {mean_amplitude!r}"
-        )
-    classes = [c.upper() for c in options.classes] or learned.classes
-    missing = sorted(set(classes) - set(learned.classes))
-    if missing:
-        raise ConfigError(
-            f"baseline.learned_templates.classes: {missing} have no learned template; "
-            f"learned: {learned.classes}"
-        )
-    trained_on = learned.meta.get("grid")
-    if trained_on and Grid(**trained_on) != grid:
-        log.warning(
-            "templates learned on grid %s, fitted on %s: they carry the training grid's pixel width",
-            trained_on,
-            grid.to_dict(),
-        )
-    ln_centres = np.log(np.asarray(grid.centres, np.float64))
-    z_by_class, models, labels = {}, {}, {}
-    for spectype in classes:
-        bases = learned.of_class(spectype)
-        z = z_grid(*class_z_range(spectype, bases, options), options.z_step)
-        n_basis = {b.basis.shape[0] for b in bases}
-        if len(n_basis) != 1:
-            raise InputFileError(
-                f"{spectype}: its groups have different numbers of basis vectors {n_basis}", source
-            )
-        out = np.empty((len(bases), n_basis.pop(), z.size, grid.n_pixels), np.float32)
-        ln_rest = ln_centres[None, :] - np.log1p(z)[:, None]  # (Z, P)
-        for v, b in enumerate(bases):
-            x = np.log(np.asarray(b.rest_wave, np.float64))
-            for k in range(b.basis.shape[0]):
-                out[v, k] = np.interp(ln_rest, x, b.basis[k].astype(np.float64))
-        z_by_class[spectype], models[spectype], labels[spectype] = z, out, [b.label for b in bases]
-    tset = TemplateSet(
-        np.asarray(grid.wavelength, float),
-        z_by_class,
-        models,
-        labels,
-        options.coarse_factor,
-        mean_amplitude=mean_amplitude,
-        source=f"learned from {source}",
-    )
-    for spectype in classes:
-        tset.coarse_matrices(spectype)  # built here, so that the fit's timing is the fit's alone
-        tset.fine_models(spectype)
-    tset.build_seconds = time.perf_counter() - started
-    log.info(
-        "learned template set: %s on a %d-pixel grid, built in %.1f s",
-        ", ".join(
-            f"{c} {models[c].shape[0]}x{models[c].shape[1]} vectors x {z_by_class[c].size} z "
-            f"({z_by_class[c][0]:.3f}-{z_by_class[c][-1]:.3f})"
-            for c in classes
-        ),
-        grid.n_pixels,
-        tset.build_seconds,
-    )
-    return tset
-
-
-def predict_testset_learned(
-    testset: str | Path,
-    templates: str | Path,
-    output: str | Path,
-    fit_options: dict[str, Any] | None = None,
-    predict_options: dict[str, Any] | None = None,
-    name: str = "template_fit_learned",
-) -> pd.DataFrame:
-    """The template fit of :func:`lymannet.templatefit.predict_testset_templatefit` with learned templates."""
-    from .templatefit import predict_testset_templatefit
-
-    fit_options = dict(fit_options or {})
-    mean_amplitude = str(fit_options.pop("mean_amplitude", "nonnegative"))
-    learned = load_learned(templates)
-
-    def source(grid: Grid, opts: TemplateFitOptions) -> TemplateSet:
-        return build_learned_template_set(grid, learned, opts, mean_amplitude)
-
-    config = {
-        "mean_amplitude": mean_amplitude,
-        "learned": {k: learned.meta.get(k) for k in ("options", "train", "groups")},
-    }
-    return predict_testset_templatefit(
-        testset,
-        output,
-        fit_options,
-        predict_options,
-        name,
-        template_source=source,
-        source_inputs={"templates": templates},
-        source_config=config,
-    )

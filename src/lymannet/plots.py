@@ -1,4 +1,5 @@
-"""Figures of the score and compare stages, in the style of the LBG thesis (Taran 2023).
+"""Figures of the score stage, in the style of the LBG thesis (Taran 2023); the compare stage's
+are `lymannet.compare_plots`'s, drawn with the axes and styles of this one.
 
 Each ``*_axes`` function draws on a given matplotlib Axes, so panels compose; the ``plot_*`` /
 ``*_figure`` functions build a whole figure and write it atomically (Agg backend, PNG).
@@ -18,14 +19,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .figures import save_figure  # noqa: E402
+from .lines import LYA  # noqa: E402
 from .metrics import Crossing, binned_efficiency  # noqa: E402
+from .simulated_figure import smooth  # noqa: E402
 
 PURITY_STYLE = {"linestyle": "-"}
 EFFICIENCY_STYLE = {"linestyle": "--"}
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _empty(ax: plt.Axes, message: str) -> None:
+def empty_axes(ax: plt.Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4", wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -34,14 +37,14 @@ def _empty(ax: plt.Axes, message: str) -> None:
 def note_figure(path: str | Path, message: str) -> None:
     """A figure that only says why there is nothing to draw (an output the rule must still write)."""
     fig, ax = plt.subplots(figsize=(6, 2))
-    _empty(ax, message)
+    empty_axes(ax, message)
     save_figure(fig, path)
 
 
 CHANCE_STYLE = {"color": "0.35", "linestyle": ":", "linewidth": 1.2}
 
 
-def _chance_levels(chance: float | Sequence[float] | None) -> list[float]:
+def distinct_chance_levels(chance: float | Sequence[float] | None) -> list[float]:
     """The distinct finite chance levels (to 3 decimals) of one value or several (one per run)."""
     values = [] if chance is None else np.atleast_1d(np.asarray(chance, float)).tolist()
     return sorted({round(v, 3) for v in values if np.isfinite(v)})
@@ -49,7 +52,7 @@ def _chance_levels(chance: float | Sequence[float] | None) -> list[float]:
 
 def chance_label(chance: float | Sequence[float] | None) -> str:
     """Legend text of the chance level(s): a random guess's score under the same rules."""
-    levels = _chance_levels(chance)
+    levels = distinct_chance_levels(chance)
     if len(levels) == 1:
         return f"chance level {levels[0]:.3f} (random guess)"
     return f"chance levels {levels[0]:.3f}-{levels[-1]:.3f} (random guess; its N(z) is per run)"
@@ -58,7 +61,7 @@ def chance_label(chance: float | Sequence[float] | None) -> str:
 def chance_line(ax: plt.Axes, chance: float | Sequence[float] | None) -> None:
     """The score of a random guess (random confidence, redshift drawn from the training N(z);
     lymannet.metrics), a dotted line; one per distinct level where runs differ."""
-    for k, level in enumerate(_chance_levels(chance)):
+    for k, level in enumerate(distinct_chance_levels(chance)):
         ax.axhline(level, label=chance_label(chance) if k == 0 else "_chance", **CHANCE_STYLE)
 
 
@@ -127,7 +130,7 @@ def efficiency_vs_redshift_axes(
 ) -> None:
     """Efficiency in bins of true redshift, mean efficiency in the legend (thesis fig 4.2, left)."""
     if not len(z_true):
-        _empty(ax, "no true target in this test set")
+        empty_axes(ax, "no true target in this test set")
         return
     table = binned_efficiency(z_true, is_good, edges)
     shown = table["N"] > 0
@@ -158,6 +161,30 @@ def redshift_edges(z_true: np.ndarray, width: float = 0.1) -> np.ndarray:
     return np.arange(low, high + width / 2, width) if high > low else np.array([low, low + width])
 
 
+def confidence_scatter(
+    ax: plt.Axes,
+    z_true: np.ndarray,
+    z_pred: np.ndarray,
+    confidence: np.ndarray,
+    is_target: np.ndarray,
+    size: float,
+    label: str | None = None,
+) -> Any:
+    """Predicted vs true redshift of the true targets, coloured by confidence (0 to 1, viridis),
+    the confident points drawn last, on top; returns the scatter for a colorbar."""
+    order = np.argsort(confidence[is_target])
+    return ax.scatter(
+        z_true[is_target][order],
+        z_pred[is_target][order],
+        c=confidence[is_target][order],
+        s=size,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        label=label,
+    )
+
+
 def redshift_scatter_axes(
     ax: plt.Axes,
     z_true: np.ndarray,
@@ -179,16 +206,8 @@ def redshift_scatter_axes(
             linewidths=0.6,
             label=f"contaminants ({int(others.sum())})",
         )
-    order = np.argsort(confidence[is_target])  # confident points drawn last, on top
-    points = ax.scatter(
-        z_true[is_target][order],
-        z_pred[is_target][order],
-        c=confidence[is_target][order],
-        s=7,
-        cmap="viridis",
-        vmin=0,
-        vmax=1,
-        label=f"{target_class} ({int(is_target.sum())})",
+    points = confidence_scatter(
+        ax, z_true, z_pred, confidence, is_target, size=7, label=f"{target_class} ({int(is_target.sum())})"
     )
     lo = float(np.nanmin(np.concatenate([z_true, z_pred]))) if len(z_true) else 0.0
     hi = float(np.nanmax(np.concatenate([z_true, z_pred]))) if len(z_true) else 1.0
@@ -214,7 +233,7 @@ def dz_histogram_axes(ax: plt.Axes, dz: np.ndarray, dz_max: float, target_class:
     """|z_pred - z_true| of true targets on log-log axes: the core and the catastrophic tail both show."""
     dz = np.abs(np.asarray(dz, float))
     if not len(dz):
-        _empty(ax, "no true target in this test set")
+        empty_axes(ax, "no true target in this test set")
         return
     floor = 1e-4  # |dz| below this (incl. exact 0) goes in the first bin
     top = max(float(dz.max()), 10 * dz_max)
@@ -274,7 +293,7 @@ def efficiency_vs_magnitude_axes(
     known = truth["TEMPLATE"].to_numpy() >= 0 if "TEMPLATE" in truth else np.zeros(len(truth), bool)
     known &= np.isfinite(truth["MAG_R"].to_numpy(float)) if "MAG_R" in truth else False
     if not known.any():
-        _empty(ax, "no TEMPLATE / MAG_R for the targets\nof this test set")
+        empty_axes(ax, "no TEMPLATE / MAG_R for the targets\nof this test set")
         return
     mag, template = truth["MAG_R"].to_numpy(float), truth["TEMPLATE"].to_numpy()
     z = truth["Z"].to_numpy(float)
@@ -357,199 +376,6 @@ def score_figure(
     save_figure(fig, path)
 
 
-def compare_pe_figure(
-    path: str | Path,
-    entries: list[tuple[str, pd.DataFrame, Crossing]],
-    title: str,
-    zoom: bool = True,
-    chance: float | Sequence[float] | None = None,
-    intervals: Sequence[Any] | None = None,
-) -> None:
-    """Several models' P/E curves on one test set (thesis figs 5.1-5.3), with a zoom on the crossings
-    and the chance level (a random guess's score) as a dotted line. ``intervals``: each entry's
-    score Interval (lymannet.bootstrap) or None; its 68% interval is an error bar on the P = E point."""
-    intervals = list(intervals) if intervals is not None else [None] * len(entries)
-    ncols = 2 if zoom else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.6 * ncols, 5.2), squeeze=False)
-    for ax in axes[0]:
-        chance_line(ax, chance)
-        for k, (label, curve, crossing) in enumerate(entries):
-            score = f"{crossing.score:.3f}" if np.isfinite(crossing.score) else "n/a"
-            pe_curve_axes(
-                ax,
-                curve,
-                crossing,
-                label=f"{label} [score {score}]",
-                color=COLORS[k % len(COLORS)],
-                annotate=False,
-            )
-            _interval_bar(ax, crossing, intervals[k], COLORS[k % len(COLORS)])
-    axes[0, 0].set_title(title, fontsize=11)
-    _compact_legend(axes[0, 0], entries, chance, intervals)
-    if zoom:
-        scores = [c.score for _, _, c in entries if np.isfinite(c.score)]
-        thresholds = [c.threshold for _, _, c in entries if np.isfinite(c.threshold)]
-        if scores:
-            ax = axes[0, 1]
-            ax.set_ylim(max(0.0, min(scores) - 0.1), min(1.02, max(scores) + 0.06))
-            # A logit axis: crossings at 0.8 and at 0.999 are both readable.
-            ax.set_xscale("logit")
-            ax.set_xlim(*_logit_limits(min(thresholds), max(thresholds)))
-            ax.set_title("zoom on the P = E points (logit axis)", fontsize=11)
-        else:
-            _empty(axes[0, 1], "no model has a defined P = E score")
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _interval_bar(ax: plt.Axes, crossing: Crossing, interval: Any, color: str) -> None:
-    """The 68% interval of a P = E score, a vertical error bar on its point."""
-    if (
-        interval is None
-        or not np.isfinite(crossing.score)
-        or not np.isfinite([interval.lo68, interval.hi68]).all()
-    ):
-        return
-    ax.errorbar(
-        [crossing.threshold],
-        [crossing.score],
-        yerr=[[max(0.0, crossing.score - interval.lo68)], [max(0.0, interval.hi68 - crossing.score)]],
-        fmt="none",
-        ecolor=color,
-        elinewidth=1.5,
-        capsize=4,
-        zorder=4,
-    )
-
-
-def _score_label(crossing: Crossing, interval: Any) -> str:
-    if not np.isfinite(crossing.score):
-        return "score n/a"
-    if interval is not None and np.isfinite([interval.lo68, interval.hi68]).all():
-        return f"score {interval.text()} (68%)"
-    return f"score {crossing.score:.3f}"
-
-
-def _compact_legend(
-    ax: plt.Axes,
-    entries: list[tuple[str, pd.DataFrame, Crossing]],
-    chance: float | Sequence[float] | None = None,
-    intervals: Sequence[Any] | None = None,
-) -> None:
-    """One legend entry per model (colour) plus the two line styles, instead of 2 per model."""
-    from matplotlib.lines import Line2D
-
-    intervals = list(intervals) if intervals is not None else [None] * len(entries)
-    handles = [
-        Line2D(
-            [],
-            [],
-            color=COLORS[k % len(COLORS)],
-            marker="o",
-            markeredgecolor="black",
-            label=f"{label}: {_score_label(c, intervals[k])}",
-        )
-        for k, (label, _, c) in enumerate(entries)
-    ]
-    handles += [
-        Line2D([], [], color="black", label="purity", **PURITY_STYLE),
-        Line2D([], [], color="black", label="efficiency", **EFFICIENCY_STYLE),
-    ]
-    if _chance_levels(chance):
-        handles.append(Line2D([], [], label=chance_label(chance), **CHANCE_STYLE))
-    ax.legend(handles=handles, loc="lower left", fontsize=8)
-
-
-def combos_figure(
-    path: str | Path,
-    table: pd.DataFrame,
-    testsets: list[str],
-    title: str,
-    chances: dict[str, float] | None = None,
-) -> None:
-    """Grouped bars: one group per (model, combo), one bar per test set (thesis appendix C), each
-    bar with its 68% interval (columns score_<test set>_lo/_hi, where the table has them) and its
-    chance level drawn across it (the row's chance_<test set>, else ``chances``)."""
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(table) * max(1, len(testsets)) / 2 + 2), 4.8))
-    if table.empty:
-        _empty(ax, "no scores")
-        save_figure(fig, path)
-        return
-    labels = [f"{m}\n{c}" for m, c in zip(table["model"], table["combo"])]
-    x = np.arange(len(table))
-    width = 0.8 / max(1, len(testsets))
-    for k, testset in enumerate(testsets):
-        values = pd.to_numeric(table.get(f"score_{testset}"), errors="coerce").to_numpy(float)
-        lo, hi = (
-            (
-                pd.to_numeric(table[f"score_{testset}{s}"], errors="coerce").to_numpy(float)
-                if f"score_{testset}{s}" in table
-                else np.full(len(table), np.nan)
-            )
-            for s in ("_lo", "_hi")
-        )
-        error = np.where(
-            np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values),
-            [np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)],
-            0.0,
-        )
-        bars = ax.bar(
-            x - 0.4 + width * (k + 0.5),
-            np.nan_to_num(values),
-            width,
-            label=testset,
-            color=COLORS[k % len(COLORS)],
-            yerr=error,
-            error_kw={"elinewidth": 1, "capsize": 2},
-        )
-        row_chances = (
-            pd.to_numeric(table[f"chance_{testset}"], errors="coerce").to_numpy(float)
-            if f"chance_{testset}" in table
-            else np.full(len(table), (chances or {}).get(testset, np.nan))
-        )
-        for bar, value, chance, top in zip(bars, values, row_chances, np.nan_to_num(values) + error[1]):
-            if chance is not None and np.isfinite(chance):
-                ax.hlines(chance, bar.get_x(), bar.get_x() + bar.get_width(), label="_chance", **CHANCE_STYLE)
-            text = f"{value:.2f}" if np.isfinite(value) else "n/a"
-            ax.text(bar.get_x() + bar.get_width() / 2, top + 0.01, text, ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize=9)
-    ax.set_ylabel("score (purity = efficiency)")
-    ax.set_ylim(0, 1.1)
-    ax.set_title(title, fontsize=11)
-    handles, names = ax.get_legend_handles_labels()
-    if chances and any(np.isfinite(v) for v in chances.values()):
-        from matplotlib.lines import Line2D
-
-        handles, names = handles + [Line2D([], [], **CHANCE_STYLE)], names + [
-            "chance level (dotted, random guess)"
-        ]
-    ax.legend(handles, names, title="test set", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _logit_limits(low: float, high: float, pad: float = 1.5) -> tuple[float, float]:
-    """Axis limits around [low, high] padded by `pad` in logit units, inside (1e-6, 1 - 1e-6)."""
-    low, high = np.clip([low, high], 1e-6, 1 - 1e-6)
-    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
-    expit = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
-    return float(expit(logit(low) - pad)), float(expit(logit(high) + pad))
-
-
-def crossing_from(summary: dict[str, Any]) -> Crossing:
-    """A Crossing back from a score JSON (None -> NaN)."""
-    score = summary.get("score")
-    threshold = summary.get("threshold_at_crossing")
-    return Crossing(
-        np.nan if score is None else float(score),
-        np.nan if threshold is None else float(threshold),
-        bool(summary.get("crossing_on_grid_point", False)),
-        "",
-    )
-
-
 def false_positive_figure(
     path: str | Path,
     wavelength: np.ndarray,
@@ -561,12 +387,9 @@ def false_positive_figure(
     """The most confident false positives of a model, one panel each: the spectrum as the network
     sees it (8-pixel inverse-variance bins), its true population and redshift, and where the
     model put Ly-alpha (``Z_PRED``), so a person can see what fooled it."""
-    from .lines import LYA
-    from .simulated_figure import smooth
-
     fig, axes = plt.subplots(max(1, len(rows)), 1, figsize=(11, 2.2 * max(1, len(rows))), squeeze=False)
     if rows.empty:
-        _empty(axes[0, 0], "no false positive at the P = E threshold")
+        empty_axes(axes[0, 0], "no false positive at the P = E threshold")
     for ax, (k, row) in zip(axes[:, 0], enumerate(rows.itertuples(index=False))):
         wave, binned, sigma = smooth(wavelength, flux[k], ivar[k])
         ax.plot(wave, binned, color="k", lw=0.7)

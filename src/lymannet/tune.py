@@ -40,9 +40,10 @@ from optuna.trial import TrialState
 
 from .config import job_seed
 from .errors import ConfigError
+from .evaluation import evaluate
 from .figures import save_figure
 from .fileio import atomic_path, write_json_atomic, write_text_atomic
-from .metrics import ScoreOptions, evaluate
+from .metrics import ScoreOptions
 from .modelfile import load_model_file
 from .models import build_model, complete_spec
 from .search import DIRECTIONS, Param, apply_params, get_path, parse_space, search_settings, study_name

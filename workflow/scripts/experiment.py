@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from lymannet.experiments import compare_runs, compare_searches, compare_seeds, gallery_figure
+from lymannet.experiment_gallery import gallery_figure
+from lymannet.experiment_seeds import compare_seeds
+from lymannet.experiments import compare_runs, compare_searches
 from lymannet.runtime import run
 
 

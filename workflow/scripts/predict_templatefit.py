@@ -8,7 +8,7 @@ name), log[0].
 from typing import Any
 
 from lymannet.runtime import run
-from lymannet.templatefit import predict_testset_templatefit
+from lymannet.chi2fit import predict_testset_templatefit
 
 
 def main(testset: str, output: str, fit: dict[str, Any], options: dict[str, Any], name: str) -> None:

@@ -8,7 +8,7 @@ snakemake: input.testset (spectra file), input.templates (learn_templates' .npz)
 
 from typing import Any
 
-from lymannet.learned_templates import predict_testset_learned
+from lymannet.templatefit_learned import predict_testset_learned
 from lymannet.runtime import run
 
 
