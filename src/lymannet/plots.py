@@ -15,11 +15,12 @@ import matplotlib
 matplotlib.use("Agg")  # headless: cluster nodes have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .figures import save_figure  # noqa: E402
-from .lines import LYA  # noqa: E402
+from .lines import LYA, Line  # noqa: E402
 from .metrics import Crossing, binned_efficiency  # noqa: E402
 from .simulated_figure import smooth  # noqa: E402
 
@@ -407,3 +408,29 @@ def false_positive_figure(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: str | Path) -> None:
+    """Total train/val loss, and the validation loss of every line (thesis fig. 6.2)."""
+    fig, (ax_total, ax_lines) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if len(history):
+        ax_total.plot(history["epoch"], history["train_loss"], "o-", label="train")
+        ax_total.plot(history["epoch"], history["val_loss"], "s-", label="validation")
+        colours = plt.get_cmap("tab20")
+        for i, line in enumerate(lines):
+            for prefix, style in (("val", "-"), ("train", ":")):
+                column = f"{prefix}_loss_{line.name}"
+                if column in history:
+                    label = line.name if prefix == "val" else None
+                    ax_lines.plot(
+                        history["epoch"], history[column], style, color=colours(i % 20), label=label
+                    )
+    ax_total.set(xlabel="epoch", ylabel="loss", title="total loss")
+    ax_total.legend()
+    ax_lines.set(xlabel="epoch", ylabel="loss", title="per-line loss (val solid, train dotted)")
+    for ax in (ax_total, ax_lines):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole
+    if ax_lines.lines:
+        ax_lines.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100, tight=False)

@@ -31,11 +31,11 @@ from .batches import Batches, DeviceData, load_device_data, precompute
 from .checkpoint import StopSignal, TrainingInterrupted, load_checkpoint, save_checkpoint
 from .config import job_seed
 from .errors import ConfigError, InputFileError
-from .figures import save_figure
 from .fileio import atomic_path, config_hash, provenance
 from .lines import Line
 from .models import build_model, combine_terms, complete_spec, count_parameters, loss_terms
 from .modelfile import cpu_copy, write_model_file
+from .plots import plot_learning_curve
 from .runtime import Progress, configure_torch, cpu_arithmetic, cpu_has_native_bf16, pick_device
 from .transfer import freeze_batchnorm_statistics, frozen_modules, set_frozen, transfer_weights
 
@@ -541,39 +541,3 @@ def _early_stopping(model: nn.Module, settings: dict[str, Any], state: LoopState
     else:
         log.info("early stopping at epoch %d (best %d)", state.epoch, state.best_epoch)
         state.stopped = True
-
-
-# ----------------------------------------------------------------------------------------------
-# Outputs
-
-
-def plot_learning_curve(history: pd.DataFrame, lines: tuple[Line, ...], path: str | Path) -> None:
-    """Total train/val loss, and the validation loss of every line (thesis fig. 6.2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, (ax_total, ax_lines) = plt.subplots(1, 2, figsize=(12, 4.5))
-    if len(history):
-        ax_total.plot(history["epoch"], history["train_loss"], "o-", label="train")
-        ax_total.plot(history["epoch"], history["val_loss"], "s-", label="validation")
-        colours = plt.get_cmap("tab20")
-        for i, line in enumerate(lines):
-            for prefix, style in (("val", "-"), ("train", ":")):
-                column = f"{prefix}_loss_{line.name}"
-                if column in history:
-                    label = line.name if prefix == "val" else None
-                    ax_lines.plot(
-                        history["epoch"], history[column], style, color=colours(i % 20), label=label
-                    )
-    ax_total.set(xlabel="epoch", ylabel="loss", title="total loss")
-    ax_total.legend()
-    ax_lines.set(xlabel="epoch", ylabel="loss", title="per-line loss (val solid, train dotted)")
-    for ax in (ax_total, ax_lines):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole
-    if ax_lines.lines:
-        ax_lines.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100, tight=False)

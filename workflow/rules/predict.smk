@@ -20,7 +20,7 @@ rule predict:
         "../scripts/predict.py"
 
 
-# The classical baseline (config baseline.template_fit, lymannet.templatefit): a chi-square
+# The classical baseline (config baseline.template_fit, lymannet.templatefit + chi2fit): a chi-square
 # template fit written as a prediction catalogue under its own model/combo names, then scored by
 # the score rule and listed by compare like any run.
 TEMPLATE_FIT = config["baseline"]["template_fit"]
