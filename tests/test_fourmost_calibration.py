@@ -12,6 +12,7 @@ from lymannet.fourmost import bal as balmod
 from lymannet.fourmost import dla_calibration as dc
 from lymannet.fourmost import dla_catalogue as dcat
 from lymannet.fourmost import dla_probability as dp
+from lymannet.fourmost import dla_rates
 from lymannet.fourmost import features as ft
 from lymannet.fourmost import localisation, metrics, summary
 from lymannet.fourmost.ingest import Ingested
@@ -238,16 +239,18 @@ def test_sub_dla_neutral_scoring():
     assert cat["TRUE_MATCH"].tolist() == [0, -1, -1, -1]
     assert cat["NEUTRAL"].tolist() == [False, True, False, False]
     everything = np.ones(4, bool)
-    strict = dc.catalogue_rates(truth, cat, everything, np.arange(3))
-    neutral = dc.catalogue_rates(truth, cat, everything, np.arange(3), neutral=True)
+    strict = dla_rates.catalogue_rates(truth, cat, everything, np.arange(3))
+    neutral = dla_rates.catalogue_rates(truth, cat, everything, np.arange(3), neutral=True)
     assert strict["purity"] == pytest.approx(1 / 4) and strict["n_false"] == 3
     assert neutral["purity"] == pytest.approx(1 / 3) and neutral["n_false"] == 2 and neutral["n_neutral"] == 1
     assert strict["completeness"] == neutral["completeness"] == 1.0
     assert strict["sightline_purity"] == pytest.approx(1 / 2)  # sightlines 0 (a true one) and 1 (false only)
-    cut = dc.catalogue_rates(truth, cat, np.array([False, True, True, True]), np.arange(3), intervals=True)
+    cut = dla_rates.catalogue_rates(
+        truth, cat, np.array([False, True, True, True]), np.arange(3), intervals=True
+    )
     assert cut["completeness"] == 0.0 and cut["purity"] == 0.0  # the true DLA's candidate not selected
     assert cut["completeness_interval"]["value"] == 0.0
-    by_snr = dc.rates_by_bin(truth, cat, everything, np.arange(3), False, "SNR", (0.0, 2.0, 8.0, 99.0))
+    by_snr = dla_rates.rates_by_bin(truth, cat, everything, np.arange(3), False, "SNR", (0.0, 2.0, 8.0, 99.0))
     assert (
         by_snr["0-2"]["n_true"] == 1
         and by_snr["0-2"]["completeness"] == 1.0
@@ -263,7 +266,7 @@ def test_footprint_keeps_the_sightlines_of_high_snr_and_scores_only_them():
     inside = dc.in_footprint(data, np.arange(3), 2.0)
     in_cat = np.isin(cat["ROW"].to_numpy(), inside)
     in_truth = truth[np.isin(truth["ROW"].to_numpy(), inside)]
-    rates = dc.catalogue_rates(in_truth, cat, in_cat, inside)
+    rates = dla_rates.catalogue_rates(in_truth, cat, in_cat, inside)
     # the footprint holds one candidate (the false one on the BAL sightline) and no DLA
     assert rates["n_true"] == 0 and rates["n_selected"] == 1 and rates["purity"] == 0.0
     assert np.isnan(rates["completeness"])
@@ -275,7 +278,7 @@ def test_footprint_keeps_the_sightlines_of_high_snr_and_scores_only_them():
 def test_weighted_rates_count_each_sightline_by_its_weight():
     data, truth, cat = _candidates()
     weights = np.array([2.0, 1.0, 1.0])
-    rates = dc.catalogue_rates(truth, cat, np.ones(4, bool), np.arange(3), weights=weights)
+    rates = dla_rates.catalogue_rates(truth, cat, np.ones(4, bool), np.arange(3), weights=weights)
     assert rates["purity"] == pytest.approx(2.0 / (3 * 2.0 + 1.0))
 
 

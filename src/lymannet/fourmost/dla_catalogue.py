@@ -20,15 +20,8 @@ from .metrics import CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, ratio_interval
 from .score import presence_predictions
 from .summary import _row
 from .dla_probability import DLA_LOG_N, presence_probability, weighted_fraction
-from .dla_calibration import (
-    VARIANTS,
-    catalogue_rates,
-    in_footprint,
-    localiser_candidates,
-    nhi_err,
-    nhi_err_coverage,
-    rates_by_bin,
-)
+from .dla_calibration import VARIANTS, in_footprint, localiser_candidates, nhi_err, nhi_err_coverage
+from .dla_rates import catalogue_rates, rates_by_bin
 
 log = logging.getLogger("lymannet.fourmost")
 
