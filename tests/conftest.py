@@ -103,10 +103,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lymannet import augment  # noqa: E402
+from lymannet.coadd import NativeRebinner  # noqa: E402
 from lymannet.desi import ARMS, arm_wavelength, native_wavelength  # noqa: E402
+from lymannet.fourmost.features import wavelength_of  # noqa: E402
+from lymannet.fourmost.ingest import Ingested  # noqa: E402
 from lymannet.grid import Grid  # noqa: E402
+from lymannet.lines import LYA  # noqa: E402
 from lymannet.preprocess import rebin  # noqa: E402
+from lymannet.simulate import draw_objects, instrument, simulate_chunk  # noqa: E402
 from lymannet.spectra import SpectraFile, SpectrumSet, write_spectra  # noqa: E402
+from lymannet.templatefit import TemplateFitOptions, build_template_set  # noqa: E402
 
 GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
 LOG_GRID = Grid.quasarnet()
@@ -246,3 +252,189 @@ def spoil_pixels(hdus: dict) -> None:
         hdus[f"{arm}_MASK"][3, :] = 1
     hdus["FIBERMAP"]["OBJTYPE"][4] = b"SKY"
     hdus["FIBERMAP"]["TARGETID"][5] = -5
+
+
+# --- simulated objects on the network grid (the template-fit, chi2-fit and learned-template tests) --
+
+DZ_MAX = 0.05
+# The truth columns the learned-template tests write beside simulated spectra.
+SIMULATED_TRUTH_COLUMNS = ["TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME"]
+
+
+@pytest.fixture(scope="module")
+def tset():
+    """The simulator's template set (lymannet.templatefit) on GRID, built once per test module."""
+    return build_template_set(GRID, TemplateFitOptions())
+
+
+def simulated(populations: dict, seed: int = 1, noiseless: bool = False, mag_r=(22.5, 24.5)):
+    """Network-grid (flux, ivar, truth) of simulated objects, as ingestion would make them."""
+    spec = {"mode": "continuous", "exptime": [7200], "mag_r": list(mag_r), "populations": populations}
+    objects = draw_objects(spec, seed, "test-templatefit")
+    chunk = simulate_chunk(objects, np.random.default_rng(seed))
+    inst = instrument()
+    weighted = np.zeros((len(objects), inst.wave.size), np.float32)
+    weight = np.zeros_like(weighted)
+    for arm, cut in inst.slices.items():
+        flux, ivar = chunk.arms[arm]
+        weighted[:, cut] += (chunk.model[:, cut] if noiseless else flux) * ivar
+        weight[:, cut] += ivar
+    flux, ivar = NativeRebinner(GRID).rebin_sums(weighted, weight)
+    return flux, ivar, chunk.truth
+
+
+# --- QuasarNET's test weights and a survey of real coadds (the classify, survey and vi-sample tests) --
+
+QUASARNP_CODE = REPO.parent / "shared" / "peers" / "quasarnp"
+QUASARNP_WEIGHTS = QUASARNP / "test_weights_6_layer.h5"
+needs_quasarnp = pytest.mark.skipif(
+    not (QUASARNP.is_dir() and QUASARNP_CODE.is_dir()),
+    reason=f"QuasarNP fixtures or code not found under {FIXTURES.parent} (no ../shared beside this checkout)",
+)
+
+
+def read_qn_catalogue(path: Path) -> tuple[np.ndarray, dict]:
+    """The QN_RR table of a `lymannet classify` catalogue and its header."""
+    with fitsio.FITS(str(path)) as fits:
+        header = fits["QN_RR"].read_header()
+        return fits["QN_RR"].read(), {key: header[key] for key in header.keys()}
+
+
+def without_hdu(source: Path, destination: Path, dropped: str) -> None:
+    """A copy of a coadd file without one of its HDUs."""
+    with fitsio.FITS(str(source)) as fits, fitsio.FITS(str(destination), "rw", clobber=True) as out:
+        for hdu in fits[1:]:
+            if hdu.get_extname() != dropped:
+                out.write(hdu.read(), extname=hdu.get_extname(), header=hdu.read_header())
+
+
+@pytest.fixture
+def survey_folder(tmp_path, fixtures_dir) -> Path:
+    """A healpix-like tree: three good coadds, a truncated one, an empty one, one without R_IVAR."""
+    root = tmp_path / "healpix"
+    good = {
+        "sv3/dark/260/26065/coadd-sv3-dark-26065.fits": fixtures_dir
+        / "desi-edr"
+        / "coadd-sv3-dark-26065.fits",
+        "sv1/dark/51/5169/coadd-sv1-dark-5169.fits": fixtures_dir
+        / "desi-edr"
+        / "coadd-5-169-thru20210419.fits",
+        "main/dark/100/10016/coadd-main-dark-10016.fits": fixtures_dir / "quasarnp" / "test_coadd.fits",
+    }
+    for name, source in good.items():
+        (root / name).parent.mkdir(parents=True)
+        shutil.copy(source, root / name)
+    data = (fixtures_dir / "quasarnp" / "test_coadd.fits").read_bytes()
+    bad = root / "main" / "dark" / "100"
+    for pixel in ("10017", "10018", "10019"):
+        (bad / pixel).mkdir()
+    (bad / "10017" / "coadd-main-dark-10017.fits").write_bytes(data[: len(data) // 2])
+    (bad / "10018" / "coadd-main-dark-10018.fits").write_bytes(b"")
+    without_hdu(
+        fixtures_dir / "quasarnp" / "test_coadd.fits", bad / "10019" / "coadd-main-dark-10019.fits", "R_IVAR"
+    )
+    return root
+
+
+# --- beta calibration's synthetic scores, and a small ingested 4MOST set with DLA candidates on it ---
+# (the calibration, 4MOST DLA-probability, -rates, -catalogue, -calibration, BAL and feature tests)
+
+
+def balanced_posterior_scores(rng, n, prior):
+    """Labels at `prior` and a score that is the exact posterior at a balanced (0.5) prior."""
+    y = rng.uniform(size=n) < prior
+    x = rng.normal(np.where(y, 1.5, -1.5), 1.0)
+    p_balanced = 1.0 / (1.0 + np.exp(-3.0 * x))  # log-likelihood ratio 3x: posterior at prior 0.5
+    return y, p_balanced
+
+
+def dla_ingested(n_rows=3, bal_rows=(1,), bals_table=True):
+    """Sightlines at z = 3 on a 0.5 A grid, without spectra: a DLA (log N_HI 20.8) at pixel 1500 and
+    a 20.1 absorber at 2000 on sightline 0, BALs on `bal_rows` (one trough table row, for sightline
+    1, unless `bals_table` is False), S/N rising from 1 to 9."""
+    wave = 3600.0 + 0.5 * np.arange(6000)
+    sightlines = pd.DataFrame(
+        {
+            "FILE": [f"q{i}.fits" for i in range(n_rows)],
+            "Z_QSO": np.full(n_rows, 3.0),
+            "SNR": np.linspace(1.0, 9.0, n_rows),
+            "BAL": [int(i in bal_rows) for i in range(n_rows)],
+            "SPLIT": ["test"] * n_rows,
+        }
+    )
+    bals = pd.DataFrame(
+        {"FILE": ["q1.fits"], "ROW": [1], "V_MIN": [5000.0], "V_MAX": [15000.0], "TAU_MAX": [2.0]}
+    )
+    z_dla = wavelength_of(wave, np.array([1500.0])) / LYA - 1
+    dlas = pd.DataFrame({"FILE": ["q0.fits"], "ROW": [0], "Z_ABS": z_dla, "LOG_NHI": [20.8]})
+    z_sub = wavelength_of(wave, np.array([2000.0])) / LYA - 1
+    absorbers = pd.DataFrame(
+        {
+            "FILE": ["q0.fits", "q0.fits"],
+            "ROW": [0, 0],
+            "Z_ABS": [z_dla[0], z_sub[0]],
+            "LOG_NHI": [20.8, 20.1],
+        }
+    )
+    empty = np.zeros((0, 0), np.float32)
+    return Ingested(
+        np.zeros(0),
+        empty,
+        empty,
+        wave,
+        empty,
+        empty,
+        sightlines,
+        dlas,
+        absorbers,
+        bals if bals_table else None,
+    )
+
+
+def dla_candidates():
+    """Sightline 0: a true DLA at 1500 (found), a candidate on the 20.1 absorber at 2000 (neutral),
+    a false one at 3000; sightline 1: a false one on the BAL; sightline 2: none."""
+    # Imported here: lymannet.fourmost.localisation loads torch, which most tests never need.
+    from lymannet.fourmost.dla_calibration import neutral_candidates
+    from lymannet.fourmost.localisation import match_truth
+
+    data = dla_ingested()
+    cat = pd.DataFrame(
+        {
+            "ROW": [0, 0, 0, 1],
+            "POSITION": [1502.0, 2003.0, 3000.0, 2500.0],
+            "LOG_NHI": [20.9, 20.4, 20.6, 21.0],
+            "CONFIDENCE": [0.99, 0.9, 0.8, 0.95],
+            "N_WINDOWS": [19, 8, 3, 10],
+            "LOG_NHI_SPREAD": [0.1, 0.1, 0.2, 0.1],
+            "VOTE_SUM": [18.0, 4.0, 1.0, 6.0],
+        }
+    )
+    truth, cat = match_truth(data, cat, 10.0, rows=np.arange(3))
+    cat["NEUTRAL"] = neutral_candidates(data, cat, 20.0)
+    cat["SNR"] = data.sightlines["SNR"].to_numpy()[cat["ROW"]]
+    return data, truth, cat
+
+
+def dla_calibration_record():
+    """A DLA calibration record as lymannet.fourmost.dla_calibration writes it: two BAL variants
+    sharing one working point, and the two models' hashes."""
+    point = {
+        "purity_goal": 0.9,
+        "threshold": 0.42,
+        "validation_purity": 0.91,
+        "validation_completeness": 0.88,
+    }
+    variant = {
+        "model": "location",
+        "prior_train": 0.5,
+        "prior_natural": 0.03,
+        "nhi_err": [1.2, 0.08],
+        "working_point": point,
+    }
+    return {
+        "variants": {"none": variant, "mask": variant},
+        "bal_method": "mask",
+        "bal_mask_margin_angstrom": 10.0,
+        "model_sha256": {"location": "0123456789abcdef", "presence": "fedcba9876543210"},
+    }

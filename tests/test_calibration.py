@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lymannet import calibration
 from lymannet.calibration import (
     Calibration,
     ValidationCounts,
@@ -22,6 +23,7 @@ from lymannet.calibration import (
     zerr_coverage,
 )
 from lymannet.errors import ConfigError
+from conftest import balanced_posterior_scores as _synthetic
 from conftest import synthetic_calibration
 
 
@@ -56,6 +58,17 @@ def test_beta_calibration_turns_an_overconfident_score_into_a_probability():
 def test_beta_calibration_needs_both_outcomes():
     with pytest.raises(ConfigError, match="both outcomes"):
         fit_beta(np.linspace(0, 1, 10), np.ones(10))
+
+
+def test_weighted_fit_beta_equals_replication_and_reliability_reduces_to_unweighted():
+    rng = np.random.default_rng(3)
+    y, p = _synthetic(rng, 600, 0.3)
+    w = np.where(y, 1, 3)
+    replicated = calibration.fit_beta(np.repeat(p, w), np.repeat(y, w))
+    assert calibration.fit_beta(p, y, sample_weight=w) == pytest.approx(replicated, rel=1e-6, abs=1e-8)
+    plain, ones = calibration.reliability(p, y), calibration.reliability(p, y, sample_weight=np.ones(len(p)))
+    assert ones["ece"] == pytest.approx(plain["ece"])
+    assert ones["count"] == plain["count"]
 
 
 def test_prior_correction_calibrates_a_sample_with_another_target_fraction():

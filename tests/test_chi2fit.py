@@ -13,7 +13,7 @@ from lymannet.evaluation import evaluate
 from lymannet.metrics import ScoreOptions
 from lymannet.predict import read_catalogue
 from lymannet.spectra import SpectrumSet, write_spectra
-from test_templatefit import DZ_MAX, GRID, simulated, tset  # noqa: F401 (tset: the module's fixture)
+from conftest import DZ_MAX, GRID, simulated
 
 
 def z_ok(fit: dict, truth: pd.DataFrame, spectype: str) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Survey classification (lymannet.classify, `lymannet classify`): BAL semantics against QuasarNP's
-process_preds, the real DESI fixture quasars, bad files, incremental reruns and the workflow rule."""
+process_preds, the real DESI fixture quasars, bad files, incremental reruns and the workflow rule
+(a survey run's bad-file list and counts: test_survey.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fitsio
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from conftest import QUASARNP_WEIGHTS as WEIGHTS
+from conftest import needs_quasarnp
+from conftest import read_qn_catalogue as read_catalogue
 from lymannet.classify import ClassifyOptions, classify_files, load_classifier
-from lymannet.survey import classify_survey
 from lymannet.coadd import ZWARN_BITS
 from lymannet.errors import ConfigError
 from lymannet.grid import Grid
@@ -33,10 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 QNP_FIXTURES = SHARED / "fixtures" / "quasarnp"
 QUASARNP = SHARED / "peers" / "quasarnp"
-needs_quasarnp = pytest.mark.skipif(
-    not (QNP_FIXTURES.is_dir() and QUASARNP.is_dir()),
-    reason=f"QuasarNP fixtures or code not found under {SHARED} (no ../shared beside this checkout)",
-)
 QNP_LINES = ["LYA", "CIV(1548)", "CIII(1909)", "MgII(2796)", "Hbeta", "Halpha"]
 QNP_BAL = ["CIV(1548)"]
 
@@ -113,12 +111,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
 
 
-def read_catalogue(path: Path) -> tuple[np.ndarray, dict]:
-    with fitsio.FITS(str(path)) as fits:
-        header = fits["QN_RR"].read_header()
-        return fits["QN_RR"].read(), {key: header[key] for key in header.keys()}
-
-
 @needs_quasarnp
 def test_cli_finds_the_fixture_quasars_and_agrees_with_process_preds(tmp_path):
     coadd, weights = QNP_FIXTURES / "test_coadd.fits", QNP_FIXTURES / "test_weights_6_layer.h5"
@@ -179,92 +171,6 @@ def test_help_lists_both_commands():
 
 
 # --- bad files, reruns ------------------------------------------------------------------------
-
-
-def without_hdu(source: Path, destination: Path, dropped: str) -> None:
-    """A copy of a coadd file without one of its HDUs."""
-    with fitsio.FITS(str(source)) as fits, fitsio.FITS(str(destination), "rw", clobber=True) as out:
-        for hdu in fits[1:]:
-            if hdu.get_extname() != dropped:
-                out.write(hdu.read(), extname=hdu.get_extname(), header=hdu.read_header())
-
-
-@pytest.fixture
-def survey_folder(tmp_path, fixtures_dir) -> Path:
-    """A healpix-like tree: three good coadds, a truncated one, an empty one, one without R_IVAR."""
-    root = tmp_path / "healpix"
-    good = {
-        "sv3/dark/260/26065/coadd-sv3-dark-26065.fits": fixtures_dir
-        / "desi-edr"
-        / "coadd-sv3-dark-26065.fits",
-        "sv1/dark/51/5169/coadd-sv1-dark-5169.fits": fixtures_dir
-        / "desi-edr"
-        / "coadd-5-169-thru20210419.fits",
-        "main/dark/100/10016/coadd-main-dark-10016.fits": fixtures_dir / "quasarnp" / "test_coadd.fits",
-    }
-    for name, source in good.items():
-        (root / name).parent.mkdir(parents=True)
-        shutil.copy(source, root / name)
-    data = (fixtures_dir / "quasarnp" / "test_coadd.fits").read_bytes()
-    bad = root / "main" / "dark" / "100"
-    for pixel in ("10017", "10018", "10019"):
-        (bad / pixel).mkdir()
-    (bad / "10017" / "coadd-main-dark-10017.fits").write_bytes(data[: len(data) // 2])
-    (bad / "10018" / "coadd-main-dark-10018.fits").write_bytes(b"")
-    without_hdu(
-        fixtures_dir / "quasarnp" / "test_coadd.fits", bad / "10019" / "coadd-main-dark-10019.fits", "R_IVAR"
-    )
-    return root
-
-
-WEIGHTS = QNP_FIXTURES / "test_weights_6_layer.h5"
-
-
-@needs_quasarnp
-def test_bad_files_are_listed_and_the_others_classified(survey_folder, tmp_path):
-    out = tmp_path / "out"
-    summary = classify_survey(WEIGHTS, [str(survey_folder / "*/*/*/*/coadd-*.fits")], out, {"device": "cpu"})
-    failures = (out / "failures.tsv").read_text().splitlines()
-    assert failures[0] == "file\treason" and len(failures) == 4
-    reasons = dict(line.split("\t") for line in failures[1:])
-    assert "truncated" in reasons[str(survey_folder / "main/dark/100/10017/coadd-main-dark-10017.fits")]
-    assert (
-        "not a readable FITS file"
-        in reasons[str(survey_folder / "main/dark/100/10018/coadd-main-dark-10018.fits")]
-    )
-    assert (
-        "missing HDU R_IVAR" in reasons[str(survey_folder / "main/dark/100/10019/coadd-main-dark-10019.fits")]
-    )
-    catalogue, header = read_catalogue(out / "catalogue.fits")
-    assert header["NFILES"] == 6 and header["NFAILED"] == 3
-    # Each good coadd mirrored below the output, and counted: 25 + 5 + 5 fibres read, the EDR
-    # files' sky fibres and negative TARGETIDs left out (as ingestion does), row 11 without data.
-    for name in (
-        "sv3/dark/260/26065/coadd-sv3-dark-26065.fits",
-        "main/dark/100/10016/coadd-main-dark-10016.fits",
-    ):
-        assert (out / name).is_file()
-    counts = dict(summary.table())
-    assert counts["coadd files"] == 6 and counts["files that failed (failures.tsv)"] == 3
-    # One row per fibre read; the rows not classified carry their reason in ZWARN.
-    classified = catalogue["ZWARN"] == 0
-    assert counts["fibres read"] == 35 == len(catalogue) and counts["spectra classified"] == classified.sum()
-    not_science = (catalogue["ZWARN"] & (ZWARN_BITS["NOT_TARGET"] | ZWARN_BITS["BAD_FIBERSTATUS"])) > 0
-    assert counts["non-science fibres left out"] == not_science.sum() > 0
-    assert (
-        counts["spectra without valid pixels, left out"]
-        == ((catalogue["ZWARN"] & ZWARN_BITS["NODATA"]) > 0).sum()
-    )
-    assert np.isnan(catalogue["Z"][~classified]).all() and (catalogue["IS_QSO_QN"][~classified] == 0).all()
-    from_edr = np.char.startswith(np.char.strip(catalogue["COADD"].astype(str)), "sv") & classified
-    assert from_edr.sum() == 35 - 25 - counts["non-science fibres left out"]  # test_coadd: 24 + 1 empty
-    assert (catalogue["TARGETID"][from_edr] > 0).all() and np.isfinite(catalogue["TARGET_RA"][from_edr]).all()
-    assert (catalogue["TARGETID"][not_science & ~from_edr] <= 0).any() or not_science.any()
-    assert (out / "summary.png").stat().st_size > 10_000 and "QSO (IS_QSO_QN = 1)" in (
-        out / "summary.md"
-    ).read_text()
-    # No temporary file is left behind anywhere.
-    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
 
 
 @needs_quasarnp

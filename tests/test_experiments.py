@@ -21,7 +21,6 @@ from lymannet.experiments import chain_table, run_metrics
 from lymannet.metrics import ScoreOptions
 from lymannet.plan import check_experiments, experiment_outputs, experiment_run_pairs
 from lymannet.search import base_best_spec, check_tune_config, search_chain
-from lymannet.transfer import keras_layers_to_blocks
 
 OVERLAYS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 # overlays that declare `experiments:` (others, e.g. online_augmentation.yaml, only add runs)
@@ -198,16 +197,6 @@ def test_a_search_can_start_from_a_searched_model():
     wrong["experiments"]["chained_search"]["searches"] = ["chain_search2", "chain_search1"]
     with pytest.raises(ConfigError, match="must start from"):
         check_experiments(wrong)
-
-
-def test_keras_layer_count_maps_to_conv_blocks():
-    # InputLayer + (Conv1D, BatchNormalization, Activation[, Dropout]) per block
-    assert keras_layers_to_blocks(7) == 2
-    assert keras_layers_to_blocks(7, layers_per_block=4) == 2
-    assert keras_layers_to_blocks(1) == 0 and keras_layers_to_blocks(0) == 0
-    assert keras_layers_to_blocks(2) == 1 and keras_layers_to_blocks(13) == 4
-    with pytest.raises(ConfigError):
-        keras_layers_to_blocks(-1)
 
 
 # ----------------------------------------------------------------------------------------------

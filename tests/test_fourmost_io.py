@@ -87,15 +87,6 @@ def test_chunked_reader_names_the_bad_file(tmp_path):
     assert "s3.fits" in str(error.value)
 
 
-def test_splits_are_stable_per_object():
-    files = [f"PAQS_absorber_{i:06d}.fits" for i in range(2000)]
-    split = ingest.assign_splits(files, 1, {"train": 0.8, "val": 0.1, "test": 0.1})
-    assert 0.75 < np.mean(split == "train") < 0.85
-    assert np.array_equal(
-        ingest.assign_splits(files[:100], 1, {"train": 0.8, "val": 0.1, "test": 0.1}), split[:100]
-    )
-
-
 def test_write_simulation_files_and_examples(tmp_path):
     boost = {"train": 40.0, "val": 40.0, "test": 40.0}
     spec = {

@@ -56,6 +56,21 @@ def test_merge_windows_two_close_dlas_stay_apart_beyond_radius():
     assert len(cat) == 2 and cat["N_WINDOWS"].tolist() == [2, 2]
 
 
+def test_merge_windows_reports_the_log_nhi_spread_and_the_vote_sum():
+    cat = metrics.merge_windows(
+        np.zeros(3, int),
+        np.array([100.0, 101.0, 102.0]),
+        np.array([20.5, 20.7, 20.9]),
+        np.array([1.0, 1.0, 1.0]),
+        0.5,
+        10.0,
+        vote_value=np.array([0.1, 0.2, 0.3]),
+    )
+    assert cat["LOG_NHI"].iloc[0] == pytest.approx(20.7)
+    assert cat["LOG_NHI_SPREAD"].iloc[0] == pytest.approx(np.sqrt(0.08 / 3))
+    assert cat["VOTE_SUM"].iloc[0] == pytest.approx(0.6)
+
+
 def test_match_catalogue_one_to_one():
     truth = pd.DataFrame({"ROW": [0, 0, 1], "POSITION": [100.0, 130.0, 50.0], "LOG_NHI": [21.0, 20.5, 20.4]})
     cat = pd.DataFrame({"ROW": [0, 1, 1], "POSITION": [104.0, 90.0, 52.0], "LOG_NHI": [21.1, 20.0, 20.6]})

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from lymannet.fourmost import features as ft
 from lymannet.fourmost.models import build, location_loss, mape_loss
 from lymannet.models import count_parameters
 from lymannet.fourmost.train import fit
@@ -65,22 +64,6 @@ def test_tiny_training_learns():
     )
     assert history["val_loss"].min() < 0.5 * history["val_loss"].iloc[0]
     assert history["val_loss"].min() < 8.0  # percent, from ~16 (predicting the mean)
-
-
-def test_cut_windows_pads_outside_the_grid():
-    channels = np.arange(2 * 10, dtype=np.float32).reshape(1, 2, 10)
-    out = ft.cut_windows(channels, np.array([0, 0]), np.array([-2, 7]), 5)
-    assert out.shape == (2, 2, 5)
-    assert out[0, 0].tolist() == [ft.PAD_FLUX, ft.PAD_FLUX, 0, 1, 2]
-    assert out[1, 1].tolist() == [17, 18, 19, ft.PAD_SIGMA, ft.PAD_SIGMA]
-
-
-def test_window_labels():
-    by_row = {0: (np.array([100.0, 300.0]), np.array([20.5, 21.5]))}
-    w = ft.label_windows(np.array([0, 0, 0]), np.array([110.0, 290.0, 200.0]), 160, by_row)
-    assert w.present.tolist() == [1, 1, 0]
-    assert w.offset[:2] == pytest.approx([-10 / 40, 10 / 40])
-    assert w.log_n[:2] == pytest.approx([20.5, 21.5])
 
 
 def _toy_task(n=256, p=64, seed=0):

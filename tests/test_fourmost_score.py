@@ -1,23 +1,10 @@
-"""4MOST scoring: window decoding inverts the labels, the presence CNN's bins and segment labels,
-the training record beside every score."""
+"""4MOST scoring: the presence CNN's purity and completeness by N_HI bin, the confusers' priority,
+the training record beside every score (window decoding and segment labels:
+test_fourmost_features.py)."""
 
 import numpy as np
-import pandas as pd
-import pytest
 
-from lymannet.fourmost import features as ft
 from lymannet.fourmost import score
-
-
-def test_decode_windows_inverts_label_windows():
-    by_row = {0: (np.array([1000.0]), np.array([21.3]))}
-    windows = ft.label_windows(np.array([0, 0]), np.array([950.0, 1080.0]), 800, by_row)
-    logit = np.where(windows.present == 1, 20.0, -20.0)
-    output = np.stack([logit, windows.offset, windows.log_n - ft.LOG_NHI_CENTRE], axis=1).astype(np.float32)
-    votes = ft.decode_windows(windows, output, 800)
-    assert votes.position == pytest.approx([1000.0, 1000.0], abs=1e-3)
-    assert votes.log_n == pytest.approx([21.3, 21.3], abs=1e-5)
-    assert votes.probability == pytest.approx([1.0, 1.0])
 
 
 def test_purity_completeness_by_bin_hand_case():
@@ -48,27 +35,6 @@ def test_confuser_priority():
     assert confuser_of(17.5, False, True) == "BAL trough"
     assert confuser_of(17.5, False, False) == "Lyman-limit system (17-19)"
     assert confuser_of(np.nan, False, False) == "none of these"
-
-
-def test_segment_labels_count_edge_dlas_in_label_any():
-    from types import SimpleNamespace
-
-    wave = 3600.0 + 0.5 * np.arange(4000)
-    z_qso = 3.0
-    # DLA centres 5 px and 150 px after the first segment's start (forest starts at Ly-beta)
-    lo = ft.pixel_of(wave, 1025.72 * (1 + z_qso))
-    first = int(lo) - 100
-    centres = np.array([first + 5.0, first + 150.0])
-    z_abs = ft.wavelength_of(wave, centres) / 1215.67 - 1
-    data = SimpleNamespace(
-        dla_wave=wave,
-        sightlines=pd.DataFrame({"Z_QSO": [z_qso]}),
-        dlas=pd.DataFrame({"ROW": [0, 0], "Z_ABS": z_abs, "LOG_NHI": [20.5, 21.0]}),
-    )
-    seg = ft.presence_segments(data, np.array([0]), 400, 200, 20)
-    assert seg.starts[0] == first
-    assert seg.label[0] == 1 and seg.label_any[0] == 1 and seg.ambiguous[0]
-    assert seg.log_n[0] == pytest.approx(21.0)
 
 
 def test_training_record():

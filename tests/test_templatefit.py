@@ -4,36 +4,10 @@ class, the options, and the workflow's baseline row; the fit itself is test_chi2
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from lymannet.coadd import NativeRebinner
-from lymannet.grid import Grid
-from lymannet.simulate import RENDERERS, draw_objects, instrument, simulate_chunk
-from lymannet.templatefit import TemplateFitOptions, build_template_set
-
-GRID = Grid.from_config({"kind": "linear", "wave_min": 3600.0, "wave_max": 10000.0, "step": 8.0})
-DZ_MAX = 0.05
-
-
-@pytest.fixture(scope="module")
-def tset():
-    return build_template_set(GRID, TemplateFitOptions())
-
-
-def simulated(populations: dict, seed: int = 1, noiseless: bool = False, mag_r=(22.5, 24.5)):
-    """Network-grid (flux, ivar, truth) of simulated objects, as ingestion would make them."""
-    spec = {"mode": "continuous", "exptime": [7200], "mag_r": list(mag_r), "populations": populations}
-    objects = draw_objects(spec, seed, "test-templatefit")
-    chunk = simulate_chunk(objects, np.random.default_rng(seed))
-    inst = instrument()
-    weighted = np.zeros((len(objects), inst.wave.size), np.float32)
-    weight = np.zeros_like(weighted)
-    for arm, cut in inst.slices.items():
-        flux, ivar = chunk.arms[arm]
-        weighted[:, cut] += (chunk.model[:, cut] if noiseless else flux) * ivar
-        weight[:, cut] += ivar
-    flux, ivar = NativeRebinner(GRID).rebin_sums(weighted, weight)
-    return flux, ivar, chunk.truth
+from conftest import GRID
+from lymannet.simulate import RENDERERS
+from lymannet.templatefit import TemplateFitOptions
 
 
 def test_every_simulator_class_gets_templates(tset):

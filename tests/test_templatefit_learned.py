@@ -1,6 +1,7 @@
 """The learned-template baseline (lymannet.learned_templates, lymannet.templatefit_learned):
 templates learned from a training split only (never the simulator's renderers, never a test set),
-fitted by lymannet.chi2fit's machinery, and planned by the workflow beside the oracle template fit."""
+fitted by lymannet.chi2fit's machinery, and planned by the workflow beside the oracle template fit
+(learning's fill windows and options: test_learned_templates.py)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,13 @@ import lymannet.simulate as simulate
 import lymannet.spectra as spectra_module
 from lymannet.chi2fit import _chi2_basis, _prepare, chi2_scan, fit_spectra, legendre_basis
 from lymannet.evaluation import evaluate
-from lymannet.learned_templates import (
-    LearnOptions,
-    fill_windows,
-    learn_templates,
-    load_learned,
-    read_training,
-    save_learned,
-)
+from lymannet.learned_templates import learn_templates, load_learned, save_learned
 from lymannet.metrics import ScoreOptions
 from lymannet.predict import read_catalogue
 from lymannet.spectra import SpectrumSet, write_spectra
-from lymannet.templatefit import TemplateFitOptions, TemplateSet
+from lymannet.templatefit import TemplateSet
 from lymannet.templatefit_learned import build_learned_template_set, predict_testset_learned
-from test_templatefit import DZ_MAX, GRID, simulated
+from conftest import DZ_MAX, GRID, SIMULATED_TRUTH_COLUMNS as COLUMNS, simulated
 
 TRAIN = {
     "LBG": {"n": 360, "z": [1.8, 4.2]},
@@ -33,7 +27,6 @@ TRAIN = {
     "GALAXY": {"n": 90, "z": [0.3, 1.6]},
     "STAR": {"n": 80, "z": [-0.001, 0.001]},
 }
-COLUMNS = ["TARGETID", "Z", "SPECTYPE", "SUBTYPE", "TEMPLATE", "MAG_R", "EXPTIME"]
 OPTIONS = {"components": 3, "iterations": 15}
 
 
@@ -218,37 +211,6 @@ def test_basis_chi2_is_the_least_squares_optimum(learned):
     assert np.allclose(chi2, s.chi2_poly[0] - 4.0)
 
 
-def test_fill_windows_of_the_combo_are_not_learned(tmp_path):
-    variants = {
-        "tmg": {
-            "source": "survey",
-            "ops": [
-                {"select": {"spectype": ["LBG"]}},
-                {"mask_line": {"line": 1215.67, "width": 40}},
-                {"mask_region": {"center": 5800, "width": 40}},
-            ],
-        },
-        "shifted": {
-            "source": "survey",
-            "ops": [{"mask_region": {"center": 5800, "width": 40}}, {"shift": {"ratio": "5/4"}}],
-        },
-        "plain": {"source": "survey", "ops": []},
-    }
-    windows = fill_windows(variants)
-    assert windows == {"tmg": [("rest", 1215.67, 20.0), ("observed", 5800.0, 20.0)]}
-    flux, ivar, truth = simulated({"LBG": {"n": 4, "z": [2.8, 3.2]}}, seed=26)
-    truth = truth.assign(SOURCE=["tmg", "tmg", "plain", "shifted"])
-    path = tmp_path / "train.fits"
-    write_spectra(path, SpectrumSet(GRID.wavelength, flux, ivar, truth[[*COLUMNS[:3], "SOURCE"]], GRID))
-    _, masked, truth, grid = read_training(path, windows)
-    centres = grid.centres
-    for row in range(4):
-        lya = np.abs(centres - 1215.67 * (1 + truth["Z"].iloc[row])) < 16
-        region = np.abs(centres - 5800) < 16
-        assert (masked[row, lya] == 0).all() == (row < 2)
-        assert (masked[row, region] == 0).all() == (row < 2)
-
-
 def test_catalogue_is_scored_like_a_network(learned, tmp_path):
     templates = tmp_path / "templates.npz"
     save_learned(templates, learned["learned"], {"note": "test"})
@@ -275,31 +237,6 @@ def test_catalogue_is_scored_like_a_network(learned, tmp_path):
     )
     assert catalogue.header["MODEL"].startswith("template_fit_learned")
     assert evaluate(table, catalogue.c_line, ScoreOptions()).summary["score"] > 0.8
-
-
-def test_options_are_checked_and_defaults_equal_the_schema():
-    from pathlib import Path
-
-    import yaml
-
-    from lymannet.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="min_spectra"):
-        LearnOptions.from_dict({"components": 30, "min_spectra": 10})
-    schema = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
-    )
-    properties = schema["properties"]["baseline"]["properties"]["learned_templates"]["properties"]
-    defaults = {name: prop["default"] for name, prop in properties.items()}
-    assert {k: getattr(LearnOptions(), k) for k in LearnOptions.__dataclass_fields__ if k != "seed"} == {
-        k: defaults[k] for k in LearnOptions.__dataclass_fields__ if k != "seed"
-    }
-    fit_keys = set(defaults) & set(TemplateFitOptions.__dataclass_fields__)
-    assert fit_keys >= {"z_step", "coarse_factor", "poly_order", "confidence_scale", "z_ranges", "chunk_rows"}
-    assert {k: getattr(TemplateFitOptions(), k) for k in fit_keys - {"classes"}} == {
-        k: defaults[k] for k in fit_keys - {"classes"}
-    }
-    assert defaults["mean_amplitude"] == "nonnegative" and defaults["name"] == "template_fit_learned"
 
 
 def test_the_dag_learns_from_the_train_split_and_scores_every_test_set(tmp_path):

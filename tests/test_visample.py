@@ -22,7 +22,8 @@ from lymannet.survey import classify_survey
 from lymannet.coadd import CoaddFile
 from lymannet.errors import ConfigError, InputFileError
 from lymannet.visample import allocate, draw_vi_sample, stratum_weights
-from test_classify import WEIGHTS, survey_folder, without_hdu  # noqa: F401 - survey_folder is a fixture
+from conftest import QUASARNP_WEIGHTS as WEIGHTS
+from conftest import without_hdu
 
 torch.set_num_threads(1)
 
