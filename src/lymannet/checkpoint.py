@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,64 +58,56 @@ class StopSignal:
             signal.signal(signum, handler)
 
 
-def save_checkpoint(
-    path: str | Path,
-    format: str,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer: Any,
-    scheduler: Any,
-    generators: Generators,
-    state: dict[str, Any],
-) -> None:
-    """Everything a rerun needs to continue exactly where this one stopped, written atomically."""
-    device = next(model.parameters()).device
-    payload = {
-        "format": format,
-        "fingerprint": fingerprint,
-        "model": cpu_copy(model.state_dict()),
-        "optimizer": cpu_copy(optimizer.state_dict()),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        **{name: g.get_state() if g is not None else None for name, g in generators.items()},
-        "state": state,
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+@dataclass
+class Checkpoint:
+    """One run's checkpoint: where it lives, whose it is (`format`, `fingerprint`: the run's
+    settings and inputs) and what it saves and restores besides the loop's own state."""
 
+    path: Path
+    format: str
+    fingerprint: str
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    generators: Generators
 
-def load_checkpoint(
-    path: str | Path,
-    format: str,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer: Any,
-    scheduler: Any,
-    generators: Generators,
-    weights_only: bool = True,
-) -> dict[str, Any] | None:
-    """Restore this run's checkpoint into the model, optimiser, scheduler and generators; returns
-    the loop state it saved, or None (nothing restored) when there is none or it belongs to another
-    config or other inputs."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    if checkpoint.get("format") != format or checkpoint.get("fingerprint") != fingerprint:
-        log.warning("ignoring checkpoint %s: it belongs to another config or other inputs", path)
-        return None
-    device = next(model.parameters()).device
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(checkpoint["scheduler"])
-    torch.set_rng_state(checkpoint["torch_rng"])
-    if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
-    for name, generator in generators.items():
-        if generator is not None and checkpoint.get(name) is not None:
-            generator.set_state(checkpoint[name])
-    return checkpoint["state"]
+    def save(self, state: dict[str, Any]) -> None:
+        """Everything a rerun needs to continue exactly where this one stopped, written atomically."""
+        device = next(self.model.parameters()).device
+        payload = {
+            "format": self.format,
+            "fingerprint": self.fingerprint,
+            "model": cpu_copy(self.model.state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            **{name: g.get_state() if g is not None else None for name, g in self.generators.items()},
+            "state": state,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            torch.save(payload, tmp)
+
+    def load(self, weights_only: bool = True) -> dict[str, Any] | None:
+        """Restore this run's checkpoint into the model, optimiser, scheduler and generators;
+        returns the loop state it saved, or None (nothing restored) when there is none or it
+        belongs to another config or other inputs."""
+        if not self.path.exists():
+            return None
+        checkpoint = torch.load(self.path, map_location="cpu", weights_only=weights_only)
+        if checkpoint.get("format") != self.format or checkpoint.get("fingerprint") != self.fingerprint:
+            log.warning("ignoring checkpoint %s: it belongs to another config or other inputs", self.path)
+            return None
+        device = next(self.model.parameters()).device
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        for name, generator in self.generators.items():
+            if generator is not None and checkpoint.get(name) is not None:
+                generator.set_state(checkpoint[name])
+        return checkpoint["state"]

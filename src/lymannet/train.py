@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .batches import Batches, DeviceData, load_device_data, precompute
-from .checkpoint import StopSignal, TrainingInterrupted, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, StopSignal, TrainingInterrupted
 from .config import job_seed
 from .errors import ConfigError, InputFileError
 from .fileio import atomic_path, config_hash, provenance
@@ -245,11 +245,16 @@ def train_model(
     precompute(val_data, model, grid, spec["snr_channel"])
     forward = torch.compile(model) if settings["compile"] else model
 
-    state = LoopState(history=[])
-    if checkpoint_path.exists():
-        state = _resume(
-            checkpoint_path, fingerprint, model, optimizer, scheduler, generator, augment_generator
-        )
+    checkpoint = Checkpoint(
+        checkpoint_path,
+        CHECKPOINT_FORMAT,
+        fingerprint,
+        model,
+        optimizer,
+        scheduler,
+        {"generator": generator, "augment_generator": augment_generator},
+    )
+    state = _resume(checkpoint)
 
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -276,8 +281,7 @@ def train_model(
                 total_epochs,
                 bf16,
                 stop,
-                checkpoint_path,
-                fingerprint,
+                checkpoint,
                 epoch_callback,
             )
     finally:
@@ -320,54 +324,16 @@ def train_model(
     return summary
 
 
-def _resume(
-    path: Path,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer,
-    scheduler,
-    generator: torch.Generator,
-    augment_generator: torch.Generator | None,
-) -> LoopState:
-    saved = load_checkpoint(
-        path,
-        CHECKPOINT_FORMAT,
-        fingerprint,
-        model,
-        optimizer,
-        scheduler,
-        {"generator": generator, "augment_generator": augment_generator},
-    )
+def _resume(checkpoint: Checkpoint) -> LoopState:
+    saved = checkpoint.load()
     if saved is None:
         return LoopState(history=[])
     state = LoopState(**saved)
     if state.sums is not None:
-        device = next(model.parameters()).device
+        device = next(checkpoint.model.parameters()).device
         state.sums = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state.sums.items()}
-    log.info("resuming from %s at epoch %d, batch %d", path, state.epoch + 1, state.batch)
+    log.info("resuming from %s at epoch %d, batch %d", checkpoint.path, state.epoch + 1, state.batch)
     return state
-
-
-def _checkpoint(
-    path: Path,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer,
-    scheduler,
-    generator: torch.Generator,
-    augment_generator: torch.Generator | None,
-    state: LoopState,
-) -> None:
-    save_checkpoint(
-        path,
-        CHECKPOINT_FORMAT,
-        fingerprint,
-        model,
-        optimizer,
-        scheduler,
-        {"generator": generator, "augment_generator": augment_generator},
-        state.to_dict(),
-    )
 
 
 def _loop(
@@ -386,23 +352,13 @@ def _loop(
     total_epochs: int,
     bf16: bool,
     stop: StopSignal,
-    checkpoint_path: Path,
-    fingerprint: str,
+    checkpoint: Checkpoint,
     epoch_callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> None:
     n_train, batch_size = len(train_data), int(settings["batch_size"])
     n_batches = math.ceil(n_train / batch_size)
     device = train_data.z.device
-    save = lambda: _checkpoint(
-        checkpoint_path,
-        fingerprint,
-        model,
-        optimizer,
-        scheduler,
-        generator,  # noqa: E731
-        augment_generator,
-        state,
-    )
+    save = lambda: checkpoint.save(state.to_dict())  # noqa: E731
     while state.epoch < total_epochs and not state.stopped:
         # Transfer learning: layers frozen for the first `epochs`, all trainable afterwards.
         frozen_now = bool(frozen) and state.epoch < settings["epochs"]

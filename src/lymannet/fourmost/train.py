@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..checkpoint import StopSignal, TrainingInterrupted, load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, StopSignal, TrainingInterrupted
 from ..config import job_seed
 from ..modelfile import cpu_copy
 from ..models import count_parameters
@@ -131,37 +131,30 @@ def fit(
         "seconds": 0.0,
         "stop_reason": None,
     }
-    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    generators = {"generator": generator}
-    if checkpoint_path is not None:
-        saved = load_checkpoint(
-            checkpoint_path,
+    checkpoint = (
+        Checkpoint(
+            Path(checkpoint_path),
             CHECKPOINT_FORMAT,
             fingerprint,
             model,
             optimizer,
             scheduler,
-            generators,
-            weights_only=False,
-        )  # the loop state holds the history rows
+            {"generator": generator},
+        )
+        if checkpoint_path
+        else None
+    )
+    if checkpoint is not None:
+        saved = checkpoint.load(weights_only=False)  # the loop state holds the history rows
         if saved is not None:
             state = saved
             log.info(
-                "resuming from %s at epoch %d, batch %d", checkpoint_path, state["epoch"] + 1, state["batch"]
+                "resuming from %s at epoch %d, batch %d", checkpoint.path, state["epoch"] + 1, state["batch"]
             )
 
     def save() -> None:
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                CHECKPOINT_FORMAT,
-                fingerprint,
-                model,
-                optimizer,
-                scheduler,
-                generators,
-                state,
-            )
+        if checkpoint is not None:
+            checkpoint.save(state)
 
     with StopSignal() as stop:
         while state["epoch"] < epochs and state["stop_reason"] is None:
@@ -260,8 +253,8 @@ def fit(
             save()
     model.load_state_dict(state["best_state"])
     model.to("cpu")
-    if checkpoint_path is not None:
-        checkpoint_path.unlink(missing_ok=True)
+    if checkpoint is not None:
+        checkpoint.path.unlink(missing_ok=True)
     history = pd.DataFrame(state["rows"])
     history.attrs["stop_reason"] = state["stop_reason"] or "epochs"
     return history
