@@ -21,17 +21,9 @@ from pathlib import Path
 import fitsio
 import numpy as np
 
-from lymannet.coadd import (
-    BLOCK_ROWS,
-    DEFAULT_OPTIONS,
-    CoaddFile,
-    CoaddSpectra,
-    NativeRebinner,
-    clean_pixels,
-    merge_arm_sums,
-    merge_arms,
-    sums_to_flux,
-)
+from lymannet.arms import NativeRebinner, merge_arm_sums, merge_arms, sums_to_flux
+
+from lymannet.coadd import BLOCK_ROWS, DEFAULT_OPTIONS, CoaddFile, CoaddSpectra, clean_pixels
 from lymannet.desi import ARMS, arm_wavelength, native_wavelength
 from lymannet.grid import Grid
 from lymannet.ingest import ingest

@@ -103,7 +103,7 @@ def simulate_set(grid, populations, seed, n):
     """Network-grid (flux, ivar, truth) of a demo-like mix of about n spectra, as ingestion makes them."""
     import numpy as np
 
-    from lymannet.coadd import NativeRebinner
+    from lymannet.arms import NativeRebinner
     from lymannet.simulate import draw_objects, instrument, simulate_chunk
 
     total = sum(p["n"] for p in populations.values())

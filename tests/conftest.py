@@ -103,7 +103,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lymannet import augment  # noqa: E402
-from lymannet.coadd import NativeRebinner  # noqa: E402
+from lymannet.arms import NativeRebinner  # noqa: E402
 from lymannet.desi import ARMS, arm_wavelength, native_wavelength  # noqa: E402
 from lymannet.fourmost.features import wavelength_of  # noqa: E402
 from lymannet.fourmost.ingest import Ingested  # noqa: E402

@@ -44,7 +44,8 @@ import torch
 
 from . import __version__
 from .calibration import Calibration, detection_score, header_cards, object_columns
-from .coadd import BLOCK_ROWS, NODATA, CoaddFile, NativeRebinner, check_grid_coverage, merge_arm_sums
+from .arms import NativeRebinner, check_grid_coverage, merge_arm_sums
+from .coadd import BLOCK_ROWS, NODATA, CoaddFile
 from .errors import ConfigError, InputFileError, LymannetError
 from .fileio import atomic_path, file_sha256, first_line, git_revision
 from .grid import Grid

@@ -24,15 +24,9 @@ import fitsio
 import numpy as np
 import pandas as pd
 
-from .coadd import (
-    BLOCK_ROWS,
-    CoaddFile,
-    NativeRebinner,
-    check_grid_coverage,
-    ingest_options,
-    merge_arm_sums,
-    sums_to_flux,
-)
+from .arms import NativeRebinner, check_grid_coverage, merge_arm_sums, sums_to_flux
+
+from .coadd import BLOCK_ROWS, CoaddFile, ingest_options
 from .desi import native_wavelength
 from .errors import ConfigError, InputFileError
 from .fileio import first_line, native_column, provenance

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import desi  # noqa: E402
-from .coadd import merge_arms, read_coadd  # noqa: E402
+from .arms import merge_arms  # noqa: E402
+from .coadd import read_coadd  # noqa: E402
 from .errors import InputFileError  # noqa: E402
 from .figures import save_figure  # noqa: E402
 from .lines import LBG_LINES, LYA, LYMAN_LIMIT, QSO_LINES  # noqa: E402

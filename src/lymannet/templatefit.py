@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .coadd import NativeRebinner
+from .arms import NativeRebinner
 from .errors import ConfigError
 from .grid import Grid
 from .igm import InoueIGM
