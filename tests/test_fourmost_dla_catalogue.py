@@ -105,3 +105,13 @@ def test_summary_rows_of_a_calibrated_location_score():
     assert any("S/N 0-2" in f for f in figures) and any("log N_HI 20.5-21" in f for f in figures)
     assert "(chosen)" in figures[-1]
     summary.summary_markdown(table, "demo")
+
+
+def test_neutral_rung_counts_no_neutral_candidate_as_a_false_one_on_a_bal():
+    data, truth, cat = _candidates()  # candidate 1 sits on the 20.1 absorber (neutral), 3 is false
+    cat = cat.assign(BAL=[0, 1, 0, 1])  # both on BAL quasars
+    everything = np.ones(4, bool)
+    strict = dcat.rung_scores(data, truth, cat, everything, np.arange(3), False, 20.0)
+    neutral = dcat.rung_scores(data, truth, cat, everything, np.arange(3), True, 20.0)
+    assert strict["false_on_bal"]["on_bal_quasars"] == 2 and strict["n_false"] == 3
+    assert neutral["false_on_bal"]["on_bal_quasars"] == 1 and neutral["n_false"] == 2

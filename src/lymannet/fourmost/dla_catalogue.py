@@ -70,7 +70,9 @@ def rung_scores(
     out = catalogue_rates(truth, cat, selected, rows, neutral, intervals=True)
     out["by_snr"] = rates_by_bin(truth, cat, selected, rows, neutral, "SNR", SNR_EDGES)
     out["by_log_nhi"] = rates_by_bin(truth, cat, selected, rows, neutral, "LOG_NHI", NHI_EDGES)
-    out["false_on_bal"] = false_on_bal(cat, selected, data, tolerance_pixels, truth)
+    # with the 20.0-20.3 band neutral, its candidates are not false ones on a BAL either
+    counted = selected & ~cat["NEUTRAL"].to_numpy(bool) if neutral and len(cat) else selected
+    out["false_on_bal"] = false_on_bal(cat, counted, data, tolerance_pixels, truth)
     return out
 
 
