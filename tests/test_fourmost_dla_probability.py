@@ -59,21 +59,33 @@ def test_safe_fit_beta_falls_back_to_the_identity():
     assert dp.safe_fit_beta(np.array([0.2, 0.9]), np.array([1, 1]), np.ones(2), "x") == dp.IDENTITY_BETA
 
 
-def test_working_point_is_the_lowest_threshold_that_keeps_the_purity():
-    score_ = np.linspace(0.01, 0.99, 99)
-    correct = score_ > 0.4  # below 0.4 all false, above all true
-    correct[[50, 60]] = False  # two false ones high up
-    w = np.ones(99)
+def test_working_point_is_the_lowest_threshold_of_expected_purity():
+    rng = np.random.default_rng(3)
+    score_ = rng.uniform(0, 1, 20000)
+    correct = rng.uniform(0, 1, score_.size) < score_  # calibrated: P(true) = score
+    w = np.ones(score_.size)
     point = dp.choose_working_point(score_, correct, w, n_true=float(correct.sum()), purity=0.9)
     selected = score_ > point["threshold"]
-    assert correct[selected].mean() >= 0.9
+    assert score_[selected].mean() >= 0.9 > np.append(score_[selected], point["threshold"]).mean()
+    assert point["threshold"] == pytest.approx(0.8, abs=0.01)  # mean of U(t, 1) = 0.9
     assert point["validation_purity"] == pytest.approx(correct[selected].mean())
+    assert point["validation_purity"] == pytest.approx(0.9, abs=0.01)
     assert point["validation_completeness"] == pytest.approx(correct[selected].sum() / correct.sum())
-    lower = score_ > point["threshold"] - 0.011  # one more candidate: below the goal
-    assert correct[lower].mean() < 0.9
-    # weights count: false ones weighted up push the threshold up
-    heavier = dp.choose_working_point(score_, correct, np.where(correct, 1.0, 3.0), float(correct.sum()), 0.9)
-    assert heavier["threshold"] >= point["threshold"]
+    # weights count: candidates of low probability weighted up pull the expected purity down
+    heavier = dp.choose_working_point(score_, correct, np.where(score_ < 0.9, 3.0, 1.0), correct.sum(), 0.9)
+    assert heavier["threshold"] > point["threshold"]
+    # a few heavily weighted false ones at the top (a boosted validation split reweighted to
+    # nature's) leave the threshold where the probabilities put it, not near 1
+    dip = correct.copy()
+    dip[np.argsort(-score_)[:5]] = False
+    shaken = dp.choose_working_point(score_, dip, np.where(dip, 1.0, 5.0), dip.sum(), 0.9)
+    assert shaken["threshold"] < 0.85
+    assert (
+        dp.choose_working_point(np.array([0.3, 0.2]), np.array([True, False]), np.ones(2), 1.0, 0.9)[
+            "validation_completeness"
+        ]
+        == 0.0
+    )  # nothing is that probable: nothing selected
 
 
 def test_support_dla_prob_and_nhi_err():

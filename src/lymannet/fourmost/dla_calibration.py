@@ -34,9 +34,9 @@ probabilities for *that* class mix; read at p = 0.5 on a survey at nature's inci
    (the raw network output: the seed vote's probability), after the prior correction (the
    support) and after the calibration are reported on the validation and the test split.
 4. **A working point** per catalogue (:func:`choose_working_point`): the lowest DLA_PROB threshold
-   whose reweighted validation purity stays >= the target purity (default 0.9 for log N_HI >= 20.3;
-   :func:`lymannet.calibration.choose_threshold`), stored as a threshold on DLA_PROB; the test split
-   reports the purity and completeness reached there.
+   whose selection has an expected purity (the reweighted mean DLA_PROB above it) >= the target
+   purity (default 0.9 for log N_HI >= 20.3), stored as a threshold on DLA_PROB with the empirical
+   validation purity and completeness reached there; the test split reports what it reaches.
 5. **BAL quasars** (:mod:`.bal`): the truth list's BAL flag, then either the troughs' wavelengths
    masked in the DLA search, or the troughs taught as negatives (a second localiser,
    ``location_bal``), or both; each is calibrated and given its working point on validation, and
