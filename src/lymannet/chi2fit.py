@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import __version__
 from .errors import ConfigError, InputFileError
+from .fileio import provenance
+from .predict import CLASS_LINE, PredictOptions, catalogue_rows, write_catalogue
+from .runtime import Progress
+from .spectra import SpectraFile
 from .templatefit import TemplateFitOptions, TemplateSet, build_template_set
 
 log = logging.getLogger("lymannet.chi2fit")
@@ -394,14 +400,6 @@ def predict_testset_templatefit(
     `template_source(grid, options) -> TemplateSet` gives the templates (default
     :func:`lymannet.templatefit.build_template_set`, the simulator's); `source_inputs` (files it
     read, hashed into the provenance) and `source_config` (its options) describe it."""
-    import time
-
-    from . import __version__
-    from .fileio import provenance
-    from .predict import CLASS_LINE, PredictOptions, catalogue_rows, write_catalogue
-    from .runtime import Progress
-    from .spectra import SpectraFile
-
     opts = TemplateFitOptions.from_dict(fit_options)
     popts = PredictOptions.from_dict(predict_options)
     target = str((predict_options or {}).get("target_class", "LBG")).upper()

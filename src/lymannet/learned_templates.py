@@ -62,7 +62,9 @@ import pandas as pd
 
 from .empca import weighted_eigenvectors, weighted_mean
 from .errors import ConfigError, InputFileError
+from .fileio import atomic_path, file_sha256
 from .grid import Grid
+from .spectra import SpectraFile
 from .templatefit import options_of
 
 log = logging.getLogger("lymannet.learned_templates")
@@ -197,8 +199,6 @@ def read_training(
     path: str | Path, windows: dict[str, list] | None = None, chunk_rows: int = 4096
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, Grid]:
     """(flux, ivar, truth, grid) of a training split, bad pixels and fill windows at ivar 0."""
-    from .spectra import SpectraFile
-
     with SpectraFile(path) as spectra_file:
         grid = spectra_file.grid
         if grid is None:
@@ -424,8 +424,6 @@ def learn_templates(
         raise ConfigError(
             f"learned templates: no class of {train} has min_spectra ({options.min_spectra}) spectra"
         )
-    from .fileio import file_sha256
-
     meta = {
         "format": FORMAT,
         "options": asdict(options),
@@ -440,8 +438,6 @@ def learn_templates(
 
 def save_learned(path: str | Path, learned: LearnedTemplates, record: dict[str, Any] | None = None) -> None:
     """An .npz: per basis b<i>_<field>, and a JSON 'meta' (options, training file, provenance)."""
-    from .fileio import atomic_path
-
     arrays: dict[str, Any] = {}
     groups = []
     for i, b in enumerate(learned.bases):
