@@ -17,9 +17,8 @@ def test_footprint_keeps_the_sightlines_of_high_snr_and_scores_only_them():
     data, truth, cat = _candidates()  # sightline S/N 1, 5, 9; the DLA on sightline 0
     assert dc.in_footprint(data, np.arange(3), 2.0).tolist() == [1, 2]
     assert dc.in_footprint(data, np.array([0, 2]), 0.0).tolist() == [0, 2]
-    inside = dc.in_footprint(data, np.arange(3), 2.0)
-    in_cat = np.isin(cat["ROW"].to_numpy(), inside)
-    in_truth = truth[np.isin(truth["ROW"].to_numpy(), inside)]
+    inside, in_cat, in_truth = dc.footprint_of(data, np.arange(3), 2.0, cat, truth)
+    assert in_cat.tolist() == [False, False, False, True] and len(in_truth) == 0
     rates = dla_rates.catalogue_rates(in_truth, cat, in_cat, inside)
     # the footprint holds one candidate (the false one on the BAL sightline) and no DLA
     assert rates["n_true"] == 0 and rates["n_selected"] == 1 and rates["purity"] == 0.0

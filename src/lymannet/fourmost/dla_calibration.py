@@ -164,6 +164,16 @@ def in_footprint(data: Ingested, rows: np.ndarray, snr_min: float) -> np.ndarray
     return rows[data.sightlines["SNR"].to_numpy(float)[rows] >= float(snr_min)]
 
 
+def footprint_of(
+    data: Ingested, rows: np.ndarray, snr_min: float, cat: pd.DataFrame, truth: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(the footprint's sightlines among `rows`, which candidates sit on them, their true DLAs)."""
+    inside = in_footprint(data, rows, snr_min)
+    cat_inside = np.isin(cat["ROW"].to_numpy(), inside) if len(cat) else np.zeros(0, bool)
+    truth_inside = truth[np.isin(truth["ROW"].to_numpy(), inside)] if len(truth) else truth
+    return inside, cat_inside, truth_inside
+
+
 def window_prior(windows: ft.Windows, weights: np.ndarray) -> float:
     """Nature's share of sliding windows with a DLA centre in their central half."""
     return weighted_fraction(windows.present, weights[windows.rows])
@@ -308,9 +318,7 @@ def calibrate_variant(
             dla_probability(cat, record), correct, sample_weight=w_cat
         )
     cat["DLA_PROB"] = dla_probability(cat, record)
-    inside = in_footprint(data, rows, footprint_snr_min)
-    cat_inside = np.isin(cat["ROW"].to_numpy(), inside) if len(cat) else np.zeros(0, bool)
-    truth_inside = truth[np.isin(truth["ROW"].to_numpy(), inside)] if len(truth) else truth
+    inside, cat_inside, truth_inside = footprint_of(data, rows, footprint_snr_min, cat, truth)
     n_true = float(np.sum(weights[truth_inside["ROW"].to_numpy().astype(int)])) if len(truth_inside) else 0.0
     point = choose_working_point(
         cat["DLA_PROB"].to_numpy(float)[cat_inside], correct[cat_inside], w_cat[cat_inside], n_true, purity

@@ -20,7 +20,7 @@ from .metrics import CONFUSER_ORDER, NHI_EDGES, SNR_EDGES, ratio_interval
 from .score import presence_predictions
 from .summary import _row
 from .dla_probability import DLA_LOG_N, presence_probability, weighted_fraction
-from .dla_calibration import VARIANTS, in_footprint, localiser_candidates, nhi_err, nhi_err_coverage
+from .dla_calibration import VARIANTS, footprint_of, localiser_candidates, nhi_err, nhi_err_coverage
 from .dla_rates import catalogue_rates, rates_by_bin
 
 log = logging.getLogger("lymannet.fourmost")
@@ -117,9 +117,7 @@ def score_dla_catalogue(
     cat["NHI_ERR"] = nhi_err(cat, chosen["nhi_err"])
     selected = cat["DLA_PROB"].to_numpy(float) > chosen["working_point"]["threshold"]
     snr_min = float(record.get("footprint_snr_min", 0.0))
-    inside = in_footprint(data, rows, snr_min)
-    cat_inside = np.isin(cat["ROW"].to_numpy(), inside) if len(cat) else np.zeros(0, bool)
-    truth_inside = truth[np.isin(truth["ROW"].to_numpy(), inside)] if len(truth) else truth
+    inside, cat_inside, truth_inside = footprint_of(data, rows, snr_min, cat, truth)
     cat["SELECTED"] = selected & cat_inside
     prob0 = cat0["DLA_PROB"].to_numpy(float)
     ladder = {
