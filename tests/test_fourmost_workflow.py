@@ -91,3 +91,33 @@ def test_medium_overlay_plans_the_calibrated_dla_catalogue(tmp_path):
     ):
         assert f"results/fourmost/medium/{planned}" in result.stdout
     assert "models/gru.pt" not in result.stdout
+
+
+def test_full_overlay_plans_one_localiser(tmp_path):
+    """config/fourmost_full.yaml: the full size (10,000 spectra, 80/10/10) with the BAL troughs
+    masked, so one localiser trains (no BAL-negatives twin) and no GRU."""
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "fourmost_full.yaml").read_text()))
+    fourmost = config["fourmost"]
+    validate(fourmost, str(REPO / "workflow" / "schemas" / "fourmost.schema.yaml"))
+    assert fourmost["size"] == "full" and fourmost["sizes"]["full"]["n_spectra"] == 10000
+    assert fourmost["dla"]["bal"]["method"] == "mask" and fourmost["dla"]["calibration"]["purity"] == 0.85
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(
+        workdir,
+        "--dry-run",
+        "--cores",
+        "2",
+        "results/fourmost/full/summary.md",
+        "results/fourmost/full/dla_location/dla_catalogue.fits",
+        "--configfile",
+        "config/config.yaml",
+        "config/fourmost_full.yaml",
+        timeout=300,
+    )
+    assert "results/fourmost/full/models/location_calibrated.pt" in result.stdout
+    assert "results/fourmost/full/dla_location/dla_catalogue.fits" in result.stdout
+    assert "models/location_bal.pt" not in result.stdout and "models/gru.pt" not in result.stdout
