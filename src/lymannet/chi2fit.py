@@ -354,6 +354,65 @@ def fit_spectra(
     return out
 
 
+DEFAULT_WINDOW = 0.05  # +-0.05 in ln(1+z): +-0.2 at z = 3, ~4 line-finder boxes
+
+
+def refine_redshifts(
+    tset: TemplateSet,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    z_network: np.ndarray,
+    spectype: str,
+    window: float = DEFAULT_WINDOW,
+    options: TemplateFitOptions | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, zerr, refined) of (N, P) spectra: the class's chi-square minimum within +-window in
+    ln(1+z) of each network redshift, its Delta chi2 = 1 error, and whether it was found inside
+    the window (elsewhere, and where the network's redshift lies outside the class's template
+    range, z is the network's and zerr NaN)."""
+    if window <= 0:
+        raise ConfigError(f"refine window must be > 0 in ln(1+z), not {window}")
+    if spectype not in tset.models:
+        raise ConfigError(f"refine: class {spectype} has no learned templates; classes: {tset.classes}")
+    options = options or TemplateFitOptions()
+    z_network = np.asarray(z_network, np.float64)
+    s = _prepare(
+        np.atleast_2d(flux), np.atleast_2d(ivar), legendre_basis(np.shape(flux)[-1], options.poly_order)
+    )
+    x_grid = np.log1p(tset.z[spectype])
+    step = x_grid[1] - x_grid[0]
+    half_width = max(1, int(round(window / step)))
+    centre = np.clip(np.round((np.log1p(z_network) - x_grid[0]) / step).astype(np.int64), 0, x_grid.size - 1)
+    # one basis group per class unless subtype_classes splits it: scan each group, keep the lowest
+    best_chi2 = np.full(len(z_network), np.inf)
+    x = np.full(len(z_network), np.nan)
+    curvature = np.full(len(z_network), np.nan)
+    inside = np.zeros(len(z_network), bool)
+    for variant in range(tset.basis(spectype).shape[0]):
+        chi2, index = _fine_scan(s, tset, spectype, np.full(len(z_network), variant), centre, half_width)
+        x_v, chi2_v, zwarn = _parabola(chi2, index, x_grid)
+        best = np.argmin(chi2, axis=1)
+        rows = np.arange(len(z_network))
+        inner = np.clip(best, 1, chi2.shape[1] - 2)
+        curv = chi2[rows, inner - 1] - 2 * chi2[rows, inner] + chi2[rows, inner + 1]
+        ok = (zwarn == 0) & (best > 0) & (best < chi2.shape[1] - 1) & (curv > 0)
+        better = ok & (chi2_v < best_chi2)
+        best_chi2[better], x[better], curvature[better], inside[better] = (
+            chi2_v[better],
+            x_v[better],
+            curv[better],
+            True,
+        )
+    # outside the class's learned redshift range there is nothing to refine against
+    x_network = np.log1p(z_network)
+    inside &= ~s.nodata & (x_network >= x_grid[0]) & (x_network <= x_grid[-1])
+    z = np.where(inside, np.expm1(x), z_network)
+    # chi2 ~ chi2_min + a (x - x0)^2 with a = curvature / (2 step^2): Delta chi2 = 1 at 1/sqrt(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zerr = np.where(inside, (1.0 + z) * step * np.sqrt(2.0 / curvature), np.nan)
+    return z, zerr, inside
+
+
 # --------------------------------------------------------------------------------------------
 # Test sets -> prediction catalogues (the format of lymannet.predict)
 # --------------------------------------------------------------------------------------------

@@ -243,6 +243,20 @@ def ensemble_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
     return [(ensemble_name(g["model"]), g["combo"]) for g in seed_groups(config["runs"]) if g["ensemble"]]
 
 
+REFINED_SUFFIX = ".refined"
+
+
+def refined_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(refined model name, combo) of every `runs:` entry with `refine: true`, in order: the
+    run's catalogues with redshifts refined by its combo's learned templates (lymannet.refine)."""
+    pairs: list[tuple[str, str]] = []
+    for run in config["runs"]:
+        pair = (f"{run['model']}{REFINED_SUFFIX}", run["combo"])
+        if run.get("refine", False) and pair not in pairs:
+            pairs.append(pair)
+    return pairs
+
+
 def ensemble_members(config: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """Every ensemble of `runs:` and of each experiment's runs: (ensemble, combo) -> its members.
     Two that name one ensemble must agree on its seeds."""

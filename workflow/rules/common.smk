@@ -14,6 +14,7 @@ from lymannet.config import (  # noqa: E402
     check_config,
     ensemble_members,
     ensemble_runs,
+    refined_runs,
     run_pairs,
     slugify,
     used_combos,
@@ -82,6 +83,9 @@ RUNS = run_pairs(config)
 # (rule predict_ensemble), scored like any run. ENSEMBLES also holds the experiments' ensembles.
 ENSEMBLE_RUNS = ensemble_runs(config)
 ENSEMBLES = ensemble_members(config)
+# Runs with `refine: true`: their catalogues with redshifts refined by learned templates (rule
+# predict_refined), the model name <model>.refined, scored like any run.
+REFINED_RUNS = refined_runs(config)
 # Test sets of the summary and comparison figures; `in_summary: false` ones (an experiment's own)
 # are scored only where an experiment asks.
 TESTSETS = [name for name, spec in config["testsets"].items() if spec.get("in_summary", True)]
@@ -204,6 +208,12 @@ def ensemble_seeds(wildcards):
 def ensembled_models():
     """Wildcard constraint of predict_ensemble's {model}: the models that have an ensemble."""
     names = sorted({base_model(e, config["models"])[0] for e, _ in ENSEMBLES})
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def refined_models():
+    """Wildcard constraint of predict_refined's {model}: the runs' models that are refined."""
+    names = sorted({model.removesuffix(".refined") for model, _ in REFINED_RUNS})
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 

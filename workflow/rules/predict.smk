@@ -161,3 +161,36 @@ rule predict_ensemble:
         name=lambda w: f"{w.model}.ensemble/{w.combo}",
     script:
         "../scripts/predict_ensemble.py"
+
+
+# A run's redshifts refined by a chi-square fit of its combo's learned templates near the
+# network's redshift (runs[].refine, lymannet.refine), as DESI runs Redrock around QuasarNET's:
+# the catalogue <model>.refined, scored by the score rule like any run.
+ruleorder: predict_refined > predict
+
+
+rule predict_refined:
+    input:
+        prediction="results/predictions/{model}/{combo}/{testset}.fits",
+        testset="results/testsets/{testset}.fits",
+        templates="results/baseline/learned_templates/{combo}.npz",
+    output:
+        "results/predictions/{model}.refined/{combo}/{testset}.fits",
+    log:
+        "logs/predict/{model}.refined/{combo}/{testset}.log",
+    benchmark:
+        "logs/benchmarks/predict/{model}.refined/{combo}/{testset}.tsv"
+    wildcard_constraints:
+        model=refined_models(),
+    conda:
+        ENV_DATA
+    threads: 2
+    resources:
+        runtime=30,
+        mem_mb=3000,
+    params:
+        window=config["refine"]["window"],
+        fit={k: v for k, v in LEARNED_TEMPLATES.items() if k not in ("enabled", "name", "combo", *LEARN_KEYS)},
+        name=lambda w: f"{w.model}.refined/{w.combo}",
+    script:
+        "../scripts/predict_refined.py"

@@ -44,12 +44,12 @@ rule compare:
     input:
         scores=[
             f"results/scores/{m}/{c}/{t}.json"
-            for m, c in RUNS + ENSEMBLE_RUNS + BASELINE_RUNS
+            for m, c in RUNS + ENSEMBLE_RUNS + REFINED_RUNS + BASELINE_RUNS
             for t in TESTSETS
         ],
         curves=[
             f"results/scores/{m}/{c}/{t}_curve.csv"
-            for m, c in RUNS + ENSEMBLE_RUNS + BASELINE_RUNS
+            for m, c in RUNS + ENSEMBLE_RUNS + REFINED_RUNS + BASELINE_RUNS
             for t in TESTSETS
         ],
         models=[f"results/models/{m}/{c}/calibrated.pt" for m, c in RUNS],
