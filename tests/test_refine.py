@@ -101,6 +101,15 @@ def test_refined_catalogue_keeps_the_network_and_scores_better(learned, tmp_path
         np.testing.assert_array_equal(back.table[column], table[column])
     assert back.header["REFINE"] == 0.05 and len(back.header["TEMPLSHA"]) == 64
     assert back.provenance["config"]["window"] == 0.05 and refined["REFINED"].dtype == bool
+    assert np.isnan(back.table["ZERR"][back.table["REFINED"]]).all()  # no ZERR calibration given
+    # with calibrate_refined's coefficients (a, b): ZERR = (1 + z) sqrt(b^2 + (a ZERR_FIT / (1 + z))^2)
+    record = tmp_path / "zerr.json"
+    record.write_text('{"zerr": [1.5, 0.001]}')
+    again = refine_catalogue(network, testset, learned["path"], out, 0.05, name="n", zerr_calibration=record)
+    rows = again["REFINED"].to_numpy()
+    z, fit = again["Z_PRED"].to_numpy(float)[rows], again["ZERR_FIT"].to_numpy(float)[rows]
+    expected = (1 + z) * np.sqrt(0.001**2 + (1.5 * fit / (1 + z)) ** 2)
+    np.testing.assert_allclose(again["ZERR"].to_numpy(float)[rows], expected, rtol=1e-5)
     # another test set than the catalogue's: named, never a half-written output
     other = write_set(tmp_path / "other.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=34)
     bad = tmp_path / "bad.fits"

@@ -14,15 +14,18 @@ parabola).
 - Z_NET: the network's redshift; Z_PRED: the refined one, or Z_NET where the fit cannot say
   (no valid pixels, no convex minimum, or the minimum on the window's edge: the best redshift
   lies outside it); REFINED says which.
-- ZERR: from the chi-square's curvature at its minimum (Delta chi2 = 1), as Redrock's; a
-  statistical error of the fit, not calibrated on validation like the network's (whose ZERR
-  becomes ZERR_NET). The score JSON's ZERR coverage shows how far to trust it.
+- ZERR: the chi-square's curvature at its minimum (Delta chi2 = 1, Redrock's error; ZERR_FIT)
+  calibrated on the run's validation split like the network's ZERR (rule `calibrate_refined`,
+  :func:`lymannet.calibration.fit_redshift_error` with the fit's error as the spread): the
+  Delta chi2 = 1 error of templates that are not the data's undercovers by ~3x. The network's
+  own ZERR becomes ZERR_NET.
 - Confidences, PROB and the working point stay the network's: PROB was calibrated for the
   network's redshifts, so where refining makes more of them correct it is conservative.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -32,11 +35,15 @@ import fitsio
 import numpy as np
 import pandas as pd
 
+from .calibrate import _is_target
+from .calibration import fit_redshift_error, redshift_error, zerr_coverage
 from .chi2fit import DEFAULT_WINDOW, refine_redshifts
-from .errors import InputFileError
-from .fileio import file_sha256, provenance
+from .errors import InputFileError, LymannetError
+from .fileio import file_sha256, provenance, write_json_atomic
 from .lines import Line
-from .predict import read_catalogue, write_catalogue
+from .metrics import ScoreOptions, correct_redshift
+from .modelfile import load_model_file
+from .predict import PredictOptions, predict_testset, read_catalogue, write_catalogue
 from .spectra import SpectraFile
 from .templatefit import TemplateFitOptions, TemplateSet
 from .templatefit_learned import build_learned_template_set, load_learned
@@ -51,6 +58,116 @@ def _lines_of(path: Path) -> tuple[Line, ...]:
     return tuple(Line(str(r["NAME"]).strip(), float(r["WAVELENGTH"]), "refined") for r in rows)
 
 
+def refine_file(
+    spectra_path: str | Path,
+    table: pd.DataFrame,
+    templates: str | Path,
+    target: str,
+    window: float = DEFAULT_WINDOW,
+    fit_options: dict[str, Any] | None = None,
+    catalogue: str | Path = "",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(z, zerr_fit, refined, options) of every spectrum of a spectra file whose network
+    predictions are `table` (same rows, same order: checked by TARGETID)."""
+    fit_options = dict(fit_options or {})
+    mean_amplitude = str(fit_options.pop("mean_amplitude", "nonnegative"))
+    options = TemplateFitOptions.from_dict(fit_options)
+    z_network = table["Z_PRED"].to_numpy(np.float64)
+    ids = table["TARGETID"].to_numpy()
+    z, zerr, refined = np.empty(len(table)), np.empty(len(table)), np.zeros(len(table), bool)
+    start = 0
+    with SpectraFile(spectra_path) as spectra:
+        if spectra.grid is None:
+            raise InputFileError("network layer has no grid header (GRIDKIND)", spectra_path)
+        tset = build_learned_template_set(spectra.grid, load_learned(templates), options, mean_amplitude)
+        for chunk in spectra.iter_chunks("network", options.chunk_rows):
+            stop = start + len(chunk)
+            if not np.array_equal(np.asarray(chunk.truth["TARGETID"]), ids[start:stop]):
+                raise InputFileError(
+                    f"lists other spectra than the catalogue {catalogue} (TARGETIDs differ from row {start})",
+                    spectra_path,
+                )
+            z[start:stop], zerr[start:stop], refined[start:stop] = refine_redshifts(
+                tset, chunk.flux, chunk.ivar, z_network[start:stop], target, window, options
+            )
+            start = stop
+    if start != len(table):
+        raise InputFileError(f"has {start} spectra, the catalogue {catalogue} {len(table)}", spectra_path)
+    return z, zerr, refined, {**asdict(options), "mean_amplitude": mean_amplitude}
+
+
+def calibrate_refined(
+    model: str | Path,
+    val: str | Path,
+    templates: str | Path,
+    out_json: str | Path,
+    score: dict[str, Any] | None = None,
+    predict: dict[str, Any] | None = None,
+    window: float = DEFAULT_WINDOW,
+    fit_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """ZERR of the refined redshifts, fitted on the run's validation split: the network predicts
+    it, the learned templates refine it, and :func:`fit_redshift_error` scales the fit's
+    Delta chi2 = 1 error so that 68% of the correct refined targets lie within ZERR."""
+    opts = ScoreOptions.from_config(score or {})
+    loaded = load_model_file(model)
+    table = predict_testset(loaded, val, PredictOptions.from_dict(predict), model)
+    target = str(getattr(loaded, "target_class", opts.target_class)).upper()
+    z, zerr_fit, refined, options = refine_file(val, table, templates, target, window, fit_options, model)
+    z_true = table["Z"].to_numpy(float)
+    is_target = _is_target(table, opts)
+    good_network = is_target & correct_redshift(table["Z_PRED"], z_true, opts.dz_max, opts.dv_max_kms)
+    good = is_target & refined & correct_redshift(z, z_true, opts.dz_max, opts.dv_max_kms)
+    # the detections a catalogue would list (PROB >= 0.5), as the network's ZERR is fitted on
+    detected = good & (table["PROB"].to_numpy(float) >= 0.5) if "PROB" in table else good
+    fitted = detected if detected.sum() >= 10 else good
+    if fitted.sum() < 10:
+        raise LymannetError(
+            f"refined ZERR needs at least 10 correct refined validation targets in {val}, got {int(fitted.sum())}"
+        )
+    spread = zerr_fit / (1.0 + z)
+    coefficients = fit_redshift_error(z[fitted], (z - z_true)[fitted], spread[fitted])
+    record = {
+        "zerr": list(coefficients),
+        "window": window,
+        "fit": options,
+        "validation_file": str(val),
+        "model": str(model),
+        "n_spectra": int(len(table)),
+        "n_fitted": int(fitted.sum()),
+        "zerr_coverage": zerr_coverage(
+            (z - z_true)[fitted], redshift_error(z[fitted], spread[fitted], coefficients)
+        ),
+        "zerr_fit_coverage": zerr_coverage((z - z_true)[fitted], zerr_fit[fitted]),
+        "correct_network": float(good_network[is_target].mean()),
+        "correct_refined": float(
+            (is_target & correct_redshift(z, z_true, opts.dz_max, opts.dv_max_kms))[is_target].mean()
+        ),
+        "median_abs_dz_network": float(
+            np.median(np.abs(table["Z_PRED"].to_numpy(float) - z_true)[good_network])
+        ),
+        "median_abs_dz_refined": float(np.median(np.abs(z - z_true)[good])),
+        "refined_share": float(refined.mean()),
+    }
+    write_json_atomic(out_json, record)
+    log.info(
+        "refined ZERR on %s (%d correct targets): a=%.3g b=%.3g covers %.2f / %.2f (Delta chi2 = 1 alone "
+        "%.2f / %.2f); correct redshifts %.3f -> %.3f of the targets, median |dz| %.4f -> %.4f",
+        val,
+        record["n_fitted"],
+        *coefficients,
+        record["zerr_coverage"]["within_1"],
+        record["zerr_coverage"]["within_2"],
+        record["zerr_fit_coverage"]["within_1"],
+        record["zerr_fit_coverage"]["within_2"],
+        record["correct_network"],
+        record["correct_refined"],
+        record["median_abs_dz_network"],
+        record["median_abs_dz_refined"],
+    )
+    return record
+
+
 def refine_catalogue(
     prediction: str | Path,
     testset: str | Path,
@@ -59,49 +176,41 @@ def refine_catalogue(
     window: float = DEFAULT_WINDOW,
     fit_options: dict[str, Any] | None = None,
     name: str = "",
+    zerr_calibration: str | Path | None = None,
 ) -> pd.DataFrame:
-    """A network's prediction catalogue of a test set -> the same catalogue with refined Z_PRED."""
+    """A network's prediction catalogue of a test set -> the same catalogue with refined Z_PRED
+    and, given `calibrate_refined`'s record, calibrated ZERR (NaN without it); rows not refined
+    keep the network's Z_PRED and ZERR."""
     prediction, testset = Path(prediction), Path(testset)
     catalogue = read_catalogue(prediction)
     target = str(catalogue.header.get("TARGCLS", "LBG")).strip().upper()
-    fit_options = dict(fit_options or {})
-    mean_amplitude = str(fit_options.pop("mean_amplitude", "nonnegative"))
-    options = TemplateFitOptions.from_dict(fit_options)
     table = catalogue.table.copy()
     z_network = table["Z_PRED"].to_numpy(np.float64)
-    z, zerr, refined = (np.empty(len(table)), np.empty(len(table)), np.zeros(len(table), bool))
-    with SpectraFile(testset) as spectra:
-        if spectra.grid is None:
-            raise InputFileError("network layer has no grid header (GRIDKIND)", testset)
-        tset = build_learned_template_set(spectra.grid, load_learned(templates), options, mean_amplitude)
-        start = 0
-        for chunk in spectra.iter_chunks("network", options.chunk_rows):
-            ids = np.asarray(chunk.truth["TARGETID"])
-            stop = start + len(ids)
-            if not np.array_equal(ids, table["TARGETID"].to_numpy()[start:stop]):
-                raise InputFileError(
-                    f"lists other spectra than the catalogue {prediction} (TARGETIDs differ from row {start})",
-                    testset,
-                )
-            rows = slice(start, stop)
-            z[rows], zerr[rows], refined[rows] = refine_redshifts(
-                tset, chunk.flux, chunk.ivar, z_network[rows], target, window, options
-            )
-            start = stop
-    if start != len(table):
-        raise InputFileError(f"has {start} spectra, the catalogue {prediction} {len(table)}", testset)
+    z, zerr_fit, refined, options = refine_file(
+        testset, table, templates, target, window, fit_options, prediction
+    )
+    # where nothing was refined the network's redshift and its calibrated ZERR stand
+    zerr = table["ZERR"].to_numpy(np.float64).copy() if "ZERR" in table else np.full(len(table), np.nan)
+    zerr[refined] = np.nan
+    calibration = None
+    if zerr_calibration is not None:
+        calibration = json.loads(Path(zerr_calibration).read_text())
+        fitted = redshift_error(z, zerr_fit / (1.0 + z), tuple(calibration["zerr"]))
+        zerr[refined] = fitted[refined]
     table["Z_NET"] = z_network.astype(np.float32)
     if "ZERR" in table:
         table["ZERR_NET"] = table["ZERR"]
-    table["Z_PRED"], table["ZERR"], table["REFINED"] = z.astype(np.float32), zerr.astype(np.float32), refined
+    table["Z_PRED"], table["ZERR"] = z.astype(np.float32), zerr.astype(np.float32)
+    table["ZERR_FIT"], table["REFINED"] = zerr_fit.astype(np.float32), refined
     if "Z_QN" in table:
         table["Z_QN"] = table["Z_PRED"]
-    record = provenance(
-        {"refine": name, "window": window, "fit": asdict(options), "mean_amplitude": mean_amplitude},
-        {"prediction": prediction, "testset": testset, "templates": templates},
-    )
+    inputs = {"prediction": prediction, "testset": testset, "templates": templates}
+    if zerr_calibration is not None:
+        inputs["zerr_calibration"] = zerr_calibration
+    record = provenance({"refine": name, "window": window, "fit": options}, inputs)
     record["network"] = {"catalogue": str(prediction), "provenance": catalogue.provenance}
     record["calibration"] = catalogue.provenance.get("calibration")
+    record["refined_zerr"] = calibration
     header = [
         {"name": key, "value": catalogue.header[key], "comment": ""}
         for key in ("CALIB", "TARGCLS", "CTHRESH", "MINLINES", "NLINES", "MODELSHA")

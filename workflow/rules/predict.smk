@@ -169,11 +169,42 @@ rule predict_ensemble:
 ruleorder: predict_refined > predict
 
 
+# ZERR of the refined redshifts, fitted on the run's validation split (as calibrate does the
+# network's): the network predicts it, the templates refine it, the fit's error is scaled.
+rule calibrate_refined:
+    input:
+        model="results/models/{model}/{combo}/calibrated.pt",
+        val="results/combos/{combo}/val.fits",
+        templates="results/baseline/learned_templates/{combo}.npz",
+    output:
+        "results/models/{model}/{combo}/refined_zerr.json",
+    log:
+        "logs/calibrate_refined/{model}/{combo}.log",
+    benchmark:
+        "logs/benchmarks/calibrate_refined/{model}/{combo}.tsv"
+    wildcard_constraints:
+        model=refined_models(),
+    conda:
+        ENV_TRAIN
+    threads: 2
+    resources:
+        runtime=30,
+        mem_mb=8000,
+    params:
+        score=config["score"],
+        predict=config["predict"],
+        window=config["refine"]["window"],
+        fit={k: v for k, v in LEARNED_TEMPLATES.items() if k not in ("enabled", "name", "combo", *LEARN_KEYS)},
+    script:
+        "../scripts/calibrate_refined.py"
+
+
 rule predict_refined:
     input:
         prediction="results/predictions/{model}/{combo}/{testset}.fits",
         testset="results/testsets/{testset}.fits",
         templates="results/baseline/learned_templates/{combo}.npz",
+        zerr="results/models/{model}/{combo}/refined_zerr.json",
     output:
         "results/predictions/{model}.refined/{combo}/{testset}.fits",
     log:

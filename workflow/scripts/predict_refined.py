@@ -2,7 +2,7 @@
 templates of its combo (lymannet.refine).
 
 snakemake: input.prediction (the network's catalogue), input.testset, input.templates (learned
-templates .npz); params.window (ln(1+z)), params.fit (template-fit options), params.name;
+templates .npz), input.zerr (calibrate_refined's record); params.window (ln(1+z)), params.fit (template-fit options), params.name;
 output[0] (catalogue .fits), log[0].
 """
 
@@ -20,4 +20,5 @@ if "snakemake" in globals():
         window=snakemake.params.window,  # noqa: F821
         fit_options=snakemake.params.fit,  # noqa: F821
         name=snakemake.params.name,  # noqa: F821
+        zerr_calibration=snakemake.input.zerr,  # noqa: F821
     )
