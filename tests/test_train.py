@@ -487,3 +487,40 @@ def test_auto_device_and_thread_count(combo, tmp_path):
     )
     assert (tmp_path / "m" / "model.pt").exists() and (tmp_path / "m" / "curve.png").exists()
     assert torch.get_num_threads() == 1
+
+
+def test_batchnorm_recalibration_recomputes_running_statistics_without_dropout():
+    """train.bn_recalibration ("precise BN"): the running mean and variance become the exact
+    statistics of the first n x 1,024 training spectra under the current weights, dropout off,
+    whatever they were; the modules keep their momentum."""
+    from torch import nn
+
+    from lymannet.train import EVAL_BATCH, recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(1, 4, 5),
+        nn.BatchNorm1d(4, momentum=0.01),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Conv1d(4, 3, 5),
+        nn.BatchNorm1d(3, momentum=0.01),
+    )
+    flux = 5.0 + 2.0 * torch.randn(2500, 1, 40)
+    data = type("Data", (), {"z": torch.zeros(2500), "__len__": lambda self: 2500})()
+    batches = lambda d, index, train: (flux[index], {})  # noqa: E731
+    for norm in (model[1], model[5]):
+        norm.running_mean.fill_(100.0)
+        norm.running_var.fill_(1e-4)
+    recalibrate_batchnorm(model, data, batches, 2)
+    used = flux[: 2 * EVAL_BATCH]
+    with torch.no_grad():
+        first = model[0](used)
+        second = model[4](model[2](model[1](first)))  # eval mode: dropout off, the new statistics
+    for norm, x in ((model[1], first), (model[5], model[4](model[2](model[1](first))))):
+        torch.testing.assert_close(norm.running_mean, x.mean(dim=(0, 2)), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(norm.running_var, x.var(dim=(0, 2)), rtol=1e-3, atol=1e-4)
+        assert norm.momentum == 0.01
+    assert not model.training and second.shape == (2 * EVAL_BATCH, 3, 32)
+    recalibrate_batchnorm(model, data, batches, 0)  # 0: off, nothing changes
+    torch.testing.assert_close(model[1].running_mean, first.mean(dim=(0, 2)), rtol=1e-4, atol=1e-4)
