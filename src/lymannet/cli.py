@@ -253,6 +253,54 @@ def check_demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _paired_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "paired",
+        help="compare two prediction catalogues of one test set: B's P = E score minus A's, paired",
+        description="Score two prediction catalogues of the same test set and bootstrap the difference "
+        "of their P = E scores on the same resamples of the test objects (targets and contaminants "
+        "resampled separately): what they share cancels, so a claim that B beats A holds when the "
+        "difference's interval excludes 0. Score options (dz_max, min_lines, resamples) from --config.",
+    )
+    parser.add_argument(
+        "a", type=Path, help="catalogue A (e.g. results/predictions/classic/<combo>/<test>.fits)"
+    )
+    parser.add_argument("b", type=Path, help="catalogue B, the same test set")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a config whose `score` slice to use (default: the defaults)",
+    )
+
+
+def paired(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .errors import LymannetError
+    from .evaluation import paired_score_difference
+    from .metrics import ScoreOptions
+    from .predict import read_catalogue
+
+    try:
+        score = (yaml.safe_load(args.config.read_text()) or {}).get("score", {}) if args.config else {}
+        options = ScoreOptions.from_config(score)
+        a, b = read_catalogue(args.a), read_catalogue(args.b)
+        result = paired_score_difference(a.table, a.c_line, b.table, b.c_line, options)
+    except (LymannetError, ValueError, OSError) as error:
+        print(f"lymannet paired: error: {error}", file=sys.stderr)
+        return 1
+    d = result["difference"]
+    print(f"A {args.a}: P = E {result['score_a']:.3f}")
+    print(f"B {args.b}: P = E {result['score_b']:.3f}")
+    print(
+        f"B - A = {d['value']:+.3f}, 68% [{d['lo68']:+.3f}, {d['hi68']:+.3f}], 95% [{d['lo95']:+.3f}, "
+        f"{d['hi95']:+.3f}] over {d['n_resamples']} paired resamples of {result['n_spectra']} spectra; "
+        f"B above A in {100 * result['p_b_above_a']:.1f}% of them"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lymannet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     _classify_parser(commands)
     _vi_sample_parser(commands)
     _check_demo_parser(commands)
+    _paired_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "where":
         return where(args.results)
@@ -272,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         return vi_sample(args)
     if args.command == "check-demo":
         return check_demo(args)
+    if args.command == "paired":
+        return paired(args)
     return 2
 
 

@@ -221,6 +221,65 @@ def score_intervals(
     return out
 
 
+def paired_score_difference(
+    catalogue_a: pd.DataFrame,
+    c_line_a: np.ndarray,
+    catalogue_b: pd.DataFrame,
+    c_line_b: np.ndarray,
+    options: ScoreOptions,
+) -> dict[str, Any]:
+    """The P = E score of B minus that of A on the same test objects, with its paired bootstrap
+    interval: both scored on each resample of the objects, so what the two share (which spectra
+    are hard) cancels, and a difference smaller than either score's own interval can still be
+    beyond its noise. {"score_a", "score_b", "difference": Interval.to_dict(), "p_b_above_a":
+    share of resamples where B scores higher}."""
+    from .bootstrap import PEResampler, bootstrap_samples, interval_from
+
+    ids_a, ids_b = catalogue_a["TARGETID"].to_numpy(), catalogue_b["TARGETID"].to_numpy()
+    if len(ids_a) != len(ids_b) or not np.array_equal(ids_a, ids_b):
+        raise ValueError("the two catalogues list other spectra (TARGETIDs differ): not one test set")
+    resamplers = []
+    for catalogue, c_line in ((catalogue_a, c_line_a), (catalogue_b, c_line_b)):
+        is_target = (
+            catalogue["SPECTYPE"].astype(str).str.strip().str.upper().to_numpy()
+            == options.target_class.upper()
+        )
+        is_correct = correct_redshift(
+            catalogue["Z_PRED"].to_numpy(float),
+            catalogue["Z"].to_numpy(float),
+            options.dz_max,
+            options.dv_max_kms,
+        )
+        resamplers.append(
+            PEResampler(
+                kth_confidence(c_line, options.min_lines),
+                is_target,
+                is_correct,
+                exact_thresholds(c_line, options.thresholds, options.min_lines),
+            )
+        )
+    identity = np.arange(len(ids_a))[None, :]
+    score_a, score_b = (float(r.scores(identity)[0]) for r in resamplers)
+    samples = bootstrap_samples(
+        lambda rows: resamplers[1].scores(rows) - resamplers[0].scores(rows),
+        len(ids_a),
+        n_resamples=max(options.n_resamples, 1),
+        seed=options.bootstrap_seed,
+        strata=resamplers[0].is_target,
+        batched=True,
+    )
+    finite = samples[np.isfinite(samples)]
+    return {
+        "score_a": score_a,
+        "score_b": score_b,
+        "difference": interval_from(
+            score_b - score_a, samples, max(options.n_resamples, 1), options.bootstrap_seed
+        ).to_dict(),
+        "p_b_above_a": float(np.mean(finite > 0)) if finite.size else float("nan"),
+        "n_spectra": int(len(ids_a)),
+    }
+
+
 def populations(catalogue: pd.DataFrame) -> np.ndarray:
     """Each row's population: SPECTYPE, or SPECTYPE/SUBTYPE where the truth gives a subtype
     (a star's spectral type, a BAL quasar), so false positives can be traced to their source."""
