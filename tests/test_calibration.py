@@ -172,3 +172,29 @@ def test_a_barely_trained_network_still_gets_a_calibration_record():
         score, is_target, few, z_pred, z_true, np.zeros(n), {"purity": 0.95}, 1, 0.05
     )
     assert any("ZERR not fitted" in w for w in calibration.validation["warnings"])
+
+
+def test_calibration_table_without_a_box_grid():
+    """A catalogue without the line finder's box edges (a refined or foreign one) still gets its
+    row: the N(z) excess without the nearest box edge."""
+    from lymannet.calibrate import calibration_markdown, nz_excess
+
+    nz = nz_excess(np.array([2.9, 3.0, 3.0, 3.0]), np.array([2.9, 3.0]), [])
+    assert nz["largest_excess"]["nearest_lya_box_edge_z"] is None
+    record = {
+        "model": "classic.refined",
+        "combo": "c",
+        "testset": "t",
+        "calibration": {
+            "working_point": {"purity": 0.95},
+            "ece_before": 0.3,
+            "ece_after": 0.02,
+            "ece_after_prior_correction": 0.03,
+            "purity_at_working_point": 0.97,
+            "efficiency_at_working_point": 0.8,
+            "zerr_coverage": {"within_1": 0.7, "within_2": 0.95},
+            "nz": nz,
+        },
+    }
+    row = [line for line in calibration_markdown([record], ["t"]) if line.startswith("| classic.refined")]
+    assert row and "+2 at z 3.01 |" in row[0] and "edge" not in row[0]

@@ -283,8 +283,10 @@ def calibration_markdown(records: list[dict[str, Any]], testsets: list[str]) -> 
         for record in rows:
             c = record["calibration"]
             peak = c["nz"]["largest_excess"] or {}
+            edge = peak.get("nearest_lya_box_edge_z")
             nz = (
-                f"+{peak['excess']} at z {peak['z']:.2f} (edge {peak['nearest_lya_box_edge_z']:.2f})"
+                f"+{peak['excess']} at z {peak['z']:.2f}"
+                + (f" (edge {edge:.2f})" if edge is not None else "")
                 if peak
                 else "n/a"
             )

@@ -210,6 +210,8 @@ def refine_catalogue(
     record = provenance({"refine": name, "window": window, "fit": options}, inputs)
     record["network"] = {"catalogue": str(prediction), "provenance": catalogue.provenance}
     record["calibration"] = catalogue.provenance.get("calibration")
+    # the network's box grid, against which the score looks for N(z) excesses
+    record["box_edges_wavelength"] = catalogue.provenance.get("box_edges_wavelength", [])
     record["refined_zerr"] = calibration
     header = [
         {"name": key, "value": catalogue.header[key], "comment": ""}
