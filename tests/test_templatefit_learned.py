@@ -265,10 +265,17 @@ def test_the_dag_learns_from_the_train_split_and_scores_every_test_set(tmp_path)
     assert inputs == [f"results/combos/{combo}/train.fits"], inputs
     # the oracle row is still there, and the learned one goes with enabled: false
     assert {w["testset"] for rule, w in jobs if rule == "predict_templatefit"} == testsets
-    edited = write_config(workdir, lambda c: c["baseline"]["learned_templates"].update(enabled=False))
+
+    def without_baseline(config, refine=True):
+        config["baseline"]["learned_templates"].update(enabled=False)
+        for run in config["runs"]:
+            run["refine"] = run.get("refine", False) and refine
+
+    edited = write_config(workdir, without_baseline)
     jobs = planned_jobs(workdir, "--configfile", edited)
-    assert not [
-        w
-        for rule, w in jobs
-        if rule in ("learn_templates", "predict_templatefit_learned") or w.get("model") == name
-    ]
+    assert not [w for rule, w in jobs if rule == "predict_templatefit_learned" or w.get("model") == name]
+    # a refined run still learns its combo's templates; without one, nothing learns any
+    assert [w for rule, w in jobs if rule == "learn_templates"] == [{"combo": combo}]
+    edited = write_config(workdir, lambda c: without_baseline(c, refine=False))
+    jobs = planned_jobs(workdir, "--configfile", edited)
+    assert not [w for rule, w in jobs if rule in ("learn_templates", "predict_templatefit_learned")]

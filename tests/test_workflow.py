@@ -99,7 +99,8 @@ def test_demo_scores_beat_chance(demo_run):
     # Every network in the demo's summary trained to its plateau (early stopping, or a flat
     # validation loss over its last three epochs), so that no score stands for a half-trained one.
     networks = summary[~summary["model"].isin(["template_fit", "template_fit_learned"])]
-    assert set(networks["model"]) == {"initial", "classic"}  # hyp_demo: searched, not a headline run
+    # hyp_demo: searched, not a headline run; classic.refined: classic with refined redshifts
+    assert set(networks["model"]) == {"initial", "classic", "classic.refined"}
     classic = summary[summary["model"] == "classic"].iloc[0]
     initial = summary[summary["model"] == "initial"].iloc[0]
     for _, row in networks.iterrows():
@@ -148,10 +149,11 @@ def test_changing_one_learning_rate_reruns_only_that_models_jobs(demo_run):
     # The survey catalogues classify with the network of lowest validation loss, a choice the
     # retrained network takes part in, so select_model and the classify jobs after it rerun too.
     survey = {"select_model", "classify", "classify_merge", "vi_sample"}
+    refined = {"calibrate_refined", "predict_refined"}  # classic's refined redshifts follow it
     for rule, wildcards in jobs:
-        assert rule in {"train", "calibrate", "predict", "score", "compare"} | survey, rule
-        if rule in {"calibrate", "predict", "score"}:
-            assert wildcards["model"] == "classic"
+        assert rule in {"train", "calibrate", "predict", "score", "compare"} | survey | refined, rule
+        if rule in {"calibrate", "predict", "score"} | refined:
+            assert wildcards["model"] in ("classic", "classic.refined"), (rule, wildcards)
     assert "calibrate" in {rule for rule, _ in jobs}
 
 
