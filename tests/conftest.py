@@ -283,6 +283,14 @@ def simulated(populations: dict, seed: int = 1, noiseless: bool = False, mag_r=(
     return flux, ivar, chunk.truth
 
 
+def write_simulated_set(path, populations: dict, seed: int, mag_r=(22.5, 24.5)):
+    """A network-grid spectra file of simulated objects (:func:`simulated`) with their truth."""
+    flux, ivar, truth = simulated(populations, seed=seed, mag_r=mag_r)
+    keep = [c for c in SIMULATED_TRUTH_COLUMNS if c in truth]
+    write_spectra(path, SpectrumSet(GRID.wavelength, flux, ivar, truth[keep].reset_index(drop=True), GRID))
+    return path
+
+
 # --- QuasarNET's test weights and a survey of real coadds (the classify, survey and vi-sample tests) --
 
 QUASARNP_CODE = REPO.parent / "shared" / "peers" / "quasarnp"

@@ -12,9 +12,8 @@ from lymannet.errors import ConfigError, InputFileError
 from lymannet.learned_templates import learn_templates, save_learned
 from lymannet.predict import read_catalogue, write_catalogue
 from lymannet.refine import _lines_of, refine_catalogue
-from lymannet.spectra import SpectrumSet, write_spectra
 from lymannet.templatefit_learned import build_learned_template_set, predict_testset_learned
-from conftest import GRID, REPO, SIMULATED_TRUTH_COLUMNS as COLUMNS, copy_workflow, simulated, snakemake
+from conftest import GRID, REPO, copy_workflow, simulated, snakemake, write_simulated_set
 
 TRAIN = {
     "LBG": {"n": 300, "z": [1.9, 4.1]},
@@ -23,18 +22,11 @@ TRAIN = {
 }
 
 
-def write_set(path, populations, seed, mag_r=(22.5, 24.5)):
-    flux, ivar, truth = simulated(populations, seed=seed, mag_r=mag_r)
-    keep = [c for c in COLUMNS if c in truth]
-    write_spectra(path, SpectrumSet(GRID.wavelength, flux, ivar, truth[keep].reset_index(drop=True), GRID))
-    return path
-
-
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
     folder = tmp_path_factory.mktemp("refine")
     result = learn_templates(
-        write_set(folder / "train.fits", TRAIN, seed=31), {"components": 3, "iterations": 15}
+        write_simulated_set(folder / "train.fits", TRAIN, seed=31), {"components": 3, "iterations": 15}
     )
     path = folder / "templates.npz"
     save_learned(path, result)
@@ -76,7 +68,7 @@ def test_near_misses_move_to_the_template_minimum(learned):
 def test_refined_catalogue_keeps_the_network_and_scores_better(learned, tmp_path):
     """A catalogue whose LBG redshifts are all 0.1 off: refined, Z_PRED is back near the truth,
     Z_NET keeps the network's, every confidence column is untouched, the header says how."""
-    testset = write_set(
+    testset = write_simulated_set(
         tmp_path / "test.fits",
         {"LBG": {"n": 40, "z": [2.4, 3.6]}, "ELG": {"n": 20, "z": [0.05, 0.2]}},
         seed=33,
@@ -111,7 +103,7 @@ def test_refined_catalogue_keeps_the_network_and_scores_better(learned, tmp_path
     expected = (1 + z) * np.sqrt(0.001**2 + (1.5 * fit / (1 + z)) ** 2)
     np.testing.assert_allclose(again["ZERR"].to_numpy(float)[rows], expected, rtol=1e-5)
     # another test set than the catalogue's: named, never a half-written output
-    other = write_set(tmp_path / "other.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=34)
+    other = write_simulated_set(tmp_path / "other.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=34)
     bad = tmp_path / "bad.fits"
     with pytest.raises(InputFileError, match="other.fits"):
         refine_catalogue(network, other, learned["path"], bad)

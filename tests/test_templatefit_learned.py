@@ -15,10 +15,9 @@ from lymannet.evaluation import evaluate
 from lymannet.learned_templates import learn_templates, load_learned, save_learned
 from lymannet.metrics import ScoreOptions
 from lymannet.predict import read_catalogue
-from lymannet.spectra import SpectrumSet, write_spectra
 from lymannet.templatefit import TemplateSet
 from lymannet.templatefit_learned import build_learned_template_set, predict_testset_learned
-from conftest import DZ_MAX, GRID, SIMULATED_TRUTH_COLUMNS as COLUMNS, simulated
+from conftest import DZ_MAX, GRID, simulated, write_simulated_set
 
 TRAIN = {
     "LBG": {"n": 360, "z": [1.8, 4.2]},
@@ -30,21 +29,16 @@ TRAIN = {
 OPTIONS = {"components": 3, "iterations": 15}
 
 
-def write_set(path, populations, seed, mag_r=(22.5, 24.5)):
-    flux, ivar, truth = simulated(populations, seed=seed, mag_r=mag_r)
-    keep = [c for c in COLUMNS if c in truth]
-    write_spectra(path, SpectrumSet(GRID.wavelength, flux, ivar, truth[keep].reset_index(drop=True), GRID))
-    return path
-
-
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
     """Templates learned from a simulated training split while every renderer and simulator entry
     point raises and every spectra file opened is recorded: only the training split may be read;
     building the template set and fitting with it need no simulator either."""
     folder = tmp_path_factory.mktemp("learned")
-    train = write_set(folder / "train.fits", TRAIN, seed=21)
-    decoy = write_set(folder / "test.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=22)  # must stay unread
+    train = write_simulated_set(folder / "train.fits", TRAIN, seed=21)
+    decoy = write_simulated_set(
+        folder / "test.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=22
+    )  # must stay unread
     flux, ivar, _ = simulated({"LBG": {"n": 4, "z": [2.5, 3.0]}}, seed=22)
 
     def forbidden(*args, **kwargs):
@@ -217,7 +211,7 @@ def test_catalogue_is_scored_like_a_network(learned, tmp_path):
     again = load_learned(templates)
     assert [b.label for b in again.bases] == [b.label for b in learned["learned"].bases]
     np.testing.assert_array_equal(again.bases[0].basis, learned["learned"].bases[0].basis)
-    testset = write_set(
+    testset = write_simulated_set(
         tmp_path / "testset.fits",
         {
             "LBG": {"n": 30, "z": [2.0, 4.0]},
