@@ -8,7 +8,7 @@ records (creation time, the command with Snakemake's temporary script path, sha2
 which hold provenance themselves), training and search timings (`seconds`, `train_seconds`,
 Optuna's `datetime_*`, `duration`, and each trial's heartbeat, host, pid), peak memory, and
 digests of model or training files, which hold such timings (MODELSHA, CFGHASH, `model_sha256`, the
-DLA catalogue's LOCHASH, LBALHASH, PREHASH).
+DLA catalogue's LOCHASH, LBALHASH, PREHASH, a refined catalogue's TEMPLSHA).
 The git revision (GITREV, `git_revision`) and the package versions of the provenance change with
 every commit or environment, and a survey catalogue's SRCROOT (the absolute folder of its coadds)
 with every clone: they are left out too. A digest covers a file without those fields
@@ -70,9 +70,21 @@ VOLATILE_FIELDS = frozenset(
 # FITS header cards of the same kind (the PROVENANCE HDU is left out whole).
 # CFGHASH: a config hash that may cover input-file hashes (the learned templates' training file).
 # SRCROOT: the absolute folder a survey catalogue's coadds were read from (where the run was made).
-# LOCHASH, LBALHASH, PREHASH: the DLA catalogue's model-file digests (as MODELSHA).
+# LOCHASH, LBALHASH, PREHASH: the DLA catalogue's model-file digests (as MODELSHA); TEMPLSHA: a refined
+# catalogue's learned-templates file digest (its zip and meta record hold timestamps).
 VOLATILE_FITS_CARDS = frozenset(
-    {"GITREV", "MODELSHA", "LOCHASH", "LBALHASH", "PREHASH", "SRCMTIME", "SRCROOT", "CFGHASH", "DATE"}
+    {
+        "GITREV",
+        "MODELSHA",
+        "LOCHASH",
+        "LBALHASH",
+        "PREHASH",
+        "TEMPLSHA",
+        "SRCMTIME",
+        "SRCROOT",
+        "CFGHASH",
+        "DATE",
+    }
     | {"CHECKSUM", "DATASUM"}
 )
 PROVENANCE_EXTNAME = "PROVENANCE"
