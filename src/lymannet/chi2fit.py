@@ -397,12 +397,8 @@ def refine_redshifts(
         curv = chi2[rows, inner - 1] - 2 * chi2[rows, inner] + chi2[rows, inner + 1]
         ok = (zwarn == 0) & (best > 0) & (best < chi2.shape[1] - 1) & (curv > 0)
         better = ok & (chi2_v < best_chi2)
-        best_chi2[better], x[better], curvature[better], inside[better] = (
-            chi2_v[better],
-            x_v[better],
-            curv[better],
-            True,
-        )
+        best_chi2[better], x[better], curvature[better] = chi2_v[better], x_v[better], curv[better]
+        inside |= better
     # outside the class's learned redshift range there is nothing to refine against
     x_network = np.log1p(z_network)
     inside &= ~s.nodata & (x_network >= x_grid[0]) & (x_network <= x_grid[-1])

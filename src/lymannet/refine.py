@@ -45,7 +45,7 @@ from .metrics import ScoreOptions, correct_redshift
 from .modelfile import load_model_file
 from .predict import PredictOptions, predict_testset, read_catalogue, write_catalogue
 from .spectra import SpectraFile
-from .templatefit import TemplateFitOptions, TemplateSet
+from .templatefit import TemplateFitOptions
 from .templatefit_learned import build_learned_template_set, load_learned
 
 log = logging.getLogger("lymannet.refine")
