@@ -50,6 +50,15 @@ EXPECTED_RULES = {
     },
     "transfer_learning": {"train", "predict", "experiment_runs"},
     "end_to_end": {"train", "predict", "experiment_runs"},
+    "training_length": {
+        "train",
+        "calibrate",
+        "predict",
+        "predict_ensemble",
+        "score",
+        "experiment_leakage",
+        "experiment_seeds",
+    },
     "seeds": {
         "train",
         "calibrate",
