@@ -25,6 +25,16 @@ from lymannet.search import base_best_spec, check_tune_config, search_chain
 OVERLAYS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 # overlays that declare `experiments:` (others, e.g. online_augmentation.yaml, only add runs)
 EXPERIMENT_OVERLAYS = [path for path in OVERLAYS if "experiments" in (yaml.safe_load(path.read_text()) or {})]
+# A seeds experiment plans these (seeds.yaml, training_length.yaml).
+SEEDS_RULES = {
+    "train",
+    "calibrate",
+    "predict",
+    "predict_ensemble",
+    "score",
+    "experiment_leakage",
+    "experiment_seeds",
+}
 # What each overlay's dry run (target `experiments`, nothing built yet) must plan besides the demo's
 # data stages, and the experiment outputs it must name.
 EXPECTED_RULES = {
@@ -50,24 +60,8 @@ EXPECTED_RULES = {
     },
     "transfer_learning": {"train", "predict", "experiment_runs"},
     "end_to_end": {"train", "predict", "experiment_runs"},
-    "training_length": {
-        "train",
-        "calibrate",
-        "predict",
-        "predict_ensemble",
-        "score",
-        "experiment_leakage",
-        "experiment_seeds",
-    },
-    "seeds": {
-        "train",
-        "calibrate",
-        "predict",
-        "predict_ensemble",
-        "score",
-        "experiment_leakage",
-        "experiment_seeds",
-    },
+    "training_length": SEEDS_RULES,
+    "seeds": SEEDS_RULES,
 }
 
 

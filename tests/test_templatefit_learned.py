@@ -36,9 +36,8 @@ def learned(tmp_path_factory):
     building the template set and fitting with it need no simulator either."""
     folder = tmp_path_factory.mktemp("learned")
     train = write_simulated_set(folder / "train.fits", TRAIN, seed=21)
-    decoy = write_simulated_set(
-        folder / "test.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=22
-    )  # must stay unread
+    # a test split beside it, which must stay unread
+    decoy = write_simulated_set(folder / "test.fits", {"LBG": {"n": 5, "z": [2.5, 3.0]}}, seed=22)
     flux, ivar, _ = simulated({"LBG": {"n": 4, "z": [2.5, 3.0]}}, seed=22)
 
     def forbidden(*args, **kwargs):
