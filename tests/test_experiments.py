@@ -60,7 +60,7 @@ EXPECTED_RULES = {
     },
     "transfer_learning": {"train", "predict", "experiment_runs"},
     "end_to_end": {"train", "predict", "experiment_runs"},
-    "training_length": SEEDS_RULES,
+    "training_length": SEEDS_RULES | {"simulate", "resample_templates", "augment", "combine"},
     "seeds": SEEDS_RULES,
 }
 
@@ -140,6 +140,30 @@ def test_overlay_dry_run_plans_its_rules(overlay, tmp_path):
     assert not rules & {"compare", "fourmost_simulate", "classify"}
     experiments = {wc.get("experiment") for rule, wc in jobs if rule.startswith("experiment_")}
     assert experiments <= set(merged_config(overlay)["experiments"])
+
+
+def test_training_data_is_the_demos_data_made_again():
+    """training_data's extra data sets and variants are the demo's but their sizes and sources, so
+    that its runs measure the amount of training data and nothing else."""
+    demo = merged_config()
+    config = merged_config(REPO / "config" / "experiments" / "training_length.yaml")
+    survey, extra = demo["datasets"]["survey"]["simulate"], config["datasets"]["survey_extra"]["simulate"]
+    assert {k: v for k, v in extra.items() if k != "populations"} == {
+        k: v for k, v in survey.items() if k != "populations"
+    }
+    for spectype, population in survey["populations"].items():
+        assert extra["populations"][spectype] == {**population, "n": 3 * population["n"]}
+    templates, extra = demo["datasets"]["templates"]["simulate"], config["datasets"]["templates_extra"]["simulate"]
+    assert {**templates, "copies": 3 * templates["copies"]} == extra
+    assert config["holdout"]["survey_extra"]["fraction"] == config["holdout"]["templates_extra"]["fraction"] == 0
+    base = demo["combos"]["data_to_train_1"]
+    combo = config["combos"]["data_to_train_1_x4"]
+    assert combo["members"] == base["members"] + [f"extra {name}" for name in base["members"]]
+    assert combo["contaminant_fraction"] == base["contaminant_fraction"]
+    sources = {"survey": "survey_extra", "resampled:templates": "resampled:templates_extra"}
+    for name in base["members"]:
+        variant, extra_variant = demo["variants"][name], config["variants"][f"extra {name}"]
+        assert extra_variant == {**variant, "source": sources[variant["source"]]}, name
 
 
 def test_in_summary_false_test_sets_stay_out_of_the_demo_summary(tmp_path):
