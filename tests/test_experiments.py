@@ -153,9 +153,14 @@ def test_training_data_is_the_demos_data_made_again():
     }
     for spectype, population in survey["populations"].items():
         assert extra["populations"][spectype] == {**population, "n": 3 * population["n"]}
-    templates, extra = demo["datasets"]["templates"]["simulate"], config["datasets"]["templates_extra"]["simulate"]
+    templates, extra = (
+        demo["datasets"]["templates"]["simulate"],
+        config["datasets"]["templates_extra"]["simulate"],
+    )
     assert {**templates, "copies": 3 * templates["copies"]} == extra
-    assert config["holdout"]["survey_extra"]["fraction"] == config["holdout"]["templates_extra"]["fraction"] == 0
+    assert (
+        config["holdout"]["survey_extra"]["fraction"] == config["holdout"]["templates_extra"]["fraction"] == 0
+    )
     base = demo["combos"]["data_to_train_1"]
     combo = config["combos"]["data_to_train_1_x4"]
     assert combo["members"] == base["members"] + [f"extra {name}" for name in base["members"]]
