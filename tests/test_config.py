@@ -8,7 +8,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from lymannet.config import check_config, job_seed, load_config, slugify, used_variants
+from lymannet.config import check_config, expand_combos, job_seed, load_config, slugify, used_variants
 from lymannet.errors import ConfigError
 
 from conftest import REPO
@@ -135,3 +135,46 @@ def test_a_test_only_data_set_cannot_feed_a_variant(raw_config):
     config["holdout"]["templates"]["fraction"] = 1.5
     with pytest.raises(Exception, match="1.5"):
         validate(config, SCHEMA)
+
+
+def _with_again_from(raw_config: dict, again_from: dict) -> dict:
+    config = copy.deepcopy(raw_config)
+    config["datasets"]["survey_more"] = copy.deepcopy(config["datasets"]["survey"])
+    config["datasets"]["templates_more"] = copy.deepcopy(config["datasets"]["templates"])
+    config["resample_templates"]["templates_more"] = {"offset_width": 0.1}
+    config["combos"]["more"] = {"members": ["offset of 5/4", "120min simu"], "again_from": again_from}
+    validate(config, SCHEMA)
+    return config
+
+
+def test_again_from_makes_every_member_again_from_the_mapped_data_set(raw_config):
+    again = {"prefix": "more ", "datasets": {"survey": "survey_more", "templates": "templates_more"}}
+    config = expand_combos(_with_again_from(raw_config, again))
+    check_config(config)
+    combo = config["combos"]["more"]
+    assert combo["members"] == ["offset of 5/4", "120min simu", "more offset of 5/4", "more 120min simu"]
+    assert "again_from" not in combo  # spelled out: the combine stage sees plain members
+    shifted, remade = config["variants"]["offset of 5/4"], config["variants"]["more offset of 5/4"]
+    assert remade == {**shifted, "source": "survey_more"}
+    assert config["variants"]["more 120min simu"]["source"] == "resampled:templates_more"
+    assert remade["ops"] is not shifted["ops"]  # a copy: editing one never edits the other
+    assert expand_combos(copy.deepcopy(config)) == config  # once spelled out, nothing left to do
+    assert "more offset of 5/4" in used_variants({**config, "runs": [{"model": "classic", "combo": "more"}]})
+
+
+def test_again_from_names_what_it_cannot_map(raw_config):
+    config = _with_again_from(raw_config, {"prefix": "more ", "datasets": {"survey": "survey_more"}})
+    with pytest.raises(
+        ConfigError, match=r"combos.more.again_from: member '120min simu' comes from data set 'templates'"
+    ):
+        expand_combos(config)
+    again = {"prefix": "more ", "datasets": {"survey": "survey_mor", "templates": "templates_more"}}
+    config = expand_combos(_with_again_from(raw_config, again))
+    with pytest.raises(ConfigError, match=r"unknown dataset 'survey_mor'"):
+        check_config(config)  # the new sources are checked like any variant's
+    config = _with_again_from(
+        raw_config, {"prefix": "more ", "datasets": {"survey": "survey_more", "templates": "templates_more"}}
+    )
+    config["variants"]["more offset of 5/4"] = copy.deepcopy(config["variants"]["offset of 3/4"])
+    with pytest.raises(ConfigError, match=r"variant 'more offset of 5/4' exists and is not 'offset of 5/4'"):
+        expand_combos(config)

@@ -41,7 +41,41 @@ def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict
         schema_path or Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
     )
     validate(config, str(schema))
+    expand_combos(config)
     check_config(config)
+    return config
+
+
+def expand_combos(config: dict[str, Any]) -> dict[str, Any]:
+    """Spell out each combo's `again_from` (in place; returns the config): every member is made
+    again from another data set, as the variant `<prefix><member>` with its source's data set
+    replaced (`resampled:` kept), and joins the combo. A combo then trains on more simulated
+    objects of the same kinds without its variants written out twice. A variant of that name
+    already in the config must be the same; run before :func:`check_config`, which checks the
+    new sources like any other."""
+    variants = config["variants"]
+    for combo, spec in config["combos"].items():
+        again = spec.pop("again_from", None)
+        if again is None:
+            continue
+        where = f"combos.{combo}.again_from"
+        made: list[str] = []
+        for member in spec["members"]:
+            if member not in variants:
+                raise _unknown("variant", f"combo {combo!r}", member, list(variants))
+            dataset, is_resampled = variant_source_dataset(variants[member]["source"])
+            if dataset not in again["datasets"]:
+                raise ConfigError(
+                    f"{where}: member {member!r} comes from data set {dataset!r}, which "
+                    f"again_from.datasets does not map; it maps {sorted(again['datasets'])}"
+                )
+            source = (RESAMPLED_PREFIX if is_resampled else "") + again["datasets"][dataset]
+            name, variant = again["prefix"] + member, {**copy.deepcopy(variants[member]), "source": source}
+            if variants.get(name, variant) != variant:
+                raise ConfigError(f"{where}: variant {name!r} exists and is not {member!r} from {source!r}")
+            variants[name] = variant
+            made.append(name)
+        spec["members"] = spec["members"] + [name for name in made if name not in spec["members"]]
     return config
 
 

@@ -14,6 +14,7 @@ from lymannet.config import (  # noqa: E402
     check_config,
     ensemble_members,
     ensemble_runs,
+    expand_combos,
     refined_runs,
     run_pairs,
     slugify,
@@ -51,6 +52,7 @@ configfile: "config/config.yaml"
 
 
 validate(config, "../schemas/config.schema.yaml")
+expand_combos(config)
 check_config(config)
 check_tune_config(config)
 check_experiments(config)
