@@ -174,6 +174,13 @@ def test_training_data_is_the_demos_data_made_again():
         assert extra_variant == {**variant, "source": sources[variant["source"]]}, name
 
 
+def test_classic_long_snr_is_classic_long_with_the_snr_channel():
+    """training_data_snr measures the S/N channel and nothing else."""
+    models = merged_config(REPO / "config" / "experiments" / "training_length.yaml")["models"]
+    assert models["classic_long"]["snr_channel"] is False
+    assert models["classic_long_snr"] == {**models["classic_long"], "snr_channel": True}
+
+
 def test_in_summary_false_test_sets_stay_out_of_the_demo_summary(tmp_path):
     workdir = copy_workflow(tmp_path)
     jobs = planned_jobs(
