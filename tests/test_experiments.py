@@ -16,10 +16,10 @@ import yaml
 from conftest import REPO, copy_workflow
 from test_workflow import planned_jobs
 
+from lymannet.config import expand_combos
 from lymannet.errors import ConfigError
 from lymannet.experiments import chain_table, run_metrics
 from lymannet.metrics import ScoreOptions
-from lymannet.config import expand_combos
 from lymannet.plan import check_experiments, experiment_outputs, experiment_run_pairs
 from lymannet.search import base_best_spec, check_tune_config, search_chain
 
